@@ -1,0 +1,184 @@
+// Command communities runs and administers the communities service: a
+// companion to Keycloak that manages communities (security labels and the
+// groups, roles and scopes that grant them) for a FHIR terminology server.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/pkg/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "communities",
+		Short: "Communities for a FHIR terminology server on Keycloak",
+		Long: `communities manages communities: named collections of FHIR resources whose
+security labels (<label>.read, <label>.write) grant read or write access to the
+members of the community's owner, author and consumer groups in Keycloak.
+
+Every flag can also be set by the environment variable shown in its help;
+flags win over the environment.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newServe(stderr), newMigrate(stdout, stderr), newVersion(stdout))
+	return root
+}
+
+func newServe(stderr io.Writer) *cobra.Command {
+	var cfg config.Config
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API",
+		Long: `Run the communities HTTP API:
+
+  GET    /realms/{realm}/communities            list (any valid token of the realm)
+  POST   /realms/{realm}/communities            create (community creator or service desk)
+  DELETE /realms/{realm}/communities            delete, body {"securityLabel", "communityName"}
+  GET    /realms/{realm}/communities/{label}    read one
+  DELETE /realms/{realm}/communities/{label}    delete by label
+
+also under the legacy prefix /auth, plus /healthz, /readyz, /metrics and
+/openapi.yaml. It migrates the registry at start-up (unless --auto-migrate=false)
+and undoes operations abandoned by a crashed replica. SIGINT or SIGTERM stops it
+after draining in-flight requests.`,
+		Example: `  COMMUNITIES_ADMIN_CLIENT_SECRET=communities-service-secret \
+  DATABASE_URL=postgres://postgres@127.0.0.1:5432/communities?sslmode=disable \
+  communities serve --keycloak-url http://localhost:8080 --realms terminology`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
+				return err
+			}
+			log, err := newLogger(stderr, cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			return srv.Run(cmd.Context(), nil)
+		},
+	}
+	config.Bind(cmd.Flags(), &cfg)
+	return cmd
+}
+
+func newMigrate(stdout, stderr io.Writer) *cobra.Command {
+	var dsn string
+	cmd := &cobra.Command{
+		Use:   "migrate up|down|status",
+		Short: "Apply, roll back or show registry schema migrations",
+		Long: `Manage the registry's schema in PostgreSQL.
+
+  up      apply every pending migration (serve also does this unless --auto-migrate=false)
+  down    roll back the most recent migration
+  status  list migrations and whether each is applied
+
+Replicas and jobs running migrate together take turns on an advisory lock.`,
+		Example: `  DATABASE_URL=postgres://postgres@127.0.0.1:5432/communities?sslmode=disable communities migrate up`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"up", "down", "status"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dsn == "" {
+				dsn = os.Getenv("DATABASE_URL")
+			}
+			if dsn == "" {
+				return fmt.Errorf("--database-url (DATABASE_URL) is required")
+			}
+			db, err := registry.Open(cmd.Context(), dsn)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if sqlDB, err := db.DB(); err == nil {
+					_ = sqlDB.Close()
+				}
+			}()
+			switch args[0] {
+			case "up":
+				if err := registry.Migrate(cmd.Context(), db); err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, "registry schema is up to date")
+			case "down":
+				if err := registry.MigrateDown(cmd.Context(), db); err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, "rolled back the last migration")
+			case "status":
+				st, err := registry.Status(cmd.Context(), db)
+				if err != nil {
+					return err
+				}
+				for _, s := range st {
+					state := "pending"
+					if s.Applied {
+						state = "applied"
+					}
+					fmt.Fprintf(stdout, "%-30s %s\n", s.ID, state)
+				}
+			default:
+				return fmt.Errorf("unknown migrate action %q: use up, down or status", args[0])
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dsn, "database-url", "", "PostgreSQL URL of the registry [$DATABASE_URL]")
+	return cmd
+}
+
+func newVersion(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			v := version
+			if v == "" {
+				if bi, ok := debug.ReadBuildInfo(); ok {
+					v = bi.Main.Version
+				}
+			}
+			return json.NewEncoder(stdout).Encode(map[string]string{"version": v})
+		},
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,289 @@
+// Package api is the service's HTTP interface (Gin): the communities
+// endpoints under /realms/{realm} and the legacy /auth/realms/{realm},
+// health, readiness, metrics and the OpenAPI description.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/nhs-terminology/communities/pkg/auth"
+	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/pkg/metrics"
+	"github.com/nhs-terminology/communities/pkg/problem"
+	"github.com/nhs-terminology/communities/pkg/registry"
+)
+
+// OpenAPI is the description of this API, served at /openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Prefixes the realm routes are served under. The seeds' URLs use the
+// pre-Quarkus Keycloak path /auth/realms/...; Keycloak 17+ uses /realms/...
+var Prefixes = []string{"", "/auth"}
+
+// Verifier verifies bearer tokens.
+type Verifier interface {
+	Verify(ctx context.Context, realm, raw string) (*auth.Principal, error)
+}
+
+// Readiness reports whether the service can do its work.
+type Readiness func(ctx context.Context) error
+
+// Options configures the handler.
+type Options struct {
+	Realms          []string
+	CreatorRole     string
+	ServiceDeskRole string
+	Service         *community.Service
+	Verifier        Verifier
+	Ready           Readiness
+	Metrics         *metrics.Metrics
+	Logger          *slog.Logger
+}
+
+type handler struct {
+	opts   Options
+	realms map[string]bool
+	log    *slog.Logger
+}
+
+// New returns the service's HTTP handler.
+func New(o Options) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	h := &handler{opts: o, realms: map[string]bool{}, log: o.Logger}
+	for _, r := range o.Realms {
+		h.realms[r] = true
+	}
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.UseRawPath = true
+	e.UnescapePathValues = true
+	e.Use(h.recoverer, h.requestID, h.observe)
+	e.NoRoute(func(c *gin.Context) { h.fail(c, http.StatusNotFound, "no such resource: "+c.Request.URL.Path) })
+	e.NoMethod(func(c *gin.Context) {
+		h.fail(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "UP"}) })
+	e.GET("/readyz", h.ready)
+	e.GET("/metrics", gin.WrapH(o.Metrics.Handler()))
+	e.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", OpenAPI) })
+
+	for _, p := range Prefixes {
+		g := e.Group(p+"/realms/:realm", h.realm, h.authenticate)
+		g.GET("/communities", h.list)
+		g.POST("/communities", h.create)
+		g.DELETE("/communities", h.deleteByBody)
+		g.GET("/communities/:label", h.get)
+		g.DELETE("/communities/:label", h.deleteByLabel)
+	}
+	return e
+}
+
+type ctxKey int
+
+const (
+	principalKey ctxKey = iota
+	requestIDKey
+)
+
+// Representation is a community as seed 000 shows it; the list answers
+// exactly this shape.
+type Representation = community.Representation
+
+func represent(c *registry.Community) Representation {
+	return Representation{SecurityLabel: c.Label, CommunityName: c.Name}
+}
+
+func (h *handler) list(c *gin.Context) {
+	first, err := queryInt(c, "first", 0, 0, 1<<31-1)
+	if err != nil {
+		h.fail(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	max, err := queryInt(c, "max", 0, 1, 1000)
+	if err != nil {
+		h.fail(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	cs, err := h.opts.Service.List(c.Request.Context(), c.Param("realm"), first, max)
+	if err != nil {
+		h.failErr(c, err)
+		return
+	}
+	out := make([]Representation, 0, len(cs))
+	for i := range cs {
+		out = append(out, represent(&cs[i]))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (h *handler) get(c *gin.Context) {
+	cm, err := h.opts.Service.Get(c.Request.Context(), c.Param("realm"), c.Param("label"))
+	if err != nil {
+		h.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, represent(cm))
+}
+
+type createBody struct {
+	CommunityName *string  `json:"communityName"`
+	SecurityLabel *string  `json:"securityLabel"`
+	Owners        []string `json:"owners"`
+}
+
+func (h *handler) create(c *gin.Context) {
+	var body createBody
+	if err := decodeJSON(c.Request, &body); err != nil {
+		h.failDecode(c, err)
+		return
+	}
+	if body.CommunityName == nil || body.SecurityLabel == nil {
+		h.fail(c, http.StatusBadRequest, `both "communityName" and "securityLabel" are required`)
+		return
+	}
+	realm := c.Param("realm")
+	cm, err := h.opts.Service.Create(c.Request.Context(), realm, h.actor(c), community.CreateRequest{
+		Label: *body.SecurityLabel, Name: *body.CommunityName, Owners: body.Owners,
+	})
+	if err != nil {
+		h.failErr(c, err)
+		return
+	}
+	c.Header("Location", prefixOf(c)+"/realms/"+realm+"/communities/"+cm.Label)
+	c.JSON(http.StatusCreated, represent(cm))
+}
+
+func (h *handler) deleteByBody(c *gin.Context) {
+	var body struct {
+		SecurityLabel *string `json:"securityLabel"`
+		CommunityName *string `json:"communityName"`
+	}
+	if err := decodeJSON(c.Request, &body); err != nil {
+		h.failDecode(c, err)
+		return
+	}
+	if body.SecurityLabel == nil || body.CommunityName == nil {
+		h.fail(c, http.StatusBadRequest, `send the community exactly as GET lists it: {"securityLabel": "...", "communityName": "..."}`)
+		return
+	}
+	h.delete(c, community.DeleteRequest{
+		Label: *body.SecurityLabel,
+		Match: &community.Representation{SecurityLabel: *body.SecurityLabel, CommunityName: *body.CommunityName},
+	})
+}
+
+func (h *handler) deleteByLabel(c *gin.Context) {
+	h.delete(c, community.DeleteRequest{Label: c.Param("label")})
+}
+
+func (h *handler) delete(c *gin.Context, req community.DeleteRequest) {
+	if _, err := h.opts.Service.Delete(c.Request.Context(), c.Param("realm"), h.actor(c), req); err != nil {
+		h.failErr(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (h *handler) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
+	defer cancel()
+	if err := h.opts.Ready(ctx); err != nil {
+		h.log.WarnContext(ctx, "not ready", "error", err)
+		h.fail(c, http.StatusServiceUnavailable, "not ready: "+err.Error())
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "UP"})
+}
+
+func (h *handler) actor(c *gin.Context) community.Actor {
+	p := c.Request.Context().Value(principalKey).(*auth.Principal)
+	return community.Actor{
+		Subject: p.Subject, ClientID: p.ClientID, Username: p.Username,
+		RequestID:   requestIDOf(c),
+		ServiceDesk: p.HasRole(h.opts.ServiceDeskRole),
+		Creator:     p.HasRole(h.opts.CreatorRole),
+	}
+}
+
+// prefixOf returns "/auth" for requests that came in under the legacy
+// prefix, so Location answers in the caller's own URL space.
+func prefixOf(c *gin.Context) string {
+	if strings.HasPrefix(c.FullPath(), "/auth/") {
+		return "/auth"
+	}
+	return ""
+}
+
+func queryInt(c *gin.Context, name string, def, min, max int) (int, error) {
+	s, ok := c.GetQuery(name)
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < min || n > max {
+		return 0, errors.New("query parameter " + name + " must be a whole number from " + strconv.Itoa(min) + " to " + strconv.Itoa(max))
+	}
+	return n, nil
+}
+
+// failErr maps the service's errors to statuses.
+func (h *handler) failErr(c *gin.Context, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, community.ErrInvalid), errors.Is(err, community.ErrUnknownUser):
+		status = http.StatusBadRequest
+	case errors.Is(err, community.ErrForbidden):
+		status = http.StatusForbidden
+	case errors.Is(err, community.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, community.ErrDuplicate), errors.Is(err, community.ErrMismatch), errors.Is(err, community.ErrKeycloakClash):
+		status = http.StatusConflict
+	case errors.Is(err, community.ErrUnavailable):
+		status = http.StatusServiceUnavailable
+		c.Header("Retry-After", "5")
+	}
+	if status >= 500 {
+		h.log.ErrorContext(c.Request.Context(), "request failed", "error", err, "request_id", requestIDOf(c))
+	}
+	detail := err.Error()
+	if status == http.StatusInternalServerError {
+		detail = "internal error; quote the request id to service desk"
+	}
+	h.fail(c, status, detail)
+}
+
+func (h *handler) failDecode(c *gin.Context, err error) {
+	var ume *unsupportedMediaError
+	if errors.As(err, &ume) {
+		h.fail(c, http.StatusUnsupportedMediaType, err.Error())
+		return
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) || strings.Contains(err.Error(), "larger than") {
+		h.fail(c, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
+	h.fail(c, http.StatusBadRequest, err.Error())
+}
+
+func (h *handler) fail(c *gin.Context, status int, detail string) {
+	p := problem.New(status, detail)
+	p.Instance = c.Request.URL.Path
+	p.RequestID = requestIDOf(c)
+	problem.Write(c.Writer, p)
+	c.Abort()
+}

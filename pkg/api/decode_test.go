@@ -1,0 +1,65 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+type sample struct {
+	A string   `json:"a"`
+	B []string `json:"b"`
+}
+
+func decodeString(ct, body string) error {
+	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	r.Header.Set("Content-Type", ct)
+	var v sample
+	return decodeJSON(r, &v)
+}
+
+func TestDecodeJSON(t *testing.T) {
+	ok := []string{`{"a":"x"}`, `{"a":"x","b":["1","2"]}`, ` {"b":[]} `, `{}`}
+	for _, b := range ok {
+		if err := decodeString("application/json; charset=utf-8", b); err != nil {
+			t.Errorf("decode %s: %v", b, err)
+		}
+	}
+	bad := map[string]string{
+		"duplicate":      `{"a":"x","a":"y"}`,
+		"nested dup":     `{"b":["x"],"a":"1","b":[]}`,
+		"unknown field":  `{"a":"x","c":1}`,
+		"wrong type":     `{"a":1}`,
+		"two values":     `{"a":"x"}{"a":"y"}`,
+		"trailing":       `{"a":"x"} 1`,
+		"malformed":      `{"a":`,
+		"empty":          ``,
+		"deep":           `{"b":` + strings.Repeat("[", 20) + strings.Repeat("]", 20) + `}`,
+		"too big":        `{"a":"` + strings.Repeat("x", maxBodyBytes) + `"}`,
+		"not an object":  `"x"`,
+		"array of junk":  `[1,2]`,
+		"null byte junk": "{\"a\":\"x\"}\x00",
+	}
+	for name, b := range bad {
+		if err := decodeString("application/json", b); !errors.Is(err, errBody) {
+			t.Errorf("%s: decode %.40q = %v, want errBody", name, b, err)
+		}
+	}
+	var ume *unsupportedMediaError
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "application/jsonx"} {
+		if err := decodeString(ct, `{"a":"x"}`); !errors.As(err, &ume) {
+			t.Errorf("content type %q: %v, want unsupported media", ct, err)
+		}
+	}
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`{"a":"x"}`, `{"a":"x","a":"y"}`, `[[[]]]`, `{"b":["1"]}`, `{`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		_ = decodeString("application/json", body)
+	})
+}

@@ -1,0 +1,114 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/nhs-terminology/communities/pkg/auth"
+	"github.com/nhs-terminology/communities/pkg/keycloak"
+)
+
+// A caller's request id is reused only when it is short and plain, so it
+// cannot inject anything into logs or headers.
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func (h *handler) requestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if !requestIDPattern.MatchString(id) {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Header("X-Request-ID", id)
+	ctx := context.WithValue(c.Request.Context(), requestIDKey, id)
+	ctx = keycloak.WithRequestID(ctx, id)
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+}
+
+func requestIDOf(c *gin.Context) string {
+	id, _ := c.Request.Context().Value(requestIDKey).(string)
+	return id
+}
+
+// observe logs every request and counts it. It logs the route template,
+// never the Authorization header or bodies, so no token or secret reaches
+// the logs.
+func (h *handler) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	status := c.Writer.Status()
+	took := time.Since(start)
+	h.opts.Metrics.Requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
+	h.opts.Metrics.RequestDuration.WithLabelValues(route, c.Request.Method).Observe(took.Seconds())
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	attrs := []any{"method", c.Request.Method, "route", route, "status", status,
+		"duration_ms", took.Milliseconds(), "request_id", requestIDOf(c)}
+	if p, ok := c.Request.Context().Value(principalKey).(*auth.Principal); ok {
+		attrs = append(attrs, "sub", p.Subject, "azp", p.ClientID)
+	}
+	if realm := c.Param("realm"); realm != "" {
+		attrs = append(attrs, "realm", realm)
+	}
+	h.log.Log(c.Request.Context(), level, "request", attrs...)
+}
+
+func (h *handler) recoverer(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.ErrorContext(c.Request.Context(), "panic", "panic", fmt.Sprint(r), "request_id", requestIDOf(c))
+			h.fail(c, http.StatusInternalServerError, "internal error; quote the request id to service desk")
+		}
+	}()
+	c.Next()
+}
+
+// realm answers 404 for realms this service does not manage, before any
+// token is looked at.
+func (h *handler) realm(c *gin.Context) {
+	if !h.realms[c.Param("realm")] {
+		h.fail(c, http.StatusNotFound, "realm "+strconv.Quote(c.Param("realm"))+" is not managed by this service")
+		return
+	}
+	c.Next()
+}
+
+// authenticate lets a request through only with a valid bearer token of
+// the realm in the path. Every failure gets the same answer; the reason goes
+// to the log only, so callers cannot probe which check failed.
+func (h *handler) authenticate(c *gin.Context) {
+	raw, ok := auth.BearerToken(c.GetHeader("Authorization"))
+	if !ok {
+		h.unauthorized(c, "no bearer token")
+		return
+	}
+	p, err := h.opts.Verifier.Verify(c.Request.Context(), c.Param("realm"), raw)
+	if err != nil {
+		h.unauthorized(c, err.Error())
+		return
+	}
+	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), principalKey, p))
+	c.Next()
+}
+
+func (h *handler) unauthorized(c *gin.Context, why string) {
+	h.log.InfoContext(c.Request.Context(), "token refused", "reason", why, "request_id", requestIDOf(c))
+	c.Header("WWW-Authenticate", `Bearer realm="`+c.Param("realm")+`", error="invalid_token"`)
+	h.fail(c, http.StatusUnauthorized, "a valid bearer token issued by this realm for this service is required")
+}

@@ -1,0 +1,356 @@
+// Package community carries out creating, listing and deleting communities
+// across the registry (PostgreSQL) and Keycloak, and decides who may.
+//
+// A change spans two systems without a shared transaction, so every change
+// is a saga over a registry row: the row is written first (its unique
+// indexes settle races), Keycloak is changed next, and the row is finished
+// last. Any failure undoes what Keycloak got; whatever cannot be undone at
+// once is left to Recover, which claims rows whose lease ran out.
+package community
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/nhs-terminology/communities/pkg/keycloak"
+	"github.com/nhs-terminology/communities/pkg/label"
+	"github.com/nhs-terminology/communities/pkg/registry"
+)
+
+// Errors the API maps to statuses.
+var (
+	ErrNotFound      = errors.New("community not found")
+	ErrForbidden     = errors.New("forbidden")
+	ErrDuplicate     = errors.New("duplicate")
+	ErrMismatch      = errors.New("representation does not match the registry")
+	ErrUnknownUser   = errors.New("unknown user")
+	ErrInvalid       = label.ErrInvalid
+	ErrUnavailable   = errors.New("a backing service is unavailable")
+	ErrKeycloakClash = errors.New("keycloak already holds a conflicting artefact")
+)
+
+// Actor is the verified caller of an operation.
+type Actor struct {
+	Subject     string
+	ClientID    string
+	Username    string
+	RequestID   string
+	ServiceDesk bool
+	Creator     bool
+}
+
+// Keycloak is what the service needs of Keycloak.
+type Keycloak interface {
+	Provision(ctx context.Context, s keycloak.Spec) (keycloak.Artifacts, error)
+	Cleanup(ctx context.Context, realm, root, label, id string) (keycloak.CleanupReport, error)
+	ResolveUser(ctx context.Context, realm, ref string) (string, error)
+	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
+}
+
+// Options configures a Service.
+type Options struct {
+	RootGroup   string
+	FHIRClients []string
+	// Lease bounds one operation; a row left unfinished longer than this is
+	// recovered by whichever replica claims it first.
+	Lease  time.Duration
+	Logger *slog.Logger
+}
+
+// Service carries out community operations.
+type Service struct {
+	store *registry.Store
+	kc    Keycloak
+	opts  Options
+	log   *slog.Logger
+}
+
+// New builds a Service.
+func New(store *registry.Store, kc Keycloak, o Options) *Service {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{store: store, kc: kc, opts: o, log: log}
+}
+
+// List returns the active communities of realm, by label.
+func (s *Service) List(ctx context.Context, realm string, first, max int) ([]registry.Community, error) {
+	cs, err := s.store.List(ctx, realm, first, max)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return cs, nil
+}
+
+// Get returns the active community of realm labelled l (ignoring case).
+func (s *Service) Get(ctx context.Context, realm, l string) (*registry.Community, error) {
+	c, err := s.store.Get(ctx, realm, label.Key(l))
+	if errors.Is(err, registry.ErrNotFound) || err == nil && c.State != registry.StateActive {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, l)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return c, nil
+}
+
+// CreateRequest is a validated-by-Create request to make a community.
+type CreateRequest struct {
+	Label  string
+	Name   string
+	Owners []string // user ids or usernames; service desk only
+}
+
+// Create makes a community in realm and makes its owners (the caller,
+// unless service desk names others) members of its owner group.
+func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateRequest) (*registry.Community, error) {
+	if err := label.ValidateLabel(req.Label); err != nil {
+		return nil, err
+	}
+	name, err := label.NormalizeName(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	ev := s.event(realm, "create", a, req.Label, name)
+	if !a.Creator && !a.ServiceDesk {
+		s.audit(ctx, ev, "denied", "caller is neither community creator nor service desk")
+		return nil, fmt.Errorf("%w: creating communities needs the community creator or service desk role", ErrForbidden)
+	}
+	if len(req.Owners) > 0 && !a.ServiceDesk {
+		s.audit(ctx, ev, "denied", "owners named by a caller who is not service desk")
+		return nil, fmt.Errorf("%w: only service desk may name the owners of a new community", ErrForbidden)
+	}
+	owners, err := s.resolveOwners(ctx, realm, a, req.Owners)
+	if err != nil {
+		return nil, err
+	}
+
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	lease := now.Add(s.opts.Lease)
+	row := &registry.Community{
+		ID: uuid.NewString(), Realm: realm,
+		Label: req.Label, LabelKey: label.Key(req.Label),
+		Name: name, NameKey: label.Key(name),
+		State:        registry.StateCreating,
+		CreatedBySub: a.Subject, CreatedByUsername: a.Username, CreatedByClient: a.ClientID,
+		LeaseUntil: &lease, CreatedAt: now, UpdatedAt: now,
+	}
+	switch err := s.store.Reserve(ctx, row); {
+	case errors.Is(err, registry.ErrDuplicate):
+		s.audit(ctx, ev, "conflict", "security label taken")
+		return nil, fmt.Errorf("%w: a community labelled %q already exists (labels are unique ignoring case)", ErrDuplicate, req.Label)
+	case errors.Is(err, registry.ErrDuplicateName):
+		s.audit(ctx, ev, "conflict", "name taken")
+		return nil, fmt.Errorf("%w: a community named %q already exists (names are unique ignoring case)", ErrDuplicate, name)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+
+	// The saga runs to its end even if the caller goes away, within a
+	// deadline well inside the lease so no other replica recovers it
+	// while it still runs.
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
+	defer cancel()
+	art, err := s.kc.Provision(opCtx, keycloak.Spec{
+		ID: row.ID, Realm: realm, Root: s.opts.RootGroup, Label: row.Label, Name: row.Name,
+		Owners: owners, FHIRClients: s.opts.FHIRClients,
+	})
+	if err != nil {
+		s.undoCreate(opCtx, row, err)
+		s.audit(ctx, ev, "failed", err.Error())
+		var clash *keycloak.ConflictError
+		if errors.As(err, &clash) {
+			return nil, fmt.Errorf("%w: %s; nothing was created", ErrKeycloakClash, clash.Error())
+		}
+		return nil, fmt.Errorf("%w: create community %s in Keycloak: %v; nothing was kept", ErrUnavailable, row.Label, err)
+	}
+	row.Artifacts = registry.Artifacts(art)
+	if err := s.store.Transition(opCtx, row.ID, registry.StateCreating, registry.StateActive, &lease, nil, &row.Artifacts, ""); err != nil {
+		// The row stays "creating" with its lease: Recover undoes the
+		// Keycloak side once the lease runs out.
+		s.log.ErrorContext(ctx, "could not activate community; recovery will undo it", "realm", realm, "label", row.Label, "error", err)
+		s.audit(ctx, ev, "failed", "registry update failed: "+err.Error())
+		return nil, fmt.Errorf("%w: record community %s: %v", ErrUnavailable, row.Label, err)
+	}
+	row.State, row.LeaseUntil = registry.StateActive, nil
+	s.audit(ctx, ev, "success", fmt.Sprintf("owners %v", owners))
+	return row, nil
+}
+
+func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs []string) ([]string, error) {
+	if len(refs) == 0 {
+		return []string{a.Subject}, nil
+	}
+	if len(refs) > 50 {
+		return nil, fmt.Errorf("%w owners: at most 50 may be named", ErrInvalid)
+	}
+	seen := map[string]bool{}
+	var ids []string
+	for _, ref := range refs {
+		id, err := s.kc.ResolveUser(ctx, realm, ref)
+		if errors.Is(err, keycloak.ErrNotFound) {
+			return nil, fmt.Errorf("%w: owner %q is not a user of realm %s", ErrUnknownUser, ref, realm)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// undoCreate removes what Provision made. If Keycloak cannot be reached to
+// undo it, the row is marked failed with an expired lease, so Recover
+// retries the undo as soon as Keycloak is back.
+func (s *Service) undoCreate(ctx context.Context, row *registry.Community, cause error) {
+	rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID)
+	if err == nil {
+		if err := s.store.Remove(ctx, row.ID, registry.StateCreating); err != nil {
+			s.log.ErrorContext(ctx, "could not remove registry row of undone create", "label", row.Label, "error", err)
+		}
+		s.log.WarnContext(ctx, "create failed and was undone", "realm", row.Realm, "label", row.Label,
+			"cause", cause.Error(), "deleted", rep.Deleted, "kept_foreign", rep.Foreign)
+		return
+	}
+	now := time.Now().UTC()
+	if terr := s.store.Transition(ctx, row.ID, registry.StateCreating, registry.StateFailed, nil, &now, nil, cause.Error()); terr != nil {
+		s.log.ErrorContext(ctx, "could not mark failed create", "label", row.Label, "error", terr)
+	}
+	s.log.ErrorContext(ctx, "create failed and could not be undone yet; recovery will retry", "realm", row.Realm,
+		"label", row.Label, "cause", cause.Error(), "undo_error", err.Error())
+}
+
+// DeleteRequest names the community to delete. With Match set (the seed's
+// DELETE with a body) the label and name must both equal the registry's.
+type DeleteRequest struct {
+	Label string
+	Match *Representation
+}
+
+// Representation is a community as the seeds show it.
+type Representation struct {
+	SecurityLabel string `json:"securityLabel"`
+	CommunityName string `json:"communityName"`
+}
+
+// Delete removes a community's artefacts and registry row. Users are never
+// deleted; they only lose the memberships.
+func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteRequest) (*registry.Community, error) {
+	row, err := s.Get(ctx, realm, req.Label)
+	ev := s.event(realm, "delete", a, req.Label, "")
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			s.audit(ctx, ev, "not-found", "")
+		}
+		return nil, err
+	}
+	ev.Name = row.Name
+	if m := req.Match; m != nil && (m.SecurityLabel != row.Label || m.CommunityName != row.Name) {
+		s.audit(ctx, ev, "conflict", "representation mismatch")
+		return nil, fmt.Errorf("%w: the registry holds {securityLabel: %q, communityName: %q}; send exactly that to delete it",
+			ErrMismatch, row.Label, row.Name)
+	}
+	if err := s.mayDelete(ctx, a, row); err != nil {
+		s.audit(ctx, ev, "denied", err.Error())
+		return nil, err
+	}
+	lease := time.Now().UTC().Add(s.opts.Lease)
+	switch err := s.store.Transition(ctx, row.ID, registry.StateActive, registry.StateDeleting, nil, &lease, nil, ""); {
+	case errors.Is(err, registry.ErrStateChanged):
+		return nil, fmt.Errorf("%w: %s is being deleted by another request", ErrNotFound, row.Label)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
+	defer cancel()
+	if _, err := s.kc.Cleanup(opCtx, realm, s.opts.RootGroup, row.Label, row.ID); err != nil {
+		// Stays "deleting": it is gone from lists, and Recover finishes it
+		// when Keycloak is back.
+		now := time.Now().UTC()
+		if terr := s.store.Transition(opCtx, row.ID, registry.StateDeleting, registry.StateDeleting, nil, &now, nil, err.Error()); terr != nil {
+			s.log.ErrorContext(ctx, "could not release delete lease", "label", row.Label, "error", terr)
+		}
+		s.audit(ctx, ev, "failed", err.Error())
+		return nil, fmt.Errorf("%w: delete community %s from Keycloak: %v; it will be finished automatically", ErrUnavailable, row.Label, err)
+	}
+	if err := s.store.Remove(opCtx, row.ID, registry.StateDeleting); err != nil {
+		s.audit(ctx, ev, "failed", err.Error())
+		return nil, fmt.Errorf("%w: remove registry row of %s: %v; it will be finished automatically", ErrUnavailable, row.Label, err)
+	}
+	s.audit(ctx, ev, "success", "")
+	return row, nil
+}
+
+// mayDelete: service desk may delete any community; a community creator
+// only one whose owner group they are in now (not when their token was
+// issued).
+func (s *Service) mayDelete(ctx context.Context, a Actor, row *registry.Community) error {
+	if a.ServiceDesk {
+		return nil
+	}
+	if !a.Creator {
+		return fmt.Errorf("%w: deleting communities needs the service desk role, or the community creator role and ownership", ErrForbidden)
+	}
+	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
+	if err != nil {
+		return fmt.Errorf("%w: check ownership of %s: %v", ErrUnavailable, row.Label, err)
+	}
+	if !owner {
+		return fmt.Errorf("%w: only service desk or an owner of %s may delete it", ErrForbidden, row.Label)
+	}
+	return nil
+}
+
+// Recover undoes every abandoned operation it can claim: half-made creates,
+// creates whose undo failed, and half-done deletes all end with nothing in
+// Keycloak and no row. It returns how many it recovered.
+func (s *Service) Recover(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		row, err := s.store.ClaimAbandoned(ctx, s.opts.Lease)
+		if err != nil {
+			return n, err
+		}
+		if row == nil {
+			return n, nil
+		}
+		rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID)
+		if err != nil {
+			// Keep the claim's lease: the next pass after it retries.
+			return n, fmt.Errorf("recover %s/%s (%s): %w", row.Realm, row.Label, row.State, err)
+		}
+		if err := s.store.Remove(ctx, row.ID, row.State); err != nil && !errors.Is(err, registry.ErrStateChanged) {
+			return n, fmt.Errorf("recover %s/%s: %w", row.Realm, row.Label, err)
+		}
+		n++
+		s.log.InfoContext(ctx, "recovered abandoned operation", "realm", row.Realm, "label", row.Label,
+			"state", row.State, "deleted", rep.Deleted, "kept_foreign", rep.Foreign)
+		ev := &registry.AuditEvent{Realm: row.Realm, Action: "recover", Label: row.Label, Name: row.Name,
+			ActorClient: "communities-recovery"}
+		s.audit(ctx, ev, "success", fmt.Sprintf("undid %s operation: deleted %v", row.State, rep.Deleted))
+	}
+}
+
+func (s *Service) event(realm, action string, a Actor, l, name string) *registry.AuditEvent {
+	return &registry.AuditEvent{Realm: realm, Action: action, Label: l, Name: name,
+		ActorSub: a.Subject, ActorClient: a.ClientID, ActorUsername: a.Username, RequestID: a.RequestID}
+}
+
+// audit records ev; a failure to audit is logged, never hidden, but does
+// not turn a completed change into an error.
+func (s *Service) audit(ctx context.Context, ev *registry.AuditEvent, outcome, detail string) {
+	e := *ev
+	e.Outcome, e.Detail = outcome, detail
+	if err := s.store.Audit(context.WithoutCancel(ctx), &e); err != nil {
+		s.log.ErrorContext(ctx, "audit write failed", "action", e.Action, "label", e.Label, "outcome", outcome, "error", err)
+	}
+}

@@ -1,0 +1,199 @@
+// Package config holds the service's settings and binds each one to a
+// command-line flag and an environment variable, so that service desk can
+// use flags, and containers and CI can use the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Config is everything the service can be told at start-up.
+type Config struct {
+	Listen      string
+	DatabaseURL string
+	AutoMigrate bool
+	LogLevel    string
+
+	KeycloakURL       string
+	IssuerBaseURL     string
+	Realms            []string
+	AdminClientID     string
+	AdminClientSecret string
+	AdminRealm        string
+	KeycloakTimeout   time.Duration
+
+	Audience        string
+	Algorithms      []string
+	CreatorRole     string
+	ServiceDeskRole string
+
+	RootGroup   string
+	FHIRClients []string
+
+	OperationLease   time.Duration
+	RecoveryInterval time.Duration
+	ShutdownTimeout  time.Duration
+}
+
+// Default returns the documented defaults (README, --help).
+func Default() Config {
+	return Config{
+		Listen:           ":8081",
+		AutoMigrate:      true,
+		LogLevel:         "info",
+		KeycloakURL:      "http://localhost:8080",
+		Realms:           []string{"terminology"},
+		AdminClientID:    "communities-service",
+		KeycloakTimeout:  10 * time.Second,
+		Audience:         "communities",
+		Algorithms:       []string{"RS256", "PS256", "ES256"},
+		CreatorRole:      "community-creator",
+		ServiceDeskRole:  "service-desk",
+		RootGroup:        "Communities",
+		FHIRClients:      []string{"terminology-client"},
+		OperationLease:   2 * time.Minute,
+		RecoveryInterval: time.Minute,
+		ShutdownTimeout:  20 * time.Second,
+	}
+}
+
+// envName maps each flag to the environment variable that sets it. The
+// well-known KEYCLOAK_URL and DATABASE_URL are shared with the scripts.
+var envName = map[string]string{
+	"listen":              "COMMUNITIES_LISTEN",
+	"database-url":        "DATABASE_URL",
+	"auto-migrate":        "COMMUNITIES_AUTO_MIGRATE",
+	"log-level":           "COMMUNITIES_LOG_LEVEL",
+	"keycloak-url":        "KEYCLOAK_URL",
+	"issuer-base-url":     "COMMUNITIES_ISSUER_BASE_URL",
+	"realms":              "COMMUNITIES_REALMS",
+	"admin-client-id":     "COMMUNITIES_ADMIN_CLIENT_ID",
+	"admin-client-secret": "COMMUNITIES_ADMIN_CLIENT_SECRET",
+	"admin-realm":         "COMMUNITIES_ADMIN_REALM",
+	"keycloak-timeout":    "COMMUNITIES_KEYCLOAK_TIMEOUT",
+	"audience":            "COMMUNITIES_AUDIENCE",
+	"algorithms":          "COMMUNITIES_ALGORITHMS",
+	"creator-role":        "COMMUNITIES_CREATOR_ROLE",
+	"service-desk-role":   "COMMUNITIES_SERVICE_DESK_ROLE",
+	"root-group":          "COMMUNITIES_ROOT_GROUP",
+	"fhir-clients":        "COMMUNITIES_FHIR_CLIENTS",
+	"operation-lease":     "COMMUNITIES_OPERATION_LEASE",
+	"recovery-interval":   "COMMUNITIES_RECOVERY_INTERVAL",
+	"shutdown-timeout":    "COMMUNITIES_SHUTDOWN_TIMEOUT",
+}
+
+// Bind registers the flags of c on fs. Call ApplyEnv after parsing.
+func Bind(fs *pflag.FlagSet, c *Config) {
+	d := Default()
+	*c = d
+	fs.StringVar(&c.Listen, "listen", d.Listen, "address the HTTP API listens on")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL of the community registry, e.g. postgres://user:pw@host:5432/communities (required)")
+	fs.BoolVar(&c.AutoMigrate, "auto-migrate", d.AutoMigrate, "apply pending registry migrations at start-up (turn off when a migration job does it)")
+	fs.StringVar(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.KeycloakURL, "keycloak-url", d.KeycloakURL, "base URL the service uses to reach Keycloak (admin API, JWKS)")
+	fs.StringVar(&c.IssuerBaseURL, "issuer-base-url", "", "base URL in the tokens' iss claim, when clients reach Keycloak by another name than --keycloak-url (default: --keycloak-url)")
+	fs.StringSliceVar(&c.Realms, "realms", d.Realms, "realms whose communities this service manages (comma-separated)")
+	fs.StringVar(&c.AdminClientID, "admin-client-id", d.AdminClientID, "confidential client the service uses for Keycloak's admin API")
+	fs.StringVar(&c.AdminClientSecret, "admin-client-secret", "", "secret of --admin-client-id (prefer the environment variable)")
+	fs.StringVar(&c.AdminRealm, "admin-realm", "", "realm of --admin-client-id (default: each managed realm authenticates with its own client)")
+	fs.DurationVar(&c.KeycloakTimeout, "keycloak-timeout", d.KeycloakTimeout, "timeout of each call to Keycloak")
+	fs.StringVar(&c.Audience, "audience", d.Audience, "audience every bearer token must carry")
+	fs.StringSliceVar(&c.Algorithms, "algorithms", d.Algorithms, "JWS algorithms accepted on bearer tokens")
+	fs.StringVar(&c.CreatorRole, "creator-role", d.CreatorRole, "realm role that may create communities")
+	fs.StringVar(&c.ServiceDeskRole, "service-desk-role", d.ServiceDeskRole, "realm role that may create and delete any community and name its owners")
+	fs.StringVar(&c.RootGroup, "root-group", d.RootGroup, "top-level Keycloak group under which community groups are created")
+	fs.StringSliceVar(&c.FHIRClients, "fhir-clients", d.FHIRClients, "clients (clientId) that get each community's grouping/<label>.read|write scopes as default client scopes")
+	fs.DurationVar(&c.OperationLease, "operation-lease", d.OperationLease, "how long a create or delete may run before another replica treats it as abandoned and finishes or undoes it")
+	fs.DurationVar(&c.RecoveryInterval, "recovery-interval", d.RecoveryInterval, "how often to look for abandoned creates and deletes")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long shutdown waits for in-flight requests")
+	for name, env := range envName {
+		if f := fs.Lookup(name); f != nil {
+			f.Usage += " [$" + env + "]"
+		}
+	}
+}
+
+// ApplyEnv sets every flag that was not given on the command line from its
+// environment variable, so flags win over the environment.
+func ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	names := make([]string, 0, len(envName))
+	for n := range envName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		f := fs.Lookup(name)
+		if f == nil || f.Changed {
+			continue
+		}
+		if v, ok := lookup(envName[name]); ok {
+			if err := fs.Set(name, v); err != nil {
+				return fmt.Errorf("%s: %w", envName[name], err)
+			}
+		}
+	}
+	return nil
+}
+
+// EnvNames lists flag name → environment variable, for documentation tests.
+func EnvNames() map[string]string {
+	out := make(map[string]string, len(envName))
+	for k, v := range envName {
+		out[k] = v
+	}
+	return out
+}
+
+// Validate reports every setting that cannot work, all at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("--database-url (DATABASE_URL) is required"))
+	}
+	if u, err := url.Parse(c.KeycloakURL); err != nil || u.Scheme == "" || u.Host == "" {
+		errs = append(errs, fmt.Errorf("--keycloak-url %q is not an absolute URL", c.KeycloakURL))
+	}
+	if c.IssuerBaseURL != "" {
+		if u, err := url.Parse(c.IssuerBaseURL); err != nil || u.Scheme == "" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--issuer-base-url %q is not an absolute URL", c.IssuerBaseURL))
+		}
+	}
+	if len(c.Realms) == 0 {
+		errs = append(errs, errors.New("--realms must name at least one realm"))
+	}
+	if c.AdminClientSecret == "" {
+		errs = append(errs, errors.New("--admin-client-secret (COMMUNITIES_ADMIN_CLIENT_SECRET) is required"))
+	}
+	if c.Audience == "" {
+		errs = append(errs, errors.New("--audience must not be empty: tokens meant for other services must be refused"))
+	}
+	for _, a := range c.Algorithms {
+		if strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS") {
+			errs = append(errs, fmt.Errorf("--algorithms: %s is not allowed (only asymmetric algorithms verify against a JWKS)", a))
+		}
+	}
+	if c.OperationLease <= 0 || c.KeycloakTimeout <= 0 {
+		errs = append(errs, errors.New("--operation-lease and --keycloak-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Issuer is the iss claim expected on tokens of realm.
+func (c *Config) Issuer(realm string) string {
+	base := c.IssuerBaseURL
+	if base == "" {
+		base = c.KeycloakURL
+	}
+	return strings.TrimRight(base, "/") + "/realms/" + realm
+}

@@ -1,0 +1,385 @@
+package keycloak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/Nerzal/gocloak/v13"
+)
+
+// MarkerAttribute is set on every artefact a community owns, to the
+// community's registry id. Clean-up deletes only what carries the right
+// marker, so a role or scope someone made by hand under the same name is
+// never removed, and a crashed create can be undone without knowing what
+// it got as far as making.
+const MarkerAttribute = "communities.id"
+
+// Member roles of a community, which are also its child group names.
+const (
+	RoleOwner    = "owner"
+	RoleAuthor   = "author"
+	RoleConsumer = "consumer"
+)
+
+// MemberRoles lists the member roles in display order.
+var MemberRoles = []string{RoleOwner, RoleAuthor, RoleConsumer}
+
+// Names are the Keycloak names of a community's artefacts. They follow
+// Ontoserver's conventions: authorities PERM_<label>_READ|WRITE and scopes
+// grouping/<label>.read|write.
+type Names struct {
+	ReadRole, WriteRole, OwnerRole string
+	ReadScope, WriteScope          string
+	GroupPath                      string
+}
+
+// NamesFor returns the artefact names of label under root group root.
+func NamesFor(root, label string) Names {
+	return Names{
+		ReadRole:   "PERM_" + label + "_READ",
+		WriteRole:  "PERM_" + label + "_WRITE",
+		OwnerRole:  "PERM_" + label + "_OWNER",
+		ReadScope:  "grouping/" + label + ".read",
+		WriteScope: "grouping/" + label + ".write",
+		GroupPath:  "/" + root + "/" + label,
+	}
+}
+
+// Artifacts are the ids of what Provision made.
+type Artifacts struct {
+	GroupID         string `json:"groupId,omitempty"`
+	OwnerGroupID    string `json:"ownerGroupId,omitempty"`
+	AuthorGroupID   string `json:"authorGroupId,omitempty"`
+	ConsumerGroupID string `json:"consumerGroupId,omitempty"`
+	ReadRoleID      string `json:"readRoleId,omitempty"`
+	WriteRoleID     string `json:"writeRoleId,omitempty"`
+	OwnerRoleID     string `json:"ownerRoleId,omitempty"`
+	ReadScopeID     string `json:"readScopeId,omitempty"`
+	WriteScopeID    string `json:"writeScopeId,omitempty"`
+}
+
+// Spec is what Provision makes.
+type Spec struct {
+	ID          string // registry id, written as MarkerAttribute
+	Realm       string
+	Root        string // root group name
+	Label       string
+	Name        string
+	Owners      []string // user ids
+	FHIRClients []string // clientIds that get the scopes as defaults
+}
+
+// Provision makes the artefacts of a community, in an order where each step
+// only needs what earlier steps made. On error, what was made stays made:
+// the caller undoes it with Cleanup, which finds it by name and marker.
+func (c *Client) Provision(ctx context.Context, s Spec) (Artifacts, error) {
+	var a Artifacts
+	tok, err := c.token(ctx, s.Realm)
+	if err != nil {
+		return a, err
+	}
+	n := NamesFor(s.Root, s.Label)
+	marker := map[string][]string{MarkerAttribute: {s.ID}}
+
+	rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
+	if err != nil {
+		return a, err
+	}
+	roles, err := c.importRoles(ctx, tok, s, n, marker)
+	if err != nil {
+		return a, err
+	}
+	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = *roles[0].ID, *roles[1].ID, *roles[2].ID
+
+	// The label group carries the community's name so that owners see it in
+	// the admin console's group tree.
+	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(s.Realm)+"/groups/"+rootID+"/children", map[string]any{
+		"name":        s.Label,
+		"description": s.Name,
+		"attributes": map[string][]string{
+			MarkerAttribute: {s.ID}, "communityName": {s.Name}, "securityLabel": {s.Label},
+		},
+	}, nil)
+	if statusOf(err) == http.StatusConflict {
+		return a, &ConflictError{What: "group " + n.GroupPath}
+	}
+	if err != nil {
+		return a, fmt.Errorf("create group %s: %w", n.GroupPath, err)
+	}
+	a.GroupID = idFromLocation(resp)
+
+	grants := map[string][]gocloak.Role{
+		RoleOwner:    {roles[2]},
+		RoleAuthor:   {roles[0], roles[1]},
+		RoleConsumer: {roles[0]},
+	}
+	ids := map[string]*string{RoleOwner: &a.OwnerGroupID, RoleAuthor: &a.AuthorGroupID, RoleConsumer: &a.ConsumerGroupID}
+	for _, member := range MemberRoles {
+		name := member
+		id, err := c.gc.CreateChildGroup(ctx, tok, s.Realm, a.GroupID, gocloak.Group{Name: &name, Attributes: &marker})
+		if err != nil {
+			return a, classify("create group "+n.GroupPath+"/"+member, err)
+		}
+		*ids[member] = id
+		if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, grants[member]); err != nil {
+			return a, classify("map roles to group "+n.GroupPath+"/"+member, err)
+		}
+	}
+
+	scopes := []struct {
+		name string
+		role gocloak.Role
+		id   *string
+	}{{n.ReadScope, roles[0], &a.ReadScopeID}, {n.WriteScope, roles[1], &a.WriteScopeID}}
+	for _, sc := range scopes {
+		id, err := c.createScope(ctx, tok, s, sc.name)
+		if err != nil {
+			return a, err
+		}
+		*sc.id = id
+		// The role scope mapping is what makes Keycloak put the scope only
+		// into tokens of users who hold the role.
+		if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, id, []gocloak.Role{sc.role}); err != nil {
+			return a, classify("map role to client scope "+sc.name, err)
+		}
+	}
+	for _, clientID := range s.FHIRClients {
+		cid, err := c.clientUUID(ctx, tok, s.Realm, clientID)
+		if err != nil {
+			return a, err
+		}
+		for _, sc := range scopes {
+			if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, *sc.id); err != nil {
+				return a, classify("add default client scope "+sc.name+" to client "+clientID, err)
+			}
+		}
+	}
+	for _, user := range s.Owners {
+		if err := c.gc.AddUserToGroup(ctx, tok, s.Realm, user, a.OwnerGroupID); err != nil {
+			return a, classify("add owner "+user+" to "+n.GroupPath+"/owner", err)
+		}
+	}
+	return a, nil
+}
+
+// importRoles makes the three realm roles in one partialImport call: one
+// round trip and one Keycloak transaction, so either all exist or none.
+func (c *Client) importRoles(ctx context.Context, tok string, s Spec, n Names, marker map[string][]string) ([]gocloak.Role, error) {
+	desc := map[string]string{
+		n.ReadRole:  "Read resources labelled " + s.Label + ".read (community " + s.Name + ")",
+		n.WriteRole: "Write resources labelled " + s.Label + ".write (community " + s.Name + ")",
+		n.OwnerRole: "Owner of community " + s.Name + " (" + s.Label + ")",
+	}
+	order := []string{n.ReadRole, n.WriteRole, n.OwnerRole}
+	var reps []map[string]any
+	for _, name := range order {
+		reps = append(reps, map[string]any{"name": name, "description": desc[name], "attributes": marker})
+	}
+	var out struct {
+		Results []struct {
+			ResourceName string `json:"resourceName"`
+			ID           string `json:"id"`
+		} `json:"results"`
+	}
+	_, err := c.raw(ctx, tok, http.MethodPost, pathEscape(s.Realm)+"/partialImport", map[string]any{
+		"ifResourceExists": "FAIL",
+		"roles":            map[string]any{"realm": reps},
+	}, &out)
+	if se := (*StatusError)(nil); errors.As(err, &se) && se.Status == http.StatusConflict {
+		return nil, &ConflictError{What: "a realm role of " + n.ReadRole + ", " + n.WriteRole + ", " + n.OwnerRole}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create realm roles of %s: %w", s.Label, err)
+	}
+	byName := map[string]string{}
+	for _, r := range out.Results {
+		byName[r.ResourceName] = r.ID
+	}
+	roles := make([]gocloak.Role, 0, 3)
+	for _, name := range order {
+		id, ok := byName[name]
+		if !ok {
+			return nil, fmt.Errorf("create realm role %s: Keycloak's partialImport did not report it", name)
+		}
+		roles = append(roles, gocloak.Role{ID: gocloak.StringP(id), Name: gocloak.StringP(name)})
+	}
+	return roles, nil
+}
+
+// createScope makes a client scope whose name appears in the token's scope
+// claim (include.in.token.scope), hidden from consent screens.
+func (c *Client) createScope(ctx context.Context, tok string, s Spec, name string) (string, error) {
+	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(s.Realm)+"/client-scopes", map[string]any{
+		"name":        name,
+		"description": "Community " + s.Name + " (" + s.Label + ")",
+		"protocol":    "openid-connect",
+		"attributes": map[string]string{
+			"include.in.token.scope":    "true",
+			"display.on.consent.screen": "false",
+			MarkerAttribute:             s.ID,
+		},
+	}, nil)
+	if statusOf(err) == http.StatusConflict {
+		return "", &ConflictError{What: "client scope " + name}
+	}
+	if err != nil {
+		return "", fmt.Errorf("create client scope %s: %w", name, err)
+	}
+	return idFromLocation(resp), nil
+}
+
+// rootGroup finds or makes the top-level group all communities live under.
+func (c *Client) rootGroup(ctx context.Context, tok, realm, root string) (string, error) {
+	key := realm + "/" + root
+	c.mu.Lock()
+	id, ok := c.roots[key]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	g, err := c.gc.GetGroupByPath(ctx, tok, realm, root)
+	if statusOf(err) == http.StatusNotFound {
+		desc := "Communities: each child group is one community, with owner, author and consumer groups"
+		resp, cerr := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/groups", map[string]any{"name": root, "description": desc}, nil)
+		if cerr == nil {
+			id = idFromLocation(resp)
+		} else if statusOf(cerr) == http.StatusConflict {
+			// Another replica made it first.
+			g, err = c.gc.GetGroupByPath(ctx, tok, realm, root)
+		} else {
+			return "", fmt.Errorf("create root group %s: %w", root, cerr)
+		}
+	}
+	if id == "" {
+		if err != nil {
+			return "", classify("find root group "+root, err)
+		}
+		id = *g.ID
+	}
+	c.mu.Lock()
+	c.roots[key] = id
+	c.mu.Unlock()
+	return id, nil
+}
+
+// clientUUID maps a clientId to Keycloak's internal id.
+func (c *Client) clientUUID(ctx context.Context, tok, realm, clientID string) (string, error) {
+	key := realm + "/" + clientID
+	c.mu.Lock()
+	id, ok := c.clients[key]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	cl, err := c.gc.GetClients(ctx, tok, realm, gocloak.GetClientsParams{ClientID: &clientID})
+	if err != nil {
+		return "", classify("find client "+clientID, err)
+	}
+	if len(cl) != 1 || cl[0].ID == nil {
+		return "", fmt.Errorf("find client %s in realm %s: %w", clientID, realm, ErrNotFound)
+	}
+	c.mu.Lock()
+	c.clients[key] = *cl[0].ID
+	c.mu.Unlock()
+	return *cl[0].ID, nil
+}
+
+// forget drops cached ids of realm, after a clean-up found them stale.
+func (c *Client) forget(realm, root string) {
+	c.mu.Lock()
+	delete(c.roots, realm+"/"+root)
+	c.mu.Unlock()
+}
+
+// CleanupReport says what Cleanup removed and what it left because it
+// belongs to someone else.
+type CleanupReport struct {
+	Deleted []string
+	Foreign []string
+}
+
+// Cleanup removes every artefact of community id (label under root) that
+// carries its marker. It is idempotent: missing artefacts are skipped, so
+// it can undo a half-made create, finish a half-done delete, or run twice.
+func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string) (CleanupReport, error) {
+	var rep CleanupReport
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return rep, err
+	}
+	n := NamesFor(root, label)
+
+	var scopes []struct {
+		ID         string            `json:"id"`
+		Name       string            `json:"name"`
+		Attributes map[string]string `json:"attributes"`
+	}
+	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+"/client-scopes", nil, &scopes); err != nil {
+		return rep, fmt.Errorf("list client scopes: %w", err)
+	}
+	for _, sc := range scopes {
+		if sc.Name != n.ReadScope && sc.Name != n.WriteScope {
+			continue
+		}
+		if sc.Attributes[MarkerAttribute] != id {
+			rep.Foreign = append(rep.Foreign, "client scope "+sc.Name)
+			continue
+		}
+		// Keycloak detaches a deleted scope from the clients using it.
+		if err := c.gc.DeleteClientScope(ctx, tok, realm, sc.ID); err != nil && statusOf(err) != http.StatusNotFound {
+			return rep, classify("delete client scope "+sc.Name, err)
+		}
+		rep.Deleted = append(rep.Deleted, "client scope "+sc.Name)
+	}
+
+	g, err := c.gc.GetGroupByPath(ctx, tok, realm, strings.TrimPrefix(n.GroupPath, "/"))
+	switch {
+	case statusOf(err) == http.StatusNotFound:
+		c.forget(realm, root)
+	case err != nil:
+		return rep, classify("find group "+n.GroupPath, err)
+	case !hasMarker(g.Attributes, id):
+		rep.Foreign = append(rep.Foreign, "group "+n.GroupPath)
+	default:
+		// Deleting the group deletes its children; members lose the
+		// membership, users stay.
+		if err := c.gc.DeleteGroup(ctx, tok, realm, *g.ID); err != nil && statusOf(err) != http.StatusNotFound {
+			return rep, classify("delete group "+n.GroupPath, err)
+		}
+		rep.Deleted = append(rep.Deleted, "group "+n.GroupPath)
+	}
+
+	for _, name := range []string{n.ReadRole, n.WriteRole, n.OwnerRole} {
+		r, err := c.gc.GetRealmRole(ctx, tok, realm, name)
+		if statusOf(err) == http.StatusNotFound {
+			continue
+		}
+		if err != nil {
+			return rep, classify("find realm role "+name, err)
+		}
+		if !hasMarker(r.Attributes, id) {
+			rep.Foreign = append(rep.Foreign, "realm role "+name)
+			continue
+		}
+		if err := c.gc.DeleteRealmRole(ctx, tok, realm, name); err != nil && statusOf(err) != http.StatusNotFound {
+			return rep, classify("delete realm role "+name, err)
+		}
+		rep.Deleted = append(rep.Deleted, "realm role "+name)
+	}
+	return rep, nil
+}
+
+func hasMarker(attrs *map[string][]string, id string) bool {
+	if attrs == nil {
+		return false
+	}
+	for _, v := range (*attrs)[MarkerAttribute] {
+		if v == id {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,67 @@
+// Package metrics defines the service's Prometheus metrics on a registry of
+// its own, so that several servers can live in one process (tests) without
+// clashing on the global registry.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every collector the service updates.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Requests        *prometheus.CounterVec
+	RequestDuration *prometheus.HistogramVec
+	KeycloakCalls   *prometheus.HistogramVec
+	Recovered       prometheus.Counter
+	RecoveryErrors  prometheus.Counter
+}
+
+// New registers the collectors, including Go runtime and process ones.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "communities_http_requests_total",
+			Help: "HTTP requests answered, by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "communities_http_request_duration_seconds",
+			Help:    "Time to answer HTTP requests, by route and method.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "method"}),
+		KeycloakCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "communities_keycloak_request_duration_seconds",
+			Help:    "Calls to Keycloak, by method and status (0: no answer).",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "status"}),
+		Recovered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "communities_recovered_operations_total",
+			Help: "Abandoned creates and deletes that recovery undid or finished.",
+		}),
+		RecoveryErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "communities_recovery_errors_total",
+			Help: "Recovery passes that stopped on an error.",
+		}),
+	}
+	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.KeycloakCalls, m.Recovered, m.RecoveryErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// ObserveKeycloak records one call to Keycloak.
+func (m *Metrics) ObserveKeycloak(method string, status int, took time.Duration) {
+	m.KeycloakCalls.WithLabelValues(method, strconv.Itoa(status)).Observe(took.Seconds())
+}
+
+// Handler serves the registry in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}

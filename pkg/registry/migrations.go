@@ -1,0 +1,151 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-gormigrate/gormigrate/v2"
+	"gorm.io/gorm"
+)
+
+// migrationLockKey serialises migrations of replicas starting together.
+const migrationLockKey = 0x636f6d6d756e // "commun"
+
+// migrations are versioned, explicit SQL: the schema is a contract with
+// operators (and with rows written by older releases), so it is never left
+// to AutoMigrate's guesses.
+var migrations = []*gormigrate.Migration{
+	{
+		ID: "0001_communities",
+		Migrate: func(tx *gorm.DB) error {
+			return tx.Exec(`
+CREATE TABLE communities (
+	id            uuid PRIMARY KEY,
+	realm         text NOT NULL,
+	label         text NOT NULL,
+	label_key     text NOT NULL,
+	name          text NOT NULL,
+	name_key      text NOT NULL,
+	state         text NOT NULL CHECK (state IN ('creating', 'active', 'deleting', 'failed')),
+	artifacts     jsonb NOT NULL DEFAULT '{}',
+	created_by_sub      text NOT NULL DEFAULT '',
+	created_by_username text NOT NULL DEFAULT '',
+	created_by_client   text NOT NULL DEFAULT '',
+	lease_until   timestamptz,
+	last_error    text NOT NULL DEFAULT '',
+	created_at    timestamptz NOT NULL,
+	updated_at    timestamptz NOT NULL
+);
+CREATE UNIQUE INDEX communities_realm_label_key ON communities (realm, label_key);
+CREATE UNIQUE INDEX communities_realm_name_key ON communities (realm, name_key);
+CREATE INDEX communities_unfinished ON communities (lease_until) WHERE state <> 'active';
+
+CREATE TABLE audit_events (
+	id          bigserial PRIMARY KEY,
+	at          timestamptz NOT NULL,
+	realm       text NOT NULL,
+	action      text NOT NULL,
+	label       text NOT NULL,
+	name        text NOT NULL DEFAULT '',
+	actor_sub       text NOT NULL DEFAULT '',
+	actor_client    text NOT NULL DEFAULT '',
+	actor_username  text NOT NULL DEFAULT '',
+	outcome     text NOT NULL,
+	detail      text NOT NULL DEFAULT '',
+	request_id  text NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_events_realm_label ON audit_events (realm, label, at);
+`).Error
+		},
+		Rollback: func(tx *gorm.DB) error {
+			return tx.Exec(`DROP TABLE audit_events; DROP TABLE communities;`).Error
+		},
+	},
+}
+
+func newMigrator(db *gorm.DB) *gormigrate.Gormigrate {
+	return gormigrate.New(db, &gormigrate.Options{
+		TableName:                 "schema_migrations",
+		IDColumnName:              "id",
+		IDColumnSize:              255,
+		UseTransaction:            true,
+		ValidateUnknownMigrations: true,
+	}, migrations)
+}
+
+// withMigrationLock runs fn on one connection holding a session advisory
+// lock, so that replicas starting together migrate one after another.
+func withMigrationLock(ctx context.Context, db *gorm.DB, fn func(*gorm.DB) error) error {
+	return db.WithContext(ctx).Connection(func(conn *gorm.DB) error {
+		if err := conn.Exec("SELECT pg_advisory_lock(?)", migrationLockKey).Error; err != nil {
+			return fmt.Errorf("take migration lock: %w", err)
+		}
+		defer conn.Exec("SELECT pg_advisory_unlock(?)", migrationLockKey)
+		return fn(conn)
+	})
+}
+
+// Migrate applies every pending migration.
+func Migrate(ctx context.Context, db *gorm.DB) error {
+	return withMigrationLock(ctx, db, func(conn *gorm.DB) error {
+		if err := newMigrator(conn).Migrate(); err != nil {
+			return fmt.Errorf("migrate registry schema: %w", err)
+		}
+		return nil
+	})
+}
+
+// MigrateDown rolls back the last applied migration.
+func MigrateDown(ctx context.Context, db *gorm.DB) error {
+	return withMigrationLock(ctx, db, func(conn *gorm.DB) error {
+		if err := newMigrator(conn).RollbackLast(); err != nil {
+			return fmt.Errorf("roll back registry schema: %w", err)
+		}
+		return nil
+	})
+}
+
+// MigrationStatus says, for every migration this build knows, whether it
+// has been applied.
+type MigrationStatus struct {
+	ID      string `json:"id"`
+	Applied bool   `json:"applied"`
+}
+
+// Status reports which migrations are applied.
+func Status(ctx context.Context, db *gorm.DB) ([]MigrationStatus, error) {
+	applied := map[string]bool{}
+	var exists bool
+	if err := db.WithContext(ctx).Raw("SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists).Error; err != nil {
+		return nil, fmt.Errorf("read migration status: %w", err)
+	}
+	if exists {
+		var ids []string
+		if err := db.WithContext(ctx).Raw("SELECT id FROM schema_migrations").Scan(&ids).Error; err != nil {
+			return nil, fmt.Errorf("read migration status: %w", err)
+		}
+		for _, id := range ids {
+			applied[id] = true
+		}
+	}
+	out := make([]MigrationStatus, 0, len(migrations))
+	for _, m := range migrations {
+		out = append(out, MigrationStatus{ID: m.ID, Applied: applied[m.ID]})
+	}
+	return out, nil
+}
+
+// Current reports whether every migration of this build is applied
+// (readiness: a replica must not serve an older schema).
+func Current(ctx context.Context, db *gorm.DB) (bool, error) {
+	st, err := Status(ctx, db)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range st {
+		if !s.Applied {
+			return false, nil
+		}
+	}
+	return true, nil
+}

@@ -1,0 +1,278 @@
+// Package registry keeps the communities' label registry and audit trail in
+// PostgreSQL through GORM.
+//
+// A row is written before anything is made in Keycloak and carries a state
+// and a lease: creating → active → deleting → (gone). A row whose lease has
+// run out while not active is an operation some replica abandoned (it
+// crashed, or Keycloak failed and the undo failed too); ClaimAbandoned hands
+// it to exactly one replica to finish or undo.
+package registry
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/logger"
+)
+
+// States of a community row.
+const (
+	StateCreating = "creating"
+	StateActive   = "active"
+	StateDeleting = "deleting"
+	StateFailed   = "failed"
+)
+
+// Errors callers branch on.
+var (
+	ErrNotFound      = errors.New("community not found")
+	ErrDuplicateName = errors.New("a community with this name already exists")
+	ErrDuplicate     = errors.New("a community with this security label already exists")
+	ErrStateChanged  = errors.New("community changed state concurrently")
+)
+
+// Artifacts are the Keycloak ids of what a community owns, for operators
+// and drift checks; the service finds artefacts by name, not by these.
+type Artifacts struct {
+	GroupID         string `json:"groupId,omitempty"`
+	OwnerGroupID    string `json:"ownerGroupId,omitempty"`
+	AuthorGroupID   string `json:"authorGroupId,omitempty"`
+	ConsumerGroupID string `json:"consumerGroupId,omitempty"`
+	ReadRoleID      string `json:"readRoleId,omitempty"`
+	WriteRoleID     string `json:"writeRoleId,omitempty"`
+	OwnerRoleID     string `json:"ownerRoleId,omitempty"`
+	ReadScopeID     string `json:"readScopeId,omitempty"`
+	WriteScopeID    string `json:"writeScopeId,omitempty"`
+}
+
+// Value stores Artifacts as jsonb.
+func (a Artifacts) Value() (driver.Value, error) { return json.Marshal(a) }
+
+// Scan reads Artifacts from jsonb.
+func (a *Artifacts) Scan(src any) error {
+	switch v := src.(type) {
+	case []byte:
+		return json.Unmarshal(v, a)
+	case string:
+		return json.Unmarshal([]byte(v), a)
+	case nil:
+		*a = Artifacts{}
+		return nil
+	}
+	return fmt.Errorf("artifacts: cannot scan %T", src)
+}
+
+// Community is a row of the registry.
+type Community struct {
+	ID                string `gorm:"primaryKey;type:uuid"`
+	Realm             string
+	Label             string
+	LabelKey          string
+	Name              string
+	NameKey           string
+	State             string
+	Artifacts         Artifacts `gorm:"type:jsonb"`
+	CreatedBySub      string
+	CreatedByUsername string
+	CreatedByClient   string
+	LeaseUntil        *time.Time
+	LastError         string
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+// AuditEvent is a row of the audit trail: every create and delete, who
+// asked, and how it ended.
+type AuditEvent struct {
+	ID            int64 `gorm:"primaryKey"`
+	At            time.Time
+	Realm         string
+	Action        string
+	Label         string
+	Name          string
+	ActorSub      string
+	ActorClient   string
+	ActorUsername string
+	Outcome       string
+	Detail        string
+	RequestID     string
+}
+
+// Open connects to PostgreSQL with bounded pool and timeouts.
+func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
+	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB.SetMaxOpenConns(20)
+	sqlDB.SetMaxIdleConns(5)
+	sqlDB.SetConnMaxLifetime(30 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pingCtx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("reach database: %w", err)
+	}
+	return db, nil
+}
+
+// Store reads and writes the registry.
+type Store struct{ db *gorm.DB }
+
+// New wraps a migrated database.
+func New(db *gorm.DB) *Store { return &Store{db: db} }
+
+// Ping checks the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// DB exposes the connection for migrations status checks.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Reserve inserts c (state creating). The unique indexes make exactly one of
+// two concurrent reservations of a label or name win.
+func (s *Store) Reserve(ctx context.Context, c *Community) error {
+	err := s.db.WithContext(ctx).Create(c).Error
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		if pgErr.ConstraintName == "communities_realm_name_key" {
+			return ErrDuplicateName
+		}
+		return ErrDuplicate
+	}
+	if err != nil {
+		return fmt.Errorf("reserve community %s: %w", c.Label, err)
+	}
+	return nil
+}
+
+// Get finds a community of realm by label, ignoring case, in any state.
+func (s *Store) Get(ctx context.Context, realm, labelKey string) (*Community, error) {
+	var c Community
+	err := s.db.WithContext(ctx).Where("realm = ? AND label_key = ?", realm, labelKey).Take(&c).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read community %s: %w", labelKey, err)
+	}
+	return &c, nil
+}
+
+// List returns the active communities of realm ordered by label; max <= 0
+// means no limit.
+func (s *Store) List(ctx context.Context, realm string, first, max int) ([]Community, error) {
+	q := s.db.WithContext(ctx).Where("realm = ? AND state = ?", realm, StateActive).
+		Order("label_key, label").Offset(first)
+	if max > 0 {
+		q = q.Limit(max)
+	}
+	var out []Community
+	if err := q.Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("list communities of %s: %w", realm, err)
+	}
+	return out, nil
+}
+
+// Transition moves row id from state `from` to `to`, setting its lease
+// (nil clears it), artefacts (nil keeps them) and last error. With expect
+// set, the row must still hold exactly that lease: a replica that recovered
+// the row in the meantime has renewed it, and the transition fails.
+// ErrStateChanged means another request or replica got there first.
+func (s *Store) Transition(ctx context.Context, id, from, to string, expect, lease *time.Time, a *Artifacts, lastErr string) error {
+	updates := map[string]any{"state": to, "lease_until": lease, "last_error": lastErr, "updated_at": time.Now().UTC()}
+	if a != nil {
+		updates["artifacts"] = *a
+	}
+	q := s.db.WithContext(ctx).Model(&Community{}).Where("id = ? AND state = ?", id, from)
+	if expect != nil {
+		q = q.Where("lease_until = ?", *expect)
+	}
+	res := q.Updates(updates)
+	if res.Error != nil {
+		return fmt.Errorf("move community %s from %s to %s: %w", id, from, to, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return ErrStateChanged
+	}
+	return nil
+}
+
+// Remove deletes row id if it is still in state.
+func (s *Store) Remove(ctx context.Context, id, state string) error {
+	res := s.db.WithContext(ctx).Where("id = ? AND state = ?", id, state).Delete(&Community{})
+	if res.Error != nil {
+		return fmt.Errorf("remove community %s: %w", id, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return ErrStateChanged
+	}
+	return nil
+}
+
+// ClaimAbandoned takes one unfinished row whose lease has run out and
+// extends the lease to now+lease, so that exactly one replica recovers it.
+// It returns nil, nil when there is none.
+func (s *Store) ClaimAbandoned(ctx context.Context, lease time.Duration) (*Community, error) {
+	var rows []Community
+	now := time.Now().UTC()
+	until := now.Add(lease)
+	err := s.db.WithContext(ctx).Raw(`
+UPDATE communities SET lease_until = ?, updated_at = ?
+WHERE id = (
+	SELECT id FROM communities
+	WHERE state <> 'active' AND (lease_until IS NULL OR lease_until < ?)
+	ORDER BY lease_until NULLS FIRST
+	LIMIT 1
+	FOR UPDATE SKIP LOCKED)
+RETURNING *`, until, now, now).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("claim abandoned community: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return &rows[0], nil
+}
+
+// Audit appends an event to the audit trail.
+func (s *Store) Audit(ctx context.Context, ev *AuditEvent) error {
+	if ev.At.IsZero() {
+		ev.At = time.Now().UTC()
+	}
+	if err := s.db.WithContext(ctx).Clauses(clause.Returning{}).Create(ev).Error; err != nil {
+		return fmt.Errorf("write audit event %s %s: %w", ev.Action, ev.Label, err)
+	}
+	return nil
+}
+
+// AuditTrail returns the audit events of a label in realm, oldest first.
+func (s *Store) AuditTrail(ctx context.Context, realm, label string) ([]AuditEvent, error) {
+	var out []AuditEvent
+	err := s.db.WithContext(ctx).Where("realm = ? AND lower(label) = lower(?)", realm, label).Order("id").Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("read audit trail of %s: %w", label, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,203 @@
+// Package server assembles the service from its configuration and runs it:
+// HTTP API, periodic recovery of abandoned operations, graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/nhs-terminology/communities/pkg/api"
+	"github.com/nhs-terminology/communities/pkg/auth"
+	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/keycloak"
+	"github.com/nhs-terminology/communities/pkg/metrics"
+	"github.com/nhs-terminology/communities/pkg/registry"
+)
+
+// Option adjusts how a Server is built.
+type Option func(*options)
+
+type options struct {
+	keycloakTransport http.RoundTripper
+}
+
+// WithKeycloakTransport sends every Keycloak admin call through rt (tests
+// inject faults with it).
+func WithKeycloakTransport(rt http.RoundTripper) Option {
+	return func(o *options) { o.keycloakTransport = rt }
+}
+
+// Server is the assembled service.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	db      *gorm.DB
+	store   *registry.Store
+	kc      *keycloak.Client
+	svc     *community.Service
+	metrics *metrics.Metrics
+	handler http.Handler
+	cancel  context.CancelFunc
+}
+
+// New connects to PostgreSQL (migrating it if configured to) and builds the
+// service. It does not need Keycloak to be up.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	db, err := registry.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AutoMigrate {
+		if err := registry.Migrate(ctx, db); err != nil {
+			closeDB(db)
+			return nil, err
+		}
+	}
+	m := metrics.New()
+	kc := keycloak.New(keycloak.Options{
+		BaseURL: cfg.KeycloakURL, ClientID: cfg.AdminClientID, ClientSecret: cfg.AdminClientSecret,
+		AdminRealm: cfg.AdminRealm, Timeout: cfg.KeycloakTimeout, Transport: o.keycloakTransport,
+		Observe: m.ObserveKeycloak,
+	})
+	store := registry.New(db)
+	svc := community.New(store, kc, community.Options{
+		RootGroup: cfg.RootGroup, FHIRClients: cfg.FHIRClients, Lease: cfg.OperationLease, Logger: log,
+	})
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	verifier := auth.NewVerifier(bg, auth.Options{
+		JWKSURL: func(realm string) string {
+			return strings.TrimRight(cfg.KeycloakURL, "/") + "/realms/" + realm + "/protocol/openid-connect/certs"
+		},
+		Issuer:     cfg.Issuer,
+		Audience:   cfg.Audience,
+		Algorithms: cfg.Algorithms,
+		HTTPClient: &http.Client{Timeout: cfg.KeycloakTimeout},
+		Leeway:     10 * time.Second,
+	})
+	s := &Server{cfg: cfg, log: log, db: db, store: store, kc: kc, svc: svc, metrics: m, cancel: cancel}
+	s.handler = api.New(api.Options{
+		Realms: cfg.Realms, CreatorRole: cfg.CreatorRole, ServiceDeskRole: cfg.ServiceDeskRole,
+		Service: svc, Verifier: verifier, Ready: s.ready, Metrics: m, Logger: log,
+	})
+	return s, nil
+}
+
+// Handler is the HTTP API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Service is the community service (for tools and tests in-process).
+func (s *Server) Service() *community.Service { return s.svc }
+
+// Store is the registry.
+func (s *Server) Store() *registry.Store { return s.store }
+
+// KeycloakRoundTrips counts the requests sent to Keycloak so far.
+func (s *Server) KeycloakRoundTrips() int64 { return s.kc.RoundTrips() }
+
+func (s *Server) ready(ctx context.Context) error {
+	if err := s.store.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	ok, err := registry.Current(ctx, s.db)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if !ok {
+		return errors.New("database: migrations pending; run 'communities migrate up'")
+	}
+	for _, realm := range s.cfg.Realms {
+		if err := s.kc.Ping(ctx, realm); err != nil {
+			return fmt.Errorf("keycloak realm %s: %w", realm, err)
+		}
+	}
+	return nil
+}
+
+// RecoverOnce undoes abandoned operations whose lease has run out.
+func (s *Server) RecoverOnce(ctx context.Context) {
+	n, err := s.svc.Recover(ctx)
+	s.metrics.Recovered.Add(float64(n))
+	if err != nil {
+		s.metrics.RecoveryErrors.Inc()
+		s.log.WarnContext(ctx, "recovery pass stopped; will retry", "recovered", n, "error", err)
+	}
+}
+
+// Run serves on cfg.Listen until ctx ends, then drains in-flight requests
+// for up to cfg.ShutdownTimeout. ready, if not nil, gets the bound address.
+func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      2 * s.cfg.OperationLease,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	go s.recoveryLoop(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("listening", "addr", ln.Addr().String(), "realms", s.cfg.Realms, "keycloak", s.cfg.KeycloakURL)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down; draining in-flight requests", "timeout", s.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) recoveryLoop(ctx context.Context) {
+	s.RecoverOnce(ctx)
+	t := time.NewTicker(s.cfg.RecoveryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.RecoverOnce(ctx)
+		}
+	}
+}
+
+// Close releases the database and background work.
+func (s *Server) Close() {
+	s.cancel()
+	closeDB(s.db)
+}
+
+func closeDB(db *gorm.DB) {
+	if sqlDB, err := db.DB(); err == nil {
+		_ = sqlDB.Close()
+	}
+}
