@@ -106,7 +106,7 @@ func newMigrate(stdout, stderr io.Writer) *cobra.Command {
   status  list migrations and whether each is applied
 
 Replicas and jobs running migrate together take turns on an advisory lock.`,
-		Example: `  DATABASE_URL=postgres://postgres@127.0.0.1:5432/communities?sslmode=disable communities migrate up`,
+		Example:   `  DATABASE_URL=postgres://postgres@127.0.0.1:5432/communities?sslmode=disable communities migrate up`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"up", "down", "status"},
 		RunE: func(cmd *cobra.Command, args []string) error {
