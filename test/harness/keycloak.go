@@ -1,0 +1,103 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/pkg/keycloak"
+)
+
+// Artefacts lists which of a community's Keycloak artefacts exist, by
+// name, as an administrator sees them.
+func (r *Realm) Artefacts(t testing.TB, root, label string) []string {
+	t.Helper()
+	ctx := context.Background()
+	tok := r.AdminToken(t)
+	n := keycloak.NamesFor(root, label)
+	var found []string
+	for _, role := range []string{n.ReadRole, n.WriteRole, n.OwnerRole} {
+		if _, err := r.GC.GetRealmRole(ctx, tok, r.Name, role); err == nil {
+			found = append(found, "role "+role)
+		} else if !isNotFound(err) {
+			t.Fatalf("get role %s: %v", role, err)
+		}
+	}
+	if _, err := r.GC.GetGroupByPath(ctx, tok, r.Name, strings.TrimPrefix(n.GroupPath, "/")); err == nil {
+		found = append(found, "group "+n.GroupPath)
+	} else if !isNotFound(err) {
+		t.Fatalf("get group %s: %v", n.GroupPath, err)
+	}
+	scopes, err := r.GC.GetClientScopes(ctx, tok, r.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range scopes {
+		if *s.Name == n.ReadScope || *s.Name == n.WriteScope {
+			found = append(found, "scope "+*s.Name)
+		}
+	}
+	return found
+}
+
+func isNotFound(err error) bool {
+	var api *gocloak.APIError
+	return errors.As(err, &api) && api.Code == http.StatusNotFound
+}
+
+// FaultTransport fails chosen Keycloak admin calls that change something,
+// as if Keycloak had gone away at that step of an operation.
+type FaultTransport struct {
+	Base http.RoundTripper
+
+	mu sync.Mutex
+	// FailAt is the 1-based number of the mutating admin call to fail; 0
+	// fails none. With Sticky, that call and every later one fail.
+	FailAt   int
+	Sticky   bool
+	mutating int
+	injected int
+}
+
+// ErrInjected is the error injected calls fail with.
+var ErrInjected = errors.New("injected fault: connection refused")
+
+// RoundTrip implements http.RoundTripper.
+func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet && strings.Contains(r.URL.Path, "/admin/realms/") {
+		f.mu.Lock()
+		f.mutating++
+		fail := f.FailAt > 0 && (f.mutating == f.FailAt || f.Sticky && f.mutating > f.FailAt)
+		if fail {
+			f.injected++
+		}
+		f.mu.Unlock()
+		if fail {
+			return nil, ErrInjected
+		}
+	}
+	base := f.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(r)
+}
+
+// Arm resets the counters and fails call n (0: none).
+func (f *FaultTransport) Arm(n int, sticky bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.FailAt, f.Sticky, f.mutating = n, sticky, 0
+}
+
+// Counts returns how many mutating calls were seen and how many failed.
+func (f *FaultTransport) Counts() (mutating, injected int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mutating, f.injected
+}

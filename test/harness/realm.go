@@ -1,0 +1,249 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/server"
+)
+
+// Secrets of the demo realm's confidential clients (realm-export/README.md).
+const (
+	ServiceSecret     = "communities-service-secret"
+	ServiceDeskSecret = "service-desk-secret"
+)
+
+// Realm is a fresh copy of the demo realm, deleted when the test ends.
+type Realm struct {
+	Name string
+	env  *Env
+	GC   *gocloak.GoCloak
+}
+
+var unsafeName = regexp.MustCompile(`[^a-z0-9]+`)
+
+// NewRealm imports realm-export/terminology-realm.json under a unique name.
+func (e *Env) NewRealm(t testing.TB) *Realm {
+	t.Helper()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	short := unsafeName.ReplaceAllString(strings.ToLower(t.Name()), "-")
+	if len(short) > 30 {
+		short = short[:30]
+	}
+	name := "t-" + strings.Trim(short, "-") + "-" + hex.EncodeToString(b[:])
+	raw, err := os.ReadFile(filepath.Join(RepoDir(), "realm-export", "terminology-realm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.ReplaceAll(raw, []byte("default-roles-terminology"), []byte("default-roles-"+name))
+	var rep map[string]any
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	rep["realm"] = name
+	r := &Realm{Name: name, env: e, GC: gocloak.NewClient(e.KeycloakURL)}
+	ctx := context.Background()
+	tok := r.AdminToken(t)
+	body, _ := json.Marshal(rep)
+	resp, err := r.GC.GetRequestWithBearerAuth(ctx, tok).SetBody(body).Post(e.KeycloakURL + "/admin/realms")
+	if err != nil || resp.StatusCode() != http.StatusCreated {
+		t.Fatalf("import realm %s: %v %s", name, err, resp.String())
+	}
+	t.Cleanup(func() {
+		if os.Getenv("KEEP_REALMS") != "" {
+			return
+		}
+		if err := r.GC.DeleteRealm(context.Background(), r.AdminToken(t), name); err != nil {
+			t.Logf("delete realm %s: %v", name, err)
+		}
+	})
+	return r
+}
+
+// AdminToken is a master-realm admin token, for asserting on Keycloak
+// directly (never given to the service).
+func (r *Realm) AdminToken(t testing.TB) string {
+	t.Helper()
+	jwt, err := r.GC.LoginAdmin(context.Background(), r.env.AdminUser, r.env.AdminPassword, "master")
+	if err != nil {
+		t.Fatalf("admin login: %v", err)
+	}
+	return jwt.AccessToken
+}
+
+// UserToken gets a demo user's access token by password grant through the
+// FHIR-facing public client, as a person's client would.
+func (r *Realm) UserToken(t testing.TB, username string) string {
+	t.Helper()
+	return r.token(t, url.Values{
+		"grant_type": {"password"}, "client_id": {"terminology-client"},
+		"username": {username}, "password": {username + "-pass"},
+	})
+}
+
+// ClientToken gets an access token by client credentials, as the seed's
+// first curl command does.
+func (r *Realm) ClientToken(t testing.TB, clientID, secret string) string {
+	t.Helper()
+	return r.token(t, url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret}})
+}
+
+func (r *Realm) token(t testing.TB, form url.Values) string {
+	t.Helper()
+	resp, err := http.PostForm(r.TokenURL(), form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error_description"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.AccessToken == "" {
+		t.Fatalf("token for %v: %v %s", form.Get("username")+form.Get("client_id"), err, out.Error)
+	}
+	return out.AccessToken
+}
+
+// TokenURL is the realm's token endpoint.
+func (r *Realm) TokenURL() string {
+	return r.env.KeycloakURL + "/realms/" + r.Name + "/protocol/openid-connect/token"
+}
+
+// UserID returns the id of a user of the realm.
+func (r *Realm) UserID(t testing.TB, username string) string {
+	t.Helper()
+	exact := true
+	users, err := r.GC.GetUsers(context.Background(), r.AdminToken(t), r.Name, gocloak.GetUsersParams{Username: &username, Exact: &exact})
+	if err != nil || len(users) != 1 {
+		t.Fatalf("find user %s: %v (%d found)", username, err, len(users))
+	}
+	return *users[0].ID
+}
+
+// Service is the communities service running in-process on a test server.
+type Service struct {
+	URL    string
+	Server *server.Server
+	Config config.Config
+}
+
+// Config returns a service configuration for realms against the harness's
+// servers, with a short lease so recovery tests need not wait minutes.
+func (e *Env) Config(realms ...string) config.Config {
+	cfg := config.Default()
+	cfg.DatabaseURL = e.DatabaseURL
+	cfg.KeycloakURL = e.KeycloakURL
+	cfg.Realms = realms
+	cfg.AdminClientSecret = ServiceSecret
+	cfg.OperationLease = 20 * time.Second
+	cfg.KeycloakTimeout = 5 * time.Second
+	return cfg
+}
+
+// StartService runs the service for cfg until the test ends.
+func (e *Env) StartService(t testing.TB, cfg config.Config, opts ...server.Option) *Service {
+	t.Helper()
+	log := slog.New(slog.NewJSONHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := server.New(context.Background(), cfg, log, opts...)
+	if err != nil {
+		t.Fatalf("start service: %v", err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ts.Close()
+		srv.Close()
+	})
+	return &Service{URL: ts.URL, Server: srv, Config: cfg}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Response is a finished HTTP exchange.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v.
+func (r *Response) JSON(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+// Do sends one request. body may be nil, a string (sent as is) or any
+// value (sent as JSON).
+func Do(t testing.TB, method, u, token string, body any) *Response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+}
+
+// Expect fails the test unless r has status want.
+func (r *Response) Expect(t testing.TB, want int) *Response {
+	t.Helper()
+	if r.Status != want {
+		t.Fatalf("status %d, want %d; body: %s", r.Status, want, r.Body)
+	}
+	return r
+}
+
+// String is for failure messages.
+func (r *Response) String() string { return fmt.Sprintf("%d %s", r.Status, r.Body) }

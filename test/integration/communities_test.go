@@ -1,0 +1,479 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/pkg/keycloak"
+	"github.com/nhs-terminology/communities/test/harness"
+)
+
+// TestSeedCurlFlow runs seed 000's three curl commands ("Deleting a
+// community", steps 1-3) verbatim but for host and names.
+func TestSeedCurlFlow(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "bird", "Bird watching").Expect(t, 201)
+	f.create(t, sd, "NDD", "NHS Data Dictionary").Expect(t, 201)
+
+	keycloakHost := strings.TrimPrefix(f.env.KeycloakURL, "http://")
+	serviceHost := strings.TrimPrefix(f.svc.URL, "http://")
+	realm := f.realm.Name
+	sh := func(script string) string {
+		t.Helper()
+		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+		return string(out)
+	}
+
+	// Step 1 - Get a bearer token (http: the test servers have no TLS).
+	step1 := `curl --silent --location --request POST 'http://` + keycloakHost + `/realms/` + realm + `/protocol/openid-connect/token' \
+--header 'Content-Type: application/x-www-form-urlencoded' \
+--data-urlencode 'grant_type=client_credentials' \
+--data-urlencode 'client_id=service-desk' \
+--data-urlencode 'client_secret=` + harness.ServiceDeskSecret + `'`
+	tokenJSON := sh(step1)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+	}
+	(&harness.Response{Body: []byte(tokenJSON)}).JSON(t, &tok)
+	if tok.AccessToken == "" || !strings.EqualFold(tok.TokenType, "bearer") {
+		t.Fatalf("step 1 gave no bearer token: %s", tokenJSON)
+	}
+
+	// Step 2 - List communities, on the legacy /auth path the seed uses.
+	step2 := `curl --silent --location --request GET 'http://` + serviceHost + `/auth/realms/` + realm + `/communities' \
+--header 'Authorization: Bearer ` + tok.AccessToken + `'`
+	var listed []map[string]string
+	(&harness.Response{Body: []byte(sh(step2))}).JSON(t, &listed)
+	want := []map[string]string{
+		{"securityLabel": "bird", "communityName": "Bird watching"},
+		{"securityLabel": "NDD", "communityName": "NHS Data Dictionary"},
+	}
+	if fmt.Sprint(listed) != fmt.Sprint(want) {
+		t.Fatalf("step 2 listed %v, want %v", listed, want)
+	}
+
+	// Step 3 - Delete community, body exactly as the seed sends it
+	// (leading space included).
+	step3 := `curl --silent --write-out '%{http_code}' --location --request DELETE 'http://` + serviceHost + `/auth/realms/` + realm + `/communities' \
+--header 'Authorization: Bearer ` + tok.AccessToken + `' --header 'Content-Type: application/json' \
+--data-raw ' {
+"securityLabel": "bird",
+"communityName": "Bird watching"
+}'`
+	if code := sh(step3); code != "204" {
+		t.Fatalf("step 3 answered %s, want 204", code)
+	}
+	if got := labels(f.list(t, tok.AccessToken)); !slices.Equal(got, []string{"NDD"}) {
+		t.Fatalf("after delete the list is %v", got)
+	}
+	// "This process will delete ... groups, roles, scopes, underlying
+	// database record" and users are not removed.
+	if left := f.realm.Artefacts(t, "Communities", "bird"); len(left) > 0 {
+		t.Fatalf("delete left %v in Keycloak", left)
+	}
+	if f.row(t, "bird") != nil {
+		t.Fatal("delete left the registry row")
+	}
+	f.realm.UserID(t, "service-account-service-desk")
+}
+
+// TestCreateMakesOntoserverCompatibleArtefacts checks what a community is
+// in Keycloak, and that tokens then carry its privileges exactly for the
+// users who hold them.
+func TestCreateMakesOntoserverCompatibleArtefacts(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	author := f.realm.UserToken(t, "author")
+
+	before := f.svc.Server.KeycloakRoundTrips()
+	start := time.Now()
+	resp := f.create(t, author, "NDD", "National data dictionary").Expect(t, 201)
+	createTook, createTrips := time.Since(start), f.svc.Server.KeycloakRoundTrips()-before
+	if loc := resp.Header.Get("Location"); loc != "/realms/"+f.realm.Name+"/communities/NDD" {
+		t.Errorf("Location %q", loc)
+	}
+	var got map[string]string
+	resp.JSON(t, &got)
+	if got["securityLabel"] != "NDD" || got["communityName"] != "National data dictionary" || len(got) != 2 {
+		t.Errorf("created representation %v", got)
+	}
+
+	admin := f.realm.AdminToken(t)
+	row := f.row(t, "NDD")
+	for _, name := range []string{"PERM_NDD_READ", "PERM_NDD_WRITE", "PERM_NDD_OWNER"} {
+		role, err := f.realm.GC.GetRealmRole(ctx, admin, f.realm.Name, name)
+		if err != nil {
+			t.Fatalf("role %s: %v", name, err)
+		}
+		if (*role.Attributes)[keycloak.MarkerAttribute][0] != row.ID {
+			t.Errorf("role %s lacks the community's marker", name)
+		}
+	}
+	group, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/NDD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (*group.Attributes)["communityName"][0] != "National data dictionary" {
+		t.Errorf("group attributes %v", *group.Attributes)
+	}
+	wantRoles := map[string][]string{
+		"owner": {"PERM_NDD_OWNER"}, "author": {"PERM_NDD_READ", "PERM_NDD_WRITE"}, "consumer": {"PERM_NDD_READ"},
+	}
+	for member, roles := range wantRoles {
+		g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/NDD/"+member)
+		if err != nil {
+			t.Fatalf("group %s: %v", member, err)
+		}
+		mapped, err := f.realm.GC.GetRealmRolesByGroupID(ctx, admin, f.realm.Name, *g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range mapped {
+			names = append(names, *r.Name)
+		}
+		slices.Sort(names)
+		if !slices.Equal(names, roles) {
+			t.Errorf("group %s maps %v, want %v", member, names, roles)
+		}
+	}
+	clients, err := f.realm.GC.GetClients(ctx, admin, f.realm.Name, gocloak.GetClientsParams{ClientID: gocloak.StringP("terminology-client")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, err := f.realm.GC.GetClientsDefaultScopes(ctx, admin, f.realm.Name, *clients[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var defaultNames []string
+	for _, s := range defaults {
+		defaultNames = append(defaultNames, *s.Name)
+	}
+	mustContain(t, "terminology-client default scopes", defaultNames, "grouping/NDD.read", "grouping/NDD.write")
+
+	// The creator is the owner: a member of the owner group only.
+	ownerGroup, _ := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/NDD/owner")
+	members, err := f.realm.GC.GetGroupMembers(ctx, admin, f.realm.Name, *ownerGroup.ID, gocloak.GetGroupsParams{})
+	if err != nil || len(members) != 1 || *members[0].Username != "author" {
+		t.Fatalf("owner group members %v %v", members, err)
+	}
+	authorTok := f.realm.UserToken(t, "author")
+	mustContain(t, "owner's authorities", authoritiesOf(t, authorTok), "PERM_NDD_OWNER")
+	mustLack(t, "owner's scopes", scopesOf(t, authorTok), "grouping/NDD.read", "grouping/NDD.write")
+
+	// Seed 003: consumers get read, authors read and write.
+	consumerID, authorID := f.realm.UserID(t, "consumer"), f.realm.UserID(t, "author")
+	consumerGroup, _ := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/NDD/consumer")
+	authorGroup, _ := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/NDD/author")
+	if err := f.realm.GC.AddUserToGroup(ctx, admin, f.realm.Name, consumerID, *consumerGroup.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.realm.GC.AddUserToGroup(ctx, admin, f.realm.Name, authorID, *authorGroup.ID); err != nil {
+		t.Fatal(err)
+	}
+	consumerTok := f.realm.UserToken(t, "consumer")
+	mustContain(t, "consumer's scopes", scopesOf(t, consumerTok), "grouping/NDD.read")
+	mustLack(t, "consumer's scopes", scopesOf(t, consumerTok), "grouping/NDD.write")
+	mustContain(t, "consumer's authorities", authoritiesOf(t, consumerTok), "PERM_NDD_READ")
+	mustLack(t, "consumer's authorities", authoritiesOf(t, consumerTok), "PERM_NDD_WRITE")
+	authorTok = f.realm.UserToken(t, "author")
+	mustContain(t, "author's scopes", scopesOf(t, authorTok), "grouping/NDD.read", "grouping/NDD.write")
+	mustContain(t, "author's authorities", authoritiesOf(t, authorTok), "PERM_NDD_READ", "PERM_NDD_WRITE")
+	approverTok := f.realm.UserToken(t, "approver")
+	mustLack(t, "non-member's scopes", scopesOf(t, approverTok), "grouping/NDD.read", "grouping/NDD.write")
+
+	before = f.svc.Server.KeycloakRoundTrips()
+	start = time.Now()
+	harness.Do(t, "DELETE", f.base+"/NDD", authorTok, nil).Expect(t, 204)
+	deleteTook, deleteTrips := time.Since(start), f.svc.Server.KeycloakRoundTrips()-before
+	t.Logf("create: %s, %d Keycloak round trips; delete: %s, %d round trips", createTook, createTrips, deleteTook, deleteTrips)
+
+	if left := f.realm.Artefacts(t, "Communities", "NDD"); len(left) > 0 {
+		t.Fatalf("delete left %v", left)
+	}
+	// Users are never deleted, only lose the memberships.
+	f.realm.UserID(t, "consumer")
+	mustLack(t, "consumer's scopes after delete", scopesOf(t, f.realm.UserToken(t, "consumer")), "grouping/NDD.read")
+	mustLack(t, "consumer's authorities after delete", authoritiesOf(t, f.realm.UserToken(t, "consumer")), "PERM_NDD_READ")
+}
+
+func TestListSortedAndPaginated(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	for _, l := range []string{"charlie", "Alpha", "bravo", "DELTA"} {
+		f.create(t, sd, l, "Community "+l).Expect(t, 201)
+	}
+	consumer := f.realm.UserToken(t, "consumer")
+	if got := labels(f.list(t, consumer)); !slices.Equal(got, []string{"Alpha", "bravo", "charlie", "DELTA"}) {
+		t.Errorf("list %v, want sorted by label ignoring case", got)
+	}
+	var page []map[string]string
+	harness.Do(t, "GET", f.base+"?first=1&max=2", consumer, nil).Expect(t, 200).JSON(t, &page)
+	if got := labels(page); !slices.Equal(got, []string{"bravo", "charlie"}) {
+		t.Errorf("first=1&max=2 gave %v", got)
+	}
+	harness.Do(t, "GET", f.base+"?first=10", consumer, nil).Expect(t, 200).JSON(t, &page)
+	if len(page) != 0 {
+		t.Errorf("first past the end gave %v", page)
+	}
+	for _, q := range []string{"first=-1", "max=0", "max=abc", "max=1001", "first=1.5"} {
+		harness.Do(t, "GET", f.base+"?"+q, consumer, nil).Expect(t, 400)
+	}
+	// An empty realm lists [] (not null).
+	g := setup(t)
+	resp := harness.Do(t, "GET", g.base, g.realm.UserToken(t, "consumer"), nil).Expect(t, 200)
+	if strings.TrimSpace(string(resp.Body)) != "[]" {
+		t.Errorf("empty list body %s", resp.Body)
+	}
+}
+
+func TestGetAndDeleteByLabel(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "NDD", "National data dictionary").Expect(t, 201)
+	for _, prefix := range []string{"", "/auth"} {
+		u := f.svc.URL + prefix + "/realms/" + f.realm.Name + "/communities/ndd"
+		var got map[string]string
+		harness.Do(t, "GET", u, sd, nil).Expect(t, 200).JSON(t, &got)
+		if got["securityLabel"] != "NDD" {
+			t.Errorf("%s: %v", prefix, got)
+		}
+	}
+	harness.Do(t, "GET", f.base+"/nope", sd, nil).Expect(t, 404)
+	harness.Do(t, "DELETE", f.svc.URL+"/auth/realms/"+f.realm.Name+"/communities/NDD", sd, nil).Expect(t, 204)
+	harness.Do(t, "GET", f.base+"/NDD", sd, nil).Expect(t, 404)
+	harness.Do(t, "DELETE", f.base+"/NDD", sd, nil).Expect(t, 404)
+}
+
+func TestCreateWithLegacyPrefixAnswersLegacyLocation(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	resp := harness.Do(t, "POST", f.svc.URL+"/auth/realms/"+f.realm.Name+"/communities", sd,
+		map[string]string{"securityLabel": "SNOMED", "communityName": "SNOMED"}).Expect(t, 201)
+	if loc := resp.Header.Get("Location"); loc != "/auth/realms/"+f.realm.Name+"/communities/SNOMED" {
+		t.Errorf("Location %q", loc)
+	}
+}
+
+func TestWhoMayDoWhat(t *testing.T) {
+	f := newFixture(t)
+	consumer := f.realm.UserToken(t, "consumer")
+	creator := f.realm.UserToken(t, "creator")
+	author := f.realm.UserToken(t, "author")
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+
+	// Create: community creator or service desk.
+	f.create(t, consumer, "C1", "Consumer's").Expect(t, 403)
+	if f.row(t, "C1") != nil || len(f.realm.Artefacts(t, "Communities", "C1")) > 0 {
+		t.Fatal("a refused create changed something")
+	}
+	f.create(t, creator, "CR", "Creator's").Expect(t, 201)
+	f.create(t, author, "AU", "Author's").Expect(t, 201)
+
+	// Naming owners is for service desk only.
+	harness.Do(t, "POST", f.base, creator, map[string]any{
+		"securityLabel": "X1", "communityName": "X1", "owners": []string{"consumer"},
+	}).Expect(t, 403)
+
+	// Delete: service desk, or a community creator who owns it.
+	harness.Do(t, "DELETE", f.base+"/AU", creator, nil).Expect(t, 403)
+	harness.Do(t, "DELETE", f.base+"/AU", consumer, nil).Expect(t, 403)
+	harness.Do(t, "DELETE", f.base+"/CR", creator, nil).Expect(t, 204)
+	harness.Do(t, "DELETE", f.base+"/AU", sd, nil).Expect(t, 204)
+
+	// Service desk names owners by username and by id; the caller is then
+	// not an owner.
+	approverID := f.realm.UserID(t, "approver")
+	harness.Do(t, "POST", f.base, sd, map[string]any{
+		"securityLabel": "SD1", "communityName": "Service desk's", "owners": []string{"creator", approverID},
+	}).Expect(t, 201)
+	ctx := context.Background()
+	admin := f.realm.AdminToken(t)
+	og, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/SD1/owner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	members, _ := f.realm.GC.GetGroupMembers(ctx, admin, f.realm.Name, *og.ID, gocloak.GetGroupsParams{})
+	var names []string
+	for _, m := range members {
+		names = append(names, *m.Username)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"approver", "creator"}) {
+		t.Errorf("owners %v", names)
+	}
+	// A creator who owns SD1 (named by service desk) may delete it.
+	harness.Do(t, "DELETE", f.base+"/SD1", f.realm.UserToken(t, "creator"), nil).Expect(t, 204)
+
+	// An unknown owner is a bad request, and nothing is made.
+	harness.Do(t, "POST", f.base, sd, map[string]any{
+		"securityLabel": "SD2", "communityName": "SD2", "owners": []string{"nobody-by-that-name"},
+	}).Expect(t, 400)
+	if f.row(t, "SD2") != nil || len(f.realm.Artefacts(t, "Communities", "SD2")) > 0 {
+		t.Fatal("a create with an unknown owner changed something")
+	}
+
+	// Audit: every create and delete, with the actor and the outcome.
+	trail, err := f.svc.Server.Store().AuditTrail(ctx, f.realm.Name, "AU")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, e := range trail {
+		outcomes = append(outcomes, e.Action+":"+e.Outcome+":"+e.ActorUsername+":"+e.ActorClient)
+		if e.ActorSub == "" {
+			t.Errorf("audit event without sub: %+v", e)
+		}
+	}
+	want := []string{
+		"create:success:author:terminology-client",
+		"delete:denied:creator:terminology-client",
+		"delete:denied:consumer:terminology-client",
+		"delete:success:service-account-service-desk:service-desk",
+	}
+	if !slices.Equal(outcomes, want) {
+		t.Errorf("audit trail of AU:\n got %v\nwant %v", outcomes, want)
+	}
+}
+
+func TestTokensAreVerified(t *testing.T) {
+	f := newFixture(t)
+	other := f.env.NewRealm(t)
+	consumer := f.realm.UserToken(t, "consumer")
+	cases := map[string]string{
+		"no token":                          "",
+		"garbage":                           "not-a-jwt",
+		"another realm's token":             other.UserToken(t, "consumer"),
+		"token without the audience":        f.realm.ClientToken(t, "communities-service", harness.ServiceSecret),
+		"signature tampered":                consumer[:len(consumer)-4] + "AAAA",
+		"master realm admin token":          f.realm.AdminToken(t),
+		"payload swapped from another user": swapPayload(consumer, f.realm.UserToken(t, "author")),
+	}
+	for name, tok := range cases {
+		resp := harness.Do(t, "GET", f.base, tok, nil)
+		if resp.Status != 401 {
+			t.Errorf("%s: %s, want 401", name, resp)
+			continue
+		}
+		if resp.Header.Get("Content-Type") != "application/problem+json" || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: headers %v", name, resp.Header)
+		}
+	}
+	harness.Do(t, "GET", f.base, consumer, nil).Expect(t, 200)
+	// A realm this service does not manage is unknown, whatever the token.
+	harness.Do(t, "GET", f.svc.URL+"/realms/"+other.Name+"/communities", consumer, nil).Expect(t, 404)
+}
+
+func swapPayload(a, b string) string {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	return pa[0] + "." + pb[1] + "." + pa[2]
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "NDD", "National data dictionary").Expect(t, 201)
+	cases := []struct {
+		name, body, contentType string
+		status                  int
+	}{
+		{"label with a dot", `{"securityLabel":"NDD.read","communityName":"x"}`, "application/json", 400},
+		{"label with a slash", `{"securityLabel":"a/b","communityName":"x"}`, "application/json", 400},
+		{"label too long", `{"securityLabel":"` + strings.Repeat("a", 65) + `","communityName":"x"}`, "application/json", 400},
+		{"empty label", `{"securityLabel":"","communityName":"x"}`, "application/json", 400},
+		{"name blank", `{"securityLabel":"OK1","communityName":"   "}`, "application/json", 400},
+		{"name with control", `{"securityLabel":"OK1","communityName":"a\u0007b"}`, "application/json", 400},
+		{"name too long", `{"securityLabel":"OK1","communityName":"` + strings.Repeat("n", 201) + `"}`, "application/json", 400},
+		{"missing name", `{"securityLabel":"OK1"}`, "application/json", 400},
+		{"unknown field", `{"securityLabel":"OK1","communityName":"x","colour":"red"}`, "application/json", 400},
+		{"wrong type", `{"securityLabel":1,"communityName":"x"}`, "application/json", 400},
+		{"duplicate key", `{"securityLabel":"OK1","securityLabel":"OK2","communityName":"x"}`, "application/json", 400},
+		{"malformed", `{"securityLabel":`, "application/json", 400},
+		{"form encoded", `securityLabel=OK1&communityName=x`, "application/x-www-form-urlencoded", 415},
+		{"too large", `{"securityLabel":"OK1","communityName":"` + strings.Repeat("n", 70000) + `"}`, "application/json", 413},
+		{"duplicate label, other case", `{"securityLabel":"ndd","communityName":"Other"}`, "application/json", 409},
+		{"duplicate name, other case", `{"securityLabel":"OK1","communityName":"NATIONAL DATA DICTIONARY"}`, "application/json", 409},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest("POST", f.base, strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+sd)
+		req.Header.Set("Content-Type", c.contentType)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s, want %d problem+json", c.name, resp.StatusCode, resp.Header.Get("Content-Type"), c.status)
+		}
+	}
+	if got := labels(f.list(t, sd)); !slices.Equal(got, []string{"NDD"}) {
+		t.Errorf("bad input changed the list: %v", got)
+	}
+	for _, l := range []string{"OK1", "OK2"} {
+		if left := f.realm.Artefacts(t, "Communities", l); len(left) > 0 {
+			t.Errorf("bad input made %v", left)
+		}
+	}
+	// DELETE with a body must match the registry exactly.
+	harness.Do(t, "DELETE", f.base, sd, map[string]string{"securityLabel": "NDD", "communityName": "Wrong"}).Expect(t, 409)
+	harness.Do(t, "DELETE", f.base, sd, map[string]string{"securityLabel": "ndd", "communityName": "National data dictionary"}).Expect(t, 409)
+	harness.Do(t, "DELETE", f.base, sd, map[string]string{"securityLabel": "NOPE", "communityName": "x"}).Expect(t, 404)
+	harness.Do(t, "DELETE", f.base, sd, map[string]string{"securityLabel": "NDD"}).Expect(t, 400)
+	if got := labels(f.list(t, sd)); !slices.Equal(got, []string{"NDD"}) {
+		t.Errorf("refused deletes changed the list: %v", got)
+	}
+}
+
+func TestConcurrentCreatesOfOneLabel(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	const n = 12
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = f.create(t, sd, "RACE", fmt.Sprintf("Race %d", i)).Status
+		}()
+	}
+	wg.Wait()
+	created, conflicts := 0, 0
+	for _, s := range statuses {
+		switch s {
+		case 201:
+			created++
+		case 409:
+			conflicts++
+		}
+	}
+	if created != 1 || conflicts != n-1 {
+		t.Fatalf("statuses %v: want one 201 and %d 409", statuses, n-1)
+	}
+	admin := f.realm.AdminToken(t)
+	root, err := f.realm.GC.GetGroupByPath(context.Background(), admin, f.realm.Name, "Communities")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var children []gocloak.Group
+	_, err = f.realm.GC.GetRequestWithBearerAuth(context.Background(), admin).SetResult(&children).
+		Get(f.env.KeycloakURL + "/admin/realms/" + f.realm.Name + "/groups/" + *root.ID + "/children")
+	if err != nil || len(children) != 1 {
+		t.Fatalf("root group has %d children, want 1 (%v)", len(children), err)
+	}
+}
