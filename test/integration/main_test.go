@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/Nerzal/gocloak/v13"
+	"gorm.io/gorm"
+
 	"github.com/nhs-terminology/communities/pkg/registry"
 	"github.com/nhs-terminology/communities/test/harness"
 )
@@ -120,4 +123,24 @@ func mustLack(t *testing.T, what string, got []string, unwanted ...string) {
 			t.Errorf("%s: %v has %q", what, got, w)
 		}
 	}
+}
+
+func clientScope(name string) gocloak.ClientScope {
+	return gocloak.ClientScope{Name: gocloak.StringP(name), Protocol: gocloak.StringP("openid-connect")}
+}
+
+func role(name string) gocloak.Role { return gocloak.Role{Name: gocloak.StringP(name)} }
+
+func mustOpen(t *testing.T, dsn string) *gorm.DB {
+	t.Helper()
+	db, err := registry.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	})
+	return db
 }

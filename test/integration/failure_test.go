@@ -1,0 +1,170 @@
+package integration
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/pkg/server"
+	"github.com/nhs-terminology/communities/test/harness"
+)
+
+// TestKeycloakFailsAtEachStepOfCreate makes Keycloak fail at every
+// mutating step of a create in turn. Each time the caller gets 503, and
+// nothing is left: no artefact in Keycloak, no registry row.
+func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
+	t.Parallel()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	faults := &harness.FaultTransport{}
+	svc := env.StartService(t, env.Config(realm.Name), server.WithKeycloakTransport(faults))
+	base := svc.URL + "/realms/" + realm.Name + "/communities"
+	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+
+	// Warm up: the root group exists afterwards, so every create below
+	// takes the same steps.
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "WARM", "communityName": "Warm"}).Expect(t, 201)
+	faults.Arm(0, false)
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "COUNT", "communityName": "Count"}).Expect(t, 201)
+	steps, _ := faults.Counts()
+	if steps < 10 {
+		t.Fatalf("a create made only %d mutating calls", steps)
+	}
+
+	orphans := 0
+	for step := 1; step <= steps; step++ {
+		faults.Arm(step, false)
+		resp := harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "FLAKY", "communityName": "Flaky"})
+		if resp.Status != http.StatusServiceUnavailable {
+			t.Fatalf("step %d: %s, want 503", step, resp)
+		}
+		left := realm.Artefacts(t, "Communities", "FLAKY")
+		orphans += len(left)
+		if len(left) > 0 {
+			t.Errorf("fault at step %d left %v", step, left)
+		}
+		if c, err := svc.Server.Store().Get(context.Background(), realm.Name, "flaky"); err != registry.ErrNotFound {
+			t.Errorf("fault at step %d left registry row %+v (%v)", step, c, err)
+		}
+	}
+	_, injected := faults.Counts()
+	t.Logf("create: %d steps, %d faults injected, %d orphans found", steps, injected, orphans)
+
+	// With Keycloak healthy again the same create succeeds.
+	faults.Arm(0, false)
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "FLAKY", "communityName": "Flaky"}).Expect(t, 201)
+}
+
+// TestUndoThatFailsIsFinishedByRecovery: Keycloak goes away mid-create and
+// stays away, so the undo fails too. The row is kept as failed (the label
+// stays reserved) and recovery undoes the create once Keycloak is back.
+func TestUndoThatFailsIsFinishedByRecovery(t *testing.T) {
+	t.Parallel()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	faults := &harness.FaultTransport{}
+	svc := env.StartService(t, env.Config(realm.Name), server.WithKeycloakTransport(faults))
+	base := svc.URL + "/realms/" + realm.Name + "/communities"
+	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	ctx := context.Background()
+
+	faults.Arm(6, true)
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "DOWN", "communityName": "Down"}).Expect(t, 503)
+	row, err := svc.Server.Store().Get(ctx, realm.Name, "down")
+	if err != nil || row.State != registry.StateFailed {
+		t.Fatalf("row after failed undo: %+v %v", row, err)
+	}
+	if left := realm.Artefacts(t, "Communities", "DOWN"); len(left) == 0 {
+		t.Fatal("expected the half-made create to be left in Keycloak while it is down")
+	}
+	// The label stays reserved until recovery has cleaned up.
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "down", "communityName": "Down again"}).Expect(t, 409)
+	// Invisible meanwhile.
+	harness.Do(t, "GET", base+"/DOWN", sd, nil).Expect(t, 404)
+
+	faults.Arm(0, false)
+	svc.Server.RecoverOnce(ctx)
+	if left := realm.Artefacts(t, "Communities", "DOWN"); len(left) > 0 {
+		t.Fatalf("recovery left %v", left)
+	}
+	if _, err := svc.Server.Store().Get(ctx, realm.Name, "down"); err != registry.ErrNotFound {
+		t.Fatalf("recovery left the row: %v", err)
+	}
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "DOWN", "communityName": "Down"}).Expect(t, 201)
+}
+
+// TestKeycloakFailsDuringDelete: a delete that Keycloak interrupts answers
+// 503, hides the community, and recovery finishes the delete.
+func TestKeycloakFailsDuringDelete(t *testing.T) {
+	t.Parallel()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	faults := &harness.FaultTransport{}
+	svc := env.StartService(t, env.Config(realm.Name), server.WithKeycloakTransport(faults))
+	base := svc.URL + "/realms/" + realm.Name + "/communities"
+	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	ctx := context.Background()
+
+	faults.Arm(0, false)
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "GONE", "communityName": "Gone"}).Expect(t, 201)
+	faults.Arm(0, false)
+	harness.Do(t, "DELETE", base+"/GONE", sd, nil).Expect(t, 204)
+	steps, _ := faults.Counts()
+	injected := 0
+	for step := 1; step <= steps; step++ {
+		label := "GONE" + string(rune('A'+step))
+		faults.Arm(0, false)
+		harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": label, "communityName": label}).Expect(t, 201)
+		faults.Arm(step, true)
+		harness.Do(t, "DELETE", base+"/"+label, sd, nil).Expect(t, 503)
+		injected++
+		harness.Do(t, "GET", base+"/"+label, sd, nil).Expect(t, 404)
+		faults.Arm(0, false)
+		svc.Server.RecoverOnce(ctx)
+		if left := realm.Artefacts(t, "Communities", label); len(left) > 0 {
+			t.Errorf("fault at delete step %d: recovery left %v", step, left)
+		}
+		if _, err := svc.Server.Store().Get(ctx, realm.Name, label); err != registry.ErrNotFound {
+			t.Errorf("fault at delete step %d: recovery left the row (%v)", step, err)
+		}
+	}
+	t.Logf("delete: %d mutating steps, %d faults injected", steps, injected)
+}
+
+// TestConflictingArtefactInKeycloak: a client scope someone made by hand
+// under a community's scope name makes the create fail with 409; the
+// hand-made scope is left alone and nothing else is kept.
+func TestConflictingArtefactInKeycloak(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	admin := f.realm.AdminToken(t)
+	name := "grouping/CLASH.write"
+	id, err := f.realm.GC.CreateClientScope(ctx, admin, f.realm.Name, clientScope(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	resp := f.create(t, sd, "CLASH", "Clash").Expect(t, 409)
+	t.Logf("answer: %s", resp.Body)
+	left := f.realm.Artefacts(t, "Communities", "CLASH")
+	if len(left) != 1 || left[0] != "scope "+name {
+		t.Fatalf("after the clash Keycloak holds %v; want only the hand-made scope", left)
+	}
+	if s, err := f.realm.GC.GetClientScope(ctx, admin, f.realm.Name, id); err != nil || *s.Name != name {
+		t.Fatalf("hand-made scope damaged: %v", err)
+	}
+	if f.row(t, "CLASH") != nil {
+		t.Fatal("registry row kept")
+	}
+
+	// Likewise a hand-made realm role.
+	if _, err := f.realm.GC.CreateRealmRole(ctx, admin, f.realm.Name, role("PERM_ROLECLASH_OWNER")); err != nil {
+		t.Fatal(err)
+	}
+	f.create(t, sd, "ROLECLASH", "Role clash").Expect(t, 409)
+	left = f.realm.Artefacts(t, "Communities", "ROLECLASH")
+	if len(left) != 1 || left[0] != "role PERM_ROLECLASH_OWNER" {
+		t.Fatalf("after the role clash Keycloak holds %v", left)
+	}
+}
