@@ -1,0 +1,168 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+type keys struct {
+	rsa   *rsa.PrivateKey
+	other *rsa.PrivateKey
+	ec    *ecdsa.PrivateKey
+}
+
+// jwksServer serves the public half of k.rsa (kid "k1") as a realm's JWKS.
+func jwksServer(t *testing.T, k keys) *httptest.Server {
+	t.Helper()
+	n := base64.RawURLEncoding.EncodeToString(k.rsa.N.Bytes())
+	e := base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.rsa.E)).Bytes())
+	body, _ := json.Marshal(map[string]any{"keys": []map[string]string{
+		{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": n, "e": e},
+	}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newKeys(t *testing.T) keys {
+	t.Helper()
+	a, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := rsa.GenerateKey(rand.Reader, 2048)
+	c, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return keys{rsa: a, other: b, ec: c}
+}
+
+func validClaims() jwt.MapClaims {
+	now := time.Now()
+	return jwt.MapClaims{
+		"iss": "http://kc/realms/r1", "aud": []string{"communities", "account"},
+		"sub": "u1", "azp": "terminology-client", "typ": "Bearer", "preferred_username": "alice",
+		"exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(),
+		"realm_access": map[string]any{"roles": []string{"author", "FHIR_READ"}},
+		"scope":        "profile grouping/NDD.read",
+	}
+}
+
+func sign(t *testing.T, method jwt.SigningMethod, key any, kid string, c jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, c)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestVerify(t *testing.T) {
+	k := newKeys(t)
+	srv := jwksServer(t, k)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v := NewVerifier(ctx, Options{
+		JWKSURL:    func(string) string { return srv.URL },
+		Issuer:     func(realm string) string { return "http://kc/realms/" + realm },
+		Audience:   "communities",
+		Algorithms: []string{"RS256", "PS256", "ES256"},
+		Leeway:     5 * time.Second,
+	})
+
+	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
+	p, err := v.Verify(ctx, "r1", good)
+	if err != nil {
+		t.Fatalf("valid token refused: %v", err)
+	}
+	if p.Subject != "u1" || p.ClientID != "terminology-client" || p.Username != "alice" || !p.HasRole("author") ||
+		p.HasRole("service-desk") || len(p.Scopes) != 2 {
+		t.Errorf("principal %+v", p)
+	}
+
+	pubDER, _ := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	with := func(change func(jwt.MapClaims)) jwt.MapClaims {
+		c := validClaims()
+		change(c)
+		return c
+	}
+	now := time.Now()
+	noneTok, _ := jwt.NewWithClaims(jwt.SigningMethodNone, validClaims()).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	bad := map[string]string{
+		"alg none":                    noneTok,
+		"HS256 keyed with public key": sign(t, jwt.SigningMethodHS256, pubPEM, "k1", validClaims()),
+		"key not in JWKS":             sign(t, jwt.SigningMethodRS256, k.other, "k1", validClaims()),
+		"unknown kid":                 sign(t, jwt.SigningMethodRS256, k.other, "k9", validClaims()),
+		"ES256 with unknown key":      sign(t, jwt.SigningMethodES256, k.ec, "k1", validClaims()),
+		"RS512 not allow-listed":      sign(t, jwt.SigningMethodRS512, k.rsa, "k1", validClaims()),
+		"expired":                     sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })),
+		"no exp":                      sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { delete(c, "exp") })),
+		"not yet valid":               sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })),
+		"issued in the future":        sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() })),
+		"other realm's issuer":        sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["iss"] = "http://kc/realms/r2" })),
+		"other Keycloak's issuer":     sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["iss"] = "http://evil/realms/r1" })),
+		"no audience":                 sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { delete(c, "aud") })),
+		"wrong audience":              sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["aud"] = "account" })),
+		"refresh token":               sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["typ"] = "Refresh" })),
+		"ID token":                    sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["typ"] = "ID" })),
+		"no subject":                  sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { delete(c, "sub") })),
+		"garbage":                     "a.b.c",
+		"empty":                       "",
+		"payload swapped":             swap(good, sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["sub"] = "admin" }))),
+	}
+	for name, tok := range bad {
+		start := time.Now()
+		if _, err := v.Verify(ctx, "r1", tok); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("%s: %v, want ErrInvalidToken", name, err)
+		}
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("%s: refusal took %s; forged kids must not stall requests", name, took)
+		}
+	}
+	// A token for realm r1 is not accepted for realm r2, even with a
+	// matching key set.
+	if _, err := v.Verify(ctx, "r2", good); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("r1 token accepted for r2: %v", err)
+	}
+}
+
+func swap(a, b string) string {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	return pa[0] + "." + pb[1] + "." + pa[2]
+}
+
+func TestBearerToken(t *testing.T) {
+	cases := map[string]string{"Bearer abc": "abc", "bearer abc": "abc", "BEARER  abc ": "abc"}
+	for in, want := range cases {
+		if got, ok := BearerToken(in); !ok || got != want {
+			t.Errorf("BearerToken(%q) = %q, %v", in, got, ok)
+		}
+	}
+	for _, in := range []string{"", "Bearer", "Bearer ", "Basic abc", "abc"} {
+		if _, ok := BearerToken(in); ok {
+			t.Errorf("BearerToken(%q) accepted", in)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestFlagsWinOverEnvironment(t *testing.T) {
+	var c Config
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	Bind(fs, &c)
+	if err := fs.Parse([]string{"--listen", ":9999"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"COMMUNITIES_LISTEN":          ":1111",
+		"DATABASE_URL":                "postgres://x",
+		"COMMUNITIES_REALMS":          "a,b",
+		"COMMUNITIES_OPERATION_LEASE": "45s",
+	}
+	if err := ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":9999" || c.DatabaseURL != "postgres://x" || strings.Join(c.Realms, ",") != "a,b" || c.OperationLease != 45*time.Second {
+		t.Errorf("config %+v", c)
+	}
+	if c.KeycloakURL != "http://localhost:8080" {
+		t.Errorf("default keycloak url %q", c.KeycloakURL)
+	}
+}
+
+func TestBadEnvironmentIsReported(t *testing.T) {
+	var c Config
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	Bind(fs, &c)
+	err := ApplyEnv(fs, func(k string) (string, bool) { return "soon", k == "COMMUNITIES_OPERATION_LEASE" })
+	if err == nil || !strings.Contains(err.Error(), "COMMUNITIES_OPERATION_LEASE") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	c := Default()
+	c.DatabaseURL, c.AdminClientSecret = "postgres://x", "s"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	if got := c.Issuer("terminology"); got != "http://localhost:8080/realms/terminology" {
+		t.Errorf("issuer %q", got)
+	}
+	c.IssuerBaseURL = "https://auth.example/"
+	if got := c.Issuer("r"); got != "https://auth.example/realms/r" {
+		t.Errorf("issuer %q", got)
+	}
+	bad := Default()
+	bad.KeycloakURL = "localhost"
+	bad.Realms = nil
+	bad.Audience = ""
+	bad.Algorithms = []string{"RS256", "none", "HS256"}
+	bad.OperationLease = 0
+	err := bad.Validate()
+	for _, want := range []string{"database-url", "keycloak-url", "realms", "admin-client-secret", "audience", "none", "HS256", "operation-lease"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate did not report %s: %v", want, err)
+		}
+	}
+}
