@@ -12,6 +12,7 @@ run:
 
 ## test: lint, then every unit and integration test against real Keycloak and PostgreSQL
 test: lint
+	deploy/local/deps.sh
 	deploy/local/stack.sh exec -- $(GO) test -count=1 -timeout 45m $(PKGS)
 
 ## unit: fast tests only (no servers)
@@ -20,6 +21,7 @@ unit:
 
 ## integration: integration tests only
 integration:
+	deploy/local/deps.sh
 	deploy/local/stack.sh exec -- $(GO) test -count=1 -timeout 45m ./test/...
 
 ## lint: gofmt and go vet

@@ -18,16 +18,46 @@ import (
 )
 
 // TestSeedCurlFlow runs seed 000's three curl commands ("Deleting a
-// community", steps 1-3) verbatim but for host and names.
+// community", steps 1-3) verbatim but for host and names: the token from
+// Keycloak's own host, the communities calls on the service's host.
 func TestSeedCurlFlow(t *testing.T) {
 	f := newFixture(t)
-	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
-	f.create(t, sd, "bird", "Bird watching").Expect(t, 201)
-	f.create(t, sd, "NDD", "NHS Data Dictionary").Expect(t, 201)
+	seedCurlFlow(t, f, f.env.KeycloakURL+"/realms/"+f.realm.Name, f.svc.URL+"/auth/realms/"+f.realm.Name)
+}
 
-	keycloakHost := strings.TrimPrefix(f.env.KeycloakURL, "http://")
-	serviceHost := strings.TrimPrefix(f.svc.URL, "http://")
-	realm := f.realm.Name
+// TestFrontDoor runs the same flow through Debian's nginx with
+// deploy/nginx's configuration, all on one host as the seed has it:
+// https://authorisation-server/auth/realms/realm-name/... for the token
+// endpoint and the communities endpoint alike.
+func TestFrontDoor(t *testing.T) {
+	t.Parallel()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	port := harness.FreePort(t)
+	cfg := env.Config(realm.Name)
+	front := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cfg.IssuerBaseURL = front
+	svc := env.StartService(t, cfg)
+	harness.StartNginx(t, port, svc.URL, env.KeycloakURL)
+	f := &fixture{env: env, realm: realm, svc: svc, base: svc.URL + "/realms/" + realm.Name + "/communities"}
+	token := seedCurlFlow(t, f, front+"/auth/realms/"+realm.Name, front+"/auth/realms/"+realm.Name)
+	if iss := claims(t, token)["iss"]; iss != front+"/realms/"+realm.Name {
+		t.Errorf("token through the front door has iss %v", iss)
+	}
+	// Both prefixes reach the service; other paths reach Keycloak.
+	harness.Do(t, "GET", front+"/realms/"+realm.Name+"/communities", token, nil).Expect(t, 200)
+	harness.Do(t, "GET", front+"/realms/"+realm.Name+"/.well-known/openid-configuration", "", nil).Expect(t, 200)
+	// A token Keycloak issued to a direct caller names another issuer and
+	// is refused through the front door's service configuration.
+	direct := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	harness.Do(t, "GET", front+"/realms/"+realm.Name+"/communities", direct, nil).Expect(t, 401)
+}
+
+// seedCurlFlow creates two communities, then runs the seed's curl commands
+// with tokenBase and apiBase standing for
+// https://authorisation-server/auth/realms/realm-name. It returns the token.
+func seedCurlFlow(t *testing.T, f *fixture, tokenBase, apiBase string) string {
+	t.Helper()
 	sh := func(script string) string {
 		t.Helper()
 		out, err := exec.Command("bash", "-c", script).CombinedOutput()
@@ -38,7 +68,7 @@ func TestSeedCurlFlow(t *testing.T) {
 	}
 
 	// Step 1 - Get a bearer token (http: the test servers have no TLS).
-	step1 := `curl --silent --location --request POST 'http://` + keycloakHost + `/realms/` + realm + `/protocol/openid-connect/token' \
+	step1 := `curl --silent --location --request POST '` + tokenBase + `/protocol/openid-connect/token' \
 --header 'Content-Type: application/x-www-form-urlencoded' \
 --data-urlencode 'grant_type=client_credentials' \
 --data-urlencode 'client_id=service-desk' \
@@ -52,9 +82,13 @@ func TestSeedCurlFlow(t *testing.T) {
 	if tok.AccessToken == "" || !strings.EqualFold(tok.TokenType, "bearer") {
 		t.Fatalf("step 1 gave no bearer token: %s", tokenJSON)
 	}
+	for _, c := range [][2]string{{"bird", "Bird watching"}, {"NDD", "NHS Data Dictionary"}} {
+		harness.Do(t, "POST", apiBase+"/communities", tok.AccessToken,
+			map[string]string{"securityLabel": c[0], "communityName": c[1]}).Expect(t, 201)
+	}
 
-	// Step 2 - List communities, on the legacy /auth path the seed uses.
-	step2 := `curl --silent --location --request GET 'http://` + serviceHost + `/auth/realms/` + realm + `/communities' \
+	// Step 2 - List communities.
+	step2 := `curl --silent --location --request GET '` + apiBase + `/communities' \
 --header 'Authorization: Bearer ` + tok.AccessToken + `'`
 	var listed []map[string]string
 	(&harness.Response{Body: []byte(sh(step2))}).JSON(t, &listed)
@@ -68,7 +102,7 @@ func TestSeedCurlFlow(t *testing.T) {
 
 	// Step 3 - Delete community, body exactly as the seed sends it
 	// (leading space included).
-	step3 := `curl --silent --write-out '%{http_code}' --location --request DELETE 'http://` + serviceHost + `/auth/realms/` + realm + `/communities' \
+	step3 := `curl --silent --write-out '%{http_code}' --location --request DELETE '` + apiBase + `/communities' \
 --header 'Authorization: Bearer ` + tok.AccessToken + `' --header 'Content-Type: application/json' \
 --data-raw ' {
 "securityLabel": "bird",
@@ -89,6 +123,7 @@ func TestSeedCurlFlow(t *testing.T) {
 		t.Fatal("delete left the registry row")
 	}
 	f.realm.UserID(t, "service-account-service-desk")
+	return tok.AccessToken
 }
 
 // TestCreateMakesOntoserverCompatibleArtefacts checks what a community is

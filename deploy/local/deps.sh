@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the programs the integration suite drives besides Keycloak and
+# PostgreSQL (which stack.sh installs): Debian's nginx for the front-door
+# test. Does nothing for what is already there.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+missing=()
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+	apt_install "${missing[@]}"
+	# Debian starts the packaged nginx on port 80; the tests run their own.
+	if command -v service >/dev/null; then service nginx stop >/dev/null 2>&1 || true; fi
+fi
