@@ -163,7 +163,7 @@ func (e *Env) Config(realms ...string) config.Config {
 // StartService runs the service for cfg until the test ends.
 func (e *Env) StartService(t testing.TB, cfg config.Config, opts ...server.Option) *Service {
 	t.Helper()
-	log := slog.New(slog.NewJSONHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewJSONHandler(LogWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := server.New(context.Background(), cfg, log, opts...)
 	if err != nil {
 		t.Fatalf("start service: %v", err)
@@ -175,6 +175,9 @@ func (e *Env) StartService(t testing.TB, cfg config.Config, opts ...server.Optio
 	})
 	return &Service{URL: ts.URL, Server: srv, Config: cfg}
 }
+
+// LogWriter sends a service's log lines to the test's log.
+func LogWriter(t testing.TB) io.Writer { return testWriter{t} }
 
 type testWriter struct{ t testing.TB }
 

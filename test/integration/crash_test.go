@@ -117,6 +117,9 @@ type holdingProxy struct {
 	n, seen  int
 	held     chan struct{}
 	released chan struct{}
+	// forward makes a released call go on to Keycloak instead of failing.
+	forward    bool
+	requestIDs []string
 }
 
 func newHoldingProxy(t *testing.T, target string) *holdingProxy {
@@ -130,14 +133,17 @@ func newHoldingProxy(t *testing.T, target string) *holdingProxy {
 		if r.Method != http.MethodGet && strings.Contains(r.URL.Path, "/admin/realms/") {
 			hp.mu.Lock()
 			hp.seen++
+			hp.requestIDs = append(hp.requestIDs, r.Header.Get("X-Request-ID"))
 			hold := hp.n > 0 && hp.seen == hp.n
-			held, released := hp.held, hp.released
+			held, released, forward := hp.held, hp.released, hp.forward
 			hp.mu.Unlock()
 			if hold {
 				close(held)
 				<-released
-				http.Error(w, "the caller is gone", http.StatusBadGateway)
-				return
+				if !forward {
+					http.Error(w, "the caller is gone", http.StatusBadGateway)
+					return
+				}
 			}
 		}
 		rp.ServeHTTP(w, r)
