@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -49,7 +51,7 @@ flags win over the environment.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe(stderr), newMigrate(stdout, stderr), newVersion(stdout))
+	root.AddCommand(newServe(stderr), newMigrate(stdout, stderr), newProbe(stdout), newVersion(stdout))
 	return root
 }
 
@@ -155,6 +157,40 @@ Replicas and jobs running migrate together take turns on an advisory lock.`,
 		},
 	}
 	cmd.Flags().StringVar(&dsn, "database-url", "", "PostgreSQL URL of the registry [$DATABASE_URL]")
+	return cmd
+}
+
+func newProbe(stdout io.Writer) *cobra.Command {
+	var target string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "probe",
+		Short: "Check a health endpoint (for container health checks)",
+		Long: `Send GET to --url and exit 0 if it answers 2xx, 1 otherwise. The container
+image has no shell or curl, so its HEALTHCHECK runs this.`,
+		Example: `  communities probe --url http://127.0.0.1:8081/readyz`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("probe %s: %w", target, err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				return fmt.Errorf("probe %s: HTTP %d", target, resp.StatusCode)
+			}
+			fmt.Fprintf(stdout, "%s: HTTP %d\n", target, resp.StatusCode)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&target, "url", "http://127.0.0.1:8081/healthz", "URL to check")
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
 	return cmd
 }
 

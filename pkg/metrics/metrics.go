@@ -20,6 +20,7 @@ type Metrics struct {
 	Requests        *prometheus.CounterVec
 	RequestDuration *prometheus.HistogramVec
 	KeycloakCalls   *prometheus.HistogramVec
+	RecoveryRuns    prometheus.Counter
 	Recovered       prometheus.Counter
 	RecoveryErrors  prometheus.Counter
 }
@@ -42,6 +43,10 @@ func New() *Metrics {
 			Help:    "Calls to Keycloak, by method and status (0: no answer).",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "status"}),
+		RecoveryRuns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "communities_recovery_runs_total",
+			Help: "Recovery passes over abandoned operations.",
+		}),
 		Recovered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "communities_recovered_operations_total",
 			Help: "Abandoned creates and deletes that recovery undid or finished.",
@@ -51,7 +56,7 @@ func New() *Metrics {
 			Help: "Recovery passes that stopped on an error.",
 		}),
 	}
-	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.KeycloakCalls, m.Recovered, m.RecoveryErrors,
+	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.KeycloakCalls, m.RecoveryRuns, m.Recovered, m.RecoveryErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

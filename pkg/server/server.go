@@ -131,6 +131,7 @@ func (s *Server) ready(ctx context.Context) error {
 
 // RecoverOnce undoes abandoned operations whose lease has run out.
 func (s *Server) RecoverOnce(ctx context.Context) {
+	s.metrics.RecoveryRuns.Inc()
 	n, err := s.svc.Recover(ctx)
 	s.metrics.Recovered.Add(float64(n))
 	if err != nil {

@@ -1,0 +1,239 @@
+// Package deploy checks the deployment files that cannot run on the
+// project's machines (no Docker engine, no cluster): the Kubernetes
+// manifests are built with kustomize and decoded strictly into the real
+// Kubernetes API types, and docker-compose.yml is checked against the local
+// stack, the realm export and the service's configuration.
+package deploy
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/test/harness"
+)
+
+var deployDir = filepath.Join(harness.RepoDir(), "deploy")
+
+// build runs kustomize on dir and decodes every object strictly (unknown
+// or misspelt fields fail) into its API type.
+func build(t *testing.T, dir string) map[string]any {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	objs := map[string]any{}
+	for _, r := range res.Resources() {
+		raw, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var obj any
+		switch r.GetKind() {
+		case "Deployment":
+			obj = &appsv1.Deployment{}
+		case "Service":
+			obj = &corev1.Service{}
+		case "ConfigMap":
+			obj = &corev1.ConfigMap{}
+		case "Secret":
+			obj = &corev1.Secret{}
+		case "Job":
+			obj = &batchv1.Job{}
+		case "PodDisruptionBudget":
+			obj = &policyv1.PodDisruptionBudget{}
+		case "HorizontalPodAutoscaler":
+			obj = &autoscalingv2.HorizontalPodAutoscaler{}
+		case "NetworkPolicy":
+			obj = &networkingv1.NetworkPolicy{}
+		case "Ingress":
+			obj = &networkingv1.Ingress{}
+		default:
+			t.Fatalf("%s: unexpected kind %s", dir, r.GetKind())
+		}
+		if err := yaml.UnmarshalStrict(raw, obj); err != nil {
+			t.Errorf("%s %s: %v", r.GetKind(), r.GetName(), err)
+		}
+		objs[r.GetKind()] = obj
+	}
+	return objs
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	build(t, filepath.Join(deployDir, "k8s", "base"))
+	objs := build(t, filepath.Join(deployDir, "k8s", "overlays", "example"))
+	for _, kind := range []string{"Deployment", "Service", "ConfigMap", "Secret", "Job", "PodDisruptionBudget",
+		"HorizontalPodAutoscaler", "NetworkPolicy", "Ingress"} {
+		if objs[kind] == nil {
+			t.Errorf("the example overlay has no %s", kind)
+		}
+	}
+	d := objs["Deployment"].(*appsv1.Deployment)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+		t.Error("Deployment must run at least 2 replicas")
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" ||
+		c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Error("probes must use /readyz and /healthz")
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Error("resource requests and limits must be set")
+	}
+	if sc := d.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Error("pods must run as non-root")
+	}
+	if d.Spec.Template.Spec.TerminationGracePeriodSeconds == nil || *d.Spec.Template.Spec.TerminationGracePeriodSeconds <= 20 {
+		t.Error("the grace period must exceed the service's shutdown timeout (20s)")
+	}
+	// Generated names (hash suffixes) must be what the pods refer to.
+	secret := objs["Secret"].(*corev1.Secret)
+	cm := objs["ConfigMap"].(*corev1.ConfigMap)
+	var refs []string
+	for _, e := range c.EnvFrom {
+		if e.SecretRef != nil {
+			refs = append(refs, e.SecretRef.Name)
+		}
+		if e.ConfigMapRef != nil {
+			refs = append(refs, e.ConfigMapRef.Name)
+		}
+	}
+	if !slices.Contains(refs, secret.Name) || !slices.Contains(refs, cm.Name) {
+		t.Errorf("Deployment refers to %v, overlay makes %s and %s", refs, secret.Name, cm.Name)
+	}
+	// Every variable the manifests set is one the service reads.
+	known := map[string]bool{}
+	for _, v := range config.EnvNames() {
+		known[v] = true
+	}
+	for k := range cm.Data {
+		if !known[k] {
+			t.Errorf("ConfigMap sets %s, which the service does not read", k)
+		}
+	}
+	for k := range secret.StringData {
+		if !known[k] {
+			t.Errorf("Secret sets %s, which the service does not read", k)
+		}
+	}
+	job := objs["Job"].(*batchv1.Job)
+	if args := job.Spec.Template.Spec.Containers[0].Args; strings.Join(args, " ") != "migrate up" {
+		t.Errorf("migration job runs %v", args)
+	}
+	ing := objs["Ingress"].(*networkingv1.Ingress)
+	route := regexp.MustCompile(ing.Spec.Rules[0].HTTP.Paths[0].Path)
+	for path, service := range map[string]bool{
+		"/realms/terminology/communities": true, "/auth/realms/terminology/communities/NDD": true,
+		"/realms/terminology/protocol/openid-connect/token": false,
+	} {
+		if route.MatchString(path) != service {
+			t.Errorf("Ingress sends %s to the service: %v, want %v", path, !service, service)
+		}
+	}
+}
+
+// compose is the part of docker-compose.yml the test reads.
+type compose struct {
+	Services map[string]struct {
+		Image       string            `json:"image"`
+		Command     []string          `json:"command"`
+		Environment map[string]string `json:"environment"`
+		Ports       []string          `json:"ports"`
+		Volumes     []string          `json:"volumes"`
+	} `json:"services"`
+}
+
+func TestComposeMatchesLocalStack(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(deployDir, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c compose
+	if err := yaml.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	v := harness.Versions()
+	if got := c.Services["keycloak"].Image; got != "keycloak/keycloak:"+v["KEYCLOAK_VERSION"] {
+		t.Errorf("compose runs %s, deploy/versions.env pins Keycloak %s", got, v["KEYCLOAK_VERSION"])
+	}
+	if got := c.Services["postgres"].Image; got != "postgres:"+v["POSTGRES_MAJOR"] {
+		t.Errorf("compose runs %s, deploy/versions.env pins PostgreSQL %s", got, v["POSTGRES_MAJOR"])
+	}
+
+	svc := c.Services["communities"].Environment
+	known := map[string]bool{}
+	for _, v := range config.EnvNames() {
+		known[v] = true
+	}
+	for k := range svc {
+		if !known[k] {
+			t.Errorf("compose sets %s for the service, which it does not read", k)
+		}
+	}
+	defaults := config.Default()
+	if svc["COMMUNITIES_LISTEN"] != defaults.Listen || !slices.Contains(c.Services["communities"].Ports, "8081:8081") {
+		t.Errorf("service port: compose %q %v, default %q", svc["COMMUNITIES_LISTEN"], c.Services["communities"].Ports, defaults.Listen)
+	}
+	if !strings.HasSuffix(svc["KEYCLOAK_URL"], ":8080") || svc["COMMUNITIES_ADMIN_CLIENT_ID"] != defaults.AdminClientID {
+		t.Errorf("Keycloak settings %v", svc)
+	}
+
+	// The realm the service manages is the one Keycloak imports, and the
+	// admin client's secret is the realm's.
+	realmFile, err := os.ReadFile(filepath.Join(harness.RepoDir(), "realm-export", svc["COMMUNITIES_REALMS"]+"-realm.json"))
+	if err != nil {
+		t.Fatalf("COMMUNITIES_REALMS=%s has no realm-export file: %v", svc["COMMUNITIES_REALMS"], err)
+	}
+	if !bytes.Contains(realmFile, []byte(`"secret": "`+svc["COMMUNITIES_ADMIN_CLIENT_SECRET"]+`"`)) {
+		t.Error("compose's admin client secret is not the realm export's")
+	}
+	kc := c.Services["keycloak"]
+	if !slices.Contains(kc.Volumes, "../realm-export:/opt/keycloak/data/import:ro") || !slices.Contains(kc.Command, "--import-realm") {
+		t.Error("compose's Keycloak must import realm-export/")
+	}
+	if kc.Environment["KC_PROXY_HEADERS"] != "xforwarded" {
+		t.Error("Keycloak behind nginx must honour X-Forwarded-* (as deploy/local/keycloak.sh does)")
+	}
+	local, err := os.ReadFile(filepath.Join(deployDir, "local", "keycloak.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(local, []byte("--proxy-headers=xforwarded")) {
+		t.Error("deploy/local/keycloak.sh no longer passes --proxy-headers=xforwarded")
+	}
+
+	// nginx gets every variable its template uses.
+	tmpl, err := os.ReadFile(filepath.Join(deployDir, "nginx", "templates", "communities.conf.template"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ngx := c.Services["nginx"].Environment
+	for _, m := range regexp.MustCompile(`\$\{([A-Z_]+)\}`).FindAllStringSubmatch(string(tmpl), -1) {
+		if ngx[m[1]] == "" {
+			t.Errorf("nginx template uses ${%s}, compose does not set it", m[1])
+		}
+	}
+	if ngx["COMMUNITIES_UPSTREAM"] != "communities:8081" || ngx["KEYCLOAK_UPSTREAM"] != "keycloak:8080" {
+		t.Errorf("nginx upstreams %v", ngx)
+	}
+	if !strings.HasSuffix(svc["COMMUNITIES_ISSUER_BASE_URL"], ":"+strings.Split(c.Services["nginx"].Ports[0], ":")[0]) {
+		t.Errorf("issuer base %s is not the front door's published port %v", svc["COMMUNITIES_ISSUER_BASE_URL"], c.Services["nginx"].Ports)
+	}
+}
