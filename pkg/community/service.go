@@ -50,6 +50,8 @@ type Keycloak interface {
 	Cleanup(ctx context.Context, realm, root, label, id string) (keycloak.CleanupReport, error)
 	ResolveUser(ctx context.Context, realm, ref string) (string, error)
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
+	Ensure(ctx context.Context, s keycloak.Spec, repair bool) ([]keycloak.Drift, keycloak.Artifacts, error)
+	CommunityGroups(ctx context.Context, realm, root string) ([]keycloak.Orphan, error)
 }
 
 // Options configures a Service.

@@ -38,30 +38,32 @@ type Config struct {
 	RootGroup   string
 	FHIRClients []string
 
-	OperationLease   time.Duration
-	RecoveryInterval time.Duration
-	ShutdownTimeout  time.Duration
+	OperationLease    time.Duration
+	RecoveryInterval  time.Duration
+	ReconcileInterval time.Duration
+	ShutdownTimeout   time.Duration
 }
 
 // Default returns the documented defaults (README, --help).
 func Default() Config {
 	return Config{
-		Listen:           ":8081",
-		AutoMigrate:      true,
-		LogLevel:         "info",
-		KeycloakURL:      "http://localhost:8080",
-		Realms:           []string{"terminology"},
-		AdminClientID:    "communities-service",
-		KeycloakTimeout:  10 * time.Second,
-		Audience:         "communities",
-		Algorithms:       []string{"RS256", "PS256", "ES256"},
-		CreatorRole:      "community-creator",
-		ServiceDeskRole:  "service-desk",
-		RootGroup:        "Communities",
-		FHIRClients:      []string{"terminology-client"},
-		OperationLease:   2 * time.Minute,
-		RecoveryInterval: time.Minute,
-		ShutdownTimeout:  20 * time.Second,
+		Listen:            ":8081",
+		AutoMigrate:       true,
+		LogLevel:          "info",
+		KeycloakURL:       "http://localhost:8080",
+		Realms:            []string{"terminology"},
+		AdminClientID:     "communities-service",
+		KeycloakTimeout:   10 * time.Second,
+		Audience:          "communities",
+		Algorithms:        []string{"RS256", "PS256", "ES256"},
+		CreatorRole:       "community-creator",
+		ServiceDeskRole:   "service-desk",
+		RootGroup:         "Communities",
+		FHIRClients:       []string{"terminology-client"},
+		OperationLease:    2 * time.Minute,
+		RecoveryInterval:  time.Minute,
+		ReconcileInterval: 15 * time.Minute,
+		ShutdownTimeout:   20 * time.Second,
 	}
 }
 
@@ -87,6 +89,7 @@ var envName = map[string]string{
 	"fhir-clients":        "COMMUNITIES_FHIR_CLIENTS",
 	"operation-lease":     "COMMUNITIES_OPERATION_LEASE",
 	"recovery-interval":   "COMMUNITIES_RECOVERY_INTERVAL",
+	"reconcile-interval":  "COMMUNITIES_RECONCILE_INTERVAL",
 	"shutdown-timeout":    "COMMUNITIES_SHUTDOWN_TIMEOUT",
 }
 
@@ -113,6 +116,7 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.StringSliceVar(&c.FHIRClients, "fhir-clients", d.FHIRClients, "clients (clientId) that get each community's grouping/<label>.read|write scopes as default client scopes")
 	fs.DurationVar(&c.OperationLease, "operation-lease", d.OperationLease, "how long a create or delete may run before another replica treats it as abandoned and finishes or undoes it")
 	fs.DurationVar(&c.RecoveryInterval, "recovery-interval", d.RecoveryInterval, "how often to look for abandoned creates and deletes")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", d.ReconcileInterval, "how often one replica checks every community's Keycloak artefacts for drift and reports it (0: never; repair with 'communities reconcile --repair')")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long shutdown waits for in-flight requests")
 	for name, env := range envName {
 		if f := fs.Lookup(name); f != nil {

@@ -23,6 +23,8 @@ type Metrics struct {
 	RecoveryRuns    prometheus.Counter
 	Recovered       prometheus.Counter
 	RecoveryErrors  prometheus.Counter
+	ReconcileRuns   prometheus.Counter
+	DriftFound      *prometheus.GaugeVec
 }
 
 // New registers the collectors, including Go runtime and process ones.
@@ -55,7 +57,16 @@ func New() *Metrics {
 			Name: "communities_recovery_errors_total",
 			Help: "Recovery passes that stopped on an error.",
 		}),
+		ReconcileRuns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "communities_reconcile_runs_total",
+			Help: "Drift checks this replica ran as the leader.",
+		}),
+		DriftFound: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "communities_drift_found",
+			Help: "Differences between the registry and Keycloak found by the last drift check, by realm.",
+		}, []string{"realm"}),
 	}
+	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound)
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.KeycloakCalls, m.RecoveryRuns, m.Recovered, m.RecoveryErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

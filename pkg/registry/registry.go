@@ -276,3 +276,51 @@ func (s *Store) AuditTrail(ctx context.Context, realm, label string) ([]AuditEve
 	}
 	return out, nil
 }
+
+// ListAll returns every active community of realm.
+func (s *Store) ListAll(ctx context.Context, realm string) ([]Community, error) {
+	return s.List(ctx, realm, 0, 0)
+}
+
+// SetArtifacts records the Keycloak ids of an active community after a
+// repair.
+func (s *Store) SetArtifacts(ctx context.Context, id string, a Artifacts) error {
+	res := s.db.WithContext(ctx).Model(&Community{}).Where("id = ? AND state = ?", id, StateActive).
+		Updates(map[string]any{"artifacts": a, "updated_at": time.Now().UTC()})
+	if res.Error != nil {
+		return fmt.Errorf("record artefacts of %s: %w", id, res.Error)
+	}
+	return nil
+}
+
+// Exists reports whether a row with id exists in any state.
+func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
+	var n int64
+	if err := s.db.WithContext(ctx).Model(&Community{}).Where("id = ?", id).Count(&n).Error; err != nil {
+		return false, fmt.Errorf("look up community %s: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+// reconcileLockKey is the advisory lock only one reconciler holds.
+const reconcileLockKey = 0x7265636f6e63 // "reconc"
+
+// AsLeader runs fn only if no other replica is running it: it holds a
+// session advisory lock on one connection for fn's duration. It reports
+// false, without running fn, when another holds the lock.
+func (s *Store) AsLeader(ctx context.Context, fn func(context.Context) error) (bool, error) {
+	ran := false
+	err := s.db.WithContext(ctx).Connection(func(conn *gorm.DB) error {
+		var got bool
+		if err := conn.Raw("SELECT pg_try_advisory_lock(?)", reconcileLockKey).Scan(&got).Error; err != nil {
+			return fmt.Errorf("take reconciler lock: %w", err)
+		}
+		if !got {
+			return nil
+		}
+		defer conn.Exec("SELECT pg_advisory_unlock(?)", reconcileLockKey)
+		ran = true
+		return fn(ctx)
+	})
+	return ran, err
+}

@@ -177,16 +177,41 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	return nil
 }
 
+// ReconcileOnce checks for drift (without repairing) if no other replica is
+// doing so, and publishes what it found.
+func (s *Server) ReconcileOnce(ctx context.Context) {
+	reports, ran, err := s.svc.Reconcile(ctx, s.cfg.Realms, false)
+	if err != nil {
+		s.log.WarnContext(ctx, "drift check stopped; will retry", "error", err)
+		return
+	}
+	if !ran {
+		return
+	}
+	s.metrics.ReconcileRuns.Inc()
+	for _, r := range reports {
+		s.metrics.DriftFound.WithLabelValues(r.Realm).Set(float64(r.DriftCount()))
+	}
+}
+
 func (s *Server) recoveryLoop(ctx context.Context) {
 	s.RecoverOnce(ctx)
-	t := time.NewTicker(s.cfg.RecoveryInterval)
-	defer t.Stop()
+	recovery := time.NewTicker(s.cfg.RecoveryInterval)
+	defer recovery.Stop()
+	var reconcile <-chan time.Time
+	if s.cfg.ReconcileInterval > 0 {
+		t := time.NewTicker(s.cfg.ReconcileInterval)
+		defer t.Stop()
+		reconcile = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-recovery.C:
 			s.RecoverOnce(ctx)
+		case <-reconcile:
+			s.ReconcileOnce(ctx)
 		}
 	}
 }

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/server"
+)
+
+// exitError ends the program with code, having already said why.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func newReconcile(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		cfg    config.Config
+		repair bool
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "reconcile",
+		Short: "Find (and with --repair fix) differences between the registry and Keycloak",
+		Long: `Check every community of the managed realms against Keycloak:
+
+  - operations a crashed replica abandoned are undone (creates) or finished (deletes);
+  - missing roles, groups, role mappings, client scopes, scope mappings and
+    default client scopes are reported, and recreated with --repair;
+  - artefacts that exist but were not made for the community are reported only;
+  - community groups without a registry row are reported, and with --repair
+    removed when this service made them.
+
+Only one reconciler runs at a time across replicas (a PostgreSQL advisory lock).
+Exit status: 0 nothing left to fix, 2 drift remains (without --repair, or not
+repairable), 1 error. It takes the same settings as serve.`,
+		Example: `  communities reconcile --realms terminology
+  communities reconcile --repair --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
+				return err
+			}
+			log, err := newLogger(stderr, cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			reports, ran, err := srv.Service().Reconcile(cmd.Context(), cfg.Realms, repair)
+			if err != nil {
+				return err
+			}
+			if !ran {
+				return fmt.Errorf("another reconciler is running; try again later")
+			}
+			if err := writeReports(stdout, output, reports); err != nil {
+				return err
+			}
+			for _, r := range reports {
+				if remaining(r) > 0 {
+					return exitError{code: 2}
+				}
+			}
+			return nil
+		},
+	}
+	config.Bind(cmd.Flags(), &cfg)
+	cmd.Flags().BoolVar(&repair, "repair", false, "recreate missing artefacts and remove orphans this service made")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+// remaining counts differences still there after the run.
+func remaining(r community.Report) int {
+	n := len(r.Orphans) - r.OrphansRemoved
+	for _, ds := range r.Drift {
+		for _, d := range ds {
+			if !d.Repaired {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func writeReports(w io.Writer, format string, reports []community.Report) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	case "text":
+	default:
+		return fmt.Errorf("--output %q: use text or json", format)
+	}
+	for _, r := range reports {
+		for label, ds := range r.Drift {
+			for _, d := range ds {
+				fmt.Fprintf(w, "%s/%s: %s\n", r.Realm, label, d)
+			}
+		}
+		for _, o := range r.Orphans {
+			what := "community group without a registry row"
+			if o.ID == "" {
+				what += ", not made by this service (left alone)"
+			} else if r.Repair {
+				what += " (removed)"
+			}
+			fmt.Fprintf(w, "%s/%s: %s\n", r.Realm, o.Label, what)
+		}
+		verdict := "no drift"
+		if n := r.DriftCount(); n > 0 {
+			verdict = fmt.Sprintf("%d difference(s), %d left", n, remaining(r))
+		}
+		fmt.Fprintf(w, "%s: %d communities checked, %s\n", r.Realm, r.Communities, strings.TrimSpace(verdict))
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package integration
+
+import (
+	"context"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/pkg/keycloak"
+	"github.com/nhs-terminology/communities/test/harness"
+)
+
+// TestReconcileFindsAndRepairsDrift removes and changes artefacts by hand,
+// as an administrator in the console might, and checks the reconciler
+// reports each change, repairs what is its own, and leaves the rest alone.
+func TestReconcileFindsAndRepairsDrift(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "DRIFT", "Drifting").Expect(t, 201)
+	f.create(t, sd, "LOST", "Lost row").Expect(t, 201)
+	f.create(t, sd, "FINE", "Untouched").Expect(t, 201)
+	admin := f.realm.AdminToken(t)
+	gc, realm := f.realm.GC, f.realm.Name
+
+	// Drift by hand: a role deleted, a group deleted, a scope mapping and a
+	// default client scope removed.
+	if err := gc.DeleteRealmRole(ctx, admin, realm, "PERM_DRIFT_WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := gc.GetGroupByPath(ctx, admin, realm, "Communities/DRIFT/consumer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.DeleteGroup(ctx, admin, realm, *consumer.ID); err != nil {
+		t.Fatal(err)
+	}
+	row := f.row(t, "DRIFT")
+	read, _ := gc.GetRealmRole(ctx, admin, realm, "PERM_DRIFT_READ")
+	if err := gc.DeleteClientScopesScopeMappingsRealmRoles(ctx, admin, realm, row.Artifacts.ReadScopeID, []gocloak.Role{*read}); err != nil {
+		t.Fatal(err)
+	}
+	clients, _ := gc.GetClients(ctx, admin, realm, gocloak.GetClientsParams{ClientID: gocloak.StringP("terminology-client")})
+	if err := gc.RemoveDefaultScopeFromClient(ctx, admin, realm, *clients[0].ID, row.Artifacts.ReadScopeID); err != nil {
+		t.Fatal(err)
+	}
+	// An orphan of ours: the registry row of LOST is gone.
+	lost := f.row(t, "LOST")
+	if err := f.svc.Server.Store().DB().Exec("DELETE FROM communities WHERE id = ?", lost.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	// A group someone made by hand under the root.
+	root, _ := gc.GetGroupByPath(ctx, admin, realm, "Communities")
+	if _, err := gc.CreateChildGroup(ctx, admin, realm, *root.ID, gocloak.Group{Name: gocloak.StringP("HANDMADE")}); err != nil {
+		t.Fatal(err)
+	}
+
+	svc := f.svc.Server.Service()
+	reports, ran, err := svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil || !ran {
+		t.Fatalf("reconcile: ran %v, %v", ran, err)
+	}
+	rep := reports[0]
+	var found []string
+	for _, d := range rep.Drift["DRIFT"] {
+		found = append(found, d.String())
+	}
+	for _, want := range []string{
+		"realm role PERM_DRIFT_WRITE: missing",
+		"group /Communities/DRIFT/consumer: missing",
+		"role mapping /Communities/DRIFT/author → PERM_DRIFT_WRITE: missing",
+		"scope mapping grouping/DRIFT.read → PERM_DRIFT_READ: missing",
+		"default client scope grouping/DRIFT.read of client terminology-client: missing",
+	} {
+		if !slices.Contains(found, want) {
+			t.Errorf("drift report lacks %q; got %v", want, found)
+		}
+	}
+	if len(rep.Drift["FINE"]) != 0 || len(rep.Drift) != 1 {
+		t.Errorf("drift reported for untouched communities: %v", rep.Drift)
+	}
+	var orphans []string
+	for _, o := range rep.Orphans {
+		orphans = append(orphans, o.Label)
+	}
+	slices.Sort(orphans)
+	if !slices.Equal(orphans, []string{"HANDMADE", "LOST"}) {
+		t.Errorf("orphans %v", orphans)
+	}
+	// Reporting changed nothing.
+	if _, err := gc.GetRealmRole(ctx, admin, realm, "PERM_DRIFT_WRITE"); err == nil {
+		t.Error("a report-only reconcile recreated a role")
+	}
+
+	// The command line says the same and exits 2 while drift remains.
+	cli := func(args ...string) (string, int) {
+		cmd := exec.Command(binary(t), append([]string{"reconcile"}, args...)...)
+		cmd.Env = append(cmd.Environ(), "DATABASE_URL="+f.env.DatabaseURL, "KEYCLOAK_URL="+f.env.KeycloakURL,
+			"COMMUNITIES_REALMS="+realm, "COMMUNITIES_ADMIN_CLIENT_SECRET="+harness.ServiceSecret, "COMMUNITIES_LOG_LEVEL=error")
+		out, err := cmd.Output()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := cli()
+	if code != 2 || !strings.Contains(out, realm+"/DRIFT: realm role PERM_DRIFT_WRITE: missing") {
+		t.Errorf("reconcile exited %d:\n%s", code, out)
+	}
+
+	out, code = cli("--repair")
+	t.Logf("reconcile --repair:\n%s", out)
+	if code != 2 || !strings.Contains(out, "HANDMADE: community group without a registry row, not made by this service (left alone)") {
+		t.Errorf("reconcile --repair exited %d (the hand-made group must remain and be reported)", code)
+	}
+	reports, _, err = svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reports[0].Drift) != 0 || len(reports[0].Orphans) != 1 || reports[0].Orphans[0].Label != "HANDMADE" {
+		t.Errorf("after repair: drift %v, orphans %v", reports[0].Drift, reports[0].Orphans)
+	}
+	if left := f.realm.Artefacts(t, "Communities", "LOST"); len(left) > 0 {
+		t.Errorf("repair left the orphan's %v", left)
+	}
+	// Repaired for real: a consumer gets the read scope again.
+	consumer, err = gc.GetGroupByPath(ctx, admin, realm, "Communities/DRIFT/consumer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.AddUserToGroup(ctx, admin, realm, f.realm.UserID(t, "consumer"), *consumer.ID); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "repaired consumer's scopes", scopesOf(t, f.realm.UserToken(t, "consumer")), "grouping/DRIFT.read")
+	mustContain(t, "repaired consumer's authorities", authoritiesOf(t, f.realm.UserToken(t, "consumer")), "PERM_DRIFT_READ")
+	write, err := gc.GetRealmRole(ctx, admin, realm, "PERM_DRIFT_WRITE")
+	if err != nil || (*write.Attributes)[keycloak.MarkerAttribute][0] != row.ID {
+		t.Errorf("recreated role lacks the marker: %v", err)
+	}
+}
+
+// TestOneReconcilerAtATime: while one reconciler holds the lock, another
+// does nothing.
+func TestOneReconcilerAtATime(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	other := f.env.StartService(t, f.env.Config(f.realm.Name))
+	held := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan bool)
+	go func() {
+		ran, err := f.svc.Server.Store().AsLeader(ctx, func(context.Context) error {
+			close(held)
+			<-release
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- ran
+	}()
+	<-held
+	if _, ran, err := other.Server.Service().Reconcile(ctx, []string{f.realm.Name}, false); err != nil || ran {
+		t.Errorf("a second reconciler ran (%v, %v) while the first held the lock", ran, err)
+	}
+	close(release)
+	if !<-done {
+		t.Error("the first reconciler did not run")
+	}
+	if _, ran, err := other.Server.Service().Reconcile(ctx, []string{f.realm.Name}, false); err != nil || !ran {
+		t.Errorf("after release the second did not run: %v, %v", ran, err)
+	}
+}
