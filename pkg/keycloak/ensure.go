@@ -42,7 +42,9 @@ func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Arti
 	}
 	n := NamesFor(s.Root, s.Label)
 	marker := map[string][]string{MarkerAttribute: {s.ID}}
-	note := func(what, problem string, fixed bool) { drift = append(drift, Drift{What: what, Problem: problem, Repaired: fixed}) }
+	note := func(what, problem string, fixed bool) {
+		drift = append(drift, Drift{What: what, Problem: problem, Repaired: fixed})
+	}
 
 	roles := map[string]gocloak.Role{}
 	for _, name := range []string{n.ReadRole, n.WriteRole, n.OwnerRole} {
