@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"unicode/utf8"
 )
 
 // Request bodies are small JSON objects; anything bigger or deeper is
@@ -25,7 +26,7 @@ var errBody = errors.New("invalid request body")
 // silently, which lets a proxy and this service read different requests.
 func decodeJSON(r *http.Request, v any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || (mt != "application/json" && mt != "application/merge-patch+json") {
+	if err != nil || mt != "application/json" {
 		return &unsupportedMediaError{got: r.Header.Get("Content-Type")}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
@@ -38,6 +39,11 @@ func decodeJSON(r *http.Request, v any) error {
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return fmt.Errorf("%w: empty; send a JSON object", errBody)
+	}
+	// encoding/json would turn invalid UTF-8 into U+FFFD silently, so a
+	// name would be stored other than it was sent.
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: not valid UTF-8", errBody)
 	}
 	if err := checkShape(body); err != nil {
 		return fmt.Errorf("%w: %v", errBody, err)

@@ -41,6 +41,7 @@ func TestDecodeJSON(t *testing.T) {
 		"not an object":  `"x"`,
 		"array of junk":  `[1,2]`,
 		"null byte junk": "{\"a\":\"x\"}\x00",
+		"invalid UTF-8":  "{\"a\":\"\xff\xfe\"}",
 	}
 	for name, b := range bad {
 		if err := decodeString("application/json", b); !errors.Is(err, errBody) {

@@ -96,8 +96,16 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
+	keyOf := kf.KeyfuncCtx(ctx)
 	claims := jwt.MapClaims{}
-	_, err = jwt.ParseWithClaims(raw, claims, kf.KeyfuncCtx(ctx),
+	_, err = jwt.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		// Keycloak always names its key. Without a kid the key set would
+		// be tried key by key, so a token is held to naming one.
+		if kid, _ := t.Header["kid"].(string); kid == "" {
+			return nil, errors.New("token names no key (kid)")
+		}
+		return keyOf(t)
+	},
 		jwt.WithValidMethods(v.opts.Algorithms),
 		jwt.WithIssuer(v.opts.Issuer(realm)),
 		jwt.WithAudience(v.opts.Audience),

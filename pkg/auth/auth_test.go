@@ -128,6 +128,7 @@ func TestVerify(t *testing.T) {
 		"refresh token":               sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["typ"] = "Refresh" })),
 		"ID token":                    sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["typ"] = "ID" })),
 		"no subject":                  sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { delete(c, "sub") })),
+		"no kid":                      sign(t, jwt.SigningMethodRS256, k.rsa, "", validClaims()),
 		"garbage":                     "a.b.c",
 		"empty":                       "",
 		"payload swapped":             swap(good, sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["sub"] = "admin" }))),

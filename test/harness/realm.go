@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -164,16 +163,31 @@ func (e *Env) Config(realms ...string) config.Config {
 func (e *Env) StartService(t testing.TB, cfg config.Config, opts ...server.Option) *Service {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(LogWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Listen = "127.0.0.1:0"
 	srv, err := server.New(context.Background(), cfg, log, opts...)
 	if err != nil {
 		t.Fatalf("start service: %v", err)
 	}
-	ts := httptest.NewServer(srv.Handler())
+	// Run, not httptest: the real server's limits and timeouts apply.
+	ctx, stop := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	ran := make(chan error, 1)
+	go func() { ran <- srv.Run(ctx, func(a string) { addr <- a }) }()
+	var u string
+	select {
+	case a := <-addr:
+		u = "http://" + a
+	case err := <-ran:
+		t.Fatalf("service stopped: %v", err)
+	}
 	t.Cleanup(func() {
-		ts.Close()
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("service shutdown: %v", err)
+		}
 		srv.Close()
 	})
-	return &Service{URL: ts.URL, Server: srv, Config: cfg}
+	return &Service{URL: u, Server: srv, Config: cfg}
 }
 
 // LogWriter sends a service's log lines to the test's log.
