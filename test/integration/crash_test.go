@@ -61,6 +61,16 @@ type process struct {
 	cmd  *exec.Cmd
 	addr string
 	done chan struct{}
+
+	mu  sync.Mutex
+	log strings.Builder
+}
+
+// Log returns what the process has written to stderr so far.
+func (p *process) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
 }
 
 // startProcess runs `communities serve` with env and waits until it listens.
@@ -84,6 +94,9 @@ func startProcess(t *testing.T, env map[string]string) *process {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
+			p.mu.Lock()
+			p.log.WriteString(line + "\n")
+			p.mu.Unlock()
 			t.Log("service: " + line)
 			var rec struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
