@@ -5,6 +5,8 @@
 #                               port, create the databases, and print
 #                               KEY=VALUE lines (DATABASE_URL, ...) to stdout
 #   postgres.sh stop RUN_DIR    stop it
+#   postgres.sh pause RUN_DIR   stop it, keeping its data (fault tests)
+#   postgres.sh resume RUN_DIR  start a paused one again on the same port
 #
 # Environment: POSTGRES_PORT (default: a free port).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -56,6 +58,7 @@ start() {
 		psql -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE $db" >/dev/null ||
 			die "could not create database $db; read $dir/postgres.log"
 	done
+	echo "$port" >"$dir/port"
 	log "PostgreSQL ready in $(elapsed "$started")"
 	echo "POSTGRES_PORT=$port"
 	echo "DATABASE_URL=postgres://postgres@127.0.0.1:$port/communities?sslmode=disable"
@@ -70,8 +73,18 @@ stop() {
 	as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null || warn "PostgreSQL in $dir did not stop cleanly"
 }
 
+resume() {
+	local dir="$1/postgres" bin port
+	bin="$(pg_bindir)" || die "PostgreSQL binaries not found"
+	port="$(cat "$dir/port")"
+	as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+		-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null ||
+		die "PostgreSQL did not start again; read $dir/postgres.log"
+}
+
 case "${1:-}" in
 start) start "${2:?run dir}" ;;
-stop) stop "${2:?run dir}" ;;
-*) die "usage: $0 start|stop RUN_DIR" ;;
+stop | pause) stop "${2:?run dir}" ;;
+resume) resume "${2:?run dir}" ;;
+*) die "usage: $0 start|stop|pause|resume RUN_DIR" ;;
 esac

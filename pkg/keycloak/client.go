@@ -75,9 +75,26 @@ func New(o Options) *Client {
 		roots:   map[string]string{},
 		clients: map[string]string{},
 	}
-	rc := resty.New().SetTransport(&countingTransport{base: base, c: c}).SetTimeout(o.Timeout)
+	rc := resty.New().SetTransport(&countingTransport{base: base, c: c}).SetTimeout(o.Timeout).
+		SetRetryCount(2).SetRetryWaitTime(200 * time.Millisecond).SetRetryMaxWaitTime(2 * time.Second).
+		AddRetryCondition(retryable)
 	c.gc.SetRestyClient(rc)
 	return c
+}
+
+// retryable retries, with backoff, calls that are safe to repeat (GET, PUT,
+// DELETE) when Keycloak did not answer or answered 5xx or 429. A POST is
+// never repeated: Keycloak may have done it before the answer was lost.
+func retryable(r *resty.Response, err error) bool {
+	if r == nil || r.Request == nil {
+		return false
+	}
+	switch r.Request.Method {
+	case http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodHead:
+	default:
+		return false
+	}
+	return err != nil || r.StatusCode() >= 500 || r.StatusCode() == http.StatusTooManyRequests
 }
 
 // RoundTrips is the number of HTTP requests sent to Keycloak so far.

@@ -16,7 +16,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -106,9 +108,21 @@ type AuditEvent struct {
 	RequestID     string
 }
 
-// Open connects to PostgreSQL with bounded pool and timeouts.
+// Open connects to PostgreSQL with bounded pool and timeouts: a connect
+// timeout and a server-side statement timeout unless the URL sets its own,
+// so no request waits on the database without end.
 func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
-	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{
+	pc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("database URL: %w", err)
+	}
+	if pc.ConnectTimeout == 0 {
+		pc.ConnectTimeout = 10 * time.Second
+	}
+	if _, ok := pc.RuntimeParams["statement_timeout"]; !ok {
+		pc.RuntimeParams["statement_timeout"] = "15000"
+	}
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pc)}), &gorm.Config{
 		Logger:                 logger.Discard,
 		SkipDefaultTransaction: true,
 		NowFunc:                func() time.Time { return time.Now().UTC() },
