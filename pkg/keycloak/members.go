@@ -1,0 +1,60 @@
+package keycloak
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/Nerzal/gocloak/v13"
+)
+
+// Member is a user in one of a community's groups.
+type Member struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+}
+
+// Members lists the direct members of group groupID.
+func (c *Client) Members(ctx context.Context, realm, groupID string) ([]Member, error) {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	const page = 100
+	brief := true
+	var out []Member
+	for first := 0; ; first += page {
+		f, m := first, page
+		users, err := c.gc.GetGroupMembers(ctx, tok, realm, groupID, gocloak.GetGroupsParams{First: &f, Max: &m, BriefRepresentation: &brief})
+		if err != nil {
+			return nil, classify("list members of group "+groupID, err)
+		}
+		for _, u := range users {
+			out = append(out, Member{ID: deref(u.ID), Username: deref(u.Username)})
+		}
+		if len(users) < page {
+			return out, nil
+		}
+	}
+}
+
+// AddMember makes user a member of group (idempotent).
+func (c *Client) AddMember(ctx context.Context, realm, groupID, userID string) error {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return err
+	}
+	return classify("add user "+userID+" to group "+groupID, c.gc.AddUserToGroup(ctx, tok, realm, userID, groupID))
+}
+
+// RemoveMember takes user out of group (idempotent: not a member is fine).
+func (c *Client) RemoveMember(ctx context.Context, realm, groupID, userID string) error {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return err
+	}
+	err = c.gc.DeleteUserFromGroup(ctx, tok, realm, userID, groupID)
+	if statusOf(err) == http.StatusNotFound {
+		return nil
+	}
+	return classify("remove user "+userID+" from group "+groupID, err)
+}
