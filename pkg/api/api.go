@@ -88,6 +88,9 @@ func New(o Options) http.Handler {
 		g.DELETE("/communities", h.deleteByBody)
 		g.GET("/communities/:label", h.get)
 		g.DELETE("/communities/:label", h.deleteByLabel)
+		g.GET("/communities/:label/members", h.members)
+		g.PUT("/communities/:label/:role/:user", h.addMember)
+		g.DELETE("/communities/:label/:role/:user", h.removeMember)
 	}
 	return e
 }
@@ -198,6 +201,29 @@ func (h *handler) delete(c *gin.Context, req community.DeleteRequest) {
 	c.Status(http.StatusNoContent)
 }
 
+func (h *handler) members(c *gin.Context) {
+	ms, err := h.opts.Service.Members(c.Request.Context(), c.Param("realm"), h.actor(c), c.Param("label"))
+	if err != nil {
+		h.failErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, ms)
+}
+
+func (h *handler) addMember(c *gin.Context) { h.changeMember(c, true) }
+
+func (h *handler) removeMember(c *gin.Context) { h.changeMember(c, false) }
+
+func (h *handler) changeMember(c *gin.Context, add bool) {
+	err := h.opts.Service.ChangeMember(c.Request.Context(), c.Param("realm"), h.actor(c),
+		c.Param("label"), c.Param("role"), c.Param("user"), add)
+	if err != nil {
+		h.failErr(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
 func (h *handler) ready(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
 	defer cancel()
@@ -250,7 +276,8 @@ func (h *handler) failErr(c *gin.Context, err error) {
 		status = http.StatusForbidden
 	case errors.Is(err, community.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, community.ErrDuplicate), errors.Is(err, community.ErrMismatch), errors.Is(err, community.ErrKeycloakClash):
+	case errors.Is(err, community.ErrDuplicate), errors.Is(err, community.ErrMismatch), errors.Is(err, community.ErrKeycloakClash),
+		errors.Is(err, community.ErrLastOwner):
 		status = http.StatusConflict
 	case errors.Is(err, community.ErrUnavailable):
 		status = http.StatusServiceUnavailable

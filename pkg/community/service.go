@@ -32,6 +32,7 @@ var (
 	ErrInvalid       = label.ErrInvalid
 	ErrUnavailable   = errors.New("a backing service is unavailable")
 	ErrKeycloakClash = errors.New("keycloak already holds a conflicting artefact")
+	ErrLastOwner     = errors.New("last owner")
 )
 
 // Actor is the verified caller of an operation.
@@ -52,6 +53,9 @@ type Keycloak interface {
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
 	Ensure(ctx context.Context, s keycloak.Spec, repair bool) ([]keycloak.Drift, keycloak.Artifacts, error)
 	CommunityGroups(ctx context.Context, realm, root string) ([]keycloak.Orphan, error)
+	Members(ctx context.Context, realm, groupID string) ([]keycloak.Member, error)
+	AddMember(ctx context.Context, realm, groupID, userID string) error
+	RemoveMember(ctx context.Context, realm, groupID, userID string) error
 }
 
 // Options configures a Service.
@@ -354,5 +358,106 @@ func (s *Service) audit(ctx context.Context, ev *registry.AuditEvent, outcome, d
 	e.Outcome, e.Detail = outcome, detail
 	if err := s.store.Audit(context.WithoutCancel(ctx), &e); err != nil {
 		s.log.ErrorContext(ctx, "audit write failed", "action", e.Action, "label", e.Label, "outcome", outcome, "error", err)
+	}
+}
+
+// Members lists a community's members by role (owner, author, consumer).
+// Service desk and the community's owners may see them.
+func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) (map[string][]keycloak.Member, error) {
+	row, err := s.Get(ctx, realm, l)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mayManage(ctx, a, row); err != nil {
+		return nil, err
+	}
+	out := map[string][]keycloak.Member{}
+	for role, gid := range memberGroups(row) {
+		ms, err := s.kc.Members(ctx, realm, gid)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if ms == nil {
+			ms = []keycloak.Member{}
+		}
+		out[role] = ms
+	}
+	return out, nil
+}
+
+// ChangeMember adds (add) or removes a user, named by id or username, to or
+// from the community's group for role. Service desk and the community's
+// owners may; the last owner can be removed only by service desk, so a
+// community never loses its owners by accident. Both are idempotent.
+func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, role, userRef string, add bool) error {
+	action := "remove-member"
+	if add {
+		action = "add-member"
+	}
+	ev := s.event(realm, action, a, l, "")
+	row, err := s.Get(ctx, realm, l)
+	if err != nil {
+		return err
+	}
+	ev.Name = row.Name
+	gid, ok := memberGroups(row)[role]
+	if !ok {
+		return fmt.Errorf("%w: %q is not a community role; use owner, author or consumer", ErrNotFound, role)
+	}
+	if err := s.mayManage(ctx, a, row); err != nil {
+		s.audit(ctx, ev, "denied", err.Error())
+		return err
+	}
+	userID, err := s.kc.ResolveUser(ctx, realm, userRef)
+	if errors.Is(err, keycloak.ErrNotFound) {
+		return fmt.Errorf("%w: no user %q in realm %s", ErrNotFound, userRef, realm)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	detail := role + " " + userID
+	if add {
+		err = s.kc.AddMember(ctx, realm, gid, userID)
+	} else {
+		if role == keycloak.RoleOwner && !a.ServiceDesk {
+			owners, err := s.kc.Members(ctx, realm, gid)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			if len(owners) == 1 && owners[0].ID == userID {
+				s.audit(ctx, ev, "denied", "last owner")
+				return fmt.Errorf("%w: %s is the last owner of %s; only service desk may remove the last owner", ErrLastOwner, userRef, row.Label)
+			}
+		}
+		err = s.kc.RemoveMember(ctx, realm, gid, userID)
+	}
+	if err != nil {
+		s.audit(ctx, ev, "failed", detail+": "+err.Error())
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	s.audit(ctx, ev, "success", detail)
+	return nil
+}
+
+// mayManage: service desk, or a current member of the owner group.
+func (s *Service) mayManage(ctx context.Context, a Actor, row *registry.Community) error {
+	if a.ServiceDesk {
+		return nil
+	}
+	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
+	if err != nil {
+		return fmt.Errorf("%w: check ownership of %s: %v", ErrUnavailable, row.Label, err)
+	}
+	if !owner {
+		return fmt.Errorf("%w: only service desk or an owner of %s may manage its members", ErrForbidden, row.Label)
+	}
+	return nil
+}
+
+func memberGroups(row *registry.Community) map[string]string {
+	return map[string]string{
+		keycloak.RoleOwner:    row.Artifacts.OwnerGroupID,
+		keycloak.RoleAuthor:   row.Artifacts.AuthorGroupID,
+		keycloak.RoleConsumer: row.Artifacts.ConsumerGroupID,
 	}
 }

@@ -1,0 +1,119 @@
+package integration
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/nhs-terminology/communities/test/harness"
+)
+
+type members map[string][]struct{ ID, Username string }
+
+func (m members) usernames(role string) []string {
+	var out []string
+	for _, u := range m[role] {
+		out = append(out, u.Username)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestMembershipAPI: owners and service desk manage a community's members;
+// nobody else does, and the last owner stays unless service desk acts.
+func TestMembershipAPI(t *testing.T) {
+	f := newFixture(t)
+	author := f.realm.UserToken(t, "author")
+	creator := f.realm.UserToken(t, "creator")
+	consumer := f.realm.UserToken(t, "consumer")
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, author, "NDD", "National data dictionary").Expect(t, 201)
+	f.create(t, creator, "OTHER", "Other").Expect(t, 201)
+	do := func(method, path, token string, want int) *harness.Response {
+		t.Helper()
+		u := f.base + path
+		resp := harness.Do(t, method, u, token, nil).Expect(t, want)
+		harness.ConformsToOpenAPI(t, method, u, resp)
+		return resp
+	}
+	get := func(token string) members {
+		var m members
+		do("GET", "/NDD/members", token, 200).JSON(t, &m)
+		return m
+	}
+
+	m := get(author)
+	if !slices.Equal(m.usernames("owner"), []string{"author"}) || len(m["author"]) != 0 || len(m["consumer"]) != 0 {
+		t.Fatalf("members of a new community: %v", m)
+	}
+	do("GET", "/NDD/members", consumer, 403)
+	do("GET", "/NDD/members", creator, 403)
+
+	// The owner adds a consumer (by username) and an author (by id).
+	do("PUT", "/NDD/consumer/consumer", author, 204)
+	do("PUT", "/NDD/consumer/consumer", author, 204)
+	do("PUT", "/NDD/author/"+f.realm.UserID(t, "approver"), author, 204)
+	m = get(author)
+	if !slices.Equal(m.usernames("consumer"), []string{"consumer"}) || !slices.Equal(m.usernames("author"), []string{"approver"}) {
+		t.Fatalf("after adding: %v", m)
+	}
+	mustContain(t, "new consumer's scopes", scopesOf(t, f.realm.UserToken(t, "consumer")), "grouping/NDD.read")
+	mustContain(t, "new author's scopes", scopesOf(t, f.realm.UserToken(t, "approver")), "grouping/NDD.read", "grouping/NDD.write")
+
+	// Nobody else: not a non-owner, not the owner of another community.
+	do("PUT", "/NDD/consumer/creator", creator, 403)
+	do("PUT", "/NDD/consumer/creator", consumer, 403)
+	do("PUT", "/OTHER/consumer/consumer", author, 403)
+	do("DELETE", "/OTHER/owner/creator", author, 403)
+	do("PUT", "/NDD/admin/consumer", author, 404)
+	do("PUT", "/NDD/consumer/nobody-by-that-name", author, 404)
+	do("PUT", "/NOPE/consumer/consumer", sd, 404)
+
+	// The last owner cannot leave on their own...
+	do("DELETE", "/NDD/owner/author", author, 409)
+	// ...but can once there is another.
+	do("PUT", "/NDD/owner/approver", author, 204)
+	do("DELETE", "/NDD/owner/author", author, 204)
+	if got := get(sd).usernames("owner"); !slices.Equal(got, []string{"approver"}) {
+		t.Fatalf("owners %v", got)
+	}
+	do("GET", "/NDD/members", author, 403) // no longer an owner
+
+	// Service desk may remove the last owner (a dormant community) and
+	// appoint new owners (seed 000: "resurrect the community").
+	do("DELETE", "/NDD/owner/approver", sd, 204)
+	if got := get(sd)["owner"]; len(got) != 0 {
+		t.Fatalf("owners of a dormant community: %v", got)
+	}
+	do("PUT", "/NDD/owner/creator", sd, 204)
+	creator = f.realm.UserToken(t, "creator")
+	do("DELETE", "/NDD/consumer/consumer", creator, 204)
+	do("DELETE", "/NDD/consumer/consumer", creator, 204)
+	mustLack(t, "removed consumer's scopes", scopesOf(t, f.realm.UserToken(t, "consumer")), "grouping/NDD.read")
+
+	// A community may be labelled "members": its routes do not collide.
+	f.create(t, sd, "members", "Members").Expect(t, 201)
+	var c map[string]string
+	do("GET", "/members", sd, 200).JSON(t, &c)
+	if c["securityLabel"] != "members" {
+		t.Errorf("GET /communities/members gave %v", c)
+	}
+	var mm members
+	do("GET", "/members/members", sd, 200).JSON(t, &mm)
+	if !slices.Equal(mm.usernames("owner"), []string{"service-account-service-desk"}) {
+		t.Errorf("members of community 'members': %v", mm)
+	}
+
+	trail, err := f.svc.Server.Store().AuditTrail(t.Context(), f.realm.Name, "NDD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range trail {
+		actions = append(actions, e.Action+":"+e.Outcome)
+	}
+	for _, want := range []string{"add-member:success", "remove-member:success", "add-member:denied", "remove-member:denied"} {
+		if !slices.Contains(actions, want) {
+			t.Errorf("audit trail lacks %s: %v", want, actions)
+		}
+	}
+}
