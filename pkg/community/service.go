@@ -56,6 +56,7 @@ type Keycloak interface {
 	Members(ctx context.Context, realm, groupID string) ([]keycloak.Member, error)
 	AddMember(ctx context.Context, realm, groupID, userID string) error
 	RemoveMember(ctx context.Context, realm, groupID, userID string) error
+	AddDefaultGroup(ctx context.Context, realm, groupID string) error
 }
 
 // Options configures a Service.
@@ -111,6 +112,9 @@ type CreateRequest struct {
 	Label  string
 	Name   string
 	Owners []string // user ids or usernames; service desk only
+	// Dormant makes the community without owners (service desk only):
+	// service desk appoints them later.
+	Dormant bool
 }
 
 // Create makes a community in realm and makes its owners (the caller,
@@ -128,13 +132,15 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		s.audit(ctx, ev, "denied", "caller is neither community creator nor service desk")
 		return nil, fmt.Errorf("%w: creating communities needs the community creator or service desk role", ErrForbidden)
 	}
-	if len(req.Owners) > 0 && !a.ServiceDesk {
+	if (len(req.Owners) > 0 || req.Dormant) && !a.ServiceDesk {
 		s.audit(ctx, ev, "denied", "owners named by a caller who is not service desk")
 		return nil, fmt.Errorf("%w: only service desk may name the owners of a new community", ErrForbidden)
 	}
-	owners, err := s.resolveOwners(ctx, realm, a, req.Owners)
-	if err != nil {
-		return nil, err
+	var owners []string
+	if !req.Dormant {
+		if owners, err = s.resolveOwners(ctx, realm, a, req.Owners); err != nil {
+			return nil, err
+		}
 	}
 
 	now := time.Now().UTC().Truncate(time.Microsecond)

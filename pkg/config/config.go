@@ -35,8 +35,9 @@ type Config struct {
 	CreatorRole     string
 	ServiceDeskRole string
 
-	RootGroup   string
-	FHIRClients []string
+	RootGroup          string
+	FHIRClients        []string
+	DefaultCommunities []string
 
 	OperationLease    time.Duration
 	RecoveryInterval  time.Duration
@@ -87,6 +88,7 @@ var envName = map[string]string{
 	"service-desk-role":   "COMMUNITIES_SERVICE_DESK_ROLE",
 	"root-group":          "COMMUNITIES_ROOT_GROUP",
 	"fhir-clients":        "COMMUNITIES_FHIR_CLIENTS",
+	"default-communities": "COMMUNITIES_DEFAULT_COMMUNITIES",
 	"operation-lease":     "COMMUNITIES_OPERATION_LEASE",
 	"recovery-interval":   "COMMUNITIES_RECOVERY_INTERVAL",
 	"reconcile-interval":  "COMMUNITIES_RECONCILE_INTERVAL",
@@ -114,6 +116,7 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.StringVar(&c.ServiceDeskRole, "service-desk-role", d.ServiceDeskRole, "realm role that may create and delete any community and name its owners")
 	fs.StringVar(&c.RootGroup, "root-group", d.RootGroup, "top-level Keycloak group under which community groups are created")
 	fs.StringSliceVar(&c.FHIRClients, "fhir-clients", d.FHIRClients, "clients (clientId) that get each community's grouping/<label>.read|write scopes as default client scopes")
+	fs.StringSliceVar(&c.DefaultCommunities, "default-communities", d.DefaultCommunities, "communities (LABEL=Name) every managed realm has, with their consumer groups as realm default groups, so every new user consumes them")
 	fs.DurationVar(&c.OperationLease, "operation-lease", d.OperationLease, "how long a create or delete may run before another replica treats it as abandoned and finishes or undoes it")
 	fs.DurationVar(&c.RecoveryInterval, "recovery-interval", d.RecoveryInterval, "how often to look for abandoned creates and deletes")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", d.ReconcileInterval, "how often one replica checks every community's Keycloak artefacts for drift and reports it (0: never; repair with 'communities reconcile --repair')")

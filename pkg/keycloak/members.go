@@ -58,3 +58,13 @@ func (c *Client) RemoveMember(ctx context.Context, realm, groupID, userID string
 	}
 	return classify("remove user "+userID+" from group "+groupID, err)
 }
+
+// AddDefaultGroup makes every user registered from now on a member of
+// group (idempotent).
+func (c *Client) AddDefaultGroup(ctx context.Context, realm, groupID string) error {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return err
+	}
+	return classify("make group "+groupID+" a default group", c.gc.AddDefaultGroup(ctx, tok, realm, groupID))
+}

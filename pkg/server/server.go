@@ -38,15 +38,16 @@ func WithKeycloakTransport(rt http.RoundTripper) Option {
 
 // Server is the assembled service.
 type Server struct {
-	cfg     config.Config
-	log     *slog.Logger
-	db      *gorm.DB
-	store   *registry.Store
-	kc      *keycloak.Client
-	svc     *community.Service
-	metrics *metrics.Metrics
-	handler http.Handler
-	cancel  context.CancelFunc
+	cfg      config.Config
+	defaults []community.Default
+	log      *slog.Logger
+	db       *gorm.DB
+	store    *registry.Store
+	kc       *keycloak.Client
+	svc      *community.Service
+	metrics  *metrics.Metrics
+	handler  http.Handler
+	cancel   context.CancelFunc
 }
 
 // New connects to PostgreSQL (migrating it if configured to) and builds the
@@ -58,6 +59,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	var o options
 	for _, opt := range opts {
 		opt(&o)
+	}
+	defaults, err := community.ParseDefaults(cfg.DefaultCommunities)
+	if err != nil {
+		return nil, fmt.Errorf("--default-communities: %w", err)
 	}
 	db, err := registry.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -90,7 +95,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		HTTPClient: &http.Client{Timeout: cfg.KeycloakTimeout},
 		Leeway:     10 * time.Second,
 	})
-	s := &Server{cfg: cfg, log: log, db: db, store: store, kc: kc, svc: svc, metrics: m, cancel: cancel}
+	s := &Server{cfg: cfg, defaults: defaults, log: log, db: db, store: store, kc: kc, svc: svc, metrics: m, cancel: cancel}
 	s.handler = api.New(api.Options{
 		Realms: cfg.Realms, CreatorRole: cfg.CreatorRole, ServiceDeskRole: cfg.ServiceDeskRole,
 		Service: svc, Verifier: verifier, Ready: s.ready, Metrics: m, Logger: log,
@@ -194,8 +199,22 @@ func (s *Server) ReconcileOnce(ctx context.Context) {
 	}
 }
 
+// EnsureDefaults makes the default communities of every managed realm
+// that still lacks them; it reports whether all realms have them now.
+func (s *Server) EnsureDefaults(ctx context.Context) bool {
+	ok := true
+	for _, realm := range s.cfg.Realms {
+		if err := s.svc.EnsureDefaults(ctx, realm, s.defaults); err != nil {
+			s.log.WarnContext(ctx, "default communities not made yet; will retry", "realm", realm, "error", err)
+			ok = false
+		}
+	}
+	return ok
+}
+
 func (s *Server) recoveryLoop(ctx context.Context) {
 	s.RecoverOnce(ctx)
+	defaultsDone := s.EnsureDefaults(ctx)
 	recovery := time.NewTicker(s.cfg.RecoveryInterval)
 	defer recovery.Stop()
 	var reconcile <-chan time.Time
@@ -210,6 +229,9 @@ func (s *Server) recoveryLoop(ctx context.Context) {
 			return
 		case <-recovery.C:
 			s.RecoverOnce(ctx)
+			if !defaultsDone {
+				defaultsDone = s.EnsureDefaults(ctx)
+			}
 		case <-reconcile:
 			s.ReconcileOnce(ctx)
 		}

@@ -156,6 +156,8 @@ func (e *Env) Config(realms ...string) config.Config {
 	cfg.AdminClientSecret = ServiceSecret
 	cfg.OperationLease = 20 * time.Second
 	cfg.KeycloakTimeout = 5 * time.Second
+	// Tests that want the default communities ask for them.
+	cfg.DefaultCommunities = nil
 	return cfg
 }
 
