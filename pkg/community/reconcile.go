@@ -38,7 +38,7 @@ func (r Report) DriftCount() int {
 // holds the lock, Reconcile returns ran == false and does nothing.
 func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (reports []Report, ran bool, err error) {
 	ran, err = s.store.AsLeader(ctx, func(ctx context.Context) error {
-		if _, err := s.Recover(ctx); err != nil {
+		if _, err := s.Recover(ctx, realms); err != nil {
 			return err
 		}
 		for _, realm := range realms {
@@ -113,4 +113,25 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 func (s *Service) spec(row *registry.Community) keycloak.Spec {
 	return keycloak.Spec{ID: row.ID, Realm: row.Realm, Root: s.opts.RootGroup, Label: row.Label, Name: row.Name,
 		FHIRClients: s.opts.FHIRClients}
+}
+
+// Check compares one active community's artefacts with their definition,
+// and with repair recreates what is missing (as Reconcile does for all).
+func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]keycloak.Drift, error) {
+	row, err := s.Get(ctx, realm, l)
+	if err != nil {
+		return nil, err
+	}
+	drift, art, err := s.kc.Ensure(ctx, s.spec(row), repair)
+	if err != nil {
+		return drift, fmt.Errorf("%w: check %s: %v", ErrUnavailable, row.Label, err)
+	}
+	if repair && len(drift) > 0 {
+		if err := s.store.SetArtifacts(ctx, row.ID, registry.Artifacts(art)); err != nil {
+			return drift, err
+		}
+		s.audit(ctx, &registry.AuditEvent{Realm: realm, Action: "repair", Label: row.Label, Name: row.Name,
+			ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
+	}
+	return drift, nil
 }

@@ -322,26 +322,30 @@ func (s *Service) mayDelete(ctx context.Context, a Actor, row *registry.Communit
 	return nil
 }
 
-// Recover undoes every abandoned operation it can claim: half-made creates,
-// creates whose undo failed, and half-done deletes all end with nothing in
-// Keycloak and no row. It returns how many it recovered.
-func (s *Service) Recover(ctx context.Context) (int, error) {
+// Recover undoes every abandoned operation of realms it can claim:
+// half-made creates, creates whose undo failed, and half-done deletes all
+// end with nothing in Keycloak and no row. A row it cannot recover now
+// (Keycloak down, realm gone) keeps its renewed lease and is retried after
+// it; the others are recovered meanwhile. It returns how many it recovered.
+func (s *Service) Recover(ctx context.Context, realms []string) (int, error) {
 	n := 0
+	var errs []error
 	for {
-		row, err := s.store.ClaimAbandoned(ctx, s.opts.Lease)
+		row, err := s.store.ClaimAbandoned(ctx, realms, s.opts.Lease)
 		if err != nil {
-			return n, err
+			return n, errors.Join(append(errs, err)...)
 		}
 		if row == nil {
-			return n, nil
+			return n, errors.Join(errs...)
 		}
 		rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID)
 		if err != nil {
-			// Keep the claim's lease: the next pass after it retries.
-			return n, fmt.Errorf("recover %s/%s (%s): %w", row.Realm, row.Label, row.State, err)
+			errs = append(errs, fmt.Errorf("recover %s/%s (%s): %w", row.Realm, row.Label, row.State, err))
+			continue
 		}
 		if err := s.store.Remove(ctx, row.ID, row.State); err != nil && !errors.Is(err, registry.ErrStateChanged) {
-			return n, fmt.Errorf("recover %s/%s: %w", row.Realm, row.Label, err)
+			errs = append(errs, fmt.Errorf("recover %s/%s: %w", row.Realm, row.Label, err))
+			continue
 		}
 		n++
 		s.log.InfoContext(ctx, "recovered abandoned operation", "realm", row.Realm, "label", row.Label,

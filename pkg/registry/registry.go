@@ -245,10 +245,10 @@ func (s *Store) Remove(ctx context.Context, id, state string) error {
 	return nil
 }
 
-// ClaimAbandoned takes one unfinished row whose lease has run out and
-// extends the lease to now+lease, so that exactly one replica recovers it.
-// It returns nil, nil when there is none.
-func (s *Store) ClaimAbandoned(ctx context.Context, lease time.Duration) (*Community, error) {
+// ClaimAbandoned takes one unfinished row of realms whose lease has run
+// out and extends the lease to now+lease, so that exactly one replica
+// recovers it. It returns nil, nil when there is none.
+func (s *Store) ClaimAbandoned(ctx context.Context, realms []string, lease time.Duration) (*Community, error) {
 	var rows []Community
 	now := time.Now().UTC()
 	until := now.Add(lease)
@@ -256,11 +256,11 @@ func (s *Store) ClaimAbandoned(ctx context.Context, lease time.Duration) (*Commu
 UPDATE communities SET lease_until = ?, updated_at = ?
 WHERE id = (
 	SELECT id FROM communities
-	WHERE state <> 'active' AND (lease_until IS NULL OR lease_until < ?)
+	WHERE state <> 'active' AND (lease_until IS NULL OR lease_until < ?) AND realm IN ?
 	ORDER BY lease_until NULLS FIRST
 	LIMIT 1
 	FOR UPDATE SKIP LOCKED)
-RETURNING *`, until, now, now).Scan(&rows).Error
+RETURNING *`, until, now, now, realms).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("claim abandoned community: %w", err)
 	}

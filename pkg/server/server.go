@@ -137,7 +137,7 @@ func (s *Server) ready(ctx context.Context) error {
 // RecoverOnce undoes abandoned operations whose lease has run out.
 func (s *Server) RecoverOnce(ctx context.Context) {
 	s.metrics.RecoveryRuns.Inc()
-	n, err := s.svc.Recover(ctx)
+	n, err := s.svc.Recover(ctx, s.cfg.Realms)
 	s.metrics.Recovered.Add(float64(n))
 	if err != nil {
 		s.metrics.RecoveryErrors.Inc()

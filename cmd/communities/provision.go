@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/provision"
+	"github.com/nhs-terminology/communities/pkg/server"
+)
+
+// cliActor is who the audit trail names for changes made from the command
+// line: the pipeline's or operator's account name when there is one.
+func cliActor() community.Actor {
+	name := os.Getenv("USER")
+	if name == "" {
+		name = "communities-cli"
+	}
+	return community.Actor{ClientID: "communities-cli", Username: name}
+}
+
+// withProvisioner builds the service for realm from cfg and runs fn.
+func withProvisioner(ctx context.Context, cfg config.Config, realm string, stderr io.Writer,
+	fn func(*provision.Provisioner) error) error {
+	cfg.Realms = []string{realm}
+	cfg.DefaultCommunities = nil
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	return fn(provision.New(srv.Service(), cliActor()))
+}
+
+func readFile(path string) (*provision.File, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return provision.Parse(data)
+}
+
+type provisionFlags struct {
+	cfg    config.Config
+	file   string
+	prune  bool
+	output string
+}
+
+func (p *provisionFlags) bind(cmd *cobra.Command, withPrune bool) {
+	config.Bind(cmd.Flags(), &p.cfg)
+	cmd.Flags().StringVarP(&p.file, "file", "f", "", "communities file, YAML or JSON (- for standard input)")
+	_ = cmd.MarkFlagRequired("file")
+	if withPrune {
+		cmd.Flags().BoolVar(&p.prune, "prune", false, "also delete communities the file does not list, and remove members its lists do not name")
+	}
+	cmd.Flags().StringVarP(&p.output, "output", "o", "text", "text or json")
+}
+
+const fileFormat = `The file:
+
+  realm: terminology
+  communities:
+    - label: NDD
+      name: National data dictionary
+      owners: [alice]          # usernames; a list given is converged to,
+      authors: [bob]           # a list left out is left alone
+      consumers: [carol, dave]
+
+It takes the same settings as serve (database, Keycloak, admin client).`
+
+func newPlan(stdout, stderr io.Writer) *cobra.Command {
+	var p provisionFlags
+	cmd := &cobra.Command{
+		Use:   "plan -f communities.yaml",
+		Short: "Show what apply would change; change nothing",
+		Long: `Compare the realm with the file and print what apply would do: communities
+to create, artefacts to repair, members to add (and with --prune, communities
+to delete and members to remove). Nothing is changed.
+
+Exit status: 0 nothing would change, 2 something would, 1 error. A pipeline can
+gate on it.
+
+` + fileFormat,
+		Example: `  communities plan -f communities.yaml || [ $? -eq 2 ] && echo "changes pending"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
+				return err
+			}
+			f, err := readFile(p.file)
+			if err != nil {
+				return err
+			}
+			var plan []provision.Action
+			err = withProvisioner(cmd.Context(), p.cfg, f.Realm, stderr, func(pr *provision.Provisioner) error {
+				plan, err = pr.Plan(cmd.Context(), f, p.prune)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if p.output == "json" {
+				if plan == nil {
+					plan = []provision.Action{}
+				}
+				if err := json.NewEncoder(stdout).Encode(map[string]any{"realm": f.Realm, "changes": plan}); err != nil {
+					return err
+				}
+			} else {
+				for _, a := range plan {
+					fmt.Fprintln(stdout, a)
+				}
+				if len(plan) == 0 {
+					fmt.Fprintf(stdout, "%s: no changes; the realm matches the file\n", f.Realm)
+				} else {
+					fmt.Fprintf(stdout, "%s: %d change(s) pending\n", f.Realm, len(plan))
+				}
+			}
+			if len(plan) > 0 {
+				return exitError{code: 2}
+			}
+			return nil
+		},
+	}
+	p.bind(cmd, true)
+	return cmd
+}
+
+func newApply(stdout, stderr io.Writer) *cobra.Command {
+	var p provisionFlags
+	cmd := &cobra.Command{
+		Use:   "apply -f communities.yaml",
+		Short: "Converge the realm's communities to a file",
+		Long: `Make the realm match the file, through the same code paths as the REST API:
+create missing communities (owners from the file; without owners the
+community is dormant and service desk appoints them), recreate drifted
+artefacts (a missing role, scope or mapping), add listed members. Communities
+the file does not list are left alone unless --prune. Running it again changes
+nothing and says so. One line per change, a summary at the end; exit status 1
+naming every failed item.
+
+` + fileFormat,
+		Example: `  communities apply -f communities.yaml
+  communities apply -f communities.json --prune --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
+				return err
+			}
+			f, err := readFile(p.file)
+			if err != nil {
+				return err
+			}
+			return withProvisioner(cmd.Context(), p.cfg, f.Realm, stderr, func(pr *provision.Provisioner) error {
+				plan, err := pr.Plan(cmd.Context(), f, p.prune)
+				if err != nil {
+					return err
+				}
+				var results []provision.Result
+				err = pr.Apply(cmd.Context(), f, plan, func(r provision.Result) {
+					results = append(results, r)
+					if p.output != "json" {
+						if r.Error != "" {
+							fmt.Fprintf(stdout, "FAILED %s: %s\n", r.Action, r.Error)
+						} else {
+							fmt.Fprintf(stdout, "done   %s\n", r.Action)
+						}
+					}
+				})
+				if p.output == "json" {
+					if results == nil {
+						results = []provision.Result{}
+					}
+					_ = json.NewEncoder(stdout).Encode(map[string]any{"realm": f.Realm, "results": results})
+				} else if len(plan) == 0 {
+					fmt.Fprintf(stdout, "%s: no changes; the realm already matches the file\n", f.Realm)
+				} else {
+					fmt.Fprintf(stdout, "%s: %d change(s) applied\n", f.Realm, len(plan))
+				}
+				return err
+			})
+		},
+	}
+	p.bind(cmd, true)
+	return cmd
+}
+
+func newExport(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		cfg    config.Config
+		realm  string
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "export --realm terminology",
+		Short: "Write a realm's communities and members in apply's format",
+		Long: `Write the realm's communities, with their owners, authors and consumers by
+username, in the format apply and plan read. plan on the written file reports no
+changes.
+
+` + fileFormat,
+		Example: `  communities export --realm terminology > communities.yaml`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
+				return err
+			}
+			return withProvisioner(cmd.Context(), cfg, realm, stderr, func(pr *provision.Provisioner) error {
+				f, err := pr.Export(cmd.Context(), realm)
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					enc := json.NewEncoder(stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(f)
+				}
+				data, err := provision.Marshal(f)
+				if err != nil {
+					return err
+				}
+				_, err = stdout.Write(data)
+				return err
+			})
+		},
+	}
+	config.Bind(cmd.Flags(), &cfg)
+	cmd.Flags().StringVar(&realm, "realm", "terminology", "realm to export")
+	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "yaml or json")
+	return cmd
+}

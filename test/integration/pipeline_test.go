@@ -1,0 +1,149 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nhs-terminology/communities/pkg/provision"
+	"github.com/nhs-terminology/communities/test/harness"
+)
+
+// TestPipelineProvisioning follows a CI pipeline from a freshly imported
+// realm: plan, apply, apply again (no change), drift repaired, export round
+// trip, prune, and failures named.
+func TestPipelineProvisioning(t *testing.T) {
+	f := newFixture(t) // imports realm-export/ under a fresh name: the pipeline's first step
+	realm := f.realm.Name
+	dir := t.TempDir()
+	cli := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(binary(t), args...)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+f.env.DatabaseURL, "KEYCLOAK_URL="+f.env.KeycloakURL,
+			"COMMUNITIES_ADMIN_CLIENT_SECRET="+harness.ServiceSecret, "COMMUNITIES_LOG_LEVEL=error")
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String() + errOut.String(), code
+	}
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	file := write("communities.yaml", `realm: `+realm+`
+communities:
+  - label: NDD
+    name: National data dictionary
+    owners: [author]
+    authors: [approver]
+    consumers: [consumer]
+  - label: SNOMED
+    name: SNOMED CT
+    consumers: [consumer, creator]
+`)
+
+	out, code := cli("plan", "-f", file)
+	if code != 2 || !strings.Contains(out, "create NDD: National data dictionary") || !strings.Contains(out, "add-member SNOMED consumer creator") {
+		t.Fatalf("plan on an empty realm exited %d:\n%s", code, out)
+	}
+	if f.row(t, "NDD") != nil {
+		t.Fatal("plan changed something")
+	}
+	out, code = cli("apply", "-f", file)
+	if code != 0 || !strings.Contains(out, "done   create NDD") || !strings.Contains(out, "6 change(s) applied") {
+		t.Fatalf("apply exited %d:\n%s", code, out)
+	}
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	var m members
+	harness.Do(t, "GET", f.base+"/NDD/members", sd, nil).Expect(t, 200).JSON(t, &m)
+	if !slices.Equal(m.usernames("owner"), []string{"author"}) || !slices.Equal(m.usernames("author"), []string{"approver"}) ||
+		!slices.Equal(m.usernames("consumer"), []string{"consumer"}) {
+		t.Errorf("NDD members %v", m)
+	}
+	harness.Do(t, "GET", f.base+"/SNOMED/members", sd, nil).Expect(t, 200).JSON(t, &m)
+	if len(m["owner"]) != 0 || !slices.Equal(m.usernames("consumer"), []string{"consumer", "creator"}) {
+		t.Errorf("SNOMED members %v", m)
+	}
+	mustContain(t, "consumer's scopes", scopesOf(t, f.realm.UserToken(t, "consumer")), "grouping/NDD.read", "grouping/SNOMED.read")
+
+	// Idempotent.
+	out, code = cli("apply", "-f", file)
+	if code != 0 || !strings.Contains(out, "no changes") {
+		t.Fatalf("second apply exited %d:\n%s", code, out)
+	}
+	if out, code = cli("plan", "-f", file); code != 0 {
+		t.Fatalf("plan after apply exited %d:\n%s", code, out)
+	}
+
+	// Drift: a role deleted by hand is planned as a repair and repaired.
+	if err := f.realm.GC.DeleteRealmRole(t.Context(), f.realm.AdminToken(t), realm, "PERM_NDD_WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	out, code = cli("plan", "-f", file, "--output", "json")
+	var jplan struct {
+		Changes []provision.Action `json:"changes"`
+	}
+	if err := json.Unmarshal([]byte(out), &jplan); err != nil || code != 2 || len(jplan.Changes) != 1 || jplan.Changes[0].Kind != "repair" {
+		t.Fatalf("plan after drift exited %d: %s", code, out)
+	}
+	if out, code = cli("apply", "-f", file); code != 0 {
+		t.Fatalf("repairing apply exited %d:\n%s", code, out)
+	}
+	if out, code = cli("plan", "-f", file); code != 0 {
+		t.Fatalf("plan after repair exited %d:\n%s", code, out)
+	}
+	mustContain(t, "approver's scopes", scopesOf(t, f.realm.UserToken(t, "approver")), "grouping/NDD.write")
+
+	// Export round trip.
+	exported, code := cli("export", "--realm", realm)
+	if code != 0 || !strings.Contains(exported, "label: NDD") {
+		t.Fatalf("export exited %d:\n%s", code, exported)
+	}
+	if out, code = cli("plan", "-f", write("exported.yaml", exported)); code != 0 {
+		t.Fatalf("plan on the export exited %d:\n%s\nexport:\n%s", code, out, exported)
+	}
+
+	// Extra communities stay unless --prune.
+	f.create(t, sd, "EXTRA", "Made by hand").Expect(t, 201)
+	if out, code = cli("apply", "-f", file); code != 0 || !strings.Contains(out, "no changes") {
+		t.Fatalf("apply without --prune touched EXTRA (%d):\n%s", code, out)
+	}
+	out, code = cli("plan", "-f", file, "--prune")
+	if code != 2 || !strings.Contains(out, "delete EXTRA") {
+		t.Fatalf("plan --prune exited %d:\n%s", code, out)
+	}
+	if out, code = cli("apply", "-f", file, "--prune"); code != 0 {
+		t.Fatalf("apply --prune exited %d:\n%s", code, out)
+	}
+	harness.Do(t, "GET", f.base+"/EXTRA", sd, nil).Expect(t, 404)
+
+	// Failures are named and exit non-zero; the rest is still applied.
+	bad := write("bad.yaml", `realm: `+realm+`
+communities:
+  - label: BAD
+    name: Bad owner
+    owners: [nobody-by-that-name]
+  - label: GOOD
+    name: Good
+`)
+	out, code = cli("apply", "-f", bad)
+	if code != 1 || !strings.Contains(out, "FAILED create BAD") || !strings.Contains(out, "done   create GOOD") {
+		t.Fatalf("apply with a bad item exited %d:\n%s", code, out)
+	}
+	if out, code = cli("plan", "-f", write("typo.yaml", "realm: "+realm+"\ncommunitees: []\n")); code != 1 || !strings.Contains(out, "communitees") {
+		t.Fatalf("a typo in the file: exit %d:\n%s", code, out)
+	}
+}
