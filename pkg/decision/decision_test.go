@@ -1,0 +1,300 @@
+package decision
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func perm(codes ...string) []Coding {
+	out := make([]Coding, len(codes))
+	for i, c := range codes {
+		out[i] = Coding{System: DefaultSystem, Code: c}
+	}
+	return out
+}
+
+type decideCase struct {
+	name        string
+	cfg         Config
+	scope       string
+	authorities []string
+	typ         string
+	in          Interaction
+	security    []Coding
+	allowed     bool
+	rule        Rule
+	// When set, the Decision must name exactly these.
+	api, label, privilege string
+}
+
+func (c decideCase) run(t *testing.T) {
+	t.Helper()
+	typ := c.typ
+	if typ == "" {
+		typ = "CodeSystem"
+	}
+	d := c.cfg.Decide(Parse(c.scope, c.authorities), Request{ResourceType: typ, Interaction: c.in, Security: c.security})
+	if d.Allowed != c.allowed || d.Rule != c.rule {
+		t.Errorf("got allowed=%v rule=%v, want allowed=%v rule=%v\n%s", d.Allowed, d.Rule, c.allowed, c.rule, d.Reason())
+	}
+	for _, f := range []struct{ field, got, want string }{
+		{"API", d.API, c.api}, {"Label", d.Label, c.label}, {"Privilege", d.Privilege, c.privilege},
+	} {
+		if f.want != "" && f.got != f.want {
+			t.Errorf("%s = %q, want %q\n%s", f.field, f.got, f.want, d.Reason())
+		}
+	}
+}
+
+func TestAPILevel(t *testing.T) {
+	cases := []decideCase{
+		{name: "no token", in: Read, rule: RuleNoAPIAccess},
+		{name: "ontoserver read scope reads", scope: "system/*.read", in: Read, allowed: true, rule: RuleUnlabelled, api: "system/*.read"},
+		{name: "ontoserver read scope searches", scope: "system/*.read", in: Search, allowed: true, rule: RuleUnlabelled},
+		{name: "read scope cannot create", scope: "system/*.read", in: Create, rule: RuleNoAPIAccess},
+		{name: "read scope cannot update", scope: "system/*.read", in: Update, rule: RuleNoAPIAccess},
+		{name: "read scope cannot delete", scope: "system/*.read", in: Delete, rule: RuleNoAPIAccess},
+		{name: "write scope creates", scope: "system/*.write", in: Create, allowed: true, rule: RuleCreate},
+		{name: "write scope updates", scope: "system/*.write", in: Update, allowed: true, rule: RuleUnlabelled},
+		{name: "write scope deletes", scope: "system/*.write", in: Delete, allowed: true, rule: RuleUnlabelled},
+		{name: "write scope does not read", scope: "system/*.write", in: Read, rule: RuleNoAPIAccess},
+		{name: "write scope does not search", scope: "system/*.write", in: Search, rule: RuleNoAPIAccess},
+		{name: "FHIR_READ reads", authorities: []string{"FHIR_READ"}, in: Read, allowed: true, rule: RuleUnlabelled, api: "FHIR_READ"},
+		{name: "FHIR_READ cannot update", authorities: []string{"FHIR_READ"}, in: Update, rule: RuleNoAPIAccess},
+		{name: "FHIR_WRITE creates", authorities: []string{"FHIR_WRITE"}, in: Create, allowed: true, rule: RuleCreate, api: "FHIR_WRITE"},
+		{name: "FHIR_WRITE does not read", authorities: []string{"FHIR_WRITE"}, in: Read, rule: RuleNoAPIAccess},
+		{name: "authorities are case-sensitive", authorities: []string{"fhir_read"}, in: Read, rule: RuleNoAPIAccess},
+
+		{name: "v1 per type", scope: "user/CodeSystem.read", in: Read, allowed: true, rule: RuleUnlabelled},
+		{name: "v1 per type other type", scope: "user/CodeSystem.read", typ: "ValueSet", in: Read, rule: RuleNoAPIAccess},
+		{name: "v1 patient context", scope: "patient/ValueSet.write", typ: "ValueSet", in: Update, allowed: true, rule: RuleUnlabelled},
+		{name: "v1 star grants all", scope: "system/*.*", in: Delete, allowed: true, rule: RuleUnlabelled},
+		{name: "v1 star per type", scope: "user/ConceptMap.*", typ: "ConceptMap", in: Search, allowed: true, rule: RuleUnlabelled},
+		{name: "type-specific grant explains", scope: "system/*.read user/CodeSystem.read", in: Read, allowed: true, rule: RuleUnlabelled, api: "user/CodeSystem.read"},
+		{name: "wildcard grant covers other types", scope: "system/*.read user/CodeSystem.write", in: Read, allowed: true, rule: RuleUnlabelled, api: "system/*.read"},
+
+		{name: "v2 rs reads", scope: "system/CodeSystem.rs", in: Read, allowed: true, rule: RuleUnlabelled},
+		{name: "v2 rs searches", scope: "system/CodeSystem.rs", in: Search, allowed: true, rule: RuleUnlabelled},
+		{name: "v2 rs cannot update", scope: "system/CodeSystem.rs", in: Update, rule: RuleNoAPIAccess},
+		{name: "v2 s only cannot read", scope: "user/*.s", in: Read, rule: RuleNoAPIAccess},
+		{name: "v2 cud creates", scope: "system/*.cud", in: Create, allowed: true, rule: RuleCreate},
+		{name: "v2 cud deletes", scope: "system/*.cud", in: Delete, allowed: true, rule: RuleUnlabelled},
+		{name: "v2 cud does not read", scope: "system/*.cud", in: Read, rule: RuleNoAPIAccess},
+		{name: "v2 cruds searches", scope: "user/*.cruds", in: Search, allowed: true, rule: RuleUnlabelled},
+		{name: "v2 d deletes only", scope: "system/*.d", in: Delete, allowed: true, rule: RuleUnlabelled},
+		{name: "v2 rd deletes", scope: "system/*.rd", in: Delete, allowed: true, rule: RuleUnlabelled},
+		{name: "v1 read is not v2 r+d", scope: "system/*.read", in: Delete, rule: RuleNoAPIAccess},
+		{name: "v1 read is not v2 r+d per type", scope: "user/CodeSystem.read", in: Delete, rule: RuleNoAPIAccess},
+		{name: "v2 query restriction grants nothing", scope: "system/CodeSystem.rs?url=http://x", in: Read, rule: RuleNoAPIAccess},
+		{name: "v2 query restriction grants nothing for write", scope: "system/*.cud?_tag=x", in: Create, rule: RuleNoAPIAccess},
+		{name: "v2 empty query grants nothing", scope: "system/*.r?", in: Read, rule: RuleNoAPIAccess},
+		{name: "v2 out of order", scope: "system/*.sr", in: Read, rule: RuleNoAPIAccess},
+		{name: "v2 repeated letter", scope: "system/*.rr", in: Read, rule: RuleNoAPIAccess},
+		{name: "v2 upper case", scope: "system/*.RS", in: Read, rule: RuleNoAPIAccess},
+		{name: "v1 upper case", scope: "system/*.READ", in: Read, rule: RuleNoAPIAccess},
+		{name: "lower-case type", scope: "system/codeSystem.read", typ: "codeSystem", in: Read, rule: RuleNoAPIAccess},
+		{name: "unknown context", scope: "admin/*.read", in: Read, rule: RuleNoAPIAccess},
+		{name: "no permission", scope: "system/* system/*. system/.read", in: Read, rule: RuleNoAPIAccess},
+		{name: "unrelated scopes", scope: "openid profile email", in: Read, rule: RuleNoAPIAccess},
+		{name: "tabs and newlines separate scopes", scope: "openid\tsystem/*.read\n", in: Read, allowed: true, rule: RuleUnlabelled},
+		{name: "invalid interaction", scope: "system/*.*", in: 0, rule: RuleInvalidInteraction},
+		{name: "out of range interaction", scope: "system/*.*", in: Search + 1, rule: RuleInvalidInteraction},
+	}
+	for _, c := range cases {
+		t.Run(c.name, c.run)
+	}
+}
+
+func TestResourceLevel(t *testing.T) {
+	const read, write = "system/*.read", "system/*.read system/*.write"
+	cases := []decideCase{
+		// Seed 003: "Resources can be labelled with more than one label, and
+		// in this case a user must have a community privilege matching at
+		// least one of the security labels to be granted the permission
+		// associated with that label. For example, a resource labelled with
+		// NDD.read and XXX.read will be readable by a user who is an author
+		// or consumer in either the associated NDD or XXX communities (they
+		// don't need both)."
+		{name: "seed 003 consumer of XXX only", scope: read + " grouping/XXX.read", in: Read, security: perm("NDD.read", "XXX.read"),
+			allowed: true, rule: RuleCommunityPrivilege, api: "system/*.read", label: "XXX.read", privilege: "grouping/XXX.read"},
+		{name: "seed 003 member of NDD only", scope: read, authorities: []string{"PERM_NDD_READ"}, in: Read, security: perm("NDD.read", "XXX.read"),
+			allowed: true, rule: RuleCommunityPrivilege, label: "NDD.read", privilege: "PERM_NDD_READ"},
+		{name: "seed 003 both communities", scope: read + " grouping/XXX.read grouping/NDD.read", in: Search, security: perm("NDD.read", "XXX.read"),
+			allowed: true, rule: RuleCommunityPrivilege, label: "NDD.read", privilege: "grouping/NDD.read"},
+		{name: "seed 003 neither community", scope: read + " grouping/YYY.read", in: Read, security: perm("NDD.read", "XXX.read"),
+			rule: RuleNoCommunityPrivilege, label: "NDD.read"},
+		{name: "seed 003 author reads via write label? no", scope: write + " grouping/NDD.write", in: Read, security: perm("NDD.read", "XXX.read"),
+			rule: RuleNoCommunityPrivilege},
+
+		// Seed 003: "granting community write access to user that only has
+		// read access to the FHIR API will not enable them to write to the
+		// community's resources."
+		{name: "cumulative: community write without API write", scope: read + " grouping/NDD.write", in: Update, security: perm("NDD.write"),
+			rule: RuleNoAPIAccess},
+		{name: "cumulative: PERM_WRITE without API write", authorities: []string{"FHIR_READ", "PERM_WRITE"}, in: Delete, security: perm("NDD.write"),
+			rule: RuleNoAPIAccess},
+		{name: "cumulative: community read without API read", scope: "system/*.write grouping/NDD.read", in: Read, security: perm("NDD.read"),
+			rule: RuleNoAPIAccess},
+
+		{name: "community write updates", scope: write + " grouping/NDD.write", in: Update, security: perm("NDD.read", "NDD.write"),
+			allowed: true, rule: RuleCommunityPrivilege, api: "system/*.write", label: "NDD.write", privilege: "grouping/NDD.write"},
+		{name: "community write deletes", scope: write, authorities: []string{"PERM_NDD_WRITE"}, in: Delete, security: perm("NDD.write"),
+			allowed: true, rule: RuleCommunityPrivilege, privilege: "PERM_NDD_WRITE"},
+		{name: "write does not imply read", scope: write + " grouping/NDD.write", in: Read, security: perm("NDD.read", "NDD.write"),
+			rule: RuleNoCommunityPrivilege, label: "NDD.read"},
+		{name: "read does not imply write", scope: write + " grouping/NDD.read", in: Update, security: perm("NDD.read", "NDD.write"),
+			rule: RuleNoCommunityPrivilege, label: "NDD.write"},
+		{name: "write labels only: read needs API only", scope: read, in: Read, security: perm("NDD.write"),
+			allowed: true, rule: RuleUnlabelled},
+		{name: "read labels only: update needs API only", scope: write, in: Update, security: perm("NDD.read"),
+			allowed: true, rule: RuleUnlabelled},
+		{name: "create ignores labels", scope: "system/*.write", in: Create, security: perm("NDD.write", "NDD.read"),
+			allowed: true, rule: RuleCreate, api: "system/*.write"},
+
+		{name: "star read label opens to API readers", scope: read, in: Read, security: perm("NDD.read", "*.read"),
+			allowed: true, rule: RuleOpenLabel, label: "*.read"},
+		{name: "star write label opens to API writers", scope: write, in: Delete, security: perm("NDD.write", "*.write"),
+			allowed: true, rule: RuleOpenLabel, label: "*.write"},
+		{name: "star read label does not open writes", scope: write, in: Update, security: perm("*.read", "NDD.write"),
+			rule: RuleNoCommunityPrivilege, label: "NDD.write"},
+
+		{name: "PERM_READ covers every community", scope: read, authorities: []string{"PERM_READ"}, in: Read, security: perm("NDD.read", "XXX.read"),
+			allowed: true, rule: RuleAllCommunities, label: "NDD.read", privilege: "PERM_READ"},
+		{name: "grouping/*.read covers every community", scope: read + " grouping/*.read", in: Search, security: perm("XXX.read"),
+			allowed: true, rule: RuleAllCommunities, label: "XXX.read", privilege: "grouping/*.read"},
+		{name: "specific privilege explains before wildcard", scope: read + " grouping/*.read grouping/XXX.read", in: Read, security: perm("NDD.read", "XXX.read"),
+			allowed: true, rule: RuleCommunityPrivilege, label: "XXX.read", privilege: "grouping/XXX.read"},
+		{name: "grouping/*.read does not write", scope: write + " grouping/*.read", in: Update, security: perm("NDD.write"),
+			rule: RuleNoCommunityPrivilege},
+		{name: "PERM_WRITE covers every community", scope: write, authorities: []string{"PERM_WRITE"}, in: Update, security: perm("NDD.write"),
+			allowed: true, rule: RuleAllCommunities, privilege: "PERM_WRITE"},
+		{name: "grouping/*.write does not read", scope: write + " grouping/*.write", in: Read, security: perm("NDD.read"),
+			rule: RuleNoCommunityPrivilege},
+
+		{name: "labels of other systems ignored", scope: read, in: Read, security: []Coding{{System: "http://example.org/other", Code: "NDD.read"}},
+			allowed: true, rule: RuleUnlabelled},
+		{name: "system-less labels ignored by default", scope: read, in: Read, security: []Coding{{Code: "NDD.read"}},
+			allowed: true, rule: RuleUnlabelled},
+		{name: "system-less labels count when configured", cfg: Config{SystemlessLabels: true}, scope: read, in: Read,
+			security: []Coding{{Code: "NDD.read"}}, rule: RuleNoCommunityPrivilege, label: "NDD.read"},
+		{name: "system-less labels match when configured", cfg: Config{SystemlessLabels: true}, scope: read + " grouping/NDD.read", in: Read,
+			security: []Coding{{Code: "NDD.read"}}, allowed: true, rule: RuleCommunityPrivilege},
+		{name: "configured system replaces the default", cfg: Config{System: "urn:perm"}, scope: read, in: Read,
+			security: []Coding{{System: DefaultSystem, Code: "NDD.read"}}, allowed: true, rule: RuleUnlabelled},
+		{name: "configured system counts", cfg: Config{System: "urn:perm"}, scope: read, in: Read,
+			security: []Coding{{System: "urn:perm", Code: "NDD.read"}}, rule: RuleNoCommunityPrivilege},
+		{name: "other codes of the system ignored", scope: read, in: Read, security: perm("NDD", "NDD.owner", "read"),
+			allowed: true, rule: RuleUnlabelled},
+
+		{name: "community compared case-sensitively (scope)", scope: read + " grouping/ndd.read", in: Read, security: perm("NDD.read"),
+			rule: RuleNoCommunityPrivilege},
+		{name: "community compared case-sensitively (authority)", scope: read, authorities: []string{"PERM_ndd_READ"}, in: Read, security: perm("NDD.read"),
+			rule: RuleNoCommunityPrivilege},
+		{name: "label suffix is case-sensitive", scope: read, in: Read, security: perm("NDD.READ"),
+			allowed: true, rule: RuleUnlabelled},
+		{name: "underscore in community", scope: read, authorities: []string{"PERM_A_B_READ"}, in: Read, security: perm("A_B.read"),
+			allowed: true, rule: RuleCommunityPrivilege, privilege: "PERM_A_B_READ"},
+		{name: "PERM__READ is no wildcard", scope: read, authorities: []string{"PERM__READ"}, in: Read, security: perm("NDD.read"),
+			rule: RuleNoCommunityPrivilege},
+		{name: "invalid community privilege ignored", scope: read + " grouping/a.b.read", in: Read, security: perm("a.b.read"),
+			rule: RuleNoCommunityPrivilege},
+		{name: "malformed label still restricts", scope: read + " grouping/NDD.read", in: Read, security: perm("NDD.read.read"),
+			rule: RuleNoCommunityPrivilege},
+		{name: "malformed label opened by wildcard", scope: read, authorities: []string{"PERM_READ"}, in: Read, security: perm(".read"),
+			allowed: true, rule: RuleAllCommunities, label: ".read"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, c.run)
+	}
+}
+
+func TestNilPrivileges(t *testing.T) {
+	d := Decide(nil, Request{ResourceType: "CodeSystem", Interaction: Read})
+	if d.Allowed || d.Rule != RuleNoAPIAccess {
+		t.Fatalf("nil privileges: %+v", d)
+	}
+	if r := (*Privileges)(nil).Communities(); r.AllRead || r.AllWrite || len(r.Read)+len(r.Write) != 0 {
+		t.Fatalf("nil Communities() = %+v", r)
+	}
+}
+
+func TestReason(t *testing.T) {
+	cases := []struct {
+		scope string
+		auth  []string
+		req   Request
+		want  []string
+	}{
+		{"grouping/NDD.read", nil, Request{"ValueSet", Read, perm("NDD.read")},
+			[]string{"read of ValueSet denied", "no scope or authority grants read at API level", "never raise"}},
+		{"system/*.read grouping/XXX.read", nil, Request{"ValueSet", Read, perm("NDD.read", "XXX.read")},
+			[]string{"read of ValueSet allowed", `scope "system/*.read"`, `label "XXX.read"`, `scope "grouping/XXX.read"`}},
+		{"", []string{"FHIR_READ", "PERM_READ"}, Request{"ValueSet", Search, perm("NDD.read")},
+			[]string{"search of ValueSet allowed", `authority "FHIR_READ"`, `label "NDD.read"`, `authority "PERM_READ"`, "every community"}},
+		{"system/*.*", nil, Request{"ValueSet", Update, perm("NDD.write", "XXX.write")},
+			[]string{"update of ValueSet denied", `first "NDD.write"`, "no community privilege"}},
+		{"system/*.*", nil, Request{"ValueSet", Read, perm("*.read")},
+			[]string{"allowed", `label "*.read"`, "everyone with API access"}},
+		{"system/*.*", nil, Request{"ValueSet", Delete, perm("NDD.read")},
+			[]string{"delete of ValueSet allowed", "no .write label"}},
+		{"system/*.*", nil, Request{"ValueSet", Create, perm("NDD.write")},
+			[]string{"create of ValueSet allowed", "labels are not checked"}},
+		{"system/*.*", nil, Request{"ValueSet", 42, nil},
+			[]string{"interaction(42) of ValueSet denied", "not one of"}},
+	}
+	for _, c := range cases {
+		r := Decide(Parse(c.scope, c.auth), c.req).Reason()
+		for _, w := range c.want {
+			if !strings.Contains(r, w) {
+				t.Errorf("Reason() = %q, want it to contain %q", r, w)
+			}
+		}
+	}
+}
+
+func TestRuleString(t *testing.T) {
+	seen := map[string]bool{}
+	for r := RuleInvalidInteraction; r <= RuleNoCommunityPrivilege; r++ {
+		s := r.String()
+		if s == "" || seen[s] {
+			t.Errorf("Rule(%d).String() = %q: empty or duplicate", r, s)
+		}
+		seen[s] = true
+	}
+	if got := Rule(200).String(); got != "rule(200)" {
+		t.Errorf("Rule(200).String() = %q", got)
+	}
+}
+
+func TestParseClaims(t *testing.T) {
+	// The shape encoding/json gives a Keycloak access token of this project.
+	var claims map[string]any
+	err := json.Unmarshal([]byte(`{
+		"scope": "openid grouping/NDD.read grouping/bird.write system/*.read",
+		"authorities": ["FHIR_READ", "PERM_XXX_READ", 7],
+		"realm_access": {"roles": ["PERM_NDD_WRITE", "PERM_READ", "offline_access"]}
+	}`), &claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ParseClaims(claims)
+	want := Reach{Read: []string{"NDD", "XXX"}, Write: []string{"NDD", "bird"}, AllRead: true}
+	if got := p.Communities(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Communities() = %+v, want %+v", got, want)
+	}
+	d := Decide(p, Request{"CodeSystem", Update, perm("NDD.write")})
+	if d.Allowed || d.Rule != RuleNoAPIAccess {
+		t.Errorf("update without API write: %s", d.Reason())
+	}
+
+	// []string is accepted too, for callers building claims by hand.
+	p = ParseClaims(map[string]any{"authorities": []string{"FHIR_WRITE", "PERM_WRITE"}})
+	if d := Decide(p, Request{"CodeSystem", Update, perm("NDD.write")}); !d.Allowed {
+		t.Errorf("update with FHIR_WRITE and PERM_WRITE: %s", d.Reason())
+	}
+	if got := ParseClaims(nil).Communities(); !reflect.DeepEqual(got, Reach{Read: []string{}, Write: []string{}}) {
+		t.Errorf("ParseClaims(nil).Communities() = %+v", got)
+	}
+}
