@@ -17,7 +17,8 @@
 
 KC_HOME="$CACHE_DIR/keycloak-$KEYCLOAK_VERSION"
 # Build-time options. Changing them triggers a rebuild of the cached install.
-KC_BUILD_OPTS=(--db=postgres --health-enabled=true --metrics-enabled=true)
+# One node: local caches, no cluster discovery.
+KC_BUILD_OPTS=(--db=postgres --health-enabled=true --metrics-enabled=true --cache=local)
 
 # find_java prints a JAVA_HOME with Java 21 or later, which Keycloak 26 needs.
 find_java() {

@@ -60,6 +60,8 @@ func (e *Env) NewRealm(t testing.TB) *Realm {
 	}
 	rep["realm"] = name
 	r := &Realm{Name: name, env: e, GC: gocloak.NewClient(e.KeycloakURL)}
+	// A stuck server fails the test instead of hanging the suite.
+	r.GC.RestyClient().SetTimeout(time.Minute)
 	ctx := context.Background()
 	tok := r.AdminToken(t)
 	body, _ := json.Marshal(rep)
@@ -108,7 +110,7 @@ func (r *Realm) ClientToken(t testing.TB, clientID, secret string) string {
 
 func (r *Realm) token(t testing.TB, form url.Values) string {
 	t.Helper()
-	resp, err := http.PostForm(r.TokenURL(), form)
+	resp, err := httpClient.PostForm(r.TokenURL(), form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +140,10 @@ func (r *Realm) UserID(t testing.TB, username string) string {
 	}
 	return *users[0].ID
 }
+
+// httpClient bounds every request a test makes, so a stuck server fails the
+// test instead of hanging the suite.
+var httpClient = &http.Client{Timeout: time.Minute}
 
 // Service is the communities service running in-process on a test server.
 type Service struct {
@@ -243,7 +249,7 @@ func Do(t testing.TB, method, u, token string, body any) *Response {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, u, err)
 	}
