@@ -17,6 +17,7 @@ import (
 
 	"github.com/nhs-terminology/communities/pkg/auth"
 	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/pkg/decision"
 	"github.com/nhs-terminology/communities/pkg/metrics"
 	"github.com/nhs-terminology/communities/pkg/problem"
 	"github.com/nhs-terminology/communities/pkg/registry"
@@ -46,6 +47,8 @@ type Options struct {
 	ServiceDeskRole string
 	Service         *community.Service
 	Verifier        Verifier
+	Decisions       decision.Config
+	DecisionClients []string
 	Ready           Readiness
 	Metrics         *metrics.Metrics
 	Logger          *slog.Logger
@@ -91,6 +94,9 @@ func New(o Options) http.Handler {
 		g.GET("/communities/:label/members", h.members)
 		g.PUT("/communities/:label/:role/:user", h.addMember)
 		g.DELETE("/communities/:label/:role/:user", h.removeMember)
+		g.POST(AuthzPrefix+"/decision", h.decide)
+		g.GET(AuthzPrefix+"/labels", h.labels)
+		g.POST(AuthzPrefix+"/labels", h.labels)
 	}
 	return e
 }

@@ -44,6 +44,7 @@ type Principal struct {
 	Roles    map[string]bool
 	Scopes   []string
 	Claims   jwt.MapClaims
+	Expires  time.Time
 }
 
 // HasRole reports whether the caller holds realm role r.
@@ -126,6 +127,9 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		return nil, fmt.Errorf("%w: no sub claim", ErrInvalidToken)
 	}
 	p := &Principal{Subject: sub, Roles: map[string]bool{}, Claims: claims}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		p.Expires = exp.Time
+	}
 	p.ClientID, _ = claims["azp"].(string)
 	p.Username, _ = claims["preferred_username"].(string)
 	if ra, ok := claims["realm_access"].(map[string]any); ok {

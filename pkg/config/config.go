@@ -30,10 +30,14 @@ type Config struct {
 	AdminRealm        string
 	KeycloakTimeout   time.Duration
 
-	Audience        string
-	Algorithms      []string
-	CreatorRole     string
-	ServiceDeskRole string
+	Audience          string
+	Algorithms        []string
+	TokenCacheSize    int
+	DecisionClients   []string
+	PermissionsSystem string
+	SystemlessLabels  bool
+	CreatorRole       string
+	ServiceDeskRole   string
 
 	RootGroup          string
 	FHIRClients        []string
@@ -57,6 +61,9 @@ func Default() Config {
 		KeycloakTimeout:   10 * time.Second,
 		Audience:          "communities",
 		Algorithms:        []string{"RS256", "PS256", "ES256"},
+		TokenCacheSize:    10000,
+		DecisionClients:   []string{"fhir-server"},
+		PermissionsSystem: "http://ontoserver.csiro.au/CodeSystem/ontoserver-permissions",
 		CreatorRole:       "community-creator",
 		ServiceDeskRole:   "service-desk",
 		RootGroup:         "Communities",
@@ -84,6 +91,10 @@ var envName = map[string]string{
 	"keycloak-timeout":    "COMMUNITIES_KEYCLOAK_TIMEOUT",
 	"audience":            "COMMUNITIES_AUDIENCE",
 	"algorithms":          "COMMUNITIES_ALGORITHMS",
+	"token-cache-size":    "COMMUNITIES_TOKEN_CACHE_SIZE",
+	"decision-clients":    "COMMUNITIES_DECISION_CLIENTS",
+	"permissions-system":  "COMMUNITIES_PERMISSIONS_SYSTEM",
+	"systemless-labels":   "COMMUNITIES_SYSTEMLESS_LABELS",
 	"creator-role":        "COMMUNITIES_CREATOR_ROLE",
 	"service-desk-role":   "COMMUNITIES_SERVICE_DESK_ROLE",
 	"root-group":          "COMMUNITIES_ROOT_GROUP",
@@ -112,6 +123,10 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.KeycloakTimeout, "keycloak-timeout", d.KeycloakTimeout, "timeout of each call to Keycloak")
 	fs.StringVar(&c.Audience, "audience", d.Audience, "audience every bearer token must carry")
 	fs.StringSliceVar(&c.Algorithms, "algorithms", d.Algorithms, "JWS algorithms accepted on bearer tokens")
+	fs.IntVar(&c.TokenCacheSize, "token-cache-size", d.TokenCacheSize, "verified tokens kept (until they expire) so repeated decisions skip signature checks")
+	fs.StringSliceVar(&c.DecisionClients, "decision-clients", d.DecisionClients, "clients (azp) trusted to send another caller's token to the decision endpoints")
+	fs.StringVar(&c.PermissionsSystem, "permissions-system", d.PermissionsSystem, "code system of the security labels that carry community permissions")
+	fs.BoolVar(&c.SystemlessLabels, "systemless-labels", false, "also treat security labels without a system as permission labels")
 	fs.StringVar(&c.CreatorRole, "creator-role", d.CreatorRole, "realm role that may create communities")
 	fs.StringVar(&c.ServiceDeskRole, "service-desk-role", d.ServiceDeskRole, "realm role that may create and delete any community and name its owners")
 	fs.StringVar(&c.RootGroup, "root-group", d.RootGroup, "top-level Keycloak group under which community groups are created")
@@ -189,6 +204,9 @@ func (c *Config) Validate() error {
 		if strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS") {
 			errs = append(errs, fmt.Errorf("--algorithms: %s is not allowed (only asymmetric algorithms verify against a JWKS)", a))
 		}
+	}
+	if c.TokenCacheSize <= 0 {
+		errs = append(errs, errors.New("--token-cache-size must be positive"))
 	}
 	if c.OperationLease <= 0 || c.KeycloakTimeout <= 0 {
 		errs = append(errs, errors.New("--operation-lease and --keycloak-timeout must be positive"))

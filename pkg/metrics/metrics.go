@@ -25,6 +25,7 @@ type Metrics struct {
 	RecoveryErrors  prometheus.Counter
 	ReconcileRuns   prometheus.Counter
 	DriftFound      *prometheus.GaugeVec
+	Decisions       *prometheus.CounterVec
 }
 
 // New registers the collectors, including Go runtime and process ones.
@@ -65,8 +66,12 @@ func New() *Metrics {
 			Name: "communities_drift_found",
 			Help: "Differences between the registry and Keycloak found by the last drift check, by realm.",
 		}, []string{"realm"}),
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "communities_decisions_total",
+			Help: "Authorisation decisions answered, by outcome (allow, deny) and the rule that settled them.",
+		}, []string{"outcome", "rule"}),
 	}
-	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound)
+	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound, m.Decisions)
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.KeycloakCalls, m.RecoveryRuns, m.Recovered, m.RecoveryErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -18,6 +18,7 @@ import (
 	"github.com/nhs-terminology/communities/pkg/auth"
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/decision"
 	"github.com/nhs-terminology/communities/pkg/keycloak"
 	"github.com/nhs-terminology/communities/pkg/metrics"
 	"github.com/nhs-terminology/communities/pkg/registry"
@@ -85,7 +86,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		RootGroup: cfg.RootGroup, FHIRClients: cfg.FHIRClients, Lease: cfg.OperationLease, Logger: log,
 	})
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	verifier := auth.NewVerifier(bg, auth.Options{
+	verifier := auth.NewCachingVerifier(auth.NewVerifier(bg, auth.Options{
 		JWKSURL: func(realm string) string {
 			return strings.TrimRight(cfg.KeycloakURL, "/") + "/realms/" + realm + "/protocol/openid-connect/certs"
 		},
@@ -94,11 +95,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Algorithms: cfg.Algorithms,
 		HTTPClient: &http.Client{Timeout: cfg.KeycloakTimeout},
 		Leeway:     10 * time.Second,
-	})
+	}), cfg.TokenCacheSize)
 	s := &Server{cfg: cfg, defaults: defaults, log: log, db: db, store: store, kc: kc, svc: svc, metrics: m, cancel: cancel}
 	s.handler = api.New(api.Options{
 		Realms: cfg.Realms, CreatorRole: cfg.CreatorRole, ServiceDeskRole: cfg.ServiceDeskRole,
 		Service: svc, Verifier: verifier, Ready: s.ready, Metrics: m, Logger: log,
+		Decisions:       decision.Config{System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels},
+		DecisionClients: cfg.DecisionClients,
 	})
 	return s, nil
 }

@@ -1,0 +1,138 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/nhs-terminology/communities/pkg/auth"
+	"github.com/nhs-terminology/communities/pkg/decision"
+)
+
+// AuthzPrefix is where the decision point lives in a realm's namespace. It
+// is beside /communities, not under it, so that no community label can
+// collide with it, and it is not /authz, which Keycloak uses.
+const AuthzPrefix = "/communities-authz"
+
+type decisionRequest struct {
+	ResourceType string            `json:"resourceType"`
+	Interaction  string            `json:"interaction"`
+	Security     []decision.Coding `json:"security"`
+	// Token, from a trusted caller (a --decision-clients client), is the
+	// token to judge instead of the caller's own.
+	Token string `json:"token"`
+}
+
+type decisionResponse struct {
+	Allowed      bool   `json:"allowed"`
+	Rule         string `json:"rule"`
+	Reason       string `json:"reason"`
+	Interaction  string `json:"interaction"`
+	ResourceType string `json:"resourceType"`
+	APIGrant     string `json:"apiGrant,omitempty"`
+	Label        string `json:"label,omitempty"`
+	Privilege    string `json:"privilege,omitempty"`
+}
+
+var interactions = map[string]decision.Interaction{
+	"read": decision.Read, "vread": decision.Read, "history": decision.Read,
+	"search": decision.Search, "search-type": decision.Search,
+	"create": decision.Create, "update": decision.Update, "patch": decision.Update, "delete": decision.Delete,
+}
+
+// subject returns the token to judge: the caller's own, or, when a trusted
+// caller sends one, that token verified in full for the same realm.
+func (h *handler) subject(c *gin.Context, token string) (*auth.Principal, bool) {
+	caller := c.Request.Context().Value(principalKey).(*auth.Principal)
+	if token == "" {
+		return caller, true
+	}
+	if !slices.Contains(h.opts.DecisionClients, caller.ClientID) {
+		h.fail(c, http.StatusForbidden, "only the clients in --decision-clients may ask about another token")
+		return nil, false
+	}
+	p, err := h.opts.Verifier.Verify(c.Request.Context(), c.Param("realm"), token)
+	if err != nil {
+		h.log.InfoContext(c.Request.Context(), "judged token refused", "reason", err.Error(), "request_id", requestIDOf(c))
+		h.fail(c, http.StatusUnprocessableEntity, "the token to judge is not a valid token of this realm for this service")
+		return nil, false
+	}
+	return p, true
+}
+
+func (h *handler) decide(c *gin.Context) {
+	var req decisionRequest
+	if err := decodeJSON(c.Request, &req); err != nil {
+		h.failDecode(c, err)
+		return
+	}
+	in, ok := interactions[req.Interaction]
+	if !ok || req.ResourceType == "" {
+		h.fail(c, http.StatusBadRequest, `give "resourceType" and "interaction" (read, vread, history, search, create, update, patch or delete)`)
+		return
+	}
+	if len(req.Security) > 100 {
+		h.fail(c, http.StatusBadRequest, "at most 100 security labels")
+		return
+	}
+	p, ok := h.subject(c, req.Token)
+	if !ok {
+		return
+	}
+	d := h.opts.Decisions.Decide(decision.ParseClaims(p.Claims), decision.Request{
+		ResourceType: req.ResourceType, Interaction: in, Security: req.Security,
+	})
+	outcome := "deny"
+	if d.Allowed {
+		outcome = "allow"
+	}
+	h.opts.Metrics.Decisions.WithLabelValues(outcome, d.Rule.String()).Inc()
+	c.JSON(http.StatusOK, decisionResponse{
+		Allowed: d.Allowed, Rule: d.Rule.String(), Reason: d.Reason(),
+		Interaction: req.Interaction, ResourceType: req.ResourceType,
+		APIGrant: d.API, Label: d.Label, Privilege: d.Privilege,
+	})
+}
+
+type labelsResponse struct {
+	Read     []string `json:"read"`
+	Write    []string `json:"write"`
+	AllRead  bool     `json:"allRead"`
+	AllWrite bool     `json:"allWrite"`
+	System   string   `json:"system"`
+}
+
+func (h *handler) labels(c *gin.Context) {
+	token := ""
+	if c.Request.Method == http.MethodPost {
+		var body struct {
+			Token string `json:"token"`
+		}
+		if err := decodeJSON(c.Request, &body); err != nil {
+			h.failDecode(c, err)
+			return
+		}
+		if body.Token == "" {
+			h.fail(c, http.StatusBadRequest, `give the "token" to judge, or use GET for your own`)
+			return
+		}
+		token = body.Token
+	}
+	p, ok := h.subject(c, token)
+	if !ok {
+		return
+	}
+	r := decision.ParseClaims(p.Claims).Communities()
+	if r.Read == nil {
+		r.Read = []string{}
+	}
+	if r.Write == nil {
+		r.Write = []string{}
+	}
+	system := h.opts.Decisions.System
+	if system == "" {
+		system = decision.DefaultSystem
+	}
+	c.JSON(http.StatusOK, labelsResponse{Read: r.Read, Write: r.Write, AllRead: r.AllRead, AllWrite: r.AllWrite, System: system})
+}

@@ -1,0 +1,47 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// CachingVerifier remembers verified tokens until they expire, in a bounded
+// LRU keyed by a hash of realm and token, so that a decision point judging
+// the same token many times verifies its signature once. Refusals are not
+// cached: a bad token costs a verification every time, which keeps the
+// cache from being filled by garbage.
+type CachingVerifier struct {
+	next  *Verifier
+	cache *lru.Cache[[32]byte, *Principal]
+	now   func() time.Time
+}
+
+// NewCachingVerifier wraps v with a cache of at most size tokens.
+func NewCachingVerifier(v *Verifier, size int) *CachingVerifier {
+	c, err := lru.New[[32]byte, *Principal](size)
+	if err != nil {
+		panic(err) // only for size <= 0, a programming error
+	}
+	return &CachingVerifier{next: v, cache: c, now: time.Now}
+}
+
+// Verify returns the cached principal of a token verified earlier and not
+// yet expired, else verifies it.
+func (c *CachingVerifier) Verify(ctx context.Context, realm, raw string) (*Principal, error) {
+	key := sha256.Sum256([]byte(realm + "\x00" + raw))
+	if p, ok := c.cache.Get(key); ok {
+		if c.now().Before(p.Expires) {
+			return p, nil
+		}
+		c.cache.Remove(key)
+	}
+	p, err := c.next.Verify(ctx, realm, raw)
+	if err != nil {
+		return nil, err
+	}
+	c.cache.Add(key, p)
+	return p, nil
+}
