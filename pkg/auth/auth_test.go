@@ -167,3 +167,73 @@ func TestBearerToken(t *testing.T) {
 		}
 	}
 }
+
+func benchVerifier(b *testing.B) (*Verifier, string) {
+	k := newKeys(&testing.T{})
+	n := base64.RawURLEncoding.EncodeToString(k.rsa.N.Bytes())
+	e := base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.rsa.E)).Bytes())
+	body, _ := json.Marshal(map[string]any{"keys": []map[string]string{{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": n, "e": e}}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+	b.Cleanup(srv.Close)
+	v := NewVerifier(b.Context(), Options{
+		JWKSURL: func(string) string { return srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
+		Audience: "communities", Algorithms: []string{"RS256"},
+	})
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, validClaims())
+	tok.Header["kid"] = "k1"
+	s, _ := tok.SignedString(k.rsa)
+	if _, err := v.Verify(b.Context(), "r1", s); err != nil {
+		b.Fatal(err)
+	}
+	return v, s
+}
+
+// BenchmarkVerifyRS256: full verification (signature, claims) of a token.
+func BenchmarkVerifyRS256(b *testing.B) {
+	v, tok := benchVerifier(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(b.Context(), "r1", tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyCached: the same token through the cache.
+func BenchmarkVerifyCached(b *testing.B) {
+	v, tok := benchVerifier(b)
+	c := NewCachingVerifier(v, 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Verify(b.Context(), "r1", tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestCachingVerifierExpires(t *testing.T) {
+	k := newKeys(t)
+	srv := jwksServer(t, k)
+	v := NewVerifier(t.Context(), Options{
+		JWKSURL: func(string) string { return srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
+		Audience: "communities", Algorithms: []string{"RS256"}, Leeway: time.Minute,
+	})
+	c := NewCachingVerifier(v, 10)
+	tok := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
+	if _, err := c.Verify(t.Context(), "r1", tok); err != nil {
+		t.Fatal(err)
+	}
+	// Past the token's expiry the cache no longer answers for it; the
+	// verifier (here with a minute's leeway) decides again.
+	c.now = func() time.Time { return time.Now().Add(10 * time.Minute) }
+	if _, err := c.Verify(t.Context(), "r1", tok); err != nil {
+		t.Fatal(err)
+	}
+	if c.cache.Len() != 1 {
+		t.Errorf("cache holds %d", c.cache.Len())
+	}
+	// Another realm is another key.
+	if _, err := c.Verify(t.Context(), "r2", tok); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("cached r1 token accepted for r2: %v", err)
+	}
+}
