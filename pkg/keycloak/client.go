@@ -42,10 +42,12 @@ type Client struct {
 
 	roundTrips atomic.Int64
 
-	mu      sync.Mutex
-	tokens  map[string]cachedToken
-	roots   map[string]string // realm + "/" + root group name → id
-	clients map[string]string // realm + "/" + clientId → id
+	mu        sync.Mutex
+	tokens    map[string]cachedToken
+	roots     map[string]string // realm + "/" + root group name → id
+	clients   map[string]string // realm + "/" + clientId → id
+	fgap      map[string]string // realm → admin permissions API path
+	fgapReady map[string]bool   // realm → realm-wide permissions made
 }
 
 type cachedToken struct {
@@ -69,18 +71,28 @@ func New(o Options) *Client {
 		base = http.DefaultTransport
 	}
 	c := &Client{
-		gc:      gocloak.NewClient(strings.TrimRight(o.BaseURL, "/")),
-		opts:    o,
-		tokens:  map[string]cachedToken{},
-		roots:   map[string]string{},
-		clients: map[string]string{},
+		gc:        gocloak.NewClient(strings.TrimRight(o.BaseURL, "/")),
+		opts:      o,
+		tokens:    map[string]cachedToken{},
+		roots:     map[string]string{},
+		clients:   map[string]string{},
+		fgap:      map[string]string{},
+		fgapReady: map[string]bool{},
 	}
 	rc := resty.New().SetTransport(&countingTransport{base: base, c: c}).SetTimeout(o.Timeout).
 		SetRetryCount(2).SetRetryWaitTime(200 * time.Millisecond).SetRetryMaxWaitTime(2 * time.Second).
-		AddRetryCondition(retryable)
+		AddRetryCondition(retryable).SetLogger(quietLogger{})
 	c.gc.SetRestyClient(rc)
 	return c
 }
+
+// quietLogger silences resty's own logging: every failure comes back as an
+// error, wrapped with context, and the service logs it once, in JSON.
+type quietLogger struct{}
+
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Warnf(string, ...any)  {}
+func (quietLogger) Debugf(string, ...any) {}
 
 // retryable retries, with backoff, calls that are safe to repeat (GET, PUT,
 // DELETE) when Keycloak did not answer or answered 5xx or 429. A POST is

@@ -157,6 +157,9 @@ func (c *Client) Provision(ctx context.Context, s Spec) (Artifacts, error) {
 			}
 		}
 	}
+	if err := c.grantOwners(ctx, tok, s, a); err != nil {
+		return a, err
+	}
 	for _, user := range s.Owners {
 		if err := c.gc.AddUserToGroup(ctx, tok, s.Realm, user, a.OwnerGroupID); err != nil {
 			return a, classify("add owner "+user+" to "+n.GroupPath+"/owner", err)
@@ -311,6 +314,12 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string) (Cl
 		return rep, err
 	}
 	n := NamesFor(root, label)
+
+	// Permissions first: they name the groups, and Keycloak would delete
+	// only some of them with the groups.
+	if err := c.revokeOwners(ctx, tok, realm, label, id, &rep); err != nil {
+		return rep, err
+	}
 
 	var scopes []struct {
 		ID         string            `json:"id"`

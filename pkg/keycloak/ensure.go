@@ -79,7 +79,48 @@ func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Arti
 	if err := c.ensureScopes(ctx, tok, s, n, roles, repair, &a, note); err != nil {
 		return drift, a, err
 	}
+	if a.GroupID != "" && a.OwnerGroupID != "" && a.AuthorGroupID != "" && a.ConsumerGroupID != "" {
+		if err := c.ensureOwnerPermissions(ctx, tok, s, a, repair, note); err != nil {
+			return drift, a, err
+		}
+	}
 	return drift, a, nil
+}
+
+// ensureOwnerPermissions checks the owners' admin console permissions and
+// the owner group's OwnerRole mapping; repair makes what is missing.
+func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s Spec, a Artifacts, repair bool, note func(string, string, bool)) error {
+	base, err := c.permissionsBase(ctx, tok, s.Realm)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	owners, admins, view, membership := fgapNames(s.Label)
+	for _, name := range []string{owners, admins, view, membership} {
+		p, err := c.findPolicy(ctx, tok, base, name)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			missing = append(missing, "admin permission "+name)
+		} else if !strings.Contains(p.Description, markerDescription(s.ID)) {
+			note("admin permission "+name, "exists but is not this community's", false)
+		}
+	}
+	mapped, err := c.gc.GetRealmRolesByGroupID(ctx, tok, s.Realm, a.OwnerGroupID)
+	if err != nil {
+		return classify("read role mappings of the owner group", err)
+	}
+	if !slices.ContainsFunc(mapped, func(r *gocloak.Role) bool { return deref(r.Name) == OwnerRole }) {
+		missing = append(missing, "role mapping "+NamesFor(s.Root, s.Label).GroupPath+"/owner → "+OwnerRole)
+	}
+	for _, m := range missing {
+		note(m, "missing", repair)
+	}
+	if repair && len(missing) > 0 {
+		return c.grantOwners(ctx, tok, s, a)
+	}
+	return nil
 }
 
 func deref(p *string) string {

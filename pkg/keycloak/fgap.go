@@ -1,0 +1,235 @@
+package keycloak
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/Nerzal/gocloak/v13"
+)
+
+// Fine-grained admin permissions (v2) let a community's owners manage its
+// members in the admin console and nothing else. What was verified on the
+// pinned Keycloak, and why the permissions are shaped this way, is in
+// docs/keycloak-fgap.md.
+
+// OwnerRole is the realm role every community's owner group maps: it
+// carries query-users and query-groups, so owners can open the console's
+// Users and Groups pages, and the realm-wide permissions below name it.
+const OwnerRole = "community-owner"
+
+// Names of the realm-wide policies and permissions (made once per realm).
+const (
+	policyAdmins      = "role:community-admins"
+	policyServiceDesk = "role:service-desk"
+	permUsers         = "users:community-admins"
+	permRoot          = "groups:communities-root"
+)
+
+// fgapNames are the per-community policies and permissions, in the order
+// they are made (and the reverse of the order they are deleted).
+func fgapNames(label string) (owners, admins, view, membership string) {
+	p := "community:" + label + ":"
+	return p + "owners", p + "membership-admins", p + "view", p + "membership"
+}
+
+type policyRep struct {
+	ID          string `json:"id,omitempty"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// permissionsBase is the admin-permissions client's authorization path in
+// realm, enabling admin permissions on the realm first if they are off.
+func (c *Client) permissionsBase(ctx context.Context, tok, realm string) (string, error) {
+	c.mu.Lock()
+	base, ok := c.fgap[realm]
+	c.mu.Unlock()
+	if ok {
+		return base, nil
+	}
+	var rep struct {
+		AdminPermissionsEnabled bool `json:"adminPermissionsEnabled"`
+		AdminPermissionsClient  *struct {
+			ID string `json:"id"`
+		} `json:"adminPermissionsClient"`
+	}
+	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm), nil, &rep); err != nil {
+		return "", fmt.Errorf("read realm %s: %w", realm, err)
+	}
+	if !rep.AdminPermissionsEnabled || rep.AdminPermissionsClient == nil {
+		if _, err := c.raw(ctx, tok, http.MethodPut, pathEscape(realm), map[string]any{"adminPermissionsEnabled": true}, nil); err != nil {
+			return "", fmt.Errorf("enable admin permissions in realm %s: %w", realm, err)
+		}
+		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm), nil, &rep); err != nil || rep.AdminPermissionsClient == nil {
+			return "", fmt.Errorf("read admin permissions client of realm %s: %w", realm, err)
+		}
+	}
+	base = pathEscape(realm) + "/clients/" + rep.AdminPermissionsClient.ID + "/authz/resource-server"
+	c.mu.Lock()
+	c.fgap[realm] = base
+	c.mu.Unlock()
+	return base, nil
+}
+
+// findPolicy looks a policy or permission up by exact name.
+func (c *Client) findPolicy(ctx context.Context, tok, base, name string) (*policyRep, error) {
+	var found []policyRep
+	if _, err := c.raw(ctx, tok, http.MethodGet, base+"/policy?exact=true&name="+url.QueryEscape(name), nil, &found); err != nil {
+		return nil, fmt.Errorf("find admin permission %s: %w", name, err)
+	}
+	for _, p := range found {
+		if p.Name == name {
+			return &p, nil
+		}
+	}
+	return nil, nil
+}
+
+// createPolicy makes a policy or permission of kind (role, group, aggregate,
+// scope); an existing one of the same name counts as made.
+func (c *Client) createPolicy(ctx context.Context, tok, base, kind string, body map[string]any) error {
+	path := base + "/policy/" + kind
+	if kind == "scope" {
+		path = base + "/permission/scope"
+	}
+	_, err := c.raw(ctx, tok, http.MethodPost, path, body, nil)
+	if statusOf(err) == http.StatusConflict {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create admin permission %v: %w", body["name"], err)
+	}
+	return nil
+}
+
+// ensureRealmPermissions makes, once per realm, the policies and the
+// permission that let every community owner and service desk see users
+// and change their group membership (the user side of joining a group),
+// and browse the root group in the console's group picker.
+func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, rootID string) (string, error) {
+	base, err := c.permissionsBase(ctx, tok, realm)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	done := c.fgapReady[realm]
+	c.mu.Unlock()
+	if done {
+		return base, nil
+	}
+	owner, err := c.gc.GetRealmRole(ctx, tok, realm, OwnerRole)
+	if err != nil {
+		return "", classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
+	}
+	sd, err := c.gc.GetRealmRole(ctx, tok, realm, "service-desk")
+	if err != nil {
+		return "", classify("find realm role service-desk", err)
+	}
+	steps := []struct {
+		kind string
+		body map[string]any
+	}{
+		{"role", map[string]any{"name": policyAdmins, "logic": "POSITIVE",
+			"description": "Holders of realm role " + OwnerRole + " or service-desk",
+			"roles":       []map[string]any{{"id": *owner.ID, "required": false}, {"id": *sd.ID, "required": false}}}},
+		{"role", map[string]any{"name": policyServiceDesk, "logic": "POSITIVE",
+			"roles": []map[string]any{{"id": *sd.ID, "required": false}}}},
+		{"scope", map[string]any{"name": permUsers, "resourceType": "Users",
+			"description": "Community owners and service desk may see users and change their group membership",
+			"scopes":      []string{"view", "manage-group-membership"}, "policies": []string{policyAdmins}}},
+		{"scope", map[string]any{"name": permRoot, "resourceType": "Groups", "resources": []string{rootID},
+			"description": "Community owners and service desk may browse the communities in the group picker",
+			"scopes":      []string{"view"}, "policies": []string{policyAdmins}}},
+	}
+	for _, s := range steps {
+		if err := c.createPolicy(ctx, tok, base, s.kind, s.body); err != nil {
+			return "", err
+		}
+	}
+	c.mu.Lock()
+	c.fgapReady[realm] = true
+	c.mu.Unlock()
+	return base, nil
+}
+
+// grantOwners makes community s's owners able to manage its membership in
+// the admin console: the owner group maps OwnerRole, and four policies and
+// permissions name the community's groups. Every one carries the
+// community's marker in its description.
+func (c *Client) grantOwners(ctx context.Context, tok string, s Spec, a Artifacts) error {
+	rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
+	if err != nil {
+		return err
+	}
+	base, err := c.ensureRealmPermissions(ctx, tok, s.Realm, rootID)
+	if err != nil {
+		return err
+	}
+	owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
+	if err != nil {
+		return classify("find realm role "+OwnerRole, err)
+	}
+	if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, a.OwnerGroupID, []gocloak.Role{*owner}); err != nil {
+		return classify("map "+OwnerRole+" to the owner group", err)
+	}
+	owners, admins, view, membership := fgapNames(s.Label)
+	desc := markerDescription(s.ID)
+	for _, step := range []struct {
+		kind string
+		body map[string]any
+	}{
+		{"group", map[string]any{"name": owners, "description": desc, "logic": "POSITIVE",
+			"groups": []map[string]any{{"id": a.OwnerGroupID, "extendChildren": false}}}},
+		// An aggregate, because Keycloak refuses any decision strategy but
+		// UNANIMOUS on permissions: owners of this community OR service desk.
+		{"aggregate", map[string]any{"name": admins, "description": desc, "logic": "POSITIVE",
+			"decisionStrategy": "AFFIRMATIVE", "policies": []string{owners, policyServiceDesk}}},
+		// Seeing the groups is for every community owner: a narrower view
+		// permission makes Keycloak refuse to show users who are members
+		// of other communities (docs/keycloak-fgap.md).
+		{"scope", map[string]any{"name": view, "description": desc, "resourceType": "Groups",
+			"resources": []string{a.GroupID, a.OwnerGroupID, a.AuthorGroupID, a.ConsumerGroupID},
+			"scopes":    []string{"view"}, "policies": []string{policyAdmins}}},
+		{"scope", map[string]any{"name": membership, "description": desc, "resourceType": "Groups",
+			"resources": []string{a.OwnerGroupID, a.AuthorGroupID, a.ConsumerGroupID},
+			"scopes":    []string{"manage-membership"}, "policies": []string{admins}}},
+	} {
+		if err := c.createPolicy(ctx, tok, base, step.kind, step.body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func markerDescription(id string) string { return MarkerAttribute + "=" + id }
+
+// revokeOwners deletes the community's policies and permissions that carry
+// its marker (the role mapping goes with the owner group).
+func (c *Client) revokeOwners(ctx context.Context, tok, realm, label, id string, rep *CleanupReport) error {
+	base, err := c.permissionsBase(ctx, tok, realm)
+	if err != nil {
+		return err
+	}
+	owners, admins, view, membership := fgapNames(label)
+	for _, name := range []string{membership, view, admins, owners} {
+		p, err := c.findPolicy(ctx, tok, base, name)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			continue
+		}
+		if !strings.Contains(p.Description, markerDescription(id)) {
+			rep.Foreign = append(rep.Foreign, "admin permission "+name)
+			continue
+		}
+		if _, err := c.raw(ctx, tok, http.MethodDelete, base+"/policy/"+p.ID, nil, nil); err != nil && statusOf(err) != http.StatusNotFound {
+			return fmt.Errorf("delete admin permission %s: %w", name, err)
+		}
+		rep.Deleted = append(rep.Deleted, "admin permission "+name)
+	}
+	return nil
+}
