@@ -25,7 +25,7 @@ func TestDecisionPoint(t *testing.T) {
 		return map[string]string{"system": decision.DefaultSystem, "code": code}
 	}
 	type answer struct {
-		Allowed                              bool
+		Allowed                                  bool
 		Rule, Reason, APIGrant, Label, Privilege string
 	}
 	ask := func(token string, body map[string]any, want int) answer {
