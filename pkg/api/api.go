@@ -21,6 +21,7 @@ import (
 	"github.com/nhs-terminology/communities/pkg/metrics"
 	"github.com/nhs-terminology/communities/pkg/problem"
 	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/pkg/sysaccount"
 )
 
 // OpenAPI is the description of this API, served at /openapi.yaml.
@@ -49,6 +50,8 @@ type Options struct {
 	Verifier        Verifier
 	Decisions       decision.Config
 	DecisionClients []string
+	RequiredClaims  []RequiredClaim
+	Accounts        *sysaccount.Service
 	Ready           Readiness
 	Metrics         *metrics.Metrics
 	Logger          *slog.Logger
@@ -85,7 +88,7 @@ func New(o Options) http.Handler {
 	e.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", OpenAPI) })
 
 	for _, p := range Prefixes {
-		g := e.Group(p+"/realms/:realm", h.realm, h.authenticate)
+		g := e.Group(p+"/realms/:realm", h.realm, h.authenticate, h.requireClaims)
 		g.GET("/communities", h.list)
 		g.POST("/communities", h.create)
 		g.DELETE("/communities", h.deleteByBody)
@@ -97,6 +100,11 @@ func New(o Options) http.Handler {
 		g.POST(AuthzPrefix+"/decision", h.decide)
 		g.GET(AuthzPrefix+"/labels", h.labels)
 		g.POST(AuthzPrefix+"/labels", h.labels)
+		g.POST("/system-accounts", h.createAccount)
+		g.GET("/system-accounts", h.listAccounts)
+		g.GET("/system-accounts/:client", h.getAccount)
+		g.DELETE("/system-accounts/:client", h.deleteAccount)
+		g.POST("/system-accounts/:client/secret", h.rotateSecret)
 	}
 	return e
 }
@@ -248,6 +256,7 @@ func (h *handler) actor(c *gin.Context) community.Actor {
 		RequestID:   requestIDOf(c),
 		ServiceDesk: p.HasRole(h.opts.ServiceDeskRole),
 		Creator:     p.HasRole(h.opts.CreatorRole),
+		Claims:      provenance(p),
 	}
 }
 

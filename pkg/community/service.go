@@ -43,6 +43,8 @@ type Actor struct {
 	RequestID   string
 	ServiceDesk bool
 	Creator     bool
+	// Claims are the token's provenance claims, kept in the audit trail.
+	Claims map[string]string
 }
 
 // Keycloak is what the service needs of Keycloak.
@@ -358,7 +360,8 @@ func (s *Service) Recover(ctx context.Context, realms []string) (int, error) {
 
 func (s *Service) event(realm, action string, a Actor, l, name string) *registry.AuditEvent {
 	return &registry.AuditEvent{Realm: realm, Action: action, Label: l, Name: name,
-		ActorSub: a.Subject, ActorClient: a.ClientID, ActorUsername: a.Username, RequestID: a.RequestID}
+		ActorSub: a.Subject, ActorClient: a.ClientID, ActorUsername: a.Username, RequestID: a.RequestID,
+		Claims: registry.Claims(a.Claims)}
 }
 
 // audit records ev; a failure to audit is logged, never hidden, but does

@@ -36,6 +36,7 @@ type Config struct {
 	DecisionClients   []string
 	PermissionsSystem string
 	SystemlessLabels  bool
+	RequiredClaims    []string
 	CreatorRole       string
 	ServiceDeskRole   string
 
@@ -95,6 +96,7 @@ var envName = map[string]string{
 	"decision-clients":    "COMMUNITIES_DECISION_CLIENTS",
 	"permissions-system":  "COMMUNITIES_PERMISSIONS_SYSTEM",
 	"systemless-labels":   "COMMUNITIES_SYSTEMLESS_LABELS",
+	"required-claims":     "COMMUNITIES_REQUIRED_CLAIMS",
 	"creator-role":        "COMMUNITIES_CREATOR_ROLE",
 	"service-desk-role":   "COMMUNITIES_SERVICE_DESK_ROLE",
 	"root-group":          "COMMUNITIES_ROOT_GROUP",
@@ -127,6 +129,7 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.StringSliceVar(&c.DecisionClients, "decision-clients", d.DecisionClients, "clients (azp) trusted to send another caller's token to the decision endpoints")
 	fs.StringVar(&c.PermissionsSystem, "permissions-system", d.PermissionsSystem, "code system of the security labels that carry community permissions")
 	fs.BoolVar(&c.SystemlessLabels, "systemless-labels", false, "also treat security labels without a system as permission labels")
+	fs.StringSliceVar(&c.RequiredClaims, "required-claims", nil, "claims tokens must carry, as [realm:]claim[=value], e.g. requesting_system,terminology:reason_for_request=directcare (seed 004)")
 	fs.StringVar(&c.CreatorRole, "creator-role", d.CreatorRole, "realm role that may create communities")
 	fs.StringVar(&c.ServiceDeskRole, "service-desk-role", d.ServiceDeskRole, "realm role that may create and delete any community and name its owners")
 	fs.StringVar(&c.RootGroup, "root-group", d.RootGroup, "top-level Keycloak group under which community groups are created")

@@ -61,6 +61,16 @@ CREATE INDEX audit_events_realm_label ON audit_events (realm, label, at);
 			return tx.Exec(`DROP TABLE audit_events; DROP TABLE communities;`).Error
 		},
 	},
+	{
+		// Provenance claims of the caller (seed 004) with every change.
+		ID: "0002_audit_claims",
+		Migrate: func(tx *gorm.DB) error {
+			return tx.Exec(`ALTER TABLE audit_events ADD COLUMN claims jsonb NOT NULL DEFAULT '{}'`).Error
+		},
+		Rollback: func(tx *gorm.DB) error {
+			return tx.Exec(`ALTER TABLE audit_events DROP COLUMN claims`).Error
+		},
+	},
 }
 
 func newMigrator(db *gorm.DB) *gormigrate.Gormigrate {

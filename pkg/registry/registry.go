@@ -91,6 +91,33 @@ type Community struct {
 	UpdatedAt         time.Time
 }
 
+// Claims are the provenance claims of the caller's token (seed 004:
+// requesting_system, requesting_organization, requesting_user,
+// reason_for_request) kept with an audit event.
+type Claims map[string]string
+
+// Value stores Claims as jsonb.
+func (c Claims) Value() (driver.Value, error) {
+	if c == nil {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(map[string]string(c))
+}
+
+// Scan reads Claims from jsonb.
+func (c *Claims) Scan(src any) error {
+	switch v := src.(type) {
+	case []byte:
+		return json.Unmarshal(v, c)
+	case string:
+		return json.Unmarshal([]byte(v), c)
+	case nil:
+		*c = nil
+		return nil
+	}
+	return fmt.Errorf("claims: cannot scan %T", src)
+}
+
 // AuditEvent is a row of the audit trail: every create and delete, who
 // asked, and how it ended.
 type AuditEvent struct {
@@ -106,6 +133,7 @@ type AuditEvent struct {
 	Outcome       string
 	Detail        string
 	RequestID     string
+	Claims        Claims `gorm:"type:jsonb"`
 }
 
 // Open connects to PostgreSQL with bounded pool and timeouts: a connect

@@ -22,6 +22,7 @@ import (
 	"github.com/nhs-terminology/communities/pkg/keycloak"
 	"github.com/nhs-terminology/communities/pkg/metrics"
 	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/pkg/sysaccount"
 )
 
 // Option adjusts how a Server is built.
@@ -65,6 +66,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, fmt.Errorf("--default-communities: %w", err)
 	}
+	required, err := api.ParseRequiredClaims(cfg.RequiredClaims)
+	if err != nil {
+		return nil, fmt.Errorf("--required-claims: %w", err)
+	}
 	db, err := registry.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
@@ -102,6 +107,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Service: svc, Verifier: verifier, Ready: s.ready, Metrics: m, Logger: log,
 		Decisions:       decision.Config{System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels},
 		DecisionClients: cfg.DecisionClients,
+		RequiredClaims:  required,
+		Accounts:        sysaccount.New(kc, store),
 	})
 	return s, nil
 }

@@ -141,7 +141,7 @@ func TestKubernetesManifests(t *testing.T) {
 	route := regexp.MustCompile(ing.Spec.Rules[0].HTTP.Paths[0].Path)
 	for path, service := range map[string]bool{
 		"/realms/terminology/communities": true, "/auth/realms/terminology/communities/NDD": true,
-		"/realms/terminology/communities-authz/decision": true, "/realms/terminology/authz/protection/resource_set": false,
+		"/realms/terminology/communities-authz/decision": true, "/realms/terminology/system-accounts": true, "/realms/terminology/authz/protection/resource_set": false,
 		"/realms/terminology/protocol/openid-connect/token": false,
 	} {
 		if route.MatchString(path) != service {

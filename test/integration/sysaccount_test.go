@@ -1,0 +1,194 @@
+package integration
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nhs-terminology/communities/test/harness"
+)
+
+type issued struct {
+	ClientID, Purpose, Content, Organization, Justification, Secret string
+}
+
+// TestSystemAccounts: service desk issues system-to-system accounts (seed
+// 002); each gets a real client-credentials token with the roles, scopes
+// and provenance claims (seed 004) of its purpose; secrets are shown once
+// and can be rotated; accounts can be deleted.
+func TestSystemAccounts(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	base := f.svc.URL + "/realms/" + f.realm.Name + "/system-accounts"
+	check := func(method, u, token string, body any, want int) *harness.Response {
+		t.Helper()
+		resp := harness.Do(t, method, u, token, body).Expect(t, want)
+		harness.ConformsToOpenAPI(t, method, u, resp)
+		return resp
+	}
+	issue := func(body map[string]string) issued {
+		t.Helper()
+		var acc issued
+		resp := check("POST", base, sd, body, 201)
+		resp.JSON(t, &acc)
+		if acc.Secret == "" || resp.Header.Get("Location") != "/realms/"+f.realm.Name+"/system-accounts/"+body["clientId"] {
+			t.Fatalf("issued %+v, Location %q", acc, resp.Header.Get("Location"))
+		}
+		return acc
+	}
+	tokenOf := func(clientID, secret string) (string, error) {
+		return harnessPostForm(f.realm.TokenURL(), url.Values{"grant_type": {"client_credentials"},
+			"client_id": {clientID}, "client_secret": {secret}})
+	}
+
+	syn := issue(map[string]string{"clientId": "acme-syndication", "description": "ACME nightly sync",
+		"purpose": "syndication", "content": "published", "organization": "ACME"})
+	tok, err := tokenOf("acme-syndication", syn.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := claims(t, tok)
+	if c["requesting_system"] != "acme-syndication" || c["requesting_organization"] != "ACME" || c["requesting_user"] != "service-account-acme-syndication" {
+		t.Errorf("provenance claims %v %v %v", c["requesting_system"], c["requesting_organization"], c["requesting_user"])
+	}
+	if _, ok := c["reason_for_request"]; ok {
+		t.Error("a syndication account has reason_for_request")
+	}
+	mustContain(t, "syndication scopes", scopesOf(t, tok), "system/*.read")
+	mustLack(t, "syndication scopes", scopesOf(t, tok), "system/*.write")
+	mustContain(t, "syndication authorities", authoritiesOf(t, tok), "FHIR_READ", "published-content")
+	mustLack(t, "syndication authorities", authoritiesOf(t, tok), "FHIR_WRITE", "unpublished-content", "service-desk", "community-creator")
+
+	dc := issue(map[string]string{"clientId": "gp-direct-care", "purpose": "direct-care", "content": "published"})
+	tok, _ = tokenOf("gp-direct-care", dc.Secret)
+	if claims(t, tok)["reason_for_request"] != "directcare" {
+		t.Errorf("direct care reason_for_request %v", claims(t, tok)["reason_for_request"])
+	}
+
+	// Authoring needs unpublished content, which needs a justification.
+	check("POST", base, sd, map[string]string{"clientId": "acme-authoring", "purpose": "authoring", "content": "unpublished"}, 400)
+	check("POST", base, sd, map[string]string{"clientId": "acme-authoring", "purpose": "authoring", "content": "published"}, 400)
+	auth := issue(map[string]string{"clientId": "acme-authoring", "purpose": "authoring", "content": "unpublished",
+		"justification": "Edits the ACME value sets before their release"})
+	tok, _ = tokenOf("acme-authoring", auth.Secret)
+	mustContain(t, "authoring scopes", scopesOf(t, tok), "system/*.read", "system/*.write")
+	mustContain(t, "authoring authorities", authoritiesOf(t, tok), "FHIR_WRITE", "unpublished-content", "unpublished-authoring", "published-content")
+
+	// Refusals change nothing.
+	for _, bad := range []map[string]string{
+		{"clientId": "gp-2", "purpose": "direct-care", "content": "unpublished", "justification": "a long enough justification text"},
+		{"clientId": "x", "purpose": "consumer", "content": "published"},
+		{"clientId": "Upper-Case", "purpose": "consumer", "content": "published"},
+		{"clientId": "acme-x", "purpose": "spying", "content": "published"},
+		{"clientId": "acme-x", "purpose": "consumer", "content": "secret"},
+		{"clientId": "acme-x", "purpose": "consumer", "content": "published", "organization": "bad\norg"},
+	} {
+		check("POST", base, sd, bad, 400)
+	}
+	check("POST", base, sd, map[string]string{"clientId": "acme-syndication", "purpose": "consumer", "content": "published"}, 409)
+	check("POST", base, sd, map[string]string{"clientId": "service-desk", "purpose": "consumer", "content": "published"}, 409)
+	creator := f.realm.UserToken(t, "creator")
+	check("POST", base, creator, map[string]string{"clientId": "rogue", "purpose": "consumer", "content": "published"}, 403)
+	check("GET", base, creator, nil, 403)
+
+	// Listed and read without secrets.
+	resp := check("GET", base, sd, nil, 200)
+	if strings.Contains(string(resp.Body), syn.Secret) || strings.Contains(string(resp.Body), `"secret"`) {
+		t.Fatal("the list shows a secret")
+	}
+	var list []issued
+	resp.JSON(t, &list)
+	var ids []string
+	for _, a := range list {
+		ids = append(ids, a.ClientID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"acme-authoring", "acme-syndication", "gp-direct-care"}) {
+		t.Errorf("listed %v", ids)
+	}
+	var one issued
+	check("GET", base+"/acme-authoring", sd, nil, 200).JSON(t, &one)
+	if one.Purpose != "authoring" || one.Content != "unpublished" || one.Justification == "" || one.Secret != "" {
+		t.Errorf("account %+v", one)
+	}
+	check("GET", base+"/service-desk", sd, nil, 404) // not a system account
+
+	// Rotation: the new secret works, the old one no longer.
+	var rotated struct{ Secret string }
+	check("POST", base+"/acme-syndication/secret", sd, nil, 200).JSON(t, &rotated)
+	if _, err := tokenOf("acme-syndication", syn.Secret); err == nil {
+		t.Error("the old secret still works after rotation")
+	}
+	if _, err := tokenOf("acme-syndication", rotated.Secret); err != nil {
+		t.Errorf("the new secret: %v", err)
+	}
+
+	// Delete: gone, its secret dead; other clients cannot be deleted here.
+	check("DELETE", base+"/acme-syndication", sd, nil, 204)
+	check("DELETE", base+"/acme-syndication", sd, nil, 404)
+	check("DELETE", base+"/service-desk", sd, nil, 404)
+	if _, err := tokenOf("acme-syndication", rotated.Secret); err == nil {
+		t.Error("a deleted account still gets tokens")
+	}
+	f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+
+	// Audited, with the justification for unpublished access.
+	trail, err := f.svc.Server.Store().AuditTrail(t.Context(), f.realm.Name, "acme-authoring")
+	if err != nil || len(trail) == 0 {
+		t.Fatalf("audit trail: %v %v", trail, err)
+	}
+	last := trail[len(trail)-1]
+	if last.Action != "create-system-account" || last.Outcome != "success" || !strings.Contains(last.Detail, "justification=Edits the ACME") {
+		t.Errorf("audit %+v", last)
+	}
+	if last.Claims["requesting_system"] != "service-desk" {
+		t.Errorf("audit claims %v", last.Claims)
+	}
+}
+
+// TestRequiredClaims: a realm can require provenance claims; tokens
+// without them are refused with a problem naming the claim, and present
+// claims go into the audit trail with every change.
+func TestRequiredClaims(t *testing.T) {
+	t.Parallel()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	cfg := env.Config(realm.Name)
+	cfg.RequiredClaims = []string{"requesting_system", realm.Name + ":requesting_user", "other-realm:reason_for_request=directcare"}
+	svc := env.StartService(t, cfg)
+	base := svc.URL + "/realms/" + realm.Name + "/communities"
+	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "PROV", "communityName": "Provenance"}).Expect(t, 201)
+	trail, err := svc.Server.Store().AuditTrail(t.Context(), realm.Name, "PROV")
+	if err != nil || len(trail) != 1 {
+		t.Fatalf("trail %v %v", trail, err)
+	}
+	if trail[0].Claims["requesting_system"] != "service-desk" || trail[0].Claims["requesting_user"] != "service-account-service-desk" {
+		t.Errorf("audited claims %v", trail[0].Claims)
+	}
+	// A client without the requesting_system mapper.
+	noProv := noRoleAccountToken(t, realm)
+	resp := harness.Do(t, "GET", base, noProv, nil).Expect(t, 403)
+	if !strings.Contains(string(resp.Body), "requesting_system") {
+		t.Errorf("refusal does not name the claim: %s", resp.Body)
+	}
+
+	// A fixed value: only direct-care tokens pass.
+	cfg2 := env.Config(realm.Name)
+	cfg2.RequiredClaims = []string{"reason_for_request=directcare"}
+	strict := env.StartService(t, cfg2)
+	sbase := strict.URL + "/realms/" + realm.Name
+	resp = harness.Do(t, "GET", sbase+"/communities", sd, nil).Expect(t, 403)
+	if !strings.Contains(string(resp.Body), "reason_for_request") {
+		t.Errorf("refusal does not name the claim: %s", resp.Body)
+	}
+	var acc issued
+	harness.Do(t, "POST", svc.URL+"/realms/"+realm.Name+"/system-accounts", sd,
+		map[string]string{"clientId": "gp-direct", "purpose": "direct-care", "content": "published"}).Expect(t, 201).JSON(t, &acc)
+	dcTok, err := harnessPostForm(realm.TokenURL(), url.Values{"grant_type": {"client_credentials"}, "client_id": {"gp-direct"}, "client_secret": {acc.Secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Do(t, "GET", sbase+"/communities", dcTok, nil).Expect(t, 200)
+}
