@@ -202,9 +202,11 @@ image has no shell or curl, so its HEALTHCHECK runs this.`,
 
 func newVersion(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print the version",
+		Long:    "Print the version of this build as JSON.",
+		Example: `  communities version`,
+		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			v := version
 			if v == "" {
