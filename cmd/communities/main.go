@@ -83,14 +83,7 @@ after draining in-flight requests.`,
   communities serve --keycloak-url http://localhost:8080 --realms terminology`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
-				return err
-			}
-			log, err := newLogger(stderr, cfg.LogLevel)
-			if err != nil {
-				return err
-			}
-			srv, err := server.New(cmd.Context(), cfg, log)
+			srv, err := assemble(cmd, &cfg, stderr)
 			if err != nil {
 				return err
 			}
@@ -217,6 +210,24 @@ func newVersion(stdout io.Writer) *cobra.Command {
 			return json.NewEncoder(stdout).Encode(map[string]string{"version": v})
 		},
 	}
+}
+
+// assemble applies the environment to cmd's unset flags (which are bound
+// to cfg), adjusts a copy of the result, and builds the service from it,
+// logging to stderr.
+func assemble(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, adjust ...func(*config.Config)) (*server.Server, error) {
+	if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
+		return nil, err
+	}
+	c := *cfg
+	for _, a := range adjust {
+		a(&c)
+	}
+	log, err := newLogger(stderr, c.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	return server.New(cmd.Context(), c, log)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/config"
 	"github.com/nhs-terminology/communities/pkg/provision"
-	"github.com/nhs-terminology/communities/pkg/server"
 )
 
 // cliActor is who the audit trail names for changes made from the command
@@ -26,20 +24,25 @@ func cliActor() community.Actor {
 }
 
 // withProvisioner builds the service for realm from cfg and runs fn.
-func withProvisioner(ctx context.Context, cfg config.Config, realm string, stderr io.Writer,
+func withProvisioner(cmd *cobra.Command, cfg *config.Config, realm string, stderr io.Writer,
 	fn func(*provision.Provisioner) error) error {
-	cfg.Realms = []string{realm}
-	cfg.DefaultCommunities = nil
-	log, err := newLogger(stderr, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	srv, err := server.New(ctx, cfg, log)
+	srv, err := assemble(cmd, cfg, stderr, func(c *config.Config) {
+		c.Realms = []string{realm}
+		c.DefaultCommunities = nil
+	})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	return fn(provision.New(srv.Service(), cliActor()))
+}
+
+// load applies the environment and reads the communities file.
+func (p *provisionFlags) load(cmd *cobra.Command) (*provision.File, error) {
+	if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
+		return nil, err
+	}
+	return readFile(p.file)
 }
 
 func readFile(path string) (*provision.File, error) {
@@ -101,15 +104,12 @@ gate on it.
 		Example: `  communities plan -f communities.yaml || [ $? -eq 2 ] && echo "changes pending"`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
-				return err
-			}
-			f, err := readFile(p.file)
+			f, err := p.load(cmd)
 			if err != nil {
 				return err
 			}
 			var plan []provision.Action
-			err = withProvisioner(cmd.Context(), p.cfg, f.Realm, stderr, func(pr *provision.Provisioner) error {
+			err = withProvisioner(cmd, &p.cfg, f.Realm, stderr, func(pr *provision.Provisioner) error {
 				plan, err = pr.Plan(cmd.Context(), f, p.prune)
 				return err
 			})
@@ -161,14 +161,11 @@ naming every failed item.
   communities apply -f communities.json --prune --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
-				return err
-			}
-			f, err := readFile(p.file)
+			f, err := p.load(cmd)
 			if err != nil {
 				return err
 			}
-			return withProvisioner(cmd.Context(), p.cfg, f.Realm, stderr, func(pr *provision.Provisioner) error {
+			return withProvisioner(cmd, &p.cfg, f.Realm, stderr, func(pr *provision.Provisioner) error {
 				plan, err := pr.Plan(cmd.Context(), f, p.prune)
 				if err != nil {
 					return err
@@ -219,10 +216,7 @@ changes.
 		Example: `  communities export --realm terminology > communities.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
-				return err
-			}
-			return withProvisioner(cmd.Context(), cfg, realm, stderr, func(pr *provision.Provisioner) error {
+			return withProvisioner(cmd, &cfg, realm, stderr, func(pr *provision.Provisioner) error {
 				f, err := pr.Export(cmd.Context(), realm)
 				if err != nil {
 					return err

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/config"
-	"github.com/nhs-terminology/communities/pkg/server"
 )
 
 // exitError ends the program with code, having already said why.
@@ -43,14 +42,7 @@ repairable), 1 error. It takes the same settings as serve.`,
   communities reconcile --repair --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
-				return err
-			}
-			log, err := newLogger(stderr, cfg.LogLevel)
-			if err != nil {
-				return err
-			}
-			srv, err := server.New(cmd.Context(), cfg, log)
+			srv, err := assemble(cmd, &cfg, stderr)
 			if err != nil {
 				return err
 			}
