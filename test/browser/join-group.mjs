@@ -173,6 +173,12 @@ const overall = setTimeout(() => {
 }, totalTimeout);
 overall.unref();
 
+// A test runner that gives up sends SIGTERM (or SIGINT): record where we
+// were, then close the browser (Playwright's own handlers are off, below).
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+  process.on(sig, () => fail(`interrupted by ${sig}`));
+}
+
 // Polls named conditions until one holds; returns its name. Bounded by `timeout`.
 async function firstOf(conditions, timeout = stepTimeout) {
   const deadline = Date.now() + timeout;
@@ -185,10 +191,23 @@ async function firstOf(conditions, timeout = stepTimeout) {
   }
 }
 const visible = (locator) => () => locator.first().isVisible();
+// A check that holds only once `check` has held continuously for `ms`: for
+// states the console passes through while it is still loading.
+function steady(check, ms = 1500) {
+  let since;
+  return async () => {
+    if (!(await check().catch(() => false))) {
+      since = undefined;
+      return false;
+    }
+    since ??= Date.now();
+    return Date.now() - since >= ms;
+  };
+}
 
-// The toast of the last admin action: {kind: 'success'|'danger'|..., text}.
+// Waits for the toast of the last admin action; throws unless it is a success.
 async function waitForAlert(what) {
-  const alert = page.getByTestId('last-alert');
+  const alert = page.getByTestId('last-alert').last();
   await alert.waitFor({ state: 'visible' });
   const cls = (await alert.getAttribute('class')) || '';
   const text = (await alert.locator('.pf-v5-c-alert__title').innerText().catch(() => '')).trim()
@@ -202,6 +221,36 @@ async function waitForAlert(what) {
   await alert.getByRole('button', { name: /close/i }).click({ timeout: 5_000 }).catch(() => {});
   await alert.waitFor({ state: 'hidden', timeout: 10_000 }).catch(() => {});
   return text;
+}
+
+// Types the group's name into the Groups tab's search box (or, if it is
+// already there, clicks Refresh) and waits for the console to reload the
+// user's groups from the server with that filter.
+async function filterGroupsTab() {
+  const tabSearch = page.getByTestId('table-search-input').getByRole('textbox');
+  const reloaded = page.waitForResponse(
+    (r) => /\/admin\/realms\/[^/]+\/users\/[^/]+\/groups\?/.test(r.url())
+      && new URL(r.url()).searchParams.get('search') === groupName
+      && r.request().method() === 'GET',
+  );
+  reloaded.catch(() => {}); // awaited below; do not let an early throw leave it unhandled
+  const state = await firstOf({
+    table: visible(tabSearch),
+    empty: visible(page.getByTestId('no-groups-empty-action')),
+  });
+  if (state !== 'table') {
+    throw new Error(`the Groups tab of ${args.user} shows ${state === 'empty' ? '"No groups"' : 'no membership table'}`
+      + ' (note: Keycloak pages the user\'s groups before hiding those the admin may not view, so a user with'
+      + ' many hidden groups can look group-less)');
+  }
+  if ((await tabSearch.inputValue()) === groupName) {
+    await page.getByTestId('refresh').click();
+  } else {
+    await tabSearch.fill(groupName);
+    await tabSearch.press('Enter');
+  }
+  const resp = await reloaded;
+  if (resp.status() !== 200) throw new Error(`loading the user's groups gave HTTP ${resp.status()}`);
 }
 
 // The row of the user's Groups tab table whose Path cell is exactly groupPath.
@@ -230,6 +279,9 @@ async function run() {
       '--disable-sync',
     ],
     timeout: stepTimeout,
+    handleSIGTERM: false,
+    handleSIGINT: false,
+    handleSIGHUP: false,
   });
   const context = await browser.newContext({
     viewport: { width: 1400, height: 900 },
@@ -316,13 +368,24 @@ async function run() {
   await page.getByTestId('user-groups-tab').click();
   const joinButton = page.getByTestId('add-group-button').or(page.getByTestId('no-groups-empty-action'));
   await joinButton.first().waitFor({ state: 'visible' });
-  // The table (or the empty state) loads after the button: wait for either.
-  const emptyState = page.getByTestId('no-groups-empty-action');
-  const listed = await firstOf({
-    member: visible(membershipRow()),
-    empty: visible(emptyState),
-    table: visible(page.locator('table').getByRole('row').nth(1)),
+  // "No groups" (empty state, no search box) or the membership table.
+  const tabSearch = page.getByTestId('table-search-input').getByRole('textbox');
+  const tabState = await firstOf({
+    empty: visible(page.getByTestId('no-groups-empty-action')),
+    table: visible(tabSearch),
   });
+  if (!tabState) throw new Error('the Groups tab shows neither a membership table nor "No groups"');
+  let listed = 'not-member';
+  if (tabState === 'table') {
+    // Filter by the group's name so that a membership on a later page shows too.
+    await filterGroupsTab();
+    listed = (await firstOf({
+      member: visible(membershipRow()),
+      other: steady(async () => (await page.getByText(/no search results/i).first().isVisible())
+        || (await page.locator('table tbody').getByRole('row').first().isVisible()), 1000),
+    })) || 'unknown';
+    if (listed === 'other') listed = 'not-member';
+  }
   await screenshot('groups-before');
 
   let result = 'joined';
@@ -355,14 +418,26 @@ async function run() {
 
     step = `find ${groupPath} in the dialog`;
     log(`search "${groupName}" in the dialog`);
+    // The dialog shows "No search results" while its search request is still
+    // in flight, so wait for the response before reading the list.
+    const searched = page.waitForResponse(
+      (r) => /\/admin\/realms\/[^/]+\/groups\/?\?/.test(r.url())
+        && new URL(r.url()).searchParams.get('search') === groupName
+        && r.request().method() === 'GET',
+    );
+    searched.catch(() => {});
     await groupSearch.fill(groupName);
     await groupSearch.press('Enter');
+    const searchResp = await searched;
+    if (searchResp.status() !== 200) throw new Error(`the dialog's group search gave HTTP ${searchResp.status()}`);
     // Search results show full paths; browsing shows bare names, so an exact
     // path match means the search has been applied.
     const row = dialog.getByRole('listitem').filter({ has: page.getByText(groupPath, { exact: true }) });
     const offered = await firstOf({
       row: visible(row),
-      none: visible(dialog.getByText(/no search results/i)),
+      // The dialog fetches the user's groups after the search: "No search
+      // results" may still flash before the rows render.
+      none: steady(visible(dialog.getByText(/no search results/i))),
     });
     if (offered !== 'row') {
       throw new Error(`the Join Group dialog does not offer ${groupPath} (searched "${groupName}"${offered ? ': no search results' : ''}); ${args.username} may lack "view" on the group or its parents`);
@@ -393,15 +468,11 @@ async function run() {
 
   // --- verify in the UI ----------------------------------------------------
   step = 'verify membership in the Groups tab';
-  if (result !== 'already-member' || listed === 'member') {
-    await membershipRow().waitFor({ state: 'visible' });
-  }
   // Reload the list from the server (not the console's own state).
-  await page.getByTestId('refresh').click();
-  await page.waitForLoadState('networkidle', { timeout: stepTimeout }).catch(() => {});
+  await filterGroupsTab();
   const shown = await firstOf({ member: visible(membershipRow()) });
   if (shown !== 'member') {
-    throw new Error(`after Refresh the Groups tab of ${args.user} does not list ${groupPath}`);
+    throw new Error(`after reloading, the Groups tab of ${args.user} does not list ${groupPath}`);
   }
   await screenshot('groups-after');
 
@@ -423,6 +494,6 @@ try {
   await run();
   process.exit(0);
 } catch (err) {
-  const msg = String(err && err.message ? err.message : err).split('\n').filter((l) => l.trim() && !l.includes('=====')).slice(0, 6).join('\n  ');
+  const msg = String(err && err.message ? err.message : err).replace(/\x1b\[[0-9;]*m/g, '').split('\n').filter((l) => l.trim() && !l.includes('=====')).slice(0, 6).join('\n  ');
   await fail(msg, err);
 }

@@ -10,17 +10,25 @@ import (
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
-// TestKeycloakFailsAtEachStepOfCreate makes Keycloak fail at every
-// mutating step of a create in turn. Each time the caller gets 503, and
-// nothing is left: no artefact in Keycloak, no registry row.
-func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
+// faultyFixture is a parallel test's realm and a service whose Keycloak
+// calls go through a fault-injecting transport, with the communities URL
+// and a service-desk token.
+func faultyFixture(t *testing.T) (*harness.Realm, *harness.Service, *harness.FaultTransport, string, string) {
+	t.Helper()
 	t.Parallel()
 	env := harness.Current(t)
 	realm := env.NewRealm(t)
 	faults := &harness.FaultTransport{}
 	svc := env.StartService(t, env.Config(realm.Name), server.WithKeycloakTransport(faults))
-	base := svc.URL + "/realms/" + realm.Name + "/communities"
-	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	return realm, svc, faults, svc.URL + "/realms/" + realm.Name + "/communities",
+		realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+}
+
+// TestKeycloakFailsAtEachStepOfCreate makes Keycloak fail at every
+// mutating step of a create in turn. Each time the caller gets 503, and
+// nothing is left: no artefact in Keycloak, no registry row.
+func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
+	realm, svc, faults, base, sd := faultyFixture(t)
 
 	// Warm up: the root group exists afterwards, so every create below
 	// takes the same steps.
@@ -75,13 +83,7 @@ func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
 // stays away, so the undo fails too. The row is kept as failed (the label
 // stays reserved) and recovery undoes the create once Keycloak is back.
 func TestUndoThatFailsIsFinishedByRecovery(t *testing.T) {
-	t.Parallel()
-	env := harness.Current(t)
-	realm := env.NewRealm(t)
-	faults := &harness.FaultTransport{}
-	svc := env.StartService(t, env.Config(realm.Name), server.WithKeycloakTransport(faults))
-	base := svc.URL + "/realms/" + realm.Name + "/communities"
-	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	realm, svc, faults, base, sd := faultyFixture(t)
 	ctx := context.Background()
 
 	faults.Arm(6, true)
@@ -112,13 +114,7 @@ func TestUndoThatFailsIsFinishedByRecovery(t *testing.T) {
 // TestKeycloakFailsDuringDelete: a delete that Keycloak interrupts answers
 // 503, hides the community, and recovery finishes the delete.
 func TestKeycloakFailsDuringDelete(t *testing.T) {
-	t.Parallel()
-	env := harness.Current(t)
-	realm := env.NewRealm(t)
-	faults := &harness.FaultTransport{}
-	svc := env.StartService(t, env.Config(realm.Name), server.WithKeycloakTransport(faults))
-	base := svc.URL + "/realms/" + realm.Name + "/communities"
-	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	realm, svc, faults, base, sd := faultyFixture(t)
 	ctx := context.Background()
 
 	faults.Arm(0, false)
