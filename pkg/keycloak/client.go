@@ -254,10 +254,21 @@ func idFromLocation(resp *resty.Response) string {
 
 func pathEscape(realm string) string { return url.PathEscape(realm) }
 
-// Ping checks that Keycloak answers with a usable admin token for realm.
+// Ping checks that Keycloak answers for realm now, and that the service can
+// log in to it (the admin token is cached, so the realm's public OpenID
+// configuration is fetched as well).
 func (c *Client) Ping(ctx context.Context, realm string) error {
-	_, err := c.token(ctx, realm)
-	return err
+	if _, err := c.token(ctx, realm); err != nil {
+		return err
+	}
+	resp, err := c.gc.GetRequest(ctx).Get(strings.TrimRight(c.opts.BaseURL, "/") + "/realms/" + pathEscape(realm) + "/.well-known/openid-configuration")
+	if err != nil {
+		return fmt.Errorf("reach realm %s: %w: %v", realm, ErrUnavailable, err)
+	}
+	if resp.IsError() {
+		return fmt.Errorf("reach realm %s: %w: HTTP %d", realm, ErrUnavailable, resp.StatusCode())
+	}
+	return nil
 }
 
 // ResolveUser finds a user of realm by id or, failing that, by exact

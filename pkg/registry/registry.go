@@ -42,7 +42,9 @@ var (
 )
 
 // Artifacts are the Keycloak ids of what a community owns, for operators
-// and drift checks; the service finds artefacts by name, not by these.
+// and drift checks; the service finds artefacts by name, not by these. It
+// has the fields of keycloak.Artifacts (the community package converts one
+// into the other) so that the registry does not depend on Keycloak's client.
 type Artifacts struct {
 	GroupID         string `json:"groupId,omitempty"`
 	OwnerGroupID    string `json:"ownerGroupId,omitempty"`
