@@ -314,8 +314,7 @@ func (h *handler) failDecode(c *gin.Context, err error) {
 		h.fail(c, http.StatusUnsupportedMediaType, err.Error())
 		return
 	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) || strings.Contains(err.Error(), "larger than") {
+	if errors.Is(err, errTooLarge) {
 		h.fail(c, http.StatusRequestEntityTooLarge, err.Error())
 		return
 	}

@@ -18,7 +18,10 @@ const (
 	maxJSONDepth = 8
 )
 
-var errBody = errors.New("invalid request body")
+var (
+	errBody     = errors.New("invalid request body")
+	errTooLarge = fmt.Errorf("%w: larger than %d bytes", errBody, maxBodyBytes)
+)
 
 // decodeJSON reads r's body into v strictly: JSON content type, at most
 // maxBodyBytes, one value, no unknown fields, no duplicate keys, bounded
@@ -32,7 +35,7 @@ func decodeJSON(r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return fmt.Errorf("%w: larger than %d bytes", errBody, maxBodyBytes)
+		return errTooLarge
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBody, err)

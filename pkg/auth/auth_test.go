@@ -103,11 +103,6 @@ func TestVerify(t *testing.T) {
 
 	pubDER, _ := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	with := func(change func(jwt.MapClaims)) jwt.MapClaims {
-		c := validClaims()
-		change(c)
-		return c
-	}
 	now := time.Now()
 	noneTok, _ := jwt.NewWithClaims(jwt.SigningMethodNone, validClaims()).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	bad := map[string]string{
@@ -147,6 +142,13 @@ func TestVerify(t *testing.T) {
 	if _, err := v.Verify(ctx, "r2", good); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("r1 token accepted for r2: %v", err)
 	}
+}
+
+// with returns valid claims changed by change.
+func with(change func(jwt.MapClaims)) jwt.MapClaims {
+	c := validClaims()
+	change(c)
+	return c
 }
 
 func swap(a, b string) string {
@@ -216,24 +218,28 @@ func TestCachingVerifierExpires(t *testing.T) {
 	srv := jwksServer(t, k)
 	v := NewVerifier(t.Context(), Options{
 		JWKSURL: func(string) string { return srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
-		Audience: "communities", Algorithms: []string{"RS256"}, Leeway: time.Minute,
+		Audience: "communities", Algorithms: []string{"RS256"},
 	})
 	c := NewCachingVerifier(v, 10)
 	tok := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
 	if _, err := c.Verify(t.Context(), "r1", tok); err != nil {
 		t.Fatal(err)
 	}
-	// Past the token's expiry the cache no longer answers for it; the
-	// verifier (here with a minute's leeway) decides again.
-	c.now = func() time.Time { return time.Now().Add(10 * time.Minute) }
-	if _, err := c.Verify(t.Context(), "r1", tok); err != nil {
-		t.Fatal(err)
-	}
 	if c.cache.Len() != 1 {
-		t.Errorf("cache holds %d", c.cache.Len())
+		t.Fatalf("cache holds %d after a verification", c.cache.Len())
 	}
-	// Another realm is another key.
+	// Another realm is another key: the r1 entry does not answer for r2.
 	if _, err := c.Verify(t.Context(), "r2", tok); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("cached r1 token accepted for r2: %v", err)
+	}
+	// A token that has expired since it was cached is verified again, and
+	// refused, not answered from the cache.
+	short := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(time.Second).Unix() }))
+	if _, err := c.Verify(t.Context(), "r1", short); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(time.Unix(time.Now().Add(time.Second).Unix(), 0)) + 1100*time.Millisecond)
+	if _, err := c.Verify(t.Context(), "r1", short); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("an expired token was answered from the cache: %v", err)
 	}
 }

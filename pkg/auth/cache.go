@@ -16,7 +16,6 @@ import (
 type CachingVerifier struct {
 	next  *Verifier
 	cache *lru.Cache[[32]byte, *Principal]
-	now   func() time.Time
 }
 
 // NewCachingVerifier wraps v with a cache of at most size tokens.
@@ -25,7 +24,7 @@ func NewCachingVerifier(v *Verifier, size int) *CachingVerifier {
 	if err != nil {
 		panic(err) // only for size <= 0, a programming error
 	}
-	return &CachingVerifier{next: v, cache: c, now: time.Now}
+	return &CachingVerifier{next: v, cache: c}
 }
 
 // Verify returns the cached principal of a token verified earlier and not
@@ -33,7 +32,7 @@ func NewCachingVerifier(v *Verifier, size int) *CachingVerifier {
 func (c *CachingVerifier) Verify(ctx context.Context, realm, raw string) (*Principal, error) {
 	key := sha256.Sum256([]byte(realm + "\x00" + raw))
 	if p, ok := c.cache.Get(key); ok {
-		if c.now().Before(p.Expires) {
+		if time.Now().Before(p.Expires) {
 			return p, nil
 		}
 		c.cache.Remove(key)

@@ -296,25 +296,14 @@ func (c *Client) ResolveUser(ctx context.Context, realm, ref string) (string, er
 
 // IsMember reports whether user userID is a direct member of group groupID.
 func (c *Client) IsMember(ctx context.Context, realm, groupID, userID string) (bool, error) {
-	tok, err := c.token(ctx, realm)
+	members, err := c.Members(ctx, realm, groupID)
 	if err != nil {
 		return false, err
 	}
-	const page = 100
-	brief := true
-	for first := 0; ; first += page {
-		f, m := first, page
-		users, err := c.gc.GetGroupMembers(ctx, tok, realm, groupID, gocloak.GetGroupsParams{First: &f, Max: &m, BriefRepresentation: &brief})
-		if err != nil {
-			return false, classify("list members of group "+groupID, err)
-		}
-		for _, u := range users {
-			if u.ID != nil && *u.ID == userID {
-				return true, nil
-			}
-		}
-		if len(users) < page {
-			return false, nil
+	for _, m := range members {
+		if m.ID == userID {
+			return true, nil
 		}
 	}
+	return false, nil
 }

@@ -244,23 +244,26 @@ func (c *Client) rootGroup(ctx context.Context, tok, realm, root string) (string
 		return id, nil
 	}
 	g, err := c.gc.GetGroupByPath(ctx, tok, realm, root)
-	if statusOf(err) == http.StatusNotFound {
-		desc := "Communities: each child group is one community, with owner, author and consumer groups"
-		resp, cerr := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/groups", map[string]any{"name": root, "description": desc}, nil)
-		if cerr == nil {
-			id = idFromLocation(resp)
-		} else if statusOf(cerr) == http.StatusConflict {
-			// Another replica made it first.
-			g, err = c.gc.GetGroupByPath(ctx, tok, realm, root)
-		} else {
-			return "", fmt.Errorf("create root group %s: %w", root, cerr)
-		}
-	}
-	if id == "" {
-		if err != nil {
-			return "", classify("find root group "+root, err)
-		}
+	switch {
+	case err == nil:
 		id = *g.ID
+	case statusOf(err) != http.StatusNotFound:
+		return "", classify("find root group "+root, err)
+	default:
+		desc := "Communities: each child group is one community, with owner, author and consumer groups"
+		resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/groups", map[string]any{"name": root, "description": desc}, nil)
+		switch {
+		case err == nil:
+			id = idFromLocation(resp)
+		case statusOf(err) == http.StatusConflict: // another replica made it first
+			g, err := c.gc.GetGroupByPath(ctx, tok, realm, root)
+			if err != nil {
+				return "", classify("find root group "+root, err)
+			}
+			id = *g.ID
+		default:
+			return "", fmt.Errorf("create root group %s: %w", root, err)
+		}
 	}
 	c.mu.Lock()
 	c.roots[key] = id

@@ -110,19 +110,32 @@ func (r *Realm) ClientToken(t testing.TB, clientID, secret string) string {
 
 func (r *Realm) token(t testing.TB, form url.Values) string {
 	t.Helper()
+	tok, err := r.TryToken(form)
+	if err != nil {
+		t.Fatalf("token for %v: %v", form.Get("username")+form.Get("client_id"), err)
+	}
+	return tok
+}
+
+// TryToken asks the realm's token endpoint for an access token with form,
+// for tests that expect a refusal.
+func (r *Realm) TryToken(form url.Values) (string, error) {
 	resp, err := httpClient.PostForm(r.TokenURL(), form)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer resp.Body.Close()
 	var out struct {
 		AccessToken string `json:"access_token"`
 		Error       string `json:"error_description"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.AccessToken == "" {
-		t.Fatalf("token for %v: %v %s", form.Get("username")+form.Get("client_id"), err, out.Error)
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", err
 	}
-	return out.AccessToken
+	if out.AccessToken == "" {
+		return "", fmt.Errorf("no token: %s", out.Error)
+	}
+	return out.AccessToken, nil
 }
 
 // TokenURL is the realm's token endpoint.

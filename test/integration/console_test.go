@@ -21,7 +21,7 @@ func adminAPI(t *testing.T, f *fixture, token, method, path string, body any) in
 // grant), with which the admin REST API acts as the console does.
 func consoleToken(t *testing.T, f *fixture, username string) string {
 	t.Helper()
-	resp, err := harnessPostForm(f.realm.TokenURL(), url.Values{"grant_type": {"password"}, "client_id": {"admin-cli"},
+	resp, err := f.realm.TryToken(url.Values{"grant_type": {"password"}, "client_id": {"admin-cli"},
 		"username": {username}, "password": {username + "-pass"}})
 	if err != nil {
 		t.Fatal(err)

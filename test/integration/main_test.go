@@ -7,9 +7,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -146,24 +143,4 @@ func mustOpen(t *testing.T, dsn string) *gorm.DB {
 		}
 	})
 	return db
-}
-
-// harnessPostForm posts a token request and returns the access token.
-func harnessPostForm(u string, form url.Values) (string, error) {
-	resp, err := http.PostForm(u, form)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		AccessToken string `json:"access_token"`
-		Error       string `json:"error_description"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return "", err
-	}
-	if out.AccessToken == "" {
-		return "", fmt.Errorf("no token: %s", out.Error)
-	}
-	return out.AccessToken, nil
 }

@@ -38,7 +38,7 @@ func TestSystemAccounts(t *testing.T) {
 		return acc
 	}
 	tokenOf := func(clientID, secret string) (string, error) {
-		return harnessPostForm(f.realm.TokenURL(), url.Values{"grant_type": {"client_credentials"},
+		return f.realm.TryToken(url.Values{"grant_type": {"client_credentials"},
 			"client_id": {clientID}, "client_secret": {secret}})
 	}
 
@@ -186,7 +186,7 @@ func TestRequiredClaims(t *testing.T) {
 	var acc issued
 	harness.Do(t, "POST", svc.URL+"/realms/"+realm.Name+"/system-accounts", sd,
 		map[string]string{"clientId": "gp-direct", "purpose": "direct-care", "content": "published"}).Expect(t, 201).JSON(t, &acc)
-	dcTok, err := harnessPostForm(realm.TokenURL(), url.Values{"grant_type": {"client_credentials"}, "client_id": {"gp-direct"}, "client_secret": {acc.Secret}})
+	dcTok, err := realm.TryToken(url.Values{"grant_type": {"client_credentials"}, "client_id": {"gp-direct"}, "client_secret": {acc.Secret}})
 	if err != nil {
 		t.Fatal(err)
 	}
