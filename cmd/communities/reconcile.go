@@ -35,7 +35,8 @@ func newReconcile(stdout, stderr io.Writer) *cobra.Command {
   - community groups without a registry row are reported, and with --repair
     removed when this service made them.
 
-Only one reconciler runs at a time across replicas (a PostgreSQL advisory lock).
+Only one reconciler runs at a time for a realm across replicas (a PostgreSQL
+advisory lock per realm).
 Exit status: 0 nothing left to fix, 2 drift remains (without --repair, or not
 repairable), 1 error. It takes the same settings as serve.`,
 		Example: `  communities reconcile --realms terminology
@@ -52,7 +53,7 @@ repairable), 1 error. It takes the same settings as serve.`,
 				return err
 			}
 			if !ran {
-				return fmt.Errorf("another reconciler is running; try again later")
+				return fmt.Errorf("another reconciler is running for one of the realms; try again later")
 			}
 			if err := writeReports(stdout, output, reports); err != nil {
 				return err

@@ -34,23 +34,28 @@ func (r Report) DriftCount() int {
 // and every community group in Keycloak against the registry. With repair
 // it recreates missing artefacts and removes orphans this service made;
 // artefacts someone else made are only reported. Abandoned operations are
-// recovered first. Only one replica reconciles at a time: when another
-// holds the lock, Reconcile returns ran == false and does nothing.
+// recovered first. Only one replica reconciles a realm at a time: a realm
+// another holds is skipped, and ran is false unless every realm was done.
 func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (reports []Report, ran bool, err error) {
-	ran, err = s.store.AsLeader(ctx, func(ctx context.Context) error {
-		if _, err := s.Recover(ctx, realms); err != nil {
-			return err
-		}
-		for _, realm := range realms {
+	if _, err := s.Recover(ctx, realms); err != nil {
+		return nil, false, err
+	}
+	ran = true
+	for _, realm := range realms {
+		done, err := s.store.AsLeader(ctx, realm, func(ctx context.Context) error {
 			rep, err := s.reconcileRealm(ctx, realm, repair)
 			if err != nil {
 				return err
 			}
 			reports = append(reports, rep)
+			return nil
+		})
+		if err != nil {
+			return reports, false, err
 		}
-		return nil
-	})
-	return reports, ran, err
+		ran = ran && done
+	}
+	return reports, ran, nil
 }
 
 func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool) (Report, error) {

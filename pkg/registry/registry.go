@@ -346,23 +346,25 @@ func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
 	return n > 0, nil
 }
 
-// reconcileLockKey is the advisory lock only one reconciler holds.
-const reconcileLockKey = 0x7265636f6e63 // "reconc"
+// reconcileLockClass is the first half of the advisory lock a reconciler
+// of a realm holds; the second is a hash of the realm's name.
+const reconcileLockClass = 0x636f6d6d // "comm"
 
-// AsLeader runs fn only if no other replica is running it: it holds a
-// session advisory lock on one connection for fn's duration. It reports
-// false, without running fn, when another holds the lock.
-func (s *Store) AsLeader(ctx context.Context, fn func(context.Context) error) (bool, error) {
+// AsLeader runs fn only if no other replica is running it for realm: it
+// holds a session advisory lock, one per realm, on one connection for fn's
+// duration. It reports false, without running fn, when another holds it.
+// Replicas managing different realms never wait for each other.
+func (s *Store) AsLeader(ctx context.Context, realm string, fn func(context.Context) error) (bool, error) {
 	ran := false
 	err := s.db.WithContext(ctx).Connection(func(conn *gorm.DB) error {
 		var got bool
-		if err := conn.Raw("SELECT pg_try_advisory_lock(?)", reconcileLockKey).Scan(&got).Error; err != nil {
-			return fmt.Errorf("take reconciler lock: %w", err)
+		if err := conn.Raw("SELECT pg_try_advisory_lock(?, hashtext(?))", reconcileLockClass, realm).Scan(&got).Error; err != nil {
+			return fmt.Errorf("take reconciler lock of %s: %w", realm, err)
 		}
 		if !got {
 			return nil
 		}
-		defer conn.Exec("SELECT pg_advisory_unlock(?)", reconcileLockKey)
+		defer conn.Exec("SELECT pg_advisory_unlock(?, hashtext(?))", reconcileLockClass, realm)
 		ran = true
 		return fn(ctx)
 	})

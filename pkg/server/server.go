@@ -192,15 +192,15 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	return nil
 }
 
-// ReconcileOnce checks for drift (without repairing) if no other replica is
-// doing so, and publishes what it found.
+// ReconcileOnce checks for drift (without repairing) the realms no other
+// replica is checking, and publishes what it found.
 func (s *Server) ReconcileOnce(ctx context.Context) {
-	reports, ran, err := s.svc.Reconcile(ctx, s.cfg.Realms, false)
+	reports, _, err := s.svc.Reconcile(ctx, s.cfg.Realms, false)
 	if err != nil {
 		s.log.WarnContext(ctx, "drift check stopped; will retry", "error", err)
 		return
 	}
-	if !ran {
+	if len(reports) == 0 {
 		return
 	}
 	s.metrics.ReconcileRuns.Inc()

@@ -187,7 +187,10 @@ func TestKillMidOperationIsRecoveredOnRestart(t *testing.T) {
 			"COMMUNITIES_ISSUER_BASE_URL":     env.KeycloakURL,
 			"COMMUNITIES_REALMS":              realm.Name,
 			"COMMUNITIES_ADMIN_CLIENT_SECRET": harness.ServiceSecret,
-			"COMMUNITIES_OPERATION_LEASE":     "6s",
+			// Short enough that recovery comes within the test's wait, long
+			// enough (an operation may run for half of it) for a first
+			// create in a realm on two busy cores.
+			"COMMUNITIES_OPERATION_LEASE":     "20s",
 			"COMMUNITIES_KEYCLOAK_TIMEOUT":    "2s",
 			"COMMUNITIES_RECOVERY_INTERVAL":   "1s",
 		}

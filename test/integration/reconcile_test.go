@@ -155,7 +155,7 @@ func TestOneReconcilerAtATime(t *testing.T) {
 	release := make(chan struct{})
 	done := make(chan bool)
 	go func() {
-		ran, err := f.svc.Server.Store().AsLeader(ctx, func(context.Context) error {
+		ran, err := f.svc.Server.Store().AsLeader(ctx, f.realm.Name, func(context.Context) error {
 			close(held)
 			<-release
 			return nil
