@@ -190,9 +190,9 @@ func TestKillMidOperationIsRecoveredOnRestart(t *testing.T) {
 			// Short enough that recovery comes within the test's wait, long
 			// enough (an operation may run for half of it) for a first
 			// create in a realm on two busy cores.
-			"COMMUNITIES_OPERATION_LEASE":     "20s",
-			"COMMUNITIES_KEYCLOAK_TIMEOUT":    "2s",
-			"COMMUNITIES_RECOVERY_INTERVAL":   "1s",
+			"COMMUNITIES_OPERATION_LEASE":   "20s",
+			"COMMUNITIES_KEYCLOAK_TIMEOUT":  "2s",
+			"COMMUNITIES_RECOVERY_INTERVAL": "1s",
 		}
 	}
 	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
