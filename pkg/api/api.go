@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -61,12 +62,15 @@ type handler struct {
 	opts   Options
 	realms map[string]bool
 	log    *slog.Logger
+
+	nearMissMu   sync.Mutex
+	nearMissSeen map[string]struct{}
 }
 
 // New returns the service's HTTP handler.
 func New(o Options) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
-	h := &handler{opts: o, realms: map[string]bool{}, log: o.Logger}
+	h := &handler{opts: o, realms: map[string]bool{}, log: o.Logger, nearMissSeen: map[string]struct{}{}}
 	for _, r := range o.Realms {
 		h.realms[r] = true
 	}

@@ -19,6 +19,9 @@ type decisionRequest struct {
 	ResourceType string            `json:"resourceType"`
 	Interaction  string            `json:"interaction"`
 	Security     []decision.Coding `json:"security"`
+	// NewSecurity is meta.security of the content a create, update or
+	// patch would store.
+	NewSecurity []decision.Coding `json:"newSecurity"`
 	// Token, from a trusted caller (a --decision-clients client), is the
 	// token to judge instead of the caller's own.
 	Token string `json:"token"`
@@ -33,7 +36,12 @@ type decisionResponse struct {
 	APIGrant     string `json:"apiGrant,omitempty"`
 	Label        string `json:"label,omitempty"`
 	Privilege    string `json:"privilege,omitempty"`
+	Changed      string `json:"changedLabel,omitempty"`
 }
+
+// ruleRequiredClaim names the denial of a judged token that fails the
+// realm's required claims; the library's rules never see such a token.
+const ruleRequiredClaim = "required-claim"
 
 var interactions = map[string]decision.Interaction{
 	"read": decision.Read, "vread": decision.Read, "history": decision.Read,
@@ -42,23 +50,25 @@ var interactions = map[string]decision.Interaction{
 }
 
 // subject returns the token to judge: the caller's own, or, when a trusted
-// caller sends one, that token verified in full for the same realm.
-func (h *handler) subject(c *gin.Context, token string) (*auth.Principal, bool) {
+// caller sends one, that token verified in full for the same realm. A
+// judged token must also satisfy the realm's required claims, as the
+// caller's own did; claimsProblem says why not.
+func (h *handler) subject(c *gin.Context, token string) (p *auth.Principal, claimsProblem string, ok bool) {
 	caller := c.Request.Context().Value(principalKey).(*auth.Principal)
 	if token == "" {
-		return caller, true
+		return caller, "", true
 	}
 	if !slices.Contains(h.opts.DecisionClients, caller.ClientID) {
 		h.fail(c, http.StatusForbidden, "only the clients in --decision-clients may ask about another token")
-		return nil, false
+		return nil, "", false
 	}
 	p, err := h.opts.Verifier.Verify(c.Request.Context(), c.Param("realm"), token)
 	if err != nil {
 		h.log.InfoContext(c.Request.Context(), "judged token refused", "reason", err.Error(), "request_id", requestIDOf(c))
 		h.fail(c, http.StatusUnprocessableEntity, "the token to judge is not a valid token of this realm for this service")
-		return nil, false
+		return nil, "", false
 	}
-	return p, true
+	return p, h.claimsProblem(p, c.Param("realm")), true
 }
 
 func (h *handler) decide(c *gin.Context) {
@@ -72,28 +82,61 @@ func (h *handler) decide(c *gin.Context) {
 		h.fail(c, http.StatusBadRequest, `give "resourceType" and "interaction" (read, vread, history, search, create, update, patch or delete)`)
 		return
 	}
-	if len(req.Security) > 100 {
-		h.fail(c, http.StatusBadRequest, "at most 100 security labels")
+	if len(req.Security) > 100 || len(req.NewSecurity) > 100 {
+		h.fail(c, http.StatusBadRequest, `at most 100 labels in "security" and in "newSecurity"`)
 		return
 	}
-	p, ok := h.subject(c, req.Token)
+	p, claimsProblem, ok := h.subject(c, req.Token)
 	if !ok {
 		return
 	}
+	if claimsProblem != "" {
+		h.opts.Metrics.Decisions.WithLabelValues("deny", ruleRequiredClaim).Inc()
+		c.JSON(http.StatusOK, decisionResponse{
+			Rule: ruleRequiredClaim, Reason: req.Interaction + " of " + req.ResourceType + " denied: " + claimsProblem,
+			Interaction: req.Interaction, ResourceType: req.ResourceType,
+		})
+		return
+	}
 	d := h.opts.Decisions.Decide(decision.ParseClaims(p.Claims), decision.Request{
-		ResourceType: req.ResourceType, Interaction: in, Security: req.Security,
+		ResourceType: req.ResourceType, Interaction: in, Security: req.Security, NewSecurity: req.NewSecurity,
 	})
 	outcome := "deny"
 	if d.Allowed {
 		outcome = "allow"
 	}
 	h.opts.Metrics.Decisions.WithLabelValues(outcome, d.Rule.String()).Inc()
+	if d.NearMiss != "" {
+		h.nearMiss(c, d.NearMiss)
+	}
 	c.JSON(http.StatusOK, decisionResponse{
 		Allowed: d.Allowed, Rule: d.Rule.String(), Reason: d.Reason(),
 		Interaction: req.Interaction, ResourceType: req.ResourceType,
-		APIGrant: d.API, Label: d.Label, Privilege: d.Privilege,
+		APIGrant: d.API, Label: d.Label, Privilege: d.Privilege, Changed: d.Changed,
 	})
 }
+
+// nearMiss counts a label system that is almost the permissions system and
+// logs each such system once per process (up to a bound, so that callers
+// cannot grow the set without limit): it is almost always a
+// misconfigured FHIR server or a typo someone must fix.
+func (h *handler) nearMiss(c *gin.Context, system string) {
+	h.opts.Metrics.NearMissSystems.Inc()
+	h.nearMissMu.Lock()
+	_, seen := h.nearMissSeen[system]
+	if !seen && len(h.nearMissSeen) < maxNearMissLogged {
+		h.nearMissSeen[system] = struct{}{}
+	} else {
+		seen = true
+	}
+	h.nearMissMu.Unlock()
+	if !seen {
+		h.log.WarnContext(c.Request.Context(), "label system is almost the permissions system; its labels restrict resources to wildcard holders",
+			"system", system, "permissions_system", h.opts.Decisions.System, "request_id", requestIDOf(c))
+	}
+}
+
+const maxNearMissLogged = 100
 
 type labelsResponse struct {
 	Read     []string `json:"read"`
@@ -119,8 +162,12 @@ func (h *handler) labels(c *gin.Context) {
 		}
 		token = body.Token
 	}
-	p, ok := h.subject(c, token)
+	p, claimsProblem, ok := h.subject(c, token)
 	if !ok {
+		return
+	}
+	if claimsProblem != "" {
+		h.fail(c, http.StatusUnprocessableEntity, "the token to judge: "+claimsProblem)
 		return
 	}
 	r := decision.ParseClaims(p.Claims).Communities()

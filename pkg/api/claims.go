@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -22,13 +23,20 @@ type RequiredClaim struct {
 	Value string // empty: any value
 }
 
-// ParseRequiredClaims reads "[realm:]claim[=value]" entries.
-func ParseRequiredClaims(entries []string) ([]RequiredClaim, error) {
+// ParseRequiredClaims reads "[realm:]claim[=value]" entries. Text before
+// the first ":" must be one of realms: a claim name that itself contains
+// ":" (a URI) is written with its realm in front, so that no entry can be
+// silently read as a realm prefix and never enforced.
+func ParseRequiredClaims(entries, realms []string) ([]RequiredClaim, error) {
 	var out []RequiredClaim
 	for _, e := range entries {
 		var rc RequiredClaim
 		rest := e
 		if realm, after, ok := strings.Cut(e, ":"); ok {
+			if !slices.Contains(realms, realm) {
+				return nil, fmt.Errorf("required claim %q: %q is not a managed realm (%s); a claim whose name contains \":\" must be written realm:claim",
+					e, realm, strings.Join(realms, ", "))
+			}
 			rc.Realm, rest = realm, after
 		}
 		rc.Name, rc.Value, _ = strings.Cut(rest, "=")
@@ -61,11 +69,9 @@ func provenance(p *auth.Principal) map[string]string {
 	return out
 }
 
-// requireClaims refuses, with a problem that says which claim, tokens that
-// lack a claim the realm requires or carry another value than the fixed one.
-func (h *handler) requireClaims(c *gin.Context) {
-	p := c.Request.Context().Value(principalKey).(*auth.Principal)
-	realm := c.Param("realm")
+// claimsProblem says which required claim of realm p's token lacks or
+// carries another value than the fixed one; "" when none.
+func (h *handler) claimsProblem(p *auth.Principal, realm string) string {
 	for _, rc := range h.opts.RequiredClaims {
 		if rc.Realm != "" && rc.Realm != realm {
 			continue
@@ -73,12 +79,21 @@ func (h *handler) requireClaims(c *gin.Context) {
 		v, ok := claimString(p, rc.Name)
 		switch {
 		case !ok:
-			h.fail(c, http.StatusForbidden, "tokens of realm "+realm+" must carry the claim "+rc.Name)
-			return
+			return "tokens of realm " + realm + " must carry the claim " + rc.Name
 		case rc.Value != "" && v != rc.Value:
-			h.fail(c, http.StatusForbidden, "the claim "+rc.Name+" must be "+rc.Value+" in tokens of realm "+realm)
-			return
+			return "the claim " + rc.Name + " must be " + rc.Value + " in tokens of realm " + realm
 		}
+	}
+	return ""
+}
+
+// requireClaims refuses, with a problem that says which claim, tokens that
+// fail the realm's required claims.
+func (h *handler) requireClaims(c *gin.Context) {
+	p := c.Request.Context().Value(principalKey).(*auth.Principal)
+	if why := h.claimsProblem(p, c.Param("realm")); why != "" {
+		h.fail(c, http.StatusForbidden, why)
+		return
 	}
 	c.Next()
 }

@@ -118,8 +118,9 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	// Keycloak marks access tokens "Bearer"; refresh and ID tokens of the
-	// same realm are signed by the same keys and must not pass for them.
-	if typ, ok := claims["typ"].(string); ok && !strings.EqualFold(typ, "Bearer") {
+	// same realm are signed by the same keys and must not pass for them,
+	// nor may a token that does not say what it is.
+	if typ, _ := claims["typ"].(string); typ != "Bearer" {
 		return nil, fmt.Errorf("%w: token type %q is not an access token", ErrInvalidToken, typ)
 	}
 	sub, _ := claims["sub"].(string)

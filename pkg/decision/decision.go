@@ -9,6 +9,13 @@
 // at least one of them. Seed 003: "Community privileges and FHIR security
 // labels are cumulative with the underlying API level security."
 //
+// Anything in the permissions code system that is not a valid label, and
+// any label whose system is a near miss of it, fails closed: only wildcard
+// privileges open such a resource. A create or update must also hold write
+// in the community of every permission label it adds or removes, so that no
+// one can plant a label in a community they cannot write or strip one they
+// could not have set.
+//
 // Decide performs no allocation; Parse does all the string work up front.
 package decision
 
@@ -57,9 +64,15 @@ type Coding struct {
 type Request struct {
 	ResourceType string
 	Interaction  Interaction
-	// Security is meta.security of the resource: for update and delete the
-	// existing instance's, not the new content's. It is ignored for create.
+	// Security is meta.security of the resource as stored: the instance
+	// read, or the existing instance an update or delete changes. It is
+	// ignored for create (there is none).
 	Security []Coding
+	// NewSecurity is meta.security of the content a create or update would
+	// store (for a patch, the patched content's). Nil means that content
+	// carries no labels, so an update without it removes every stored
+	// permission label. It is ignored for read, search and delete.
+	NewSecurity []Coding
 }
 
 // Config says which labels carry permissions. The zero value uses
@@ -101,6 +114,17 @@ const (
 	// RuleNoCommunityPrivilege: the resource has labels of the needed kind
 	// and the token holds the privilege of none of them.
 	RuleNoCommunityPrivilege
+	// RuleInvalidLabel: the resource carries a code of the permissions
+	// system that is not a valid label (NDD.READ, NDD), or a label of a
+	// near-miss system; only a wildcard privilege opens it.
+	RuleInvalidLabel
+	// RuleLabelChange: the write would add or remove a permission label
+	// in a community the token cannot write.
+	RuleLabelChange
+	// RuleOpensResource: the write would open the resource to everyone
+	// with API-level access (its last restricting .read or .write label
+	// removed), which only a privilege in every community may do.
+	RuleOpensResource
 )
 
 var ruleNames = [...]string{
@@ -112,6 +136,9 @@ var ruleNames = [...]string{
 	RuleCommunityPrivilege:   "community-privilege",
 	RuleAllCommunities:       "all-communities",
 	RuleNoCommunityPrivilege: "no-community-privilege",
+	RuleInvalidLabel:         "invalid-label",
+	RuleLabelChange:          "label-change-denied",
+	RuleOpensResource:        "opens-resource-denied",
 }
 
 // String returns a stable kebab-case name, suitable for logs and metrics.
@@ -138,6 +165,15 @@ type Decision struct {
 	Label string
 	// Privilege is the community scope or authority that matched Label.
 	Privilege string
+	// Changed is, when denied by RuleLabelChange, the label the write would
+	// add or (Removed) remove without write in its community; when denied
+	// by RuleOpensResource, the first restricting label it removes.
+	Changed string
+	Removed bool
+	// NearMiss is the first label system seen that is almost the
+	// permissions system (another scheme, case or a trailing slash): such
+	// labels count as invalid, and callers should report them.
+	NearMiss string
 }
 
 // Decide decides req under the default Config.
@@ -155,40 +191,69 @@ func (c Config) Decide(p *Privileges, req Request) Decision {
 		d.Rule = RuleNoAPIAccess
 		return d
 	}
-	if req.Interaction == Create {
-		return d.allow(RuleCreate)
+	switch req.Interaction {
+	case Create:
+		d.Rule, d.Allowed = RuleCreate, true
+		return c.checkChanges(p, d, nil, req.NewSecurity)
+	case Update:
+		if d = c.stored(p, d, req.Security, true); !d.Allowed {
+			return d
+		}
+		return c.checkChanges(p, d, req.Security, req.NewSecurity)
+	case Delete:
+		return c.stored(p, d, req.Security, true)
 	}
+	return c.stored(p, d, req.Security, false)
+}
 
-	wantWrite := req.Interaction == Update || req.Interaction == Delete
+// stored judges the labels of the instance as stored: one label of the
+// needed kind matched by a privilege is enough (seed 003), an invalid one
+// restricts the instance to wildcard holders.
+func (c Config) stored(p *Privileges, d Decision, security []Coding, wantWrite bool) Decision {
 	held, all := p.read, p.readAll
 	if wantWrite {
 		held, all = p.write, p.writeAll
 	}
-	system := c.System
-	if system == "" {
-		system = DefaultSystem
-	}
-	for _, l := range req.Security {
-		if l.System != system && (l.System != "" || !c.SystemlessLabels) {
-			continue
-		}
-		community, write, ok := parseLabel(l.Code)
-		if !ok || write != wantWrite {
-			continue
-		}
-		if community == "*" {
-			d.Label = l.Code
-			return d.allow(RuleOpenLabel)
-		}
-		if src, ok := held[community]; ok {
-			d.Label, d.Privilege = l.Code, src
-			return d.allow(RuleCommunityPrivilege)
-		}
-		if d.Label == "" {
-			d.Label = l.Code
+	var open, matched, matchedBy string
+	invalid := -1 // an index: an invalid code may be ""
+	for i, l := range security {
+		kind, community := c.classify(l, &d)
+		switch {
+		case kind == notPermission:
+		case kind == invalidLabel:
+			if invalid < 0 {
+				invalid = i
+			}
+		case (kind == writeLabel) != wantWrite:
+		case community == "*":
+			if open == "" {
+				open = l.Code
+			}
+		default:
+			if src, ok := held[community]; ok && matched == "" {
+				matched, matchedBy = l.Code, src
+			} else if d.Label == "" {
+				d.Label = l.Code
+			}
 		}
 	}
 	switch {
+	case invalid >= 0:
+		// Whatever else the labels say, what was meant by an invalid
+		// one is unknown, so only a wildcard privilege may decide it.
+		d.Label = security[invalid].Code
+		if all == "" {
+			d.Rule = RuleInvalidLabel
+			return d
+		}
+		d.Privilege = all
+		return d.allow(RuleAllCommunities)
+	case open != "":
+		d.Label = open
+		return d.allow(RuleOpenLabel)
+	case matched != "":
+		d.Label, d.Privilege = matched, matchedBy
+		return d.allow(RuleCommunityPrivilege)
 	case d.Label == "":
 		return d.allow(RuleUnlabelled)
 	case all != "":
@@ -197,6 +262,148 @@ func (c Config) Decide(p *Privileges, req Request) Decision {
 	}
 	d.Rule = RuleNoCommunityPrivilege
 	return d
+}
+
+// checkChanges denies a write that adds or removes a permission label the
+// token could not have set: a label of a community needs write in that
+// community; *.read, *.write and invalid labels need a wildcard write. A
+// write that leaves a restricted resource open to everyone (removing its
+// last .read or .write label) needs a wildcard write as well, or an author
+// of A could publish an A.read resource by stripping the label.
+func (c Config) checkChanges(p *Privileges, d Decision, old, new []Coding) Decision {
+	if p.writeAll != "" {
+		// Records near-miss systems for the caller's report.
+		for _, l := range new {
+			c.classify(l, &d)
+		}
+		return d
+	}
+	for _, l := range new {
+		if !containsCoding(old, l) && !c.writable(p, l, &d) {
+			d.Allowed, d.Rule, d.Changed = false, RuleLabelChange, l.Code
+			return d
+		}
+	}
+	for _, l := range old {
+		if !containsCoding(new, l) && !c.writable(p, l, &d) {
+			d.Allowed, d.Rule, d.Changed, d.Removed = false, RuleLabelChange, l.Code, true
+			return d
+		}
+	}
+	for _, kind := range [...]labelKind{readLabel, writeLabel} {
+		if was, first := c.restriction(old, kind); was {
+			if still, _ := c.restriction(new, kind); still {
+				continue
+			}
+			d.Allowed, d.Rule, d.Changed, d.Removed = false, RuleOpensResource, first, true
+			return d
+		}
+	}
+	return d
+}
+
+// restriction reports whether labels keep a resource from being open to
+// everyone with API-level access for kind, and the first label that does. It
+// follows stored: an invalid label restricts whatever else is there, then
+// a *.read / *.write label of that kind opens, then any community label of
+// that kind restricts.
+func (c Config) restriction(labels []Coding, kind labelKind) (restricted bool, first string) {
+	var d Decision
+	invalid, community, star := -1, -1, false
+	for i, l := range labels {
+		k, name := c.classify(l, &d)
+		switch {
+		case k == invalidLabel && invalid < 0:
+			invalid = i
+		case k != kind:
+		case name == "*":
+			star = true
+		case community < 0:
+			community = i
+		}
+	}
+	switch {
+	case invalid >= 0:
+		return true, labels[invalid].Code
+	case star || community < 0:
+		return false, ""
+	}
+	return true, labels[community].Code
+}
+
+func (c Config) writable(p *Privileges, l Coding, d *Decision) bool {
+	kind, community := c.classify(l, d)
+	if kind == notPermission {
+		return true
+	}
+	if kind == invalidLabel || community == "*" {
+		return false
+	}
+	_, ok := p.write[community]
+	return ok
+}
+
+func containsCoding(cs []Coding, l Coding) bool {
+	for _, c := range cs {
+		if c == l {
+			return true
+		}
+	}
+	return false
+}
+
+type labelKind uint8
+
+const (
+	notPermission labelKind = iota
+	readLabel
+	writeLabel
+	invalidLabel
+)
+
+// classify says what a meta.security coding is to the policy, recording in
+// d the first near-miss system seen. community is the label, or "*".
+func (c Config) classify(l Coding, d *Decision) (kind labelKind, community string) {
+	system := c.System
+	if system == "" {
+		system = DefaultSystem
+	}
+	switch {
+	case l.System == system || l.System == "" && c.SystemlessLabels:
+	case l.System != "" && nearMiss(l.System, system):
+		if d.NearMiss == "" {
+			d.NearMiss = l.System
+		}
+		return invalidLabel, ""
+	default:
+		return notPermission, ""
+	}
+	community, write, ok := parseLabel(l.Code)
+	switch {
+	case !ok || community != "*" && !validCommunity(community):
+		return invalidLabel, ""
+	case write:
+		return writeLabel, community
+	}
+	return readLabel, community
+}
+
+// nearMiss reports whether s is the permissions system but for the case of
+// its letters, http versus https, surrounding spaces or trailing slashes:
+// almost certainly meant as it, so its labels must not be ignored.
+func nearMiss(s, system string) bool {
+	return s != system && strings.EqualFold(canonicalSystem(s), canonicalSystem(system))
+}
+
+func canonicalSystem(s string) string {
+	s = strings.TrimSpace(s)
+	for _, scheme := range [...]string{"https://", "http://"} {
+		if len(s) >= len(scheme) && strings.EqualFold(s[:len(scheme)], scheme) {
+			s = s[len(scheme):]
+			break
+		}
+	}
+	return strings.TrimRight(s, "/")
 }
 
 func (d Decision) allow(r Rule) Decision {
@@ -218,9 +425,8 @@ func (p *Privileges) api(typ string, i Interaction) string {
 
 // parseLabel splits a permission label code "<community>.read" or
 // "<community>.write" by slicing, without allocating. The community part is
-// not validated: a malformed one can match no community privilege, so it
-// still restricts the resource (fail closed) and only wildcard privileges
-// open it. Suffixes are case-sensitive, as in Ontoserver.
+// not validated here; classify does. Suffixes are case-sensitive, as in
+// Ontoserver.
 func parseLabel(code string) (community string, write, ok bool) {
 	if c, ok := strings.CutSuffix(code, ".read"); ok {
 		return c, false, true
@@ -261,7 +467,7 @@ func (d Decision) Reason() string {
 	}
 	switch d.Rule {
 	case RuleCreate:
-		b.WriteString(", which is all create needs (labels are not checked)")
+		b.WriteString(" and it may set every permission label the new content carries")
 	case RuleUnlabelled:
 		b.WriteString(" and the resource has no ." + kind + " label")
 	case RuleOpenLabel:
@@ -274,6 +480,22 @@ func (d Decision) Reason() string {
 	case RuleNoCommunityPrivilege:
 		b.WriteString(", but the resource has ." + kind + " labels (first " + strconv.Quote(d.Label) +
 			") and no community privilege matches any of them")
+	case RuleInvalidLabel:
+		b.WriteString(", but the resource carries " + strconv.Quote(d.Label) +
+			", which is not a valid permission label, so only a privilege in every community opens it")
+	case RuleLabelChange:
+		verb := "add"
+		if d.Removed {
+			verb = "remove"
+		}
+		b.WriteString(", but the write would " + verb + " label " + strconv.Quote(d.Changed) +
+			" and the token has no write privilege in its community (labels added or removed need it)")
+	case RuleOpensResource:
+		b.WriteString(", but removing " + strconv.Quote(d.Changed) +
+			" would open the resource to everyone with API access, which needs a write privilege in every community")
+	}
+	if d.NearMiss != "" {
+		b.WriteString("; label system " + strconv.Quote(d.NearMiss) + " is almost the permissions system and counts as invalid")
 	}
 	return b.String()
 }

@@ -23,10 +23,13 @@ type decideCase struct {
 	typ         string
 	in          Interaction
 	security    []Coding
+	// newSecurity is what a create or update would store; update cases
+	// keep the stored labels unless they set it (to []Coding{} to strip).
+	newSecurity []Coding
 	allowed     bool
 	rule        Rule
 	// When set, the Decision must name exactly these.
-	api, label, privilege string
+	api, label, privilege, changed, nearMiss string
 }
 
 func (c decideCase) run(t *testing.T) {
@@ -35,12 +38,17 @@ func (c decideCase) run(t *testing.T) {
 	if typ == "" {
 		typ = "CodeSystem"
 	}
-	d := c.cfg.Decide(Parse(c.scope, c.authorities), Request{ResourceType: typ, Interaction: c.in, Security: c.security})
+	ns := c.newSecurity
+	if ns == nil && c.in == Update {
+		ns = c.security
+	}
+	d := c.cfg.Decide(Parse(c.scope, c.authorities), Request{ResourceType: typ, Interaction: c.in, Security: c.security, NewSecurity: ns})
 	if d.Allowed != c.allowed || d.Rule != c.rule {
 		t.Errorf("got allowed=%v rule=%v, want allowed=%v rule=%v\n%s", d.Allowed, d.Rule, c.allowed, c.rule, d.Reason())
 	}
 	for _, f := range []struct{ field, got, want string }{
 		{"API", d.API, c.api}, {"Label", d.Label, c.label}, {"Privilege", d.Privilege, c.privilege},
+		{"Changed", d.Changed, c.changed}, {"NearMiss", d.NearMiss, c.nearMiss},
 	} {
 		if f.want != "" && f.got != f.want {
 			t.Errorf("%s = %q, want %q\n%s", f.field, f.got, f.want, d.Reason())
@@ -150,7 +158,7 @@ func TestResourceLevel(t *testing.T) {
 			allowed: true, rule: RuleUnlabelled},
 		{name: "read labels only: update needs API only", scope: write, in: Update, security: perm("NDD.read"),
 			allowed: true, rule: RuleUnlabelled},
-		{name: "create ignores labels", scope: "system/*.write", in: Create, security: perm("NDD.write", "NDD.read"),
+		{name: "create ignores stored labels", scope: "system/*.write", in: Create, security: perm("NDD.write", "NDD.read"),
 			allowed: true, rule: RuleCreate, api: "system/*.write"},
 
 		{name: "star read label opens to API readers", scope: read, in: Read, security: perm("NDD.read", "*.read"),
@@ -185,25 +193,130 @@ func TestResourceLevel(t *testing.T) {
 			security: []Coding{{System: DefaultSystem, Code: "NDD.read"}}, allowed: true, rule: RuleUnlabelled},
 		{name: "configured system counts", cfg: Config{System: "urn:perm"}, scope: read, in: Read,
 			security: []Coding{{System: "urn:perm", Code: "NDD.read"}}, rule: RuleNoCommunityPrivilege},
-		{name: "other codes of the system ignored", scope: read, in: Read, security: perm("NDD", "NDD.owner", "read"),
-			allowed: true, rule: RuleUnlabelled},
+		{name: "other codes of the system restrict", scope: read, in: Read, security: perm("NDD", "NDD.owner", "read"),
+			rule: RuleInvalidLabel, label: "NDD"},
 
 		{name: "community compared case-sensitively (scope)", scope: read + " grouping/ndd.read", in: Read, security: perm("NDD.read"),
 			rule: RuleNoCommunityPrivilege},
 		{name: "community compared case-sensitively (authority)", scope: read, authorities: []string{"PERM_ndd_READ"}, in: Read, security: perm("NDD.read"),
 			rule: RuleNoCommunityPrivilege},
-		{name: "label suffix is case-sensitive", scope: read, in: Read, security: perm("NDD.READ"),
-			allowed: true, rule: RuleUnlabelled},
+		{name: "label suffix is case-sensitive, and a wrong case restricts", scope: read, in: Read, security: perm("NDD.READ"),
+			rule: RuleInvalidLabel, label: "NDD.READ"},
 		{name: "underscore in community", scope: read, authorities: []string{"PERM_A_B_READ"}, in: Read, security: perm("A_B.read"),
 			allowed: true, rule: RuleCommunityPrivilege, privilege: "PERM_A_B_READ"},
 		{name: "PERM__READ is no wildcard", scope: read, authorities: []string{"PERM__READ"}, in: Read, security: perm("NDD.read"),
 			rule: RuleNoCommunityPrivilege},
 		{name: "invalid community privilege ignored", scope: read + " grouping/a.b.read", in: Read, security: perm("a.b.read"),
-			rule: RuleNoCommunityPrivilege},
+			rule: RuleInvalidLabel},
 		{name: "malformed label still restricts", scope: read + " grouping/NDD.read", in: Read, security: perm("NDD.read.read"),
-			rule: RuleNoCommunityPrivilege},
+			rule: RuleInvalidLabel},
 		{name: "malformed label opened by wildcard", scope: read, authorities: []string{"PERM_READ"}, in: Read, security: perm(".read"),
 			allowed: true, rule: RuleAllCommunities, label: ".read"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, c.run)
+	}
+}
+
+// TestMistypedLabelsFailClosed: a code of the permissions system that is
+// not a valid label, or a label of a near-miss system, once made the
+// resource count as unlabelled, open to every API reader.
+func TestMistypedLabelsFailClosed(t *testing.T) {
+	const read, write = "system/*.read", "system/*.read system/*.write"
+	near := func(system, code string) []Coding { return []Coding{{System: system, Code: code}} }
+	cases := []decideCase{
+		{name: "NDD.READ", scope: read, in: Read, security: perm("NDD.READ"), rule: RuleInvalidLabel, label: "NDD.READ"},
+		{name: "NDD.reed", scope: read, in: Search, security: perm("NDD.reed"), rule: RuleInvalidLabel, label: "NDD.reed"},
+		{name: "bare NDD", scope: read, in: Read, security: perm("NDD"), rule: RuleInvalidLabel, label: "NDD"},
+		{name: "empty code", scope: read, in: Read, security: perm(""), rule: RuleInvalidLabel},
+		{name: "space in code", scope: read + " grouping/NDD.read", in: Read, security: perm(" NDD.read"), rule: RuleInvalidLabel},
+		{name: "invalid beside a matching label", scope: read + " grouping/NDD.read", in: Read, security: perm("NDD.read", "XXX.READ"),
+			rule: RuleInvalidLabel, label: "XXX.READ"},
+		{name: "invalid beside *.read", scope: read, in: Read, security: perm("*.read", "NDD.READ"), rule: RuleInvalidLabel},
+		{name: "invalid restricts writes", scope: write + " grouping/NDD.write", in: Update, security: perm("NDD.write", "NDD.Write"),
+			rule: RuleInvalidLabel, label: "NDD.Write"},
+		{name: "invalid restricts deletes", scope: write, in: Delete, security: perm("NDD"), rule: RuleInvalidLabel},
+		{name: "wildcard read opens an invalid label", scope: read, authorities: []string{"PERM_READ"}, in: Read, security: perm("NDD.READ"),
+			allowed: true, rule: RuleAllCommunities, label: "NDD.READ", privilege: "PERM_READ"},
+		{name: "wildcard write opens an invalid label for update", scope: write + " grouping/*.write", in: Update, security: perm("NDD"),
+			allowed: true, rule: RuleAllCommunities, privilege: "grouping/*.write"},
+		{name: "wildcard read does not open an invalid label for delete", scope: write, authorities: []string{"PERM_READ"}, in: Delete,
+			security: perm("NDD"), rule: RuleInvalidLabel},
+
+		{name: "https near miss", scope: read, in: Read, security: near("https://ontoserver.csiro.au/CodeSystem/ontoserver-permissions", "NDD.read"),
+			rule: RuleInvalidLabel, nearMiss: "https://ontoserver.csiro.au/CodeSystem/ontoserver-permissions"},
+		{name: "trailing slash near miss", scope: read + " grouping/NDD.read", in: Read, security: near(DefaultSystem+"/", "NDD.read"),
+			rule: RuleInvalidLabel, nearMiss: DefaultSystem + "/"},
+		{name: "case near miss", scope: read, in: Read, security: near("HTTP://Ontoserver.csiro.au/CodeSystem/Ontoserver-Permissions", "NDD.read"),
+			rule: RuleInvalidLabel},
+		{name: "near miss of a configured system", cfg: Config{System: "urn:perm"}, scope: read, in: Read, security: near(" urn:PERM ", "NDD.read"),
+			rule: RuleInvalidLabel},
+		{name: "near miss opened by wildcard, still reported", scope: read, authorities: []string{"PERM_READ"}, in: Read,
+			security: near(DefaultSystem+"//", "NDD.read"), allowed: true, rule: RuleAllCommunities, nearMiss: DefaultSystem + "//"},
+		{name: "a different system is no near miss", scope: read, in: Read, security: near("http://ontoserver.csiro.au/CodeSystem/other", "NDD.read"),
+			allowed: true, rule: RuleUnlabelled},
+		{name: "only *.read opens to API level", scope: read, in: Read, security: perm("*.read", "NDD.read"), allowed: true, rule: RuleOpenLabel},
+		{name: "*.READ does not open", scope: read, in: Read, security: perm("*.READ"), rule: RuleInvalidLabel},
+	}
+	for _, c := range cases {
+		t.Run(c.name, c.run)
+	}
+}
+
+// TestWritesCheckNewLabels: creates and updates once were judged by the
+// stored labels alone, so an author could plant B.write in community B or
+// strip A.read and publish an A resource.
+func TestWritesCheckNewLabels(t *testing.T) {
+	const w = "system/*.read system/*.write"
+	none := []Coding{}
+	cases := []decideCase{
+		{name: "create without labels", scope: w, in: Create, allowed: true, rule: RuleCreate},
+		{name: "create in own community", scope: w + " grouping/A.write", in: Create, newSecurity: perm("A.read", "A.write"),
+			allowed: true, rule: RuleCreate},
+		{name: "create planting B.write", scope: w + " grouping/A.write", in: Create, newSecurity: perm("A.write", "B.write"),
+			rule: RuleLabelChange, changed: "B.write"},
+		{name: "create planting B.read", scope: w, authorities: []string{"PERM_A_WRITE", "PERM_B_READ"}, in: Create, newSecurity: perm("B.read"),
+			rule: RuleLabelChange, changed: "B.read"},
+		{name: "create with *.read needs wildcard", scope: w + " grouping/A.write", in: Create, newSecurity: perm("*.read"),
+			rule: RuleLabelChange, changed: "*.read"},
+		{name: "create with invalid label needs wildcard", scope: w + " grouping/A.write", in: Create, newSecurity: perm("A.READ"),
+			rule: RuleLabelChange, changed: "A.READ"},
+		{name: "create with near-miss label needs wildcard", scope: w + " grouping/A.write", in: Create,
+			newSecurity: []Coding{{System: DefaultSystem + "/", Code: "A.read"}}, rule: RuleLabelChange, nearMiss: DefaultSystem + "/"},
+		{name: "wildcard writer creates anything", scope: w, authorities: []string{"PERM_WRITE"}, in: Create,
+			newSecurity: perm("B.write", "*.read", "X.READ"), allowed: true, rule: RuleCreate},
+		{name: "create labels of other systems freely", scope: w, in: Create,
+			newSecurity: []Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R"}}, allowed: true, rule: RuleCreate},
+
+		{name: "update keeping labels", scope: w + " grouping/A.write", in: Update, security: perm("A.read", "A.write"),
+			allowed: true, rule: RuleCommunityPrivilege},
+		{name: "update planting B.write", scope: w + " grouping/A.write", in: Update, security: perm("A.write"),
+			newSecurity: perm("A.write", "B.write"), rule: RuleLabelChange, changed: "B.write"},
+		{name: "author of A strips A.read and publishes", scope: w + " grouping/A.write", in: Update, security: perm("A.read", "A.write"),
+			newSecurity: perm("A.write"), rule: RuleOpensResource, changed: "A.read"},
+		{name: "author of A strips A.write, opening writes", scope: w + " grouping/A.write", in: Update, security: perm("A.read", "A.write"),
+			newSecurity: perm("A.read"), rule: RuleOpensResource, changed: "A.write"},
+		{name: "author of A narrows B.read+A.read to B.read", scope: w + " grouping/A.write", in: Update, security: perm("A.read", "B.read", "A.write"),
+			newSecurity: perm("B.read", "A.write"), allowed: true, rule: RuleCommunityPrivilege},
+		{name: "author of A strips B.read", scope: w + " grouping/A.write", in: Update, security: perm("A.read", "B.read", "A.write"),
+			newSecurity: perm("A.read", "A.write"), rule: RuleLabelChange, changed: "B.read"},
+		{name: "API writer strips A.read of a read-only-labelled resource", scope: w, in: Update, security: perm("A.read"),
+			newSecurity: none, rule: RuleLabelChange, changed: "A.read"},
+		{name: "update without newSecurity strips", scope: w + " grouping/A.write", in: Update, security: perm("A.read", "A.write"),
+			newSecurity: none, rule: RuleOpensResource},
+		{name: "author of A cannot remove an invalid label", scope: w + " grouping/A.write", in: Update, security: perm("A.write"),
+			newSecurity: perm("A.write", "A.READ"), rule: RuleLabelChange, changed: "A.READ"},
+		{name: "service desk removes the offending label", scope: w, authorities: []string{"PERM_READ", "PERM_WRITE"}, in: Update,
+			security: perm("GONE.read", "GONE.write"), newSecurity: none, allowed: true, rule: RuleAllCommunities},
+		{name: "update that creates: labels are added", scope: w + " grouping/A.write", in: Update, newSecurity: perm("B.read"),
+			rule: RuleLabelChange, changed: "B.read"},
+		{name: "update adding *.read needs wildcard", scope: w + " grouping/A.write", in: Update, security: perm("A.read", "A.write"),
+			newSecurity: perm("A.read", "A.write", "*.read"), rule: RuleLabelChange, changed: "*.read"},
+		{name: "stored check comes first", scope: w + " grouping/A.write", in: Update, security: perm("B.write"),
+			newSecurity: perm("B.write"), rule: RuleNoCommunityPrivilege},
+		{name: "delete ignores newSecurity", scope: w + " grouping/A.write", in: Delete, security: perm("A.write"),
+			newSecurity: perm("B.write"), allowed: true, rule: RuleCommunityPrivilege},
+		{name: "read ignores newSecurity", scope: w, in: Read, newSecurity: perm("B.read"), allowed: true, rule: RuleUnlabelled},
 	}
 	for _, c := range cases {
 		t.Run(c.name, c.run)
@@ -227,21 +340,29 @@ func TestReason(t *testing.T) {
 		req   Request
 		want  []string
 	}{
-		{"grouping/NDD.read", nil, Request{"ValueSet", Read, perm("NDD.read")},
+		{"grouping/NDD.read", nil, Request{"ValueSet", Read, perm("NDD.read"), nil},
 			[]string{"read of ValueSet denied", "no scope or authority grants read at API level", "never raise"}},
-		{"system/*.read grouping/XXX.read", nil, Request{"ValueSet", Read, perm("NDD.read", "XXX.read")},
+		{"system/*.read grouping/XXX.read", nil, Request{"ValueSet", Read, perm("NDD.read", "XXX.read"), nil},
 			[]string{"read of ValueSet allowed", `scope "system/*.read"`, `label "XXX.read"`, `scope "grouping/XXX.read"`}},
-		{"", []string{"FHIR_READ", "PERM_READ"}, Request{"ValueSet", Search, perm("NDD.read")},
+		{"", []string{"FHIR_READ", "PERM_READ"}, Request{"ValueSet", Search, perm("NDD.read"), nil},
 			[]string{"search of ValueSet allowed", `authority "FHIR_READ"`, `label "NDD.read"`, `authority "PERM_READ"`, "every community"}},
-		{"system/*.*", nil, Request{"ValueSet", Update, perm("NDD.write", "XXX.write")},
+		{"system/*.*", nil, Request{"ValueSet", Update, perm("NDD.write", "XXX.write"), nil},
 			[]string{"update of ValueSet denied", `first "NDD.write"`, "no community privilege"}},
-		{"system/*.*", nil, Request{"ValueSet", Read, perm("*.read")},
+		{"system/*.*", nil, Request{"ValueSet", Read, perm("*.read"), nil},
 			[]string{"allowed", `label "*.read"`, "everyone with API access"}},
-		{"system/*.*", nil, Request{"ValueSet", Delete, perm("NDD.read")},
+		{"system/*.*", nil, Request{"ValueSet", Delete, perm("NDD.read"), nil},
 			[]string{"delete of ValueSet allowed", "no .write label"}},
-		{"system/*.*", nil, Request{"ValueSet", Create, perm("NDD.write")},
-			[]string{"create of ValueSet allowed", "labels are not checked"}},
-		{"system/*.*", nil, Request{"ValueSet", 42, nil},
+		{"system/*.*", nil, Request{"ValueSet", Create, nil, perm("NDD.write")},
+			[]string{"create of ValueSet denied", `add label "NDD.write"`, "no write privilege in its community"}},
+		{"system/*.* grouping/NDD.write", nil, Request{"ValueSet", Create, nil, perm("NDD.write")},
+			[]string{"create of ValueSet allowed", "may set every permission label"}},
+		{"system/*.* grouping/NDD.write", nil, Request{"ValueSet", Update, perm("NDD.read", "NDD.write"), perm("NDD.write")},
+			[]string{"update of ValueSet denied", `removing "NDD.read"`, "open the resource to everyone"}},
+		{"system/*.*", nil, Request{"ValueSet", Read, perm("NDD.READ"), nil},
+			[]string{"read of ValueSet denied", `"NDD.READ", which is not a valid permission label`}},
+		{"system/*.*", nil, Request{"ValueSet", Read, []Coding{{DefaultSystem + "/", "NDD.read"}}, nil},
+			[]string{"denied", "is almost the permissions system"}},
+		{"system/*.*", nil, Request{"ValueSet", 42, nil, nil},
 			[]string{"interaction(42) of ValueSet denied", "not one of"}},
 	}
 	for _, c := range cases {
@@ -256,7 +377,7 @@ func TestReason(t *testing.T) {
 
 func TestRuleString(t *testing.T) {
 	seen := map[string]bool{}
-	for r := RuleInvalidInteraction; r <= RuleNoCommunityPrivilege; r++ {
+	for r := RuleInvalidInteraction; r <= RuleOpensResource; r++ {
 		s := r.String()
 		if s == "" || seen[s] {
 			t.Errorf("Rule(%d).String() = %q: empty or duplicate", r, s)
@@ -284,14 +405,14 @@ func TestParseClaims(t *testing.T) {
 	if got := p.Communities(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Communities() = %+v, want %+v", got, want)
 	}
-	d := Decide(p, Request{"CodeSystem", Update, perm("NDD.write")})
+	d := Decide(p, Request{"CodeSystem", Update, perm("NDD.write"), nil})
 	if d.Allowed || d.Rule != RuleNoAPIAccess {
 		t.Errorf("update without API write: %s", d.Reason())
 	}
 
 	// []string is accepted too, for callers building claims by hand.
 	p = ParseClaims(map[string]any{"authorities": []string{"FHIR_WRITE", "PERM_WRITE"}})
-	if d := Decide(p, Request{"CodeSystem", Update, perm("NDD.write")}); !d.Allowed {
+	if d := Decide(p, Request{"CodeSystem", Update, perm("NDD.write"), nil}); !d.Allowed {
 		t.Errorf("update with FHIR_WRITE and PERM_WRITE: %s", d.Reason())
 	}
 	if got := ParseClaims(nil).Communities(); !reflect.DeepEqual(got, Reach{Read: []string{}, Write: []string{}}) {

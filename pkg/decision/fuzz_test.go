@@ -68,35 +68,119 @@ func refCommunities(scope string, auths []string, kind string) (cs []string, all
 	return slices.Compact(cs), all
 }
 
+var refLabel = regexp.MustCompile(`^([A-Za-z0-9_]{1,64}|\*)\.(read|write)$`)
+
+// refClass says what a coding is: "" (not a permission label), "invalid",
+// "read" or "write", and the community of a valid one.
+func refClass(cfg Config, l Coding) (kind, community string) {
+	system := cfg.System
+	if system == "" {
+		system = DefaultSystem
+	}
+	canon := func(s string) string {
+		s = strings.TrimSpace(s)
+		for _, scheme := range []string{"https://", "http://"} {
+			if len(s) >= len(scheme) && strings.ToLower(s[:len(scheme)]) == scheme {
+				s = s[len(scheme):]
+				break
+			}
+		}
+		return strings.TrimRight(s, "/")
+	}
+	switch {
+	case l.System == system || l.System == "" && cfg.SystemlessLabels:
+	case l.System != "" && strings.EqualFold(canon(l.System), canon(system)):
+		return "invalid", ""
+	default:
+		return "", ""
+	}
+	m := refLabel.FindStringSubmatch(l.Code)
+	if m == nil {
+		return "invalid", ""
+	}
+	return m[2], m[1]
+}
+
+// refStored: any invalid label leaves it to wildcard holders; then *.kind
+// opens; then one matched label of the kind is enough.
+func refStored(cfg Config, labels []Coding, kind string, held []string, all bool) bool {
+	labelled, matched, open := false, false, false
+	for _, l := range labels {
+		k, c := refClass(cfg, l)
+		switch {
+		case k == "invalid":
+			return all
+		case k != kind:
+		case c == "*":
+			open = true
+		default:
+			labelled = true
+			matched = matched || slices.Contains(held, c)
+		}
+	}
+	return open || matched || !labelled || all
+}
+
+// refRestricted: an invalid label restricts; otherwise a label of the kind
+// does, unless *.kind opens it.
+func refRestricted(cfg Config, labels []Coding, kind string) bool {
+	invalid, star, any := false, false, false
+	for _, l := range labels {
+		k, c := refClass(cfg, l)
+		invalid = invalid || k == "invalid"
+		star = star || k == kind && c == "*"
+		any = any || k == kind
+	}
+	return invalid || any && !star
+}
+
+// refChanges: every permission label added or removed needs write in its
+// community (a wildcard write for *.x and invalid ones), and opening a
+// restricted resource to everyone needs a wildcard write.
+func refChanges(cfg Config, old, new []Coding, writes []string, allWrite bool) bool {
+	if allWrite {
+		return true
+	}
+	changed := func(l Coding, other []Coding) bool { return !slices.Contains(other, l) }
+	for _, pair := range [][2][]Coding{{new, old}, {old, new}} {
+		for _, l := range pair[0] {
+			if !changed(l, pair[1]) {
+				continue
+			}
+			k, c := refClass(cfg, l)
+			if k == "" {
+				continue
+			}
+			if k == "invalid" || c == "*" || !slices.Contains(writes, c) {
+				return false
+			}
+		}
+	}
+	for _, kind := range []string{"read", "write"} {
+		if refRestricted(cfg, old, kind) && !refRestricted(cfg, new, kind) {
+			return false
+		}
+	}
+	return true
+}
+
 func refAllowed(cfg Config, scope string, auths []string, req Request) bool {
 	in := req.Interaction
 	if in < Create || in > Search || !refAPI(scope, auths, req.ResourceType, in) {
 		return false
 	}
-	if in == Create {
-		return true
+	writes, allWrite := refCommunities(scope, auths, "write")
+	switch in {
+	case Create:
+		return refChanges(cfg, nil, req.NewSecurity, writes, allWrite)
+	case Update:
+		return refStored(cfg, req.Security, "write", writes, allWrite) &&
+			refChanges(cfg, req.Security, req.NewSecurity, writes, allWrite)
+	case Delete:
+		return refStored(cfg, req.Security, "write", writes, allWrite)
 	}
-	kind := "read"
-	if refIsWrite(in) {
-		kind = "write"
-	}
-	held, all := refCommunities(scope, auths, kind)
-	system := cfg.System
-	if system == "" {
-		system = DefaultSystem
-	}
-	labelled := false
-	for _, l := range req.Security {
-		if !(l.System == system || l.System == "" && cfg.SystemlessLabels) || !strings.HasSuffix(l.Code, "."+kind) {
-			continue
-		}
-		labelled = true
-		c := l.Code[:len(l.Code)-len(kind)-1]
-		if c == "*" || all || slices.Contains(held, c) {
-			return true
-		}
-	}
-	return !labelled
+	reads, allRead := refCommunities(scope, auths, "read")
+	return refStored(cfg, req.Security, "read", reads, allRead)
 }
 
 var allowingRules = map[Rule]bool{
@@ -104,13 +188,16 @@ var allowingRules = map[Rule]bool{
 }
 
 func FuzzDecide(f *testing.F) {
-	f.Add("system/*.read grouping/XXX.read", "", "CodeSystem", uint8(Read), DefaultSystem, "NDD.read", DefaultSystem, "XXX.read", false)
-	f.Add("system/*.read grouping/NDD.write", "", "CodeSystem", uint8(Update), DefaultSystem, "NDD.write", "", "", false)
-	f.Add("", "FHIR_READ,FHIR_WRITE,PERM_WRITE", "ValueSet", uint8(Delete), "", "NDD.write", DefaultSystem, "*.write", true)
-	f.Add("user/ValueSet.cud system/*.rs?x=1", "PERM_READ", "ValueSet", uint8(Search), DefaultSystem, "a.b.read", "urn:x", "NDD.read", false)
-	f.Add("system/*.read", "", "CodeSystem", uint8(Delete), DefaultSystem, "NDD.write", DefaultSystem, "NDD.read", false)
-	f.Add("patient/*.* grouping/*.read", "PERM_A_B_READ", "Patient", uint8(0), "", ".read", "", "A_B.read", true)
-	f.Fuzz(func(t *testing.T, scope, auths, typ string, in uint8, sys1, code1, sys2, code2 string, systemless bool) {
+	f.Add("system/*.read grouping/XXX.read", "", "CodeSystem", uint8(Read), DefaultSystem, "NDD.read", DefaultSystem, "XXX.read", "", false)
+	f.Add("system/*.read grouping/NDD.write", "", "CodeSystem", uint8(Update), DefaultSystem, "NDD.write", "", "", "NDD.write", false)
+	f.Add("", "FHIR_READ,FHIR_WRITE,PERM_WRITE", "ValueSet", uint8(Delete), "", "NDD.write", DefaultSystem, "*.write", "", true)
+	f.Add("user/ValueSet.cud system/*.rs?x=1", "PERM_READ", "ValueSet", uint8(Search), DefaultSystem, "a.b.read", "urn:x", "NDD.read", "", false)
+	f.Add("system/*.read", "", "CodeSystem", uint8(Delete), DefaultSystem, "NDD.write", DefaultSystem, "NDD.read", "", false)
+	f.Add("patient/*.* grouping/*.read", "PERM_A_B_READ", "Patient", uint8(0), "", ".read", "", "A_B.read", "", true)
+	f.Add("system/*.* grouping/A.write", "", "ValueSet", uint8(Create), DefaultSystem, "A.read", DefaultSystem, "B.write", "A.write", false)
+	f.Add("system/*.* grouping/A.write", "", "ValueSet", uint8(Update), DefaultSystem, "A.read", DefaultSystem, "A.write", "A.write", false)
+	f.Add("system/*.*", "PERM_READ", "ValueSet", uint8(Read), DefaultSystem+"/", "NDD.read", DefaultSystem, "NDD.READ", "", false)
+	f.Fuzz(func(t *testing.T, scope, auths, typ string, in uint8, sys1, code1, sys2, code2, newCode string, systemless bool) {
 		authorities := strings.Split(auths, ",")
 		cfg := Config{SystemlessLabels: systemless}
 		if sys1 != DefaultSystem && sys1 != "" {
@@ -121,6 +208,10 @@ func FuzzDecide(f *testing.F) {
 			ResourceType: typ,
 			Interaction:  Interaction(in % (numInteractions + 2)),
 			Security:     []Coding{{sys1, code1}, {sys2, code2}},
+		}
+		if newCode != "" {
+			// The new content keeps the first label and swaps the second.
+			req.NewSecurity = []Coding{{sys1, code1}, {sys2, newCode}}
 		}
 		p := Parse(scope, authorities)
 		d := cfg.Decide(p, req)

@@ -26,6 +26,7 @@ type Metrics struct {
 	ReconcileRuns   prometheus.Counter
 	DriftFound      *prometheus.GaugeVec
 	Decisions       *prometheus.CounterVec
+	NearMissSystems prometheus.Counter
 }
 
 // New registers the collectors, including Go runtime and process ones.
@@ -70,8 +71,12 @@ func New() *Metrics {
 			Name: "communities_decisions_total",
 			Help: "Authorisation decisions answered, by outcome (allow, deny) and the rule that settled them.",
 		}, []string{"outcome", "rule"}),
+		NearMissSystems: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "communities_decision_near_miss_labels_total",
+			Help: "Decisions that met a label system almost equal to the permissions system (another scheme, case or a trailing slash); such labels restrict resources to wildcard holders.",
+		}),
 	}
-	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound, m.Decisions)
+	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound, m.Decisions, m.NearMissSystems)
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.KeycloakCalls, m.RecoveryRuns, m.Recovered, m.RecoveryErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

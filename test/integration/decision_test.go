@@ -45,21 +45,36 @@ func TestDecisionPoint(t *testing.T) {
 		labels      []map[string]string
 		allowed     bool
 		rule        string
+		newLabels   []map[string]string
 	}{
-		{"seed 003: NDD.read and XXX.read, consumer of NDD", consumer, "read", []map[string]string{label("NDD.read"), label("XXX.read")}, true, "community-privilege"},
-		{"seed 003: XXX.read only", consumer, "read", []map[string]string{label("XXX.read")}, false, "no-community-privilege"},
-		{"search with NDD.read", consumer, "search", []map[string]string{label("NDD.read")}, true, "community-privilege"},
-		{"unlabelled", consumer, "read", nil, true, "unlabelled"},
-		{"labels of another system do not count", consumer, "read", []map[string]string{{"system": "http://example.org/other", "code": "XXX.read"}}, true, "unlabelled"},
-		{"seed 003: community write without API write", consumer, "update", []map[string]string{label("NDD.write")}, false, "no-api-access"},
-		{"author of NDD updates NDD.write", approver, "update", []map[string]string{label("NDD.write")}, true, "community-privilege"},
-		{"author of NDD, XXX.write only", approver, "delete", []map[string]string{label("XXX.write")}, false, "no-community-privilege"},
-		{"create needs API write only", approver, "create", []map[string]string{label("XXX.write")}, true, "create"},
-		{"a consumer may not create", consumer, "create", nil, false, "no-api-access"},
-		{"open label", consumer, "read", []map[string]string{label("*.read")}, true, "open-label"},
+		{"seed 003: NDD.read and XXX.read, consumer of NDD", consumer, "read", []map[string]string{label("NDD.read"), label("XXX.read")}, true, "community-privilege", nil},
+		{"seed 003: XXX.read only", consumer, "read", []map[string]string{label("XXX.read")}, false, "no-community-privilege", nil},
+		{"search with NDD.read", consumer, "search", []map[string]string{label("NDD.read")}, true, "community-privilege", nil},
+		{"unlabelled", consumer, "read", nil, true, "unlabelled", nil},
+		{"labels of another system do not count", consumer, "read", []map[string]string{{"system": "http://example.org/other", "code": "XXX.read"}}, true, "unlabelled", nil},
+		{"seed 003: community write without API write", consumer, "update", []map[string]string{label("NDD.write")}, false, "no-api-access", nil},
+		{"author of NDD updates NDD.write", approver, "update", []map[string]string{label("NDD.write")}, true, "community-privilege",
+			[]map[string]string{label("NDD.write")}},
+		{"author of NDD, XXX.write only", approver, "delete", []map[string]string{label("XXX.write")}, false, "no-community-privilege", nil},
+		{"create without labels needs API write only", approver, "create", nil, true, "create", nil},
+		{"create in own community", approver, "create", nil, true, "create", []map[string]string{label("NDD.read"), label("NDD.write")}},
+		// Security review: writes were judged by the stored labels only.
+		{"create planting XXX.write", approver, "create", nil, false, "label-change-denied", []map[string]string{label("NDD.write"), label("XXX.write")}},
+		{"update planting XXX.write", approver, "update", []map[string]string{label("NDD.write")}, false, "label-change-denied",
+			[]map[string]string{label("NDD.write"), label("XXX.write")}},
+		{"author of NDD strips NDD.read to publish", approver, "update", []map[string]string{label("NDD.read"), label("NDD.write")}, false,
+			"opens-resource-denied", []map[string]string{label("NDD.write")}},
+		{"update keeping its labels", approver, "patch", []map[string]string{label("NDD.read"), label("NDD.write")}, true,
+			"community-privilege", []map[string]string{label("NDD.read"), label("NDD.write")}},
+		// Security review: a mistyped label made the resource unlabelled.
+		{"mistyped NDD.READ", consumer, "read", []map[string]string{label("NDD.READ")}, false, "invalid-label", nil},
+		{"bare NDD beside NDD.read", consumer, "read", []map[string]string{label("NDD.read"), label("NDD")}, false, "invalid-label", nil},
+		{"near-miss system", consumer, "read", []map[string]string{{"system": decision.DefaultSystem + "/", "code": "NDD.read"}}, false, "invalid-label", nil},
+		{"a consumer may not create", consumer, "create", nil, false, "no-api-access", nil},
+		{"open label", consumer, "read", []map[string]string{label("*.read")}, true, "open-label", nil},
 	}
 	for _, c := range cases {
-		a := ask(c.token, map[string]any{"resourceType": "CodeSystem", "interaction": c.interaction, "security": c.labels}, 200)
+		a := ask(c.token, map[string]any{"resourceType": "CodeSystem", "interaction": c.interaction, "security": c.labels, "newSecurity": c.newLabels}, 200)
 		if a.Allowed != c.allowed || a.Rule != c.rule || a.Reason == "" {
 			t.Errorf("%s: %+v, want allowed=%v rule=%s", c.name, a, c.allowed, c.rule)
 		}
@@ -110,7 +125,8 @@ func TestDecisionPoint(t *testing.T) {
 	harness.Do(t, "POST", authz+"/labels", consumer, map[string]string{"token": approver}).Expect(t, 403)
 
 	metrics := string(harness.Do(t, "GET", f.svc.URL+"/metrics", "", nil).Expect(t, 200).Body)
-	for _, want := range []string{`communities_decisions_total{outcome="allow",rule="community-privilege"}`, `communities_decisions_total{outcome="deny",rule="no-api-access"}`} {
+	for _, want := range []string{`communities_decisions_total{outcome="allow",rule="community-privilege"}`, `communities_decisions_total{outcome="deny",rule="no-api-access"}`,
+		`communities_decisions_total{outcome="deny",rule="invalid-label"}`, "communities_decision_near_miss_labels_total 1"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -110,6 +110,7 @@ func TestHostileInput(t *testing.T) {
 		post("wrong audience", withClaim(func(c jwt.MapClaims) { c["aud"] = "account" }), create("H1", "h"), 401),
 		post("refresh token", withClaim(func(c jwt.MapClaims) { c["typ"] = "Refresh" }), create("H1", "h"), 401),
 		post("ID token", withClaim(func(c jwt.MapClaims) { c["typ"] = "ID" }), create("H1", "h"), 401),
+		post("no token type", withClaim(func(c jwt.MapClaims) { delete(c, "typ") }), create("H1", "h"), 401),
 		post("no subject", withClaim(func(c jwt.MapClaims) { delete(c, "sub") }), create("H1", "h"), 401),
 		post("genuine token of another realm", other.ClientToken(t, "service-desk", harness.ServiceDeskSecret), create("H1", "h"), 401),
 		post("token without the service's audience", f.realm.ClientToken(t, "communities-service", harness.ServiceSecret), create("H1", "h"), 401),

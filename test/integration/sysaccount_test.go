@@ -155,7 +155,7 @@ func TestRequiredClaims(t *testing.T) {
 	env := harness.Current(t)
 	realm := env.NewRealm(t)
 	cfg := env.Config(realm.Name)
-	cfg.RequiredClaims = []string{"requesting_system", realm.Name + ":requesting_user", "other-realm:reason_for_request=directcare"}
+	cfg.RequiredClaims = []string{"requesting_system", realm.Name + ":requesting_user"}
 	svc := env.StartService(t, cfg)
 	base := svc.URL + "/realms/" + realm.Name + "/communities"
 	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
@@ -191,4 +191,34 @@ func TestRequiredClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	harness.Do(t, "GET", sbase+"/communities", dcTok, nil).Expect(t, 200)
+
+	// A token a trusted client sends to be judged is held to the same
+	// claims (it was once judged without them, and allowed).
+	cfg3 := env.Config(realm.Name)
+	cfg3.RequiredClaims = []string{"requesting_system=fhir-server"}
+	judge := env.StartService(t, cfg3)
+	authz := judge.URL + "/realms/" + realm.Name + "/communities-authz"
+	fhir := realm.ClientToken(t, "fhir-server", "fhir-server-secret")
+	consumer := realm.UserToken(t, "consumer") // requesting_system: terminology-client
+	var d struct {
+		Allowed      bool
+		Rule, Reason string
+	}
+	resp = harness.Do(t, "POST", authz+"/decision", fhir, map[string]any{
+		"resourceType": "CodeSystem", "interaction": "read", "token": consumer}).Expect(t, 200)
+	harness.ConformsToOpenAPI(t, "POST", authz+"/decision", resp)
+	resp.JSON(t, &d)
+	if d.Allowed || d.Rule != "required-claim" || !strings.Contains(d.Reason, "requesting_system") {
+		t.Errorf("judged token without the required claim value: %+v", d)
+	}
+	resp = harness.Do(t, "POST", authz+"/labels", fhir, map[string]any{"token": consumer}).Expect(t, 422)
+	if !strings.Contains(string(resp.Body), "requesting_system") {
+		t.Errorf("labels refusal does not name the claim: %s", resp.Body)
+	}
+	// The fhir-server's own token satisfies the claim and is judged by the rules.
+	harness.Do(t, "POST", authz+"/decision", fhir, map[string]any{"resourceType": "CodeSystem", "interaction": "read"}).
+		Expect(t, 200).JSON(t, &d)
+	if d.Rule == "required-claim" {
+		t.Errorf("fhir-server's own token: %+v", d)
+	}
 }
