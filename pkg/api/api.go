@@ -51,11 +51,13 @@ type Options struct {
 	Verifier        Verifier
 	Decisions       decision.Config
 	DecisionClients []string
-	RequiredClaims  []RequiredClaim
-	Accounts        *sysaccount.Service
-	Ready           Readiness
-	Metrics         *metrics.Metrics
-	Logger          *slog.Logger
+	// ChangeClients are the clients (azp) whose tokens may change anything.
+	ChangeClients  []string
+	RequiredClaims []RequiredClaim
+	Accounts       *sysaccount.Service
+	Ready          Readiness
+	Metrics        *metrics.Metrics
+	Logger         *slog.Logger
 }
 
 type handler struct {
@@ -94,21 +96,21 @@ func New(o Options) http.Handler {
 	for _, p := range Prefixes {
 		g := e.Group(p+"/realms/:realm", h.realm, h.authenticate, h.requireClaims)
 		g.GET("/communities", h.list)
-		g.POST("/communities", h.create)
-		g.DELETE("/communities", h.deleteByBody)
+		g.POST("/communities", h.changing, h.create)
+		g.DELETE("/communities", h.changing, h.deleteByBody)
 		g.GET("/communities/:label", h.get)
-		g.DELETE("/communities/:label", h.deleteByLabel)
+		g.DELETE("/communities/:label", h.changing, h.deleteByLabel)
 		g.GET("/communities/:label/members", h.members)
-		g.PUT("/communities/:label/:role/:user", h.addMember)
-		g.DELETE("/communities/:label/:role/:user", h.removeMember)
+		g.PUT("/communities/:label/:role/:user", h.changing, h.addMember)
+		g.DELETE("/communities/:label/:role/:user", h.changing, h.removeMember)
 		g.POST(AuthzPrefix+"/decision", h.decide)
 		g.GET(AuthzPrefix+"/labels", h.labels)
 		g.POST(AuthzPrefix+"/labels", h.labels)
-		g.POST("/system-accounts", h.createAccount)
+		g.POST("/system-accounts", h.changing, h.createAccount)
 		g.GET("/system-accounts", h.listAccounts)
 		g.GET("/system-accounts/:client", h.getAccount)
-		g.DELETE("/system-accounts/:client", h.deleteAccount)
-		g.POST("/system-accounts/:client/secret", h.rotateSecret)
+		g.DELETE("/system-accounts/:client", h.changing, h.deleteAccount)
+		g.POST("/system-accounts/:client/secret", h.changing, h.rotateSecret)
 	}
 	return e
 }
@@ -246,8 +248,14 @@ func (h *handler) ready(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
 	defer cancel()
 	if err := h.opts.Ready(ctx); err != nil {
-		h.log.WarnContext(ctx, "not ready", "error", err)
-		h.fail(c, http.StatusServiceUnavailable, "not ready: "+err.Error())
+		// The cause names hosts and drivers' errors: logs only, since
+		// this endpoint answers anyone.
+		h.log.WarnContext(ctx, "not ready", "error", err, "request_id", requestIDOf(c))
+		why := "PostgreSQL or Keycloak cannot be reached"
+		if ce := (*community.Error)(nil); errors.As(err, &ce) {
+			why = ce.Public
+		}
+		h.fail(c, http.StatusServiceUnavailable, "not ready: "+why+"; the service's log has the details")
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "UP"})
@@ -260,7 +268,12 @@ func (h *handler) actor(c *gin.Context) community.Actor {
 		RequestID:   requestIDOf(c),
 		ServiceDesk: p.HasRole(h.opts.ServiceDeskRole),
 		Creator:     p.HasRole(h.opts.CreatorRole),
-		Claims:      provenance(p),
+		// Seed 000: creators are users "with system/API level Author
+		// access who have been granted a Community Owner role"; API-level
+		// write on every resource type is that author access.
+		APIAuthor: h.opts.Decisions.Decide(decision.ParseClaims(p.Claims),
+			decision.Request{ResourceType: "*", Interaction: decision.Create}).Allowed,
+		Claims: provenance(p),
 	}
 }
 
@@ -305,9 +318,17 @@ func (h *handler) failErr(c *gin.Context, err error) {
 	if status >= 500 {
 		h.log.ErrorContext(c.Request.Context(), "request failed", "error", err, "request_id", requestIDOf(c))
 	}
+	// Callers get the public part of an error whose cause names
+	// Keycloak's or PostgreSQL's internals; the log above keeps the cause.
 	detail := err.Error()
-	if status == http.StatusInternalServerError {
+	var pub *community.Error
+	switch {
+	case status == http.StatusInternalServerError:
 		detail = "internal error; quote the request id to service desk"
+	case errors.As(err, &pub):
+		detail = pub.Public
+	case status == http.StatusServiceUnavailable:
+		detail = "a server this service depends on is unavailable; try again, and quote the request id to service desk if it persists"
 	}
 	h.fail(c, status, detail)
 }

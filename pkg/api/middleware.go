@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -111,4 +113,19 @@ func (h *handler) unauthorized(c *gin.Context, why string) {
 	h.log.InfoContext(c.Request.Context(), "token refused", "reason", why, "request_id", requestIDOf(c))
 	c.Header("WWW-Authenticate", `Bearer realm="`+c.Param("realm")+`", error="invalid_token"`)
 	h.fail(c, http.StatusUnauthorized, "a valid bearer token issued by this realm for this service is required")
+}
+
+// changing lets a change through only from the clients in ChangeClients:
+// any client of the realm may mint tokens with the service's audience if
+// given it, and a third-party app a service-desk user logs into must not
+// thereby be able to delete communities.
+func (h *handler) changing(c *gin.Context) {
+	p := c.Request.Context().Value(principalKey).(*auth.Principal)
+	if !slices.Contains(h.opts.ChangeClients, p.ClientID) {
+		h.log.InfoContext(c.Request.Context(), "change refused for client", "azp", p.ClientID, "request_id", requestIDOf(c))
+		h.fail(c, http.StatusForbidden, "tokens issued to client "+strconv.Quote(p.ClientID)+" may only read; changes need a token of "+
+			strings.Join(h.opts.ChangeClients, ", "))
+		return
+	}
+	c.Next()
 }

@@ -104,7 +104,7 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		}
 		rep.Orphans = append(rep.Orphans, g)
 		if repair && g.ID != "" {
-			if _, err := s.kc.Cleanup(ctx, realm, s.opts.RootGroup, g.Label, g.ID); err != nil {
+			if _, err := s.kc.Cleanup(ctx, realm, s.opts.RootGroup, g.Label, g.ID, s.opts.FHIRClients); err != nil {
 				return rep, fmt.Errorf("remove orphan %s/%s: %w", realm, g.Label, err)
 			}
 			rep.OrphansRemoved++

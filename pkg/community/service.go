@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,7 +44,10 @@ type Actor struct {
 	Username    string
 	RequestID   string
 	ServiceDesk bool
-	Creator     bool
+	// Creator holds the creator role, granted on purpose; APIAuthor has
+	// API-level write. Creating a community needs both (or service desk).
+	Creator   bool
+	APIAuthor bool
 	// Claims are the token's provenance claims, kept in the audit trail.
 	Claims map[string]string
 }
@@ -50,9 +55,10 @@ type Actor struct {
 // Keycloak is what the service needs of Keycloak.
 type Keycloak interface {
 	Provision(ctx context.Context, s keycloak.Spec) (keycloak.Artifacts, error)
-	Cleanup(ctx context.Context, realm, root, label, id string) (keycloak.CleanupReport, error)
+	Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (keycloak.CleanupReport, error)
 	ResolveUser(ctx context.Context, realm, ref string) (string, error)
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
+	HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error)
 	Ensure(ctx context.Context, s keycloak.Spec, repair bool) ([]keycloak.Drift, keycloak.Artifacts, error)
 	CommunityGroups(ctx context.Context, realm, root string) ([]keycloak.Orphan, error)
 	Members(ctx context.Context, realm, groupID string) ([]keycloak.Member, error)
@@ -65,6 +71,9 @@ type Keycloak interface {
 type Options struct {
 	RootGroup   string
 	FHIRClients []string
+	// CreatorRole is the realm role that, with API-level author access,
+	// lets a user create communities; it is checked live at each create.
+	CreatorRole string
 	// Lease bounds one operation; a row left unfinished longer than this is
 	// recovered by whichever replica claims it first.
 	Lease  time.Duration
@@ -92,19 +101,24 @@ func New(store *registry.Store, kc Keycloak, o Options) *Service {
 func (s *Service) List(ctx context.Context, realm string, first, max int) ([]registry.Community, error) {
 	cs, err := s.store.List(ctx, realm, first, max)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, unavailable("the registry is unavailable; try again", err)
 	}
 	return cs, nil
 }
 
 // Get returns the active community of realm labelled l (ignoring case).
+// l is held to the rule labels are made by, so that case folding can only
+// ever map ASCII letters (the Kelvin sign once reached community "k").
 func (s *Service) Get(ctx context.Context, realm, l string) (*registry.Community, error) {
+	if err := label.ValidateLabel(l); err != nil {
+		return nil, err
+	}
 	c, err := s.store.Get(ctx, realm, label.Key(l))
 	if errors.Is(err, registry.ErrNotFound) || err == nil && c.State != registry.StateActive {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, l)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, unavailable("the registry is unavailable; try again", err)
 	}
 	return c, nil
 }
@@ -130,13 +144,24 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		return nil, err
 	}
 	ev := s.event(realm, "create", a, req.Label, name)
-	if !a.Creator && !a.ServiceDesk {
-		s.audit(ctx, ev, "denied", "caller is neither community creator nor service desk")
-		return nil, fmt.Errorf("%w: creating communities needs the community creator or service desk role", ErrForbidden)
+	if !(a.Creator && a.APIAuthor) && !a.ServiceDesk {
+		s.audit(ctx, ev, "denied", "caller is neither an API-level author granted the community creator role nor service desk")
+		return nil, fmt.Errorf("%w: creating communities needs API-level author access and the community creator role, or the service desk role", ErrForbidden)
 	}
 	if (len(req.Owners) > 0 || req.Dormant) && !a.ServiceDesk {
 		s.audit(ctx, ev, "denied", "owners named by a caller who is not service desk")
 		return nil, fmt.Errorf("%w: only service desk may name the owners of a new community", ErrForbidden)
+	}
+	if !a.ServiceDesk {
+		// The creator role is granted on purpose and may have been taken
+		// away since the token was issued: ask Keycloak, not the token.
+		switch held, err := s.kc.HasRealmRole(ctx, realm, a.Subject, s.opts.CreatorRole); {
+		case err != nil:
+			return nil, unavailable("Keycloak could not confirm the community creator role; nothing was created", err)
+		case !held:
+			s.audit(ctx, ev, "denied", "community creator role no longer held")
+			return nil, fmt.Errorf("%w: the community creator role has been taken away since this token was issued", ErrForbidden)
+		}
 	}
 	var owners []string
 	if !req.Dormant {
@@ -163,7 +188,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		s.audit(ctx, ev, "conflict", "name taken")
 		return nil, fmt.Errorf("%w: a community named %q already exists (names are unique ignoring case)", ErrDuplicate, name)
 	case err != nil:
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, unavailable("the registry is unavailable; nothing was created", err)
 	}
 
 	// The saga runs to its end even if the caller goes away, within a
@@ -182,7 +207,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		if errors.As(err, &clash) {
 			return nil, fmt.Errorf("%w: %s; nothing was created", ErrKeycloakClash, clash.Error())
 		}
-		return nil, fmt.Errorf("%w: create community %s in Keycloak: %v; nothing was kept", ErrUnavailable, row.Label, err)
+		return nil, unavailable("Keycloak could not make community "+row.Label+"'s groups, roles and scopes; nothing was kept, try again", err)
 	}
 	row.Artifacts = registry.Artifacts(art)
 	if err := s.store.Transition(opCtx, row.ID, registry.StateCreating, registry.StateActive, &lease, nil, &row.Artifacts, ""); err != nil {
@@ -190,7 +215,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		// Keycloak side once the lease runs out.
 		s.log.ErrorContext(ctx, "could not activate community; recovery will undo it", "realm", realm, "label", row.Label, "error", err)
 		s.audit(ctx, ev, "failed", "registry update failed: "+err.Error())
-		return nil, fmt.Errorf("%w: record community %s: %v", ErrUnavailable, row.Label, err)
+		return nil, unavailable("the registry could not record community "+row.Label+"; it will be undone automatically, then try again", err)
 	}
 	row.State, row.LeaseUntil = registry.StateActive, nil
 	s.audit(ctx, ev, "success", fmt.Sprintf("owners %v", owners))
@@ -207,12 +232,15 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 	seen := map[string]bool{}
 	var ids []string
 	for _, ref := range refs {
+		if err := validUserRef(ref); err != nil {
+			return nil, err
+		}
 		id, err := s.kc.ResolveUser(ctx, realm, ref)
 		if errors.Is(err, keycloak.ErrNotFound) {
 			return nil, fmt.Errorf("%w: owner %q is not a user of realm %s", ErrUnknownUser, ref, realm)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return nil, unavailable("Keycloak could not look up the owners; nothing was created", err)
 		}
 		if !seen[id] {
 			seen[id] = true
@@ -226,7 +254,7 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 // undo it, the row is marked failed with an expired lease, so Recover
 // retries the undo as soon as Keycloak is back.
 func (s *Service) undoCreate(ctx context.Context, row *registry.Community, cause error) {
-	rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID)
+	rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients)
 	if err == nil {
 		if err := s.store.Remove(ctx, row.ID, registry.StateCreating); err != nil {
 			s.log.ErrorContext(ctx, "could not remove registry row of undone create", "label", row.Label, "error", err)
@@ -267,7 +295,7 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 		}
 		return nil, err
 	}
-	ev.Name = row.Name
+	ev.Label, ev.Name = row.Label, row.Name
 	if m := req.Match; m != nil && (m.SecurityLabel != row.Label || m.CommunityName != row.Name) {
 		s.audit(ctx, ev, "conflict", "representation mismatch")
 		return nil, fmt.Errorf("%w: the registry holds {securityLabel: %q, communityName: %q}; send exactly that to delete it",
@@ -282,11 +310,11 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 	case errors.Is(err, registry.ErrStateChanged):
 		return nil, fmt.Errorf("%w: %s is being deleted by another request", ErrNotFound, row.Label)
 	case err != nil:
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, unavailable("the registry is unavailable; nothing was deleted", err)
 	}
 	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
 	defer cancel()
-	if _, err := s.kc.Cleanup(opCtx, realm, s.opts.RootGroup, row.Label, row.ID); err != nil {
+	if _, err := s.kc.Cleanup(opCtx, realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients); err != nil {
 		// Stays "deleting": it is gone from lists, and Recover finishes it
 		// when Keycloak is back.
 		now := time.Now().UTC()
@@ -294,11 +322,11 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 			s.log.ErrorContext(ctx, "could not release delete lease", "label", row.Label, "error", terr)
 		}
 		s.audit(ctx, ev, "failed", err.Error())
-		return nil, fmt.Errorf("%w: delete community %s from Keycloak: %v; it will be finished automatically", ErrUnavailable, row.Label, err)
+		return nil, unavailable("Keycloak could not delete community "+row.Label+"; the deletion will be finished automatically", err)
 	}
 	if err := s.store.Remove(opCtx, row.ID, registry.StateDeleting); err != nil {
 		s.audit(ctx, ev, "failed", err.Error())
-		return nil, fmt.Errorf("%w: remove registry row of %s: %v; it will be finished automatically", ErrUnavailable, row.Label, err)
+		return nil, unavailable("the registry could not remove community "+row.Label+"; the deletion will be finished automatically", err)
 	}
 	s.audit(ctx, ev, "success", "")
 	return row, nil
@@ -316,7 +344,7 @@ func (s *Service) mayDelete(ctx context.Context, a Actor, row *registry.Communit
 	}
 	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
 	if err != nil {
-		return fmt.Errorf("%w: check ownership of %s: %v", ErrUnavailable, row.Label, err)
+		return unavailable("Keycloak could not confirm who owns "+row.Label+"; try again", err)
 	}
 	if !owner {
 		return fmt.Errorf("%w: only service desk or an owner of %s may delete it", ErrForbidden, row.Label)
@@ -340,7 +368,7 @@ func (s *Service) Recover(ctx context.Context, realms []string) (int, error) {
 		if row == nil {
 			return n, errors.Join(errs...)
 		}
-		rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID)
+		rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("recover %s/%s (%s): %w", row.Realm, row.Label, row.State, err))
 			continue
@@ -388,7 +416,7 @@ func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) 
 	for role, gid := range memberGroups(row) {
 		ms, err := s.kc.Members(ctx, realm, gid)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return nil, unavailable("Keycloak could not list the members; try again", err)
 		}
 		if ms == nil {
 			ms = []keycloak.Member{}
@@ -407,15 +435,17 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	if add {
 		action = "add-member"
 	}
-	ev := s.event(realm, action, a, l, "")
 	row, err := s.Get(ctx, realm, l)
 	if err != nil {
 		return err
 	}
-	ev.Name = row.Name
+	ev := s.event(realm, action, a, row.Label, row.Name)
 	gid, ok := memberGroups(row)[role]
 	if !ok {
 		return fmt.Errorf("%w: %q is not a community role; use owner, author or consumer", ErrNotFound, role)
+	}
+	if err := validUserRef(userRef); err != nil {
+		return err
 	}
 	if err := s.mayManage(ctx, a, row); err != nil {
 		s.audit(ctx, ev, "denied", err.Error())
@@ -426,29 +456,55 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 		return fmt.Errorf("%w: no user %q in realm %s", ErrNotFound, userRef, realm)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return unavailable("Keycloak could not look up the user; nothing was changed", err)
 	}
 	detail := role + " " + userID
-	if add {
+	switch {
+	case add:
 		err = s.kc.AddMember(ctx, realm, gid, userID)
-	} else {
-		if role == keycloak.RoleOwner && !a.ServiceDesk {
+	case role == keycloak.RoleOwner && !a.ServiceDesk:
+		// Check and removal run under a lock on the community held in
+		// PostgreSQL, so two owners removing each other at once, on any
+		// replicas, cannot both pass the check and leave none.
+		err = s.store.WithCommunityLock(ctx, row.ID, func(ctx context.Context) error {
 			owners, err := s.kc.Members(ctx, realm, gid)
 			if err != nil {
-				return fmt.Errorf("%w: %v", ErrUnavailable, err)
+				return err
 			}
 			if len(owners) == 1 && owners[0].ID == userID {
-				s.audit(ctx, ev, "denied", "last owner")
-				return fmt.Errorf("%w: %s is the last owner of %s; only service desk may remove the last owner", ErrLastOwner, userRef, row.Label)
+				return errLastOwner
 			}
+			return s.kc.RemoveMember(ctx, realm, gid, userID)
+		})
+		if errors.Is(err, errLastOwner) {
+			s.audit(ctx, ev, "denied", "last owner")
+			return fmt.Errorf("%w: %s is the last owner of %s; only service desk may remove the last owner", ErrLastOwner, userRef, row.Label)
 		}
+	default:
 		err = s.kc.RemoveMember(ctx, realm, gid, userID)
 	}
 	if err != nil {
 		s.audit(ctx, ev, "failed", detail+": "+err.Error())
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return unavailable("the membership could not be changed; try again", err)
 	}
 	s.audit(ctx, ev, "success", detail)
+	return nil
+}
+
+var errLastOwner = errors.New("last owner")
+
+// usernamePattern is what Keycloak's default user profile allows in a
+// username (letters, digits and . _ - @ +); user ids are UUIDs. A reference
+// is checked before it reaches Keycloak, and only a UUID is ever put into
+// an admin URL path (keycloak.Client.ResolveUser), so a reference such as
+// "..%2F..%2Fterminology" can never steer the service's own credentials to
+// another admin path.
+var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}._@+-]{1,255}$`)
+
+func validUserRef(ref string) error {
+	if !usernamePattern.MatchString(ref) || strings.Trim(ref, ".") == "" {
+		return fmt.Errorf("%w user: give a user id or a username (letters, digits and . _ - @ +)", ErrInvalid)
+	}
 	return nil
 }
 
@@ -459,7 +515,7 @@ func (s *Service) mayManage(ctx context.Context, a Actor, row *registry.Communit
 	}
 	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
 	if err != nil {
-		return fmt.Errorf("%w: check ownership of %s: %v", ErrUnavailable, row.Label, err)
+		return unavailable("Keycloak could not confirm who owns "+row.Label+"; try again", err)
 	}
 	if !owner {
 		return fmt.Errorf("%w: only service desk or an owner of %s may manage its members", ErrForbidden, row.Label)

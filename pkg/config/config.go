@@ -34,6 +34,7 @@ type Config struct {
 	Algorithms        []string
 	TokenCacheSize    int
 	DecisionClients   []string
+	ChangeClients     []string
 	PermissionsSystem string
 	SystemlessLabels  bool
 	RequiredClaims    []string
@@ -64,6 +65,7 @@ func Default() Config {
 		Algorithms:        []string{"RS256", "PS256", "ES256"},
 		TokenCacheSize:    10000,
 		DecisionClients:   []string{"fhir-server"},
+		ChangeClients:     []string{"service-desk", "security-admin-console", "communities-cli"},
 		PermissionsSystem: "http://ontoserver.csiro.au/CodeSystem/ontoserver-permissions",
 		CreatorRole:       "community-creator",
 		ServiceDeskRole:   "service-desk",
@@ -94,6 +96,7 @@ var envName = map[string]string{
 	"algorithms":          "COMMUNITIES_ALGORITHMS",
 	"token-cache-size":    "COMMUNITIES_TOKEN_CACHE_SIZE",
 	"decision-clients":    "COMMUNITIES_DECISION_CLIENTS",
+	"change-clients":      "COMMUNITIES_CHANGE_CLIENTS",
 	"permissions-system":  "COMMUNITIES_PERMISSIONS_SYSTEM",
 	"systemless-labels":   "COMMUNITIES_SYSTEMLESS_LABELS",
 	"required-claims":     "COMMUNITIES_REQUIRED_CLAIMS",
@@ -127,6 +130,7 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.StringSliceVar(&c.Algorithms, "algorithms", d.Algorithms, "JWS algorithms accepted on bearer tokens")
 	fs.IntVar(&c.TokenCacheSize, "token-cache-size", d.TokenCacheSize, "verified tokens kept (until they expire) so repeated decisions skip signature checks")
 	fs.StringSliceVar(&c.DecisionClients, "decision-clients", d.DecisionClients, "clients (azp) trusted to send another caller's token to the decision endpoints")
+	fs.StringSliceVar(&c.ChangeClients, "change-clients", d.ChangeClients, "clients (azp) whose tokens may create, delete and change communities, members and system accounts; tokens of other clients may only read")
 	fs.StringVar(&c.PermissionsSystem, "permissions-system", d.PermissionsSystem, "code system of the security labels that carry community permissions")
 	fs.BoolVar(&c.SystemlessLabels, "systemless-labels", false, "also treat security labels without a system as permission labels")
 	fs.StringSliceVar(&c.RequiredClaims, "required-claims", nil, "claims tokens must carry, as [realm:]claim[=value], e.g. requesting_system,terminology:reason_for_request=directcare (seed 004)")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 	"github.com/go-resty/resty/v2"
+	"github.com/google/uuid"
 )
 
 // Options configures a Client.
@@ -278,10 +279,16 @@ func (c *Client) ResolveUser(ctx context.Context, realm, ref string) (string, er
 	if err != nil {
 		return "", err
 	}
-	if u, err := c.gc.GetUserByID(ctx, tok, realm, ref); err == nil && u.ID != nil {
-		return *u.ID, nil
-	} else if s := statusOf(err); s != http.StatusNotFound && s != http.StatusBadRequest {
-		return "", classify("find user "+ref, err)
+	// Only a well-formed id goes into the admin URL's path; anything else
+	// is looked up as a username, a query parameter the client encodes.
+	if id, perr := uuid.Parse(ref); perr == nil && id.String() == strings.ToLower(ref) {
+		u, err := c.gc.GetUserByID(ctx, tok, realm, id.String())
+		if err == nil && u.ID != nil {
+			return *u.ID, nil
+		}
+		if s := statusOf(err); err != nil && s != http.StatusNotFound {
+			return "", classify("find user "+ref, err)
+		}
 	}
 	exact := true
 	users, err := c.gc.GetUsers(ctx, tok, realm, gocloak.GetUsersParams{Username: &ref, Exact: &exact})
@@ -292,6 +299,33 @@ func (c *Client) ResolveUser(ctx context.Context, realm, ref string) (string, er
 		return "", fmt.Errorf("user %q: %w", ref, ErrNotFound)
 	}
 	return *users[0].ID, nil
+}
+
+// HasRealmRole reports whether user userID holds realm role role now,
+// directly or through a composite or a group: one call, whatever the number
+// of communities. A subject that is not a user id holds nothing.
+func (c *Client) HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error) {
+	id, err := uuid.Parse(userID)
+	if err != nil || id.String() != strings.ToLower(userID) {
+		return false, nil
+	}
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return false, err
+	}
+	roles, err := c.gc.GetCompositeRealmRolesByUserID(ctx, tok, realm, id.String())
+	if err != nil {
+		if statusOf(err) == http.StatusNotFound {
+			return false, nil
+		}
+		return false, classify("read realm roles of user "+userID, err)
+	}
+	for _, r := range roles {
+		if r.Name != nil && *r.Name == role {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // IsMember reports whether user userID is a direct member of group groupID.

@@ -310,7 +310,10 @@ type CleanupReport struct {
 // Cleanup removes every artefact of community id (label under root) that
 // carries its marker. It is idempotent: missing artefacts are skipped, so
 // it can undo a half-made create, finish a half-done delete, or run twice.
-func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string) (CleanupReport, error) {
+// A foreign client scope of the community's name is left in place but
+// taken off fhirClients: once the community's roles are gone it would have
+// no role mapping, and Keycloak would put it into every user's token.
+func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (CleanupReport, error) {
 	var rep CleanupReport
 	tok, err := c.token(ctx, realm)
 	if err != nil {
@@ -337,7 +340,16 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string) (Cl
 			continue
 		}
 		if sc.Attributes[MarkerAttribute] != id {
-			rep.Foreign = append(rep.Foreign, "client scope "+sc.Name)
+			for _, clientID := range fhirClients {
+				cid, err := c.clientUUID(ctx, tok, realm, clientID)
+				if err != nil {
+					return rep, err
+				}
+				if err := c.detachScope(ctx, tok, realm, cid, sc.ID); err != nil {
+					return rep, fmt.Errorf("detach foreign client scope %s from %s: %w", sc.Name, clientID, err)
+				}
+			}
+			rep.Foreign = append(rep.Foreign, "client scope "+sc.Name+" (taken off the FHIR clients)")
 			continue
 		}
 		// Keycloak detaches a deleted scope from the clients using it.

@@ -15,10 +15,16 @@ type Drift struct {
 	What     string `json:"what"`               // e.g. "realm role PERM_NDD_READ"
 	Problem  string `json:"problem"`            // "missing", "not this community's", ...
 	Repaired bool   `json:"repaired,omitempty"` // set when Ensure fixed it
+	// Critical drift widened access: a community scope was on a FHIR
+	// client without its role mapping, so in every user's token.
+	Critical bool `json:"critical,omitempty"`
 }
 
 func (d Drift) String() string {
 	s := d.What + ": " + d.Problem
+	if d.Critical {
+		s = "CRITICAL " + s
+	}
 	if d.Repaired {
 		s += " (repaired)"
 	}
@@ -76,7 +82,10 @@ func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Arti
 	if err := c.ensureGroups(ctx, tok, s, n, roles, repair, &a, note); err != nil {
 		return drift, a, err
 	}
-	if err := c.ensureScopes(ctx, tok, s, n, roles, repair, &a, note); err != nil {
+	critical := func(what, problem string) {
+		drift = append(drift, Drift{What: what, Problem: problem, Repaired: true, Critical: true})
+	}
+	if err := c.ensureScopes(ctx, tok, s, n, roles, repair, &a, note, critical); err != nil {
 		return drift, a, err
 	}
 	if a.GroupID != "" && a.OwnerGroupID != "" && a.AuthorGroupID != "" && a.ConsumerGroupID != "" {
@@ -216,8 +225,14 @@ type scopeRep struct {
 	Attributes map[string]string `json:"attributes"`
 }
 
+// ensureScopes checks the community's client scopes, their role mappings
+// and their place among the FHIR clients' default scopes. Keycloak puts a
+// client scope with no role scope mapping into every user's token, so a
+// scope is attached only once its mapping is verified, and a scope of the
+// community's name found attached without it is detached at once, in
+// report mode too (critical drift), whoever made it.
 func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, n Names, roles map[string]gocloak.Role,
-	repair bool, a *Artifacts, note func(string, string, bool)) error {
+	repair bool, a *Artifacts, note func(string, string, bool), critical func(string, string)) error {
 	var all []scopeRep
 	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes", nil, &all); err != nil {
 		return fmt.Errorf("list client scopes: %w", err)
@@ -225,10 +240,12 @@ func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, n Names, 
 	type want struct {
 		name, role string
 		id         *string
+		mapped     bool // its role scope mapping is verified
 	}
-	scopes := []want{{n.ReadScope, n.ReadRole, &a.ReadScopeID}, {n.WriteScope, n.WriteRole, &a.WriteScopeID}}
+	scopes := []*want{{name: n.ReadScope, role: n.ReadRole, id: &a.ReadScopeID}, {name: n.WriteScope, role: n.WriteRole, id: &a.WriteScopeID}}
 	for _, w := range scopes {
 		idx := slices.IndexFunc(all, func(r scopeRep) bool { return r.Name == w.name })
+		scopeID := ""
 		switch {
 		case idx < 0 && !repair:
 			note("client scope "+w.name, "missing", false)
@@ -238,29 +255,34 @@ func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, n Names, 
 			if err != nil {
 				return err
 			}
-			*w.id = id
+			*w.id, scopeID = id, id
 			note("client scope "+w.name, "missing", true)
 		case all[idx].Attributes[MarkerAttribute] != s.ID:
 			note("client scope "+w.name, "exists but is not this community's", false)
-			continue
+			// Not ours to repair, but whether it is mapped decides
+			// whether it may stay on the FHIR clients.
+			scopeID = all[idx].ID
 		default:
-			*w.id = all[idx].ID
+			*w.id, scopeID = all[idx].ID, all[idx].ID
 			if all[idx].Attributes["include.in.token.scope"] != "true" {
 				note("client scope "+w.name, "not included in the token's scope claim", false)
 			}
 		}
 		var mapped []gocloak.Role
-		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes/"+*w.id+"/scope-mappings/realm", nil, &mapped); err != nil {
+		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes/"+scopeID+"/scope-mappings/realm", nil, &mapped); err != nil {
 			return fmt.Errorf("read scope mappings of %s: %w", w.name, err)
 		}
-		if !slices.ContainsFunc(mapped, func(r gocloak.Role) bool { return deref(r.Name) == w.role }) {
-			r, ok := roles[w.role]
-			note("scope mapping "+w.name+" → "+w.role, "missing", repair && ok)
-			if repair && ok {
-				if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, *w.id, []gocloak.Role{r}); err != nil {
-					return classify("map role to client scope "+w.name, err)
-				}
+		w.mapped = slices.ContainsFunc(mapped, func(r gocloak.Role) bool { return deref(r.Name) == w.role })
+		if w.mapped || *w.id == "" {
+			continue
+		}
+		r, ok := roles[w.role]
+		note("scope mapping "+w.name+" → "+w.role, "missing", repair && ok)
+		if repair && ok {
+			if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, *w.id, []gocloak.Role{r}); err != nil {
+				return classify("map role to client scope "+w.name, err)
 			}
+			w.mapped = true
 		}
 	}
 	for _, clientID := range s.FHIRClients {
@@ -273,18 +295,37 @@ func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, n Names, 
 			return classify("read default client scopes of "+clientID, err)
 		}
 		for _, w := range scopes {
-			if *w.id == "" || slices.ContainsFunc(defaults, func(d *gocloak.ClientScope) bool { return deref(d.ID) == *w.id }) {
-				continue
-			}
-			note("default client scope "+w.name+" of client "+clientID, "missing", repair)
-			if repair {
-				if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, *w.id); err != nil {
-					return classify("add default client scope "+w.name+" to "+clientID, err)
+			i := slices.IndexFunc(defaults, func(d *gocloak.ClientScope) bool { return deref(d.Name) == w.name })
+			switch {
+			case i >= 0 && !w.mapped:
+				if err := c.detachScope(ctx, tok, s.Realm, cid, deref(defaults[i].ID)); err != nil {
+					return fmt.Errorf("detach unmapped client scope %s from %s: %w", w.name, clientID, err)
+				}
+				critical("default client scope "+w.name+" of client "+clientID,
+					"attached without its role mapping, so in every user's token; detached")
+			case i < 0 && *w.id != "":
+				// Attached only once its mapping is verified: an unmapped
+				// scope would reach every user's token.
+				note("default client scope "+w.name+" of client "+clientID, "missing", repair && w.mapped)
+				if repair && w.mapped {
+					if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, *w.id); err != nil {
+						return classify("add default client scope "+w.name+" to "+clientID, err)
+					}
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// detachScope removes a client scope from a client's default scopes
+// (idempotent).
+func (c *Client) detachScope(ctx context.Context, tok, realm, clientUUID, scopeID string) error {
+	err := c.gc.RemoveDefaultScopeFromClient(ctx, tok, realm, clientUUID, scopeID)
+	if statusOf(err) == http.StatusNotFound {
+		return nil
+	}
+	return classify("remove default client scope", err)
 }
 
 // Orphan is a community group in Keycloak that no registry row accounts for.

@@ -2,6 +2,8 @@ package keycloak
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -89,14 +91,35 @@ func (c *Client) findPolicy(ctx context.Context, tok, base, name string) (*polic
 }
 
 // createPolicy makes a policy or permission of kind (role, group, aggregate,
-// scope); an existing one of the same name counts as made.
-func (c *Client) createPolicy(ctx context.Context, tok, base, kind string, body map[string]any) error {
+// scope). When one of the same name exists already (409) it counts as made
+// only if verify, given it, accepts what is stored: a stale policy of an
+// earlier community of the same label may name other groups, and taking it
+// as ours would give their members this community.
+func (c *Client) createPolicy(ctx context.Context, tok, base, kind string, body map[string]any, verify func(*policyDetail) error) error {
 	path := base + "/policy/" + kind
 	if kind == "scope" {
 		path = base + "/permission/scope"
 	}
 	_, err := c.raw(ctx, tok, http.MethodPost, path, body, nil)
 	if statusOf(err) == http.StatusConflict {
+		if verify == nil {
+			return nil
+		}
+		name, _ := body["name"].(string)
+		p, err := c.findPolicy(ctx, tok, base, name)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return &ConflictError{What: "admin permission " + name}
+		}
+		var d policyDetail
+		if _, err := c.raw(ctx, tok, http.MethodGet, base+"/policy/"+p.ID, nil, &d); err != nil {
+			return fmt.Errorf("read admin permission %s: %w", name, err)
+		}
+		if err := verify(&d); err != nil {
+			return &ConflictError{What: "admin permission " + name + " (" + err.Error() + ")"}
+		}
 		return nil
 	}
 	if err != nil {
@@ -145,7 +168,7 @@ func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, rootID 
 			"scopes":      []string{"view"}, "policies": []string{policyAdmins}}},
 	}
 	for _, s := range steps {
-		if err := c.createPolicy(ctx, tok, base, s.kind, s.body); err != nil {
+		if err := c.createPolicy(ctx, tok, base, s.kind, s.body, nil); err != nil {
 			return "", err
 		}
 	}
@@ -177,6 +200,7 @@ func (c *Client) grantOwners(ctx context.Context, tok string, s Spec, a Artifact
 	}
 	owners, admins, view, membership := fgapNames(s.Label)
 	desc := markerDescription(s.ID)
+	verify := verifyOwnPolicy(desc, a.OwnerGroupID)
 	for _, step := range []struct {
 		kind string
 		body map[string]any
@@ -197,11 +221,45 @@ func (c *Client) grantOwners(ctx context.Context, tok string, s Spec, a Artifact
 			"resources": []string{a.OwnerGroupID, a.AuthorGroupID, a.ConsumerGroupID},
 			"scopes":    []string{"manage-membership"}, "policies": []string{admins}}},
 	} {
-		if err := c.createPolicy(ctx, tok, base, step.kind, step.body); err != nil {
+		if err := c.createPolicy(ctx, tok, base, step.kind, step.body, verify); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// policyDetail is a stored policy or permission as Keycloak's generic
+// policy endpoint answers it; group policies keep their groups in config.
+type policyDetail struct {
+	Description string            `json:"description"`
+	Config      map[string]string `json:"config"`
+}
+
+// verifyOwnPolicy accepts a stored policy only if it carries the
+// community's marker and, for a group policy, names no group but the
+// community's owner group.
+func verifyOwnPolicy(desc, ownerGroupID string) func(*policyDetail) error {
+	return func(d *policyDetail) error {
+		if !strings.Contains(d.Description, desc) {
+			return errors.New("it is not this community's")
+		}
+		raw, ok := d.Config["groups"]
+		if !ok {
+			return nil
+		}
+		var groups []struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(raw), &groups); err != nil {
+			return fmt.Errorf("its groups cannot be read: %w", err)
+		}
+		for _, g := range groups {
+			if g.ID != ownerGroupID {
+				return errors.New("it names a group other than the owner group")
+			}
+		}
+		return nil
+	}
 }
 
 func markerDescription(id string) string { return MarkerAttribute + "=" + id }

@@ -346,6 +346,23 @@ func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
 	return n > 0, nil
 }
 
+// communityLockClass is the first half of the advisory lock held while a
+// community's membership is checked and changed; the second is a hash of
+// its id.
+const communityLockClass = 0x6f776e72 // "ownr"
+
+// WithCommunityLock runs fn holding a transaction-scoped advisory lock on
+// community id, waiting for any other holder (in any replica) until ctx
+// ends. The lock goes with the transaction, so a lost connection frees it.
+func (s *Store) WithCommunityLock(ctx context.Context, id string, fn func(context.Context) error) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", communityLockClass, id).Error; err != nil {
+			return fmt.Errorf("lock community %s: %w", id, err)
+		}
+		return fn(ctx)
+	})
+}
+
 // reconcileLockClass is the first half of the advisory lock a reconciler
 // of a realm holds; the second is a hash of the realm's name.
 const reconcileLockClass = 0x636f6d6d // "comm"

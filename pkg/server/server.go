@@ -4,7 +4,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -88,7 +87,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	})
 	store := registry.New(db)
 	svc := community.New(store, kc, community.Options{
-		RootGroup: cfg.RootGroup, FHIRClients: cfg.FHIRClients, Lease: cfg.OperationLease, Logger: log,
+		RootGroup: cfg.RootGroup, FHIRClients: cfg.FHIRClients, CreatorRole: cfg.CreatorRole,
+		Lease: cfg.OperationLease, Logger: log,
 	})
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	verifier := auth.NewCachingVerifier(auth.NewVerifier(bg, auth.Options{
@@ -107,6 +107,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Service: svc, Verifier: verifier, Ready: s.ready, Metrics: m, Logger: log,
 		Decisions:       decision.Config{System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels},
 		DecisionClients: cfg.DecisionClients,
+		ChangeClients:   cfg.ChangeClients,
 		RequiredClaims:  required,
 		Accounts:        sysaccount.New(kc, store),
 	})
@@ -126,19 +127,24 @@ func (s *Server) Store() *registry.Store { return s.store }
 func (s *Server) KeycloakRoundTrips() int64 { return s.kc.RoundTrips() }
 
 func (s *Server) ready(ctx context.Context) error {
+	// Public says which check failed, for anyone; Cause, which names
+	// hosts and drivers' errors, is for the log.
+	notReady := func(public string, cause error) error {
+		return &community.Error{Kind: community.ErrUnavailable, Public: public, Cause: cause}
+	}
 	if err := s.store.Ping(ctx); err != nil {
-		return fmt.Errorf("database: %w", err)
+		return notReady("PostgreSQL cannot be reached", err)
 	}
 	ok, err := registry.Current(ctx, s.db)
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return notReady("PostgreSQL cannot be reached", err)
 	}
 	if !ok {
-		return errors.New("database: migrations pending; run 'communities migrate up'")
+		return notReady("database migrations pending; run 'communities migrate up'", nil)
 	}
 	for _, realm := range s.cfg.Realms {
 		if err := s.kc.Ping(ctx, realm); err != nil {
-			return fmt.Errorf("keycloak realm %s: %w", realm, err)
+			return notReady("Keycloak cannot be reached for realm "+realm, err)
 		}
 	}
 	return nil

@@ -95,8 +95,15 @@ func (r *Realm) AdminToken(t testing.TB) string {
 // FHIR-facing public client, as a person's client would.
 func (r *Realm) UserToken(t testing.TB, username string) string {
 	t.Helper()
+	return r.PasswordToken(t, "terminology-client", username)
+}
+
+// PasswordToken gets username's access token through public client
+// clientID (a demo password is <username>-pass).
+func (r *Realm) PasswordToken(t testing.TB, clientID, username string) string {
+	t.Helper()
 	return r.token(t, url.Values{
-		"grant_type": {"password"}, "client_id": {"terminology-client"},
+		"grant_type": {"password"}, "client_id": {clientID},
 		"username": {username}, "password": {username + "-pass"},
 	})
 }
@@ -177,6 +184,9 @@ func (e *Env) Config(realms ...string) config.Config {
 	cfg.KeycloakTimeout = 5 * time.Second
 	// Tests that want the default communities ask for them.
 	cfg.DefaultCommunities = nil
+	// Tests act as people through the FHIR-facing client, which the
+	// default --change-clients leaves read-only (TestChangeClients).
+	cfg.ChangeClients = append(cfg.ChangeClients, "terminology-client")
 	return cfg
 }
 

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/nhs-terminology/communities/pkg/registry"
@@ -54,6 +55,10 @@ func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
 			}
 			if rowErr != registry.ErrNotFound {
 				t.Errorf("fault at step %d left registry row %+v (%v)", step, row, rowErr)
+			}
+			// The cause stays in the log; callers get a stable message.
+			if strings.Contains(string(resp.Body), "injected fault") || strings.Contains(string(resp.Body), "connection refused") {
+				t.Errorf("fault at step %d: problem detail passes Keycloak's error on: %s", step, resp.Body)
 			}
 		case http.StatusCreated:
 			// A repeatable call (PUT) was retried past the fault: the

@@ -21,7 +21,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 	})
 	base := "http://" + p.addr + "/realms/" + realm.Name + "/communities"
 	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
-	author := realm.UserToken(t, "author")
+	// People change communities through the CLI client (--change-clients).
+	author := realm.PasswordToken(t, "communities-cli", "author")
 	consumer := realm.UserToken(t, "consumer")
 	tokens := []string{sd, author, consumer}
 
