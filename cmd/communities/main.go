@@ -83,7 +83,7 @@ after draining in-flight requests.`,
   communities serve --keycloak-url http://localhost:8080 --realms terminology`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := assemble(cmd, &cfg, stderr)
+			srv, err := assemble(cmd, &cfg, stderr, nil)
 			if err != nil {
 				return err
 			}
@@ -117,7 +117,7 @@ Replicas and jobs running migrate together take turns on an advisory lock.`,
 			if dsn == "" {
 				return fmt.Errorf("--database-url (DATABASE_URL) is required")
 			}
-			db, err := registry.Open(cmd.Context(), dsn)
+			db, err := registry.Open(cmd.Context(), dsn, false)
 			if err != nil {
 				return err
 			}
@@ -215,7 +215,7 @@ func newVersion(stdout io.Writer) *cobra.Command {
 // assemble applies the environment to cmd's unset flags (which are bound
 // to cfg), adjusts a copy of the result, and builds the service from it,
 // logging to stderr.
-func assemble(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, adjust ...func(*config.Config)) (*server.Server, error) {
+func assemble(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, opts []server.Option, adjust ...func(*config.Config)) (*server.Server, error) {
 	if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
 		return nil, err
 	}
@@ -227,7 +227,7 @@ func assemble(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, adjust .
 	if err != nil {
 		return nil, err
 	}
-	return server.New(cmd.Context(), c, log)
+	return server.New(cmd.Context(), c, log, opts...)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

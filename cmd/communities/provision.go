@@ -11,7 +11,12 @@ import (
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/config"
 	"github.com/nhs-terminology/communities/pkg/provision"
+	"github.com/nhs-terminology/communities/pkg/server"
 )
+
+// readOnly is how plan and export build the service: they cannot change
+// PostgreSQL or Keycloak, whatever a bug in a check might try.
+var readOnly = []server.Option{server.ReadOnly()}
 
 // cliActor is who the audit trail names for changes made from the command
 // line: the pipeline's or operator's account name when there is one.
@@ -23,10 +28,11 @@ func cliActor() community.Actor {
 	return community.Actor{ClientID: "communities-cli", Username: name}
 }
 
-// withProvisioner builds the service for realm from cfg and runs fn.
-func withProvisioner(cmd *cobra.Command, cfg *config.Config, realm string, stderr io.Writer,
+// withProvisioner builds the service for realm from cfg and runs fn;
+// opts make it read-only for plan and export.
+func withProvisioner(cmd *cobra.Command, cfg *config.Config, realm string, stderr io.Writer, opts []server.Option,
 	fn func(*provision.Provisioner) error) error {
-	srv, err := assemble(cmd, cfg, stderr, func(c *config.Config) {
+	srv, err := assemble(cmd, cfg, stderr, opts, func(c *config.Config) {
 		c.Realms = []string{realm}
 		c.DefaultCommunities = nil
 	})
@@ -95,7 +101,11 @@ func newPlan(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Show what apply would change; change nothing",
 		Long: `Compare the realm with the file and print what apply would do: communities
 to create, artefacts to repair, members to add (and with --prune, communities
-to delete and members to remove). Nothing is changed.
+to delete and members to remove). Nothing is changed, by construction: the
+database sessions are read-only, the Keycloak client refuses every change
+before sending it, the schema is never migrated (a pending migration is an
+error), and what a drift check would fix, such as a community scope in every
+token, is reported, not fixed.
 
 Exit status: 0 nothing would change, 2 something would, 1 error. A pipeline can
 gate on it.
@@ -109,7 +119,7 @@ gate on it.
 				return err
 			}
 			var plan []provision.Action
-			err = withProvisioner(cmd, &p.cfg, f.Realm, stderr, func(pr *provision.Provisioner) error {
+			err = withProvisioner(cmd, &p.cfg, f.Realm, stderr, readOnly, func(pr *provision.Provisioner) error {
 				plan, err = pr.Plan(cmd.Context(), f, p.prune)
 				return err
 			})
@@ -165,7 +175,7 @@ naming every failed item.
 			if err != nil {
 				return err
 			}
-			return withProvisioner(cmd, &p.cfg, f.Realm, stderr, func(pr *provision.Provisioner) error {
+			return withProvisioner(cmd, &p.cfg, f.Realm, stderr, nil, func(pr *provision.Provisioner) error {
 				plan, err := pr.Plan(cmd.Context(), f, p.prune)
 				if err != nil {
 					return err
@@ -210,13 +220,13 @@ func newExport(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Write a realm's communities and members in apply's format",
 		Long: `Write the realm's communities, with their owners, authors and consumers by
 username, in the format apply and plan read. plan on the written file reports no
-changes.
+changes. Like plan, it cannot change anything.
 
 ` + fileFormat,
 		Example: `  communities export --realm terminology > communities.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withProvisioner(cmd, &cfg, realm, stderr, func(pr *provision.Provisioner) error {
+			return withProvisioner(cmd, &cfg, realm, stderr, readOnly, func(pr *provision.Provisioner) error {
 				f, err := pr.Export(cmd.Context(), realm)
 				if err != nil {
 					return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/server"
 )
 
 // exitError ends the program with code, having already said why.
@@ -35,15 +36,23 @@ func newReconcile(stdout, stderr io.Writer) *cobra.Command {
   - community groups without a registry row are reported, and with --repair
     removed when this service made them.
 
-Only one reconciler runs at a time for a realm across replicas (a PostgreSQL
-advisory lock per realm).
+A community client scope found on a FHIR client without its role mapping is in
+every user's token: it is detached at once, even without --repair, and
+reported as CRITICAL. Without --repair the schema is never migrated (a pending
+migration is an error). Only one reconciler runs at a time for a realm across
+replicas (a PostgreSQL advisory lock per realm).
 Exit status: 0 nothing left to fix, 2 drift remains (without --repair, or not
 repairable), 1 error. It takes the same settings as serve.`,
 		Example: `  communities reconcile --realms terminology
   communities reconcile --repair --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := assemble(cmd, &cfg, stderr)
+			// Checking never migrates the schema; repairing may.
+			var opts []server.Option
+			if !repair {
+				opts = append(opts, server.NoMigrate())
+			}
+			srv, err := assemble(cmd, &cfg, stderr, opts)
 			if err != nil {
 				return err
 			}

@@ -34,6 +34,11 @@ type Options struct {
 	Transport http.RoundTripper
 	// Observe, when set, is told of every round trip (metrics).
 	Observe func(method string, status int, took time.Duration)
+	// ReadOnly refuses, before it leaves the process, every request that
+	// could change Keycloak (anything but GET and HEAD, except logging in),
+	// and makes checks report what they would otherwise create or detach:
+	// plan and export are read-only by construction, not by care.
+	ReadOnly bool
 }
 
 // Client is a Keycloak admin API client for the realms the service manages.
@@ -79,6 +84,9 @@ func New(o Options) *Client {
 		clients:   map[string]string{},
 		fgap:      map[string]string{},
 		fgapReady: map[string]bool{},
+	}
+	if o.ReadOnly {
+		base = readOnlyTransport{base: base}
 	}
 	rc := resty.New().SetTransport(&countingTransport{base: base, c: c}).SetTimeout(o.Timeout).
 		SetRetryCount(2).SetRetryWaitTime(200 * time.Millisecond).SetRetryMaxWaitTime(2 * time.Second).
@@ -136,8 +144,24 @@ func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// readOnlyTransport lets through only requests that change nothing.
+type readOnlyTransport struct{ base http.RoundTripper }
+
+func (t readOnlyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	login := r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !login {
+		if r.Body != nil {
+			_ = r.Body.Close()
+		}
+		return nil, fmt.Errorf("%w: %s %s", ErrReadOnly, r.Method, r.URL.Path)
+	}
+	return t.base.RoundTrip(r)
+}
+
 // Errors callers branch on.
 var (
+	// ErrReadOnly is a change refused by a read-only client.
+	ErrReadOnly = errors.New("read-only: a change to Keycloak was refused")
 	// ErrUnavailable wraps failures to reach Keycloak or 5xx answers.
 	ErrUnavailable = errors.New("keycloak unavailable")
 	// ErrNotFound is a 404 from Keycloak.

@@ -249,6 +249,8 @@ func (c *Client) rootGroup(ctx context.Context, tok, realm, root string) (string
 		id = *g.ID
 	case statusOf(err) != http.StatusNotFound:
 		return "", classify("find root group "+root, err)
+	case c.opts.ReadOnly:
+		return "", fmt.Errorf("root group %s: %w", root, ErrNotFound)
 	default:
 		desc := "Communities: each child group is one community, with owner, author and consumer groups"
 		resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/groups", map[string]any{"name": root, "description": desc}, nil)

@@ -2,6 +2,7 @@ package keycloak
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -82,8 +83,8 @@ func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Arti
 	if err := c.ensureGroups(ctx, tok, s, n, roles, repair, &a, note); err != nil {
 		return drift, a, err
 	}
-	critical := func(what, problem string) {
-		drift = append(drift, Drift{What: what, Problem: problem, Repaired: true, Critical: true})
+	critical := func(what, problem string, contained bool) {
+		drift = append(drift, Drift{What: what, Problem: problem, Repaired: contained, Critical: true})
 	}
 	if err := c.ensureScopes(ctx, tok, s, n, roles, repair, &a, note, critical); err != nil {
 		return drift, a, err
@@ -100,6 +101,10 @@ func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Arti
 // the owner group's OwnerRole mapping; repair makes what is missing.
 func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s Spec, a Artifacts, repair bool, note func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm)
+	if errors.Is(err, errPermissionsOff) {
+		note("admin permissions of realm "+s.Realm, "not enabled", false)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -232,7 +237,7 @@ type scopeRep struct {
 // community's name found attached without it is detached at once, in
 // report mode too (critical drift), whoever made it.
 func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, n Names, roles map[string]gocloak.Role,
-	repair bool, a *Artifacts, note func(string, string, bool), critical func(string, string)) error {
+	repair bool, a *Artifacts, note func(string, string, bool), critical func(string, string, bool)) error {
 	var all []scopeRep
 	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes", nil, &all); err != nil {
 		return fmt.Errorf("list client scopes: %w", err)
@@ -297,12 +302,15 @@ func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, n Names, 
 		for _, w := range scopes {
 			i := slices.IndexFunc(defaults, func(d *gocloak.ClientScope) bool { return deref(d.Name) == w.name })
 			switch {
+			case i >= 0 && !w.mapped && c.opts.ReadOnly:
+				critical("default client scope "+w.name+" of client "+clientID,
+					"attached without its role mapping, so in every user's token; a drift check detaches it", false)
 			case i >= 0 && !w.mapped:
 				if err := c.detachScope(ctx, tok, s.Realm, cid, deref(defaults[i].ID)); err != nil {
 					return fmt.Errorf("detach unmapped client scope %s from %s: %w", w.name, clientID, err)
 				}
 				critical("default client scope "+w.name+" of client "+clientID,
-					"attached without its role mapping, so in every user's token; detached")
+					"attached without its role mapping, so in every user's token; detached", true)
 			case i < 0 && *w.id != "":
 				// Attached only once its mapping is verified: an unmapped
 				// scope would reach every user's token.
@@ -342,6 +350,9 @@ func (c *Client) CommunityGroups(ctx context.Context, realm, root string) ([]Orp
 		return nil, err
 	}
 	rootID, err := c.rootGroup(ctx, tok, realm, root)
+	if errors.Is(err, ErrNotFound) { // read-only, and no community made yet
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

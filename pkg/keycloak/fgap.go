@@ -62,6 +62,9 @@ func (c *Client) permissionsBase(ctx context.Context, tok, realm string) (string
 		return "", fmt.Errorf("read realm %s: %w", realm, err)
 	}
 	if !rep.AdminPermissionsEnabled || rep.AdminPermissionsClient == nil {
+		if c.opts.ReadOnly {
+			return "", errPermissionsOff
+		}
 		if _, err := c.raw(ctx, tok, http.MethodPut, pathEscape(realm), map[string]any{"adminPermissionsEnabled": true}, nil); err != nil {
 			return "", fmt.Errorf("enable admin permissions in realm %s: %w", realm, err)
 		}
@@ -75,6 +78,10 @@ func (c *Client) permissionsBase(ctx context.Context, tok, realm string) (string
 	c.mu.Unlock()
 	return base, nil
 }
+
+// errPermissionsOff: the realm's admin permissions are off and a
+// read-only client may not switch them on.
+var errPermissionsOff = errors.New("admin permissions are not enabled in the realm")
 
 // findPolicy looks a policy or permission up by exact name.
 func (c *Client) findPolicy(ctx context.Context, tok, base, name string) (*policyRep, error) {

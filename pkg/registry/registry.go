@@ -140,8 +140,9 @@ type AuditEvent struct {
 
 // Open connects to PostgreSQL with bounded pool and timeouts: a connect
 // timeout and a server-side statement timeout unless the URL sets its own,
-// so no request waits on the database without end.
-func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
+// so no request waits on the database without end. With readOnly every
+// session refuses writes.
+func Open(ctx context.Context, dsn string, readOnly bool) (*gorm.DB, error) {
 	pc, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("database URL: %w", err)
@@ -151,6 +152,10 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 	}
 	if _, ok := pc.RuntimeParams["statement_timeout"]; !ok {
 		pc.RuntimeParams["statement_timeout"] = "15000"
+	}
+	if readOnly {
+		// PostgreSQL itself refuses any write in these sessions.
+		pc.RuntimeParams["default_transaction_read_only"] = "on"
 	}
 	db, err := gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pc)}), &gorm.Config{
 		Logger:                 logger.Discard,

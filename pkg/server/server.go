@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,6 +30,21 @@ type Option func(*options)
 
 type options struct {
 	keycloakTransport http.RoundTripper
+	readOnly          bool
+	noMigrate         bool
+}
+
+// ReadOnly builds a server that cannot change anything: PostgreSQL
+// sessions are read-only, the Keycloak client refuses every change before
+// sending it, and the schema is never migrated (plan, export).
+func ReadOnly() Option {
+	return func(o *options) { o.readOnly, o.noMigrate = true, true }
+}
+
+// NoMigrate never migrates the schema, whatever --auto-migrate says, and
+// refuses to build when a migration is pending (reconcile without repair).
+func NoMigrate() Option {
+	return func(o *options) { o.noMigrate = true }
 }
 
 // WithKeycloakTransport sends every Keycloak admin call through rt (tests
@@ -69,11 +85,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, fmt.Errorf("--required-claims: %w", err)
 	}
-	db, err := registry.Open(ctx, cfg.DatabaseURL)
+	db, err := registry.Open(ctx, cfg.DatabaseURL, o.readOnly)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.AutoMigrate {
+	switch {
+	case o.noMigrate:
+		current, err := registry.Current(ctx, db)
+		if err == nil && !current {
+			err = errors.New("database migrations are pending and this command does not migrate; run 'communities migrate up' first")
+		}
+		if err != nil {
+			closeDB(db)
+			return nil, err
+		}
+	case cfg.AutoMigrate:
 		if err := registry.Migrate(ctx, db); err != nil {
 			closeDB(db)
 			return nil, err
@@ -83,7 +109,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	kc := keycloak.New(keycloak.Options{
 		BaseURL: cfg.KeycloakURL, ClientID: cfg.AdminClientID, ClientSecret: cfg.AdminClientSecret,
 		AdminRealm: cfg.AdminRealm, Timeout: cfg.KeycloakTimeout, Transport: o.keycloakTransport,
-		Observe: m.ObserveKeycloak,
+		Observe: m.ObserveKeycloak, ReadOnly: o.readOnly,
 	})
 	store := registry.New(db)
 	svc := community.New(store, kc, community.Options{

@@ -133,7 +133,7 @@ func role(name string) gocloak.Role { return gocloak.Role{Name: gocloak.StringP(
 
 func mustOpen(t *testing.T, dsn string) *gorm.DB {
 	t.Helper()
-	db, err := registry.Open(context.Background(), dsn)
+	db, err := registry.Open(context.Background(), dsn, false)
 	if err != nil {
 		t.Fatal(err)
 	}
