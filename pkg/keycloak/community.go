@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/Nerzal/gocloak/v13"
@@ -72,114 +73,112 @@ type Spec struct {
 	FHIRClients []string // clientIds that get the scopes as defaults
 }
 
-// Provision makes the artefacts of a community, in an order where each step
-// only needs what earlier steps made. On error, what was made stays made:
-// the caller undoes it with Cleanup, which finds it by name and marker.
+// Provision makes the artefacts Describe(s) lists, in an order where each
+// step only needs what earlier steps made. On error, what was made stays
+// made: the caller undoes it with Cleanup, which finds it by name and
+// marker.
 func (c *Client) Provision(ctx context.Context, s Spec) (Artifacts, error) {
 	var a Artifacts
 	tok, err := c.token(ctx, s.Realm)
 	if err != nil {
 		return a, err
 	}
-	n := NamesFor(s.Root, s.Label)
-	marker := map[string][]string{MarkerAttribute: {s.ID}}
-
+	d := Describe(s)
 	rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
 	if err != nil {
 		return a, err
 	}
-	roles, err := c.importRoles(ctx, tok, s, n, marker)
+	roles, err := c.importRoles(ctx, tok, s, d)
 	if err != nil {
 		return a, err
 	}
-	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = *roles[0].ID, *roles[1].ID, *roles[2].ID
-
-	// The label group carries the community's name so that owners see it in
-	// the admin console's group tree.
-	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(s.Realm)+"/groups/"+rootID+"/children", map[string]any{
-		"name":        s.Label,
-		"description": s.Name,
-		"attributes": map[string][]string{
-			MarkerAttribute: {s.ID}, "communityName": {s.Name}, "securityLabel": {s.Label},
-		},
-	}, nil)
-	if statusOf(err) == http.StatusConflict {
-		return a, &ConflictError{What: "group " + n.GroupPath}
-	}
+	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = *roles[d.Roles[0].Name].ID, *roles[d.Roles[1].Name].ID, *roles[d.Roles[2].Name].ID
+	owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
 	if err != nil {
-		return a, fmt.Errorf("create group %s: %w", n.GroupPath, err)
+		return a, classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
 	}
-	a.GroupID = idFromLocation(resp)
+	roles[OwnerRole] = gocloak.Role{ID: owner.ID, Name: owner.Name}
 
-	grants := map[string][]gocloak.Role{
-		RoleOwner:    {roles[2]},
-		RoleAuthor:   {roles[0], roles[1]},
-		RoleConsumer: {roles[0]},
+	if a.GroupID, err = c.createGroup(ctx, tok, s.Realm, rootID, d.Group); err != nil {
+		return a, err
 	}
-	ids := map[string]*string{RoleOwner: &a.OwnerGroupID, RoleAuthor: &a.AuthorGroupID, RoleConsumer: &a.ConsumerGroupID}
-	for _, member := range MemberRoles {
-		name := member
-		id, err := c.gc.CreateChildGroup(ctx, tok, s.Realm, a.GroupID, gocloak.Group{Name: &name, Attributes: &marker})
-		if err != nil {
-			return a, classify("create group "+n.GroupPath+"/"+member, err)
-		}
-		*ids[member] = id
-		if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, grants[member]); err != nil {
-			return a, classify("map roles to group "+n.GroupPath+"/"+member, err)
-		}
-	}
-
-	scopes := []struct {
-		name string
-		role gocloak.Role
-		id   *string
-	}{{n.ReadScope, roles[0], &a.ReadScopeID}, {n.WriteScope, roles[1], &a.WriteScopeID}}
-	for _, sc := range scopes {
-		id, err := c.createScope(ctx, tok, s, sc.name)
+	for _, g := range d.Children {
+		id, err := c.createGroup(ctx, tok, s.Realm, a.GroupID, g)
 		if err != nil {
 			return a, err
 		}
-		*sc.id = id
-		// The role scope mapping is what makes Keycloak put the scope only
-		// into tokens of users who hold the role.
-		if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, id, []gocloak.Role{sc.role}); err != nil {
-			return a, classify("map role to client scope "+sc.name, err)
+		a.setGroupID(g.Member, id)
+		if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, pick(roles, g.Grants)); err != nil {
+			return a, classify("map roles to group "+g.Path, err)
 		}
 	}
+	scopeIDs := make([]string, len(d.Scopes))
+	for i, sc := range d.Scopes {
+		id, err := c.createScope(ctx, tok, s.Realm, sc)
+		if err != nil {
+			return a, err
+		}
+		scopeIDs[i] = id
+		// The role scope mapping is what makes Keycloak put the scope only
+		// into tokens of users who hold the role.
+		if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, id, pick(roles, []string{sc.Role})); err != nil {
+			return a, classify("map role to client scope "+sc.Name, err)
+		}
+	}
+	a.ReadScopeID, a.WriteScopeID = scopeIDs[0], scopeIDs[1]
 	for _, clientID := range s.FHIRClients {
 		cid, err := c.clientUUID(ctx, tok, s.Realm, clientID)
 		if err != nil {
 			return a, err
 		}
-		for _, sc := range scopes {
-			if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, *sc.id); err != nil {
-				return a, classify("add default client scope "+sc.name+" to client "+clientID, err)
+		for i, sc := range d.Scopes {
+			if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, scopeIDs[i]); err != nil {
+				return a, classify("add default client scope "+sc.Name+" to client "+clientID, err)
 			}
 		}
 	}
-	if err := c.grantOwners(ctx, tok, s, a); err != nil {
+	if err := c.grantOwners(ctx, tok, s, d, a); err != nil {
 		return a, err
 	}
 	for _, user := range s.Owners {
 		if err := c.gc.AddUserToGroup(ctx, tok, s.Realm, user, a.OwnerGroupID); err != nil {
-			return a, classify("add owner "+user+" to "+n.GroupPath+"/owner", err)
+			return a, classify("add owner "+user+" to "+d.Children[0].Path, err)
 		}
 	}
 	return a, nil
 }
 
-// importRoles makes the three realm roles in one partialImport call: one
-// round trip and one Keycloak transaction, so either all exist or none.
-func (c *Client) importRoles(ctx context.Context, tok string, s Spec, n Names, marker map[string][]string) ([]gocloak.Role, error) {
-	desc := map[string]string{
-		n.ReadRole:  "Read resources labelled " + s.Label + ".read (community " + s.Name + ")",
-		n.WriteRole: "Write resources labelled " + s.Label + ".write (community " + s.Name + ")",
-		n.OwnerRole: "Owner of community " + s.Name + " (" + s.Label + ")",
+// pick returns the roles of names, in order.
+func pick(roles map[string]gocloak.Role, names []string) []gocloak.Role {
+	out := make([]gocloak.Role, 0, len(names))
+	for _, n := range names {
+		out = append(out, roles[n])
 	}
-	order := []string{n.ReadRole, n.WriteRole, n.OwnerRole}
+	return out
+}
+
+// createGroup makes group g under parent and returns its id.
+func (c *Client) createGroup(ctx context.Context, tok, realm, parent string, g GroupSpec) (string, error) {
+	body := map[string]any{"name": g.Name, "attributes": g.Attributes}
+	if g.Description != "" {
+		body["description"] = g.Description
+	}
+	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/groups/"+parent+"/children", body, nil)
+	if statusOf(err) == http.StatusConflict {
+		return "", &ConflictError{What: "group " + g.Path}
+	}
+	if err != nil {
+		return "", fmt.Errorf("create group %s: %w", g.Path, err)
+	}
+	return idFromLocation(resp), nil
+}
+
+// importRoles makes the community's realm roles in one partialImport call:
+// one round trip and one Keycloak transaction, so either all exist or none.
+func (c *Client) importRoles(ctx context.Context, tok string, s Spec, d Desired) (map[string]gocloak.Role, error) {
 	var reps []map[string]any
-	for _, name := range order {
-		reps = append(reps, map[string]any{"name": name, "description": desc[name], "attributes": marker})
+	for _, r := range d.Roles {
+		reps = append(reps, map[string]any{"name": r.Name, "description": r.Description, "attributes": d.Marker})
 	}
 	var out struct {
 		Results []struct {
@@ -192,7 +191,7 @@ func (c *Client) importRoles(ctx context.Context, tok string, s Spec, n Names, m
 		"roles":            map[string]any{"realm": reps},
 	}, &out)
 	if se := (*StatusError)(nil); errors.As(err, &se) && se.Status == http.StatusConflict {
-		return nil, &ConflictError{What: "a realm role of " + n.ReadRole + ", " + n.WriteRole + ", " + n.OwnerRole}
+		return nil, &ConflictError{What: "a realm role of " + strings.Join(d.RoleNames(), ", ")}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create realm roles of %s: %w", s.Label, err)
@@ -201,35 +200,27 @@ func (c *Client) importRoles(ctx context.Context, tok string, s Spec, n Names, m
 	for _, r := range out.Results {
 		byName[r.ResourceName] = r.ID
 	}
-	roles := make([]gocloak.Role, 0, 3)
-	for _, name := range order {
-		id, ok := byName[name]
+	roles := map[string]gocloak.Role{}
+	for _, r := range d.Roles {
+		id, ok := byName[r.Name]
 		if !ok {
-			return nil, fmt.Errorf("create realm role %s: Keycloak's partialImport did not report it", name)
+			return nil, fmt.Errorf("create realm role %s: Keycloak's partialImport did not report it", r.Name)
 		}
-		roles = append(roles, gocloak.Role{ID: gocloak.StringP(id), Name: gocloak.StringP(name)})
+		roles[r.Name] = gocloak.Role{ID: gocloak.StringP(id), Name: gocloak.StringP(r.Name)}
 	}
 	return roles, nil
 }
 
-// createScope makes a client scope whose name appears in the token's scope
-// claim (include.in.token.scope), hidden from consent screens.
-func (c *Client) createScope(ctx context.Context, tok string, s Spec, name string) (string, error) {
-	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(s.Realm)+"/client-scopes", map[string]any{
-		"name":        name,
-		"description": "Community " + s.Name + " (" + s.Label + ")",
-		"protocol":    "openid-connect",
-		"attributes": map[string]string{
-			"include.in.token.scope":    "true",
-			"display.on.consent.screen": "false",
-			MarkerAttribute:             s.ID,
-		},
+// createScope makes client scope sc and returns its id.
+func (c *Client) createScope(ctx context.Context, tok, realm string, sc ScopeSpec) (string, error) {
+	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/client-scopes", map[string]any{
+		"name": sc.Name, "description": sc.Description, "protocol": "openid-connect", "attributes": sc.Attributes,
 	}, nil)
 	if statusOf(err) == http.StatusConflict {
-		return "", &ConflictError{What: "client scope " + name}
+		return "", &ConflictError{What: "client scope " + sc.Name}
 	}
 	if err != nil {
-		return "", fmt.Errorf("create client scope %s: %w", name, err)
+		return "", fmt.Errorf("create client scope %s: %w", sc.Name, err)
 	}
 	return idFromLocation(resp), nil
 }
@@ -321,11 +312,11 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 	if err != nil {
 		return rep, err
 	}
-	n := NamesFor(root, label)
+	d := Describe(Spec{ID: id, Realm: realm, Root: root, Label: label})
 
 	// Permissions first: they name the groups, and Keycloak would delete
 	// only some of them with the groups.
-	if err := c.revokeOwners(ctx, tok, realm, label, id, &rep); err != nil {
+	if err := c.revokeOwners(ctx, tok, realm, id, d, &rep); err != nil {
 		return rep, err
 	}
 
@@ -338,7 +329,7 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 		return rep, fmt.Errorf("list client scopes: %w", err)
 	}
 	for _, sc := range scopes {
-		if sc.Name != n.ReadScope && sc.Name != n.WriteScope {
+		if !slices.ContainsFunc(d.Scopes, func(w ScopeSpec) bool { return w.Name == sc.Name }) {
 			continue
 		}
 		if sc.Attributes[MarkerAttribute] != id {
@@ -361,24 +352,25 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 		rep.Deleted = append(rep.Deleted, "client scope "+sc.Name)
 	}
 
-	g, err := c.gc.GetGroupByPath(ctx, tok, realm, strings.TrimPrefix(n.GroupPath, "/"))
+	path := d.Group.Path
+	g, err := c.gc.GetGroupByPath(ctx, tok, realm, strings.TrimPrefix(path, "/"))
 	switch {
 	case statusOf(err) == http.StatusNotFound:
 		c.forget(realm, root)
 	case err != nil:
-		return rep, classify("find group "+n.GroupPath, err)
+		return rep, classify("find group "+path, err)
 	case !hasMarker(g.Attributes, id):
-		rep.Foreign = append(rep.Foreign, "group "+n.GroupPath)
+		rep.Foreign = append(rep.Foreign, "group "+path)
 	default:
 		// Deleting the group deletes its children; members lose the
 		// membership, users stay.
 		if err := c.gc.DeleteGroup(ctx, tok, realm, *g.ID); err != nil && statusOf(err) != http.StatusNotFound {
-			return rep, classify("delete group "+n.GroupPath, err)
+			return rep, classify("delete group "+path, err)
 		}
-		rep.Deleted = append(rep.Deleted, "group "+n.GroupPath)
+		rep.Deleted = append(rep.Deleted, "group "+path)
 	}
 
-	for _, name := range []string{n.ReadRole, n.WriteRole, n.OwnerRole} {
+	for _, name := range d.RoleNames() {
 		r, err := c.gc.GetRealmRole(ctx, tok, realm, name)
 		if statusOf(err) == http.StatusNotFound {
 			continue

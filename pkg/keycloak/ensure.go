@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/Nerzal/gocloak/v13"
@@ -32,12 +34,12 @@ func (d Drift) String() string {
 	return s
 }
 
-// Ensure compares a community's artefacts in Keycloak with what Provision
-// makes, and with repair makes whatever is missing (roles, groups, role
-// mappings, client scopes, scope mappings, default scopes on the FHIR
-// clients). Artefacts that exist but belong to someone else (no marker, or
-// another community's) are reported and never touched. Owners are not
-// checked: membership is the owners' business.
+// Ensure compares a community's artefacts in Keycloak with Describe(s),
+// and with repair makes whatever is missing (roles, groups, role mappings,
+// client scopes, scope mappings, default scopes on the FHIR clients, admin
+// permissions). Artefacts that exist but belong to someone else (no
+// marker, or another community's) are reported and never touched. Owners
+// are not checked: membership is the owners' business.
 func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Artifacts, error) {
 	var (
 		drift []Drift
@@ -47,59 +49,64 @@ func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Arti
 	if err != nil {
 		return nil, a, err
 	}
-	n := NamesFor(s.Root, s.Label)
-	marker := map[string][]string{MarkerAttribute: {s.ID}}
+	d := Describe(s)
 	note := func(what, problem string, fixed bool) {
 		drift = append(drift, Drift{What: what, Problem: problem, Repaired: fixed})
 	}
 
 	roles := map[string]gocloak.Role{}
-	for _, name := range []string{n.ReadRole, n.WriteRole, n.OwnerRole} {
-		r, err := c.gc.GetRealmRole(ctx, tok, s.Realm, name)
+	for _, want := range d.Roles {
+		r, err := c.gc.GetRealmRole(ctx, tok, s.Realm, want.Name)
 		switch {
 		case statusOf(err) == http.StatusNotFound:
 			if !repair {
-				note("realm role "+name, "missing", false)
+				note("realm role "+want.Name, "missing", false)
 				continue
 			}
-			if _, err := c.gc.CreateRealmRole(ctx, tok, s.Realm, gocloak.Role{Name: gocloak.StringP(name), Attributes: &marker,
-				Description: gocloak.StringP("Community " + s.Name + " (" + s.Label + ")")}); err != nil {
-				return drift, a, classify("recreate realm role "+name, err)
+			attrs := d.Marker
+			if _, err := c.gc.CreateRealmRole(ctx, tok, s.Realm, gocloak.Role{Name: gocloak.StringP(want.Name), Attributes: &attrs,
+				Description: gocloak.StringP(want.Description)}); err != nil {
+				return drift, a, classify("recreate realm role "+want.Name, err)
 			}
-			if r, err = c.gc.GetRealmRole(ctx, tok, s.Realm, name); err != nil {
-				return drift, a, classify("read realm role "+name, err)
+			if r, err = c.gc.GetRealmRole(ctx, tok, s.Realm, want.Name); err != nil {
+				return drift, a, classify("read realm role "+want.Name, err)
 			}
-			note("realm role "+name, "missing", true)
+			note("realm role "+want.Name, "missing", true)
 		case err != nil:
-			return drift, a, classify("read realm role "+name, err)
+			return drift, a, classify("read realm role "+want.Name, err)
 		case !hasMarker(r.Attributes, s.ID):
-			note("realm role "+name, "exists but is not this community's", false)
+			note("realm role "+want.Name, "exists but is not this community's", false)
 			continue
 		}
-		roles[name] = gocloak.Role{ID: r.ID, Name: r.Name}
+		roles[want.Name] = gocloak.Role{ID: r.ID, Name: r.Name}
 	}
-	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = deref(roles[n.ReadRole].ID), deref(roles[n.WriteRole].ID), deref(roles[n.OwnerRole].ID)
+	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = deref(roles[d.Roles[0].Name].ID), deref(roles[d.Roles[1].Name].ID), deref(roles[d.Roles[2].Name].ID)
+	owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
+	if err != nil {
+		return drift, a, classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
+	}
+	roles[OwnerRole] = gocloak.Role{ID: owner.ID, Name: owner.Name}
 
-	if err := c.ensureGroups(ctx, tok, s, n, roles, repair, &a, note); err != nil {
+	if err := c.ensureGroups(ctx, tok, s, d, roles, repair, &a, note); err != nil {
 		return drift, a, err
 	}
 	critical := func(what, problem string, contained bool) {
 		drift = append(drift, Drift{What: what, Problem: problem, Repaired: contained, Critical: true})
 	}
-	if err := c.ensureScopes(ctx, tok, s, n, roles, repair, &a, note, critical); err != nil {
+	if err := c.ensureScopes(ctx, tok, s, d, roles, repair, &a, note, critical); err != nil {
 		return drift, a, err
 	}
 	if a.GroupID != "" && a.OwnerGroupID != "" && a.AuthorGroupID != "" && a.ConsumerGroupID != "" {
-		if err := c.ensureOwnerPermissions(ctx, tok, s, a, repair, note); err != nil {
+		if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair, note); err != nil {
 			return drift, a, err
 		}
 	}
 	return drift, a, nil
 }
 
-// ensureOwnerPermissions checks the owners' admin console permissions and
-// the owner group's OwnerRole mapping; repair makes what is missing.
-func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s Spec, a Artifacts, repair bool, note func(string, string, bool)) error {
+// ensureOwnerPermissions checks the community's admin policies and
+// permissions; repair makes what is missing.
+func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s Spec, d Desired, a Artifacts, repair bool, note func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm)
 	if errors.Is(err, errPermissionsOff) {
 		note("admin permissions of realm "+s.Realm, "not enabled", false)
@@ -108,31 +115,22 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s Spec,
 	if err != nil {
 		return err
 	}
-	var missing []string
-	owners, admins, view, membership := fgapNames(s.Label)
-	for _, name := range []string{owners, admins, view, membership} {
-		p, err := c.findPolicy(ctx, tok, base, name)
+	missing := false
+	for _, want := range d.Policies {
+		p, err := c.findPolicy(ctx, tok, base, want.Name)
 		if err != nil {
 			return err
 		}
-		if p == nil {
-			missing = append(missing, "admin permission "+name)
-		} else if !strings.Contains(p.Description, markerDescription(s.ID)) {
-			note("admin permission "+name, "exists but is not this community's", false)
+		switch {
+		case p == nil:
+			missing = true
+			note("admin permission "+want.Name, "missing", repair)
+		case !strings.Contains(p.Description, want.Description):
+			note("admin permission "+want.Name, "exists but is not this community's", false)
 		}
 	}
-	mapped, err := c.gc.GetRealmRolesByGroupID(ctx, tok, s.Realm, a.OwnerGroupID)
-	if err != nil {
-		return classify("read role mappings of the owner group", err)
-	}
-	if !slices.ContainsFunc(mapped, func(r *gocloak.Role) bool { return deref(r.Name) == OwnerRole }) {
-		missing = append(missing, "role mapping "+NamesFor(s.Root, s.Label).GroupPath+"/owner → "+OwnerRole)
-	}
-	for _, m := range missing {
-		note(m, "missing", repair)
-	}
-	if repair && len(missing) > 0 {
-		return c.grantOwners(ctx, tok, s, a)
+	if repair && missing {
+		return c.grantOwners(ctx, tok, s, d, a)
 	}
 	return nil
 }
@@ -144,32 +142,29 @@ func deref(p *string) string {
 	return *p
 }
 
-func (c *Client) ensureGroups(ctx context.Context, tok string, s Spec, n Names, roles map[string]gocloak.Role,
+// ensureGroups checks the label group, its member groups and their role
+// grants; repair makes what is missing.
+func (c *Client) ensureGroups(ctx context.Context, tok string, s Spec, d Desired, roles map[string]gocloak.Role,
 	repair bool, a *Artifacts, note func(string, string, bool)) error {
-	g, err := c.gc.GetGroupByPath(ctx, tok, s.Realm, strings.TrimPrefix(n.GroupPath, "/"))
+	g, err := c.gc.GetGroupByPath(ctx, tok, s.Realm, strings.TrimPrefix(d.Group.Path, "/"))
 	switch {
 	case statusOf(err) == http.StatusNotFound:
 		if !repair {
-			note("group "+n.GroupPath, "missing", false)
+			note("group "+d.Group.Path, "missing", false)
 			return nil
 		}
 		rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
 		if err != nil {
 			return err
 		}
-		resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(s.Realm)+"/groups/"+rootID+"/children", map[string]any{
-			"name": s.Label, "description": s.Name,
-			"attributes": map[string][]string{MarkerAttribute: {s.ID}, "communityName": {s.Name}, "securityLabel": {s.Label}},
-		}, nil)
-		if err != nil {
-			return fmt.Errorf("recreate group %s: %w", n.GroupPath, err)
+		if a.GroupID, err = c.createGroup(ctx, tok, s.Realm, rootID, d.Group); err != nil {
+			return fmt.Errorf("recreate: %w", err)
 		}
-		a.GroupID = idFromLocation(resp)
-		note("group "+n.GroupPath, "missing", true)
+		note("group "+d.Group.Path, "missing", true)
 	case err != nil:
-		return classify("read group "+n.GroupPath, err)
+		return classify("read group "+d.Group.Path, err)
 	case !hasMarker(g.Attributes, s.ID):
-		note("group "+n.GroupPath, "exists but is not this community's", false)
+		note("group "+d.Group.Path, "exists but is not this community's", false)
 		return nil
 	default:
 		a.GroupID = *g.ID
@@ -177,47 +172,42 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s Spec, n Names, 
 
 	var children []gocloak.Group
 	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/groups/"+a.GroupID+"/children?briefRepresentation=true&max=100", nil, &children); err != nil {
-		return fmt.Errorf("list groups under %s: %w", n.GroupPath, err)
+		return fmt.Errorf("list groups under %s: %w", d.Group.Path, err)
 	}
-	want := map[string][]string{
-		RoleOwner: {n.OwnerRole}, RoleAuthor: {n.ReadRole, n.WriteRole}, RoleConsumer: {n.ReadRole},
-	}
-	ids := map[string]*string{RoleOwner: &a.OwnerGroupID, RoleAuthor: &a.AuthorGroupID, RoleConsumer: &a.ConsumerGroupID}
-	marker := map[string][]string{MarkerAttribute: {s.ID}}
-	for _, member := range MemberRoles {
-		path := n.GroupPath + "/" + member
-		idx := slices.IndexFunc(children, func(g gocloak.Group) bool { return deref(g.Name) == member })
+	for _, want := range d.Children {
+		idx := slices.IndexFunc(children, func(g gocloak.Group) bool { return deref(g.Name) == want.Name })
 		if idx < 0 {
 			if !repair {
-				note("group "+path, "missing", false)
+				note("group "+want.Path, "missing", false)
 				continue
 			}
-			name := member
-			id, err := c.gc.CreateChildGroup(ctx, tok, s.Realm, a.GroupID, gocloak.Group{Name: &name, Attributes: &marker})
+			id, err := c.createGroup(ctx, tok, s.Realm, a.GroupID, want)
 			if err != nil {
-				return classify("recreate group "+path, err)
+				return fmt.Errorf("recreate: %w", err)
 			}
-			*ids[member] = id
-			note("group "+path, "missing", true)
+			a.setGroupID(want.Member, id)
+			note("group "+want.Path, "missing", true)
 		} else {
-			*ids[member] = *children[idx].ID
+			a.setGroupID(want.Member, *children[idx].ID)
 		}
-		mapped, err := c.gc.GetRealmRolesByGroupID(ctx, tok, s.Realm, *ids[member])
+		id := a.groupID(want.Member)
+		mapped, err := c.gc.GetRealmRolesByGroupID(ctx, tok, s.Realm, id)
 		if err != nil {
-			return classify("read role mappings of "+path, err)
+			return classify("read role mappings of "+want.Path, err)
 		}
 		var lacking []gocloak.Role
-		for _, name := range want[member] {
+		for _, name := range want.Grants {
 			if !slices.ContainsFunc(mapped, func(r *gocloak.Role) bool { return deref(r.Name) == name }) {
-				if r, ok := roles[name]; ok {
+				r, ok := roles[name]
+				if ok {
 					lacking = append(lacking, r)
 				}
-				note("role mapping "+path+" → "+name, "missing", repair && roles[name].ID != nil)
+				note("role mapping "+want.Path+" → "+name, "missing", repair && ok)
 			}
 		}
 		if repair && len(lacking) > 0 {
-			if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, *ids[member], lacking); err != nil {
-				return classify("map roles to "+path, err)
+			if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, lacking); err != nil {
+				return classify("map roles to "+want.Path, err)
 			}
 		}
 	}
@@ -236,56 +226,62 @@ type scopeRep struct {
 // scope is attached only once its mapping is verified, and a scope of the
 // community's name found attached without it is detached at once, in
 // report mode too (critical drift), whoever made it.
-func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, n Names, roles map[string]gocloak.Role,
+func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, d Desired, roles map[string]gocloak.Role,
 	repair bool, a *Artifacts, note func(string, string, bool), critical func(string, string, bool)) error {
 	var all []scopeRep
 	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes", nil, &all); err != nil {
 		return fmt.Errorf("list client scopes: %w", err)
 	}
 	type want struct {
-		name, role string
-		id         *string
-		mapped     bool // its role scope mapping is verified
+		ScopeSpec
+		id     *string
+		mapped bool // its role scope mapping is verified
 	}
-	scopes := []*want{{name: n.ReadScope, role: n.ReadRole, id: &a.ReadScopeID}, {name: n.WriteScope, role: n.WriteRole, id: &a.WriteScopeID}}
+	ids := []*string{&a.ReadScopeID, &a.WriteScopeID}
+	var scopes []*want
+	for i, sc := range d.Scopes {
+		scopes = append(scopes, &want{ScopeSpec: sc, id: ids[i]})
+	}
 	for _, w := range scopes {
-		idx := slices.IndexFunc(all, func(r scopeRep) bool { return r.Name == w.name })
+		idx := slices.IndexFunc(all, func(r scopeRep) bool { return r.Name == w.Name })
 		scopeID := ""
 		switch {
 		case idx < 0 && !repair:
-			note("client scope "+w.name, "missing", false)
+			note("client scope "+w.Name, "missing", false)
 			continue
 		case idx < 0:
-			id, err := c.createScope(ctx, tok, s, w.name)
+			id, err := c.createScope(ctx, tok, s.Realm, w.ScopeSpec)
 			if err != nil {
 				return err
 			}
 			*w.id, scopeID = id, id
-			note("client scope "+w.name, "missing", true)
+			note("client scope "+w.Name, "missing", true)
 		case all[idx].Attributes[MarkerAttribute] != s.ID:
-			note("client scope "+w.name, "exists but is not this community's", false)
+			note("client scope "+w.Name, "exists but is not this community's", false)
 			// Not ours to repair, but whether it is mapped decides
 			// whether it may stay on the FHIR clients.
 			scopeID = all[idx].ID
 		default:
 			*w.id, scopeID = all[idx].ID, all[idx].ID
-			if all[idx].Attributes["include.in.token.scope"] != "true" {
-				note("client scope "+w.name, "not included in the token's scope claim", false)
+			for _, k := range slices.Sorted(maps.Keys(w.Attributes)) {
+				if v := all[idx].Attributes[k]; v != w.Attributes[k] {
+					note("client scope "+w.Name, "attribute "+k+" is "+strconv.Quote(v)+", not "+strconv.Quote(w.Attributes[k]), false)
+				}
 			}
 		}
 		var mapped []gocloak.Role
 		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes/"+scopeID+"/scope-mappings/realm", nil, &mapped); err != nil {
-			return fmt.Errorf("read scope mappings of %s: %w", w.name, err)
+			return fmt.Errorf("read scope mappings of %s: %w", w.Name, err)
 		}
-		w.mapped = slices.ContainsFunc(mapped, func(r gocloak.Role) bool { return deref(r.Name) == w.role })
+		w.mapped = slices.ContainsFunc(mapped, func(r gocloak.Role) bool { return deref(r.Name) == w.Role })
 		if w.mapped || *w.id == "" {
 			continue
 		}
-		r, ok := roles[w.role]
-		note("scope mapping "+w.name+" → "+w.role, "missing", repair && ok)
+		r, ok := roles[w.Role]
+		note("scope mapping "+w.Name+" → "+w.Role, "missing", repair && ok)
 		if repair && ok {
 			if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, *w.id, []gocloak.Role{r}); err != nil {
-				return classify("map role to client scope "+w.name, err)
+				return classify("map role to client scope "+w.Name, err)
 			}
 			w.mapped = true
 		}
@@ -300,24 +296,24 @@ func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, n Names, 
 			return classify("read default client scopes of "+clientID, err)
 		}
 		for _, w := range scopes {
-			i := slices.IndexFunc(defaults, func(d *gocloak.ClientScope) bool { return deref(d.Name) == w.name })
+			i := slices.IndexFunc(defaults, func(d *gocloak.ClientScope) bool { return deref(d.Name) == w.Name })
 			switch {
 			case i >= 0 && !w.mapped && c.opts.ReadOnly:
-				critical("default client scope "+w.name+" of client "+clientID,
+				critical("default client scope "+w.Name+" of client "+clientID,
 					"attached without its role mapping, so in every user's token; a drift check detaches it", false)
 			case i >= 0 && !w.mapped:
 				if err := c.detachScope(ctx, tok, s.Realm, cid, deref(defaults[i].ID)); err != nil {
-					return fmt.Errorf("detach unmapped client scope %s from %s: %w", w.name, clientID, err)
+					return fmt.Errorf("detach unmapped client scope %s from %s: %w", w.Name, clientID, err)
 				}
-				critical("default client scope "+w.name+" of client "+clientID,
+				critical("default client scope "+w.Name+" of client "+clientID,
 					"attached without its role mapping, so in every user's token; detached", true)
 			case i < 0 && *w.id != "":
 				// Attached only once its mapping is verified: an unmapped
 				// scope would reach every user's token.
-				note("default client scope "+w.name+" of client "+clientID, "missing", repair && w.mapped)
+				note("default client scope "+w.Name+" of client "+clientID, "missing", repair && w.mapped)
 				if repair && w.mapped {
 					if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, *w.id); err != nil {
-						return classify("add default client scope "+w.name+" to "+clientID, err)
+						return classify("add default client scope "+w.Name+" to "+clientID, err)
 					}
 				}
 			}

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/Nerzal/gocloak/v13"
 )
 
 // Fine-grained admin permissions (v2) let a community's owners manage its
@@ -30,8 +28,8 @@ const (
 	permRoot          = "groups:communities-root"
 )
 
-// fgapNames are the per-community policies and permissions, in the order
-// they are made (and the reverse of the order they are deleted).
+// fgapNames are the names of the per-community policies and permissions
+// (Describe says what each is).
 func fgapNames(label string) (owners, admins, view, membership string) {
 	p := "community:" + label + ":"
 	return p + "owners", p + "membership-admins", p + "view", p + "membership"
@@ -185,11 +183,11 @@ func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, rootID 
 	return base, nil
 }
 
-// grantOwners makes community s's owners able to manage its membership in
-// the admin console: the owner group maps OwnerRole, and four policies and
-// permissions name the community's groups. Every one carries the
+// grantOwners makes the realm-wide admin permissions if need be, then the
+// community's own policies and permissions (d.Policies), which let its
+// owners manage its membership in the admin console. Each carries the
 // community's marker in its description.
-func (c *Client) grantOwners(ctx context.Context, tok string, s Spec, a Artifacts) error {
+func (c *Client) grantOwners(ctx context.Context, tok string, s Spec, d Desired, a Artifacts) error {
 	rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
 	if err != nil {
 		return err
@@ -198,37 +196,9 @@ func (c *Client) grantOwners(ctx context.Context, tok string, s Spec, a Artifact
 	if err != nil {
 		return err
 	}
-	owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
-	if err != nil {
-		return classify("find realm role "+OwnerRole, err)
-	}
-	if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, a.OwnerGroupID, []gocloak.Role{*owner}); err != nil {
-		return classify("map "+OwnerRole+" to the owner group", err)
-	}
-	owners, admins, view, membership := fgapNames(s.Label)
-	desc := markerDescription(s.ID)
-	verify := verifyOwnPolicy(desc, a.OwnerGroupID)
-	for _, step := range []struct {
-		kind string
-		body map[string]any
-	}{
-		{"group", map[string]any{"name": owners, "description": desc, "logic": "POSITIVE",
-			"groups": []map[string]any{{"id": a.OwnerGroupID, "extendChildren": false}}}},
-		// An aggregate, because Keycloak refuses any decision strategy but
-		// UNANIMOUS on permissions: owners of this community OR service desk.
-		{"aggregate", map[string]any{"name": admins, "description": desc, "logic": "POSITIVE",
-			"decisionStrategy": "AFFIRMATIVE", "policies": []string{owners, policyServiceDesk}}},
-		// Seeing the groups is for every community owner: a narrower view
-		// permission makes Keycloak refuse to show users who are members
-		// of other communities (docs/keycloak-fgap.md).
-		{"scope", map[string]any{"name": view, "description": desc, "resourceType": "Groups",
-			"resources": []string{a.GroupID, a.OwnerGroupID, a.AuthorGroupID, a.ConsumerGroupID},
-			"scopes":    []string{"view"}, "policies": []string{policyAdmins}}},
-		{"scope", map[string]any{"name": membership, "description": desc, "resourceType": "Groups",
-			"resources": []string{a.OwnerGroupID, a.AuthorGroupID, a.ConsumerGroupID},
-			"scopes":    []string{"manage-membership"}, "policies": []string{admins}}},
-	} {
-		if err := c.createPolicy(ctx, tok, base, step.kind, step.body, verify); err != nil {
+	verify := verifyOwnPolicy(markerDescription(s.ID), a.OwnerGroupID)
+	for _, p := range d.Policies {
+		if err := c.createPolicy(ctx, tok, base, p.Kind, p.body(a), verify); err != nil {
 			return err
 		}
 	}
@@ -273,13 +243,13 @@ func markerDescription(id string) string { return MarkerAttribute + "=" + id }
 
 // revokeOwners deletes the community's policies and permissions that carry
 // its marker (the role mapping goes with the owner group).
-func (c *Client) revokeOwners(ctx context.Context, tok, realm, label, id string, rep *CleanupReport) error {
+func (c *Client) revokeOwners(ctx context.Context, tok, realm, id string, d Desired, rep *CleanupReport) error {
 	base, err := c.permissionsBase(ctx, tok, realm)
 	if err != nil {
 		return err
 	}
-	owners, admins, view, membership := fgapNames(label)
-	for _, name := range []string{membership, view, admins, owners} {
+	for i := len(d.Policies) - 1; i >= 0; i-- {
+		name := d.Policies[i].Name
 		p, err := c.findPolicy(ctx, tok, base, name)
 		if err != nil {
 			return err

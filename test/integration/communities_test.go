@@ -241,8 +241,8 @@ func TestCreateMakesOntoserverCompatibleArtefacts(t *testing.T) {
 	warmTook, warmTrips := time.Since(start), f.svc.Server.KeycloakRoundTrips()-before
 	t.Logf("first create: %s, %d Keycloak round trips; warm create: %s, %d; delete by owner: %s, %d",
 		createTook, createTrips, warmTook, warmTrips, deleteTook, deleteTrips)
-	if warmTrips > 22 {
-		t.Errorf("a warm create took %d round trips; the design needs 22", warmTrips)
+	if warmTrips > 21 {
+		t.Errorf("a warm create took %d round trips; the design needs 21", warmTrips)
 	}
 
 	if left := f.realm.Artefacts(t, "Communities", "NDD"); len(left) > 0 {
