@@ -66,16 +66,10 @@ func newServe(stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HTTP API",
-		Long: `Run the communities HTTP API:
-
-  GET    /realms/{realm}/communities            list (any valid token of the realm)
-  POST   /realms/{realm}/communities            create (community creator or service desk)
-  DELETE /realms/{realm}/communities            delete, body {"securityLabel", "communityName"}
-  GET    /realms/{realm}/communities/{label}    read one
-  DELETE /realms/{realm}/communities/{label}    delete by label
-
-also under the legacy prefix /auth, plus /healthz, /readyz, /metrics and
-/openapi.yaml. It migrates the registry at start-up (unless --auto-migrate=false)
+		Long: `Run the communities HTTP API: communities, their members, decisions and
+system accounts under /realms/{realm}/, also under the legacy prefix /auth,
+plus /healthz, /readyz and /metrics. Every route is described by the served
+/openapi.yaml (and docs/api.md). It migrates the registry at start-up (unless --auto-migrate=false)
 and undoes operations abandoned by a crashed replica. SIGINT or SIGTERM stops it
 after draining in-flight requests.`,
 		Example: `  COMMUNITIES_ADMIN_CLIENT_SECRET=communities-service-secret \

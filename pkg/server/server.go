@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		DecisionClients: cfg.DecisionClients,
 		ChangeClients:   cfg.ChangeClients,
 		RequiredClaims:  required,
-		Accounts:        sysaccount.New(kc, store),
+		Accounts:        sysaccount.New(kc, store, log),
 	})
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -143,15 +144,22 @@ type Keycloak interface {
 type Service struct {
 	kc    Keycloak
 	store *registry.Store
+	log   *slog.Logger
 }
 
 // New builds a Service.
-func New(kc Keycloak, store *registry.Store) *Service { return &Service{kc: kc, store: store} }
+func New(kc Keycloak, store *registry.Store, log *slog.Logger) *Service {
+	return &Service{kc: kc, store: store, log: log}
+}
 
+// audit records a change, or an attempt; a failed write is logged, since
+// the change itself has happened in Keycloak and cannot be taken back.
 func (s *Service) audit(ctx context.Context, realm, action string, a community.Actor, clientID, outcome, detail string) {
-	_ = s.store.Audit(context.WithoutCancel(ctx), &registry.AuditEvent{Realm: realm, Action: action, Label: clientID,
+	if err := s.store.Audit(context.WithoutCancel(ctx), &registry.AuditEvent{Realm: realm, Action: action, Label: clientID,
 		ActorSub: a.Subject, ActorClient: a.ClientID, ActorUsername: a.Username, RequestID: a.RequestID,
-		Outcome: outcome, Detail: detail, Claims: registry.Claims(a.Claims)})
+		Outcome: outcome, Detail: detail, Claims: registry.Claims(a.Claims)}); err != nil {
+		s.log.ErrorContext(ctx, "audit write failed", "action", action, "client", clientID, "outcome", outcome, "error", err)
+	}
 }
 
 func mayManage(a community.Actor) error {
