@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, fmt.Errorf("--default-communities: %w", err)
 	}
-	required, err := api.ParseRequiredClaims(cfg.RequiredClaims, cfg.Realms)
+	required, err := auth.ParseRequiredClaims(cfg.RequiredClaims, cfg.Realms)
 	if err != nil {
 		return nil, fmt.Errorf("--required-claims: %w", err)
 	}
