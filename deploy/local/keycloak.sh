@@ -20,23 +20,6 @@ KC_HOME="$CACHE_DIR/keycloak-$KEYCLOAK_VERSION"
 # One node: local caches, no cluster discovery.
 KC_BUILD_OPTS=(--db=postgres --health-enabled=true --metrics-enabled=true --cache=local)
 
-# find_java prints a JAVA_HOME with Java 21 or later, which Keycloak 26 needs.
-find_java() {
-	local candidates=() d v
-	[[ -n "${JAVA_HOME:-}" ]] && candidates+=("$JAVA_HOME")
-	candidates+=($(ls -d /usr/lib/jvm/*/ 2>/dev/null | sort -rV))
-	for d in "${candidates[@]}"; do
-		d="${d%/}"
-		[[ -x "$d/bin/java" ]] || continue
-		v="$("$d/bin/java" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ { print $2 }')"
-		if [[ -n "$v" && "${v%%.*}" -ge 21 ]]; then
-			echo "$d"
-			return 0
-		fi
-	done
-	die "Keycloak $KEYCLOAK_VERSION needs Java 21 or later; none found in JAVA_HOME or /usr/lib/jvm"
-}
-
 fetch() {
 	local zip="$CACHE_DIR/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip" started stamp
 	mkdir -p "$CACHE_DIR"
@@ -70,7 +53,7 @@ fetch() {
 	if [[ "$(cat "$KC_HOME/.communities-build" 2>/dev/null)" != "$stamp" ]]; then
 		log "building Keycloak once for this cache (kc.sh build ${KC_BUILD_OPTS[*]}); takes about 30 s"
 		started=$(now_ms)
-		JAVA_HOME="$(find_java)" "$KC_HOME/bin/kc.sh" build "${KC_BUILD_OPTS[@]}" >"$CACHE_DIR/kc-build.log" 2>&1 ||
+		JAVA_HOME="$(find_java 21 "Keycloak $KEYCLOAK_VERSION")" "$KC_HOME/bin/kc.sh" build "${KC_BUILD_OPTS[@]}" >"$CACHE_DIR/kc-build.log" 2>&1 ||
 			{ tail -n 20 "$CACHE_DIR/kc-build.log" >&2; die "kc.sh build failed; read $CACHE_DIR/kc-build.log"; }
 		echo "$stamp" >"$KC_HOME/.communities-build"
 		log "built in $(elapsed "$started")"
@@ -103,7 +86,7 @@ start() {
 	started=$(now_ms)
 	KC_BOOTSTRAP_ADMIN_USERNAME="${KEYCLOAK_ADMIN_USER:-admin}" \
 		KC_BOOTSTRAP_ADMIN_PASSWORD="${KEYCLOAK_ADMIN_PASSWORD:-admin}" \
-		JAVA_HOME="$(find_java)" \
+		JAVA_HOME="$(find_java 21 "Keycloak $KEYCLOAK_VERSION")" \
 		setsid "$home/bin/kc.sh" start --optimized \
 		--http-enabled=true --http-port="$port" --http-host=127.0.0.1 \
 		--http-management-port="$mport" \

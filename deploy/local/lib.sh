@@ -59,6 +59,24 @@ wait_http() {
 	done
 }
 
+# find_java MIN WHAT prints a JAVA_HOME with Java MIN or later (Keycloak 26
+# needs 21, HAPI FHIR 8 needs 17), looking in JAVA_HOME and /usr/lib/jvm.
+find_java() {
+	local min="$1" what="$2" candidates=() d v
+	[[ -n "${JAVA_HOME:-}" ]] && candidates+=("$JAVA_HOME")
+	candidates+=($(ls -d /usr/lib/jvm/*/ 2>/dev/null | sort -rV))
+	for d in "${candidates[@]}"; do
+		d="${d%/}"
+		[[ -x "$d/bin/java" ]] || continue
+		v="$("$d/bin/java" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ { print $2 }')"
+		if [[ -n "$v" && "${v%%.*}" -ge "$min" ]]; then
+			echo "$d"
+			return 0
+		fi
+	done
+	die "$what needs Java $min or later; none found in JAVA_HOME or /usr/lib/jvm"
+}
+
 # apt_install PKG...: installs Debian packages when running as root, else
 # explains what to install.
 apt_install() {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings up the servers the service needs: PostgreSQL (unless DATABASE_URL
 # is given) and Keycloak with realm-export/ imported (unless KEYCLOAK_URL is
-# given), both in a throw-away run directory.
+# given), and the test FHIR server (unless FHIR_URL is given or WITH_FHIR=0),
+# in a throw-away run directory. Keycloak and the FHIR server start side by
+# side: both are JVMs that spend their start-up waiting on themselves.
 #
 #   stack.sh up ENV_FILE        start them, write KEY=VALUE lines to ENV_FILE
 #                               (RUN_DIR names the run directory to stop)
@@ -14,7 +16,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 up() {
-	local env_file="$1" run_dir
+	local env_file="$1" run_dir fhir_env="" fhir_pid=""
 	run_dir="$(mktemp -d "${TMPDIR:-/tmp}/communities-run.XXXXXX")"
 	# PostgreSQL runs as another user when we are root: let it reach its dir.
 	chmod 755 "$run_dir"
@@ -29,6 +31,15 @@ up() {
 	else
 		"$LOCAL_DIR/postgres.sh" start "$run_dir" >>"$env_file"
 	fi
+	if [[ -n "${FHIR_URL:-}" ]]; then
+		log "using the FHIR server at FHIR_URL=$FHIR_URL"
+		echo "FHIR_URL=$FHIR_URL" >>"$env_file"
+	elif [[ "${WITH_FHIR:-1}" != 0 ]]; then
+		fhir_env="$run_dir/fhir.env"
+		"$LOCAL_DIR/fhir.sh" start "$run_dir" >"$fhir_env" &
+		fhir_pid=$!
+		echo "$fhir_pid" >"$run_dir/fhir-starter.pid"
+	fi
 	if [[ -n "${KEYCLOAK_URL:-}" ]]; then
 		log "using Keycloak at KEYCLOAK_URL=$KEYCLOAK_URL"
 		{
@@ -41,6 +52,10 @@ up() {
 		KEYCLOAK_DB_URL="$(. "$env_file" && echo "${KEYCLOAK_DB_URL:-}")" \
 			"$LOCAL_DIR/keycloak.sh" start "$run_dir" >>"$env_file"
 	fi
+	if [[ -n "$fhir_pid" ]]; then
+		wait "$fhir_pid" || die "the test FHIR server did not start"
+		cat "$fhir_env" >>"$env_file"
+	fi
 }
 
 down() {
@@ -49,6 +64,9 @@ down() {
 	run_dir="$(. "$env_file" && echo "${RUN_DIR:-}")"
 	[[ -n "$run_dir" && -d "$run_dir" ]] || return 0
 	log "stopping the servers started in $run_dir"
+	# A FHIR server start still under way (Keycloak failed first) ends too.
+	[[ -f "$run_dir/fhir-starter.pid" ]] && stop_pid "$(cat "$run_dir/fhir-starter.pid")" "FHIR server start"
+	"$LOCAL_DIR/fhir.sh" stop "$run_dir" || true
 	"$LOCAL_DIR/keycloak.sh" stop "$run_dir" || true
 	"$LOCAL_DIR/postgres.sh" stop "$run_dir" || true
 	if [[ "${KEEP_RUN_DIR:-}" == 1 ]]; then

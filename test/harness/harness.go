@@ -5,8 +5,9 @@
 // Where the servers come from, in order:
 //  1. KEYCLOAK_URL and DATABASE_URL in the environment (make test starts
 //     both once with deploy/local/stack.sh and exports them to every test
-//     package);
-//  2. a reachable Docker engine: testcontainers-go starts both;
+//     package, with FHIR_URL, the test FHIR server);
+//  2. a reachable Docker engine: testcontainers-go starts both, and the
+//     FHIR server is started with deploy/local/fhir.sh;
 //  3. otherwise the harness runs deploy/local/stack.sh itself.
 package harness
 
@@ -30,6 +31,8 @@ type Env struct {
 	AdminUser     string
 	AdminPassword string
 	DatabaseURL   string
+	// FHIRURL is the base URL of the test FHIR server (test/fhirserver).
+	FHIRURL string
 }
 
 var current *Env
@@ -75,10 +78,18 @@ func start(ctx context.Context) (*Env, func(), error) {
 			AdminUser:     getenv("KEYCLOAK_ADMIN_USER", "admin"),
 			AdminPassword: getenv("KEYCLOAK_ADMIN_PASSWORD", "admin"),
 			DatabaseURL:   os.Getenv("DATABASE_URL"),
+			FHIRURL:       strings.TrimRight(os.Getenv("FHIR_URL"), "/"),
 		}, func() {}, nil
 	}
 	if dockerReachable(ctx) {
-		return startContainers(ctx)
+		env, stop, err := startContainers(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if env.FHIRURL, err = startFHIR(stop); err != nil {
+			return nil, nil, err
+		}
+		return env, stop, nil
 	}
 	return startScripts()
 }
@@ -114,6 +125,7 @@ func startScripts() (*Env, func(), error) {
 		AdminUser:     vars["KEYCLOAK_ADMIN_USER"],
 		AdminPassword: vars["KEYCLOAK_ADMIN_PASSWORD"],
 		DatabaseURL:   vars["DATABASE_URL"],
+		FHIRURL:       vars["FHIR_URL"],
 	}, stop, nil
 }
 

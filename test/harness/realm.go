@@ -250,6 +250,12 @@ func (r *Response) JSON(t testing.TB, v any) {
 // value (sent as JSON).
 func Do(t testing.TB, method, u, token string, body any) *Response {
 	t.Helper()
+	return DoWith(t, method, u, token, body, nil)
+}
+
+// DoWith is Do with headers of its own (they win over Do's).
+func DoWith(t testing.TB, method, u, token string, body any, header http.Header) *Response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -271,6 +277,9 @@ func Do(t testing.TB, method, u, token string, body any) *Response {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
