@@ -29,8 +29,9 @@ func cliActor() community.Actor {
 }
 
 // withProvisioner builds the service for realm from cfg and runs fn;
-// opts make it read-only for plan and export.
-func withProvisioner(cmd *cobra.Command, cfg *config.Config, realm string, stderr io.Writer, opts []server.Option,
+// opts make it read-only for plan and export; acceptLabelled lets apply
+// delete communities whose labels remain on FHIR resources.
+func withProvisioner(cmd *cobra.Command, cfg *config.Config, realm string, stderr io.Writer, opts []server.Option, acceptLabelled bool,
 	fn func(*provision.Provisioner) error) error {
 	srv, err := assemble(cmd, cfg, stderr, opts, func(c *config.Config) {
 		c.Realms = []string{realm}
@@ -40,7 +41,9 @@ func withProvisioner(cmd *cobra.Command, cfg *config.Config, realm string, stder
 		return err
 	}
 	defer srv.Close()
-	return fn(provision.New(srv.Service(), cliActor()))
+	pr := provision.New(srv.Service(), cliActor())
+	pr.AcceptLabelled = acceptLabelled
+	return fn(pr)
 }
 
 // load applies the environment and reads the communities file.
@@ -66,10 +69,11 @@ func readFile(path string) (*provision.File, error) {
 }
 
 type provisionFlags struct {
-	cfg    config.Config
-	file   string
-	prune  bool
-	output string
+	cfg            config.Config
+	file           string
+	prune          bool
+	acceptLabelled bool
+	output         string
 }
 
 func (p *provisionFlags) bind(cmd *cobra.Command, withPrune bool) {
@@ -78,6 +82,7 @@ func (p *provisionFlags) bind(cmd *cobra.Command, withPrune bool) {
 	_ = cmd.MarkFlagRequired("file")
 	if withPrune {
 		cmd.Flags().BoolVar(&p.prune, "prune", false, "also delete communities the file does not list, and remove members its lists do not name")
+		cmd.Flags().BoolVar(&p.acceptLabelled, "accept-labelled-resources", false, "with --prune and --guard-fhir-urls: delete communities even while their labels remain on FHIR resources (seed 000: users lose access to them)")
 	}
 	cmd.Flags().StringVarP(&p.output, "output", "o", "text", "text or json")
 }
@@ -119,7 +124,7 @@ gate on it.
 				return err
 			}
 			var plan []provision.Action
-			err = withProvisioner(cmd, &p.cfg, f.Realm, stderr, readOnly, func(pr *provision.Provisioner) error {
+			err = withProvisioner(cmd, &p.cfg, f.Realm, stderr, readOnly, p.acceptLabelled, func(pr *provision.Provisioner) error {
 				plan, err = pr.Plan(cmd.Context(), f, p.prune)
 				return err
 			})
@@ -175,7 +180,7 @@ naming every failed item.
 			if err != nil {
 				return err
 			}
-			return withProvisioner(cmd, &p.cfg, f.Realm, stderr, nil, func(pr *provision.Provisioner) error {
+			return withProvisioner(cmd, &p.cfg, f.Realm, stderr, nil, p.acceptLabelled, func(pr *provision.Provisioner) error {
 				plan, err := pr.Plan(cmd.Context(), f, p.prune)
 				if err != nil {
 					return err
@@ -226,7 +231,7 @@ changes. Like plan, it cannot change anything.
 		Example: `  communities export --realm terminology > communities.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withProvisioner(cmd, &cfg, realm, stderr, readOnly, func(pr *provision.Provisioner) error {
+			return withProvisioner(cmd, &cfg, realm, stderr, readOnly, false, func(pr *provision.Provisioner) error {
 				f, err := pr.Export(cmd.Context(), realm)
 				if err != nil {
 					return err

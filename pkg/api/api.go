@@ -214,6 +214,16 @@ func (h *handler) deleteByLabel(c *gin.Context) {
 }
 
 func (h *handler) delete(c *gin.Context, req community.DeleteRequest) {
+	// ?acceptLabelledResources=true: service desk deletes although the
+	// community's labels remain on FHIR resources.
+	switch v, given := c.GetQuery("acceptLabelledResources"); {
+	case !given || v == "false":
+	case v == "true":
+		req.AcceptLabelled = true
+	default:
+		h.fail(c, http.StatusBadRequest, "query parameter acceptLabelledResources must be true or false")
+		return
+	}
 	if _, err := h.opts.Service.Delete(c.Request.Context(), c.Param("realm"), h.actor(c), req); err != nil {
 		h.failErr(c, err)
 		return
@@ -309,7 +319,7 @@ func (h *handler) failErr(c *gin.Context, err error) {
 	case errors.Is(err, community.ErrNotFound):
 		status = http.StatusNotFound
 	case errors.Is(err, community.ErrDuplicate), errors.Is(err, community.ErrMismatch), errors.Is(err, community.ErrKeycloakClash),
-		errors.Is(err, community.ErrLastOwner):
+		errors.Is(err, community.ErrLastOwner), errors.Is(err, community.ErrLabelled):
 		status = http.StatusConflict
 	case errors.Is(err, community.ErrUnavailable):
 		status = http.StatusServiceUnavailable

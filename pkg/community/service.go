@@ -78,6 +78,9 @@ type Options struct {
 	// recovered by whichever replica claims it first.
 	Lease  time.Duration
 	Logger *slog.Logger
+	// Guard, if set, refuses deletes while the community's labels remain
+	// on FHIR resources.
+	Guard Guard
 }
 
 // Service carries out community operations.
@@ -276,6 +279,9 @@ func (s *Service) undoCreate(ctx context.Context, row *registry.Community, cause
 type DeleteRequest struct {
 	Label string
 	Match *Representation
+	// AcceptLabelled deletes even if the community's labels remain on
+	// resources (service desk only).
+	AcceptLabelled bool
 }
 
 // Representation is a community as the seeds show it.
@@ -305,6 +311,11 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 		s.audit(ctx, ev, "denied", err.Error())
 		return nil, err
 	}
+	guarded, err := s.guardDelete(ctx, a, row, req.AcceptLabelled)
+	if err != nil {
+		s.audit(ctx, ev, "refused", err.Error())
+		return nil, err
+	}
 	lease := time.Now().UTC().Add(s.opts.Lease)
 	switch err := s.store.Transition(ctx, row.ID, registry.StateActive, registry.StateDeleting, nil, &lease, nil, ""); {
 	case errors.Is(err, registry.ErrStateChanged):
@@ -328,7 +339,7 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 		s.audit(ctx, ev, "failed", err.Error())
 		return nil, unavailable("the registry could not remove community "+row.Label+"; the deletion will be finished automatically", err)
 	}
-	s.audit(ctx, ev, "success", "")
+	s.audit(ctx, ev, "success", guarded)
 	return row, nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/nhs-terminology/communities/pkg/fhirguard"
 )
 
 // Config is everything the service can be told at start-up.
@@ -45,6 +47,10 @@ type Config struct {
 	FHIRClients        []string
 	DefaultCommunities []string
 
+	GuardFHIRURLs []string
+	GuardTypes    []string
+	GuardTimeout  time.Duration
+
 	OperationLease    time.Duration
 	RecoveryInterval  time.Duration
 	ReconcileInterval time.Duration
@@ -71,6 +77,8 @@ func Default() Config {
 		ServiceDeskRole:   "service-desk",
 		RootGroup:         "Communities",
 		FHIRClients:       []string{"terminology-client"},
+		GuardTypes:        fhirguard.DefaultTypes,
+		GuardTimeout:      10 * time.Second,
 		OperationLease:    2 * time.Minute,
 		RecoveryInterval:  time.Minute,
 		ReconcileInterval: 15 * time.Minute,
@@ -105,6 +113,9 @@ var envName = map[string]string{
 	"root-group":          "COMMUNITIES_ROOT_GROUP",
 	"fhir-clients":        "COMMUNITIES_FHIR_CLIENTS",
 	"default-communities": "COMMUNITIES_DEFAULT_COMMUNITIES",
+	"guard-fhir-urls":     "COMMUNITIES_GUARD_FHIR_URLS",
+	"guard-types":         "COMMUNITIES_GUARD_TYPES",
+	"guard-timeout":       "COMMUNITIES_GUARD_TIMEOUT",
 	"operation-lease":     "COMMUNITIES_OPERATION_LEASE",
 	"recovery-interval":   "COMMUNITIES_RECOVERY_INTERVAL",
 	"reconcile-interval":  "COMMUNITIES_RECONCILE_INTERVAL",
@@ -139,6 +150,9 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.StringVar(&c.RootGroup, "root-group", d.RootGroup, "top-level Keycloak group under which community groups are created")
 	fs.StringSliceVar(&c.FHIRClients, "fhir-clients", d.FHIRClients, "clients (clientId) that get each community's grouping/<label>.read|write scopes as default client scopes")
 	fs.StringSliceVar(&c.DefaultCommunities, "default-communities", d.DefaultCommunities, "communities (LABEL=Name) every managed realm has, with their consumer groups as realm default groups, so every new user consumes them")
+	fs.StringSliceVar(&c.GuardFHIRURLs, "guard-fhir-urls", nil, "FHIR base URLs (reached directly, not through the proxy) where deleting a community first counts the resources still carrying its labels, and is refused while any do (none: deletes are not checked)")
+	fs.StringSliceVar(&c.GuardTypes, "guard-types", d.GuardTypes, "resource types the delete guard counts on each of --guard-fhir-urls")
+	fs.DurationVar(&c.GuardTimeout, "guard-timeout", d.GuardTimeout, "how long the delete guard may take to count; past it the delete is refused (503)")
 	fs.DurationVar(&c.OperationLease, "operation-lease", d.OperationLease, "how long a create or delete may run before another replica treats it as abandoned and finishes or undoes it")
 	fs.DurationVar(&c.RecoveryInterval, "recovery-interval", d.RecoveryInterval, "how often to look for abandoned creates and deletes")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", d.ReconcileInterval, "how often one replica checks every community's Keycloak artefacts for drift and reports it (0: never; repair with 'communities reconcile --repair')")
@@ -197,6 +211,14 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.IssuerBaseURL); err != nil || u.Scheme == "" || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--issuer-base-url %q is not an absolute URL", c.IssuerBaseURL))
 		}
+	}
+	for _, u := range c.GuardFHIRURLs {
+		if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Host == "" {
+			errs = append(errs, fmt.Errorf("--guard-fhir-urls: %q is not an absolute URL", u))
+		}
+	}
+	if len(c.GuardFHIRURLs) > 0 && (len(c.GuardTypes) == 0 || c.GuardTimeout <= 0) {
+		errs = append(errs, errors.New("--guard-types must name a type and --guard-timeout be positive when --guard-fhir-urls is set"))
 	}
 	if len(c.Realms) == 0 {
 		errs = append(errs, errors.New("--realms must name at least one realm"))

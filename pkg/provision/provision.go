@@ -67,6 +67,8 @@ type Action struct {
 	Detail string `json:"detail,omitempty"`
 	Role   string `json:"role,omitempty"`
 	User   string `json:"user,omitempty"`
+	// Labelled counts the resources still labelled by a community to delete.
+	Labelled int `json:"labelledResources,omitempty"`
 }
 
 func (a Action) String() string {
@@ -84,6 +86,9 @@ func (a Action) String() string {
 type Provisioner struct {
 	svc   *community.Service
 	actor community.Actor
+	// AcceptLabelled deletes communities even while their labels remain
+	// on FHIR resources (the delete guard's override).
+	AcceptLabelled bool
 }
 
 // New returns a Provisioner acting as actor (service desk rights).
@@ -162,9 +167,22 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 			return nil, err
 		}
 		for _, e := range existing {
-			if !listed[e.Label] {
-				plan = append(plan, Action{Kind: "delete", Label: e.Label, Detail: e.Name})
+			if listed[e.Label] {
+				continue
 			}
+			a := Action{Kind: "delete", Label: e.Label, Detail: e.Name}
+			u, guarded, err := p.svc.LabelledResources(ctx, e.Label)
+			if err != nil {
+				return nil, err
+			}
+			if guarded && u.Total > 0 {
+				a.Labelled = u.Total
+				a.Detail += "; its labels remain on " + u.String()
+				if !p.AcceptLabelled {
+					a.Detail += ", so the delete will be refused without --accept-labelled-resources"
+				}
+			}
+			plan = append(plan, a)
 		}
 	}
 	return plan, nil
@@ -204,7 +222,7 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 			}
 			err = p.svc.ChangeMember(ctx, f.Realm, p.actor, a.Label, a.Role, a.User, a.Kind == "add-member")
 		case "delete":
-			_, err = p.svc.Delete(ctx, f.Realm, p.actor, community.DeleteRequest{Label: a.Label})
+			_, err = p.svc.Delete(ctx, f.Realm, p.actor, community.DeleteRequest{Label: a.Label, AcceptLabelled: p.AcceptLabelled})
 		case "conflict":
 			err = errors.New(a.Detail)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/config"
 	"github.com/nhs-terminology/communities/pkg/decision"
+	"github.com/nhs-terminology/communities/pkg/fhirguard"
 	"github.com/nhs-terminology/communities/pkg/keycloak"
 	"github.com/nhs-terminology/communities/pkg/metrics"
 	"github.com/nhs-terminology/communities/pkg/registry"
@@ -112,10 +113,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Observe: m.ObserveKeycloak, ReadOnly: o.readOnly,
 	})
 	store := registry.New(db)
-	svc := community.New(store, kc, community.Options{
+	svcOpts := community.Options{
 		RootGroup: cfg.RootGroup, FHIRClients: cfg.FHIRClients, CreatorRole: cfg.CreatorRole,
 		Lease: cfg.OperationLease, Logger: log,
-	})
+	}
+	if len(cfg.GuardFHIRURLs) > 0 {
+		svcOpts.Guard = fhirguard.New(fhirguard.Options{
+			BaseURLs: cfg.GuardFHIRURLs, Types: cfg.GuardTypes, Timeout: cfg.GuardTimeout,
+			System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels,
+		})
+	}
+	svc := community.New(store, kc, svcOpts)
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	verifier := auth.NewCachingVerifier(auth.NewVerifier(bg, auth.Options{
 		JWKSURL: func(realm string) string {
