@@ -17,21 +17,23 @@ func TestConfigurationReferenceMatchesCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := config.EnvNames()
-	serve := newServe(&bytes.Buffer{})
 	documented := 0
-	serve.Flags().VisitAll(func(f *pflag.Flag) {
-		def := strings.Trim(f.DefValue, "[]")
-		cell := ""
-		if def != "" {
-			cell = " `" + def + "`"
-		}
-		row := "| `--" + f.Name + "` | `" + env[f.Name] + "` |" + cell + " |"
-		if !bytes.Contains(doc, []byte(row)) {
-			t.Errorf("docs/configuration.md lacks the row %q", row)
-		}
-		documented++
-	})
+	check := func(flags *pflag.FlagSet, env map[string]string) {
+		flags.VisitAll(func(f *pflag.Flag) {
+			def := strings.Trim(f.DefValue, "[]")
+			cell := ""
+			if def != "" {
+				cell = " `" + def + "`"
+			}
+			row := "| `--" + f.Name + "` | `" + env[f.Name] + "` |" + cell + " |"
+			if !bytes.Contains(doc, []byte(row)) {
+				t.Errorf("docs/configuration.md lacks the row %q", row)
+			}
+			documented++
+		})
+	}
+	check(newServe(&bytes.Buffer{}).Flags(), config.EnvNames())
+	check(newProxy(&bytes.Buffer{}).Flags(), config.ProxyEnvNames())
 	if rows := strings.Count(string(doc), "\n| `--"); rows != documented {
 		t.Errorf("docs/configuration.md has %d flag rows, the code %d flags", rows, documented)
 	}

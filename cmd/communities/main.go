@@ -57,7 +57,7 @@ flags win over the environment.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServe(stderr), newMigrate(stdout, stderr), newApply(stdout, stderr), newPlan(stdout, stderr),
-		newExport(stdout, stderr), newReconcile(stdout, stderr), newProbe(stdout), newVersion(stdout))
+		newExport(stdout, stderr), newReconcile(stdout, stderr), newProxy(stderr), newProbe(stdout), newVersion(stdout))
 	return root
 }
 

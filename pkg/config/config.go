@@ -167,11 +167,15 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 // ApplyEnv sets every flag that was not given on the command line from its
 // environment variable, so flags win over the environment.
 func ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	return applyEnv(fs, envName, lookup)
+}
+
+func applyEnv(fs *pflag.FlagSet, env map[string]string, lookup func(string) (string, bool)) error {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	names := make([]string, 0, len(envName))
-	for n := range envName {
+	names := make([]string, 0, len(env))
+	for n := range env {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -180,9 +184,9 @@ func ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 		if f == nil || f.Changed {
 			continue
 		}
-		if v, ok := lookup(envName[name]); ok {
+		if v, ok := lookup(env[name]); ok {
 			if err := fs.Set(name, v); err != nil {
-				return fmt.Errorf("%s: %w", envName[name], err)
+				return fmt.Errorf("%s: %w", env[name], err)
 			}
 		}
 	}
@@ -229,11 +233,7 @@ func (c *Config) Validate() error {
 	if c.Audience == "" {
 		errs = append(errs, errors.New("--audience must not be empty: tokens meant for other services must be refused"))
 	}
-	for _, a := range c.Algorithms {
-		if strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS") {
-			errs = append(errs, fmt.Errorf("--algorithms: %s is not allowed (only asymmetric algorithms verify against a JWKS)", a))
-		}
-	}
+	errs = append(errs, validAlgorithms(c.Algorithms)...)
 	if c.TokenCacheSize <= 0 {
 		errs = append(errs, errors.New("--token-cache-size must be positive"))
 	}
@@ -241,6 +241,16 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--operation-lease and --keycloak-timeout must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+func validAlgorithms(algs []string) []error {
+	var errs []error
+	for _, a := range algs {
+		if strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS") {
+			errs = append(errs, fmt.Errorf("--algorithms: %s is not allowed (only asymmetric algorithms verify against a JWKS)", a))
+		}
+	}
+	return errs
 }
 
 // Issuer is the iss claim expected on tokens of realm.

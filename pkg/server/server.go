@@ -125,16 +125,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	svc := community.New(store, kc, svcOpts)
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	verifier := auth.NewCachingVerifier(auth.NewVerifier(bg, auth.Options{
-		JWKSURL: func(realm string) string {
-			return strings.TrimRight(cfg.KeycloakURL, "/") + "/realms/" + realm + "/protocol/openid-connect/certs"
-		},
-		Issuer:     cfg.Issuer,
-		Audience:   cfg.Audience,
-		Algorithms: cfg.Algorithms,
-		HTTPClient: &http.Client{Timeout: cfg.KeycloakTimeout},
-		Leeway:     10 * time.Second,
-	}), cfg.TokenCacheSize)
+	verifier := newVerifier(bg, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize)
 	s := &Server{cfg: cfg, defaults: defaults, log: log, db: db, store: store, kc: kc, svc: svc, metrics: m, cancel: cancel}
 	s.handler = api.New(api.Options{
 		Realms: cfg.Realms, CreatorRole: cfg.CreatorRole, ServiceDeskRole: cfg.ServiceDeskRole,
@@ -146,6 +137,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Accounts:        sysaccount.New(kc, store, log),
 	})
 	return s, nil
+}
+
+// newVerifier verifies tokens against Keycloak's JWKS of each realm, the
+// same way for the service and the FHIR proxy.
+func newVerifier(ctx context.Context, keycloakURL string, issuer func(string) string, audience string, algorithms []string,
+	timeout time.Duration, cacheSize int) *auth.CachingVerifier {
+	return auth.NewCachingVerifier(auth.NewVerifier(ctx, auth.Options{
+		JWKSURL: func(realm string) string {
+			return strings.TrimRight(keycloakURL, "/") + "/realms/" + realm + "/protocol/openid-connect/certs"
+		},
+		Issuer:     issuer,
+		Audience:   audience,
+		Algorithms: algorithms,
+		HTTPClient: &http.Client{Timeout: timeout},
+		Leeway:     10 * time.Second,
+	}), cacheSize)
 }
 
 // Handler is the HTTP API.

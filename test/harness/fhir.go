@@ -2,15 +2,19 @@ package harness
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/nhs-terminology/communities/pkg/config"
 	"github.com/nhs-terminology/communities/pkg/decision"
+	"github.com/nhs-terminology/communities/pkg/server"
 )
 
 // startFHIR starts the test FHIR server with the project's script beside
@@ -47,19 +51,18 @@ func (e *Env) FHIR(t testing.TB) string {
 	return e.FHIRURL
 }
 
-// Label is a permission label of the default system.
-func Label(code string) decision.Coding {
-	return decision.Coding{System: decision.DefaultSystem, Code: code}
-}
-
 // Resource is a terminology resource to store on the FHIR server: its
-// type, id (tests use ids unique to their realm) and labels.
+// type, id (tests use ids unique to their realm; "" for none, to create)
+// and labels.
 func Resource(typ, id string, labels ...string) map[string]any {
 	security := []map[string]string{}
 	for _, l := range labels {
 		security = append(security, map[string]string{"system": decision.DefaultSystem, "code": l})
 	}
-	r := map[string]any{"resourceType": typ, "id": id, "url": "http://example.org/" + typ + "/" + id, "status": "active"}
+	r := map[string]any{"resourceType": typ, "url": "http://example.org/" + typ + "/" + id, "status": "active"}
+	if id != "" {
+		r["id"] = id
+	}
 	if len(labels) > 0 {
 		r["meta"] = map[string]any{"security": security}
 	}
@@ -98,4 +101,39 @@ func SecurityOf(t testing.TB, raw []byte) []string {
 		out = append(out, c.Code)
 	}
 	return out
+}
+
+// StartProxy runs the enforcing FHIR proxy in-process in front of the test
+// FHIR server for realm's tokens until the test ends; it returns the
+// proxy's FHIR base URL.
+func (e *Env) StartProxy(t testing.TB, realm string) string {
+	t.Helper()
+	cfg := config.DefaultProxy()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Upstream = e.FHIR(t)
+	cfg.Realm = realm
+	cfg.KeycloakURL = e.KeycloakURL
+	log := slog.New(slog.NewJSONHandler(LogWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := server.NewProxy(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("start proxy: %v", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx, func(a string) { addr <- a }) }()
+	var u string
+	select {
+	case a := <-addr:
+		u = "http://" + a + cfg.BasePath
+	case err := <-ran:
+		t.Fatalf("proxy stopped: %v", err)
+	}
+	t.Cleanup(func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("proxy shutdown: %v", err)
+		}
+	})
+	return u
 }

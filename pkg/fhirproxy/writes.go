@@ -1,0 +1,245 @@
+package fhirproxy
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+
+	"github.com/nhs-terminology/communities/pkg/decision"
+)
+
+// body reads the request body as a FHIR resource in JSON; ok false once it
+// has answered why not.
+func (p *Proxy) body(c *call, jsonPatch bool) ([]byte, bool) {
+	mt, _, _ := mime.ParseMediaType(c.r.Header.Get("Content-Type"))
+	want := mt == "application/fhir+json" || mt == "application/json"
+	if jsonPatch {
+		want = mt == "application/json-patch+json"
+	}
+	if !want {
+		detail := "send the resource as application/fhir+json"
+		if jsonPatch {
+			detail = "patch with JSON Patch (application/json-patch+json); FHIRPath and XML patches are not judged by the proxy"
+		}
+		p.fail(c, http.StatusUnsupportedMediaType, detail)
+		return nil, false
+	}
+	raw, err := io.ReadAll(io.LimitReader(c.r.Body, p.opts.MaxBody+1))
+	if err != nil {
+		p.fail(c, http.StatusBadRequest, "could not read the request body")
+		return nil, false
+	}
+	if int64(len(raw)) > p.opts.MaxBody {
+		p.fail(c, http.StatusRequestEntityTooLarge, "the request body is larger than the proxy passes on")
+		return nil, false
+	}
+	return raw, true
+}
+
+// content parses a resource to store and checks it is of typ (and id).
+func (p *Proxy) content(c *call, raw []byte, typ, id string) (*head, bool) {
+	h, err := parseHead(raw)
+	if err != nil {
+		p.fail(c, http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	if h.ResourceType != typ {
+		p.fail(c, http.StatusBadRequest, "the body is a "+h.ResourceType+", not a "+typ)
+		return nil, false
+	}
+	if id != "" && h.ID != id {
+		p.fail(c, http.StatusBadRequest, "the body's id must be "+id+", the id in the URL")
+		return nil, false
+	}
+	return h, true
+}
+
+// denyWrite answers a denied write: as a missing resource when the caller
+// may not even read the stored instance, so a write cannot probe for
+// existence; with the reason otherwise.
+func (p *Proxy) denyWrite(c *call, d decision.Decision, stored *head, typ, id string) {
+	if stored != nil && !p.readable(c, stored) {
+		p.notFound(c, typ, id)
+		return
+	}
+	p.fail(c, http.StatusForbidden, d.Reason())
+}
+
+func (p *Proxy) create(c *call, typ string) {
+	raw, ok := p.body(c, false)
+	if !ok {
+		return
+	}
+	h, ok := p.content(c, raw, typ, "")
+	if !ok {
+		return
+	}
+	d := p.decide(c, decision.Request{ResourceType: typ, Interaction: decision.Create, NewSecurity: h.Meta.Security})
+	if !d.Allowed {
+		p.fail(c, http.StatusForbidden, d.Reason())
+		return
+	}
+	a, err := p.send(c, http.MethodPost, typ, nil, raw, nil)
+	if err != nil {
+		p.unavailable(c, err)
+		return
+	}
+	p.relayWritten(c, a)
+}
+
+// update judges a PUT against the stored instance (or as a create when
+// there is none) and sends it with If-Match on the version judged.
+func (p *Proxy) update(c *call, typ, id string) {
+	raw, ok := p.body(c, false)
+	if !ok {
+		return
+	}
+	h, ok := p.content(c, raw, typ, id)
+	if !ok {
+		return
+	}
+	_, stored, err := p.fetch(c, typ, id, "")
+	if err != nil {
+		p.unavailable(c, err)
+		return
+	}
+	req := decision.Request{ResourceType: typ, Interaction: decision.Create, NewSecurity: h.Meta.Security}
+	header := http.Header{}
+	if stored != nil {
+		req.Interaction, req.Security = decision.Update, stored.Meta.Security
+	}
+	d := p.decide(c, req)
+	if !d.Allowed {
+		p.denyWrite(c, d, stored, typ, id)
+		return
+	}
+	if stored != nil && !p.pinVersion(c, stored, header) {
+		return
+	}
+	a, err := p.send(c, http.MethodPut, typ+"/"+id, nil, raw, header)
+	if err != nil {
+		p.unavailable(c, err)
+		return
+	}
+	p.relayWritten(c, a)
+}
+
+// patch applies a JSON Patch to the stored instance to learn the labels
+// it would leave, judges that, and sends the same patch with If-Match on
+// the version it was applied to, so the upstream makes the same result.
+func (p *Proxy) patch(c *call, typ, id string) {
+	raw, ok := p.body(c, true)
+	if !ok {
+		return
+	}
+	ops, err := jsonpatch.DecodePatch(raw)
+	if err != nil {
+		p.fail(c, http.StatusBadRequest, "not a JSON Patch: "+err.Error())
+		return
+	}
+	cur, stored, err := p.fetch(c, typ, id, "")
+	if err != nil {
+		p.unavailable(c, err)
+		return
+	}
+	if stored == nil {
+		p.notFound(c, typ, id)
+		return
+	}
+	patched, err := ops.Apply(cur.body)
+	var h *head
+	if err == nil {
+		h, err = parseHead(patched)
+	}
+	if err != nil || h.ResourceType != typ || h.ID != id {
+		// Says nothing of the stored content unless it may be read.
+		if !p.readable(c, stored) {
+			p.notFound(c, typ, id)
+			return
+		}
+		p.fail(c, http.StatusUnprocessableEntity, "the patch does not apply to "+typ+"/"+id+" as stored, or changes its type or id")
+		return
+	}
+	d := p.decide(c, decision.Request{ResourceType: typ, Interaction: decision.Update, Security: stored.Meta.Security, NewSecurity: h.Meta.Security})
+	if !d.Allowed {
+		p.denyWrite(c, d, stored, typ, id)
+		return
+	}
+	header := http.Header{}
+	if !p.pinVersion(c, stored, header) {
+		return
+	}
+	header.Set("Content-Type", "application/json-patch+json")
+	a, err := p.send(c, http.MethodPatch, typ+"/"+id, nil, raw, header)
+	if err != nil {
+		p.unavailable(c, err)
+		return
+	}
+	p.relayWritten(c, a)
+}
+
+func (p *Proxy) delete(c *call, typ, id string) {
+	_, stored, err := p.fetch(c, typ, id, "")
+	if err != nil {
+		p.unavailable(c, err)
+		return
+	}
+	if stored == nil {
+		p.notFound(c, typ, id)
+		return
+	}
+	d := p.decide(c, decision.Request{ResourceType: typ, Interaction: decision.Delete, Security: stored.Meta.Security})
+	if !d.Allowed {
+		p.denyWrite(c, d, stored, typ, id)
+		return
+	}
+	a, err := p.send(c, http.MethodDelete, typ+"/"+id, nil, nil, nil)
+	if err != nil {
+		p.unavailable(c, err)
+		return
+	}
+	p.relayWritten(c, a)
+}
+
+// pinVersion makes the write apply to the version judged: If-Match on it.
+// A caller's own If-Match must name that version too.
+func (p *Proxy) pinVersion(c *call, stored *head, header http.Header) bool {
+	if stored.Meta.VersionID == "" {
+		p.unavailable(c, errors.New("stored instance has no versionId"))
+		return false
+	}
+	etag := `W/"` + stored.Meta.VersionID + `"`
+	if m := c.r.Header.Get("If-Match"); m != "" && strings.TrimPrefix(m, "W/") != strings.TrimPrefix(etag, "W/") {
+		p.fail(c, http.StatusPreconditionFailed, "If-Match does not name the current version")
+		return false
+	}
+	header.Set("If-Match", etag)
+	return true
+}
+
+// relayWritten sends a write's answer on. A resource in it is shown only
+// if the caller may read it: write does not imply read.
+func (p *Proxy) relayWritten(c *call, a *answer) {
+	if a.status >= 500 {
+		p.unavailable(c, &statusError{a.status})
+		return
+	}
+	if len(a.body) == 0 {
+		p.relay(c, a, nil)
+		return
+	}
+	h, err := parseHead(a.body)
+	if err != nil {
+		p.relay(c, a, nil)
+		return
+	}
+	if h.ResourceType != "OperationOutcome" && !p.readable(c, h) {
+		p.relay(c, a, nil)
+		return
+	}
+	p.relay(c, a, a.body)
+}
