@@ -3,12 +3,19 @@
 # foreground. Ctrl-C stops everything this script started.
 #
 # Environment: KEYCLOAK_PORT (default 8080), COMMUNITIES_PORT (default 8081),
-# DATABASE_URL / KEYCLOAK_URL to use servers that already run.
+# DATABASE_URL / KEYCLOAK_URL to use servers that already run; WITH_FHIR=1
+# also starts the test FHIR server, guards deletes with it and runs the
+# enforcing proxy in front of it on PROXY_PORT (default 8082).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export KEYCLOAK_PORT="${KEYCLOAK_PORT:-8080}"
 COMMUNITIES_PORT="${COMMUNITIES_PORT:-8081}"
 port_free "$COMMUNITIES_PORT" || die "port $COMMUNITIES_PORT is in use; set COMMUNITIES_PORT to another port"
+export WITH_FHIR="${WITH_FHIR:-0}"
+PROXY_PORT="${PROXY_PORT:-8082}"
+if [[ "$WITH_FHIR" != 0 ]]; then
+	port_free "$PROXY_PORT" || die "port $PROXY_PORT is in use; set PROXY_PORT to another port"
+fi
 
 ENV_FILE="$(mktemp "${TMPDIR:-/tmp}/communities-run-env.XXXXXX")"
 cleanup() {
@@ -45,9 +52,17 @@ cat >&2 <<BANNER
 
 BANNER
 
+PROXY_PID=""
+if [[ -n "${FHIR_URL:-}" ]]; then
+	export COMMUNITIES_GUARD_FHIR_URLS="$FHIR_URL"
+	log "starting the enforcing FHIR proxy on http://localhost:$PROXY_PORT/fhir (docs/fhir.md)"
+	COMMUNITIES_PROXY_UPSTREAM="$FHIR_URL" "$REPO_DIR/bin/communities" proxy --listen ":$PROXY_PORT" \
+		--realm "${COMMUNITIES_REALMS:-terminology}" &
+	PROXY_PID=$!
+fi
 log "starting the communities service on http://localhost:$COMMUNITIES_PORT"
 COMMUNITIES_ADMIN_CLIENT_SECRET="${COMMUNITIES_ADMIN_CLIENT_SECRET:-communities-service-secret}" \
 	"$REPO_DIR/bin/communities" serve --listen ":$COMMUNITIES_PORT" --realms "${COMMUNITIES_REALMS:-terminology}" &
 SERVICE_PID=$!
-trap 'kill -INT "$SERVICE_PID" 2>/dev/null; wait "$SERVICE_PID"; exit 130' INT TERM
+trap 'kill -INT $SERVICE_PID $PROXY_PID 2>/dev/null; wait; exit 130' INT TERM
 wait "$SERVICE_PID"
