@@ -1,0 +1,95 @@
+package fhirproxy
+
+import (
+	"encoding/json"
+	"net/url"
+	"slices"
+	"testing"
+
+	"github.com/nhs-terminology/communities/pkg/decision"
+)
+
+func TestRefusedParams(t *testing.T) {
+	for _, q := range []string{"_elements=id", "_summary=true", "_summary:text=x", "_contained=true", "_containedType=contained",
+		"_has:Provenance:target:agent=x", "_filter=name eq x", "_list=x", "_query=x", "subject.name=x", "target:CodeSystem.url=x"} {
+		v, _ := url.ParseQuery(q)
+		if refusedParams(v) == "" {
+			t.Errorf("%s passed", q)
+		}
+	}
+	for _, q := range []string{"url=http://x", "_security=s|NDD.read", "_include=Provenance:target", "_revinclude:iterate=Provenance:target", "url:below=http://x", "_count=5", "_sort=-_lastUpdated"} {
+		v, _ := url.ParseQuery(q)
+		if why := refusedParams(v); why != "" {
+			t.Errorf("%s refused: %s", q, why)
+		}
+	}
+}
+
+func entry(typ, id, mode string, labels []string, refs ...string) map[string]any {
+	sec := []map[string]string{}
+	for _, l := range labels {
+		sec = append(sec, map[string]string{"system": decision.DefaultSystem, "code": l})
+	}
+	r := map[string]any{"resourceType": typ, "id": id, "meta": map[string]any{"security": sec}}
+	var rs []map[string]string
+	for _, ref := range refs {
+		rs = append(rs, map[string]string{"reference": ref})
+	}
+	if rs != nil {
+		r["target"] = rs
+	}
+	return map[string]any{"fullUrl": "http://up/fhir/" + typ + "/" + id, "resource": r, "search": map[string]string{"mode": mode}}
+}
+
+// TestFilterBundle: denied entries go, includes stay only beside a match
+// the caller sees, totals only for wildcard readers with nothing hidden.
+func TestFilterBundle(t *testing.T) {
+	p := New(Options{Upstream: "http://up/fhir"})
+	b := map[string]any{"resourceType": "Bundle", "type": "searchset", "total": 3, "entry": []any{
+		entry("CodeSystem", "hidden", "match", []string{"NDD.read"}),
+		entry("CodeSystem", "open", "match", nil),
+		entry("CodeSystem", "xxx", "match", []string{"XXX.read"}),
+		entry("Provenance", "p1", "include", nil, "CodeSystem/hidden"),
+		entry("Provenance", "p2", "include", nil, "CodeSystem/open/_history/2"),
+		entry("Provenance", "p3", "include", []string{"NDD.read"}, "CodeSystem/xxx"),
+	}}
+	raw, _ := json.Marshal(b)
+	ids := func(out []byte) ([]string, bool) {
+		var got struct {
+			Total *int
+			Entry []struct {
+				Resource struct{ ResourceType, ID string }
+			}
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, e := range got.Entry {
+			s = append(s, e.Resource.ResourceType+"/"+e.Resource.ID)
+		}
+		return s, got.Total != nil
+	}
+	for _, c := range []struct {
+		scope       string
+		authorities []string
+		want        []string
+		total       bool
+	}{
+		// p3 (NDD.read) is hidden from XXX readers.
+		{"grouping/XXX.read", []string{"FHIR_READ"}, []string{"CodeSystem/open", "CodeSystem/xxx", "Provenance/p2"}, false},
+		// p1 is unlabelled, but beside the hidden match only: it goes for
+		// XXX readers above, and stays here.
+		{"grouping/NDD.read", []string{"FHIR_READ"}, []string{"CodeSystem/hidden", "CodeSystem/open", "Provenance/p1", "Provenance/p2"}, false},
+		{"", []string{"FHIR_READ", "PERM_READ"}, []string{"CodeSystem/hidden", "CodeSystem/open", "CodeSystem/xxx", "Provenance/p1", "Provenance/p2", "Provenance/p3"}, true},
+	} {
+		out, err := p.filterBundle(&call{privs: decision.Parse(c.scope, c.authorities)}, raw, bundleSearch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, total := ids(out)
+		if !slices.Equal(got, c.want) || total != c.total {
+			t.Errorf("%s %s: %v total=%v, want %v total=%v", c.scope, c.authorities, got, total, c.want, c.total)
+		}
+	}
+}
