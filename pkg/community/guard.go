@@ -26,10 +26,9 @@ func (s *Service) LabelledResources(ctx context.Context, l string) (u fhirguard.
 	}
 	u, err = s.opts.Guard.Count(ctx, l)
 	if err != nil {
-		// The cause names the FHIR servers' internal addresses: logged,
-		// not told to the caller.
-		s.log.WarnContext(ctx, "delete guard could not count labelled resources", "label", l, "error", err)
-		return u, true, fmt.Errorf("%w: the FHIR servers could not be asked whether resources still carry %s.read or %s.write", ErrUnavailable, l, l)
+		// The cause names the FHIR servers' internal addresses: for the
+		// log, not the caller.
+		return u, true, unavailable("the FHIR servers could not be asked whether resources still carry "+l+".read or "+l+".write; nothing was deleted, try again", err)
 	}
 	return u, true, nil
 }
