@@ -39,11 +39,11 @@ func newProxyFixture(t *testing.T) *proxyFixture {
 	// resources, consumers read .read ones; community privileges never
 	// raise API-level access).
 	for _, m := range []struct{ label, role, user string }{
-		{"NDD", "consumer", "consumer"}, // API read
-		{"NDD", "author", "approver"},   // API read and write
-		{"XXX", "author", "author"},     // API read and write
-		{"XXX", "consumer", "creator"},  // API read only ...
-		{"NDD", "author", "creator"},    // ... so NDD authorship writes nothing
+		{"NDD", "consumer", "consumer"},  // API read
+		{"NDD", "author", "approver"},    // API read and write
+		{"XXX", "author", "author"},      // API read and write
+		{"XXX", "consumer", "applicant"}, // API read only ...
+		{"NDD", "author", "applicant"},   // ... so NDD authorship writes nothing
 	} {
 		harness.Do(t, "PUT", f.base+"/"+m.label+"/"+m.role+"/"+m.user, desk, nil).Expect(t, 204)
 	}
@@ -51,7 +51,7 @@ func newProxyFixture(t *testing.T) *proxyFixture {
 		"service desk": desk,
 		"in neither":   f.realm.ClientToken(t, "fhir-server", "fhir-server-secret"), // API read, no community
 	}
-	for _, u := range []string{"consumer", "approver", "author", "creator"} {
+	for _, u := range []string{"consumer", "approver", "author", "applicant"} {
 		pf.tokens[u] = f.realm.UserToken(t, u)
 	}
 	return pf
@@ -147,7 +147,7 @@ func TestProxy(t *testing.T) {
 			"consumer":     {"CodeSystem/" + nddRead, "ValueSet/" + both, "ValueSet/" + nddWrite, "ValueSet/" + open},
 			"approver":     {"CodeSystem/" + nddRead, "ValueSet/" + both, "ValueSet/" + nddWrite, "ValueSet/" + open},
 			"author":       {"ValueSet/" + both, "ValueSet/" + nddWrite, "ValueSet/" + open, "ValueSet/" + xxxOnly},
-			"creator":      {"CodeSystem/" + nddRead, "ValueSet/" + both, "ValueSet/" + nddWrite, "ValueSet/" + open, "ValueSet/" + xxxOnly},
+			"applicant":    {"CodeSystem/" + nddRead, "ValueSet/" + both, "ValueSet/" + nddWrite, "ValueSet/" + open, "ValueSet/" + xxxOnly},
 			"in neither":   {"ValueSet/" + nddWrite, "ValueSet/" + open},
 			"service desk": {"CodeSystem/" + nddRead, "ValueSet/" + both, "ValueSet/" + nddWrite, "ValueSet/" + open, "ValueSet/" + xxxOnly},
 		}
@@ -190,7 +190,7 @@ func TestProxy(t *testing.T) {
 		sees := map[string][]string{
 			"consumer":     {both, nddWrite, open},
 			"author":       {both, nddWrite, open, xxxOnly},
-			"creator":      {both, nddWrite, open, xxxOnly},
+			"applicant":    {both, nddWrite, open, xxxOnly},
 			"in neither":   {nddWrite, open},
 			"service desk": {both, nddWrite, open, xxxOnly},
 		}
@@ -306,7 +306,7 @@ func TestProxy(t *testing.T) {
 		// Seed 003: NDD authorship with API read only writes nothing; an
 		// NDD consumer may read but not write; the caller in neither may
 		// not even learn it is there.
-		pf.via(t, "creator", "PUT", "/ValueSet/"+id, vs("NDD.read", "NDD.write")).Expect(t, 403)
+		pf.via(t, "applicant", "PUT", "/ValueSet/"+id, vs("NDD.read", "NDD.write")).Expect(t, 403)
 		pf.via(t, "consumer", "PUT", "/ValueSet/"+id, vs("NDD.read", "NDD.write")).Expect(t, 403)
 		pf.via(t, "in neither", "PUT", "/ValueSet/"+id, vs("NDD.read", "NDD.write")).Expect(t, 404)
 		pf.via(t, "in neither", "DELETE", "/ValueSet/"+id, nil).Expect(t, 404)
@@ -325,7 +325,7 @@ func TestProxy(t *testing.T) {
 
 		// Create: only labels of communities one writes.
 		pf.via(t, "approver", "POST", "/ValueSet", harness.Resource("ValueSet", "", "XXX.write")).Expect(t, 403)
-		pf.via(t, "creator", "POST", "/ValueSet", harness.Resource("ValueSet", "")).Expect(t, 403)
+		pf.via(t, "applicant", "POST", "/ValueSet", harness.Resource("ValueSet", "")).Expect(t, 403)
 		resp = pf.via(t, "approver", "POST", "/ValueSet", harness.Resource("ValueSet", "", "NDD.read", "NDD.write")).Expect(t, 201)
 		loc := resp.Header.Get("Location")
 		if !strings.HasPrefix(loc, pf.proxy+"/ValueSet/") {
