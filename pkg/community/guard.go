@@ -49,8 +49,8 @@ func (s *Service) guardDelete(ctx context.Context, a Actor, row *registry.Commun
 		return "", err
 	}
 	if u.Total > 0 {
-		return "", fmt.Errorf("%w: %s still labels %s; remove %s.read and %s.write from them first (seed 000: without them users lose access), or service desk may delete it with acceptLabelledResources=true",
-			ErrLabelled, row.Label, u, row.Label, row.Label)
+		return "", &Error{Kind: ErrLabelled, Public: fmt.Sprintf("%s still labels %s; remove %s.read and %s.write from them first (seed 000: without them users lose access), or service desk may delete it with acceptLabelledResources=true",
+			row.Label, u, row.Label, row.Label)}
 	}
 	return "no labelled resources", nil
 }
