@@ -66,14 +66,21 @@ fetch() {
 # linked, so each run has its own data/ (transaction logs, realm imports)
 # and runs never share state.
 start() {
-	local run_dir="$1" home port mport logfile started pid import_dir
+	local run_dir="$1" home port mport logfile started pid import_dir theme
 	: "${KEYCLOAK_DB_URL:?KEYCLOAK_DB_URL (jdbc:postgresql://...) is required}"
 	fetch
 	home="$run_dir/keycloak"
 	rm -rf "$home"
 	mkdir -p "$home/data/import"
 	cp -r "$KC_HOME/bin" "$home/bin"
-	for d in conf lib providers themes; do ln -s "$KC_HOME/$d" "$home/$d"; done
+	for d in conf lib providers; do ln -s "$KC_HOME/$d" "$home/$d"; done
+	# themes/ is the run's own: the cached distribution's entries, and a
+	# copy of the admin console theme "communities" (folder themes need no
+	# kc.sh build), so runs of different sources never share one.
+	theme="$("$LOCAL_DIR/admin-theme.sh" build)" || die "the admin console theme did not build"
+	mkdir -p "$home/themes"
+	for t in "$KC_HOME/themes"/*; do if [[ -e "$t" ]]; then ln -s "$t" "$home/themes/"; fi; done
+	cp -r "$theme" "$home/themes/communities"
 	import_dir="${KEYCLOAK_IMPORT_DIR:-$REPO_DIR/realm-export}"
 	cp "$import_dir"/*.json "$home/data/import/" 2>/dev/null || true
 

@@ -3,6 +3,9 @@ package harness
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
@@ -35,7 +38,16 @@ func startContainers(ctx context.Context) (*Env, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("start PostgreSQL container: %w", err)
 	}
+	// The demo realm's admin theme, built by the same script make run uses.
+	theme, err := exec.Command(filepath.Join(RepoDir(), "deploy", "local", "admin-theme.sh"), "build").Output()
+	if err != nil {
+		_ = pg.Terminate(context.Background())
+		return nil, nil, fmt.Errorf("build the admin console theme: %w", err)
+	}
 	kc, err := testcontainers.Run(ctx, "keycloak/keycloak:"+v["KEYCLOAK_VERSION"],
+		testcontainers.WithFiles(testcontainers.ContainerFile{
+			HostFilePath: strings.TrimSpace(string(theme)), ContainerFilePath: "/opt/keycloak/themes", FileMode: 0o755,
+		}),
 		testcontainers.WithEnv(map[string]string{
 			"KC_BOOTSTRAP_ADMIN_USERNAME": "admin", "KC_BOOTSTRAP_ADMIN_PASSWORD": "admin", "KC_HEALTH_ENABLED": "true",
 		}),

@@ -1,0 +1,63 @@
+import { useEnvironment } from "@keycloak/keycloak-ui-shared";
+import { createContext, PropsWithChildren, useContext, useEffect, useMemo, useState } from "react";
+import { serviceBaseUrl, type Environment } from "./environment";
+import { serviceClient, type Access, type ServiceClient } from "./service";
+
+type AccessState = {
+  client: ServiceClient;
+  /** undefined while the service has not answered. */
+  access?: Access;
+  error?: string;
+  /** Records a change this page made, without asking the service again. */
+  update: (change: (a: Access) => Access) => void;
+};
+
+const AccessContext = createContext<AccessState | undefined>(undefined);
+
+/**
+ * Asks the communities service once per console load what the caller may
+ * do (GET .../communities-authz/access). The nav entry and the pages follow
+ * its answer; nothing is guessed from the token. Every call the pages make
+ * is checked by the service again.
+ */
+export const CommunitiesAccessProvider = ({ children }: PropsWithChildren) => {
+  const { keycloak, environment } = useEnvironment<Environment>();
+  const client = useMemo(
+    () => serviceClient(keycloak, serviceBaseUrl(environment), environment.realm),
+    [keycloak, environment],
+  );
+  const [access, setAccess] = useState<Access>();
+  const [error, setError] = useState<string>();
+
+  useEffect(() => {
+    let live = true;
+    client
+      .access()
+      .then((a) => live && setAccess(a))
+      .catch((e: Error) => live && setError(e.message));
+    return () => {
+      live = false;
+    };
+  }, [client]);
+
+  const value = useMemo<AccessState>(
+    () => ({ client, access, error, update: (change) => setAccess((a) => (a ? change(a) : a)) }),
+    [client, access, error],
+  );
+  return <AccessContext.Provider value={value}>{children}</AccessContext.Provider>;
+};
+
+export const useCommunitiesAccess = () => {
+  const ctx = useContext(AccessContext);
+  if (!ctx) throw new Error("useCommunitiesAccess outside CommunitiesAccessProvider");
+  return ctx;
+};
+
+export const isOwner = (a: Access, label: string) => a.owned.includes(label);
+
+/** May manage the members of label: service desk or its owners (as the service decides). */
+export const mayManage = (a: Access, label: string) => a.serviceDesk || isOwner(a, label);
+
+/** May delete label: service desk, or a community creator who owns it. */
+export const mayDelete = (a: Access, label: string) =>
+  a.serviceDesk || (a.communityCreator && isOwner(a, label));

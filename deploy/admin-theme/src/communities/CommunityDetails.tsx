@@ -1,0 +1,324 @@
+import type UserRepresentation from "@keycloak/keycloak-admin-client/lib/defs/userRepresentation";
+import { useAdminClient, useRealm, useWhoAmI, ViewHeader } from "@keycloak/keycloak-admin-ui";
+import { useAlerts } from "@keycloak/keycloak-ui-shared";
+import {
+  ActionGroup,
+  Alert,
+  AlertVariant,
+  Button,
+  Form,
+  FormGroup,
+  FormSelect,
+  FormSelectOption,
+  List,
+  ListItem,
+  Modal,
+  ModalVariant,
+  PageSection,
+  Radio,
+  TextInput,
+  Title,
+} from "@patternfly/react-core";
+import { useCallback, useEffect, useState } from "react";
+import { useTranslation } from "react-i18next";
+import { useNavigate, useParams } from "react-router-dom";
+import { mayDelete, mayManage, useCommunitiesAccess } from "../access";
+import { toCommunities } from "../routes";
+import type { Access, Community, Members } from "../service";
+import { ServiceError } from "../service";
+import { rolesText, WithAccess } from "./common";
+
+const ROLES = ["owner", "author", "consumer"] as const;
+
+const detailOf = (e: unknown) => (e instanceof ServiceError ? e.detail : String(e));
+
+/** Finds a user as the Users page does (Keycloak's admin API, the console's token). */
+const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole: string; onAdded: () => void }) => {
+  const { t } = useTranslation();
+  const { adminClient } = useAdminClient();
+  const { client } = useCommunitiesAccess();
+  const { addAlert } = useAlerts();
+  const [search, setSearch] = useState("");
+  const [found, setFound] = useState<UserRepresentation[]>();
+  const [picked, setPicked] = useState<UserRepresentation>();
+  const [role, setRole] = useState(defaultRole);
+  const [busy, setBusy] = useState(false);
+
+  const find = async () => {
+    setPicked(undefined);
+    try {
+      setFound(await adminClient.users.find({ search, first: 0, max: 20, briefRepresentation: true }));
+    } catch (e) {
+      setFound([]);
+      addAlert(t("userSearchFailed"), AlertVariant.danger, String(e));
+    }
+  };
+
+  const add = async () => {
+    if (!picked?.id) return;
+    setBusy(true);
+    try {
+      await client.addMember(label, role, picked.id);
+      addAlert(t("memberAdded", { user: picked.username, role }), AlertVariant.success);
+      setPicked(undefined);
+      setFound(undefined);
+      setSearch("");
+      onAdded();
+    } catch (e) {
+      addAlert(t("memberNotAdded"), AlertVariant.danger, detailOf(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <Form
+      data-testid="add-member-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void find();
+      }}
+    >
+      <Title headingLevel="h2">{t("addMember")}</Title>
+      <FormGroup label={t("searchUser")} fieldId="member-search">
+        <TextInput
+          id="member-search"
+          data-testid="member-search"
+          value={search}
+          placeholder={t("searchUserPlaceholder")}
+          onChange={(_e, v) => setSearch(v)}
+        />
+      </FormGroup>
+      <ActionGroup>
+        <Button type="submit" variant="secondary" data-testid="member-search-button">
+          {t("search")}
+        </Button>
+      </ActionGroup>
+      {found && found.length === 0 && <div data-testid="member-search-empty">{t("noSearchResults")}</div>}
+      {found && found.length > 0 && (
+        <FormGroup role="radiogroup" label={t("users")} fieldId="member-pick" isStack>
+          {found.map((u) => (
+            <Radio
+              key={u.id}
+              id={`pick-${u.id}`}
+              name="member-pick"
+              data-testid={`pick-${u.username}`}
+              label={`${u.username}${u.firstName || u.lastName ? ` (${[u.firstName, u.lastName].filter(Boolean).join(" ")})` : ""}`}
+              isChecked={picked?.id === u.id}
+              onChange={() => setPicked(u)}
+            />
+          ))}
+        </FormGroup>
+      )}
+      <FormGroup label={t("communityRole")} fieldId="member-role">
+        <FormSelect id="member-role" data-testid="member-role" value={role} onChange={(_e, v) => setRole(v)}>
+          {ROLES.map((r) => (
+            <FormSelectOption key={r} value={r} label={t(`communityRole.${r}`)} />
+          ))}
+        </FormSelect>
+      </FormGroup>
+      <ActionGroup>
+        <Button data-testid="add-member" isDisabled={!picked || busy} isLoading={busy} onClick={() => void add()}>
+          {t("add")}
+        </Button>
+      </ActionGroup>
+    </Form>
+  );
+};
+
+const MemberLists = ({ label, members, onChanged }: { label: string; members: Members; onChanged: () => void }) => {
+  const { t } = useTranslation();
+  const { client, update } = useCommunitiesAccess();
+  const { addAlert } = useAlerts();
+  const { whoAmI } = useWhoAmI();
+
+  const remove = async (role: string, id: string, username: string) => {
+    try {
+      await client.removeMember(label, role, id);
+      addAlert(t("memberRemoved", { user: username, role }), AlertVariant.success);
+      if (id === whoAmI.userId) {
+        update((a) => ({
+          ...a,
+          owned: role === "owner" ? a.owned.filter((l) => l !== label) : a.owned,
+          memberships: { ...a.memberships, [label]: (a.memberships[label] ?? []).filter((r) => r !== role) },
+        }));
+      }
+      onChanged();
+    } catch (e) {
+      addAlert(t("memberNotRemoved"), AlertVariant.danger, detailOf(e));
+    }
+  };
+
+  return (
+    <>
+      {ROLES.map((role) => (
+        <section key={role} data-testid={`members-${role}`} className="pf-v5-u-mb-md">
+          <Title headingLevel="h3">{t(`communityMembers.${role}`)}</Title>
+          {(members[role] ?? []).length === 0 ? (
+            <div className="pf-v5-u-color-200">{t("noMembers")}</div>
+          ) : (
+            <List isPlain>
+              {(members[role] ?? []).map((m) => (
+                <ListItem key={m.id} data-testid={`member-${role}-${m.username}`}>
+                  {m.username}{" "}
+                  <Button
+                    variant="link"
+                    isInline
+                    data-testid={`remove-${role}-${m.username}`}
+                    onClick={() => void remove(role, m.id, m.username)}
+                  >
+                    {t("remove")}
+                  </Button>
+                </ListItem>
+              ))}
+            </List>
+          )}
+        </section>
+      ))}
+    </>
+  );
+};
+
+/** Service desk, or a creator who owns it: confirm by typing the label. */
+const DeleteCommunity = ({ community, onDeleted }: { community: Community; onDeleted: () => void }) => {
+  const { t } = useTranslation();
+  const { client } = useCommunitiesAccess();
+  const { addAlert } = useAlerts();
+  const [open, setOpen] = useState(false);
+  const [typed, setTyped] = useState("");
+  const [busy, setBusy] = useState(false);
+
+  const remove = async () => {
+    setBusy(true);
+    try {
+      await client.remove(community);
+      addAlert(t("communityDeleted"), AlertVariant.success);
+      setOpen(false);
+      onDeleted();
+    } catch (e) {
+      addAlert(t("communityNotDeleted"), AlertVariant.danger, detailOf(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <>
+      <Button variant="danger" data-testid="delete-community" onClick={() => (setTyped(""), setOpen(true))}>
+        {t("deleteCommunity")}
+      </Button>
+      <Modal
+        variant={ModalVariant.medium}
+        title={t("deleteCommunityTitle", { label: community.securityLabel })}
+        titleIconVariant="warning"
+        isOpen={open}
+        onClose={() => setOpen(false)}
+        data-testid="delete-community-dialog"
+        actions={[
+          <Button
+            key="confirm"
+            variant="danger"
+            data-testid="confirm-delete"
+            isDisabled={typed !== community.securityLabel || busy}
+            isLoading={busy}
+            onClick={() => void remove()}
+          >
+            {t("delete")}
+          </Button>,
+          <Button key="cancel" variant="link" onClick={() => setOpen(false)}>
+            {t("cancel")}
+          </Button>,
+        ]}
+      >
+        <Alert variant="warning" isInline isPlain title={t("deleteCommunityWarningTitle")}>
+          <p>{t("deleteCommunityWarning")}</p>
+        </Alert>
+        <p className="pf-v5-u-mt-md">{t("deleteCommunityDeletes")}</p>
+        <FormGroup label={t("deleteCommunityConfirm", { label: community.securityLabel })} fieldId="confirm-label" className="pf-v5-u-mt-md">
+          <TextInput id="confirm-label" data-testid="confirm-label" value={typed} onChange={(_e, v) => setTyped(v)} />
+        </FormGroup>
+      </Modal>
+    </>
+  );
+};
+
+const Details = ({ access, label }: { access: Access; label: string }) => {
+  const { t } = useTranslation();
+  const { realm } = useRealm();
+  const navigate = useNavigate();
+  const { client, update } = useCommunitiesAccess();
+  const [community, setCommunity] = useState<Community>();
+  const [members, setMembers] = useState<Members>();
+  const [error, setError] = useState<string>();
+  const manage = mayManage(access, label);
+
+  const load = useCallback(async () => {
+    try {
+      setCommunity(await client.get(label));
+      if (manage) setMembers(await client.members(label));
+      setError(undefined);
+    } catch (e) {
+      setError(detailOf(e));
+    }
+  }, [client, label, manage]);
+
+  useEffect(() => {
+    void load();
+  }, [load]);
+
+  if (error) {
+    return (
+      <PageSection>
+        <Alert variant="danger" isInline title={t("communityUnavailable")} data-testid="community-error">
+          {error}
+        </Alert>
+      </PageSection>
+    );
+  }
+  if (!community) return null;
+  return (
+    <>
+      <ViewHeader
+        titleKey={`${community.securityLabel}: ${community.communityName}`}
+        noTranslate
+        subKey={t("yourRoleIs", { roles: rolesText(access, label, t("noRole")) })}
+      />
+      <PageSection variant="light">
+        {!manage && <div data-testid="community-not-managed">{t("communityNotManaged")}</div>}
+        {manage && members && (
+          <>
+            {(members.owner ?? []).length === 0 && (
+              <Alert variant="info" isInline title={t("communityDormant")} className="pf-v5-u-mb-md" />
+            )}
+            <MemberLists label={label} members={members} onChanged={() => void load()} />
+            <AddMember
+              label={label}
+              defaultRole={(members.owner ?? []).length === 0 ? "owner" : "consumer"}
+              onAdded={() => void load()}
+            />
+          </>
+        )}
+      </PageSection>
+      {mayDelete(access, label) && (
+        <PageSection variant="light">
+          <DeleteCommunity
+            community={community}
+            onDeleted={() => {
+              update((a) => {
+                const memberships = { ...a.memberships };
+                delete memberships[label];
+                return { ...a, owned: a.owned.filter((l) => l !== label), memberships };
+              });
+              navigate(toCommunities(realm));
+            }}
+          />
+        </PageSection>
+      )}
+    </>
+  );
+};
+
+export default function CommunityDetails() {
+  const { label = "" } = useParams();
+  return <WithAccess>{(access) => <Details access={access} label={label} />}</WithAccess>;
+}

@@ -1,0 +1,90 @@
+import type Keycloak from "keycloak-js";
+
+/** What the communities service says the caller may do in the realm. */
+export type Access = {
+  realm: string;
+  username: string;
+  communityCreator: boolean;
+  serviceDesk: boolean;
+  canCreate: boolean;
+  console: boolean;
+  owned: string[];
+  memberships: Record<string, string[]>;
+};
+
+export type Community = { securityLabel: string; communityName: string };
+
+export type Member = { id: string; username: string };
+
+export type Members = Record<string, Member[]>;
+
+/** A refusal or failure of the service, with its problem detail. */
+export class ServiceError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+/**
+ * Calls the communities service with the console's own access token
+ * (refreshed when about to expire), as the console calls Keycloak's admin
+ * API with it.
+ */
+export const serviceClient = (keycloak: Keycloak, baseUrl: string, realm: string) => {
+  const root = `${baseUrl}/realms/${encodeURIComponent(realm)}`;
+
+  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+    try {
+      await keycloak.updateToken(5);
+    } catch {
+      await keycloak.login();
+    }
+    const headers: Record<string, string> = {
+      Authorization: `Bearer ${keycloak.token}`,
+      Accept: "application/json, application/problem+json",
+    };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let res: Response;
+    try {
+      res = await fetch(root + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new ServiceError(0, `the communities service cannot be reached (${String(e)})`);
+    }
+    if (!res.ok) {
+      let detail = `HTTP ${res.status}`;
+      try {
+        const problem = await res.json();
+        detail = problem.detail || problem.title || detail;
+      } catch {
+        // not problem+json: keep the status
+      }
+      throw new ServiceError(res.status, detail);
+    }
+    return (res.status === 204 ? undefined : await res.json()) as T;
+  };
+
+  const seg = encodeURIComponent;
+  return {
+    access: () => call<Access>("GET", "/communities-authz/access"),
+    list: (first: number, max: number) =>
+      call<Community[]>("GET", `/communities?first=${first}&max=${max}`),
+    create: (c: Community) => call<Community>("POST", "/communities", c),
+    get: (label: string) => call<Community>("GET", `/communities/${seg(label)}`),
+    // Seed 000's DELETE: the community exactly as listed.
+    remove: (c: Community) => call<void>("DELETE", "/communities", c),
+    members: (label: string) => call<Members>("GET", `/communities/${seg(label)}/members`),
+    addMember: (label: string, role: string, userId: string) =>
+      call<void>("PUT", `/communities/${seg(label)}/${seg(role)}/${seg(userId)}`),
+    removeMember: (label: string, role: string, userId: string) =>
+      call<void>("DELETE", `/communities/${seg(label)}/${seg(role)}/${seg(userId)}`),
+  };
+};
+
+export type ServiceClient = ReturnType<typeof serviceClient>;
