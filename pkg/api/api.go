@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
 
 	"github.com/nhs-terminology/communities/pkg/auth"
@@ -58,6 +59,10 @@ type Options struct {
 	Ready          Readiness
 	Metrics        *metrics.Metrics
 	Logger         *slog.Logger
+	// CORSOrigins may call the API from browsers (scheme://host[:port]);
+	// none by default: the admin console reaches the service through the
+	// front door, on its own origin.
+	CORSOrigins []string
 }
 
 type handler struct {
@@ -83,6 +88,17 @@ func New(o Options) http.Handler {
 	e.UseRawPath = true
 	e.UnescapePathValues = true
 	e.Use(h.recoverer, h.requestID, h.observe)
+	if len(o.CORSOrigins) > 0 {
+		// Before routing and authentication, so that preflights (which
+		// carry no token) are answered, for the listed origins only.
+		e.Use(cors.New(cors.Config{
+			AllowOrigins:  o.CORSOrigins,
+			AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete},
+			AllowHeaders:  []string{"Authorization", "Content-Type", "X-Request-ID"},
+			ExposeHeaders: []string{"Location", "X-Request-ID", "Retry-After"},
+			MaxAge:        10 * time.Minute,
+		}))
+	}
 	e.NoRoute(func(c *gin.Context) { h.fail(c, http.StatusNotFound, "no such resource: "+c.Request.URL.Path) })
 	e.NoMethod(func(c *gin.Context) {
 		h.fail(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
@@ -103,6 +119,7 @@ func New(o Options) http.Handler {
 		g.GET("/communities/:label/members", h.members)
 		g.PUT("/communities/:label/:role/:user", h.changing, h.addMember)
 		g.DELETE("/communities/:label/:role/:user", h.changing, h.removeMember)
+		g.GET(AuthzPrefix+"/access", h.access)
 		g.POST(AuthzPrefix+"/decision", h.decide)
 		g.GET(AuthzPrefix+"/labels", h.labels)
 		g.POST(AuthzPrefix+"/labels", h.labels)

@@ -183,3 +183,33 @@ func (h *handler) labels(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, labelsResponse{Read: r.Read, Write: r.Write, AllRead: r.AllRead, AllWrite: r.AllWrite, System: system})
 }
+
+type accessResponse struct {
+	Realm            string              `json:"realm"`
+	Username         string              `json:"username"`
+	CommunityCreator bool                `json:"communityCreator"`
+	ServiceDesk      bool                `json:"serviceDesk"`
+	CanCreate        bool                `json:"canCreate"`
+	CanChange        bool                `json:"canChange"`
+	Console          bool                `json:"console"`
+	Owned            []string            `json:"owned"`
+	Memberships      map[string][]string `json:"memberships"`
+}
+
+// access answers "what may I do here" for the caller's own token: what the
+// admin console's Communities page shows follows it.
+func (h *handler) access(c *gin.Context) {
+	a := h.actor(c)
+	acc, err := h.opts.Service.Access(c.Request.Context(), c.Param("realm"), a)
+	if err != nil {
+		h.failErr(c, err)
+		return
+	}
+	// Tokens of clients outside --change-clients may only read.
+	change := slices.Contains(h.opts.ChangeClients, a.ClientID)
+	c.JSON(http.StatusOK, accessResponse{
+		Realm: c.Param("realm"), Username: a.Username,
+		CommunityCreator: acc.Creator, ServiceDesk: acc.ServiceDesk, CanCreate: acc.CanCreate && change, CanChange: change,
+		Console: acc.Console(), Owned: acc.Owned, Memberships: acc.Memberships,
+	})
+}

@@ -65,6 +65,7 @@ type Keycloak interface {
 	AddMember(ctx context.Context, realm, groupID, userID string) error
 	RemoveMember(ctx context.Context, realm, groupID, userID string) error
 	AddDefaultGroup(ctx context.Context, realm, groupID string) error
+	UserGroups(ctx context.Context, realm, userID string) ([]keycloak.GroupRef, error)
 }
 
 // Options configures a Service.

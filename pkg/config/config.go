@@ -40,6 +40,7 @@ type Config struct {
 	PermissionsSystem string
 	SystemlessLabels  bool
 	RequiredClaims    []string
+	CORSOrigins       []string
 	CreatorRole       string
 	ServiceDeskRole   string
 
@@ -108,6 +109,7 @@ var envName = map[string]string{
 	"permissions-system":  "COMMUNITIES_PERMISSIONS_SYSTEM",
 	"systemless-labels":   "COMMUNITIES_SYSTEMLESS_LABELS",
 	"required-claims":     "COMMUNITIES_REQUIRED_CLAIMS",
+	"cors-origins":        "COMMUNITIES_CORS_ORIGINS",
 	"creator-role":        "COMMUNITIES_CREATOR_ROLE",
 	"service-desk-role":   "COMMUNITIES_SERVICE_DESK_ROLE",
 	"root-group":          "COMMUNITIES_ROOT_GROUP",
@@ -145,6 +147,7 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.StringVar(&c.PermissionsSystem, "permissions-system", d.PermissionsSystem, "code system of the security labels that carry community permissions")
 	fs.BoolVar(&c.SystemlessLabels, "systemless-labels", false, "also treat security labels without a system as permission labels")
 	fs.StringSliceVar(&c.RequiredClaims, "required-claims", nil, "claims tokens must carry, as [realm:]claim[=value], e.g. requesting_system,terminology:reason_for_request=directcare (seed 004)")
+	fs.StringSliceVar(&c.CORSOrigins, "cors-origins", nil, "browser origins (scheme://host[:port]) allowed to call the API across origins, e.g. an admin console on another host; none by default")
 	fs.StringVar(&c.CreatorRole, "creator-role", d.CreatorRole, "realm role that may create communities")
 	fs.StringVar(&c.ServiceDeskRole, "service-desk-role", d.ServiceDeskRole, "realm role that may create and delete any community and name its owners")
 	fs.StringVar(&c.RootGroup, "root-group", d.RootGroup, "top-level Keycloak group under which community groups are created")
@@ -234,6 +237,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--audience must not be empty: tokens meant for other services must be refused"))
 	}
 	errs = append(errs, validAlgorithms(c.Algorithms)...)
+	for _, o := range c.CORSOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.Path != "" || u.RawQuery != "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("--cors-origins: %q is not an origin (scheme://host[:port], no path; \"*\" is not allowed)", o))
+		}
+	}
 	if c.TokenCacheSize <= 0 {
 		errs = append(errs, errors.New("--token-cache-size must be positive"))
 	}

@@ -68,3 +68,37 @@ func (c *Client) AddDefaultGroup(ctx context.Context, realm, groupID string) err
 	}
 	return classify("make group "+groupID+" a default group", c.gc.AddDefaultGroup(ctx, tok, realm, groupID))
 }
+
+// GroupRef is a group a user is a direct member of.
+type GroupRef struct {
+	ID   string
+	Path string
+}
+
+// UserGroups lists the groups user userID is a direct member of; a user
+// that does not exist is in none.
+func (c *Client) UserGroups(ctx context.Context, realm, userID string) ([]GroupRef, error) {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	const page = 100
+	brief := true
+	var out []GroupRef
+	for first := 0; ; first += page {
+		f, m := first, page
+		groups, err := c.gc.GetUserGroups(ctx, tok, realm, userID, gocloak.GetGroupsParams{First: &f, Max: &m, BriefRepresentation: &brief})
+		if statusOf(err) == http.StatusNotFound {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, classify("list groups of user "+userID, err)
+		}
+		for _, g := range groups {
+			out = append(out, GroupRef{ID: deref(g.ID), Path: deref(g.Path)})
+		}
+		if len(groups) < page {
+			return out, nil
+		}
+	}
+}

@@ -244,6 +244,20 @@ func (s *Store) List(ctx context.Context, realm string, first, max int) ([]Commu
 	return out, nil
 }
 
+// ByLabels returns the active communities of realm among labelKeys.
+func (s *Store) ByLabels(ctx context.Context, realm string, labelKeys []string) ([]Community, error) {
+	if len(labelKeys) == 0 {
+		return nil, nil
+	}
+	var out []Community
+	err := s.db.WithContext(ctx).Where("realm = ? AND state = ? AND label_key IN ?", realm, StateActive, labelKeys).
+		Order("label_key, label").Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("read communities of %s: %w", realm, err)
+	}
+	return out, nil
+}
+
 // Transition moves row id from state `from` to `to`, setting its lease
 // (nil clears it), artefacts (nil keeps them) and last error. With expect
 // set, the row must still hold exactly that lease: a replica that recovered

@@ -135,6 +135,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		ChangeClients:   cfg.ChangeClients,
 		RequiredClaims:  required,
 		Accounts:        sysaccount.New(kc, store, log),
+		CORSOrigins:     cfg.CORSOrigins,
 	})
 	return s, nil
 }
