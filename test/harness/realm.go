@@ -54,6 +54,8 @@ func (e *Env) NewRealm(t testing.TB) *Realm {
 		t.Fatal(err)
 	}
 	raw = bytes.ReplaceAll(raw, []byte("default-roles-terminology"), []byte("default-roles-"+name))
+	// The admin console's client names its realm in its URLs.
+	raw = bytes.ReplaceAll(raw, []byte("/admin/terminology/"), []byte("/admin/"+name+"/"))
 	var rep map[string]any
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatal(err)
