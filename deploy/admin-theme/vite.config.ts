@@ -17,6 +17,9 @@ export default defineConfig({
     rollupOptions: {
       input: "src/main.tsx",
       external: ["react", "react/jsx-runtime", "react-dom"],
+      // One file: Keycloak turns the manifest's shared-chunk keys into
+      // modulepreload links that do not resolve (404s in the console).
+      output: { inlineDynamicImports: true },
     },
   },
 });

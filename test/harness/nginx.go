@@ -1,6 +1,9 @@
 package harness
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -23,22 +26,12 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// StartNginx runs Debian's nginx with deploy/nginx's front-door template,
-// rendered as envsubst would, in front of the given service and Keycloak
-// URLs, on port. It stops when the test ends.
+// StartNginx runs the front door make run uses (deploy/local/frontdoor.sh:
+// Debian's nginx with deploy/nginx's template) in front of the given service
+// and Keycloak URLs, on port. It stops when the test ends. It returns the
+// front door's URL, http://localhost:port.
 func StartNginx(t testing.TB, port int, serviceURL, keycloakURL string) string {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
-			t.Fatal("nginx is not installed: run deploy/local/deps.sh (make test does)")
-		}
-		bin = "/usr/sbin/nginx"
-	}
-	tmpl, err := os.ReadFile(filepath.Join(RepoDir(), "deploy", "nginx", "templates", "communities.conf.template"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	host := func(raw string) string {
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -46,77 +39,31 @@ func StartNginx(t testing.TB, port int, serviceURL, keycloakURL string) string {
 		}
 		return u.Host
 	}
-	conf := strings.NewReplacer(
-		"${COMMUNITIES_UPSTREAM}", host(serviceURL),
-		"${KEYCLOAK_UPSTREAM}", host(keycloakURL),
-		"${NGINX_PORT}", fmt.Sprintf("127.0.0.1:%d", port),
-	).Replace(string(tmpl))
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "communities.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	user := ""
-	if os.Geteuid() == 0 {
-		// Workers would otherwise switch to an account that cannot write
-		// the temp directories below.
-		user = "user root;"
-	}
-	main := fmt.Sprintf(`daemon off;
-master_process on;
-worker_processes 1;
-%[2]s
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log info;
-events { worker_connections 256; }
-http {
-    access_log %[1]s/access.log;
-    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    include %[1]s/communities.conf;
-}
-`, dir, user)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
-	out, err := os.Create(filepath.Join(dir, "stderr.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	script := filepath.Join(RepoDir(), "deploy", "local", "frontdoor.sh")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script, "start", dir)
+	cmd.Env = append(os.Environ(),
+		"COMMUNITIES_UPSTREAM="+host(serviceURL), "KEYCLOAK_UPSTREAM="+host(keycloakURL),
+		fmt.Sprintf("FRONTDOOR_PORT=%d", port))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
+		if err := exec.Command(script, "stop", dir).Run(); err != nil {
+			t.Logf("stop the front door: %v", err)
 		}
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case <-done:
-			logs, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx exited: %s", logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("nginx did not listen within 15 s")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err != nil {
+		t.Fatalf("frontdoor.sh start: %v\n%s", err, stderr.String())
 	}
-	return "http://" + addr
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "FRONTDOOR_URL="); ok {
+			return v
+		}
+	}
+	t.Fatalf("frontdoor.sh printed no FRONTDOOR_URL: %s", out)
+	return ""
 }

@@ -1,11 +1,12 @@
 import {
   routes,
   useAccess,
+  useEnvironment,
   useRealm,
   useServerInfo,
   type AdminEnvironment,
 } from "@keycloak/keycloak-admin-ui";
-import { label, useEnvironment } from "@keycloak/keycloak-ui-shared";
+import { label } from "@keycloak/keycloak-ui-shared";
 import { Label, Nav, NavGroup, PageSidebar, PageSidebarBody } from "@patternfly/react-core";
 import { useTranslation } from "react-i18next";
 import { generatePath, NavLink } from "react-router-dom";

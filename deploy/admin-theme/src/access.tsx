@@ -1,4 +1,4 @@
-import { useEnvironment } from "@keycloak/keycloak-ui-shared";
+import { useEnvironment } from "@keycloak/keycloak-admin-ui";
 import { createContext, PropsWithChildren, useContext, useEffect, useMemo, useState } from "react";
 import { serviceBaseUrl, type Environment } from "./environment";
 import { serviceClient, type Access, type ServiceClient } from "./service";

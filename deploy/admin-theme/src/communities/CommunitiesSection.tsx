@@ -1,5 +1,4 @@
 import { useRealm, ViewHeader } from "@keycloak/keycloak-admin-ui";
-import { useAlerts } from "@keycloak/keycloak-ui-shared";
 import {
   ActionGroup,
   AlertVariant,
@@ -18,6 +17,7 @@ import { Table, Tbody, Td, Th, Thead, Tr } from "@patternfly/react-table";
 import { useEffect, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { Link } from "react-router-dom";
+import { useAlerts } from "../alerts";
 import { mayManage, useCommunitiesAccess } from "../access";
 import { labelProblem, MAX_LABEL, MAX_NAME, nameProblem } from "../label";
 import { toCommunity } from "../routes";

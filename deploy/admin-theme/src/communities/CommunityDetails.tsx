@@ -1,6 +1,5 @@
 import type UserRepresentation from "@keycloak/keycloak-admin-client/lib/defs/userRepresentation";
 import { useAdminClient, useRealm, useWhoAmI, ViewHeader } from "@keycloak/keycloak-admin-ui";
-import { useAlerts } from "@keycloak/keycloak-ui-shared";
 import {
   ActionGroup,
   Alert,
@@ -22,6 +21,7 @@ import {
 import { useCallback, useEffect, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useNavigate, useParams } from "react-router-dom";
+import { useAlerts } from "../alerts";
 import { mayDelete, mayManage, useCommunitiesAccess } from "../access";
 import { toCommunities } from "../routes";
 import type { Access, Community, Members } from "../service";
