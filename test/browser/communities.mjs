@@ -1,0 +1,308 @@
+#!/usr/bin/env node
+// Drives the Communities page of the admin console theme "communities"
+// (deploy/admin-theme) in Debian's Chromium, as a person would: log in,
+// click Communities in the bar on the left, and then one scenario.
+//
+//   node test/browser/communities.mjs --scenario SCENARIO --keycloak URL --realm REALM
+//     --username U --password P [scenario options] --screenshot-dir DIR
+//
+// Scenarios:
+//   create      --label L --name N [--taken-label T --taken-name M]
+//               fill in name and label, Save, expect "Community created" and
+//               the row in the list; with --taken-label, then try a label
+//               that exists and expect an error alert carrying the service's
+//               problem detail (nothing is listed twice)
+//   no-access   expect no Communities entry in the bar, then open the page's
+//               URL by hand and expect no list and no form
+//   add-member  --label L --user U --role R: open the community, find the
+//               user by name, add them as R, expect them listed as R
+//   delete      --label L: open the community, Delete, type the label,
+//               confirm; expect "Community deleted" and the row gone
+//
+// Exit 0 on success with a JSON summary as the last stdout line; 1 on
+// failure with the step, a failure screenshot and the page's HTML; 2 on
+// bad arguments. Every wait is bounded (--step-timeout, --timeout).
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --user U --role R] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
+
+let args;
+try {
+  ({ values: args } = parseArgs({
+    options: {
+      scenario: { type: 'string' },
+      keycloak: { type: 'string' },
+      realm: { type: 'string' },
+      username: { type: 'string' },
+      password: { type: 'string' },
+      label: { type: 'string' },
+      name: { type: 'string' },
+      'taken-label': { type: 'string' },
+      'taken-name': { type: 'string' },
+      user: { type: 'string' },
+      role: { type: 'string', default: 'consumer' },
+      'screenshot-dir': { type: 'string', default: 'screenshots' },
+      'step-timeout': { type: 'string', default: '30000' },
+      timeout: { type: 'string', default: '150000' },
+      chromium: { type: 'string' },
+    },
+    strict: true,
+  }));
+} catch (err) {
+  process.stderr.write(`communities: ${err.message}\n${USAGE}`);
+  process.exit(2);
+}
+const need = { create: ['label', 'name'], 'no-access': [], 'add-member': ['label', 'user'], delete: ['label'] }[args.scenario];
+if (!need) {
+  process.stderr.write(`communities: unknown --scenario ${args.scenario}\n${USAGE}`);
+  process.exit(2);
+}
+for (const k of ['keycloak', 'realm', 'username', 'password', ...need]) {
+  if (!args[k]) {
+    process.stderr.write(`communities: --${k} is required for ${args.scenario}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+const keycloak = args.keycloak.replace(/\/+$/, '');
+const consoleUrl = `${keycloak}/admin/${encodeURIComponent(args.realm)}/console/`;
+const stepTimeout = Number(args['step-timeout']);
+const shots = path.resolve(args['screenshot-dir']);
+mkdirSync(shots, { recursive: true });
+const started = Date.now();
+const log = (m) => process.stderr.write(`[communities ${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${m}\n`);
+
+const { chromium } = await import('playwright-core');
+let browser;
+let page;
+let step = 'start';
+let shot = 0;
+const serviceCalls = []; // the Communities page's calls to the service
+const httpErrors = [];
+let accessAnswered = false;
+
+async function screenshot(name) {
+  shot += 1;
+  const file = path.join(shots, `${String(shot).padStart(2, '0')}-${args.scenario}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true, timeout: 10_000 });
+  log(`screenshot ${file}`);
+}
+
+async function fail(message) {
+  process.stderr.write(`communities: FAILED at step "${step}": ${message}\n`);
+  if (httpErrors.length) process.stderr.write(`communities: HTTP errors:\n  ${httpErrors.join('\n  ')}\n`);
+  if (page) {
+    try {
+      await page.screenshot({ path: path.join(shots, `failure-${args.scenario}.png`), fullPage: true, timeout: 10_000 });
+      writeFileSync(path.join(shots, `failure-${args.scenario}.html`), await page.content());
+    } catch (e) {
+      process.stderr.write(`communities: no failure screenshot: ${e.message}\n`);
+    }
+  }
+  await Promise.race([browser?.close(), new Promise((r) => setTimeout(r, 10_000))]);
+  process.exit(1);
+}
+setTimeout(() => fail(`the whole run took longer than ${args.timeout} ms`), Number(args.timeout)).unref();
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => fail(`interrupted by ${sig}`));
+
+// The alert the console shows for the last action: {kind, title, text}.
+async function lastAlert() {
+  const alert = page.getByTestId('last-alert').first();
+  await alert.waitFor({ state: 'visible' });
+  const cls = (await alert.getAttribute('class')) || '';
+  const kind = (cls.match(/pf-m-(success|danger|warning|info)/) || [])[1] || 'unknown';
+  const text = (await alert.innerText()).trim();
+  log(`alert (${kind}): ${text.replace(/\s+/g, ' ')}`);
+  return { kind, text };
+}
+
+async function closeAlerts() {
+  for (const b of await page.getByTestId('last-alert').getByRole('button', { name: /close/i }).all()) {
+    await b.click({ timeout: 2_000 }).catch(() => {});
+  }
+  await page.getByTestId('last-alert').first().waitFor({ state: 'hidden', timeout: 10_000 }).catch(() => {});
+}
+
+async function login() {
+  step = 'open the admin console';
+  log(`open ${consoleUrl}`);
+  await page.goto(consoleUrl, { waitUntil: 'domcontentloaded' });
+  await page.locator('#username').waitFor({ state: 'visible' });
+  await screenshot('login');
+  step = 'log in';
+  await page.locator('#username').fill(args.username);
+  await page.locator('#password').fill(args.password);
+  await page.locator('#kc-login').click();
+  await page.waitForURL((u) => u.href.startsWith(consoleUrl), { timeout: stepTimeout });
+}
+
+// Waits for the console's left bar and for the service's answer about
+// what the caller may do (the page asks it once).
+async function consoleReady() {
+  step = 'wait for the console';
+  await page.getByTestId('currentRealm').waitFor({ state: 'visible' });
+  const deadline = Date.now() + stepTimeout;
+  while (!accessAnswered && Date.now() < deadline) await page.waitForTimeout(100);
+  if (!accessAnswered) throw new Error('the page did not ask the communities service what the caller may do');
+}
+
+async function openCommunities() {
+  step = 'click Communities in the bar on the left';
+  const nav = page.getByTestId('nav-item-communities');
+  await nav.waitFor({ state: 'visible' });
+  await screenshot('console');
+  await nav.click();
+  await page.getByTestId('communities-table').waitFor({ state: 'visible' });
+  await screenshot('communities');
+}
+
+async function openCommunity(label) {
+  await openCommunities();
+  step = `open community ${label}`;
+  await page.getByTestId(`community-row-${label}`).getByRole('link', { name: label, exact: true }).click();
+  await page.getByTestId('members-owner').or(page.getByTestId('community-not-managed')).first().waitFor({ state: 'visible' });
+  await screenshot(`community-${label}`);
+}
+
+async function create() {
+  await openCommunities();
+  step = 'enter name and label';
+  await page.getByTestId('communityName').fill(args.name);
+  await page.getByTestId('securityLabel').fill(args.label);
+  await screenshot('filled');
+  step = 'Save';
+  await page.getByTestId('save').click();
+  const created = await lastAlert();
+  if (created.kind !== 'success' || !created.text.includes('Community created')) {
+    throw new Error(`after Save the console said (${created.kind}) "${created.text}", not "Community created"`);
+  }
+  step = 'the community is listed';
+  const row = page.getByTestId(`community-row-${args.label}`);
+  await row.waitFor({ state: 'visible' });
+  const rowText = (await row.innerText()).replace(/\s+/g, ' ');
+  if (!rowText.includes(args.name) || !rowText.includes('owner')) {
+    throw new Error(`the row of ${args.label} reads "${rowText}": not its name and the caller's role owner`);
+  }
+  await screenshot('created');
+  const out = { created: args.label, alert: created.text, row: rowText };
+  if (args['taken-label']) {
+    await closeAlerts();
+    step = `try the taken label ${args['taken-label']}`;
+    await page.getByTestId('communityName').fill(args['taken-name'] || `${args.name} again`);
+    await page.getByTestId('securityLabel').fill(args['taken-label']);
+    await page.getByTestId('save').click();
+    const refused = await lastAlert();
+    if (refused.kind !== 'danger') {
+      throw new Error(`a taken label gave a ${refused.kind} alert: "${refused.text}"`);
+    }
+    await screenshot('taken-label-refused');
+    out.takenAlert = refused.text;
+  }
+  return out;
+}
+
+async function noAccess() {
+  step = 'wait for the console';
+  // The console may show its left bar, or an error page for a user with no
+  // admin role at all: either way, settle first.
+  await Promise.race([
+    page.getByTestId('currentRealm').waitFor({ state: 'visible' }),
+    page.waitForTimeout(stepTimeout / 2),
+  ]).catch(() => {});
+  await page.waitForTimeout(2000);
+  await screenshot('console');
+  const entry = await page.getByTestId('nav-item-communities').count();
+  step = 'open the Communities page by its URL';
+  const url = `${consoleUrl}#/${encodeURIComponent(args.realm)}/communities`;
+  await page.goto(url, { waitUntil: 'domcontentloaded' });
+  await page.waitForTimeout(4000);
+  await screenshot('typed-url');
+  const table = await page.getByTestId('communities-table').count();
+  const form = await page.getByTestId('create-community-form').count();
+  const inputs = await page.getByTestId('communityName').count() + await page.getByTestId('securityLabel').count();
+  const explained = await page.getByTestId('communities-no-access').count();
+  const listCalls = serviceCalls.filter((c) => /\/communities(\?|$)/.test(c));
+  return { navEntry: entry, table, form, inputs, explained, listCalls, bodyText: (await page.locator('body').innerText()).slice(0, 2000) };
+}
+
+async function addMember() {
+  await openCommunity(args.label);
+  step = `find ${args.user}`;
+  await page.getByTestId('member-search').fill(args.user);
+  await page.getByTestId('member-search-button').click();
+  await page.getByTestId(`pick-${args.user}`).check();
+  await page.getByTestId('member-role').selectOption(args.role);
+  await screenshot('member-picked');
+  step = 'Add';
+  await page.getByTestId('add-member').click();
+  const added = await lastAlert();
+  if (added.kind !== 'success') throw new Error(`adding the member: (${added.kind}) "${added.text}"`);
+  step = `${args.user} listed as ${args.role}`;
+  await page.getByTestId(`member-${args.role}-${args.user}`).waitFor({ state: 'visible' });
+  await screenshot('member-added');
+  return { added: args.user, role: args.role, alert: added.text };
+}
+
+async function remove() {
+  await openCommunity(args.label);
+  step = 'Delete community';
+  await page.getByTestId('delete-community').click();
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor({ state: 'visible' });
+  const warning = (await dialog.innerText()).replace(/\s+/g, ' ');
+  if (!warning.includes('will not delete the corresponding security labels')) {
+    throw new Error(`the dialog lacks seed 000's warning: "${warning}"`);
+  }
+  if (await page.getByTestId('confirm-delete').isEnabled()) throw new Error('Delete is enabled before the label is typed');
+  await page.getByTestId('confirm-label').fill(args.label);
+  await screenshot('delete-confirm');
+  await page.getByTestId('confirm-delete').click();
+  const deleted = await lastAlert();
+  if (deleted.kind !== 'success' || !deleted.text.includes('Community deleted')) {
+    throw new Error(`after Delete: (${deleted.kind}) "${deleted.text}"`);
+  }
+  step = 'the community is no longer listed';
+  await page.getByTestId('communities-table').waitFor({ state: 'visible' });
+  await page.getByTestId(`community-row-${args.label}`).waitFor({ state: 'detached' });
+  await screenshot('deleted');
+  return { deleted: args.label, alert: deleted.text };
+}
+
+try {
+  step = 'launch Chromium';
+  browser = await chromium.launch({
+    executablePath: args.chromium || process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    timeout: stepTimeout,
+    handleSIGTERM: false,
+    handleSIGINT: false,
+  });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, locale: 'en-US' });
+  context.setDefaultTimeout(stepTimeout);
+  page = await context.newPage();
+  page.on('request', (r) => {
+    if (/\/realms\/[^/]+\/communities/.test(r.url())) serviceCalls.push(`${r.method()} ${r.url().slice(keycloak.length)}`);
+  });
+  page.on('response', (r) => {
+    if (r.url().includes('/communities-authz/access')) accessAnswered = true;
+    if (r.status() >= 400) httpErrors.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
+  await login();
+  let result;
+  if (args.scenario === 'no-access') {
+    result = await noAccess();
+  } else {
+    await consoleReady();
+    result = await { create, 'add-member': addMember, delete: remove }[args.scenario]();
+  }
+  await browser.close();
+  log('ok');
+  process.stdout.write(`${JSON.stringify({ scenario: args.scenario, user: args.username, ...result, serviceCalls, seconds: (Date.now() - started) / 1000 })}\n`);
+  process.exit(0);
+} catch (err) {
+  await fail(String(err?.message ?? err).split('\n').slice(0, 6).join('\n  '));
+}
