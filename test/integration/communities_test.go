@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 
 	"github.com/nhs-terminology/communities/pkg/keycloak"
+	"github.com/nhs-terminology/communities/pkg/registry"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -22,7 +24,7 @@ import (
 // Keycloak's own host, the communities calls on the service's host.
 func TestSeedCurlFlow(t *testing.T) {
 	f := newFixture(t)
-	seedCurlFlow(t, f, f.env.KeycloakURL+"/realms/"+f.realm.Name, f.svc.URL+"/auth/realms/"+f.realm.Name)
+	seedCurlFlow(t, f.realm, f.svc.Server.Store(), f.env.KeycloakURL+"/realms/"+f.realm.Name, f.svc.URL+"/auth/realms/"+f.realm.Name, nil)
 }
 
 // TestFrontDoor runs the same flow through Debian's nginx with
@@ -39,8 +41,7 @@ func TestFrontDoor(t *testing.T) {
 	cfg.IssuerBaseURL = front
 	svc := env.StartService(t, cfg)
 	harness.StartNginx(t, port, svc.URL, env.KeycloakURL)
-	f := &fixture{env: env, realm: realm, svc: svc, base: svc.URL + "/realms/" + realm.Name + "/communities"}
-	token := seedCurlFlow(t, f, front+"/auth/realms/"+realm.Name, front+"/auth/realms/"+realm.Name)
+	token := seedCurlFlow(t, realm, svc.Server.Store(), front+"/auth/realms/"+realm.Name, front+"/auth/realms/"+realm.Name, nil)
 	if iss := claims(t, token)["iss"]; iss != front+"/realms/"+realm.Name {
 		t.Errorf("token through the front door has iss %v", iss)
 	}
@@ -55,8 +56,10 @@ func TestFrontDoor(t *testing.T) {
 
 // seedCurlFlow creates two communities, then runs the seed's curl commands
 // with tokenBase and apiBase standing for
-// https://authorisation-server/auth/realms/realm-name. It returns the token.
-func seedCurlFlow(t *testing.T, f *fixture, tokenBase, apiBase string) string {
+// https://authorisation-server/auth/realms/realm-name; others are the
+// communities that exist besides, which step 2 lists too. It returns the
+// token.
+func seedCurlFlow(t *testing.T, realm *harness.Realm, store *registry.Store, tokenBase, apiBase string, others []map[string]string) string {
 	t.Helper()
 	sh := func(script string) string {
 		t.Helper()
@@ -92,10 +95,10 @@ func seedCurlFlow(t *testing.T, f *fixture, tokenBase, apiBase string) string {
 --header 'Authorization: Bearer ` + tok.AccessToken + `'`
 	var listed []map[string]string
 	(&harness.Response{Body: []byte(sh(step2))}).JSON(t, &listed)
-	want := []map[string]string{
+	want := append([]map[string]string{
 		{"securityLabel": "bird", "communityName": "Bird watching"},
 		{"securityLabel": "NDD", "communityName": "NHS Data Dictionary"},
-	}
+	}, others...)
 	if fmt.Sprint(listed) != fmt.Sprint(want) {
 		t.Fatalf("step 2 listed %v, want %v", listed, want)
 	}
@@ -111,18 +114,20 @@ func seedCurlFlow(t *testing.T, f *fixture, tokenBase, apiBase string) string {
 	if code := sh(step3); code != "204" {
 		t.Fatalf("step 3 answered %s, want 204", code)
 	}
-	if got := labels(f.list(t, tok.AccessToken)); !slices.Equal(got, []string{"NDD"}) {
+	var after []map[string]string
+	harness.Do(t, "GET", apiBase+"/communities", tok.AccessToken, nil).Expect(t, 200).JSON(t, &after)
+	if got := labels(after); !slices.Equal(got, labels(want[1:])) {
 		t.Fatalf("after delete the list is %v", got)
 	}
 	// "This process will delete ... groups, roles, scopes, underlying
 	// database record" and users are not removed.
-	if left := f.realm.Artefacts(t, "Communities", "bird"); len(left) > 0 {
+	if left := realm.Artefacts(t, "Communities", "bird"); len(left) > 0 {
 		t.Fatalf("delete left %v in Keycloak", left)
 	}
-	if f.row(t, "bird") != nil {
+	if _, err := store.Get(context.Background(), realm.Name, "bird"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatal("delete left the registry row")
 	}
-	f.realm.UserID(t, "service-account-service-desk")
+	realm.UserID(t, "service-account-service-desk")
 	return tok.AccessToken
 }
 

@@ -1,0 +1,204 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/test/harness"
+)
+
+// frontFixture is a realm and a service behind the front door make run
+// uses, so that the admin console and the service share one origin and
+// tokens name the front door as their issuer.
+type frontFixture struct {
+	*fixture
+	front string // http://localhost:port
+}
+
+func newFrontFixture(t *testing.T) *frontFixture {
+	t.Helper()
+	t.Parallel()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	port := harness.FreePort(t)
+	front := fmt.Sprintf("http://localhost:%d", port)
+	cfg := env.Config(realm.Name)
+	cfg.IssuerBaseURL = front
+	svc := env.StartService(t, cfg)
+	harness.StartNginx(t, port, svc.URL, env.KeycloakURL)
+	f := &fixture{env: env, realm: realm, svc: svc, base: front + "/realms/" + realm.Name + "/communities"}
+	return &frontFixture{fixture: f, front: front}
+}
+
+// token gets a token through the front door, as the console and the seed's
+// curl do.
+func (f *frontFixture) token(t *testing.T, form url.Values) string {
+	t.Helper()
+	resp, err := http.PostForm(f.front+"/realms/"+f.realm.Name+"/protocol/openid-connect/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.AccessToken == "" {
+		t.Fatalf("token through the front door for %v: %v", form.Get("username")+form.Get("client_id"), err)
+	}
+	return out.AccessToken
+}
+
+func (f *frontFixture) userToken(t *testing.T, username string) string {
+	return f.token(t, url.Values{"grant_type": {"password"}, "client_id": {"terminology-client"},
+		"username": {username}, "password": {username + "-pass"}})
+}
+
+// browser runs one scenario of test/browser/communities.mjs against the
+// front door and returns its JSON summary. Screenshots go to
+// test/artifacts/browser/<test>/.
+func (f *frontFixture) browser(t *testing.T, scenario, user string, extra ...string) map[string]any {
+	t.Helper()
+	dir := filepath.Join(harness.RepoDir(), "test", "browser")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+		t.Fatal("playwright-core is not installed: run deploy/local/deps.sh (make test does)")
+	}
+	shots := filepath.Join(harness.RepoDir(), "test", "artifacts", "browser", t.Name())
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	args := append([]string{filepath.Join(dir, "communities.mjs"), "--scenario", scenario,
+		"--keycloak", f.front, "--realm", f.realm.Name, "--username", user, "--password", user + "-pass",
+		"--screenshot-dir", shots}, extra...)
+	cmd := exec.CommandContext(ctx, "node", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	t.Logf("browser %s as %s:\n%s", scenario, user, stderr.String())
+	if err != nil {
+		t.Fatalf("browser scenario %s as %s failed: %v", scenario, user, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var summary map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &summary); err != nil {
+		t.Fatalf("browser summary %q: %v", out, err)
+	}
+	return summary
+}
+
+func serviceCalls(summary map[string]any) []string {
+	var out []string
+	for _, c := range summary["serviceCalls"].([]any) {
+		out = append(out, c.(string))
+	}
+	return out
+}
+
+// isMemberOf reports whether username is a direct member of the group at path.
+func isMemberOf(t *testing.T, r *harness.Realm, username, path string) bool {
+	t.Helper()
+	groups, err := r.GC.GetUserGroups(context.Background(), r.AdminToken(t), r.Name, r.UserID(t, username), gocloak.GetGroupsParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(groups, func(g *gocloak.Group) bool { return g.Path != nil && *g.Path == path })
+}
+
+// TestAdminConsoleCommunitiesPage: seed 000's "Log in to the Administration
+// console. Click on Communities in the bar on the left. Enter your community
+// name and security label. Click Save - you will get a success message pop
+// up", in Debian's Chromium, through the front door, as the demo user
+// creator (a community creator, not a realm administrator); then the owner
+// and service desk parts of the page, each checked in Keycloak and the
+// registry outside the browser.
+func TestAdminConsoleCommunitiesPage(t *testing.T) {
+	f := newFrontFixture(t)
+	// A community that exists already, made by author over REST.
+	f.create(t, f.userToken(t, "author"), "TAKEN", "Taken already").Expect(t, 201)
+	takenBefore := f.realm.Artefacts(t, "Communities", "TAKEN")
+
+	// Creator: create PAGE on the page, then try the taken label.
+	got := f.browser(t, "create", "creator", "--label", "PAGE", "--name", "Made on the page",
+		"--taken-label", "TAKEN", "--taken-name", "Another name")
+	if !strings.Contains(got["alert"].(string), "Community created") {
+		t.Errorf("success alert %q", got["alert"])
+	}
+	if alert := got["takenAlert"].(string); !strings.Contains(alert, `a community labelled "TAKEN" already exists`) {
+		t.Errorf("the taken label's alert does not carry the service's problem detail: %q", alert)
+	}
+	calls := serviceCalls(got)
+	if n := len(slices.DeleteFunc(slices.Clone(calls), func(c string) bool { return !strings.Contains(c, "/communities-authz/access") })); n != 1 {
+		t.Errorf("the page asked what the caller may do %d times, want once: %v", n, calls)
+	}
+	// Outside the browser: the community is whole in Keycloak, creator owns it.
+	if art := f.realm.Artefacts(t, "Communities", "PAGE"); len(art) != 6 {
+		t.Errorf("Keycloak holds %v for PAGE, want 3 roles, the group and 2 scopes", art)
+	}
+	if !isMemberOf(t, f.realm, "creator", "/Communities/PAGE/owner") {
+		t.Error("creator is not in PAGE's owner group")
+	}
+	if row := f.row(t, "PAGE"); row == nil || row.Name != "Made on the page" || row.CreatedByUsername != "creator" {
+		t.Errorf("registry row of PAGE: %+v", row)
+	}
+	// The taken label changed nothing.
+	if row := f.row(t, "TAKEN"); row == nil || row.Name != "Taken already" {
+		t.Errorf("registry row of TAKEN after the refused create: %+v", row)
+	}
+	if after := f.realm.Artefacts(t, "Communities", "TAKEN"); !slices.Equal(after, takenBefore) {
+		t.Errorf("TAKEN's artefacts changed: %v, were %v", after, takenBefore)
+	}
+	if isMemberOf(t, f.realm, "creator", "/Communities/TAKEN/owner") {
+		t.Error("the refused create made creator an owner of TAKEN")
+	}
+	sd := f.token(t, url.Values{"grant_type": {"client_credentials"}, "client_id": {"service-desk"}, "client_secret": {harness.ServiceDeskSecret}})
+	if l := labels(f.list(t, sd)); !slices.Equal(l, []string{"PAGE", "TAKEN"}) {
+		t.Errorf("communities after the page: %v", l)
+	}
+
+	// Consumer: no entry, and the page's URL typed by hand shows no data
+	// and no form (Keycloak's console refuses a user without any admin role
+	// before the page is drawn; the service is not even asked).
+	got = f.browser(t, "no-access", "consumer")
+	for _, k := range []string{"navEntry", "table", "form", "inputs"} {
+		if got[k].(float64) != 0 {
+			t.Errorf("consumer sees %s: %v", k, got[k])
+		}
+	}
+	if len(got["listCalls"].([]any)) != 0 {
+		t.Errorf("the page listed communities for consumer: %v", got["listCalls"])
+	}
+	if body := got["bodyText"].(string); strings.Contains(body, "PAGE") || strings.Contains(body, "TAKEN") {
+		t.Errorf("consumer's page shows community data: %q", body)
+	}
+
+	// The owner (creator) adds consumer as author on the page.
+	got = f.browser(t, "add-member", "creator", "--label", "PAGE", "--user", "consumer", "--role", "author")
+	if !isMemberOf(t, f.realm, "consumer", "/Communities/PAGE/author") {
+		t.Errorf("after the page said %q, consumer is not in PAGE's author group", got["alert"])
+	}
+
+	// Service desk deletes PAGE on the page: its artefacts and row are gone.
+	f.browser(t, "delete", "servicedesk", "--label", "PAGE")
+	if left := f.realm.Artefacts(t, "Communities", "PAGE"); len(left) != 0 {
+		t.Errorf("after the delete Keycloak still holds %v", left)
+	}
+	if f.row(t, "PAGE") != nil {
+		t.Error("after the delete the registry still holds PAGE")
+	}
+	if l := labels(f.list(t, sd)); !slices.Equal(l, []string{"TAKEN"}) {
+		t.Errorf("communities after the delete: %v", l)
+	}
+}
