@@ -17,6 +17,7 @@ type accessAnswer struct {
 	CommunityCreator bool                `json:"communityCreator"`
 	ServiceDesk      bool                `json:"serviceDesk"`
 	CanCreate        bool                `json:"canCreate"`
+	CanChange        bool                `json:"canChange"`
 	Console          bool                `json:"console"`
 	Owned            []string            `json:"owned"`
 	Memberships      map[string][]string `json:"memberships"`
@@ -31,9 +32,9 @@ func (f *fixture) access(t *testing.T, token string) accessAnswer {
 
 // TestAccessEndpoint: "what may I do here", the question the admin
 // console's Communities page asks once. The answer follows the caller's
-// roles and their memberships in Keycloak now (not when the token was
-// issued), counts only real community groups, and costs the same few
-// Keycloak calls however many communities the realm has.
+// roles, their memberships in Keycloak now (not when the token was issued)
+// and --change-clients, counts only real community groups, and costs the
+// same few Keycloak calls however many communities the realm has.
 func TestAccessEndpoint(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -41,7 +42,7 @@ func TestAccessEndpoint(t *testing.T) {
 	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
 
 	a := f.access(t, creator)
-	if !a.CommunityCreator || a.ServiceDesk || !a.CanCreate || !a.Console || len(a.Owned) != 0 || len(a.Memberships) != 0 || a.Username != "creator" || a.Realm != f.realm.Name {
+	if !a.CommunityCreator || a.ServiceDesk || !a.CanCreate || !a.CanChange || !a.Console || len(a.Owned) != 0 || len(a.Memberships) != 0 || a.Username != "creator" || a.Realm != f.realm.Name {
 		t.Errorf("creator before creating: %+v", a)
 	}
 	a = f.access(t, consumer)
@@ -89,6 +90,19 @@ func TestAccessEndpoint(t *testing.T) {
 	}
 	if a = f.access(t, creator); !slices.Equal(a.Owned, []string{"NDD"}) || len(a.Memberships) != 1 {
 		t.Errorf("a hand-made /Communities/FAKE/owner counted: %+v", a)
+	}
+
+	// Tokens of a client outside --change-clients may only read: the
+	// answer says so (the default list, without the harness's
+	// terminology-client).
+	cfg := f.env.Config(f.realm.Name)
+	cfg.ChangeClients = []string{"service-desk", "security-admin-console", "communities-cli"}
+	strict := &fixture{env: f.env, realm: f.realm, svc: f.env.StartService(t, cfg)}
+	if a = strict.access(t, creator); a.CanChange || a.CanCreate || !slices.Equal(a.Owned, []string{"NDD"}) {
+		t.Errorf("creator through terminology-client under the default --change-clients: %+v", a)
+	}
+	if a = strict.access(t, f.realm.PasswordToken(t, "communities-cli", "creator")); !a.CanChange || !a.CanCreate {
+		t.Errorf("creator through communities-cli: %+v", a)
 	}
 
 	// Flat in the number of communities.

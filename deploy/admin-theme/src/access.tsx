@@ -55,9 +55,12 @@ export const useCommunitiesAccess = () => {
 
 export const isOwner = (a: Access, label: string) => a.owned.includes(label);
 
-/** May manage the members of label: service desk or its owners (as the service decides). */
+/** May see the members of label: service desk or its owners (as the service decides). */
 export const mayManage = (a: Access, label: string) => a.serviceDesk || isOwner(a, label);
+
+/** May add and remove members of label. */
+export const mayChangeMembers = (a: Access, label: string) => a.canChange && mayManage(a, label);
 
 /** May delete label: service desk, or a community creator who owns it. */
 export const mayDelete = (a: Access, label: string) =>
-  a.serviceDesk || (a.communityCreator && isOwner(a, label));
+  a.canChange && (a.serviceDesk || (a.communityCreator && isOwner(a, label)));

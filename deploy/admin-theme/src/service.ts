@@ -7,6 +7,8 @@ export type Access = {
   communityCreator: boolean;
   serviceDesk: boolean;
   canCreate: boolean;
+  /** The console's client may change, not only read (--change-clients). */
+  canChange: boolean;
   console: boolean;
   owned: string[];
   memberships: Record<string, string[]>;

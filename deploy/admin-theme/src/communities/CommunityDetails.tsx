@@ -22,7 +22,7 @@ import { useCallback, useEffect, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useNavigate, useParams } from "react-router-dom";
 import { useAlerts } from "../alerts";
-import { mayDelete, mayManage, useCommunitiesAccess } from "../access";
+import { mayChangeMembers, mayDelete, mayManage, useCommunitiesAccess } from "../access";
 import { toCommunities } from "../routes";
 import type { Access, Community, Members } from "../service";
 import { ServiceError } from "../service";
@@ -126,7 +126,17 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
   );
 };
 
-const MemberLists = ({ label, members, onChanged }: { label: string; members: Members; onChanged: () => void }) => {
+const MemberLists = ({
+  label,
+  members,
+  canChange,
+  onChanged,
+}: {
+  label: string;
+  members: Members;
+  canChange: boolean;
+  onChanged: () => void;
+}) => {
   const { t } = useTranslation();
   const { client, update } = useCommunitiesAccess();
   const { addAlert } = useAlerts();
@@ -161,14 +171,16 @@ const MemberLists = ({ label, members, onChanged }: { label: string; members: Me
               {(members[role] ?? []).map((m) => (
                 <ListItem key={m.id} data-testid={`member-${role}-${m.username}`}>
                   {m.username}{" "}
-                  <Button
-                    variant="link"
-                    isInline
-                    data-testid={`remove-${role}-${m.username}`}
-                    onClick={() => void remove(role, m.id, m.username)}
-                  >
-                    {t("remove")}
-                  </Button>
+                  {canChange && (
+                    <Button
+                      variant="link"
+                      isInline
+                      data-testid={`remove-${role}-${m.username}`}
+                      onClick={() => void remove(role, m.id, m.username)}
+                    >
+                      {t("remove")}
+                    </Button>
+                  )}
                 </ListItem>
               ))}
             </List>
@@ -290,12 +302,19 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
             {(members.owner ?? []).length === 0 && (
               <Alert variant="info" isInline title={t("communityDormant")} className="pf-v5-u-mb-md" />
             )}
-            <MemberLists label={label} members={members} onChanged={() => void load()} />
-            <AddMember
+            <MemberLists
               label={label}
-              defaultRole={(members.owner ?? []).length === 0 ? "owner" : "consumer"}
-              onAdded={() => void load()}
+              members={members}
+              canChange={mayChangeMembers(access, label)}
+              onChanged={() => void load()}
             />
+            {mayChangeMembers(access, label) && (
+              <AddMember
+                label={label}
+                defaultRole={(members.owner ?? []).length === 0 ? "owner" : "consumer"}
+                onAdded={() => void load()}
+              />
+            )}
           </>
         )}
       </PageSection>
