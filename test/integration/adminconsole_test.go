@@ -16,6 +16,7 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 
+	"github.com/nhs-terminology/communities/pkg/config"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -27,7 +28,7 @@ type frontFixture struct {
 	front string // http://localhost:port
 }
 
-func newFrontFixture(t *testing.T) *frontFixture {
+func newFrontFixture(t *testing.T, edit func(*config.Config)) *frontFixture {
 	t.Helper()
 	t.Parallel()
 	env := harness.Current(t)
@@ -36,6 +37,9 @@ func newFrontFixture(t *testing.T) *frontFixture {
 	front := fmt.Sprintf("http://localhost:%d", port)
 	cfg := env.Config(realm.Name)
 	cfg.IssuerBaseURL = front
+	if edit != nil {
+		edit(&cfg)
+	}
 	svc := env.StartService(t, cfg)
 	harness.StartNginx(t, port, svc.URL, env.KeycloakURL)
 	f := &fixture{env: env, realm: realm, svc: svc, base: front + "/realms/" + realm.Name + "/communities"}
@@ -123,9 +127,13 @@ func isMemberOf(t *testing.T, r *harness.Realm, username, path string) bool {
 // up", in Debian's Chromium, through the front door, as the demo user
 // creator (a community creator, not a realm administrator); then the owner
 // and service desk parts of the page, each checked in Keycloak and the
-// registry outside the browser.
+// registry outside the browser, and service desk appointing the owner of
+// a community that has none.
 func TestAdminConsoleCommunitiesPage(t *testing.T) {
-	f := newFrontFixture(t)
+	// Open, a default community, is made without owners (dormant).
+	f := newFrontFixture(t, func(c *config.Config) { c.DefaultCommunities = []string{"Open=Open"} })
+	sd := f.token(t, url.Values{"grant_type": {"client_credentials"}, "client_id": {"service-desk"}, "client_secret": {harness.ServiceDeskSecret}})
+	harness.Eventually(t, time.Minute, "the default community Open", func() bool { return slices.Contains(labels(f.list(t, sd)), "Open") })
 	// A community that exists already, made by author over REST.
 	f.create(t, f.userToken(t, "author"), "TAKEN", "Taken already").Expect(t, 201)
 	takenBefore := f.realm.Artefacts(t, "Communities", "TAKEN")
@@ -163,8 +171,7 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 	if isMemberOf(t, f.realm, "creator", "/Communities/TAKEN/owner") {
 		t.Error("the refused create made creator an owner of TAKEN")
 	}
-	sd := f.token(t, url.Values{"grant_type": {"client_credentials"}, "client_id": {"service-desk"}, "client_secret": {harness.ServiceDeskSecret}})
-	if l := labels(f.list(t, sd)); !slices.Equal(l, []string{"PAGE", "TAKEN"}) {
+	if l := labels(f.list(t, sd)); !slices.Equal(l, []string{"Open", "PAGE", "TAKEN"}) {
 		t.Errorf("communities after the page: %v", l)
 	}
 
@@ -198,7 +205,13 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 	if f.row(t, "PAGE") != nil {
 		t.Error("after the delete the registry still holds PAGE")
 	}
-	if l := labels(f.list(t, sd)); !slices.Equal(l, []string{"TAKEN"}) {
+	if l := labels(f.list(t, sd)); !slices.Equal(l, []string{"Open", "TAKEN"}) {
 		t.Errorf("communities after the delete: %v", l)
+	}
+
+	// Service desk appoints an owner of the dormant Open on the page.
+	f.browser(t, "add-member", "servicedesk", "--label", "Open", "--user", "author", "--role", "owner")
+	if !isMemberOf(t, f.realm, "author", "/Communities/Open/owner") {
+		t.Error("service desk's appointment did not make author an owner of Open")
 	}
 }
