@@ -71,14 +71,14 @@ func (f *frontFixture) userToken(t *testing.T, username string) string {
 
 // browser runs one scenario of test/browser/communities.mjs against the
 // front door and returns its JSON summary. Screenshots go to
-// test/artifacts/browser/<test>/.
+// test/artifacts/browser/<test>/<scenario>-<user>/.
 func (f *frontFixture) browser(t *testing.T, scenario, user string, extra ...string) map[string]any {
 	t.Helper()
 	dir := filepath.Join(harness.RepoDir(), "test", "browser")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
 		t.Fatal("playwright-core is not installed: run deploy/local/deps.sh (make test does)")
 	}
-	shots := filepath.Join(harness.RepoDir(), "test", "artifacts", "browser", t.Name())
+	shots := filepath.Join(harness.RepoDir(), "test", "artifacts", "browser", t.Name(), scenario+"-"+user)
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
