@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,8 +37,9 @@ func TestSeedCurlThroughRunFrontDoor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(harness.RepoDir(), "deploy", "local", "run.sh"))
-	cmd.Env = append(os.Environ(),
-		"KEYCLOAK_URL="+env.KeycloakURL, "DATABASE_URL="+env.DatabaseURL,
+	// The suite's FHIR server stays out of it: make run starts none by default.
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(v string) bool { return strings.HasPrefix(v, "FHIR_URL=") }),
+		"WITH_FHIR=0", "KEYCLOAK_URL="+env.KeycloakURL, "DATABASE_URL="+env.DatabaseURL,
 		"KEYCLOAK_ADMIN_USER="+env.AdminUser, "KEYCLOAK_ADMIN_PASSWORD="+env.AdminPassword,
 		"COMMUNITIES_REALMS="+realm.Name,
 		fmt.Sprintf("COMMUNITIES_PORT=%d", servicePort), fmt.Sprintf("FRONTDOOR_PORT=%d", frontPort))
