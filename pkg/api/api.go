@@ -20,8 +20,8 @@ import (
 	"github.com/nhs-terminology/communities/pkg/auth"
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/decision"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"github.com/nhs-terminology/communities/pkg/metrics"
-	"github.com/nhs-terminology/communities/pkg/problem"
 	"github.com/nhs-terminology/communities/pkg/registry"
 	"github.com/nhs-terminology/communities/pkg/sysaccount"
 )
@@ -99,9 +99,9 @@ func New(o Options) http.Handler {
 			MaxAge:        10 * time.Minute,
 		}))
 	}
-	e.NoRoute(func(c *gin.Context) { h.fail(c, http.StatusNotFound, "no such resource: "+c.Request.URL.Path) })
+	e.NoRoute(func(c *gin.Context) { h.refuse(c, fault.NotFound, "no such resource: "+c.Request.URL.Path) })
 	e.NoMethod(func(c *gin.Context) {
-		h.fail(c, http.StatusMethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+		h.refuse(c, fault.MethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
 
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "UP"}) })
@@ -150,17 +150,17 @@ func represent(c *registry.Community) Representation {
 func (h *handler) list(c *gin.Context) {
 	first, err := queryInt(c, "first", 0, 0, 1<<31-1)
 	if err != nil {
-		h.fail(c, http.StatusBadRequest, err.Error())
+		h.refuse(c, fault.Invalid, err.Error())
 		return
 	}
 	max, err := queryInt(c, "max", 0, 1, 1000)
 	if err != nil {
-		h.fail(c, http.StatusBadRequest, err.Error())
+		h.refuse(c, fault.Invalid, err.Error())
 		return
 	}
 	cs, err := h.opts.Service.List(c.Request.Context(), c.Param("realm"), first, max)
 	if err != nil {
-		h.failErr(c, err)
+		h.fail(c, err)
 		return
 	}
 	out := make([]Representation, 0, len(cs))
@@ -173,7 +173,7 @@ func (h *handler) list(c *gin.Context) {
 func (h *handler) get(c *gin.Context) {
 	cm, err := h.opts.Service.Get(c.Request.Context(), c.Param("realm"), c.Param("label"))
 	if err != nil {
-		h.failErr(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, represent(cm))
@@ -188,11 +188,11 @@ type createBody struct {
 func (h *handler) create(c *gin.Context) {
 	var body createBody
 	if err := decodeJSON(c.Request, &body); err != nil {
-		h.failDecode(c, err)
+		h.fail(c, err)
 		return
 	}
 	if body.CommunityName == nil || body.SecurityLabel == nil {
-		h.fail(c, http.StatusBadRequest, `both "communityName" and "securityLabel" are required`)
+		h.refuse(c, fault.Invalid, `both "communityName" and "securityLabel" are required`)
 		return
 	}
 	realm := c.Param("realm")
@@ -200,7 +200,7 @@ func (h *handler) create(c *gin.Context) {
 		Label: *body.SecurityLabel, Name: *body.CommunityName, Owners: body.Owners,
 	})
 	if err != nil {
-		h.failErr(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.Header("Location", prefixOf(c)+"/realms/"+realm+"/communities/"+cm.Label)
@@ -213,11 +213,11 @@ func (h *handler) deleteByBody(c *gin.Context) {
 		CommunityName *string `json:"communityName"`
 	}
 	if err := decodeJSON(c.Request, &body); err != nil {
-		h.failDecode(c, err)
+		h.fail(c, err)
 		return
 	}
 	if body.SecurityLabel == nil || body.CommunityName == nil {
-		h.fail(c, http.StatusBadRequest, `send the community exactly as GET lists it: {"securityLabel": "...", "communityName": "..."}`)
+		h.refuse(c, fault.Invalid, `send the community exactly as GET lists it: {"securityLabel": "...", "communityName": "..."}`)
 		return
 	}
 	h.delete(c, community.DeleteRequest{
@@ -238,11 +238,11 @@ func (h *handler) delete(c *gin.Context, req community.DeleteRequest) {
 	case v == "true":
 		req.AcceptLabelled = true
 	default:
-		h.fail(c, http.StatusBadRequest, "query parameter acceptLabelledResources must be true or false")
+		h.refuse(c, fault.Invalid, "query parameter acceptLabelledResources must be true or false")
 		return
 	}
 	if _, err := h.opts.Service.Delete(c.Request.Context(), c.Param("realm"), h.actor(c), req); err != nil {
-		h.failErr(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
@@ -251,7 +251,7 @@ func (h *handler) delete(c *gin.Context, req community.DeleteRequest) {
 func (h *handler) members(c *gin.Context) {
 	ms, err := h.opts.Service.Members(c.Request.Context(), c.Param("realm"), h.actor(c), c.Param("label"))
 	if err != nil {
-		h.failErr(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, ms)
@@ -265,7 +265,7 @@ func (h *handler) changeMember(c *gin.Context, add bool) {
 	err := h.opts.Service.ChangeMember(c.Request.Context(), c.Param("realm"), h.actor(c),
 		c.Param("label"), c.Param("role"), c.Param("user"), add)
 	if err != nil {
-		h.failErr(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
@@ -279,10 +279,10 @@ func (h *handler) ready(c *gin.Context) {
 		// this endpoint answers anyone.
 		h.log.WarnContext(ctx, "not ready", "error", err, "request_id", requestIDOf(c))
 		why := "PostgreSQL or Keycloak cannot be reached"
-		if ce := (*community.Error)(nil); errors.As(err, &ce) {
-			why = ce.Public
+		if pub := (*fault.Error)(nil); errors.As(err, &pub) {
+			why = pub.Public
 		}
-		h.fail(c, http.StatusServiceUnavailable, "not ready: "+why+"; the service's log has the details")
+		h.refuse(c, fault.Unavailable, "not ready: "+why+"; the service's log has the details")
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "UP"})
@@ -323,60 +323,4 @@ func queryInt(c *gin.Context, name string, def, min, max int) (int, error) {
 		return 0, errors.New("query parameter " + name + " must be a whole number from " + strconv.Itoa(min) + " to " + strconv.Itoa(max))
 	}
 	return n, nil
-}
-
-// failErr maps the service's errors to statuses.
-func (h *handler) failErr(c *gin.Context, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, community.ErrInvalid), errors.Is(err, community.ErrUnknownUser):
-		status = http.StatusBadRequest
-	case errors.Is(err, community.ErrForbidden):
-		status = http.StatusForbidden
-	case errors.Is(err, community.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, community.ErrDuplicate), errors.Is(err, community.ErrMismatch), errors.Is(err, community.ErrKeycloakClash),
-		errors.Is(err, community.ErrLastOwner), errors.Is(err, community.ErrLabelled):
-		status = http.StatusConflict
-	case errors.Is(err, community.ErrUnavailable):
-		status = http.StatusServiceUnavailable
-		c.Header("Retry-After", "5")
-	}
-	if status >= 500 {
-		h.log.ErrorContext(c.Request.Context(), "request failed", "error", err, "request_id", requestIDOf(c))
-	}
-	// Callers get the public part of an error whose cause names
-	// Keycloak's or PostgreSQL's internals; the log above keeps the cause.
-	detail := err.Error()
-	var pub *community.Error
-	switch {
-	case status == http.StatusInternalServerError:
-		detail = "internal error; quote the request id to service desk"
-	case errors.As(err, &pub):
-		detail = pub.Public
-	case status == http.StatusServiceUnavailable:
-		detail = "a server this service depends on is unavailable; try again, and quote the request id to service desk if it persists"
-	}
-	h.fail(c, status, detail)
-}
-
-func (h *handler) failDecode(c *gin.Context, err error) {
-	var ume *unsupportedMediaError
-	if errors.As(err, &ume) {
-		h.fail(c, http.StatusUnsupportedMediaType, err.Error())
-		return
-	}
-	if errors.Is(err, errTooLarge) {
-		h.fail(c, http.StatusRequestEntityTooLarge, err.Error())
-		return
-	}
-	h.fail(c, http.StatusBadRequest, err.Error())
-}
-
-func (h *handler) fail(c *gin.Context, status int, detail string) {
-	p := problem.New(status, detail)
-	p.Instance = c.Request.URL.Path
-	p.RequestID = requestIDOf(c)
-	problem.Write(c.Writer, p)
-	c.Abort()
 }

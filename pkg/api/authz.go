@@ -8,6 +8,7 @@ import (
 
 	"github.com/nhs-terminology/communities/pkg/auth"
 	"github.com/nhs-terminology/communities/pkg/decision"
+	"github.com/nhs-terminology/communities/pkg/fault"
 )
 
 // AuthzPrefix is where the decision point lives in a realm's namespace. It
@@ -59,13 +60,13 @@ func (h *handler) subject(c *gin.Context, token string) (p *auth.Principal, clai
 		return caller, "", true
 	}
 	if !slices.Contains(h.opts.DecisionClients, caller.ClientID) {
-		h.fail(c, http.StatusForbidden, "only the clients in --decision-clients may ask about another token")
+		h.refuse(c, fault.Forbidden, "only the clients in --decision-clients may ask about another token")
 		return nil, "", false
 	}
 	p, err := h.opts.Verifier.Verify(c.Request.Context(), c.Param("realm"), token)
 	if err != nil {
 		h.log.InfoContext(c.Request.Context(), "judged token refused", "reason", err.Error(), "request_id", requestIDOf(c))
-		h.fail(c, http.StatusUnprocessableEntity, "the token to judge is not a valid token of this realm for this service")
+		h.refuse(c, fault.Unprocessable, "the token to judge is not a valid token of this realm for this service")
 		return nil, "", false
 	}
 	return p, h.claimsProblem(p, c.Param("realm")), true
@@ -74,16 +75,16 @@ func (h *handler) subject(c *gin.Context, token string) (p *auth.Principal, clai
 func (h *handler) decide(c *gin.Context) {
 	var req decisionRequest
 	if err := decodeJSON(c.Request, &req); err != nil {
-		h.failDecode(c, err)
+		h.fail(c, err)
 		return
 	}
 	in, ok := interactions[req.Interaction]
 	if !ok || req.ResourceType == "" {
-		h.fail(c, http.StatusBadRequest, `give "resourceType" and "interaction" (read, vread, history, search, create, update, patch or delete)`)
+		h.refuse(c, fault.Invalid, `give "resourceType" and "interaction" (read, vread, history, search, create, update, patch or delete)`)
 		return
 	}
 	if len(req.Security) > 100 || len(req.NewSecurity) > 100 {
-		h.fail(c, http.StatusBadRequest, `at most 100 labels in "security" and in "newSecurity"`)
+		h.refuse(c, fault.Invalid, `at most 100 labels in "security" and in "newSecurity"`)
 		return
 	}
 	p, claimsProblem, ok := h.subject(c, req.Token)
@@ -153,11 +154,11 @@ func (h *handler) labels(c *gin.Context) {
 			Token string `json:"token"`
 		}
 		if err := decodeJSON(c.Request, &body); err != nil {
-			h.failDecode(c, err)
+			h.fail(c, err)
 			return
 		}
 		if body.Token == "" {
-			h.fail(c, http.StatusBadRequest, `give the "token" to judge, or use GET for your own`)
+			h.refuse(c, fault.Invalid, `give the "token" to judge, or use GET for your own`)
 			return
 		}
 		token = body.Token
@@ -167,7 +168,7 @@ func (h *handler) labels(c *gin.Context) {
 		return
 	}
 	if claimsProblem != "" {
-		h.fail(c, http.StatusUnprocessableEntity, "the token to judge: "+claimsProblem)
+		h.refuse(c, fault.Unprocessable, "the token to judge: "+claimsProblem)
 		return
 	}
 	r := decision.ParseClaims(p.Claims).Communities()
@@ -202,7 +203,7 @@ func (h *handler) access(c *gin.Context) {
 	a := h.actor(c)
 	acc, err := h.opts.Service.Access(c.Request.Context(), c.Param("realm"), a)
 	if err != nil {
-		h.failErr(c, err)
+		h.fail(c, err)
 		return
 	}
 	// Tokens of clients outside --change-clients may only read.

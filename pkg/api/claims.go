@@ -1,11 +1,10 @@
 package api
 
 import (
-	"net/http"
-
 	"github.com/gin-gonic/gin"
 
 	"github.com/nhs-terminology/communities/pkg/auth"
+	"github.com/nhs-terminology/communities/pkg/fault"
 )
 
 // ProvenanceClaims are the claims seed 004 asks tokens to carry for audit
@@ -36,7 +35,7 @@ func (h *handler) claimsProblem(p *auth.Principal, realm string) string {
 func (h *handler) requireClaims(c *gin.Context) {
 	p := c.Request.Context().Value(principalKey).(*auth.Principal)
 	if why := h.claimsProblem(p, c.Param("realm")); why != "" {
-		h.fail(c, http.StatusForbidden, why)
+		h.refuse(c, fault.Forbidden, why)
 		return
 	}
 	c.Next()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"io"
 	"mime"
 	"net/http"
@@ -19,8 +20,8 @@ const (
 )
 
 var (
-	errBody     = errors.New("invalid request body")
-	errTooLarge = fmt.Errorf("%w: larger than %d bytes", errBody, maxBodyBytes)
+	errBody     = fault.Sentinel(fault.Invalid, "invalid request body")
+	errTooLarge = fault.Sentinel(fault.TooLarge, fmt.Sprintf("%s: larger than %d bytes", errBody, maxBodyBytes))
 )
 
 // decodeJSON reads r's body into v strictly: JSON content type, at most
@@ -38,7 +39,7 @@ func decodeJSON(r *http.Request, v any) error {
 		return errTooLarge
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %v", errBody, err)
+		return fmt.Errorf("%w: %w", errBody, err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return fmt.Errorf("%w: empty; send a JSON object", errBody)
@@ -49,7 +50,7 @@ func decodeJSON(r *http.Request, v any) error {
 		return fmt.Errorf("%w: not valid UTF-8", errBody)
 	}
 	if err := checkShape(body); err != nil {
-		return fmt.Errorf("%w: %v", errBody, err)
+		return fmt.Errorf("%w: %w", errBody, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -64,6 +65,8 @@ type unsupportedMediaError struct{ got string }
 func (e *unsupportedMediaError) Error() string {
 	return fmt.Sprintf("Content-Type must be application/json, got %q", e.got)
 }
+
+func (e *unsupportedMediaError) Is(target error) bool { return target == fault.UnsupportedMedia }
 
 // checkShape walks the tokens of body once: exactly one value, nesting at
 // most maxJSONDepth, no object with a key twice.

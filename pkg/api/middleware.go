@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/nhs-terminology/communities/pkg/auth"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"github.com/nhs-terminology/communities/pkg/keycloak"
 )
 
@@ -74,8 +74,7 @@ func (h *handler) observe(c *gin.Context) {
 func (h *handler) recoverer(c *gin.Context) {
 	defer func() {
 		if r := recover(); r != nil {
-			h.log.ErrorContext(c.Request.Context(), "panic", "panic", fmt.Sprint(r), "request_id", requestIDOf(c))
-			h.fail(c, http.StatusInternalServerError, "internal error; quote the request id to service desk")
+			h.fail(c, fmt.Errorf("panic: %v", r))
 		}
 	}()
 	c.Next()
@@ -85,7 +84,7 @@ func (h *handler) recoverer(c *gin.Context) {
 // token is looked at.
 func (h *handler) realm(c *gin.Context) {
 	if !h.realms[c.Param("realm")] {
-		h.fail(c, http.StatusNotFound, "realm "+strconv.Quote(c.Param("realm"))+" is not managed by this service")
+		h.refuse(c, fault.NotFound, "realm "+strconv.Quote(c.Param("realm"))+" is not managed by this service")
 		return
 	}
 	c.Next()
@@ -111,8 +110,7 @@ func (h *handler) authenticate(c *gin.Context) {
 
 func (h *handler) unauthorized(c *gin.Context, why string) {
 	h.log.InfoContext(c.Request.Context(), "token refused", "reason", why, "request_id", requestIDOf(c))
-	c.Header("WWW-Authenticate", `Bearer realm="`+c.Param("realm")+`", error="invalid_token"`)
-	h.fail(c, http.StatusUnauthorized, "a valid bearer token issued by this realm for this service is required")
+	h.refuse(c, fault.Unauthenticated, "a valid bearer token issued by this realm for this service is required")
 }
 
 // changing lets a change through only from the clients in ChangeClients:
@@ -123,7 +121,7 @@ func (h *handler) changing(c *gin.Context) {
 	p := c.Request.Context().Value(principalKey).(*auth.Principal)
 	if !slices.Contains(h.opts.ChangeClients, p.ClientID) {
 		h.log.InfoContext(c.Request.Context(), "change refused for client", "azp", p.ClientID, "request_id", requestIDOf(c))
-		h.fail(c, http.StatusForbidden, "tokens issued to client "+strconv.Quote(p.ClientID)+" may only read; changes need a token of "+
+		h.refuse(c, fault.Forbidden, "tokens issued to client "+strconv.Quote(p.ClientID)+" may only read; changes need a token of "+
 			strings.Join(h.opts.ChangeClients, ", "))
 		return
 	}

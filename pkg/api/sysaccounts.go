@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -18,13 +17,13 @@ type newAccount struct {
 func (h *handler) createAccount(c *gin.Context) {
 	var req sysaccount.Request
 	if err := decodeJSON(c.Request, &req); err != nil {
-		h.failDecode(c, err)
+		h.fail(c, err)
 		return
 	}
 	realm := c.Param("realm")
 	acc, secret, err := h.opts.Accounts.Create(c.Request.Context(), realm, h.actor(c), req)
 	if err != nil {
-		h.failAccount(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.Header("Location", prefixOf(c)+"/realms/"+realm+"/system-accounts/"+acc.ClientID)
@@ -35,7 +34,7 @@ func (h *handler) createAccount(c *gin.Context) {
 func (h *handler) listAccounts(c *gin.Context) {
 	accs, err := h.opts.Accounts.List(c.Request.Context(), c.Param("realm"), h.actor(c))
 	if err != nil {
-		h.failAccount(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, accs)
@@ -44,7 +43,7 @@ func (h *handler) listAccounts(c *gin.Context) {
 func (h *handler) getAccount(c *gin.Context) {
 	acc, err := h.opts.Accounts.Get(c.Request.Context(), c.Param("realm"), h.actor(c), c.Param("client"))
 	if err != nil {
-		h.failAccount(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, acc)
@@ -52,7 +51,7 @@ func (h *handler) getAccount(c *gin.Context) {
 
 func (h *handler) deleteAccount(c *gin.Context) {
 	if err := h.opts.Accounts.Delete(c.Request.Context(), c.Param("realm"), h.actor(c), c.Param("client")); err != nil {
-		h.failAccount(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.Status(http.StatusNoContent)
@@ -61,24 +60,9 @@ func (h *handler) deleteAccount(c *gin.Context) {
 func (h *handler) rotateSecret(c *gin.Context) {
 	secret, err := h.opts.Accounts.Rotate(c.Request.Context(), c.Param("realm"), h.actor(c), c.Param("client"))
 	if err != nil {
-		h.failAccount(c, err)
+		h.fail(c, err)
 		return
 	}
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, gin.H{"clientId": c.Param("client"), "secret": secret})
-}
-
-func (h *handler) failAccount(c *gin.Context, err error) {
-	switch {
-	case errors.Is(err, sysaccount.ErrInvalid):
-		h.fail(c, http.StatusBadRequest, err.Error())
-	case errors.Is(err, sysaccount.ErrForbidden):
-		h.fail(c, http.StatusForbidden, err.Error())
-	case errors.Is(err, sysaccount.ErrNotFound):
-		h.fail(c, http.StatusNotFound, err.Error())
-	case errors.Is(err, sysaccount.ErrDuplicate):
-		h.fail(c, http.StatusConflict, err.Error())
-	default:
-		h.failErr(c, err)
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,7 +21,7 @@ import (
 
 // ErrInvalidToken wraps every verification failure. Callers answer all of
 // them with one opaque 401 and log the wrapped detail.
-var ErrInvalidToken = errors.New("invalid bearer token")
+var ErrInvalidToken = fault.Sentinel(fault.Unauthenticated, "invalid bearer token")
 
 // Options configures a Verifier.
 type Options struct {
@@ -95,7 +96,7 @@ func (v *Verifier) keyfunc(realm string) (keyfunc.Keyfunc, error) {
 func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, error) {
 	kf, err := v.keyfunc(realm)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	keyOf := kf.KeyfuncCtx(ctx)
 	claims := jwt.MapClaims{}
@@ -115,7 +116,7 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		jwt.WithLeeway(v.opts.Leeway),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	// Keycloak marks access tokens "Bearer"; refresh and ID tokens of the
 	// same realm are signed by the same keys and must not pass for them,

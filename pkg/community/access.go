@@ -2,7 +2,7 @@ package community
 
 import (
 	"context"
-	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"slices"
 	"strings"
 
@@ -44,7 +44,7 @@ func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, e
 	}
 	groups, err := s.kc.UserGroups(ctx, realm, a.Subject)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fault.Upstream("Keycloak could not list your groups; try again", err)
 	}
 	// Group paths name candidates; only a registry row whose group ids
 	// match makes a membership, so a group made by hand under the root
@@ -68,7 +68,7 @@ func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, e
 	}
 	rows, err := s.store.ByLabels(ctx, realm, keys)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fault.Upstream("the registry is unavailable; try again", err)
 	}
 	for i := range rows {
 		row := &rows[i]

@@ -2,15 +2,15 @@ package community
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 
 	"github.com/nhs-terminology/communities/pkg/fhirguard"
 	"github.com/nhs-terminology/communities/pkg/registry"
 )
 
 // ErrLabelled: the community's labels remain on FHIR resources.
-var ErrLabelled = errors.New("community labels remain on resources")
+var ErrLabelled = fault.Sentinel(fault.Conflict, "community labels remain on resources")
 
 // Guard counts the FHIR resources that still carry a community's labels
 // (pkg/fhirguard). Without one, deletes are not checked.
@@ -28,7 +28,7 @@ func (s *Service) LabelledResources(ctx context.Context, l string) (u fhirguard.
 	if err != nil {
 		// The cause names the FHIR servers' internal addresses: for the
 		// log, not the caller.
-		return u, true, unavailable("the FHIR servers could not be asked whether resources still carry "+l+".read or "+l+".write; nothing was deleted, try again", err)
+		return u, true, fault.Upstream("the FHIR servers could not be asked whether resources still carry "+l+".read or "+l+".write; nothing was deleted, try again", err)
 	}
 	return u, true, nil
 }
@@ -49,7 +49,7 @@ func (s *Service) guardDelete(ctx context.Context, a Actor, row *registry.Commun
 		return "", err
 	}
 	if u.Total > 0 {
-		return "", &Error{Kind: ErrLabelled, Public: fmt.Sprintf("%s still labels %s; remove %s.read and %s.write from them first (seed 000: without them users lose access), or service desk may delete it with acceptLabelledResources=true",
+		return "", &fault.Error{Kind: ErrLabelled, Public: fmt.Sprintf("%s still labels %s; remove %s.read and %s.write from them first (seed 000: without them users lose access), or service desk may delete it with acceptLabelledResources=true",
 			row.Label, u, row.Label, row.Label)}
 	}
 	return "no labelled resources", nil

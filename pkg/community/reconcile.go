@@ -3,6 +3,7 @@ package community
 import (
 	"context"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 
 	"github.com/nhs-terminology/communities/pkg/keycloak"
 	"github.com/nhs-terminology/communities/pkg/registry"
@@ -129,7 +130,7 @@ func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]ke
 	}
 	drift, art, err := s.kc.Ensure(ctx, s.spec(row), repair)
 	if err != nil {
-		return drift, fmt.Errorf("%w: check %s: %v", ErrUnavailable, row.Label, err)
+		return drift, fault.Upstream("Keycloak could not check community "+row.Label+"; try again", err)
 	}
 	if repair && len(drift) > 0 {
 		if err := s.store.SetArtifacts(ctx, row.ID, registry.Artifacts(art)); err != nil {

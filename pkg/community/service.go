@@ -19,22 +19,23 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"github.com/nhs-terminology/communities/pkg/keycloak"
 	"github.com/nhs-terminology/communities/pkg/label"
 	"github.com/nhs-terminology/communities/pkg/registry"
 )
 
-// Errors the API maps to statuses.
+// The domain's errors, each of a kind of the service's one vocabulary
+// (pkg/fault), which the API maps to statuses in one place.
 var (
-	ErrNotFound      = errors.New("community not found")
-	ErrForbidden     = errors.New("forbidden")
-	ErrDuplicate     = errors.New("duplicate")
-	ErrMismatch      = errors.New("representation does not match the registry")
-	ErrUnknownUser   = errors.New("unknown user")
+	ErrNotFound      = fault.Sentinel(fault.NotFound, "community not found")
+	ErrForbidden     = fault.Sentinel(fault.Forbidden, "forbidden")
+	ErrDuplicate     = fault.Sentinel(fault.Conflict, "duplicate")
+	ErrMismatch      = fault.Sentinel(fault.Conflict, "representation does not match the registry")
+	ErrUnknownUser   = fault.Sentinel(fault.Invalid, "unknown user")
 	ErrInvalid       = label.ErrInvalid
-	ErrUnavailable   = errors.New("a backing service is unavailable")
-	ErrKeycloakClash = errors.New("keycloak already holds a conflicting artefact")
-	ErrLastOwner     = errors.New("last owner")
+	ErrKeycloakClash = fault.Sentinel(fault.Conflict, "keycloak already holds a conflicting artefact")
+	ErrLastOwner     = fault.Sentinel(fault.Conflict, "last owner")
 )
 
 // Actor is the verified caller of an operation.
@@ -105,7 +106,7 @@ func New(store *registry.Store, kc Keycloak, o Options) *Service {
 func (s *Service) List(ctx context.Context, realm string, first, max int) ([]registry.Community, error) {
 	cs, err := s.store.List(ctx, realm, first, max)
 	if err != nil {
-		return nil, unavailable("the registry is unavailable; try again", err)
+		return nil, fault.Upstream("the registry is unavailable; try again", err)
 	}
 	return cs, nil
 }
@@ -122,7 +123,7 @@ func (s *Service) Get(ctx context.Context, realm, l string) (*registry.Community
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, l)
 	}
 	if err != nil {
-		return nil, unavailable("the registry is unavailable; try again", err)
+		return nil, fault.Upstream("the registry is unavailable; try again", err)
 	}
 	return c, nil
 }
@@ -161,7 +162,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		// away since the token was issued: ask Keycloak, not the token.
 		switch held, err := s.kc.HasRealmRole(ctx, realm, a.Subject, s.opts.CreatorRole); {
 		case err != nil:
-			return nil, unavailable("Keycloak could not confirm the community creator role; nothing was created", err)
+			return nil, fault.Upstream("Keycloak could not confirm the community creator role; nothing was created", err)
 		case !held:
 			s.audit(ctx, ev, "denied", "community creator role no longer held")
 			return nil, fmt.Errorf("%w: the community creator role has been taken away since this token was issued", ErrForbidden)
@@ -192,7 +193,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		s.audit(ctx, ev, "conflict", "name taken")
 		return nil, fmt.Errorf("%w: a community named %q already exists (names are unique ignoring case)", ErrDuplicate, name)
 	case err != nil:
-		return nil, unavailable("the registry is unavailable; nothing was created", err)
+		return nil, fault.Upstream("the registry is unavailable; nothing was created", err)
 	}
 
 	// The saga runs to its end even if the caller goes away, within a
@@ -211,7 +212,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		if errors.As(err, &clash) {
 			return nil, fmt.Errorf("%w: %s; nothing was created", ErrKeycloakClash, clash.Error())
 		}
-		return nil, unavailable("Keycloak could not make community "+row.Label+"'s groups, roles and scopes; nothing was kept, try again", err)
+		return nil, fault.Upstream("Keycloak could not make community "+row.Label+"'s groups, roles and scopes; nothing was kept, try again", err)
 	}
 	row.Artifacts = registry.Artifacts(art)
 	if err := s.store.Transition(opCtx, row.ID, registry.StateCreating, registry.StateActive, &lease, nil, &row.Artifacts, ""); err != nil {
@@ -219,7 +220,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		// Keycloak side once the lease runs out.
 		s.log.ErrorContext(ctx, "could not activate community; recovery will undo it", "realm", realm, "label", row.Label, "error", err)
 		s.audit(ctx, ev, "failed", "registry update failed: "+err.Error())
-		return nil, unavailable("the registry could not record community "+row.Label+"; it will be undone automatically, then try again", err)
+		return nil, fault.Upstream("the registry could not record community "+row.Label+"; it will be undone automatically, then try again", err)
 	}
 	row.State, row.LeaseUntil = registry.StateActive, nil
 	s.audit(ctx, ev, "success", fmt.Sprintf("owners %v", owners))
@@ -244,7 +245,7 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 			return nil, fmt.Errorf("%w: owner %q is not a user of realm %s", ErrUnknownUser, ref, realm)
 		}
 		if err != nil {
-			return nil, unavailable("Keycloak could not look up the owners; nothing was created", err)
+			return nil, fault.Upstream("Keycloak could not look up the owners; nothing was created", err)
 		}
 		if !seen[id] {
 			seen[id] = true
@@ -322,7 +323,7 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 	case errors.Is(err, registry.ErrStateChanged):
 		return nil, fmt.Errorf("%w: %s is being deleted by another request", ErrNotFound, row.Label)
 	case err != nil:
-		return nil, unavailable("the registry is unavailable; nothing was deleted", err)
+		return nil, fault.Upstream("the registry is unavailable; nothing was deleted", err)
 	}
 	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
 	defer cancel()
@@ -334,11 +335,11 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 			s.log.ErrorContext(ctx, "could not release delete lease", "label", row.Label, "error", terr)
 		}
 		s.audit(ctx, ev, "failed", err.Error())
-		return nil, unavailable("Keycloak could not delete community "+row.Label+"; the deletion will be finished automatically", err)
+		return nil, fault.Upstream("Keycloak could not delete community "+row.Label+"; the deletion will be finished automatically", err)
 	}
 	if err := s.store.Remove(opCtx, row.ID, registry.StateDeleting); err != nil {
 		s.audit(ctx, ev, "failed", err.Error())
-		return nil, unavailable("the registry could not remove community "+row.Label+"; the deletion will be finished automatically", err)
+		return nil, fault.Upstream("the registry could not remove community "+row.Label+"; the deletion will be finished automatically", err)
 	}
 	s.audit(ctx, ev, "success", guarded)
 	return row, nil
@@ -356,7 +357,7 @@ func (s *Service) mayDelete(ctx context.Context, a Actor, row *registry.Communit
 	}
 	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
 	if err != nil {
-		return unavailable("Keycloak could not confirm who owns "+row.Label+"; try again", err)
+		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"; try again", err)
 	}
 	if !owner {
 		return fmt.Errorf("%w: only service desk or an owner of %s may delete it", ErrForbidden, row.Label)
@@ -428,7 +429,7 @@ func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) 
 	for role, gid := range memberGroups(row) {
 		ms, err := s.kc.Members(ctx, realm, gid)
 		if err != nil {
-			return nil, unavailable("Keycloak could not list the members; try again", err)
+			return nil, fault.Upstream("Keycloak could not list the members; try again", err)
 		}
 		if ms == nil {
 			ms = []keycloak.Member{}
@@ -468,7 +469,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 		return fmt.Errorf("%w: no user %q in realm %s", ErrNotFound, userRef, realm)
 	}
 	if err != nil {
-		return unavailable("Keycloak could not look up the user; nothing was changed", err)
+		return fault.Upstream("Keycloak could not look up the user; nothing was changed", err)
 	}
 	detail := role + " " + userID
 	switch {
@@ -497,7 +498,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	}
 	if err != nil {
 		s.audit(ctx, ev, "failed", detail+": "+err.Error())
-		return unavailable("the membership could not be changed; try again", err)
+		return fault.Upstream("the membership could not be changed; try again", err)
 	}
 	s.audit(ctx, ev, "success", detail)
 	return nil
@@ -527,7 +528,7 @@ func (s *Service) mayManage(ctx context.Context, a Actor, row *registry.Communit
 	}
 	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
 	if err != nil {
-		return unavailable("Keycloak could not confirm who owns "+row.Label+"; try again", err)
+		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"; try again", err)
 	}
 	if !owner {
 		return fmt.Errorf("%w: only service desk or an owner of %s may manage its members", ErrForbidden, row.Label)

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"io"
 	"net/http"
 	"net/url"
@@ -96,7 +97,7 @@ func (u Usage) String() string {
 
 // ErrUnreachable wraps every failure to count: a server that cannot be
 // reached or answers anything but a count. Callers fail closed on it.
-var ErrUnreachable = errors.New("FHIR server could not be counted")
+var ErrUnreachable = fault.Sentinel(fault.Unavailable, "FHIR server could not be counted")
 
 // Count counts, on every server and type, the resources labelled
 // <label>.read or <label>.write. All searches run at once; any failure

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"net/http"
 	"net/url"
 	"strings"
@@ -163,7 +164,7 @@ var (
 	// ErrReadOnly is a change refused by a read-only client.
 	ErrReadOnly = errors.New("read-only: a change to Keycloak was refused")
 	// ErrUnavailable wraps failures to reach Keycloak or 5xx answers.
-	ErrUnavailable = errors.New("keycloak unavailable")
+	ErrUnavailable = fault.Sentinel(fault.Unavailable, "keycloak unavailable")
 	// ErrNotFound is a 404 from Keycloak.
 	ErrNotFound = errors.New("not found in keycloak")
 )
@@ -173,6 +174,9 @@ var (
 type ConflictError struct{ What string }
 
 func (e *ConflictError) Error() string { return e.What + " already exists in Keycloak" }
+
+// Is makes a clash a conflict in the service's vocabulary.
+func (e *ConflictError) Is(target error) bool { return target == fault.Conflict }
 
 // StatusError is an unexpected answer from Keycloak.
 type StatusError struct {
@@ -184,6 +188,10 @@ type StatusError struct {
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("keycloak: %s: HTTP %d %s", e.Op, e.Status, e.Body)
 }
+
+// Is makes a 4xx answer a refusal: Keycloak answered, and retrying the
+// same request will not help.
+func (e *StatusError) Is(target error) bool { return target == fault.Refused && e.Status < 500 }
 
 // classify turns a gocloak or resty error into one of ours, with op as
 // context.
@@ -201,7 +209,7 @@ func classify(op string, err error) error {
 		}
 		return &StatusError{Op: op, Status: api.Code, Body: api.Message}
 	}
-	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 }
 
 func statusOf(err error) int {
@@ -252,7 +260,7 @@ func (c *Client) raw(ctx context.Context, token, method, path string, body, out 
 	}
 	resp, err := req.Execute(method, strings.TrimRight(c.opts.BaseURL, "/")+"/admin/realms/"+path)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w: %v", method, path, ErrUnavailable, err)
+		return nil, fmt.Errorf("%s %s: %w: %w", method, path, ErrUnavailable, err)
 	}
 	switch {
 	case resp.StatusCode() == http.StatusNotFound:
@@ -288,7 +296,7 @@ func (c *Client) Ping(ctx context.Context, realm string) error {
 	}
 	resp, err := c.gc.GetRequest(ctx).Get(strings.TrimRight(c.opts.BaseURL, "/") + "/realms/" + pathEscape(realm) + "/.well-known/openid-configuration")
 	if err != nil {
-		return fmt.Errorf("reach realm %s: %w: %v", realm, ErrUnavailable, err)
+		return fmt.Errorf("reach realm %s: %w: %w", realm, ErrUnavailable, err)
 	}
 	if resp.IsError() {
 		return fmt.Errorf("reach realm %s: %w: HTTP %d", realm, ErrUnavailable, resp.StatusCode())

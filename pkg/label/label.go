@@ -8,8 +8,8 @@
 package label
 
 import (
-	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -22,7 +22,7 @@ const (
 )
 
 // ErrInvalid is wrapped by every validation error.
-var ErrInvalid = errors.New("invalid")
+var ErrInvalid = fault.Sentinel(fault.Invalid, "invalid")
 
 // ValidateLabel reports whether s is an acceptable security label.
 func ValidateLabel(s string) error {

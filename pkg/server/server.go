@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"log/slog"
 	"net"
 	"net/http"
@@ -172,7 +173,7 @@ func (s *Server) ready(ctx context.Context) error {
 	// Public says which check failed, for anyone; Cause, which names
 	// hosts and drivers' errors, is for the log.
 	notReady := func(public string, cause error) error {
-		return &community.Error{Kind: community.ErrUnavailable, Public: public, Cause: cause}
+		return fault.New(fault.Unavailable, public, cause)
 	}
 	if err := s.store.Ping(ctx); err != nil {
 		return notReady("PostgreSQL cannot be reached", err)

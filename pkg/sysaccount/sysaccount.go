@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -85,10 +86,10 @@ type Account struct {
 
 // Errors the API maps to statuses.
 var (
-	ErrInvalid   = errors.New("invalid system account request")
-	ErrForbidden = errors.New("forbidden")
-	ErrNotFound  = errors.New("system account not found")
-	ErrDuplicate = errors.New("client already exists")
+	ErrInvalid   = fault.Sentinel(fault.Invalid, "invalid system account request")
+	ErrForbidden = fault.Sentinel(fault.Forbidden, "forbidden")
+	ErrNotFound  = fault.Sentinel(fault.NotFound, "system account not found")
+	ErrDuplicate = fault.Sentinel(fault.Conflict, "client already exists")
 )
 
 var (
@@ -204,7 +205,7 @@ func (s *Service) Create(ctx context.Context, realm string, a community.Actor, r
 	}
 	if err != nil {
 		s.audit(ctx, realm, "create-system-account", a, r.ClientID, "failed", detail+": "+err.Error())
-		return Account{}, "", fmt.Errorf("%w: %v", community.ErrUnavailable, err)
+		return Account{}, "", fault.Upstream("Keycloak could not make the system account; try again", err)
 	}
 	s.audit(ctx, realm, "create-system-account", a, r.ClientID, "success", detail)
 	return Account{ClientID: r.ClientID, Description: r.Description, Purpose: r.Purpose, Content: r.Content,
@@ -224,7 +225,7 @@ func (s *Service) List(ctx context.Context, realm string, a community.Actor) ([]
 	}
 	infos, err := s.kc.SystemClients(ctx, realm)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", community.ErrUnavailable, err)
+		return nil, fault.Upstream("Keycloak could not list the system accounts; try again", err)
 	}
 	out := make([]Account, 0, len(infos))
 	for _, i := range infos {
@@ -243,7 +244,7 @@ func (s *Service) Get(ctx context.Context, realm string, a community.Actor, clie
 		return Account{}, fmt.Errorf("%w: %s", ErrNotFound, clientID)
 	}
 	if err != nil {
-		return Account{}, fmt.Errorf("%w: %v", community.ErrUnavailable, err)
+		return Account{}, fault.Upstream("Keycloak could not read the system account; try again", err)
 	}
 	return account(*i), nil
 }
@@ -260,7 +261,7 @@ func (s *Service) Delete(ctx context.Context, realm string, a community.Actor, c
 	}
 	if err != nil {
 		s.audit(ctx, realm, "delete-system-account", a, clientID, "failed", err.Error())
-		return fmt.Errorf("%w: %v", community.ErrUnavailable, err)
+		return fault.Upstream("Keycloak could not delete the system account; try again", err)
 	}
 	s.audit(ctx, realm, "delete-system-account", a, clientID, "success", "")
 	return nil
@@ -278,7 +279,7 @@ func (s *Service) Rotate(ctx context.Context, realm string, a community.Actor, c
 	}
 	if err != nil {
 		s.audit(ctx, realm, "rotate-system-account-secret", a, clientID, "failed", err.Error())
-		return "", fmt.Errorf("%w: %v", community.ErrUnavailable, err)
+		return "", fault.Upstream("Keycloak could not rotate the secret; try again", err)
 	}
 	s.audit(ctx, realm, "rotate-system-account-secret", a, clientID, "success", "")
 	return secret, nil

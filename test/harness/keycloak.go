@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -58,8 +59,11 @@ type FaultTransport struct {
 	mu sync.Mutex
 	// FailAt is the 1-based number of the mutating admin call to fail; 0
 	// fails none. With Sticky, that call and every later one fail.
-	FailAt   int
-	Sticky   bool
+	FailAt int
+	Sticky bool
+	// Refuse makes a failing call answer HTTP 400, as Keycloak does when
+	// it refuses a request, instead of failing to connect.
+	Refuse   bool
 	mutating int
 	injected int
 }
@@ -77,7 +81,12 @@ func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			f.injected++
 		}
 		f.mu.Unlock()
-		if fail {
+		switch {
+		case fail && f.Refuse:
+			return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Request: r,
+				Header: http.Header{"Content-Type": {"application/json"}},
+				Body:   io.NopCloser(strings.NewReader(`{"error":"injected refusal"}`))}, nil
+		case fail:
 			return nil, ErrInjected
 		}
 	}

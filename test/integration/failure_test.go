@@ -84,6 +84,26 @@ func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "FLAKY", "communityName": "Flaky"}).Expect(t, 201)
 }
 
+// TestKeycloakRefusalIsNotUnavailable: a 4xx from Keycloak once became
+// "503, retry", which retrying never fixes. It is 502, names no internals,
+// and the create is undone.
+func TestKeycloakRefusalIsNotUnavailable(t *testing.T) {
+	realm, svc, faults, base, sd := faultyFixture(t)
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "WARM", "communityName": "Warm"}).Expect(t, 201)
+	faults.Refuse = true
+	faults.Arm(2, false) // the label group
+	resp := harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "REFUSED", "communityName": "Refused"}).Expect(t, 502)
+	if strings.Contains(string(resp.Body), "injected") || resp.Header.Get("Retry-After") != "" {
+		t.Errorf("a refusal answered as unavailable or with Keycloak's text: %s %v", resp.Body, resp.Header)
+	}
+	if left := realm.Artefacts(t, "Communities", "REFUSED"); len(left) > 0 {
+		t.Errorf("the refused create left %v", left)
+	}
+	if _, err := svc.Server.Store().Get(context.Background(), realm.Name, "refused"); err != registry.ErrNotFound {
+		t.Errorf("the refused create left its registry row (%v)", err)
+	}
+}
+
 // TestUndoThatFailsIsFinishedByRecovery: Keycloak goes away mid-create and
 // stays away, so the undo fails too. The row is kept as failed (the label
 // stays reserved) and recovery undoes the create once Keycloak is back.
