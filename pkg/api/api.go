@@ -22,7 +22,6 @@ import (
 	"github.com/nhs-terminology/communities/pkg/decision"
 	"github.com/nhs-terminology/communities/pkg/fault"
 	"github.com/nhs-terminology/communities/pkg/metrics"
-	"github.com/nhs-terminology/communities/pkg/registry"
 	"github.com/nhs-terminology/communities/pkg/sysaccount"
 )
 
@@ -143,7 +142,7 @@ const (
 // exactly this shape.
 type Representation = community.Representation
 
-func represent(c *registry.Community) Representation {
+func represent(c *community.Community) Representation {
 	return Representation{SecurityLabel: c.Label, CommunityName: c.Name}
 }
 

@@ -21,8 +21,18 @@ const (
 
 var (
 	errBody     = fault.Sentinel(fault.Invalid, "invalid request body")
-	errTooLarge = fault.Sentinel(fault.TooLarge, fmt.Sprintf("%s: larger than %d bytes", errBody, maxBodyBytes))
+	errTooLarge = tooLargeError{}
 )
+
+// tooLargeError is a body error (errBody) whose kind is fault.TooLarge, so
+// that it answers 413, not 400.
+type tooLargeError struct{}
+
+func (tooLargeError) Error() string {
+	return fmt.Sprintf("%s: larger than %d bytes", errBody, maxBodyBytes)
+}
+
+func (tooLargeError) Is(target error) bool { return target == errBody || target == fault.TooLarge }
 
 // decodeJSON reads r's body into v strictly: JSON content type, at most
 // maxBodyBytes, one value, no unknown fields, no duplicate keys, bounded

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/nhs-terminology/communities/pkg/keycloak"
 	"github.com/nhs-terminology/communities/pkg/label"
 )
 
@@ -49,7 +48,7 @@ func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, e
 	// Group paths name candidates; only a registry row whose group ids
 	// match makes a membership, so a group made by hand under the root
 	// with a community's name counts for nothing.
-	byKey := map[string][]keycloak.GroupRef{}
+	byKey := map[string][]GroupRef{}
 	prefix := "/" + s.opts.RootGroup + "/"
 	for _, g := range groups {
 		rest, ok := strings.CutPrefix(g.Path, prefix)
@@ -57,7 +56,7 @@ func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, e
 			continue
 		}
 		l, role, ok := strings.Cut(rest, "/")
-		if !ok || !slices.Contains(keycloak.MemberRoles, role) {
+		if !ok || !slices.Contains(MemberRoles, role) {
 			continue
 		}
 		byKey[label.Key(l)] = append(byKey[label.Key(l)], g)
@@ -73,10 +72,10 @@ func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, e
 	for i := range rows {
 		row := &rows[i]
 		ids := memberGroups(row)
-		for _, role := range keycloak.MemberRoles {
-			if slices.ContainsFunc(byKey[row.LabelKey], func(g keycloak.GroupRef) bool { return g.ID == ids[role] }) {
+		for _, role := range MemberRoles {
+			if slices.ContainsFunc(byKey[row.LabelKey], func(g GroupRef) bool { return g.ID == ids[role] }) {
 				out.Memberships[row.Label] = append(out.Memberships[row.Label], role)
-				if role == keycloak.RoleOwner {
+				if role == RoleOwner {
 					out.Owned = append(out.Owned, row.Label)
 				}
 			}

@@ -6,7 +6,6 @@ import (
 	"github.com/nhs-terminology/communities/pkg/fault"
 
 	"github.com/nhs-terminology/communities/pkg/fhirguard"
-	"github.com/nhs-terminology/communities/pkg/registry"
 )
 
 // ErrLabelled: the community's labels remain on FHIR resources.
@@ -37,7 +36,7 @@ func (s *Service) LabelledResources(ctx context.Context, l string) (u fhirguard.
 // resources: seed 000 says deleting it leaves them unreadable to everyone
 // without another label, until service desk removes the labels. Service
 // desk alone may accept that; a count that cannot be made refuses too.
-func (s *Service) guardDelete(ctx context.Context, a Actor, row *registry.Community, accept bool) (string, error) {
+func (s *Service) guardDelete(ctx context.Context, a Actor, row *Community, accept bool) (string, error) {
 	if accept {
 		if !a.ServiceDesk {
 			return "", fmt.Errorf("%w: only service desk may delete a community whose labels may remain on resources (acceptLabelledResources)", ErrForbidden)

@@ -4,18 +4,15 @@ import (
 	"context"
 	"fmt"
 	"github.com/nhs-terminology/communities/pkg/fault"
-
-	"github.com/nhs-terminology/communities/pkg/keycloak"
-	"github.com/nhs-terminology/communities/pkg/registry"
 )
 
 // Report is what one reconciliation of a realm found.
 type Report struct {
-	Realm       string                      `json:"realm"`
-	Communities int                         `json:"communities"`
-	Drift       map[string][]keycloak.Drift `json:"drift,omitempty"`
+	Realm       string             `json:"realm"`
+	Communities int                `json:"communities"`
+	Drift       map[string][]Drift `json:"drift,omitempty"`
 	// Orphans are community groups in Keycloak without a registry row.
-	Orphans []keycloak.Orphan `json:"orphans,omitempty"`
+	Orphans []Orphan `json:"orphans,omitempty"`
 	// OrphansRemoved counts orphans (carrying this service's marker) that
 	// repair removed with their roles and scopes.
 	OrphansRemoved int  `json:"orphansRemoved,omitempty"`
@@ -60,13 +57,13 @@ func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (
 }
 
 func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool) (Report, error) {
-	rep := Report{Realm: realm, Drift: map[string][]keycloak.Drift{}, Repair: repair}
-	rows, err := s.store.ListAll(ctx, realm)
+	rep := Report{Realm: realm, Drift: map[string][]Drift{}, Repair: repair}
+	rows, err := s.store.List(ctx, realm, 0, 0)
 	if err != nil {
 		return rep, err
 	}
 	rep.Communities = len(rows)
-	byLabel := map[string]registry.Community{}
+	byLabel := map[string]Community{}
 	for _, row := range rows {
 		byLabel[row.Label] = row
 		drift, art, err := s.kc.Ensure(ctx, s.spec(&row), repair)
@@ -80,10 +77,10 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		s.log.WarnContext(ctx, "community drifted from its definition", "realm", realm, "label", row.Label,
 			"drift", fmt.Sprint(drift), "repair", repair)
 		if repair {
-			if err := s.store.SetArtifacts(ctx, row.ID, registry.Artifacts(art)); err != nil {
+			if err := s.store.SetArtifacts(ctx, row.ID, art); err != nil {
 				return rep, err
 			}
-			s.audit(ctx, &registry.AuditEvent{Realm: realm, Action: "repair", Label: row.Label, Name: row.Name,
+			s.audit(ctx, &AuditEvent{Realm: realm, Action: "repair", Label: row.Label, Name: row.Name,
 				ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
 		}
 	}
@@ -109,21 +106,21 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 				return rep, fmt.Errorf("remove orphan %s/%s: %w", realm, g.Label, err)
 			}
 			rep.OrphansRemoved++
-			s.audit(ctx, &registry.AuditEvent{Realm: realm, Action: "remove-orphan", Label: g.Label,
+			s.audit(ctx, &AuditEvent{Realm: realm, Action: "remove-orphan", Label: g.Label,
 				ActorClient: "communities-reconciler"}, "success", "community group without a registry row")
 		}
 	}
 	return rep, nil
 }
 
-func (s *Service) spec(row *registry.Community) keycloak.Spec {
-	return keycloak.Spec{ID: row.ID, Realm: row.Realm, Root: s.opts.RootGroup, Label: row.Label, Name: row.Name,
+func (s *Service) spec(row *Community) Spec {
+	return Spec{ID: row.ID, Realm: row.Realm, Root: s.opts.RootGroup, Label: row.Label, Name: row.Name,
 		FHIRClients: s.opts.FHIRClients}
 }
 
 // Check compares one active community's artefacts with their definition,
 // and with repair recreates what is missing (as Reconcile does for all).
-func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]keycloak.Drift, error) {
+func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]Drift, error) {
 	row, err := s.Get(ctx, realm, l)
 	if err != nil {
 		return nil, err
@@ -133,10 +130,10 @@ func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]ke
 		return drift, fault.Upstream("Keycloak could not check community "+row.Label+"; try again", err)
 	}
 	if repair && len(drift) > 0 {
-		if err := s.store.SetArtifacts(ctx, row.ID, registry.Artifacts(art)); err != nil {
+		if err := s.store.SetArtifacts(ctx, row.ID, art); err != nil {
 			return drift, err
 		}
-		s.audit(ctx, &registry.AuditEvent{Realm: realm, Action: "repair", Label: row.Label, Name: row.Name,
+		s.audit(ctx, &AuditEvent{Realm: realm, Action: "repair", Label: row.Label, Name: row.Name,
 			ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
 	}
 	return drift, nil

@@ -20,9 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nhs-terminology/communities/pkg/fault"
-	"github.com/nhs-terminology/communities/pkg/keycloak"
 	"github.com/nhs-terminology/communities/pkg/label"
-	"github.com/nhs-terminology/communities/pkg/registry"
 )
 
 // The domain's errors, each of a kind of the service's one vocabulary
@@ -53,22 +51,6 @@ type Actor struct {
 	Claims map[string]string
 }
 
-// Keycloak is what the service needs of Keycloak.
-type Keycloak interface {
-	Provision(ctx context.Context, s keycloak.Spec) (keycloak.Artifacts, error)
-	Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (keycloak.CleanupReport, error)
-	ResolveUser(ctx context.Context, realm, ref string) (string, error)
-	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
-	HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error)
-	Ensure(ctx context.Context, s keycloak.Spec, repair bool) ([]keycloak.Drift, keycloak.Artifacts, error)
-	CommunityGroups(ctx context.Context, realm, root string) ([]keycloak.Orphan, error)
-	Members(ctx context.Context, realm, groupID string) ([]keycloak.Member, error)
-	AddMember(ctx context.Context, realm, groupID, userID string) error
-	RemoveMember(ctx context.Context, realm, groupID, userID string) error
-	AddDefaultGroup(ctx context.Context, realm, groupID string) error
-	UserGroups(ctx context.Context, realm, userID string) ([]keycloak.GroupRef, error)
-}
-
 // Options configures a Service.
 type Options struct {
 	RootGroup   string
@@ -87,14 +69,14 @@ type Options struct {
 
 // Service carries out community operations.
 type Service struct {
-	store *registry.Store
-	kc    Keycloak
+	store Store
+	kc    IdentityProvider
 	opts  Options
 	log   *slog.Logger
 }
 
 // New builds a Service.
-func New(store *registry.Store, kc Keycloak, o Options) *Service {
+func New(store Store, kc IdentityProvider, o Options) *Service {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -103,7 +85,7 @@ func New(store *registry.Store, kc Keycloak, o Options) *Service {
 }
 
 // List returns the active communities of realm, by label.
-func (s *Service) List(ctx context.Context, realm string, first, max int) ([]registry.Community, error) {
+func (s *Service) List(ctx context.Context, realm string, first, max int) ([]Community, error) {
 	cs, err := s.store.List(ctx, realm, first, max)
 	if err != nil {
 		return nil, fault.Upstream("the registry is unavailable; try again", err)
@@ -114,12 +96,12 @@ func (s *Service) List(ctx context.Context, realm string, first, max int) ([]reg
 // Get returns the active community of realm labelled l (ignoring case).
 // l is held to the rule labels are made by, so that case folding can only
 // ever map ASCII letters (the Kelvin sign once reached community "k").
-func (s *Service) Get(ctx context.Context, realm, l string) (*registry.Community, error) {
+func (s *Service) Get(ctx context.Context, realm, l string) (*Community, error) {
 	if err := label.ValidateLabel(l); err != nil {
 		return nil, err
 	}
 	c, err := s.store.Get(ctx, realm, label.Key(l))
-	if errors.Is(err, registry.ErrNotFound) || err == nil && c.State != registry.StateActive {
+	if errors.Is(err, ErrNoRecord) || err == nil && c.State != StateActive {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, l)
 	}
 	if err != nil {
@@ -140,7 +122,7 @@ type CreateRequest struct {
 
 // Create makes a community in realm and makes its owners (the caller,
 // unless service desk names others) members of its owner group.
-func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateRequest) (*registry.Community, error) {
+func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateRequest) (*Community, error) {
 	if err := label.ValidateLabel(req.Label); err != nil {
 		return nil, err
 	}
@@ -177,19 +159,19 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	lease := now.Add(s.opts.Lease)
-	row := &registry.Community{
+	row := &Community{
 		ID: uuid.NewString(), Realm: realm,
 		Label: req.Label, LabelKey: label.Key(req.Label),
 		Name: name, NameKey: label.Key(name),
-		State:        registry.StateCreating,
+		State:        StateCreating,
 		CreatedBySub: a.Subject, CreatedByUsername: a.Username, CreatedByClient: a.ClientID,
 		LeaseUntil: &lease, CreatedAt: now, UpdatedAt: now,
 	}
 	switch err := s.store.Reserve(ctx, row); {
-	case errors.Is(err, registry.ErrDuplicate):
+	case errors.Is(err, ErrLabelTaken):
 		s.audit(ctx, ev, "conflict", "security label taken")
 		return nil, fmt.Errorf("%w: a community labelled %q already exists (labels are unique ignoring case)", ErrDuplicate, req.Label)
-	case errors.Is(err, registry.ErrDuplicateName):
+	case errors.Is(err, ErrNameTaken):
 		s.audit(ctx, ev, "conflict", "name taken")
 		return nil, fmt.Errorf("%w: a community named %q already exists (names are unique ignoring case)", ErrDuplicate, name)
 	case err != nil:
@@ -201,28 +183,27 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 	// while it still runs.
 	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
 	defer cancel()
-	art, err := s.kc.Provision(opCtx, keycloak.Spec{
+	art, err := s.kc.Provision(opCtx, Spec{
 		ID: row.ID, Realm: realm, Root: s.opts.RootGroup, Label: row.Label, Name: row.Name,
 		Owners: owners, FHIRClients: s.opts.FHIRClients,
 	})
 	if err != nil {
 		s.undoCreate(opCtx, row, err)
 		s.audit(ctx, ev, "failed", err.Error())
-		var clash *keycloak.ConflictError
-		if errors.As(err, &clash) {
-			return nil, fmt.Errorf("%w: %s; nothing was created", ErrKeycloakClash, clash.Error())
+		if errors.Is(err, fault.Conflict) {
+			return nil, fmt.Errorf("%w: %s; nothing was created", ErrKeycloakClash, err.Error())
 		}
 		return nil, fault.Upstream("Keycloak could not make community "+row.Label+"'s groups, roles and scopes; nothing was kept, try again", err)
 	}
-	row.Artifacts = registry.Artifacts(art)
-	if err := s.store.Transition(opCtx, row.ID, registry.StateCreating, registry.StateActive, &lease, nil, &row.Artifacts, ""); err != nil {
+	row.Artifacts = art
+	if err := s.store.Transition(opCtx, row.ID, StateCreating, StateActive, &lease, nil, &row.Artifacts, ""); err != nil {
 		// The row stays "creating" with its lease: Recover undoes the
 		// Keycloak side once the lease runs out.
 		s.log.ErrorContext(ctx, "could not activate community; recovery will undo it", "realm", realm, "label", row.Label, "error", err)
 		s.audit(ctx, ev, "failed", "registry update failed: "+err.Error())
 		return nil, fault.Upstream("the registry could not record community "+row.Label+"; it will be undone automatically, then try again", err)
 	}
-	row.State, row.LeaseUntil = registry.StateActive, nil
+	row.State, row.LeaseUntil = StateActive, nil
 	s.audit(ctx, ev, "success", fmt.Sprintf("owners %v", owners))
 	return row, nil
 }
@@ -241,7 +222,7 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 			return nil, err
 		}
 		id, err := s.kc.ResolveUser(ctx, realm, ref)
-		if errors.Is(err, keycloak.ErrNotFound) {
+		if errors.Is(err, fault.NotFound) {
 			return nil, fmt.Errorf("%w: owner %q is not a user of realm %s", ErrUnknownUser, ref, realm)
 		}
 		if err != nil {
@@ -258,10 +239,10 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 // undoCreate removes what Provision made. If Keycloak cannot be reached to
 // undo it, the row is marked failed with an expired lease, so Recover
 // retries the undo as soon as Keycloak is back.
-func (s *Service) undoCreate(ctx context.Context, row *registry.Community, cause error) {
+func (s *Service) undoCreate(ctx context.Context, row *Community, cause error) {
 	rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients)
 	if err == nil {
-		if err := s.store.Remove(ctx, row.ID, registry.StateCreating); err != nil {
+		if err := s.store.Remove(ctx, row.ID, StateCreating); err != nil {
 			s.log.ErrorContext(ctx, "could not remove registry row of undone create", "label", row.Label, "error", err)
 		}
 		s.log.WarnContext(ctx, "create failed and was undone", "realm", row.Realm, "label", row.Label,
@@ -269,7 +250,7 @@ func (s *Service) undoCreate(ctx context.Context, row *registry.Community, cause
 		return
 	}
 	now := time.Now().UTC()
-	if terr := s.store.Transition(ctx, row.ID, registry.StateCreating, registry.StateFailed, nil, &now, nil, cause.Error()); terr != nil {
+	if terr := s.store.Transition(ctx, row.ID, StateCreating, StateFailed, nil, &now, nil, cause.Error()); terr != nil {
 		s.log.ErrorContext(ctx, "could not mark failed create", "label", row.Label, "error", terr)
 	}
 	s.log.ErrorContext(ctx, "create failed and could not be undone yet; recovery will retry", "realm", row.Realm,
@@ -294,7 +275,7 @@ type Representation struct {
 
 // Delete removes a community's artefacts and registry row. Users are never
 // deleted; they only lose the memberships.
-func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteRequest) (*registry.Community, error) {
+func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteRequest) (*Community, error) {
 	row, err := s.Get(ctx, realm, req.Label)
 	ev := s.event(realm, "delete", a, req.Label, "")
 	if err != nil {
@@ -319,8 +300,8 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 		return nil, err
 	}
 	lease := time.Now().UTC().Add(s.opts.Lease)
-	switch err := s.store.Transition(ctx, row.ID, registry.StateActive, registry.StateDeleting, nil, &lease, nil, ""); {
-	case errors.Is(err, registry.ErrStateChanged):
+	switch err := s.store.Transition(ctx, row.ID, StateActive, StateDeleting, nil, &lease, nil, ""); {
+	case errors.Is(err, ErrStateChanged):
 		return nil, fmt.Errorf("%w: %s is being deleted by another request", ErrNotFound, row.Label)
 	case err != nil:
 		return nil, fault.Upstream("the registry is unavailable; nothing was deleted", err)
@@ -331,13 +312,13 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 		// Stays "deleting": it is gone from lists, and Recover finishes it
 		// when Keycloak is back.
 		now := time.Now().UTC()
-		if terr := s.store.Transition(opCtx, row.ID, registry.StateDeleting, registry.StateDeleting, nil, &now, nil, err.Error()); terr != nil {
+		if terr := s.store.Transition(opCtx, row.ID, StateDeleting, StateDeleting, nil, &now, nil, err.Error()); terr != nil {
 			s.log.ErrorContext(ctx, "could not release delete lease", "label", row.Label, "error", terr)
 		}
 		s.audit(ctx, ev, "failed", err.Error())
 		return nil, fault.Upstream("Keycloak could not delete community "+row.Label+"; the deletion will be finished automatically", err)
 	}
-	if err := s.store.Remove(opCtx, row.ID, registry.StateDeleting); err != nil {
+	if err := s.store.Remove(opCtx, row.ID, StateDeleting); err != nil {
 		s.audit(ctx, ev, "failed", err.Error())
 		return nil, fault.Upstream("the registry could not remove community "+row.Label+"; the deletion will be finished automatically", err)
 	}
@@ -348,7 +329,7 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 // mayDelete: service desk may delete any community; a community creator
 // only one whose owner group they are in now (not when their token was
 // issued).
-func (s *Service) mayDelete(ctx context.Context, a Actor, row *registry.Community) error {
+func (s *Service) mayDelete(ctx context.Context, a Actor, row *Community) error {
 	if a.ServiceDesk {
 		return nil
 	}
@@ -386,28 +367,28 @@ func (s *Service) Recover(ctx context.Context, realms []string) (int, error) {
 			errs = append(errs, fmt.Errorf("recover %s/%s (%s): %w", row.Realm, row.Label, row.State, err))
 			continue
 		}
-		if err := s.store.Remove(ctx, row.ID, row.State); err != nil && !errors.Is(err, registry.ErrStateChanged) {
+		if err := s.store.Remove(ctx, row.ID, row.State); err != nil && !errors.Is(err, ErrStateChanged) {
 			errs = append(errs, fmt.Errorf("recover %s/%s: %w", row.Realm, row.Label, err))
 			continue
 		}
 		n++
 		s.log.InfoContext(ctx, "recovered abandoned operation", "realm", row.Realm, "label", row.Label,
 			"state", row.State, "deleted", rep.Deleted, "kept_foreign", rep.Foreign)
-		ev := &registry.AuditEvent{Realm: row.Realm, Action: "recover", Label: row.Label, Name: row.Name,
+		ev := &AuditEvent{Realm: row.Realm, Action: "recover", Label: row.Label, Name: row.Name,
 			ActorClient: "communities-recovery"}
 		s.audit(ctx, ev, "success", fmt.Sprintf("undid %s operation: deleted %v", row.State, rep.Deleted))
 	}
 }
 
-func (s *Service) event(realm, action string, a Actor, l, name string) *registry.AuditEvent {
-	return &registry.AuditEvent{Realm: realm, Action: action, Label: l, Name: name,
+func (s *Service) event(realm, action string, a Actor, l, name string) *AuditEvent {
+	return &AuditEvent{Realm: realm, Action: action, Label: l, Name: name,
 		ActorSub: a.Subject, ActorClient: a.ClientID, ActorUsername: a.Username, RequestID: a.RequestID,
-		Claims: registry.Claims(a.Claims)}
+		Claims: Claims(a.Claims)}
 }
 
 // audit records ev; a failure to audit is logged, never hidden, but does
 // not turn a completed change into an error.
-func (s *Service) audit(ctx context.Context, ev *registry.AuditEvent, outcome, detail string) {
+func (s *Service) audit(ctx context.Context, ev *AuditEvent, outcome, detail string) {
 	e := *ev
 	e.Outcome, e.Detail = outcome, detail
 	if err := s.store.Audit(context.WithoutCancel(ctx), &e); err != nil {
@@ -417,7 +398,7 @@ func (s *Service) audit(ctx context.Context, ev *registry.AuditEvent, outcome, d
 
 // Members lists a community's members by role (owner, author, consumer).
 // Service desk and the community's owners may see them.
-func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) (map[string][]keycloak.Member, error) {
+func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) (map[string][]Member, error) {
 	row, err := s.Get(ctx, realm, l)
 	if err != nil {
 		return nil, err
@@ -425,14 +406,14 @@ func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) 
 	if err := s.mayManage(ctx, a, row); err != nil {
 		return nil, err
 	}
-	out := map[string][]keycloak.Member{}
+	out := map[string][]Member{}
 	for role, gid := range memberGroups(row) {
 		ms, err := s.kc.Members(ctx, realm, gid)
 		if err != nil {
 			return nil, fault.Upstream("Keycloak could not list the members; try again", err)
 		}
 		if ms == nil {
-			ms = []keycloak.Member{}
+			ms = []Member{}
 		}
 		out[role] = ms
 	}
@@ -465,7 +446,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 		return err
 	}
 	userID, err := s.kc.ResolveUser(ctx, realm, userRef)
-	if errors.Is(err, keycloak.ErrNotFound) {
+	if errors.Is(err, fault.NotFound) {
 		return fmt.Errorf("%w: no user %q in realm %s", ErrNotFound, userRef, realm)
 	}
 	if err != nil {
@@ -475,7 +456,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	switch {
 	case add:
 		err = s.kc.AddMember(ctx, realm, gid, userID)
-	case role == keycloak.RoleOwner && !a.ServiceDesk:
+	case role == RoleOwner && !a.ServiceDesk:
 		// Check and removal run under a lock on the community held in
 		// PostgreSQL, so two owners removing each other at once, on any
 		// replicas, cannot both pass the check and leave none.
@@ -509,7 +490,7 @@ var errLastOwner = errors.New("last owner")
 // usernamePattern is what Keycloak's default user profile allows in a
 // username (letters, digits and . _ - @ +); user ids are UUIDs. A reference
 // is checked before it reaches Keycloak, and only a UUID is ever put into
-// an admin URL path (keycloak.Client.ResolveUser), so a reference such as
+// an admin URL path (the identity provider's ResolveUser), so a reference such as
 // "..%2F..%2Fterminology" can never steer the service's own credentials to
 // another admin path.
 var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}._@+-]{1,255}$`)
@@ -522,7 +503,7 @@ func validUserRef(ref string) error {
 }
 
 // mayManage: service desk, or a current member of the owner group.
-func (s *Service) mayManage(ctx context.Context, a Actor, row *registry.Community) error {
+func (s *Service) mayManage(ctx context.Context, a Actor, row *Community) error {
 	if a.ServiceDesk {
 		return nil
 	}
@@ -536,10 +517,10 @@ func (s *Service) mayManage(ctx context.Context, a Actor, row *registry.Communit
 	return nil
 }
 
-func memberGroups(row *registry.Community) map[string]string {
+func memberGroups(row *Community) map[string]string {
 	return map[string]string{
-		keycloak.RoleOwner:    row.Artifacts.OwnerGroupID,
-		keycloak.RoleAuthor:   row.Artifacts.AuthorGroupID,
-		keycloak.RoleConsumer: row.Artifacts.ConsumerGroupID,
+		RoleOwner:    row.Artifacts.OwnerGroupID,
+		RoleAuthor:   row.Artifacts.AuthorGroupID,
+		RoleConsumer: row.Artifacts.ConsumerGroupID,
 	}
 }

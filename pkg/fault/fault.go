@@ -40,8 +40,14 @@ var (
 var kinds = []error{Invalid, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, Conflict, TooLarge, UnsupportedMedia,
 	Unprocessable, Refused, Unavailable}
 
-// KindOf returns the kind of err, or nil when it has none (internal).
+// KindOf returns the kind of err, or nil when it has none (internal). The
+// outermost Error decides: a cause's own kind (a 404 inside "Keycloak
+// could not make the community") does not leak through it.
 func KindOf(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		err = e.Kind
+	}
 	for _, k := range kinds {
 		if errors.Is(err, k) {
 			return k

@@ -20,6 +20,7 @@ func TestKinds(t *testing.T) {
 		{"upstream refused", Upstream("Keycloak refused", fmt.Errorf("PUT x: %w", Sentinel(Refused, "HTTP 400"))), Refused},
 		{"upstream down", Upstream("Keycloak is down", errors.New("connection refused")), Unavailable},
 		{"nil", nil, nil},
+		{"outer kind decides", New(Unavailable, "Keycloak could not", Sentinel(NotFound, "404")), Unavailable},
 	} {
 		if got := KindOf(c.err); got != c.want {
 			t.Errorf("%s: kind %v, want %v", c.name, got, c.want)

@@ -166,7 +166,7 @@ var (
 	// ErrUnavailable wraps failures to reach Keycloak or 5xx answers.
 	ErrUnavailable = fault.Sentinel(fault.Unavailable, "keycloak unavailable")
 	// ErrNotFound is a 404 from Keycloak.
-	ErrNotFound = errors.New("not found in keycloak")
+	ErrNotFound = fault.Sentinel(fault.NotFound, "not found in keycloak")
 )
 
 // ConflictError says an artefact a community needs already exists in

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"net/http"
 	"slices"
 	"strings"
@@ -17,16 +18,6 @@ import (
 // never removed, and a crashed create can be undone without knowing what
 // it got as far as making.
 const MarkerAttribute = "communities.id"
-
-// Member roles of a community, which are also its child group names.
-const (
-	RoleOwner    = "owner"
-	RoleAuthor   = "author"
-	RoleConsumer = "consumer"
-)
-
-// MemberRoles lists the member roles in display order.
-var MemberRoles = []string{RoleOwner, RoleAuthor, RoleConsumer}
 
 // Names are the Keycloak names of a community's artefacts. They follow
 // Ontoserver's conventions: authorities PERM_<label>_READ|WRITE and scopes
@@ -49,36 +40,12 @@ func NamesFor(root, label string) Names {
 	}
 }
 
-// Artifacts are the ids of what Provision made.
-type Artifacts struct {
-	GroupID         string `json:"groupId,omitempty"`
-	OwnerGroupID    string `json:"ownerGroupId,omitempty"`
-	AuthorGroupID   string `json:"authorGroupId,omitempty"`
-	ConsumerGroupID string `json:"consumerGroupId,omitempty"`
-	ReadRoleID      string `json:"readRoleId,omitempty"`
-	WriteRoleID     string `json:"writeRoleId,omitempty"`
-	OwnerRoleID     string `json:"ownerRoleId,omitempty"`
-	ReadScopeID     string `json:"readScopeId,omitempty"`
-	WriteScopeID    string `json:"writeScopeId,omitempty"`
-}
-
-// Spec is what Provision makes.
-type Spec struct {
-	ID          string // registry id, written as MarkerAttribute
-	Realm       string
-	Root        string // root group name
-	Label       string
-	Name        string
-	Owners      []string // user ids
-	FHIRClients []string // clientIds that get the scopes as defaults
-}
-
 // Provision makes the artefacts Describe(s) lists, in an order where each
 // step only needs what earlier steps made. On error, what was made stays
 // made: the caller undoes it with Cleanup, which finds it by name and
 // marker.
-func (c *Client) Provision(ctx context.Context, s Spec) (Artifacts, error) {
-	var a Artifacts
+func (c *Client) Provision(ctx context.Context, s community.Spec) (community.Artifacts, error) {
+	var a community.Artifacts
 	tok, err := c.token(ctx, s.Realm)
 	if err != nil {
 		return a, err
@@ -107,7 +74,7 @@ func (c *Client) Provision(ctx context.Context, s Spec) (Artifacts, error) {
 		if err != nil {
 			return a, err
 		}
-		a.setGroupID(g.Member, id)
+		setGroupID(&a, g.Member, id)
 		if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, pick(roles, g.Grants)); err != nil {
 			return a, classify("map roles to group "+g.Path, err)
 		}
@@ -175,7 +142,7 @@ func (c *Client) createGroup(ctx context.Context, tok, realm, parent string, g G
 
 // importRoles makes the community's realm roles in one partialImport call:
 // one round trip and one Keycloak transaction, so either all exist or none.
-func (c *Client) importRoles(ctx context.Context, tok string, s Spec, d Desired) (map[string]gocloak.Role, error) {
+func (c *Client) importRoles(ctx context.Context, tok string, s community.Spec, d Desired) (map[string]gocloak.Role, error) {
 	var reps []map[string]any
 	for _, r := range d.Roles {
 		reps = append(reps, map[string]any{"name": r.Name, "description": r.Description, "attributes": d.Marker})
@@ -293,26 +260,19 @@ func (c *Client) forget(realm, root string) {
 	c.mu.Unlock()
 }
 
-// CleanupReport says what Cleanup removed and what it left because it
-// belongs to someone else.
-type CleanupReport struct {
-	Deleted []string
-	Foreign []string
-}
-
 // Cleanup removes every artefact of community id (label under root) that
 // carries its marker. It is idempotent: missing artefacts are skipped, so
 // it can undo a half-made create, finish a half-done delete, or run twice.
 // A foreign client scope of the community's name is left in place but
 // taken off fhirClients: once the community's roles are gone it would have
 // no role mapping, and Keycloak would put it into every user's token.
-func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (CleanupReport, error) {
-	var rep CleanupReport
+func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (community.CleanupReport, error) {
+	var rep community.CleanupReport
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return rep, err
 	}
-	d := Describe(Spec{ID: id, Realm: realm, Root: root, Label: label})
+	d := Describe(community.Spec{ID: id, Realm: realm, Root: root, Label: label})
 
 	// Permissions first: they name the groups, and Keycloak would delete
 	// only some of them with the groups.
@@ -401,3 +361,5 @@ func hasMarker(attrs *map[string][]string, id string) bool {
 	}
 	return false
 }
+
+var _ community.IdentityProvider = (*Client)(nil)

@@ -1,5 +1,7 @@
 package keycloak
 
+import "github.com/nhs-terminology/communities/pkg/community"
+
 // What a community is in Keycloak, said once. Provision makes it, Ensure
 // compares Keycloak with it (and repairs), Cleanup removes what of it
 // carries the community's marker; none of them names an artefact, a grant
@@ -12,7 +14,7 @@ type RoleSpec struct {
 }
 
 // GroupSpec is one of a community's groups. Grants are the realm roles
-// its members get; Member is "" for the label group and the member role
+// its members get; community.Member is "" for the label group and the member role
 // (owner, author, consumer) for its children.
 type GroupSpec struct {
 	Name        string
@@ -59,16 +61,16 @@ type Desired struct {
 }
 
 // Describe returns community s's artefacts. It is pure: no Keycloak call.
-func Describe(s Spec) Desired {
+func Describe(s community.Spec) Desired {
 	n := NamesFor(s.Root, s.Label)
-	community := s.Name + " (" + s.Label + ")"
+	named := s.Name + " (" + s.Label + ")"
 	marker := map[string][]string{MarkerAttribute: {s.ID}}
 	d := Desired{
 		Marker: marker,
 		Roles: []RoleSpec{
 			{n.ReadRole, "Read resources labelled " + s.Label + ".read (community " + s.Name + ")"},
 			{n.WriteRole, "Write resources labelled " + s.Label + ".write (community " + s.Name + ")"},
-			{n.OwnerRole, "Owner of community " + community},
+			{n.OwnerRole, "Owner of community " + named},
 		},
 		// The label group carries the community's name so that owners see
 		// it in the admin console's group tree.
@@ -81,11 +83,11 @@ func Describe(s Spec) Desired {
 	// owner group also maps OwnerRole, which lets owners open the admin
 	// console's Users and Groups pages.
 	grants := map[string][]string{
-		RoleOwner:    {n.OwnerRole, OwnerRole},
-		RoleAuthor:   {n.ReadRole, n.WriteRole},
-		RoleConsumer: {n.ReadRole},
+		community.RoleOwner:    {n.OwnerRole, OwnerRole},
+		community.RoleAuthor:   {n.ReadRole, n.WriteRole},
+		community.RoleConsumer: {n.ReadRole},
 	}
-	for _, member := range MemberRoles {
+	for _, member := range community.MemberRoles {
 		d.Children = append(d.Children, GroupSpec{
 			Name: member, Path: n.GroupPath + "/" + member, Member: member,
 			Attributes: marker, Grants: grants[member],
@@ -93,7 +95,7 @@ func Describe(s Spec) Desired {
 	}
 	for _, sc := range []struct{ name, role string }{{n.ReadScope, n.ReadRole}, {n.WriteScope, n.WriteRole}} {
 		d.Scopes = append(d.Scopes, ScopeSpec{
-			Name: sc.name, Description: "Community " + community, Role: sc.role,
+			Name: sc.name, Description: "Community " + named, Role: sc.role,
 			// In the token's scope claim, where Ontoserver reads it; never on
 			// a consent screen.
 			Attributes: map[string]string{
@@ -104,7 +106,7 @@ func Describe(s Spec) Desired {
 	owners, admins, view, membership := fgapNames(s.Label)
 	desc := markerDescription(s.ID)
 	d.Policies = []PolicySpec{
-		{Kind: "group", Name: owners, Description: desc, Groups: []string{RoleOwner}},
+		{Kind: "group", Name: owners, Description: desc, Groups: []string{community.RoleOwner}},
 		// An aggregate, because Keycloak refuses any decision strategy but
 		// UNANIMOUS on permissions: owners of this community OR service desk.
 		{Kind: "aggregate", Name: admins, Description: desc, Strategy: "AFFIRMATIVE",
@@ -113,9 +115,9 @@ func Describe(s Spec) Desired {
 		// permission makes Keycloak refuse to show users who are members
 		// of other communities (docs/keycloak-fgap.md).
 		{Kind: "scope", Name: view, Description: desc, ResourceType: "Groups",
-			Resources: []string{"", RoleOwner, RoleAuthor, RoleConsumer}, Scopes: []string{"view"}, Policies: []string{policyAdmins}},
+			Resources: []string{"", community.RoleOwner, community.RoleAuthor, community.RoleConsumer}, Scopes: []string{"view"}, Policies: []string{policyAdmins}},
 		{Kind: "scope", Name: membership, Description: desc, ResourceType: "Groups",
-			Resources: MemberRoles, Scopes: []string{"manage-membership"}, Policies: []string{admins}},
+			Resources: community.MemberRoles, Scopes: []string{"manage-membership"}, Policies: []string{admins}},
 	}
 	return d
 }
@@ -131,14 +133,14 @@ func (d Desired) RoleNames() []string {
 
 // body is the representation Keycloak takes for p, with the groups of
 // artefacts a.
-func (p PolicySpec) body(a Artifacts) map[string]any {
+func (p PolicySpec) body(a community.Artifacts) map[string]any {
 	b := map[string]any{"name": p.Name, "description": p.Description}
 	switch p.Kind {
 	case "group":
 		b["logic"] = "POSITIVE"
 		var groups []map[string]any
 		for _, m := range p.Groups {
-			groups = append(groups, map[string]any{"id": a.groupID(m), "extendChildren": false})
+			groups = append(groups, map[string]any{"id": groupID(a, m), "extendChildren": false})
 		}
 		b["groups"] = groups
 	case "aggregate":
@@ -146,7 +148,7 @@ func (p PolicySpec) body(a Artifacts) map[string]any {
 	case "scope":
 		var resources []string
 		for _, m := range p.Resources {
-			resources = append(resources, a.groupID(m))
+			resources = append(resources, groupID(a, m))
 		}
 		b["resourceType"], b["resources"], b["scopes"], b["policies"] = p.ResourceType, resources, p.Scopes, p.Policies
 	}
@@ -154,26 +156,26 @@ func (p PolicySpec) body(a Artifacts) map[string]any {
 }
 
 // groupID is the id of the label group ("") or of a member group.
-func (a Artifacts) groupID(member string) string {
+func groupID(a community.Artifacts, member string) string {
 	switch member {
-	case RoleOwner:
+	case community.RoleOwner:
 		return a.OwnerGroupID
-	case RoleAuthor:
+	case community.RoleAuthor:
 		return a.AuthorGroupID
-	case RoleConsumer:
+	case community.RoleConsumer:
 		return a.ConsumerGroupID
 	}
 	return a.GroupID
 }
 
 // setGroupID records the id of the label group ("") or a member group.
-func (a *Artifacts) setGroupID(member, id string) {
+func setGroupID(a *community.Artifacts, member, id string) {
 	switch member {
-	case RoleOwner:
+	case community.RoleOwner:
 		a.OwnerGroupID = id
-	case RoleAuthor:
+	case community.RoleAuthor:
 		a.AuthorGroupID = id
-	case RoleConsumer:
+	case community.RoleConsumer:
 		a.ConsumerGroupID = id
 	default:
 		a.GroupID = id

@@ -1,13 +1,14 @@
 package keycloak
 
 import (
+	"github.com/nhs-terminology/communities/pkg/community"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 )
 
-var ndd = Spec{ID: "id-1", Realm: "terminology", Root: "Communities", Label: "NDD", Name: "National data dictionary"}
+var ndd = community.Spec{ID: "id-1", Realm: "terminology", Root: "Communities", Label: "NDD", Name: "National data dictionary"}
 
 func TestDescribeNamesFollowOntoserver(t *testing.T) {
 	d := Describe(ndd)
@@ -33,9 +34,9 @@ func TestDescribeNamesFollowOntoserver(t *testing.T) {
 func TestDescribeGrants(t *testing.T) {
 	d := Describe(ndd)
 	want := map[string][]string{
-		RoleOwner:    {"PERM_NDD_OWNER", OwnerRole},
-		RoleAuthor:   {"PERM_NDD_READ", "PERM_NDD_WRITE"},
-		RoleConsumer: {"PERM_NDD_READ"},
+		community.RoleOwner:    {"PERM_NDD_OWNER", OwnerRole},
+		community.RoleAuthor:   {"PERM_NDD_READ", "PERM_NDD_WRITE"},
+		community.RoleConsumer: {"PERM_NDD_READ"},
 	}
 	for _, g := range d.Children {
 		if !reflect.DeepEqual(g.Grants, want[g.Member]) {
@@ -87,7 +88,7 @@ func TestDescribeMarksEverything(t *testing.T) {
 
 func TestDescribePolicies(t *testing.T) {
 	d := Describe(ndd)
-	a := Artifacts{GroupID: "g", OwnerGroupID: "go", AuthorGroupID: "ga", ConsumerGroupID: "gc"}
+	a := community.Artifacts{GroupID: "g", OwnerGroupID: "go", AuthorGroupID: "ga", ConsumerGroupID: "gc"}
 	cases := []struct {
 		name string
 		kind string

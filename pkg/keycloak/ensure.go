@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"maps"
 	"net/http"
 	"slices"
@@ -13,37 +14,16 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 )
 
-// Drift is one way a community's artefacts differ from what they should be.
-type Drift struct {
-	What     string `json:"what"`               // e.g. "realm role PERM_NDD_READ"
-	Problem  string `json:"problem"`            // "missing", "not this community's", ...
-	Repaired bool   `json:"repaired,omitempty"` // set when Ensure fixed it
-	// Critical drift widened access: a community scope was on a FHIR
-	// client without its role mapping, so in every user's token.
-	Critical bool `json:"critical,omitempty"`
-}
-
-func (d Drift) String() string {
-	s := d.What + ": " + d.Problem
-	if d.Critical {
-		s = "CRITICAL " + s
-	}
-	if d.Repaired {
-		s += " (repaired)"
-	}
-	return s
-}
-
 // Ensure compares a community's artefacts in Keycloak with Describe(s),
 // and with repair makes whatever is missing (roles, groups, role mappings,
 // client scopes, scope mappings, default scopes on the FHIR clients, admin
 // permissions). Artefacts that exist but belong to someone else (no
 // marker, or another community's) are reported and never touched. Owners
 // are not checked: membership is the owners' business.
-func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Artifacts, error) {
+func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
 	var (
-		drift []Drift
-		a     Artifacts
+		drift []community.Drift
+		a     community.Artifacts
 	)
 	tok, err := c.token(ctx, s.Realm)
 	if err != nil {
@@ -51,7 +31,7 @@ func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Arti
 	}
 	d := Describe(s)
 	note := func(what, problem string, fixed bool) {
-		drift = append(drift, Drift{What: what, Problem: problem, Repaired: fixed})
+		drift = append(drift, community.Drift{What: what, Problem: problem, Repaired: fixed})
 	}
 
 	roles := map[string]gocloak.Role{}
@@ -91,7 +71,7 @@ func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Arti
 		return drift, a, err
 	}
 	critical := func(what, problem string, contained bool) {
-		drift = append(drift, Drift{What: what, Problem: problem, Repaired: contained, Critical: true})
+		drift = append(drift, community.Drift{What: what, Problem: problem, Repaired: contained, Critical: true})
 	}
 	if err := c.ensureScopes(ctx, tok, s, d, roles, repair, &a, note, critical); err != nil {
 		return drift, a, err
@@ -106,7 +86,7 @@ func (c *Client) Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Arti
 
 // ensureOwnerPermissions checks the community's admin policies and
 // permissions; repair makes what is missing.
-func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s Spec, d Desired, a Artifacts, repair bool, note func(string, string, bool)) error {
+func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts, repair bool, note func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm)
 	if errors.Is(err, errPermissionsOff) {
 		note("admin permissions of realm "+s.Realm, "not enabled", false)
@@ -144,8 +124,8 @@ func deref(p *string) string {
 
 // ensureGroups checks the label group, its member groups and their role
 // grants; repair makes what is missing.
-func (c *Client) ensureGroups(ctx context.Context, tok string, s Spec, d Desired, roles map[string]gocloak.Role,
-	repair bool, a *Artifacts, note func(string, string, bool)) error {
+func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec, d Desired, roles map[string]gocloak.Role,
+	repair bool, a *community.Artifacts, note func(string, string, bool)) error {
 	g, err := c.gc.GetGroupByPath(ctx, tok, s.Realm, strings.TrimPrefix(d.Group.Path, "/"))
 	switch {
 	case statusOf(err) == http.StatusNotFound:
@@ -185,12 +165,12 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s Spec, d Desired
 			if err != nil {
 				return fmt.Errorf("recreate: %w", err)
 			}
-			a.setGroupID(want.Member, id)
+			setGroupID(a, want.Member, id)
 			note("group "+want.Path, "missing", true)
 		} else {
-			a.setGroupID(want.Member, *children[idx].ID)
+			setGroupID(a, want.Member, *children[idx].ID)
 		}
-		id := a.groupID(want.Member)
+		id := groupID(*a, want.Member)
 		mapped, err := c.gc.GetRealmRolesByGroupID(ctx, tok, s.Realm, id)
 		if err != nil {
 			return classify("read role mappings of "+want.Path, err)
@@ -226,8 +206,8 @@ type scopeRep struct {
 // scope is attached only once its mapping is verified, and a scope of the
 // community's name found attached without it is detached at once, in
 // report mode too (critical drift), whoever made it.
-func (c *Client) ensureScopes(ctx context.Context, tok string, s Spec, d Desired, roles map[string]gocloak.Role,
-	repair bool, a *Artifacts, note func(string, string, bool), critical func(string, string, bool)) error {
+func (c *Client) ensureScopes(ctx context.Context, tok string, s community.Spec, d Desired, roles map[string]gocloak.Role,
+	repair bool, a *community.Artifacts, note func(string, string, bool), critical func(string, string, bool)) error {
 	var all []scopeRep
 	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes", nil, &all); err != nil {
 		return fmt.Errorf("list client scopes: %w", err)
@@ -332,15 +312,9 @@ func (c *Client) detachScope(ctx context.Context, tok, realm, clientUUID, scopeI
 	return classify("remove default client scope", err)
 }
 
-// Orphan is a community group in Keycloak that no registry row accounts for.
-type Orphan struct {
-	Label string `json:"label"`
-	ID    string `json:"id"` // the marker on it; empty if none
-}
-
 // CommunityGroups lists the groups under root with their markers, to find
 // what Keycloak holds that the registry does not.
-func (c *Client) CommunityGroups(ctx context.Context, realm, root string) ([]Orphan, error) {
+func (c *Client) CommunityGroups(ctx context.Context, realm, root string) ([]community.Orphan, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return nil, err
@@ -352,7 +326,7 @@ func (c *Client) CommunityGroups(ctx context.Context, realm, root string) ([]Orp
 	if err != nil {
 		return nil, err
 	}
-	var out []Orphan
+	var out []community.Orphan
 	const page = 100
 	for first := 0; ; first += page {
 		var groups []gocloak.Group
@@ -361,7 +335,7 @@ func (c *Client) CommunityGroups(ctx context.Context, realm, root string) ([]Orp
 			return nil, fmt.Errorf("list community groups: %w", err)
 		}
 		for _, g := range groups {
-			o := Orphan{Label: deref(g.Name)}
+			o := community.Orphan{Label: deref(g.Name)}
 			if g.Attributes != nil && len((*g.Attributes)[MarkerAttribute]) > 0 {
 				o.ID = (*g.Attributes)[MarkerAttribute][0]
 			}

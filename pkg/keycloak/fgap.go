@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"net/http"
 	"net/url"
 	"strings"
@@ -187,7 +188,7 @@ func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, rootID 
 // community's own policies and permissions (d.Policies), which let its
 // owners manage its membership in the admin console. Each carries the
 // community's marker in its description.
-func (c *Client) grantOwners(ctx context.Context, tok string, s Spec, d Desired, a Artifacts) error {
+func (c *Client) grantOwners(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts) error {
 	rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
 	if err != nil {
 		return err
@@ -243,7 +244,7 @@ func markerDescription(id string) string { return MarkerAttribute + "=" + id }
 
 // revokeOwners deletes the community's policies and permissions that carry
 // its marker (the role mapping goes with the owner group).
-func (c *Client) revokeOwners(ctx context.Context, tok, realm, id string, d Desired, rep *CleanupReport) error {
+func (c *Client) revokeOwners(ctx context.Context, tok, realm, id string, d Desired, rep *community.CleanupReport) error {
 	base, err := c.permissionsBase(ctx, tok, realm)
 	if err != nil {
 		return err

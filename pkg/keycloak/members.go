@@ -2,26 +2,21 @@ package keycloak
 
 import (
 	"context"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"net/http"
 
 	"github.com/Nerzal/gocloak/v13"
 )
 
-// Member is a user in one of a community's groups.
-type Member struct {
-	ID       string `json:"id"`
-	Username string `json:"username"`
-}
-
 // Members lists the direct members of group groupID.
-func (c *Client) Members(ctx context.Context, realm, groupID string) ([]Member, error) {
+func (c *Client) Members(ctx context.Context, realm, groupID string) ([]community.Member, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return nil, err
 	}
 	const page = 100
 	brief := true
-	var out []Member
+	var out []community.Member
 	for first := 0; ; first += page {
 		f, m := first, page
 		users, err := c.gc.GetGroupMembers(ctx, tok, realm, groupID, gocloak.GetGroupsParams{First: &f, Max: &m, BriefRepresentation: &brief})
@@ -29,7 +24,7 @@ func (c *Client) Members(ctx context.Context, realm, groupID string) ([]Member, 
 			return nil, classify("list members of group "+groupID, err)
 		}
 		for _, u := range users {
-			out = append(out, Member{ID: deref(u.ID), Username: deref(u.Username)})
+			out = append(out, community.Member{ID: deref(u.ID), Username: deref(u.Username)})
 		}
 		if len(users) < page {
 			return out, nil
@@ -69,22 +64,16 @@ func (c *Client) AddDefaultGroup(ctx context.Context, realm, groupID string) err
 	return classify("make group "+groupID+" a default group", c.gc.AddDefaultGroup(ctx, tok, realm, groupID))
 }
 
-// GroupRef is a group a user is a direct member of.
-type GroupRef struct {
-	ID   string
-	Path string
-}
-
 // UserGroups lists the groups user userID is a direct member of; a user
 // that does not exist is in none.
-func (c *Client) UserGroups(ctx context.Context, realm, userID string) ([]GroupRef, error) {
+func (c *Client) UserGroups(ctx context.Context, realm, userID string) ([]community.GroupRef, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return nil, err
 	}
 	const page = 100
 	brief := true
-	var out []GroupRef
+	var out []community.GroupRef
 	for first := 0; ; first += page {
 		f, m := first, page
 		groups, err := c.gc.GetUserGroups(ctx, tok, realm, userID, gocloak.GetGroupsParams{First: &f, Max: &m, BriefRepresentation: &brief})
@@ -95,7 +84,7 @@ func (c *Client) UserGroups(ctx context.Context, realm, userID string) ([]GroupR
 			return nil, classify("list groups of user "+userID, err)
 		}
 		for _, g := range groups {
-			out = append(out, GroupRef{ID: deref(g.ID), Path: deref(g.Path)})
+			out = append(out, community.GroupRef{ID: deref(g.ID), Path: deref(g.Path)})
 		}
 		if len(groups) < page {
 			return out, nil

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nhs-terminology/communities/pkg/community"
-	"github.com/nhs-terminology/communities/pkg/keycloak"
 )
 
 // File is the provisioning format (YAML or JSON).
@@ -97,10 +96,10 @@ func New(svc *community.Service, actor community.Actor) *Provisioner {
 	return &Provisioner{svc: svc, actor: actor}
 }
 
-var roles = []string{keycloak.RoleOwner, keycloak.RoleAuthor, keycloak.RoleConsumer}
+var roles = community.MemberRoles
 
 func wanted(c Community) map[string][]string {
-	return map[string][]string{keycloak.RoleOwner: c.Owners, keycloak.RoleAuthor: c.Authors, keycloak.RoleConsumer: c.Consumers}
+	return map[string][]string{community.RoleOwner: c.Owners, community.RoleAuthor: c.Authors, community.RoleConsumer: c.Consumers}
 }
 
 // Plan lists what Apply would change, in the order it would.
@@ -263,7 +262,7 @@ func (p *Provisioner) Export(ctx context.Context, realm string) (*File, error) {
 			return out
 		}
 		f.Communities = append(f.Communities, Community{Label: r.Label, Name: r.Name,
-			Owners: names(keycloak.RoleOwner), Authors: names(keycloak.RoleAuthor), Consumers: names(keycloak.RoleConsumer)})
+			Owners: names(community.RoleOwner), Authors: names(community.RoleAuthor), Consumers: names(community.RoleConsumer)})
 	}
 	return f, nil
 }

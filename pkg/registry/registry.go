@@ -23,59 +23,12 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
+
+	"github.com/nhs-terminology/communities/pkg/community"
 )
 
-// States of a community row.
-const (
-	StateCreating = "creating"
-	StateActive   = "active"
-	StateDeleting = "deleting"
-	StateFailed   = "failed"
-)
-
-// Errors callers branch on.
-var (
-	ErrNotFound      = errors.New("community not found")
-	ErrDuplicateName = errors.New("a community with this name already exists")
-	ErrDuplicate     = errors.New("a community with this security label already exists")
-	ErrStateChanged  = errors.New("community changed state concurrently")
-)
-
-// Artifacts are the Keycloak ids of what a community owns, for operators
-// and drift checks; the service finds artefacts by name, not by these. It
-// has the fields of keycloak.Artifacts (the community package converts one
-// into the other) so that the registry does not depend on Keycloak's client.
-type Artifacts struct {
-	GroupID         string `json:"groupId,omitempty"`
-	OwnerGroupID    string `json:"ownerGroupId,omitempty"`
-	AuthorGroupID   string `json:"authorGroupId,omitempty"`
-	ConsumerGroupID string `json:"consumerGroupId,omitempty"`
-	ReadRoleID      string `json:"readRoleId,omitempty"`
-	WriteRoleID     string `json:"writeRoleId,omitempty"`
-	OwnerRoleID     string `json:"ownerRoleId,omitempty"`
-	ReadScopeID     string `json:"readScopeId,omitempty"`
-	WriteScopeID    string `json:"writeScopeId,omitempty"`
-}
-
-// Value stores Artifacts as jsonb.
-func (a Artifacts) Value() (driver.Value, error) { return json.Marshal(a) }
-
-// Scan reads Artifacts from jsonb.
-func (a *Artifacts) Scan(src any) error {
-	switch v := src.(type) {
-	case []byte:
-		return json.Unmarshal(v, a)
-	case string:
-		return json.Unmarshal([]byte(v), a)
-	case nil:
-		*a = Artifacts{}
-		return nil
-	}
-	return fmt.Errorf("artifacts: cannot scan %T", src)
-}
-
-// Community is a row of the registry.
-type Community struct {
+// communityRow is a community as the communities table holds it.
+type communityRow struct {
 	ID                string `gorm:"primaryKey;type:uuid"`
 	Realm             string
 	Label             string
@@ -83,7 +36,7 @@ type Community struct {
 	Name              string
 	NameKey           string
 	State             string
-	Artifacts         Artifacts `gorm:"type:jsonb"`
+	Artifacts         artifacts `gorm:"type:jsonb"`
 	CreatedBySub      string
 	CreatedByUsername string
 	CreatedByClient   string
@@ -93,21 +46,61 @@ type Community struct {
 	UpdatedAt         time.Time
 }
 
-// Claims are the provenance claims of the caller's token (seed 004:
-// requesting_system, requesting_organization, requesting_user,
-// reason_for_request) kept with an audit event.
-type Claims map[string]string
+func (communityRow) TableName() string { return "communities" }
 
-// Value stores Claims as jsonb.
-func (c Claims) Value() (driver.Value, error) {
+func rowOf(c *community.Community) *communityRow {
+	return &communityRow{ID: c.ID, Realm: c.Realm, Label: c.Label, LabelKey: c.LabelKey, Name: c.Name, NameKey: c.NameKey,
+		State: c.State, Artifacts: artifacts(c.Artifacts), CreatedBySub: c.CreatedBySub, CreatedByUsername: c.CreatedByUsername,
+		CreatedByClient: c.CreatedByClient, LeaseUntil: c.LeaseUntil, LastError: c.LastError, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+}
+
+func (r *communityRow) domain() community.Community {
+	return community.Community{ID: r.ID, Realm: r.Realm, Label: r.Label, LabelKey: r.LabelKey, Name: r.Name, NameKey: r.NameKey,
+		State: r.State, Artifacts: community.Artifacts(r.Artifacts), CreatedBySub: r.CreatedBySub, CreatedByUsername: r.CreatedByUsername,
+		CreatedByClient: r.CreatedByClient, LeaseUntil: r.LeaseUntil, LastError: r.LastError, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+func domains(rows []communityRow) []community.Community {
+	out := make([]community.Community, len(rows))
+	for i := range rows {
+		out[i] = rows[i].domain()
+	}
+	return out
+}
+
+// artifacts stores community.Artifacts as jsonb.
+type artifacts community.Artifacts
+
+// Value stores artifacts as jsonb.
+func (a artifacts) Value() (driver.Value, error) { return json.Marshal(community.Artifacts(a)) }
+
+// Scan reads artifacts from jsonb.
+func (a *artifacts) Scan(src any) error {
+	switch v := src.(type) {
+	case []byte:
+		return json.Unmarshal(v, (*community.Artifacts)(a))
+	case string:
+		return json.Unmarshal([]byte(v), (*community.Artifacts)(a))
+	case nil:
+		*a = artifacts{}
+		return nil
+	}
+	return fmt.Errorf("artifacts: cannot scan %T", src)
+}
+
+// claims stores an audit event's provenance claims as jsonb.
+type claims map[string]string
+
+// Value stores claims as jsonb.
+func (c claims) Value() (driver.Value, error) {
 	if c == nil {
 		return []byte("{}"), nil
 	}
 	return json.Marshal(map[string]string(c))
 }
 
-// Scan reads Claims from jsonb.
-func (c *Claims) Scan(src any) error {
+// Scan reads claims from jsonb.
+func (c *claims) Scan(src any) error {
 	switch v := src.(type) {
 	case []byte:
 		return json.Unmarshal(v, c)
@@ -120,9 +113,8 @@ func (c *Claims) Scan(src any) error {
 	return fmt.Errorf("claims: cannot scan %T", src)
 }
 
-// AuditEvent is a row of the audit trail: every create and delete, who
-// asked, and how it ended.
-type AuditEvent struct {
+// auditRow is an audit event as the audit_events table holds it.
+type auditRow struct {
 	ID            int64 `gorm:"primaryKey"`
 	At            time.Time
 	Realm         string
@@ -135,8 +127,10 @@ type AuditEvent struct {
 	Outcome       string
 	Detail        string
 	RequestID     string
-	Claims        Claims `gorm:"type:jsonb"`
+	Claims        claims `gorm:"type:jsonb"`
 }
+
+func (auditRow) TableName() string { return "audit_events" }
 
 // Open connects to PostgreSQL with bounded pool and timeouts: a connect
 // timeout and a server-side statement timeout unless the URL sets its own,
@@ -181,7 +175,7 @@ func Open(ctx context.Context, dsn string, readOnly bool) (*gorm.DB, error) {
 	return db, nil
 }
 
-// Store reads and writes the registry.
+// Store reads and writes the registry; it is the PostgreSQL community.Store.
 type Store struct{ db *gorm.DB }
 
 // New wraps a migrated database.
@@ -201,14 +195,14 @@ func (s *Store) DB() *gorm.DB { return s.db }
 
 // Reserve inserts c (state creating). The unique indexes make exactly one of
 // two concurrent reservations of a label or name win.
-func (s *Store) Reserve(ctx context.Context, c *Community) error {
-	err := s.db.WithContext(ctx).Create(c).Error
+func (s *Store) Reserve(ctx context.Context, c *community.Community) error {
+	err := s.db.WithContext(ctx).Create(rowOf(c)).Error
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		if pgErr.ConstraintName == "communities_realm_name_key" {
-			return ErrDuplicateName
+			return community.ErrNameTaken
 		}
-		return ErrDuplicate
+		return community.ErrLabelTaken
 	}
 	if err != nil {
 		return fmt.Errorf("reserve community %s: %w", c.Label, err)
@@ -217,45 +211,46 @@ func (s *Store) Reserve(ctx context.Context, c *Community) error {
 }
 
 // Get finds a community of realm by label, ignoring case, in any state.
-func (s *Store) Get(ctx context.Context, realm, labelKey string) (*Community, error) {
-	var c Community
-	err := s.db.WithContext(ctx).Where("realm = ? AND label_key = ?", realm, labelKey).Take(&c).Error
+func (s *Store) Get(ctx context.Context, realm, labelKey string) (*community.Community, error) {
+	var r communityRow
+	err := s.db.WithContext(ctx).Where("realm = ? AND label_key = ?", realm, labelKey).Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, ErrNotFound
+		return nil, community.ErrNoRecord
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read community %s: %w", labelKey, err)
 	}
+	c := r.domain()
 	return &c, nil
 }
 
 // List returns the active communities of realm ordered by label; max <= 0
 // means no limit.
-func (s *Store) List(ctx context.Context, realm string, first, max int) ([]Community, error) {
-	q := s.db.WithContext(ctx).Where("realm = ? AND state = ?", realm, StateActive).
+func (s *Store) List(ctx context.Context, realm string, first, max int) ([]community.Community, error) {
+	q := s.db.WithContext(ctx).Where("realm = ? AND state = ?", realm, community.StateActive).
 		Order("label_key, label").Offset(first)
 	if max > 0 {
 		q = q.Limit(max)
 	}
-	var out []Community
+	var out []communityRow
 	if err := q.Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("list communities of %s: %w", realm, err)
 	}
-	return out, nil
+	return domains(out), nil
 }
 
 // ByLabels returns the active communities of realm among labelKeys.
-func (s *Store) ByLabels(ctx context.Context, realm string, labelKeys []string) ([]Community, error) {
+func (s *Store) ByLabels(ctx context.Context, realm string, labelKeys []string) ([]community.Community, error) {
 	if len(labelKeys) == 0 {
 		return nil, nil
 	}
-	var out []Community
-	err := s.db.WithContext(ctx).Where("realm = ? AND state = ? AND label_key IN ?", realm, StateActive, labelKeys).
+	var out []communityRow
+	err := s.db.WithContext(ctx).Where("realm = ? AND state = ? AND label_key IN ?", realm, community.StateActive, labelKeys).
 		Order("label_key, label").Find(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("read communities of %s: %w", realm, err)
 	}
-	return out, nil
+	return domains(out), nil
 }
 
 // Transition moves row id from state `from` to `to`, setting its lease
@@ -263,12 +258,12 @@ func (s *Store) ByLabels(ctx context.Context, realm string, labelKeys []string) 
 // set, the row must still hold exactly that lease: a replica that recovered
 // the row in the meantime has renewed it, and the transition fails.
 // ErrStateChanged means another request or replica got there first.
-func (s *Store) Transition(ctx context.Context, id, from, to string, expect, lease *time.Time, a *Artifacts, lastErr string) error {
+func (s *Store) Transition(ctx context.Context, id, from, to string, expect, lease *time.Time, a *community.Artifacts, lastErr string) error {
 	updates := map[string]any{"state": to, "lease_until": lease, "last_error": lastErr, "updated_at": time.Now().UTC()}
 	if a != nil {
-		updates["artifacts"] = *a
+		updates["artifacts"] = artifacts(*a)
 	}
-	q := s.db.WithContext(ctx).Model(&Community{}).Where("id = ? AND state = ?", id, from)
+	q := s.db.WithContext(ctx).Model(&communityRow{}).Where("id = ? AND state = ?", id, from)
 	if expect != nil {
 		q = q.Where("lease_until = ?", *expect)
 	}
@@ -277,19 +272,19 @@ func (s *Store) Transition(ctx context.Context, id, from, to string, expect, lea
 		return fmt.Errorf("move community %s from %s to %s: %w", id, from, to, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return ErrStateChanged
+		return community.ErrStateChanged
 	}
 	return nil
 }
 
 // Remove deletes row id if it is still in state.
 func (s *Store) Remove(ctx context.Context, id, state string) error {
-	res := s.db.WithContext(ctx).Where("id = ? AND state = ?", id, state).Delete(&Community{})
+	res := s.db.WithContext(ctx).Where("id = ? AND state = ?", id, state).Delete(&communityRow{})
 	if res.Error != nil {
 		return fmt.Errorf("remove community %s: %w", id, res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return ErrStateChanged
+		return community.ErrStateChanged
 	}
 	return nil
 }
@@ -297,8 +292,8 @@ func (s *Store) Remove(ctx context.Context, id, state string) error {
 // ClaimAbandoned takes one unfinished row of realms whose lease has run
 // out and extends the lease to now+lease, so that exactly one replica
 // recovers it. It returns nil, nil when there is none.
-func (s *Store) ClaimAbandoned(ctx context.Context, realms []string, lease time.Duration) (*Community, error) {
-	var rows []Community
+func (s *Store) ClaimAbandoned(ctx context.Context, realms []string, lease time.Duration) (*community.Community, error) {
+	var rows []communityRow
 	now := time.Now().UTC()
 	until := now.Add(lease)
 	err := s.db.WithContext(ctx).Raw(`
@@ -316,40 +311,45 @@ RETURNING *`, until, now, now, realms).Scan(&rows).Error
 	if len(rows) == 0 {
 		return nil, nil
 	}
-	return &rows[0], nil
+	c := rows[0].domain()
+	return &c, nil
 }
 
 // Audit appends an event to the audit trail.
-func (s *Store) Audit(ctx context.Context, ev *AuditEvent) error {
+func (s *Store) Audit(ctx context.Context, ev *community.AuditEvent) error {
 	if ev.At.IsZero() {
 		ev.At = time.Now().UTC()
 	}
-	if err := s.db.WithContext(ctx).Clauses(clause.Returning{}).Create(ev).Error; err != nil {
+	r := auditRow{At: ev.At, Realm: ev.Realm, Action: ev.Action, Label: ev.Label, Name: ev.Name, ActorSub: ev.ActorSub,
+		ActorClient: ev.ActorClient, ActorUsername: ev.ActorUsername, Outcome: ev.Outcome, Detail: ev.Detail,
+		RequestID: ev.RequestID, Claims: claims(ev.Claims)}
+	if err := s.db.WithContext(ctx).Clauses(clause.Returning{}).Create(&r).Error; err != nil {
 		return fmt.Errorf("write audit event %s %s: %w", ev.Action, ev.Label, err)
 	}
 	return nil
 }
 
 // AuditTrail returns the audit events of a label in realm, oldest first.
-func (s *Store) AuditTrail(ctx context.Context, realm, label string) ([]AuditEvent, error) {
-	var out []AuditEvent
-	err := s.db.WithContext(ctx).Where("realm = ? AND lower(label) = lower(?)", realm, label).Order("id").Find(&out).Error
+func (s *Store) AuditTrail(ctx context.Context, realm, label string) ([]community.AuditEvent, error) {
+	var rows []auditRow
+	err := s.db.WithContext(ctx).Where("realm = ? AND lower(label) = lower(?)", realm, label).Order("id").Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("read audit trail of %s: %w", label, err)
+	}
+	out := make([]community.AuditEvent, len(rows))
+	for i, r := range rows {
+		out[i] = community.AuditEvent{At: r.At, Realm: r.Realm, Action: r.Action, Label: r.Label, Name: r.Name, ActorSub: r.ActorSub,
+			ActorClient: r.ActorClient, ActorUsername: r.ActorUsername, Outcome: r.Outcome, Detail: r.Detail,
+			RequestID: r.RequestID, Claims: community.Claims(r.Claims)}
 	}
 	return out, nil
 }
 
-// ListAll returns every active community of realm.
-func (s *Store) ListAll(ctx context.Context, realm string) ([]Community, error) {
-	return s.List(ctx, realm, 0, 0)
-}
-
 // SetArtifacts records the Keycloak ids of an active community after a
 // repair.
-func (s *Store) SetArtifacts(ctx context.Context, id string, a Artifacts) error {
-	res := s.db.WithContext(ctx).Model(&Community{}).Where("id = ? AND state = ?", id, StateActive).
-		Updates(map[string]any{"artifacts": a, "updated_at": time.Now().UTC()})
+func (s *Store) SetArtifacts(ctx context.Context, id string, a community.Artifacts) error {
+	res := s.db.WithContext(ctx).Model(&communityRow{}).Where("id = ? AND state = ?", id, community.StateActive).
+		Updates(map[string]any{"artifacts": artifacts(a), "updated_at": time.Now().UTC()})
 	if res.Error != nil {
 		return fmt.Errorf("record artefacts of %s: %w", id, res.Error)
 	}
@@ -359,7 +359,7 @@ func (s *Store) SetArtifacts(ctx context.Context, id string, a Artifacts) error 
 // Exists reports whether a row with id exists in any state.
 func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
 	var n int64
-	if err := s.db.WithContext(ctx).Model(&Community{}).Where("id = ?", id).Count(&n).Error; err != nil {
+	if err := s.db.WithContext(ctx).Model(&communityRow{}).Where("id = ?", id).Count(&n).Error; err != nil {
 		return false, fmt.Errorf("look up community %s: %w", id, err)
 	}
 	return n > 0, nil
@@ -406,3 +406,5 @@ func (s *Store) AsLeader(ctx context.Context, realm string, fn func(context.Cont
 	})
 	return ran, err
 }
+
+var _ community.Store = (*Store)(nil)

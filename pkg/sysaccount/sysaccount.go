@@ -156,9 +156,9 @@ func New(kc Keycloak, store *registry.Store, log *slog.Logger) *Service {
 // audit records a change, or an attempt; a failed write is logged, since
 // the change itself has happened in Keycloak and cannot be taken back.
 func (s *Service) audit(ctx context.Context, realm, action string, a community.Actor, clientID, outcome, detail string) {
-	if err := s.store.Audit(context.WithoutCancel(ctx), &registry.AuditEvent{Realm: realm, Action: action, Label: clientID,
+	if err := s.store.Audit(context.WithoutCancel(ctx), &community.AuditEvent{Realm: realm, Action: action, Label: clientID,
 		ActorSub: a.Subject, ActorClient: a.ClientID, ActorUsername: a.Username, RequestID: a.RequestID,
-		Outcome: outcome, Detail: detail, Claims: registry.Claims(a.Claims)}); err != nil {
+		Outcome: outcome, Detail: detail, Claims: community.Claims(a.Claims)}); err != nil {
 		s.log.ErrorContext(ctx, "audit write failed", "action", action, "client", clientID, "outcome", outcome, "error", err)
 	}
 }

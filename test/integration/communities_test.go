@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -124,7 +125,7 @@ func seedCurlFlow(t *testing.T, realm *harness.Realm, store *registry.Store, tok
 	if left := realm.Artefacts(t, "Communities", "bird"); len(left) > 0 {
 		t.Fatalf("delete left %v in Keycloak", left)
 	}
-	if _, err := store.Get(context.Background(), realm.Name, "bird"); !errors.Is(err, registry.ErrNotFound) {
+	if _, err := store.Get(context.Background(), realm.Name, "bird"); !errors.Is(err, community.ErrNoRecord) {
 		t.Fatal("delete left the registry row")
 	}
 	realm.UserID(t, "service-account-service-desk")

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -11,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nhs-terminology/communities/pkg/registry"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -133,11 +133,11 @@ func TestMixedConcurrentLoad(t *testing.T) {
 	ctx := context.Background()
 	store := f.svc.Server.Store()
 	var unfinished int64
-	if err := store.DB().Model(&registry.Community{}).Where("realm = ? AND state <> ?", f.realm.Name, registry.StateActive).
+	if err := store.DB().Table("communities").Where("realm = ? AND state <> ?", f.realm.Name, community.StateActive).
 		Count(&unfinished).Error; err != nil || unfinished != 0 {
 		t.Errorf("%d rows left unfinished (%v)", unfinished, err)
 	}
-	rows, err := store.ListAll(ctx, f.realm.Name)
+	rows, err := store.List(ctx, f.realm.Name, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

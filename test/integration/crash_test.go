@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -200,7 +201,7 @@ func TestKillMidOperationIsRecoveredOnRestart(t *testing.T) {
 	gone := func(label string) func() bool {
 		return func() bool {
 			_, err := store.Get(context.Background(), realm.Name, strings.ToLower(label))
-			return err == registry.ErrNotFound && len(realm.Artefacts(t, "Communities", label)) == 0
+			return err == community.ErrNoRecord && len(realm.Artefacts(t, "Communities", label)) == 0
 		}
 	}
 
@@ -222,7 +223,7 @@ func TestKillMidOperationIsRecoveredOnRestart(t *testing.T) {
 	close(proxy.released)
 	half := realm.Artefacts(t, "Communities", "KILLED")
 	row, err := store.Get(context.Background(), realm.Name, "killed")
-	if len(half) == 0 || err != nil || row.State != registry.StateCreating {
+	if len(half) == 0 || err != nil || row.State != community.StateCreating {
 		t.Fatalf("after the kill: artefacts %v, row %+v %v; want a half-made create", half, row, err)
 	}
 	t.Logf("killed mid-create with %v made", half)

@@ -2,11 +2,11 @@ package integration
 
 import (
 	"context"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/nhs-terminology/communities/pkg/registry"
 	"github.com/nhs-terminology/communities/pkg/server"
 	"github.com/nhs-terminology/communities/test/harness"
 )
@@ -53,7 +53,7 @@ func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
 			if len(left) > 0 {
 				t.Errorf("fault at step %d left %v", step, left)
 			}
-			if rowErr != registry.ErrNotFound {
+			if rowErr != community.ErrNoRecord {
 				t.Errorf("fault at step %d left registry row %+v (%v)", step, row, rowErr)
 			}
 			// The cause stays in the log; callers get a stable message.
@@ -64,7 +64,7 @@ func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
 			// A repeatable call (PUT) was retried past the fault: the
 			// create is whole.
 			absorbed++
-			if len(left) != 6 || rowErr != nil || row.State != registry.StateActive {
+			if len(left) != 6 || rowErr != nil || row.State != community.StateActive {
 				t.Errorf("fault at step %d absorbed, but artefacts %v, row %+v %v", step, left, row, rowErr)
 			}
 			faults.Arm(0, false)
@@ -99,7 +99,7 @@ func TestKeycloakRefusalIsNotUnavailable(t *testing.T) {
 	if left := realm.Artefacts(t, "Communities", "REFUSED"); len(left) > 0 {
 		t.Errorf("the refused create left %v", left)
 	}
-	if _, err := svc.Server.Store().Get(context.Background(), realm.Name, "refused"); err != registry.ErrNotFound {
+	if _, err := svc.Server.Store().Get(context.Background(), realm.Name, "refused"); err != community.ErrNoRecord {
 		t.Errorf("the refused create left its registry row (%v)", err)
 	}
 }
@@ -114,7 +114,7 @@ func TestUndoThatFailsIsFinishedByRecovery(t *testing.T) {
 	faults.Arm(6, true)
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "DOWN", "communityName": "Down"}).Expect(t, 503)
 	row, err := svc.Server.Store().Get(ctx, realm.Name, "down")
-	if err != nil || row.State != registry.StateFailed {
+	if err != nil || row.State != community.StateFailed {
 		t.Fatalf("row after failed undo: %+v %v", row, err)
 	}
 	if left := realm.Artefacts(t, "Communities", "DOWN"); len(left) == 0 {
@@ -130,7 +130,7 @@ func TestUndoThatFailsIsFinishedByRecovery(t *testing.T) {
 	if left := realm.Artefacts(t, "Communities", "DOWN"); len(left) > 0 {
 		t.Fatalf("recovery left %v", left)
 	}
-	if _, err := svc.Server.Store().Get(ctx, realm.Name, "down"); err != registry.ErrNotFound {
+	if _, err := svc.Server.Store().Get(ctx, realm.Name, "down"); err != community.ErrNoRecord {
 		t.Fatalf("recovery left the row: %v", err)
 	}
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "DOWN", "communityName": "Down"}).Expect(t, 201)
@@ -161,7 +161,7 @@ func TestKeycloakFailsDuringDelete(t *testing.T) {
 		if left := realm.Artefacts(t, "Communities", label); len(left) > 0 {
 			t.Errorf("fault at delete step %d: recovery left %v", step, left)
 		}
-		if _, err := svc.Server.Store().Get(ctx, realm.Name, label); err != registry.ErrNotFound {
+		if _, err := svc.Server.Store().Get(ctx, realm.Name, label); err != community.ErrNoRecord {
 			t.Errorf("fault at delete step %d: recovery left the row (%v)", step, err)
 		}
 	}

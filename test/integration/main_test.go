@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"os"
 	"slices"
 	"strings"
@@ -66,10 +67,10 @@ func labels(cs []map[string]string) []string {
 }
 
 // row reads the registry row of label in the fixture's realm, nil if none.
-func (f *fixture) row(t *testing.T, label string) *registry.Community {
+func (f *fixture) row(t *testing.T, label string) *community.Community {
 	t.Helper()
 	c, err := f.svc.Server.Store().Get(context.Background(), f.realm.Name, strings.ToLower(label))
-	if err == registry.ErrNotFound {
+	if err == community.ErrNoRecord {
 		return nil
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/nhs-terminology/communities/pkg/community"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nhs-terminology/communities/pkg/registry"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -105,7 +105,7 @@ func TestPostgresStopsMidCreate(t *testing.T) {
 	resume()
 	harness.Eventually(t, 60*time.Second, "recovery to undo the create", func() bool {
 		_, err := svc.Server.Store().Get(context.Background(), realm.Name, "pgdown")
-		return err == registry.ErrNotFound && len(realm.Artefacts(t, "Communities", "PGDOWN")) == 0
+		return err == community.ErrNoRecord && len(realm.Artefacts(t, "Communities", "PGDOWN")) == 0
 	})
 	harness.Do(t, "GET", svc.URL+"/readyz", "", nil).Expect(t, 200)
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "PGDOWN", "communityName": "PG down"}).Expect(t, 201)
