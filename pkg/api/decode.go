@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/fault"
 	"io"
 	"mime"
 	"net/http"
 	"unicode/utf8"
+
+	"github.com/nhs-terminology/communities/pkg/fault"
 )
 
 // Request bodies are small JSON objects; anything bigger or deeper is

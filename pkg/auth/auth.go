@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/fault"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/nhs-terminology/communities/pkg/fault"
 )
 
 // ErrInvalidToken wraps every verification failure. Callers answer all of

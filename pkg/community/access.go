@@ -2,10 +2,10 @@ package community
 
 import (
 	"context"
-	"github.com/nhs-terminology/communities/pkg/fault"
 	"slices"
 	"strings"
 
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"github.com/nhs-terminology/communities/pkg/label"
 )
 

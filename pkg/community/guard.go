@@ -3,8 +3,8 @@ package community
 import (
 	"context"
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/fault"
 
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"github.com/nhs-terminology/communities/pkg/fhirguard"
 )
 

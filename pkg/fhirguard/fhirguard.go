@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/fault"
 	"io"
 	"net/http"
 	"net/url"
@@ -25,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nhs-terminology/communities/pkg/fault"
 )
 
 // DefaultTypes are the resource types a terminology server holds.

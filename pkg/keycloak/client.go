@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/fault"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 	"github.com/go-resty/resty/v2"
 	"github.com/google/uuid"
+
+	"github.com/nhs-terminology/communities/pkg/fault"
 )
 
 // Options configures a Client.

@@ -9,10 +9,11 @@ package label
 
 import (
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/fault"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/nhs-terminology/communities/pkg/fault"
 )
 
 // MaxLabelLen and MaxNameLen bound what Keycloak names and the registry hold.

@@ -9,13 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/fault"
 	"log/slog"
 	"regexp"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/pkg/fault"
 	"github.com/nhs-terminology/communities/pkg/keycloak"
 	"github.com/nhs-terminology/communities/pkg/registry"
 )
