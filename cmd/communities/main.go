@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/core"
 	"github.com/nhs-terminology/communities/pkg/registry"
 	"github.com/nhs-terminology/communities/pkg/server"
 )
@@ -77,7 +78,11 @@ after draining in-flight requests.`,
   communities serve --keycloak-url http://localhost:8080 --realms terminology`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := assemble(cmd, &cfg, stderr, nil)
+			c, log, err := settle(cmd, &cfg, stderr)
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(cmd.Context(), c, log)
 			if err != nil {
 				return err
 			}
@@ -206,22 +211,28 @@ func newVersion(stdout io.Writer) *cobra.Command {
 	}
 }
 
-// assemble applies the environment to cmd's unset flags (which are bound
-// to cfg), adjusts a copy of the result, and builds the service from it,
-// logging to stderr.
-func assemble(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, opts []server.Option, adjust ...func(*config.Config)) (*server.Server, error) {
+// settle applies the environment to cmd's unset flags (which are bound to
+// cfg) and returns an adjusted copy of the result with a logger to stderr.
+func settle(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, adjust ...func(*config.Config)) (config.Config, *slog.Logger, error) {
 	if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
-		return nil, err
+		return config.Config{}, nil, err
 	}
 	c := *cfg
 	for _, a := range adjust {
 		a(&c)
 	}
 	log, err := newLogger(stderr, c.LogLevel)
+	return c, log, err
+}
+
+// openCore builds the core (no HTTP, no token verifier, no metrics) for
+// the command-line tools.
+func openCore(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, o core.Options, adjust ...func(*config.Config)) (*core.Core, error) {
+	c, log, err := settle(cmd, cfg, stderr, adjust...)
 	if err != nil {
 		return nil, err
 	}
-	return server.New(cmd.Context(), c, log, opts...)
+	return core.Open(cmd.Context(), c, log, o)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

@@ -10,13 +10,13 @@ import (
 
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/core"
 	"github.com/nhs-terminology/communities/pkg/provision"
-	"github.com/nhs-terminology/communities/pkg/server"
 )
 
 // readOnly is how plan and export build the service: they cannot change
 // PostgreSQL or Keycloak, whatever a bug in a check might try.
-var readOnly = []server.Option{server.ReadOnly()}
+var readOnly = core.Options{ReadOnly: true}
 
 // cliActor is who the audit trail names for changes made from the command
 // line: the pipeline's or operator's account name when there is one.
@@ -31,17 +31,17 @@ func cliActor() community.Actor {
 // withProvisioner builds the service for realm from cfg and runs fn;
 // opts make it read-only for plan and export; acceptLabelled lets apply
 // delete communities whose labels remain on FHIR resources.
-func withProvisioner(cmd *cobra.Command, cfg *config.Config, realm string, stderr io.Writer, opts []server.Option, acceptLabelled bool,
+func withProvisioner(cmd *cobra.Command, cfg *config.Config, realm string, stderr io.Writer, o core.Options, acceptLabelled bool,
 	fn func(*provision.Provisioner) error) error {
-	srv, err := assemble(cmd, cfg, stderr, opts, func(c *config.Config) {
+	c, err := openCore(cmd, cfg, stderr, o, func(c *config.Config) {
 		c.Realms = []string{realm}
 		c.DefaultCommunities = nil
 	})
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	pr := provision.New(srv.Service(), cliActor())
+	defer c.Close()
+	pr := provision.New(c.Service(), cliActor())
 	pr.AcceptLabelled = acceptLabelled
 	return fn(pr)
 }
@@ -180,7 +180,7 @@ naming every failed item.
 			if err != nil {
 				return err
 			}
-			return withProvisioner(cmd, &p.cfg, f.Realm, stderr, nil, p.acceptLabelled, func(pr *provision.Provisioner) error {
+			return withProvisioner(cmd, &p.cfg, f.Realm, stderr, core.Options{}, p.acceptLabelled, func(pr *provision.Provisioner) error {
 				plan, err := pr.Plan(cmd.Context(), f, p.prune)
 				if err != nil {
 					return err

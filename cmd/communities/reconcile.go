@@ -10,7 +10,7 @@ import (
 
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/config"
-	"github.com/nhs-terminology/communities/pkg/server"
+	"github.com/nhs-terminology/communities/pkg/core"
 )
 
 // exitError ends the program with code, having already said why.
@@ -48,11 +48,7 @@ repairable), 1 error. It takes the same settings as serve.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Checking never migrates the schema; repairing may.
-			var opts []server.Option
-			if !repair {
-				opts = append(opts, server.NoMigrate())
-			}
-			srv, err := assemble(cmd, &cfg, stderr, opts)
+			srv, err := openCore(cmd, &cfg, stderr, core.Options{NoMigrate: !repair})
 			if err != nil {
 				return err
 			}

@@ -42,10 +42,16 @@ func (h *handler) fail(c *gin.Context, err error) {
 		detail = "internal error; quote the request id to service desk"
 	case errors.As(err, &pub):
 		detail = pub.Public
-	case status == http.StatusBadGateway:
-		detail = "a server this service depends on refused its request; quote the request id to service desk"
-	case status == http.StatusServiceUnavailable:
-		detail = "a server this service depends on is unavailable; try again, and quote the request id to service desk if it persists"
+	case status >= 500:
+		detail = "a server this service depends on failed"
+	}
+	// The advice follows the kind, not the text: trying again helps when a
+	// server did not answer, never when it refused.
+	switch status {
+	case http.StatusBadGateway:
+		detail += "; it refused the request, so trying again will not help: quote the request id to service desk"
+	case http.StatusServiceUnavailable:
+		detail += "; try again, and quote the request id to service desk if it persists"
 	}
 	switch status {
 	case http.StatusUnauthorized:

@@ -43,7 +43,7 @@ func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, e
 	}
 	groups, err := s.kc.UserGroups(ctx, realm, a.Subject)
 	if err != nil {
-		return nil, fault.Upstream("Keycloak could not list your groups; try again", err)
+		return nil, fault.Upstream("Keycloak could not list your groups", err)
 	}
 	// Group paths name candidates; only a registry row whose group ids
 	// match makes a membership, so a group made by hand under the root
@@ -67,7 +67,7 @@ func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, e
 	}
 	rows, err := s.store.ByLabels(ctx, realm, keys)
 	if err != nil {
-		return nil, fault.Upstream("the registry is unavailable; try again", err)
+		return nil, fault.Upstream("the registry is unavailable", err)
 	}
 	for i := range rows {
 		row := &rows[i]

@@ -27,7 +27,7 @@ func (s *Service) LabelledResources(ctx context.Context, l string) (u fhirguard.
 	if err != nil {
 		// The cause names the FHIR servers' internal addresses: for the
 		// log, not the caller.
-		return u, true, fault.Upstream("the FHIR servers could not be asked whether resources still carry "+l+".read or "+l+".write; nothing was deleted, try again", err)
+		return u, true, fault.Upstream("the FHIR servers could not be asked whether resources still carry "+l+".read or "+l+".write; nothing was deleted", err)
 	}
 	return u, true, nil
 }

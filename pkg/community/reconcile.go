@@ -127,7 +127,7 @@ func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]Dr
 	}
 	drift, art, err := s.kc.Ensure(ctx, s.spec(row), repair)
 	if err != nil {
-		return drift, fault.Upstream("Keycloak could not check community "+row.Label+"; try again", err)
+		return drift, fault.Upstream("Keycloak could not check community "+row.Label+"", err)
 	}
 	if repair && len(drift) > 0 {
 		if err := s.store.SetArtifacts(ctx, row.ID, art); err != nil {

@@ -88,7 +88,7 @@ func New(store Store, kc IdentityProvider, o Options) *Service {
 func (s *Service) List(ctx context.Context, realm string, first, max int) ([]Community, error) {
 	cs, err := s.store.List(ctx, realm, first, max)
 	if err != nil {
-		return nil, fault.Upstream("the registry is unavailable; try again", err)
+		return nil, fault.Upstream("the registry is unavailable", err)
 	}
 	return cs, nil
 }
@@ -105,7 +105,7 @@ func (s *Service) Get(ctx context.Context, realm, l string) (*Community, error) 
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, l)
 	}
 	if err != nil {
-		return nil, fault.Upstream("the registry is unavailable; try again", err)
+		return nil, fault.Upstream("the registry is unavailable", err)
 	}
 	return c, nil
 }
@@ -193,7 +193,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		if errors.Is(err, fault.Conflict) {
 			return nil, fmt.Errorf("%w: %s; nothing was created", ErrKeycloakClash, err.Error())
 		}
-		return nil, fault.Upstream("Keycloak could not make community "+row.Label+"'s groups, roles and scopes; nothing was kept, try again", err)
+		return nil, fault.Upstream("Keycloak could not make community "+row.Label+"'s groups, roles and scopes; nothing was kept", err)
 	}
 	row.Artifacts = art
 	if err := s.store.Transition(opCtx, row.ID, StateCreating, StateActive, &lease, nil, &row.Artifacts, ""); err != nil {
@@ -201,7 +201,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		// Keycloak side once the lease runs out.
 		s.log.ErrorContext(ctx, "could not activate community; recovery will undo it", "realm", realm, "label", row.Label, "error", err)
 		s.audit(ctx, ev, "failed", "registry update failed: "+err.Error())
-		return nil, fault.Upstream("the registry could not record community "+row.Label+"; it will be undone automatically, then try again", err)
+		return nil, fault.Upstream("the registry could not record community "+row.Label+"; it will be undone automatically", err)
 	}
 	row.State, row.LeaseUntil = StateActive, nil
 	s.audit(ctx, ev, "success", fmt.Sprintf("owners %v", owners))
@@ -338,7 +338,7 @@ func (s *Service) mayDelete(ctx context.Context, a Actor, row *Community) error 
 	}
 	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
 	if err != nil {
-		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"; try again", err)
+		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"", err)
 	}
 	if !owner {
 		return fmt.Errorf("%w: only service desk or an owner of %s may delete it", ErrForbidden, row.Label)
@@ -410,7 +410,7 @@ func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) 
 	for role, gid := range memberGroups(row) {
 		ms, err := s.kc.Members(ctx, realm, gid)
 		if err != nil {
-			return nil, fault.Upstream("Keycloak could not list the members; try again", err)
+			return nil, fault.Upstream("Keycloak could not list the members", err)
 		}
 		if ms == nil {
 			ms = []Member{}
@@ -479,7 +479,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	}
 	if err != nil {
 		s.audit(ctx, ev, "failed", detail+": "+err.Error())
-		return fault.Upstream("the membership could not be changed; try again", err)
+		return fault.Upstream("the membership could not be changed", err)
 	}
 	s.audit(ctx, ev, "success", detail)
 	return nil
@@ -509,7 +509,7 @@ func (s *Service) mayManage(ctx context.Context, a Actor, row *Community) error 
 	}
 	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
 	if err != nil {
-		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"; try again", err)
+		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"", err)
 	}
 	if !owner {
 		return fmt.Errorf("%w: only service desk or an owner of %s may manage its members", ErrForbidden, row.Label)

@@ -329,22 +329,6 @@ func (s *Store) Audit(ctx context.Context, ev *community.AuditEvent) error {
 	return nil
 }
 
-// AuditTrail returns the audit events of a label in realm, oldest first.
-func (s *Store) AuditTrail(ctx context.Context, realm, label string) ([]community.AuditEvent, error) {
-	var rows []auditRow
-	err := s.db.WithContext(ctx).Where("realm = ? AND lower(label) = lower(?)", realm, label).Order("id").Find(&rows).Error
-	if err != nil {
-		return nil, fmt.Errorf("read audit trail of %s: %w", label, err)
-	}
-	out := make([]community.AuditEvent, len(rows))
-	for i, r := range rows {
-		out[i] = community.AuditEvent{At: r.At, Realm: r.Realm, Action: r.Action, Label: r.Label, Name: r.Name, ActorSub: r.ActorSub,
-			ActorClient: r.ActorClient, ActorUsername: r.ActorUsername, Outcome: r.Outcome, Detail: r.Detail,
-			RequestID: r.RequestID, Claims: community.Claims(r.Claims)}
-	}
-	return out, nil
-}
-
 // SetArtifacts records the Keycloak ids of an active community after a
 // repair.
 func (s *Store) SetArtifacts(ctx context.Context, id string, a community.Artifacts) error {

@@ -4,7 +4,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,19 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/nhs-terminology/communities/pkg/api"
 	"github.com/nhs-terminology/communities/pkg/auth"
 	"github.com/nhs-terminology/communities/pkg/community"
 	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/pkg/core"
 	"github.com/nhs-terminology/communities/pkg/decision"
-	"github.com/nhs-terminology/communities/pkg/fault"
-	"github.com/nhs-terminology/communities/pkg/fhirguard"
-	"github.com/nhs-terminology/communities/pkg/keycloak"
 	"github.com/nhs-terminology/communities/pkg/metrics"
-	"github.com/nhs-terminology/communities/pkg/registry"
-	"github.com/nhs-terminology/communities/pkg/sysaccount"
 )
 
 // Option adjusts how a Server is built.
@@ -32,45 +25,28 @@ type Option func(*options)
 
 type options struct {
 	keycloakTransport http.RoundTripper
-	readOnly          bool
-	noMigrate         bool
-}
-
-// ReadOnly builds a server that cannot change anything: PostgreSQL
-// sessions are read-only, the Keycloak client refuses every change before
-// sending it, and the schema is never migrated (plan, export).
-func ReadOnly() Option {
-	return func(o *options) { o.readOnly, o.noMigrate = true, true }
-}
-
-// NoMigrate never migrates the schema, whatever --auto-migrate says, and
-// refuses to build when a migration is pending (reconcile without repair).
-func NoMigrate() Option {
-	return func(o *options) { o.noMigrate = true }
 }
 
 // WithKeycloakTransport sends every Keycloak admin call through rt (tests
-// inject faults with it).
+// inject faults and count round trips with it).
 func WithKeycloakTransport(rt http.RoundTripper) Option {
 	return func(o *options) { o.keycloakTransport = rt }
 }
 
-// Server is the assembled service.
+// Server is the core (pkg/core) behind the HTTP API, with its background
+// work: recovery, drift checks, default communities.
 type Server struct {
 	cfg      config.Config
 	defaults []community.Default
 	log      *slog.Logger
-	db       *gorm.DB
-	store    *registry.Store
-	kc       *keycloak.Client
-	svc      *community.Service
+	core     *core.Core
 	metrics  *metrics.Metrics
 	handler  http.Handler
 	cancel   context.CancelFunc
 }
 
-// New connects to PostgreSQL (migrating it if configured to) and builds the
-// service. It does not need Keycloak to be up.
+// New builds the core and the HTTP API in front of it. It does not need
+// Keycloak to be up.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -87,55 +63,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, fmt.Errorf("--required-claims: %w", err)
 	}
-	db, err := registry.Open(ctx, cfg.DatabaseURL, o.readOnly)
+	m := metrics.New()
+	c, err := core.Open(ctx, cfg, log, core.Options{KeycloakTransport: o.keycloakTransport, ObserveKeycloak: m.ObserveKeycloak})
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case o.noMigrate:
-		current, err := registry.Current(ctx, db)
-		if err == nil && !current {
-			err = errors.New("database migrations are pending and this command does not migrate; run 'communities migrate up' first")
-		}
-		if err != nil {
-			closeDB(db)
-			return nil, err
-		}
-	case cfg.AutoMigrate:
-		if err := registry.Migrate(ctx, db); err != nil {
-			closeDB(db)
-			return nil, err
-		}
-	}
-	m := metrics.New()
-	kc := keycloak.New(keycloak.Options{
-		BaseURL: cfg.KeycloakURL, ClientID: cfg.AdminClientID, ClientSecret: cfg.AdminClientSecret,
-		AdminRealm: cfg.AdminRealm, Timeout: cfg.KeycloakTimeout, Transport: o.keycloakTransport,
-		Observe: m.ObserveKeycloak, ReadOnly: o.readOnly,
-	})
-	store := registry.New(db)
-	svcOpts := community.Options{
-		RootGroup: cfg.RootGroup, FHIRClients: cfg.FHIRClients, CreatorRole: cfg.CreatorRole,
-		Lease: cfg.OperationLease, Logger: log,
-	}
-	if len(cfg.GuardFHIRURLs) > 0 {
-		svcOpts.Guard = fhirguard.New(fhirguard.Options{
-			BaseURLs: cfg.GuardFHIRURLs, Types: cfg.GuardTypes, Timeout: cfg.GuardTimeout,
-			System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels,
-		})
-	}
-	svc := community.New(store, kc, svcOpts)
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	verifier := newVerifier(bg, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize)
-	s := &Server{cfg: cfg, defaults: defaults, log: log, db: db, store: store, kc: kc, svc: svc, metrics: m, cancel: cancel}
+	s := &Server{cfg: cfg, defaults: defaults, log: log, core: c, metrics: m, cancel: cancel}
 	s.handler = api.New(api.Options{
 		Realms: cfg.Realms, CreatorRole: cfg.CreatorRole, ServiceDeskRole: cfg.ServiceDeskRole,
-		Service: svc, Verifier: verifier, Ready: s.ready, Metrics: m, Logger: log,
+		Service: c.Service(), Verifier: verifier, Ready: c.Ready, Metrics: m, Logger: log,
 		Decisions:       decision.Config{System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels},
 		DecisionClients: cfg.DecisionClients,
 		ChangeClients:   cfg.ChangeClients,
 		RequiredClaims:  required,
-		Accounts:        sysaccount.New(kc, store, log),
+		Accounts:        c.Accounts(),
 		CORSOrigins:     cfg.CORSOrigins,
 	})
 	return s, nil
@@ -160,43 +103,13 @@ func newVerifier(ctx context.Context, keycloakURL string, issuer func(string) st
 // Handler is the HTTP API.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Service is the community service (for tools and tests in-process).
-func (s *Server) Service() *community.Service { return s.svc }
-
-// Store is the registry.
-func (s *Server) Store() *registry.Store { return s.store }
-
-// KeycloakRoundTrips counts the requests sent to Keycloak so far.
-func (s *Server) KeycloakRoundTrips() int64 { return s.kc.RoundTrips() }
-
-func (s *Server) ready(ctx context.Context) error {
-	// Public says which check failed, for anyone; Cause, which names
-	// hosts and drivers' errors, is for the log.
-	notReady := func(public string, cause error) error {
-		return fault.New(fault.Unavailable, public, cause)
-	}
-	if err := s.store.Ping(ctx); err != nil {
-		return notReady("PostgreSQL cannot be reached", err)
-	}
-	ok, err := registry.Current(ctx, s.db)
-	if err != nil {
-		return notReady("PostgreSQL cannot be reached", err)
-	}
-	if !ok {
-		return notReady("database migrations pending; run 'communities migrate up'", nil)
-	}
-	for _, realm := range s.cfg.Realms {
-		if err := s.kc.Ping(ctx, realm); err != nil {
-			return notReady("Keycloak cannot be reached for realm "+realm, err)
-		}
-	}
-	return nil
-}
+// Service is the community service (for tests in-process).
+func (s *Server) Service() *community.Service { return s.core.Service() }
 
 // RecoverOnce undoes abandoned operations whose lease has run out.
 func (s *Server) RecoverOnce(ctx context.Context) {
 	s.metrics.RecoveryRuns.Inc()
-	n, err := s.svc.Recover(ctx, s.cfg.Realms)
+	n, err := s.core.Service().Recover(ctx, s.cfg.Realms)
 	s.metrics.Recovered.Add(float64(n))
 	if err != nil {
 		s.metrics.RecoveryErrors.Inc()
@@ -244,7 +157,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 // ReconcileOnce checks for drift (without repairing) the realms no other
 // replica is checking, and publishes what it found.
 func (s *Server) ReconcileOnce(ctx context.Context) {
-	reports, _, err := s.svc.Reconcile(ctx, s.cfg.Realms, false)
+	reports, _, err := s.core.Service().Reconcile(ctx, s.cfg.Realms, false)
 	if err != nil {
 		s.log.WarnContext(ctx, "drift check stopped; will retry", "error", err)
 		return
@@ -263,7 +176,7 @@ func (s *Server) ReconcileOnce(ctx context.Context) {
 func (s *Server) EnsureDefaults(ctx context.Context) bool {
 	ok := true
 	for _, realm := range s.cfg.Realms {
-		if err := s.svc.EnsureDefaults(ctx, realm, s.defaults); err != nil {
+		if err := s.core.Service().EnsureDefaults(ctx, realm, s.defaults); err != nil {
 			s.log.WarnContext(ctx, "default communities not made yet; will retry", "realm", realm, "error", err)
 			ok = false
 		}
@@ -300,11 +213,5 @@ func (s *Server) recoveryLoop(ctx context.Context) {
 // Close releases the database and background work.
 func (s *Server) Close() {
 	s.cancel()
-	closeDB(s.db)
-}
-
-func closeDB(db *gorm.DB) {
-	if sqlDB, err := db.DB(); err == nil {
-		_ = sqlDB.Close()
-	}
+	s.core.Close()
 }

@@ -205,7 +205,7 @@ func (s *Service) Create(ctx context.Context, realm string, a community.Actor, r
 	}
 	if err != nil {
 		s.audit(ctx, realm, "create-system-account", a, r.ClientID, "failed", detail+": "+err.Error())
-		return Account{}, "", fault.Upstream("Keycloak could not make the system account; try again", err)
+		return Account{}, "", fault.Upstream("Keycloak could not make the system account", err)
 	}
 	s.audit(ctx, realm, "create-system-account", a, r.ClientID, "success", detail)
 	return Account{ClientID: r.ClientID, Description: r.Description, Purpose: r.Purpose, Content: r.Content,
@@ -225,7 +225,7 @@ func (s *Service) List(ctx context.Context, realm string, a community.Actor) ([]
 	}
 	infos, err := s.kc.SystemClients(ctx, realm)
 	if err != nil {
-		return nil, fault.Upstream("Keycloak could not list the system accounts; try again", err)
+		return nil, fault.Upstream("Keycloak could not list the system accounts", err)
 	}
 	out := make([]Account, 0, len(infos))
 	for _, i := range infos {
@@ -244,7 +244,7 @@ func (s *Service) Get(ctx context.Context, realm string, a community.Actor, clie
 		return Account{}, fmt.Errorf("%w: %s", ErrNotFound, clientID)
 	}
 	if err != nil {
-		return Account{}, fault.Upstream("Keycloak could not read the system account; try again", err)
+		return Account{}, fault.Upstream("Keycloak could not read the system account", err)
 	}
 	return account(*i), nil
 }
@@ -261,7 +261,7 @@ func (s *Service) Delete(ctx context.Context, realm string, a community.Actor, c
 	}
 	if err != nil {
 		s.audit(ctx, realm, "delete-system-account", a, clientID, "failed", err.Error())
-		return fault.Upstream("Keycloak could not delete the system account; try again", err)
+		return fault.Upstream("Keycloak could not delete the system account", err)
 	}
 	s.audit(ctx, realm, "delete-system-account", a, clientID, "success", "")
 	return nil
@@ -279,7 +279,7 @@ func (s *Service) Rotate(ctx context.Context, realm string, a community.Actor, c
 	}
 	if err != nil {
 		s.audit(ctx, realm, "rotate-system-account-secret", a, clientID, "failed", err.Error())
-		return "", fault.Upstream("Keycloak could not rotate the secret; try again", err)
+		return "", fault.Upstream("Keycloak could not rotate the secret", err)
 	}
 	s.audit(ctx, realm, "rotate-system-account-secret", a, clientID, "success", "")
 	return secret, nil

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/pkg/registry"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,6 +175,53 @@ type Service struct {
 	URL    string
 	Server *server.Server
 	Config config.Config
+	// Store is the registry the service uses, opened for the test.
+	Store *registry.Store
+	trips *countingTransport
+}
+
+// KeycloakRoundTrips counts the requests the service sent to Keycloak.
+func (s *Service) KeycloakRoundTrips() int64 { return s.trips.n.Load() }
+
+// AuditTrail is the audit trail of label in realm, oldest first.
+func (s *Service) AuditTrail(t testing.TB, realm, label string) []community.AuditEvent {
+	t.Helper()
+	var rows []struct {
+		At                                     time.Time
+		Realm, Action, Label, Name             string
+		ActorSub, ActorClient, ActorUsername   string
+		Outcome, Detail, RequestID, ClaimsJSON string
+	}
+	if err := s.Store.DB().Raw(`SELECT at, realm, action, label, name, actor_sub, actor_client, actor_username,
+		outcome, detail, request_id, claims::text AS claims_json FROM audit_events
+		WHERE realm = ? AND lower(label) = lower(?) ORDER BY id`, realm, label).Scan(&rows).Error; err != nil {
+		t.Fatalf("audit trail of %s: %v", label, err)
+	}
+	out := make([]community.AuditEvent, len(rows))
+	for i, r := range rows {
+		out[i] = community.AuditEvent{At: r.At, Realm: r.Realm, Action: r.Action, Label: r.Label, Name: r.Name,
+			ActorSub: r.ActorSub, ActorClient: r.ActorClient, ActorUsername: r.ActorUsername, Outcome: r.Outcome,
+			Detail: r.Detail, RequestID: r.RequestID}
+		if err := json.Unmarshal([]byte(r.ClaimsJSON), &out[i].Claims); err != nil {
+			t.Fatalf("audit claims %q: %v", r.ClaimsJSON, err)
+		}
+	}
+	return out
+}
+
+// countingTransport counts round trips on their way to base.
+type countingTransport struct {
+	base http.RoundTripper
+	n    atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	base := c.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(r)
 }
 
 // Config returns a service configuration for realms against the harness's
@@ -193,14 +243,31 @@ func (e *Env) Config(realms ...string) config.Config {
 }
 
 // StartService runs the service for cfg until the test ends.
-func (e *Env) StartService(t testing.TB, cfg config.Config, opts ...server.Option) *Service {
+func (e *Env) StartService(t testing.TB, cfg config.Config) *Service {
+	t.Helper()
+	return e.StartServiceVia(t, cfg, nil)
+}
+
+// StartServiceVia runs the service for cfg with its Keycloak admin calls
+// sent through rt (nil: directly), until the test ends.
+func (e *Env) StartServiceVia(t testing.TB, cfg config.Config, rt http.RoundTripper) *Service {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(LogWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := server.New(context.Background(), cfg, log, opts...)
+	trips := &countingTransport{base: rt}
+	srv, err := server.New(context.Background(), cfg, log, server.WithKeycloakTransport(trips))
 	if err != nil {
 		t.Fatalf("start service: %v", err)
 	}
+	db, err := registry.Open(context.Background(), cfg.DatabaseURL, false)
+	if err != nil {
+		t.Fatalf("open the service's registry: %v", err)
+	}
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	})
 	// Run, not httptest: the real server's limits and timeouts apply.
 	ctx, stop := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
@@ -220,7 +287,7 @@ func (e *Env) StartService(t testing.TB, cfg config.Config, opts ...server.Optio
 		}
 		srv.Close()
 	})
-	return &Service{URL: u, Server: srv, Config: cfg}
+	return &Service{URL: u, Server: srv, Config: cfg, Store: registry.New(db), trips: trips}
 }
 
 // LogWriter sends a service's log lines to the test's log.

@@ -107,9 +107,9 @@ func TestAccessEndpoint(t *testing.T) {
 
 	// Flat in the number of communities.
 	trips := func() int64 {
-		before := f.svc.Server.KeycloakRoundTrips()
+		before := f.svc.KeycloakRoundTrips()
 		f.access(t, creator)
-		return f.svc.Server.KeycloakRoundTrips() - before
+		return f.svc.KeycloakRoundTrips() - before
 	}
 	few := trips()
 	for _, l := range []string{"A1", "A2", "A3", "A4"} {

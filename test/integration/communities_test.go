@@ -25,7 +25,7 @@ import (
 // Keycloak's own host, the communities calls on the service's host.
 func TestSeedCurlFlow(t *testing.T) {
 	f := newFixture(t)
-	seedCurlFlow(t, f.realm, f.svc.Server.Store(), f.env.KeycloakURL+"/realms/"+f.realm.Name, f.svc.URL+"/auth/realms/"+f.realm.Name, nil)
+	seedCurlFlow(t, f.realm, f.svc.Store, f.env.KeycloakURL+"/realms/"+f.realm.Name, f.svc.URL+"/auth/realms/"+f.realm.Name, nil)
 }
 
 // TestFrontDoor runs the same flow through Debian's nginx with
@@ -42,7 +42,7 @@ func TestFrontDoor(t *testing.T) {
 	cfg.IssuerBaseURL = front
 	svc := env.StartService(t, cfg)
 	harness.StartNginx(t, port, svc.URL, env.KeycloakURL)
-	token := seedCurlFlow(t, realm, svc.Server.Store(), front+"/auth/realms/"+realm.Name, front+"/auth/realms/"+realm.Name, nil)
+	token := seedCurlFlow(t, realm, svc.Store, front+"/auth/realms/"+realm.Name, front+"/auth/realms/"+realm.Name, nil)
 	if iss := claims(t, token)["iss"]; iss != front+"/realms/"+realm.Name {
 		t.Errorf("token through the front door has iss %v", iss)
 	}
@@ -140,10 +140,10 @@ func TestCreateMakesOntoserverCompatibleArtefacts(t *testing.T) {
 	ctx := context.Background()
 	author := f.realm.UserToken(t, "author")
 
-	before := f.svc.Server.KeycloakRoundTrips()
+	before := f.svc.KeycloakRoundTrips()
 	start := time.Now()
 	resp := f.create(t, author, "NDD", "National data dictionary").Expect(t, 201)
-	createTook, createTrips := time.Since(start), f.svc.Server.KeycloakRoundTrips()-before
+	createTook, createTrips := time.Since(start), f.svc.KeycloakRoundTrips()-before
 	if loc := resp.Header.Get("Location"); loc != "/realms/"+f.realm.Name+"/communities/NDD" {
 		t.Errorf("Location %q", loc)
 	}
@@ -237,14 +237,14 @@ func TestCreateMakesOntoserverCompatibleArtefacts(t *testing.T) {
 	approverTok := f.realm.UserToken(t, "approver")
 	mustLack(t, "non-member's scopes", scopesOf(t, approverTok), "grouping/NDD.read", "grouping/NDD.write")
 
-	before = f.svc.Server.KeycloakRoundTrips()
+	before = f.svc.KeycloakRoundTrips()
 	start = time.Now()
 	harness.Do(t, "DELETE", f.base+"/NDD", authorTok, nil).Expect(t, 204)
-	deleteTook, deleteTrips := time.Since(start), f.svc.Server.KeycloakRoundTrips()-before
-	before = f.svc.Server.KeycloakRoundTrips()
+	deleteTook, deleteTrips := time.Since(start), f.svc.KeycloakRoundTrips()-before
+	before = f.svc.KeycloakRoundTrips()
 	start = time.Now()
 	f.create(t, author, "WARM", "Warm caches").Expect(t, 201)
-	warmTook, warmTrips := time.Since(start), f.svc.Server.KeycloakRoundTrips()-before
+	warmTook, warmTrips := time.Since(start), f.svc.KeycloakRoundTrips()-before
 	t.Logf("first create: %s, %d Keycloak round trips; warm create: %s, %d; delete by owner: %s, %d",
 		createTook, createTrips, warmTook, warmTrips, deleteTook, deleteTrips)
 	if warmTrips > 21 {
@@ -377,10 +377,7 @@ func TestWhoMayDoWhat(t *testing.T) {
 	}
 
 	// Audit: every create and delete, with the actor and the outcome.
-	trail, err := f.svc.Server.Store().AuditTrail(ctx, f.realm.Name, "AU")
-	if err != nil {
-		t.Fatal(err)
-	}
+	trail := f.svc.AuditTrail(t, f.realm.Name, "AU")
 	var outcomes []string
 	for _, e := range trail {
 		outcomes = append(outcomes, e.Action+":"+e.Outcome+":"+e.ActorUsername+":"+e.ActorClient)

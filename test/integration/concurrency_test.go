@@ -131,7 +131,7 @@ func TestMixedConcurrentLoad(t *testing.T) {
 	t.Logf("%d operations over 3 replicas, %d unexpected answers", ops.Load(), unexpected.Load())
 
 	ctx := context.Background()
-	store := f.svc.Server.Store()
+	store := f.svc.Store
 	var unfinished int64
 	if err := store.DB().Table("communities").Where("realm = ? AND state <> ?", f.realm.Name, community.StateActive).
 		Count(&unfinished).Error; err != nil || unfinished != 0 {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nhs-terminology/communities/pkg/server"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -20,7 +19,7 @@ func faultyFixture(t *testing.T) (*harness.Realm, *harness.Service, *harness.Fau
 	env := harness.Current(t)
 	realm := env.NewRealm(t)
 	faults := &harness.FaultTransport{}
-	svc := env.StartService(t, env.Config(realm.Name), server.WithKeycloakTransport(faults))
+	svc := env.StartServiceVia(t, env.Config(realm.Name), faults)
 	return realm, svc, faults, svc.URL + "/realms/" + realm.Name + "/communities",
 		realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
 }
@@ -46,7 +45,7 @@ func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
 		faults.Arm(step, false)
 		resp := harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "FLAKY", "communityName": "Flaky"})
 		left := realm.Artefacts(t, "Communities", "FLAKY")
-		row, rowErr := svc.Server.Store().Get(context.Background(), realm.Name, "flaky")
+		row, rowErr := svc.Store.Get(context.Background(), realm.Name, "flaky")
 		switch resp.Status {
 		case http.StatusServiceUnavailable:
 			orphans += len(left)
@@ -99,7 +98,7 @@ func TestKeycloakRefusalIsNotUnavailable(t *testing.T) {
 	if left := realm.Artefacts(t, "Communities", "REFUSED"); len(left) > 0 {
 		t.Errorf("the refused create left %v", left)
 	}
-	if _, err := svc.Server.Store().Get(context.Background(), realm.Name, "refused"); err != community.ErrNoRecord {
+	if _, err := svc.Store.Get(context.Background(), realm.Name, "refused"); err != community.ErrNoRecord {
 		t.Errorf("the refused create left its registry row (%v)", err)
 	}
 }
@@ -113,7 +112,7 @@ func TestUndoThatFailsIsFinishedByRecovery(t *testing.T) {
 
 	faults.Arm(6, true)
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "DOWN", "communityName": "Down"}).Expect(t, 503)
-	row, err := svc.Server.Store().Get(ctx, realm.Name, "down")
+	row, err := svc.Store.Get(ctx, realm.Name, "down")
 	if err != nil || row.State != community.StateFailed {
 		t.Fatalf("row after failed undo: %+v %v", row, err)
 	}
@@ -130,7 +129,7 @@ func TestUndoThatFailsIsFinishedByRecovery(t *testing.T) {
 	if left := realm.Artefacts(t, "Communities", "DOWN"); len(left) > 0 {
 		t.Fatalf("recovery left %v", left)
 	}
-	if _, err := svc.Server.Store().Get(ctx, realm.Name, "down"); err != community.ErrNoRecord {
+	if _, err := svc.Store.Get(ctx, realm.Name, "down"); err != community.ErrNoRecord {
 		t.Fatalf("recovery left the row: %v", err)
 	}
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "DOWN", "communityName": "Down"}).Expect(t, 201)
@@ -161,7 +160,7 @@ func TestKeycloakFailsDuringDelete(t *testing.T) {
 		if left := realm.Artefacts(t, "Communities", label); len(left) > 0 {
 			t.Errorf("fault at delete step %d: recovery left %v", step, left)
 		}
-		if _, err := svc.Server.Store().Get(ctx, realm.Name, label); err != community.ErrNoRecord {
+		if _, err := svc.Store.Get(ctx, realm.Name, label); err != community.ErrNoRecord {
 			t.Errorf("fault at delete step %d: recovery left the row (%v)", step, err)
 		}
 	}

@@ -204,7 +204,7 @@ func TestHostileInput(t *testing.T) {
 
 	countRows := func() int64 {
 		var n int64
-		if err := f.svc.Server.Store().DB().Raw("SELECT count(*) FROM communities WHERE realm = ?", realm).Scan(&n).Error; err != nil {
+		if err := f.svc.Store.DB().Raw("SELECT count(*) FROM communities WHERE realm = ?", realm).Scan(&n).Error; err != nil {
 			t.Fatal(err)
 		}
 		return n

@@ -69,7 +69,7 @@ func labels(cs []map[string]string) []string {
 // row reads the registry row of label in the fixture's realm, nil if none.
 func (f *fixture) row(t *testing.T, label string) *community.Community {
 	t.Helper()
-	c, err := f.svc.Server.Store().Get(context.Background(), f.realm.Name, strings.ToLower(label))
+	c, err := f.svc.Store.Get(context.Background(), f.realm.Name, strings.ToLower(label))
 	if err == community.ErrNoRecord {
 		return nil
 	}

@@ -103,10 +103,7 @@ func TestMembershipAPI(t *testing.T) {
 		t.Errorf("members of community 'members': %v", mm)
 	}
 
-	trail, err := f.svc.Server.Store().AuditTrail(t.Context(), f.realm.Name, "NDD")
-	if err != nil {
-		t.Fatal(err)
-	}
+	trail := f.svc.AuditTrail(t, f.realm.Name, "NDD")
 	var actions []string
 	for _, e := range trail {
 		actions = append(actions, e.Action+":"+e.Outcome)

@@ -104,7 +104,7 @@ func TestPostgresStopsMidCreate(t *testing.T) {
 	harness.Do(t, "GET", svc.URL+"/readyz", "", nil).Expect(t, 503)
 	resume()
 	harness.Eventually(t, 60*time.Second, "recovery to undo the create", func() bool {
-		_, err := svc.Server.Store().Get(context.Background(), realm.Name, "pgdown")
+		_, err := svc.Store.Get(context.Background(), realm.Name, "pgdown")
 		return err == community.ErrNoRecord && len(realm.Artefacts(t, "Communities", "PGDOWN")) == 0
 	})
 	harness.Do(t, "GET", svc.URL+"/readyz", "", nil).Expect(t, 200)

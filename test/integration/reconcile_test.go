@@ -49,7 +49,7 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 	}
 	// An orphan of ours: the registry row of LOST is gone.
 	lost := f.row(t, "LOST")
-	if err := f.svc.Server.Store().DB().Exec("DELETE FROM communities WHERE id = ?", lost.ID).Error; err != nil {
+	if err := f.svc.Store.DB().Exec("DELETE FROM communities WHERE id = ?", lost.ID).Error; err != nil {
 		t.Fatal(err)
 	}
 	// A group someone made by hand under the root.
@@ -155,7 +155,7 @@ func TestOneReconcilerAtATime(t *testing.T) {
 	release := make(chan struct{})
 	done := make(chan bool)
 	go func() {
-		ran, err := f.svc.Server.Store().AsLeader(ctx, f.realm.Name, func(context.Context) error {
+		ran, err := f.svc.Store.AsLeader(ctx, f.realm.Name, func(context.Context) error {
 			close(held)
 			<-release
 			return nil

@@ -318,7 +318,7 @@ func TestAuditKeepsTheRegistryLabel(t *testing.T) {
 	harness.Do(t, "PUT", f.base+"/audited/consumer/consumer", sd, nil).Expect(t, 204)
 	harness.Do(t, "DELETE", f.base+"/audited", sd, nil).Expect(t, 204)
 	var labels []string
-	err := f.svc.Server.Store().DB().Raw("SELECT label FROM audit_events WHERE realm = ? AND action IN ('add-member', 'delete')", f.realm.Name).
+	err := f.svc.Store.DB().Raw("SELECT label FROM audit_events WHERE realm = ? AND action IN ('add-member', 'delete')", f.realm.Name).
 		Scan(&labels).Error
 	if err != nil {
 		t.Fatal(err)
