@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,8 @@ func (r *Realm) Artefacts(t testing.TB, root, label string) []string {
 			found = append(found, "scope "+*s.Name)
 		}
 	}
+	// Keycloak lists client scopes in no fixed order; callers compare lists.
+	slices.Sort(found)
 	return found
 }
 
