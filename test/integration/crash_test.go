@@ -28,6 +28,26 @@ var (
 	buildErr  error
 )
 
+// runCLI runs the binary against the harness's Keycloak and the database
+// dsn, with extra settings (KEY=value) added, and returns its standard
+// output followed by its standard error, and its exit status.
+func runCLI(t *testing.T, env *harness.Env, dsn string, extra []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(append(os.Environ(), "DATABASE_URL="+dsn, "KEYCLOAK_URL="+env.KeycloakURL,
+		"COMMUNITIES_ADMIN_CLIENT_SECRET="+harness.ServiceSecret, "COMMUNITIES_LOG_LEVEL=error"), extra...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String() + errOut.String(), code
+}
+
 // binary builds cmd/communities once per test run.
 func binary(t *testing.T) string {
 	t.Helper()

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,18 +108,7 @@ func TestDeleteGuard(t *testing.T) {
 	}
 	cli := func(args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(binary(t), args...)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+env.DatabaseURL, "KEYCLOAK_URL="+env.KeycloakURL,
-			"COMMUNITIES_ADMIN_CLIENT_SECRET="+harness.ServiceSecret, "COMMUNITIES_LOG_LEVEL=error",
-			"COMMUNITIES_GUARD_FHIR_URLS="+fhir)
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), code
+		return runCLI(t, env, env.DatabaseURL, []string{"COMMUNITIES_GUARD_FHIR_URLS=" + fhir}, args...)
 	}
 	out, code := cli("plan", "--prune", "-f", file)
 	if code != 2 || !strings.Contains(out, "delete "+l+": Guarded "+l+"; its labels remain on 3 resources (CodeSystem: 1, ValueSet: 2), so the delete will be refused without --accept-labelled-resources") {

@@ -1,9 +1,6 @@
 package integration
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,23 +14,11 @@ import (
 func TestMigrateCommand(t *testing.T) {
 	t.Parallel()
 	env := harness.Current(t)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := "migrate_" + hex.EncodeToString(b[:])
-	db := mustOpen(t, env.DatabaseURL)
-	if err := db.Exec("CREATE DATABASE " + name).Error; err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") })
-	u, err := url.Parse(env.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
+	dsn := ownDatabase(t, env)
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(binary(t), append([]string{"migrate"}, args...)...)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+u.String())
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("migrate %v: %v\n%s", args, err, out)
@@ -56,7 +41,7 @@ func TestMigrateCommand(t *testing.T) {
 	// while a migration is pending, and is once the job has run.
 	realm := env.NewRealm(t)
 	cfg := env.Config(realm.Name)
-	cfg.DatabaseURL = u.String()
+	cfg.DatabaseURL = dsn
 	cfg.AutoMigrate = false
 	svc := env.StartService(t, cfg)
 	resp := harness.Do(t, "GET", svc.URL+"/readyz", "", nil).Expect(t, 503)

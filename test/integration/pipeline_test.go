@@ -3,7 +3,6 @@ package integration
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,19 +21,7 @@ func TestPipelineProvisioning(t *testing.T) {
 	dir := t.TempDir()
 	cli := func(args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(binary(t), args...)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+f.env.DatabaseURL, "KEYCLOAK_URL="+f.env.KeycloakURL,
-			"COMMUNITIES_ADMIN_CLIENT_SECRET="+harness.ServiceSecret, "COMMUNITIES_LOG_LEVEL=error")
-		var out, errOut strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String() + errOut.String(), code
+		return runCLI(t, f.env, f.env.DatabaseURL, nil, args...)
 	}
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)

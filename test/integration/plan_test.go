@@ -31,17 +31,7 @@ func TestPlanChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	cli := func(args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(binary(t), args...)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "KEYCLOAK_URL="+env.KeycloakURL,
-			"COMMUNITIES_ADMIN_CLIENT_SECRET="+harness.ServiceSecret, "COMMUNITIES_LOG_LEVEL=error")
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), code
+		return runCLI(t, env, dsn, nil, args...)
 	}
 	file := filepath.Join(dir, "communities.yaml")
 	if err := os.WriteFile(file, []byte("realm: "+realm.Name+`

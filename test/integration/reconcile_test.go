@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -97,17 +96,8 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 
 	// The command line says the same and exits 2 while drift remains.
 	cli := func(args ...string) (string, int) {
-		cmd := exec.Command(binary(t), append([]string{"reconcile"}, args...)...)
-		cmd.Env = append(cmd.Environ(), "DATABASE_URL="+f.env.DatabaseURL, "KEYCLOAK_URL="+f.env.KeycloakURL,
-			"COMMUNITIES_REALMS="+realm, "COMMUNITIES_ADMIN_CLIENT_SECRET="+harness.ServiceSecret, "COMMUNITIES_LOG_LEVEL=error")
-		out, err := cmd.Output()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), code
+		t.Helper()
+		return runCLI(t, f.env, f.env.DatabaseURL, []string{"COMMUNITIES_REALMS=" + realm}, append([]string{"reconcile"}, args...)...)
 	}
 	out, code := cli()
 	if code != 2 || !strings.Contains(out, realm+"/DRIFT: realm role PERM_DRIFT_WRITE: missing") {
