@@ -3,6 +3,7 @@ package community
 import (
 	"context"
 	"fmt"
+	"github.com/google/uuid"
 	"github.com/nhs-terminology/communities/pkg/fault"
 )
 
@@ -91,6 +92,11 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 	for _, g := range groups {
 		if row, ok := byLabel[g.Label]; ok && row.ID == g.ID {
 			continue
+		}
+		// Registry ids are UUIDs: any other marker was not set by this
+		// service, so the group is someone else's, reported and left alone.
+		if _, err := uuid.Parse(g.ID); err != nil {
+			g.ID = ""
 		}
 		// A group of an operation still in flight has a row (not active).
 		if g.ID != "" {

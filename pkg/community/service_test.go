@@ -892,6 +892,9 @@ func TestReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.idp.Add(realm, fakeidp.Group, "/Communities/HAND", "")
+	// A marker that is no registry id was set by someone else: the group
+	// is foreign, and the check of the realm goes on.
+	f.idp.Add(realm, fakeidp.Group, "/Communities/ODD", "not-a-uuid")
 	until := time.Now().Add(time.Minute)
 	flight := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "FLIGHT", LabelKey: "flight", Name: "Flight",
 		NameKey: "flight", State: community.StateCreating, LeaseUntil: &until}
@@ -919,7 +922,7 @@ func TestReconcile(t *testing.T) {
 	if !slices.Equal(rep.Drift["NDD"], want) || len(rep.Drift) != 1 {
 		t.Errorf("drift %v, want %v", rep.Drift, want)
 	}
-	wantOrphans := []community.Orphan{{Label: "HAND"}, {Label: "ORPHAN", ID: orphan}}
+	wantOrphans := []community.Orphan{{Label: "HAND"}, {Label: "ODD"}, {Label: "ORPHAN", ID: orphan}}
 	if !slices.Equal(rep.Orphans, wantOrphans) || rep.OrphansRemoved != 0 || rep.Repair {
 		t.Errorf("orphans %+v removed %d, want %+v", rep.Orphans, rep.OrphansRemoved, wantOrphans)
 	}
@@ -971,7 +974,7 @@ func TestReconcile(t *testing.T) {
 	}
 
 	reports, _, err = f.svc.Reconcile(ctx, []string{realm}, false)
-	if err != nil || reports[0].Drift["NDD"] != nil || !slices.Equal(reports[0].Orphans, []community.Orphan{{Label: "HAND"}}) {
+	if err != nil || reports[0].Drift["NDD"] != nil || !slices.Equal(reports[0].Orphans, []community.Orphan{{Label: "HAND"}, {Label: "ODD"}}) {
 		t.Errorf("after repair: %+v %v", reports, err)
 	}
 
