@@ -356,10 +356,14 @@ const communityLockClass = 0x6f776e72 // "ownr"
 
 // WithCommunityLock runs fn holding a transaction-scoped advisory lock on
 // community id, waiting for any other holder (in any replica) until ctx
-// ends. The lock goes with the transaction, so a lost connection frees it.
+// ends, and keeps it until fn returns. The lock goes with the transaction,
+// so a lost connection frees it.
 func (s *Store) WithCommunityLock(ctx context.Context, id string, fn func(context.Context) error) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", communityLockClass, id).Error; err != nil {
+	// The transaction, which holds the lock, must not end with ctx while fn
+	// runs (database/sql rolls back a transaction whose context ends); only
+	// the wait for the lock honours ctx.
+	return s.db.WithContext(context.WithoutCancel(ctx)).Transaction(func(tx *gorm.DB) error {
+		if err := tx.WithContext(ctx).Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", communityLockClass, id).Error; err != nil {
 			return fmt.Errorf("lock community %s: %w", id, err)
 		}
 		return fn(ctx)
@@ -384,7 +388,9 @@ func (s *Store) AsLeader(ctx context.Context, realm string, fn func(context.Cont
 		if !got {
 			return nil
 		}
-		defer conn.Exec("SELECT pg_advisory_unlock(?, hashtext(?))", reconcileLockClass, realm)
+		// Unlock even when ctx has ended, or the lock stays until the
+		// connection closes and the next leader is refused meanwhile.
+		defer conn.WithContext(context.WithoutCancel(ctx)).Exec("SELECT pg_advisory_unlock(?, hashtext(?))", reconcileLockClass, realm)
 		ran = true
 		return fn(ctx)
 	})
