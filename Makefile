@@ -43,7 +43,7 @@ fuzz:
 
 ## bench: benchmarks of the pure packages
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
 
 ## fetch: download and build Keycloak into the cache without starting it
 fetch:

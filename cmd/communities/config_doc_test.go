@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/internal/config"
 )
 
 // TestConfigurationReferenceMatchesCode keeps docs/configuration.md true.

@@ -20,10 +20,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nhs-terminology/communities/pkg/config"
-	"github.com/nhs-terminology/communities/pkg/core"
-	"github.com/nhs-terminology/communities/pkg/registry"
-	"github.com/nhs-terminology/communities/pkg/server"
+	"github.com/nhs-terminology/communities/internal/config"
+	"github.com/nhs-terminology/communities/internal/core"
+	"github.com/nhs-terminology/communities/internal/registry"
+	"github.com/nhs-terminology/communities/internal/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -8,10 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nhs-terminology/communities/pkg/community"
-	"github.com/nhs-terminology/communities/pkg/config"
-	"github.com/nhs-terminology/communities/pkg/core"
-	"github.com/nhs-terminology/communities/pkg/provision"
+	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/config"
+	"github.com/nhs-terminology/communities/internal/core"
+	"github.com/nhs-terminology/communities/internal/provision"
 )
 
 // readOnly is how plan and export build the service: they cannot change

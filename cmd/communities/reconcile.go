@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nhs-terminology/communities/pkg/community"
-	"github.com/nhs-terminology/communities/pkg/config"
-	"github.com/nhs-terminology/communities/pkg/core"
+	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/config"
+	"github.com/nhs-terminology/communities/internal/core"
 )
 
 // exitError ends the program with code, having already said why.

@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/internal/config"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

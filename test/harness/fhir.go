@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/internal/config"
+	"github.com/nhs-terminology/communities/internal/server"
 	"github.com/nhs-terminology/communities/pkg/decision"
-	"github.com/nhs-terminology/communities/pkg/server"
 )
 
 // startFHIR starts the test FHIR server with the project's script beside

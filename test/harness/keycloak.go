@@ -12,7 +12,7 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 
-	"github.com/nhs-terminology/communities/pkg/keycloak"
+	"github.com/nhs-terminology/communities/internal/keycloak"
 )
 
 // Artefacts lists which of a community's Keycloak artefacts exist, by

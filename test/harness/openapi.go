@@ -15,7 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
-	"github.com/nhs-terminology/communities/pkg/api"
+	"github.com/nhs-terminology/communities/internal/api"
 )
 
 var (
@@ -25,7 +25,7 @@ var (
 )
 
 // ConformsToOpenAPI fails the test unless resp, the answer to method on
-// rawURL, is what pkg/api/openapi.yaml says that operation answers.
+// rawURL, is what internal/api/openapi.yaml says that operation answers.
 func ConformsToOpenAPI(t testing.TB, method, rawURL string, resp *Response) {
 	t.Helper()
 	specOnce.Do(func() {

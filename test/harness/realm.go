@@ -7,8 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/community"
-	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/registry"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,8 +23,8 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 
-	"github.com/nhs-terminology/communities/pkg/config"
-	"github.com/nhs-terminology/communities/pkg/server"
+	"github.com/nhs-terminology/communities/internal/config"
+	"github.com/nhs-terminology/communities/internal/server"
 )
 
 // Secrets of the demo realm's confidential clients (realm-export/README.md).

@@ -16,7 +16,7 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 
-	"github.com/nhs-terminology/communities/pkg/config"
+	"github.com/nhs-terminology/communities/internal/config"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -15,8 +15,8 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 
-	"github.com/nhs-terminology/communities/pkg/keycloak"
-	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/internal/keycloak"
+	"github.com/nhs-terminology/communities/internal/registry"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

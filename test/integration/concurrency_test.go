@@ -3,7 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
-	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/internal/community"
 	"math/rand/v2"
 	"net/http"
 	"strings"

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/internal/registry"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

@@ -2,7 +2,7 @@ package integration
 
 import (
 	"context"
-	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"strings"
 	"testing"

@@ -7,7 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/internal/community"
 	"os"
 	"slices"
 	"strings"
@@ -16,7 +16,7 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 	"gorm.io/gorm"
 
-	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/internal/registry"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

@@ -9,7 +9,7 @@ import (
 )
 
 // TestAnswersConformToOpenAPI sends each kind of request, good and bad,
-// and checks every answer against pkg/api/openapi.yaml.
+// and checks every answer against internal/api/openapi.yaml.
 func TestAnswersConformToOpenAPI(t *testing.T) {
 	f := newFixture(t)
 	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)

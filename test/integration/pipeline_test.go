@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nhs-terminology/communities/pkg/provision"
+	"github.com/nhs-terminology/communities/internal/provision"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

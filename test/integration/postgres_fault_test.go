@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"github.com/nhs-terminology/communities/pkg/community"
+	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"os"
 	"os/exec"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 
-	"github.com/nhs-terminology/communities/pkg/keycloak"
+	"github.com/nhs-terminology/communities/internal/keycloak"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/internal/registry"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nhs-terminology/communities/pkg/server"
+	"github.com/nhs-terminology/communities/internal/server"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

@@ -8,9 +8,9 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/nhs-terminology/communities/pkg/community"
-	"github.com/nhs-terminology/communities/pkg/community/storetest"
-	"github.com/nhs-terminology/communities/pkg/registry"
+	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/community/storetest"
+	"github.com/nhs-terminology/communities/internal/registry"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 

@@ -1,4 +1,4 @@
-// The rules of pkg/label (the service checks them again on every call), so
+// The rules of internal/label (the service checks them again on every call), so
 // that the form can show them and check them as the user types.
 
 export const MAX_LABEL = 64;

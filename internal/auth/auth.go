@@ -1,0 +1,161 @@
+// Package auth verifies bearer tokens issued by Keycloak for the realm a
+// request names: signature against the realm's JWKS (cached, refreshed on an
+// unknown key id, rate-limited), allow-listed algorithms, expiry, not-before,
+// issued-at, issuer equal to the realm in the path, audience, and token type.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
+
+	"github.com/nhs-terminology/communities/internal/fault"
+)
+
+// ErrInvalidToken wraps every verification failure. Callers answer all of
+// them with one opaque 401 and log the wrapped detail.
+var ErrInvalidToken = fault.Sentinel(fault.Unauthenticated, "invalid bearer token")
+
+// Options configures a Verifier.
+type Options struct {
+	// JWKSURL returns the JWKS endpoint of a realm.
+	JWKSURL func(realm string) string
+	// Issuer returns the iss a realm's tokens must carry.
+	Issuer     func(realm string) string
+	Audience   string
+	Algorithms []string
+	// HTTPClient fetches key sets; its timeout bounds each fetch.
+	HTTPClient *http.Client
+	// Leeway tolerates clock skew between Keycloak and this service.
+	Leeway time.Duration
+}
+
+// Principal is the verified caller.
+type Principal struct {
+	Subject  string
+	ClientID string // azp
+	Username string // preferred_username
+	Roles    map[string]bool
+	Scopes   []string
+	Claims   jwt.MapClaims
+	Expires  time.Time
+}
+
+// HasRole reports whether the caller holds realm role r.
+func (p *Principal) HasRole(r string) bool { return p.Roles[r] }
+
+// Verifier verifies tokens of any realm it is asked about, keeping one key
+// set per realm.
+type Verifier struct {
+	opts Options
+	ctx  context.Context
+
+	mu   sync.Mutex
+	keys map[string]keyfunc.Keyfunc
+}
+
+// NewVerifier returns a Verifier whose background key refreshes end with ctx.
+func NewVerifier(ctx context.Context, o Options) *Verifier {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &Verifier{opts: o, ctx: ctx, keys: map[string]keyfunc.Keyfunc{}}
+}
+
+func (v *Verifier) keyfunc(realm string) (keyfunc.Keyfunc, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if k, ok := v.keys[realm]; ok {
+		return k, nil
+	}
+	k, err := keyfunc.NewDefaultOverrideCtx(v.ctx, []string{v.opts.JWKSURL(realm)}, keyfunc.Override{
+		Client:      v.opts.HTTPClient,
+		HTTPTimeout: v.opts.HTTPClient.Timeout,
+		// A token with an unknown kid triggers at most one refetch every
+		// 30 s, so forged kids cannot make us hammer Keycloak; and never
+		// waits long for that budget, so they cannot make requests hang.
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(30*time.Second), 1),
+		RateLimitWaitMax:  time.Second,
+		RefreshInterval:   time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key set of realm %s: %w", realm, err)
+	}
+	v.keys[realm] = k
+	return k, nil
+}
+
+// Verify checks raw as a bearer token for realm and returns its caller.
+func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, error) {
+	kf, err := v.keyfunc(realm)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	keyOf := kf.KeyfuncCtx(ctx)
+	claims := jwt.MapClaims{}
+	_, err = jwt.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		// Keycloak always names its key. Without a kid the key set would
+		// be tried key by key, so a token is held to naming one.
+		if kid, _ := t.Header["kid"].(string); kid == "" {
+			return nil, errors.New("token names no key (kid)")
+		}
+		return keyOf(t)
+	},
+		jwt.WithValidMethods(v.opts.Algorithms),
+		jwt.WithIssuer(v.opts.Issuer(realm)),
+		jwt.WithAudience(v.opts.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(v.opts.Leeway),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	// Keycloak marks access tokens "Bearer"; refresh and ID tokens of the
+	// same realm are signed by the same keys and must not pass for them,
+	// nor may a token that does not say what it is.
+	if typ, _ := claims["typ"].(string); typ != "Bearer" {
+		return nil, fmt.Errorf("%w: token type %q is not an access token", ErrInvalidToken, typ)
+	}
+	sub, _ := claims["sub"].(string)
+	if sub == "" {
+		return nil, fmt.Errorf("%w: no sub claim", ErrInvalidToken)
+	}
+	p := &Principal{Subject: sub, Roles: map[string]bool{}, Claims: claims}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		p.Expires = exp.Time
+	}
+	p.ClientID, _ = claims["azp"].(string)
+	p.Username, _ = claims["preferred_username"].(string)
+	if ra, ok := claims["realm_access"].(map[string]any); ok {
+		if roles, ok := ra["roles"].([]any); ok {
+			for _, r := range roles {
+				if s, ok := r.(string); ok {
+					p.Roles[s] = true
+				}
+			}
+		}
+	}
+	if s, ok := claims["scope"].(string); ok {
+		p.Scopes = strings.Fields(s)
+	}
+	return p, nil
+}
+
+// BearerToken extracts the token from an Authorization header value.
+func BearerToken(header string) (string, bool) {
+	const prefix = "bearer "
+	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return "", false
+	}
+	tok := strings.TrimSpace(header[len(prefix):])
+	return tok, tok != ""
+}

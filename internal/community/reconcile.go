@@ -1,0 +1,146 @@
+package community
+
+import (
+	"context"
+	"fmt"
+	"github.com/google/uuid"
+	"github.com/nhs-terminology/communities/internal/fault"
+)
+
+// Report is what one reconciliation of a realm found.
+type Report struct {
+	Realm       string             `json:"realm"`
+	Communities int                `json:"communities"`
+	Drift       map[string][]Drift `json:"drift,omitempty"`
+	// Orphans are community groups in Keycloak without a registry row.
+	Orphans []Orphan `json:"orphans,omitempty"`
+	// OrphansRemoved counts orphans (carrying this service's marker) that
+	// repair removed with their roles and scopes.
+	OrphansRemoved int  `json:"orphansRemoved,omitempty"`
+	Repair         bool `json:"repair"`
+}
+
+// DriftCount is the number of differences found (repaired or not).
+func (r Report) DriftCount() int {
+	n := len(r.Orphans)
+	for _, d := range r.Drift {
+		n += len(d)
+	}
+	return n
+}
+
+// Reconcile checks every active community of each realm against Keycloak,
+// and every community group in Keycloak against the registry. With repair
+// it recreates missing artefacts and removes orphans this service made;
+// artefacts someone else made are only reported. Abandoned operations are
+// recovered first. Only one replica reconciles a realm at a time: a realm
+// another holds is skipped, and ran is false unless every realm was done.
+func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (reports []Report, ran bool, err error) {
+	if _, err := s.Recover(ctx, realms); err != nil {
+		return nil, false, err
+	}
+	ran = true
+	for _, realm := range realms {
+		done, err := s.store.AsLeader(ctx, realm, func(ctx context.Context) error {
+			rep, err := s.reconcileRealm(ctx, realm, repair)
+			if err != nil {
+				return err
+			}
+			reports = append(reports, rep)
+			return nil
+		})
+		if err != nil {
+			return reports, false, err
+		}
+		ran = ran && done
+	}
+	return reports, ran, nil
+}
+
+func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool) (Report, error) {
+	rep := Report{Realm: realm, Drift: map[string][]Drift{}, Repair: repair}
+	rows, err := s.store.List(ctx, realm, 0, 0)
+	if err != nil {
+		return rep, err
+	}
+	rep.Communities = len(rows)
+	byLabel := map[string]Community{}
+	for _, row := range rows {
+		byLabel[row.Label] = row
+		drift, art, err := s.kc.Ensure(ctx, s.spec(&row), repair)
+		if err != nil {
+			return rep, fmt.Errorf("reconcile %s/%s: %w", realm, row.Label, err)
+		}
+		if len(drift) == 0 {
+			continue
+		}
+		rep.Drift[row.Label] = drift
+		s.log.WarnContext(ctx, "community drifted from its definition", "realm", realm, "label", row.Label,
+			"drift", fmt.Sprint(drift), "repair", repair)
+		if repair {
+			if err := s.store.SetArtifacts(ctx, row.ID, art); err != nil {
+				return rep, err
+			}
+			s.audit(ctx, &AuditEvent{Realm: realm, Action: "repair", Label: row.Label, Name: row.Name,
+				ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
+		}
+	}
+	groups, err := s.kc.CommunityGroups(ctx, realm, s.opts.RootGroup)
+	if err != nil {
+		return rep, err
+	}
+	for _, g := range groups {
+		if row, ok := byLabel[g.Label]; ok && row.ID == g.ID {
+			continue
+		}
+		// Registry ids are UUIDs: any other marker was not set by this
+		// service, so the group is someone else's, reported and left alone.
+		if _, err := uuid.Parse(g.ID); err != nil {
+			g.ID = ""
+		}
+		// A group of an operation still in flight has a row (not active).
+		if g.ID != "" {
+			if inFlight, err := s.store.Exists(ctx, g.ID); err != nil {
+				return rep, err
+			} else if inFlight {
+				continue
+			}
+		}
+		rep.Orphans = append(rep.Orphans, g)
+		if repair && g.ID != "" {
+			if _, err := s.kc.Cleanup(ctx, realm, s.opts.RootGroup, g.Label, g.ID, s.opts.FHIRClients); err != nil {
+				return rep, fmt.Errorf("remove orphan %s/%s: %w", realm, g.Label, err)
+			}
+			rep.OrphansRemoved++
+			s.audit(ctx, &AuditEvent{Realm: realm, Action: "remove-orphan", Label: g.Label,
+				ActorClient: "communities-reconciler"}, "success", "community group without a registry row")
+		}
+	}
+	return rep, nil
+}
+
+func (s *Service) spec(row *Community) Spec {
+	return Spec{ID: row.ID, Realm: row.Realm, Root: s.opts.RootGroup, Label: row.Label, Name: row.Name,
+		FHIRClients: s.opts.FHIRClients}
+}
+
+// Check compares one active community's artefacts with their definition,
+// and with repair recreates what is missing (as Reconcile does for all).
+func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]Drift, error) {
+	row, err := s.Get(ctx, realm, l)
+	if err != nil {
+		return nil, err
+	}
+	drift, art, err := s.kc.Ensure(ctx, s.spec(row), repair)
+	if err != nil {
+		return drift, fault.Upstream("Keycloak could not check community "+row.Label+"", err)
+	}
+	if repair && len(drift) > 0 {
+		if err := s.store.SetArtifacts(ctx, row.ID, art); err != nil {
+			return drift, err
+		}
+		s.audit(ctx, &AuditEvent{Realm: realm, Action: "repair", Label: row.Label, Name: row.Name,
+			ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
+	}
+	return drift, nil
+}

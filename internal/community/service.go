@@ -1,0 +1,526 @@
+// Package community carries out creating, listing and deleting communities
+// across the registry (PostgreSQL) and Keycloak, and decides who may.
+//
+// A change spans two systems without a shared transaction, so every change
+// is a saga over a registry row: the row is written first (its unique
+// indexes settle races), Keycloak is changed next, and the row is finished
+// last. Any failure undoes what Keycloak got; whatever cannot be undone at
+// once is left to Recover, which claims rows whose lease ran out.
+package community
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/nhs-terminology/communities/internal/fault"
+	"github.com/nhs-terminology/communities/internal/label"
+)
+
+// The domain's errors, each of a kind of the service's one vocabulary
+// (internal/fault), which the API maps to statuses in one place.
+var (
+	ErrNotFound      = fault.Sentinel(fault.NotFound, "community not found")
+	ErrForbidden     = fault.Sentinel(fault.Forbidden, "forbidden")
+	ErrDuplicate     = fault.Sentinel(fault.Conflict, "duplicate")
+	ErrMismatch      = fault.Sentinel(fault.Conflict, "representation does not match the registry")
+	ErrUnknownUser   = fault.Sentinel(fault.Invalid, "unknown user")
+	ErrInvalid       = label.ErrInvalid
+	ErrKeycloakClash = fault.Sentinel(fault.Conflict, "keycloak already holds a conflicting artefact")
+	ErrLastOwner     = fault.Sentinel(fault.Conflict, "last owner")
+)
+
+// Actor is the verified caller of an operation.
+type Actor struct {
+	Subject     string
+	ClientID    string
+	Username    string
+	RequestID   string
+	ServiceDesk bool
+	// Creator holds the creator role, granted on purpose; APIAuthor has
+	// API-level write. Creating a community needs both (or service desk).
+	Creator   bool
+	APIAuthor bool
+	// Claims are the token's provenance claims, kept in the audit trail.
+	Claims map[string]string
+}
+
+// Options configures a Service.
+type Options struct {
+	RootGroup   string
+	FHIRClients []string
+	// CreatorRole is the realm role that, with API-level author access,
+	// lets a user create communities; it is checked live at each create.
+	CreatorRole string
+	// Lease bounds one operation; a row left unfinished longer than this is
+	// recovered by whichever replica claims it first.
+	Lease  time.Duration
+	Logger *slog.Logger
+	// Guard, if set, refuses deletes while the community's labels remain
+	// on FHIR resources.
+	Guard Guard
+}
+
+// Service carries out community operations.
+type Service struct {
+	store Store
+	kc    IdentityProvider
+	opts  Options
+	log   *slog.Logger
+}
+
+// New builds a Service.
+func New(store Store, kc IdentityProvider, o Options) *Service {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{store: store, kc: kc, opts: o, log: log}
+}
+
+// List returns the active communities of realm, by label.
+func (s *Service) List(ctx context.Context, realm string, first, max int) ([]Community, error) {
+	cs, err := s.store.List(ctx, realm, first, max)
+	if err != nil {
+		return nil, fault.Upstream("the registry is unavailable", err)
+	}
+	return cs, nil
+}
+
+// Get returns the active community of realm labelled l (ignoring case).
+// l is held to the rule labels are made by, so that case folding can only
+// ever map ASCII letters (the Kelvin sign once reached community "k").
+func (s *Service) Get(ctx context.Context, realm, l string) (*Community, error) {
+	if err := label.ValidateLabel(l); err != nil {
+		return nil, err
+	}
+	c, err := s.store.Get(ctx, realm, label.Key(l))
+	if errors.Is(err, ErrNoRecord) || err == nil && c.State != StateActive {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, l)
+	}
+	if err != nil {
+		return nil, fault.Upstream("the registry is unavailable", err)
+	}
+	return c, nil
+}
+
+// CreateRequest is a validated-by-Create request to make a community.
+type CreateRequest struct {
+	Label  string
+	Name   string
+	Owners []string // user ids or usernames; service desk only
+	// Dormant makes the community without owners (service desk only):
+	// service desk appoints them later.
+	Dormant bool
+}
+
+// Create makes a community in realm and makes its owners (the caller,
+// unless service desk names others) members of its owner group.
+func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateRequest) (*Community, error) {
+	if err := label.ValidateLabel(req.Label); err != nil {
+		return nil, err
+	}
+	name, err := label.NormalizeName(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	ev := s.event(realm, "create", a, req.Label, name)
+	if !(a.Creator && a.APIAuthor) && !a.ServiceDesk {
+		s.audit(ctx, ev, "denied", "caller is neither an API-level author granted the community creator role nor service desk")
+		return nil, fmt.Errorf("%w: creating communities needs API-level author access and the community creator role, or the service desk role", ErrForbidden)
+	}
+	if (len(req.Owners) > 0 || req.Dormant) && !a.ServiceDesk {
+		s.audit(ctx, ev, "denied", "owners named by a caller who is not service desk")
+		return nil, fmt.Errorf("%w: only service desk may name the owners of a new community", ErrForbidden)
+	}
+	if !a.ServiceDesk {
+		// The creator role is granted on purpose and may have been taken
+		// away since the token was issued: ask Keycloak, not the token.
+		switch held, err := s.kc.HasRealmRole(ctx, realm, a.Subject, s.opts.CreatorRole); {
+		case err != nil:
+			return nil, fault.Upstream("Keycloak could not confirm the community creator role; nothing was created", err)
+		case !held:
+			s.audit(ctx, ev, "denied", "community creator role no longer held")
+			return nil, fmt.Errorf("%w: the community creator role has been taken away since this token was issued", ErrForbidden)
+		}
+	}
+	var owners []string
+	if !req.Dormant {
+		if owners, err = s.resolveOwners(ctx, realm, a, req.Owners); err != nil {
+			return nil, err
+		}
+	}
+
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	lease := now.Add(s.opts.Lease)
+	row := &Community{
+		ID: uuid.NewString(), Realm: realm,
+		Label: req.Label, LabelKey: label.Key(req.Label),
+		Name: name, NameKey: label.Key(name),
+		State:        StateCreating,
+		CreatedBySub: a.Subject, CreatedByUsername: a.Username, CreatedByClient: a.ClientID,
+		LeaseUntil: &lease, CreatedAt: now, UpdatedAt: now,
+	}
+	switch err := s.store.Reserve(ctx, row); {
+	case errors.Is(err, ErrLabelTaken):
+		s.audit(ctx, ev, "conflict", "security label taken")
+		return nil, fmt.Errorf("%w: a community labelled %q already exists (labels are unique ignoring case)", ErrDuplicate, req.Label)
+	case errors.Is(err, ErrNameTaken):
+		s.audit(ctx, ev, "conflict", "name taken")
+		return nil, fmt.Errorf("%w: a community named %q already exists (names are unique ignoring case)", ErrDuplicate, name)
+	case err != nil:
+		return nil, fault.Upstream("the registry is unavailable; nothing was created", err)
+	}
+
+	// The saga runs to its end even if the caller goes away, within a
+	// deadline well inside the lease so no other replica recovers it
+	// while it still runs.
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
+	defer cancel()
+	art, err := s.kc.Provision(opCtx, Spec{
+		ID: row.ID, Realm: realm, Root: s.opts.RootGroup, Label: row.Label, Name: row.Name,
+		Owners: owners, FHIRClients: s.opts.FHIRClients,
+	})
+	if err != nil {
+		s.undoCreate(opCtx, row, err)
+		s.audit(ctx, ev, "failed", err.Error())
+		if errors.Is(err, fault.Conflict) {
+			return nil, fmt.Errorf("%w: %s; nothing was created", ErrKeycloakClash, err.Error())
+		}
+		return nil, fault.Upstream("Keycloak could not make community "+row.Label+"'s groups, roles and scopes; nothing was kept", err)
+	}
+	row.Artifacts = art
+	if err := s.store.Transition(opCtx, row.ID, StateCreating, StateActive, &lease, nil, &row.Artifacts, ""); err != nil {
+		// The row stays "creating" with its lease: Recover undoes the
+		// Keycloak side once the lease runs out.
+		s.log.ErrorContext(ctx, "could not activate community; recovery will undo it", "realm", realm, "label", row.Label, "error", err)
+		s.audit(ctx, ev, "failed", "registry update failed: "+err.Error())
+		return nil, fault.Upstream("the registry could not record community "+row.Label+"; it will be undone automatically", err)
+	}
+	row.State, row.LeaseUntil = StateActive, nil
+	s.audit(ctx, ev, "success", fmt.Sprintf("owners %v", owners))
+	return row, nil
+}
+
+func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs []string) ([]string, error) {
+	if len(refs) == 0 {
+		return []string{a.Subject}, nil
+	}
+	if len(refs) > 50 {
+		return nil, fmt.Errorf("%w owners: at most 50 may be named", ErrInvalid)
+	}
+	seen := map[string]bool{}
+	var ids []string
+	for _, ref := range refs {
+		if err := validUserRef(ref); err != nil {
+			return nil, err
+		}
+		id, err := s.kc.ResolveUser(ctx, realm, ref)
+		if errors.Is(err, fault.NotFound) {
+			return nil, fmt.Errorf("%w: owner %q is not a user of realm %s", ErrUnknownUser, ref, realm)
+		}
+		if err != nil {
+			return nil, fault.Upstream("Keycloak could not look up the owners; nothing was created", err)
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// undoCreate removes what Provision made. If Keycloak cannot be reached to
+// undo it, the row is marked failed with an expired lease, so Recover
+// retries the undo as soon as Keycloak is back.
+func (s *Service) undoCreate(ctx context.Context, row *Community, cause error) {
+	rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients)
+	if err == nil {
+		if err := s.store.Remove(ctx, row.ID, StateCreating); err != nil {
+			s.log.ErrorContext(ctx, "could not remove registry row of undone create", "label", row.Label, "error", err)
+		}
+		s.log.WarnContext(ctx, "create failed and was undone", "realm", row.Realm, "label", row.Label,
+			"cause", cause.Error(), "deleted", rep.Deleted, "kept_foreign", rep.Foreign)
+		return
+	}
+	now := time.Now().UTC()
+	if terr := s.store.Transition(ctx, row.ID, StateCreating, StateFailed, nil, &now, nil, cause.Error()); terr != nil {
+		s.log.ErrorContext(ctx, "could not mark failed create", "label", row.Label, "error", terr)
+	}
+	s.log.ErrorContext(ctx, "create failed and could not be undone yet; recovery will retry", "realm", row.Realm,
+		"label", row.Label, "cause", cause.Error(), "undo_error", err.Error())
+}
+
+// DeleteRequest names the community to delete. With Match set (the seed's
+// DELETE with a body) the label and name must both equal the registry's.
+type DeleteRequest struct {
+	Label string
+	Match *Representation
+	// AcceptLabelled deletes even if the community's labels remain on
+	// resources (service desk only).
+	AcceptLabelled bool
+}
+
+// Representation is a community as the seeds show it.
+type Representation struct {
+	SecurityLabel string `json:"securityLabel"`
+	CommunityName string `json:"communityName"`
+}
+
+// Delete removes a community's artefacts and registry row. Users are never
+// deleted; they only lose the memberships.
+func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteRequest) (*Community, error) {
+	row, err := s.Get(ctx, realm, req.Label)
+	ev := s.event(realm, "delete", a, req.Label, "")
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			s.audit(ctx, ev, "not-found", "")
+		}
+		return nil, err
+	}
+	ev.Label, ev.Name = row.Label, row.Name
+	if m := req.Match; m != nil && (m.SecurityLabel != row.Label || m.CommunityName != row.Name) {
+		s.audit(ctx, ev, "conflict", "representation mismatch")
+		return nil, fmt.Errorf("%w: the registry holds {securityLabel: %q, communityName: %q}; send exactly that to delete it",
+			ErrMismatch, row.Label, row.Name)
+	}
+	if err := s.mayDelete(ctx, a, row); err != nil {
+		s.audit(ctx, ev, "denied", err.Error())
+		return nil, err
+	}
+	guarded, err := s.guardDelete(ctx, a, row, req.AcceptLabelled)
+	if err != nil {
+		s.audit(ctx, ev, "refused", err.Error())
+		return nil, err
+	}
+	lease := time.Now().UTC().Add(s.opts.Lease)
+	switch err := s.store.Transition(ctx, row.ID, StateActive, StateDeleting, nil, &lease, nil, ""); {
+	case errors.Is(err, ErrStateChanged):
+		return nil, fmt.Errorf("%w: %s is being deleted by another request", ErrNotFound, row.Label)
+	case err != nil:
+		return nil, fault.Upstream("the registry is unavailable; nothing was deleted", err)
+	}
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
+	defer cancel()
+	if _, err := s.kc.Cleanup(opCtx, realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients); err != nil {
+		// Stays "deleting": it is gone from lists, and Recover finishes it
+		// when Keycloak is back.
+		now := time.Now().UTC()
+		if terr := s.store.Transition(opCtx, row.ID, StateDeleting, StateDeleting, nil, &now, nil, err.Error()); terr != nil {
+			s.log.ErrorContext(ctx, "could not release delete lease", "label", row.Label, "error", terr)
+		}
+		s.audit(ctx, ev, "failed", err.Error())
+		return nil, fault.Upstream("Keycloak could not delete community "+row.Label+"; the deletion will be finished automatically", err)
+	}
+	if err := s.store.Remove(opCtx, row.ID, StateDeleting); err != nil {
+		s.audit(ctx, ev, "failed", err.Error())
+		return nil, fault.Upstream("the registry could not remove community "+row.Label+"; the deletion will be finished automatically", err)
+	}
+	s.audit(ctx, ev, "success", guarded)
+	return row, nil
+}
+
+// mayDelete: service desk may delete any community; a community creator
+// only one whose owner group they are in now (not when their token was
+// issued).
+func (s *Service) mayDelete(ctx context.Context, a Actor, row *Community) error {
+	if a.ServiceDesk {
+		return nil
+	}
+	if !a.Creator {
+		return fmt.Errorf("%w: deleting communities needs the service desk role, or the community creator role and ownership", ErrForbidden)
+	}
+	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
+	if err != nil {
+		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"", err)
+	}
+	if !owner {
+		return fmt.Errorf("%w: only service desk or an owner of %s may delete it", ErrForbidden, row.Label)
+	}
+	return nil
+}
+
+// Recover undoes every abandoned operation of realms it can claim:
+// half-made creates, creates whose undo failed, and half-done deletes all
+// end with nothing in Keycloak and no row. A row it cannot recover now
+// (Keycloak down, realm gone) keeps its renewed lease and is retried after
+// it; the others are recovered meanwhile. It returns how many it recovered.
+func (s *Service) Recover(ctx context.Context, realms []string) (int, error) {
+	n := 0
+	var errs []error
+	for {
+		row, err := s.store.ClaimAbandoned(ctx, realms, s.opts.Lease)
+		if err != nil {
+			return n, errors.Join(append(errs, err)...)
+		}
+		if row == nil {
+			return n, errors.Join(errs...)
+		}
+		rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("recover %s/%s (%s): %w", row.Realm, row.Label, row.State, err))
+			continue
+		}
+		if err := s.store.Remove(ctx, row.ID, row.State); err != nil && !errors.Is(err, ErrStateChanged) {
+			errs = append(errs, fmt.Errorf("recover %s/%s: %w", row.Realm, row.Label, err))
+			continue
+		}
+		n++
+		s.log.InfoContext(ctx, "recovered abandoned operation", "realm", row.Realm, "label", row.Label,
+			"state", row.State, "deleted", rep.Deleted, "kept_foreign", rep.Foreign)
+		ev := &AuditEvent{Realm: row.Realm, Action: "recover", Label: row.Label, Name: row.Name,
+			ActorClient: "communities-recovery"}
+		s.audit(ctx, ev, "success", fmt.Sprintf("undid %s operation: deleted %v", row.State, rep.Deleted))
+	}
+}
+
+func (s *Service) event(realm, action string, a Actor, l, name string) *AuditEvent {
+	return &AuditEvent{Realm: realm, Action: action, Label: l, Name: name,
+		ActorSub: a.Subject, ActorClient: a.ClientID, ActorUsername: a.Username, RequestID: a.RequestID,
+		Claims: Claims(a.Claims)}
+}
+
+// audit records ev; a failure to audit is logged, never hidden, but does
+// not turn a completed change into an error.
+func (s *Service) audit(ctx context.Context, ev *AuditEvent, outcome, detail string) {
+	e := *ev
+	e.Outcome, e.Detail = outcome, detail
+	if err := s.store.Audit(context.WithoutCancel(ctx), &e); err != nil {
+		s.log.ErrorContext(ctx, "audit write failed", "action", e.Action, "label", e.Label, "outcome", outcome, "error", err)
+	}
+}
+
+// Members lists a community's members by role (owner, author, consumer).
+// Service desk and the community's owners may see them.
+func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) (map[string][]Member, error) {
+	row, err := s.Get(ctx, realm, l)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mayManage(ctx, a, row); err != nil {
+		return nil, err
+	}
+	out := map[string][]Member{}
+	for role, gid := range memberGroups(row) {
+		ms, err := s.kc.Members(ctx, realm, gid)
+		if err != nil {
+			return nil, fault.Upstream("Keycloak could not list the members", err)
+		}
+		if ms == nil {
+			ms = []Member{}
+		}
+		out[role] = ms
+	}
+	return out, nil
+}
+
+// ChangeMember adds (add) or removes a user, named by id or username, to or
+// from the community's group for role. Service desk and the community's
+// owners may; the last owner can be removed only by service desk, so a
+// community never loses its owners by accident. Both are idempotent.
+func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, role, userRef string, add bool) error {
+	action := "remove-member"
+	if add {
+		action = "add-member"
+	}
+	row, err := s.Get(ctx, realm, l)
+	if err != nil {
+		return err
+	}
+	ev := s.event(realm, action, a, row.Label, row.Name)
+	gid, ok := memberGroups(row)[role]
+	if !ok {
+		return fmt.Errorf("%w: %q is not a community role; use owner, author or consumer", ErrNotFound, role)
+	}
+	if err := validUserRef(userRef); err != nil {
+		return err
+	}
+	if err := s.mayManage(ctx, a, row); err != nil {
+		s.audit(ctx, ev, "denied", err.Error())
+		return err
+	}
+	userID, err := s.kc.ResolveUser(ctx, realm, userRef)
+	if errors.Is(err, fault.NotFound) {
+		return fmt.Errorf("%w: no user %q in realm %s", ErrNotFound, userRef, realm)
+	}
+	if err != nil {
+		return fault.Upstream("Keycloak could not look up the user; nothing was changed", err)
+	}
+	detail := role + " " + userID
+	switch {
+	case add:
+		err = s.kc.AddMember(ctx, realm, gid, userID)
+	case role == RoleOwner && !a.ServiceDesk:
+		// Check and removal run under a lock on the community held in
+		// PostgreSQL, so two owners removing each other at once, on any
+		// replicas, cannot both pass the check and leave none.
+		err = s.store.WithCommunityLock(ctx, row.ID, func(ctx context.Context) error {
+			owners, err := s.kc.Members(ctx, realm, gid)
+			if err != nil {
+				return err
+			}
+			if len(owners) == 1 && owners[0].ID == userID {
+				return errLastOwner
+			}
+			return s.kc.RemoveMember(ctx, realm, gid, userID)
+		})
+		if errors.Is(err, errLastOwner) {
+			s.audit(ctx, ev, "denied", "last owner")
+			return fmt.Errorf("%w: %s is the last owner of %s; only service desk may remove the last owner", ErrLastOwner, userRef, row.Label)
+		}
+	default:
+		err = s.kc.RemoveMember(ctx, realm, gid, userID)
+	}
+	if err != nil {
+		s.audit(ctx, ev, "failed", detail+": "+err.Error())
+		return fault.Upstream("the membership could not be changed", err)
+	}
+	s.audit(ctx, ev, "success", detail)
+	return nil
+}
+
+var errLastOwner = errors.New("last owner")
+
+// usernamePattern is what Keycloak's default user profile allows in a
+// username (letters, digits and . _ - @ +); user ids are UUIDs. A reference
+// is checked before it reaches Keycloak, and only a UUID is ever put into
+// an admin URL path (the identity provider's ResolveUser), so a reference such as
+// "..%2F..%2Fterminology" can never steer the service's own credentials to
+// another admin path.
+var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}._@+-]{1,255}$`)
+
+func validUserRef(ref string) error {
+	if !usernamePattern.MatchString(ref) || strings.Trim(ref, ".") == "" {
+		return fmt.Errorf("%w user: give a user id or a username (letters, digits and . _ - @ +)", ErrInvalid)
+	}
+	return nil
+}
+
+// mayManage: service desk, or a current member of the owner group.
+func (s *Service) mayManage(ctx context.Context, a Actor, row *Community) error {
+	if a.ServiceDesk {
+		return nil
+	}
+	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
+	if err != nil {
+		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"", err)
+	}
+	if !owner {
+		return fmt.Errorf("%w: only service desk or an owner of %s may manage its members", ErrForbidden, row.Label)
+	}
+	return nil
+}
+
+func memberGroups(row *Community) map[string]string {
+	return map[string]string{
+		RoleOwner:    row.Artifacts.OwnerGroupID,
+		RoleAuthor:   row.Artifacts.AuthorGroupID,
+		RoleConsumer: row.Artifacts.ConsumerGroupID,
+	}
+}

@@ -1,0 +1,1027 @@
+package community_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/community/fakeidp"
+	"github.com/nhs-terminology/communities/internal/community/memstore"
+	"github.com/nhs-terminology/communities/internal/fault"
+)
+
+// The domain's sagas and rules over the in-memory store and the fake
+// identity provider. What Keycloak and PostgreSQL themselves do is proved
+// by the integration suite; here the subject is the domain's own logic.
+
+const (
+	realm   = "unit"
+	root    = "Communities"
+	fhir    = "terminology-client"
+	creator = "community-creator"
+)
+
+type fixture struct {
+	store *memstore.Store
+	idp   *fakeidp.IDP
+	svc   *community.Service
+	desk  community.Actor
+}
+
+func newFixture(t *testing.T, lease time.Duration) *fixture {
+	t.Helper()
+	f := &fixture{store: memstore.New(), idp: fakeidp.New()}
+	f.svc = community.New(f.store, f.idp, options(lease))
+	f.desk = community.Actor{Subject: f.idp.AddUser(realm, "service-account-service-desk"), ClientID: "service-desk",
+		Username: "service-account-service-desk", ServiceDesk: true}
+	return f
+}
+
+func options(lease time.Duration) community.Options {
+	return community.Options{RootGroup: root, FHIRClients: []string{fhir}, CreatorRole: creator, Lease: lease,
+		Logger: slog.New(slog.DiscardHandler)}
+}
+
+// user makes a user holding no role: a consumer at most.
+func (f *fixture) user(name string) community.Actor {
+	return community.Actor{Subject: f.idp.AddUser(realm, name), ClientID: "console", Username: name, RequestID: "req-" + name}
+}
+
+// creator makes an API-level author granted the creator role in Keycloak.
+func (f *fixture) creator(name string) community.Actor {
+	a := f.user(name)
+	a.Creator, a.APIAuthor = true, true
+	f.idp.GrantRole(realm, a.Subject, creator)
+	return a
+}
+
+func (f *fixture) create(t *testing.T, a community.Actor, l string) *community.Community {
+	t.Helper()
+	c, err := f.svc.Create(t.Context(), realm, a, community.CreateRequest{Label: l, Name: "Community " + l})
+	if err != nil {
+		t.Fatalf("create %s: %v", l, err)
+	}
+	return c
+}
+
+// row is the registry row labelled l in any state, nil if none.
+func (f *fixture) row(t *testing.T, l string) *community.Community {
+	t.Helper()
+	c, err := f.store.Get(t.Context(), realm, strings.ToLower(l))
+	if errors.Is(err, community.ErrNoRecord) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// of lists the artefacts the fake holds that are named for label l.
+func (f *fixture) of(l string) []string {
+	var out []string
+	for _, a := range f.idp.Artefacts(realm) {
+		key, _, _ := strings.Cut(a, " #")
+		if strings.Contains(key, "PERM_"+l+"_") || strings.Contains(key+" ", "/"+l+" ") || strings.Contains(key, "/"+l+"/") ||
+			strings.Contains(key, "grouping/"+l+".") || strings.Contains(key, "community:"+l+":") {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// owners lists the user ids in the owner group of community l.
+func (f *fixture) owners(t *testing.T, l string) []string {
+	t.Helper()
+	ms, err := f.idp.Members(t.Context(), realm, f.idp.ID(realm, fakeidp.Group, "/"+root+"/"+l+"/owner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+// last is the newest audit event of action.
+func (f *fixture) last(t *testing.T, action string) community.AuditEvent {
+	t.Helper()
+	evs := f.store.Events()
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Action == action {
+			return evs[i]
+		}
+	}
+	t.Fatalf("no %s event in %+v", action, evs)
+	return community.AuditEvent{}
+}
+
+// the artefacts of one community, with one FHIR client (Provision's
+// batches as internal/keycloak makes them).
+var artefactsOfNDD = []string{
+	"admin permission community:NDD:membership",
+	"admin permission community:NDD:membership-admins",
+	"admin permission community:NDD:owners",
+	"admin permission community:NDD:view",
+	"client scope grouping/NDD.read",
+	"client scope grouping/NDD.write",
+	"default client scope grouping/NDD.read of client " + fhir,
+	"default client scope grouping/NDD.write of client " + fhir,
+	"group /Communities/NDD",
+	"group /Communities/NDD/author",
+	"group /Communities/NDD/consumer",
+	"group /Communities/NDD/owner",
+	"realm role PERM_NDD_OWNER",
+	"realm role PERM_NDD_READ",
+	"realm role PERM_NDD_WRITE",
+	"role mapping /Communities/NDD/author → PERM_NDD_READ",
+	"role mapping /Communities/NDD/author → PERM_NDD_WRITE",
+	"role mapping /Communities/NDD/consumer → PERM_NDD_READ",
+	"role mapping /Communities/NDD/owner → PERM_NDD_OWNER",
+	"scope mapping grouping/NDD.read → PERM_NDD_READ",
+	"scope mapping grouping/NDD.write → PERM_NDD_WRITE",
+}
+
+// TestCreateAndDelete: the saga's happy path. A create leaves an active
+// row whose artefact ids are the identity provider's, every artefact with
+// the row's id as marker, the creator as the only owner, and an audit
+// event; a delete removes the row and every artefact, keeps the users, and
+// is audited.
+func TestCreateAndDelete(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	alice := f.creator("alice")
+	alice.Claims = map[string]string{"requesting_system": "https://example.org/console"}
+	before := f.idp.Artefacts(realm)
+
+	c, err := f.svc.Create(ctx, realm, alice, community.CreateRequest{Label: "NDD", Name: "  National data dictionary "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != community.StateActive || c.LeaseUntil != nil || c.Name != "National data dictionary" {
+		t.Errorf("create returned %+v", c)
+	}
+	row := f.row(t, "NDD")
+	if row == nil || row.State != community.StateActive || row.LeaseUntil != nil || row.ID != c.ID ||
+		row.CreatedBySub != alice.Subject || row.CreatedByClient != "console" {
+		t.Fatalf("registry row %+v", row)
+	}
+	want := community.Artifacts{
+		GroupID:         f.idp.ID(realm, fakeidp.Group, "/Communities/NDD"),
+		OwnerGroupID:    f.idp.ID(realm, fakeidp.Group, "/Communities/NDD/owner"),
+		AuthorGroupID:   f.idp.ID(realm, fakeidp.Group, "/Communities/NDD/author"),
+		ConsumerGroupID: f.idp.ID(realm, fakeidp.Group, "/Communities/NDD/consumer"),
+		ReadRoleID:      f.idp.ID(realm, fakeidp.Role, "PERM_NDD_READ"),
+		WriteRoleID:     f.idp.ID(realm, fakeidp.Role, "PERM_NDD_WRITE"),
+		OwnerRoleID:     f.idp.ID(realm, fakeidp.Role, "PERM_NDD_OWNER"),
+		ReadScopeID:     f.idp.ID(realm, fakeidp.Scope, "grouping/NDD.read"),
+		WriteScopeID:    f.idp.ID(realm, fakeidp.Scope, "grouping/NDD.write"),
+	}
+	if row.Artifacts != want || want.OwnerGroupID == "" || want.ReadScopeID == "" {
+		t.Errorf("row's artefacts %+v, identity provider's %+v", row.Artifacts, want)
+	}
+	var keys []string
+	for _, a := range f.of("NDD") {
+		key, marker, marked := strings.Cut(a, " #")
+		key, _, _ = strings.Cut(key, " members=")
+		marker, _, _ = strings.Cut(marker, " members=")
+		keys = append(keys, key)
+		if mapping := strings.Contains(key, "mapping") || strings.HasPrefix(key, fakeidp.DefaultScope); marked == mapping || marked && marker != c.ID {
+			t.Errorf("artefact %q: want the marker %s on everything but mappings", a, c.ID)
+		}
+	}
+	if !slices.Equal(keys, artefactsOfNDD) {
+		t.Errorf("artefacts made:\n%s\nwant:\n%s", strings.Join(keys, "\n"), strings.Join(artefactsOfNDD, "\n"))
+	}
+	if got := f.owners(t, "NDD"); !slices.Equal(got, []string{alice.Subject}) {
+		t.Errorf("owners %v, want the creator only", got)
+	}
+	members, err := f.svc.Members(ctx, realm, alice, "ndd")
+	if err != nil || len(members[community.RoleOwner]) != 1 || len(members[community.RoleAuthor]) != 0 || len(members[community.RoleConsumer]) != 0 {
+		t.Errorf("members as the creator sees them: %v %v", members, err)
+	}
+	if ev := f.last(t, "create"); ev.Outcome != "success" || ev.Label != "NDD" || ev.Name != "National data dictionary" ||
+		ev.ActorSub != alice.Subject || ev.ActorClient != "console" || ev.RequestID != "req-alice" ||
+		ev.Claims["requesting_system"] != "https://example.org/console" || ev.At.IsZero() {
+		t.Errorf("create audit event %+v", ev)
+	}
+	if list, err := f.svc.List(ctx, realm, 0, 0); err != nil || len(list) != 1 || list[0].ID != c.ID {
+		t.Errorf("list %+v %v", list, err)
+	}
+	if got, err := f.svc.Get(ctx, realm, "ndd"); err != nil || got.ID != c.ID {
+		t.Errorf("get ignoring case: %+v %v", got, err)
+	}
+
+	if _, err := f.svc.Delete(ctx, realm, alice, community.DeleteRequest{Label: "NDD",
+		Match: &community.Representation{SecurityLabel: "NDD", CommunityName: "National data dictionary"}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.row(t, "NDD"); r != nil {
+		t.Errorf("row left after delete: %+v", r)
+	}
+	// The root group, made by the first create, is the realm's and stays.
+	if after := f.idp.Artefacts(realm); !slices.Equal(after, append(before, "group /Communities")) {
+		t.Errorf("delete left the identity provider holding\n%s", strings.Join(after, "\n"))
+	}
+	if id, err := f.idp.ResolveUser(ctx, realm, "alice"); err != nil || id != alice.Subject {
+		t.Errorf("the owner's user went with the community: %v", err)
+	}
+	if ev := f.last(t, "delete"); ev.Outcome != "success" || ev.Label != "NDD" || ev.ActorSub != alice.Subject {
+		t.Errorf("delete audit event %+v", ev)
+	}
+	if _, err := f.svc.Get(ctx, realm, "NDD"); !errors.Is(err, community.ErrNotFound) {
+		t.Errorf("get after delete: %v", err)
+	}
+	// The label is free again.
+	f.create(t, alice, "NDD")
+}
+
+// TestDuplicateLabelOrName: labels and names are unique ignoring case; a
+// clash is a conflict that changes nothing.
+func TestDuplicateLabelOrName(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	f.create(t, f.desk, "NDD")
+	before := f.idp.Artefacts(realm)
+	for _, req := range []community.CreateRequest{
+		{Label: "ndd", Name: "Another name"},
+		{Label: "OTHER", Name: "community ndd"},
+	} {
+		_, err := f.svc.Create(t.Context(), realm, f.desk, req)
+		if !errors.Is(err, community.ErrDuplicate) || fault.KindOf(err) != fault.Conflict {
+			t.Errorf("create %+v: %v, want a duplicate conflict", req, err)
+		}
+		if ev := f.last(t, "create"); ev.Outcome != "conflict" {
+			t.Errorf("audit %+v", ev)
+		}
+	}
+	if after := f.idp.Artefacts(realm); !slices.Equal(after, before) || f.row(t, "OTHER") != nil {
+		t.Errorf("a refused duplicate changed something: %v", after)
+	}
+}
+
+// TestWhoMayCreate: an API-level author holding the creator role in
+// Keycloak now, or service desk; only service desk names owners or makes a
+// dormant community. A refusal changes nothing and is audited.
+func TestWhoMayCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		actor func(f *fixture) community.Actor
+		req   func(f *fixture) community.CreateRequest
+		err   error
+		// owners the community gets, as usernames; nil with err
+		owners []string
+	}{
+		{name: "service desk", actor: func(f *fixture) community.Actor { return f.desk },
+			owners: []string{"service-account-service-desk"}},
+		{name: "API author with the creator role", actor: func(f *fixture) community.Actor { return f.creator("alice") },
+			owners: []string{"alice"}},
+		{name: "creator role taken away since the token", err: community.ErrForbidden, actor: func(f *fixture) community.Actor {
+			a := f.user("alice")
+			a.Creator, a.APIAuthor = true, true
+			return a
+		}},
+		{name: "creator without API-level author", err: community.ErrForbidden, actor: func(f *fixture) community.Actor {
+			a := f.creator("alice")
+			a.APIAuthor = false
+			return a
+		}},
+		{name: "API author without the creator role", err: community.ErrForbidden, actor: func(f *fixture) community.Actor {
+			a := f.user("alice")
+			a.APIAuthor = true
+			f.idp.GrantRole(realm, a.Subject, creator) // in Keycloak, but not in the token
+			return a
+		}},
+		{name: "consumer", err: community.ErrForbidden, actor: func(f *fixture) community.Actor { return f.user("alice") }},
+		{name: "creator naming owners", err: community.ErrForbidden,
+			actor: func(f *fixture) community.Actor { return f.creator("alice") },
+			req: func(f *fixture) community.CreateRequest {
+				f.user("bob")
+				return community.CreateRequest{Owners: []string{"bob"}}
+			}},
+		{name: "creator making a dormant community", err: community.ErrForbidden,
+			actor: func(f *fixture) community.Actor { return f.creator("alice") },
+			req:   func(*fixture) community.CreateRequest { return community.CreateRequest{Dormant: true} }},
+		{name: "service desk naming owners by username and id", actor: func(f *fixture) community.Actor { return f.desk },
+			req: func(f *fixture) community.CreateRequest {
+				f.user("bob")
+				carol := f.user("carol")
+				return community.CreateRequest{Owners: []string{"bob", carol.Subject, "bob"}}
+			},
+			owners: []string{"bob", "carol"}},
+		{name: "service desk making a dormant community", actor: func(f *fixture) community.Actor { return f.desk },
+			req:    func(*fixture) community.CreateRequest { return community.CreateRequest{Dormant: true} },
+			owners: []string{}},
+		{name: "service desk naming an unknown owner", err: community.ErrUnknownUser,
+			actor: func(f *fixture) community.Actor { return f.desk },
+			req: func(f *fixture) community.CreateRequest {
+				f.user("bob")
+				return community.CreateRequest{Owners: []string{"bob", "nobody"}}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, time.Minute)
+			a := tc.actor(f)
+			var req community.CreateRequest
+			if tc.req != nil {
+				req = tc.req(f)
+			}
+			req.Label, req.Name = "NDD", "National data dictionary"
+			f.idp.FailAt(0, false)
+			c, err := f.svc.Create(t.Context(), realm, a, req)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) || fault.KindOf(err) != fault.KindOf(tc.err) {
+					t.Fatalf("create: %v, want %v", err, tc.err)
+				}
+				if left := f.of("NDD"); len(left) > 0 || f.row(t, "NDD") != nil || f.idp.Steps() != 0 {
+					t.Errorf("a refused create changed something: %v, %d mutating calls", left, f.idp.Steps())
+				}
+				if tc.err == community.ErrForbidden {
+					if ev := f.last(t, "create"); ev.Outcome != "denied" || ev.ActorSub != a.Subject {
+						t.Errorf("refusal audited as %+v", ev)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			var got []string
+			ms, err := f.idp.Members(t.Context(), realm, c.Artifacts.OwnerGroupID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				got = append(got, m.Username)
+			}
+			if !slices.Equal(got, tc.owners) {
+				t.Errorf("owners %v, want %v", got, tc.owners)
+			}
+		})
+	}
+}
+
+// TestWhoMayDelete: service desk, or a current owner holding the creator
+// role; only service desk may accept labelled resources; a delete naming
+// another representation is a conflict. A refusal changes nothing.
+func TestWhoMayDelete(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		actor func(t *testing.T, f *fixture, owner community.Actor) community.Actor
+		req   community.DeleteRequest
+		err   error
+		// outcome is the audit trail's word for a refusal
+		outcome string
+	}{
+		{name: "owner with the creator role", actor: func(_ *testing.T, _ *fixture, owner community.Actor) community.Actor { return owner }},
+		{name: "service desk", actor: func(_ *testing.T, f *fixture, _ community.Actor) community.Actor { return f.desk }},
+		{name: "creator who is not an owner", err: community.ErrForbidden, outcome: "denied",
+			actor: func(_ *testing.T, f *fixture, _ community.Actor) community.Actor { return f.creator("bob") }},
+		{name: "owner without the creator role", err: community.ErrForbidden, outcome: "denied",
+			actor: func(t *testing.T, f *fixture, owner community.Actor) community.Actor {
+				dave := f.user("dave")
+				if err := f.svc.ChangeMember(t.Context(), realm, owner, "NDD", community.RoleOwner, "dave", true); err != nil {
+					t.Fatal(err)
+				}
+				return dave
+			}},
+		{name: "consumer", err: community.ErrForbidden, outcome: "denied",
+			actor: func(_ *testing.T, f *fixture, _ community.Actor) community.Actor { return f.user("carol") }},
+		{name: "owner accepting labelled resources", err: community.ErrForbidden, outcome: "refused",
+			req:   community.DeleteRequest{AcceptLabelled: true},
+			actor: func(_ *testing.T, _ *fixture, owner community.Actor) community.Actor { return owner }},
+		{name: "service desk naming another name", err: community.ErrMismatch, outcome: "conflict",
+			req:   community.DeleteRequest{Match: &community.Representation{SecurityLabel: "NDD", CommunityName: "Other"}},
+			actor: func(_ *testing.T, f *fixture, _ community.Actor) community.Actor { return f.desk }},
+		{name: "service desk naming the label in another case", err: community.ErrMismatch, outcome: "conflict",
+			req:   community.DeleteRequest{Match: &community.Representation{SecurityLabel: "ndd", CommunityName: "Community NDD"}},
+			actor: func(_ *testing.T, f *fixture, _ community.Actor) community.Actor { return f.desk }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, time.Minute)
+			owner := f.creator("alice")
+			f.create(t, owner, "NDD")
+			a := tc.actor(t, f, owner)
+			before := f.idp.Artefacts(realm)
+			req := tc.req
+			req.Label = "NDD"
+			_, err := f.svc.Delete(t.Context(), realm, a, req)
+			if tc.err == nil {
+				if err != nil || f.row(t, "NDD") != nil || len(f.of("NDD")) > 0 {
+					t.Fatalf("delete: %v; left %v", err, f.of("NDD"))
+				}
+				return
+			}
+			if !errors.Is(err, tc.err) || fault.KindOf(err) != fault.KindOf(tc.err) {
+				t.Fatalf("delete: %v, want %v", err, tc.err)
+			}
+			if r := f.row(t, "NDD"); r == nil || r.State != community.StateActive || !slices.Equal(f.idp.Artefacts(realm), before) {
+				t.Errorf("a refused delete changed something: row %+v", r)
+			}
+			if ev := f.last(t, "delete"); ev.Outcome != tc.outcome || ev.ActorSub != a.Subject {
+				t.Errorf("refusal audited as %+v, want outcome %s", ev, tc.outcome)
+			}
+		})
+	}
+	t.Run("unknown label", func(t *testing.T) {
+		f := newFixture(t, time.Minute)
+		if _, err := f.svc.Delete(t.Context(), realm, f.desk, community.DeleteRequest{Label: "NONE"}); !errors.Is(err, community.ErrNotFound) {
+			t.Fatalf("delete: %v", err)
+		}
+		if ev := f.last(t, "delete"); ev.Outcome != "not-found" {
+			t.Errorf("audit %+v", ev)
+		}
+	})
+}
+
+// TestWhoManagesMembers: the community's current owners and service desk
+// manage its members; nobody else, creator or not, even to list them.
+func TestWhoManagesMembers(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	alice, bob, carol := f.creator("alice"), f.user("bob"), f.creator("carol")
+	f.create(t, alice, "NDD")
+	authors := func() []string {
+		ms, err := f.idp.Members(ctx, realm, f.idp.ID(realm, fakeidp.Group, "/Communities/NDD/author"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Username)
+		}
+		return out
+	}
+
+	if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleAuthor, "bob", true); err != nil {
+		t.Fatalf("owner adds an author: %v", err)
+	}
+	if got := authors(); !slices.Equal(got, []string{"bob"}) {
+		t.Errorf("authors %v", got)
+	}
+	if ev := f.last(t, "add-member"); ev.Outcome != "success" || ev.Detail != "author "+bob.Subject {
+		t.Errorf("audit %+v", ev)
+	}
+	for _, who := range []community.Actor{carol, bob} {
+		if err := f.svc.ChangeMember(ctx, realm, who, "NDD", community.RoleConsumer, "carol", true); !errors.Is(err, community.ErrForbidden) {
+			t.Errorf("%s (not an owner) adds a member: %v", who.Username, err)
+		}
+		if err := f.svc.ChangeMember(ctx, realm, who, "NDD", community.RoleAuthor, "bob", false); !errors.Is(err, community.ErrForbidden) {
+			t.Errorf("%s (not an owner) removes a member: %v", who.Username, err)
+		}
+		if _, err := f.svc.Members(ctx, realm, who, "NDD"); !errors.Is(err, community.ErrForbidden) {
+			t.Errorf("%s (not an owner) lists the members: %v", who.Username, err)
+		}
+	}
+	if ev := f.last(t, "remove-member"); ev.Outcome != "denied" || ev.ActorSub != bob.Subject {
+		t.Errorf("audit %+v", ev)
+	}
+	if got := authors(); !slices.Equal(got, []string{"bob"}) {
+		t.Errorf("refused changes changed the authors: %v", got)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, f.desk, "NDD", community.RoleAuthor, "bob", false); err != nil {
+		t.Errorf("service desk removes an author: %v", err)
+	}
+	if got := authors(); len(got) != 0 {
+		t.Errorf("authors %v", got)
+	}
+	// Removing someone who is not a member is fine (idempotent).
+	if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleAuthor, "bob", false); err != nil {
+		t.Errorf("remove again: %v", err)
+	}
+	for _, tc := range []struct {
+		role, user string
+		err        error
+	}{
+		{"admin", "bob", community.ErrNotFound},
+		{community.RoleAuthor, "nobody", community.ErrNotFound},
+		{community.RoleAuthor, "../../admin", community.ErrInvalid},
+	} {
+		if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", tc.role, tc.user, true); !errors.Is(err, tc.err) {
+			t.Errorf("add %s as %s: %v, want %v", tc.user, tc.role, err, tc.err)
+		}
+	}
+}
+
+// TestLastOwner: an owner cannot remove the last owner, themselves
+// included; service desk can, leaving a dormant community whose owners
+// only service desk appoints.
+func TestLastOwner(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	alice, dave := f.creator("alice"), f.creator("dave")
+	f.create(t, alice, "NDD")
+
+	err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleOwner, "alice", false)
+	if !errors.Is(err, community.ErrLastOwner) || fault.KindOf(err) != fault.Conflict {
+		t.Fatalf("the last owner removes themselves: %v", err)
+	}
+	if ev := f.last(t, "remove-member"); ev.Outcome != "denied" || ev.Detail != "last owner" {
+		t.Errorf("audit %+v", ev)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleOwner, "dave", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, dave, "NDD", community.RoleOwner, "alice", false); err != nil {
+		t.Fatalf("an owner removes another owner: %v", err)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, dave, "NDD", community.RoleOwner, "dave", false); !errors.Is(err, community.ErrLastOwner) {
+		t.Fatalf("the last owner removes themselves: %v", err)
+	}
+	if got := f.owners(t, "NDD"); !slices.Equal(got, []string{dave.Subject}) {
+		t.Fatalf("owners %v", got)
+	}
+
+	if err := f.svc.ChangeMember(ctx, realm, f.desk, "NDD", community.RoleOwner, "dave", false); err != nil {
+		t.Fatalf("service desk removes the last owner: %v", err)
+	}
+	if got := f.owners(t, "NDD"); len(got) != 0 {
+		t.Fatalf("owners %v", got)
+	}
+	// Dormant: the former owner cannot put themselves back.
+	if err := f.svc.ChangeMember(ctx, realm, dave, "NDD", community.RoleOwner, "dave", true); !errors.Is(err, community.ErrForbidden) {
+		t.Errorf("a former owner appoints themselves: %v", err)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, f.desk, "NDD", community.RoleOwner, "alice", true); err != nil {
+		t.Errorf("service desk appoints an owner: %v", err)
+	}
+	if got := f.owners(t, "NDD"); !slices.Equal(got, []string{alice.Subject}) {
+		t.Errorf("owners %v", got)
+	}
+}
+
+// TestOwnersRemovingEachOtherAtOnce: the last-owner check and the removal
+// run under the community's lock, so two owners removing each other at the
+// same moment leave one owner, never none. Each removal waits a little for
+// the other to arrive, so the two overlap unless the lock keeps them apart.
+func TestOwnersRemovingEachOtherAtOnce(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	alice, dave := f.creator("alice"), f.creator("dave")
+	f.create(t, alice, "NDD")
+	if err := f.svc.ChangeMember(t.Context(), realm, alice, "NDD", community.RoleOwner, "dave", true); err != nil {
+		t.Fatal(err)
+	}
+	svc := community.New(f.store, overlapping{f.idp, make(chan struct{})}, options(time.Minute))
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, pair := range [][2]community.Actor{{alice, dave}, {dave, alice}} {
+		wg.Go(func() {
+			errs[i] = svc.ChangeMember(t.Context(), realm, pair[0], "NDD", community.RoleOwner, pair[1].Username, false)
+		})
+	}
+	wg.Wait()
+	refused := 0
+	for _, err := range errs {
+		switch {
+		case errors.Is(err, community.ErrLastOwner), errors.Is(err, community.ErrForbidden):
+			// Forbidden: the other's removal ran first, so the caller was
+			// no longer an owner when asking.
+			refused++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	if got := f.owners(t, "NDD"); len(got) != 1 || refused != 1 {
+		t.Fatalf("owners %v after %v", got, errs)
+	}
+}
+
+// overlapping makes each RemoveMember wait up to 20ms for another to
+// arrive before it goes ahead.
+type overlapping struct {
+	*fakeidp.IDP
+	meet chan struct{}
+}
+
+func (o overlapping) RemoveMember(ctx context.Context, realm, groupID, userID string) error {
+	select {
+	case o.meet <- struct{}{}:
+	case <-o.meet:
+	case <-time.After(20 * time.Millisecond):
+	}
+	return o.IDP.RemoveMember(ctx, realm, groupID, userID)
+}
+
+// TestFaultAtEveryStepOfCreate fails each mutating call of a create in
+// turn. Each time the caller gets the failure's kind (Unavailable, or
+// Refused when the identity provider refused), with no internals in the
+// public text, and nothing is left: no artefact, no row. The same create
+// then succeeds.
+func TestFaultAtEveryStepOfCreate(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	alice := f.creator("alice")
+	// Warm up: the root group exists afterwards, so every create below
+	// takes the same steps.
+	f.create(t, f.desk, "WARM")
+	f.idp.FailAt(0, false)
+	f.create(t, alice, "COUNT")
+	steps := f.idp.Steps()
+	if steps < 10 {
+		t.Fatalf("a create made only %d mutating calls", steps)
+	}
+	t.Logf("create: %d mutating steps, each failed in turn", steps)
+	for _, kind := range []error{fault.Unavailable, fault.Refused} {
+		f.idp.Refuse(kind == fault.Refused)
+		for step := 1; step <= steps; step++ {
+			before := f.idp.Artefacts(realm)
+			f.idp.FailAt(step, false)
+			_, err := f.svc.Create(ctx, realm, alice, community.CreateRequest{Label: "FLAKY", Name: "Flaky"})
+			if fault.KindOf(err) != kind {
+				t.Fatalf("%v at step %d: %v, want kind %v", kind, step, err, kind)
+			}
+			if fe := (*fault.Error)(nil); !errors.As(err, &fe) || strings.Contains(fe.Public, "injected") {
+				t.Errorf("%v at step %d: public text passes the cause on: %v", kind, step, err)
+			}
+			if after := f.idp.Artefacts(realm); !slices.Equal(after, before) {
+				t.Errorf("%v at step %d left %v", kind, step, f.of("FLAKY"))
+			}
+			if r := f.row(t, "FLAKY"); r != nil {
+				t.Errorf("%v at step %d left row %+v", kind, step, r)
+			}
+			if ev := f.last(t, "create"); ev.Outcome != "failed" {
+				t.Errorf("%v at step %d audited as %+v", kind, step, ev)
+			}
+		}
+	}
+	f.idp.Refuse(false)
+	f.idp.FailAt(0, false)
+	f.create(t, alice, "FLAKY")
+}
+
+// TestStickyFaultDuringCreateIsRecovered: the identity provider fails at
+// step n and stays down, so the undo fails too. Whatever was made stays,
+// the row is kept as failed (the label reserved, the community invisible),
+// and Recover removes everything once the fault is cleared.
+func TestStickyFaultDuringCreateIsRecovered(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	f.create(t, f.desk, "WARM")
+	f.idp.FailAt(0, false)
+	f.create(t, f.desk, "COUNT")
+	steps := f.idp.Steps()
+	for step := 1; step <= steps; step++ {
+		before := f.idp.Artefacts(realm)
+		f.idp.FailAt(step, true)
+		_, err := f.svc.Create(ctx, realm, f.desk, community.CreateRequest{Label: "DOWN", Name: "Down"})
+		if fault.KindOf(err) != fault.Unavailable {
+			t.Fatalf("sticky fault at step %d: %v", step, err)
+		}
+		r := f.row(t, "DOWN")
+		if step == 1 {
+			// The roles are made in one call: nothing was made, nothing
+			// needed undoing.
+			if r != nil || !slices.Equal(f.idp.Artefacts(realm), before) {
+				t.Errorf("step 1: row %+v, artefacts %v", r, f.of("DOWN"))
+			}
+			continue
+		}
+		if r == nil || r.State != community.StateFailed || r.LastError == "" {
+			t.Fatalf("sticky fault at step %d: row %+v, want failed", step, r)
+		}
+		if len(f.of("DOWN")) == 0 {
+			t.Fatalf("sticky fault at step %d: nothing was left to recover", step)
+		}
+		if _, err := f.svc.Create(ctx, realm, f.desk, community.CreateRequest{Label: "down", Name: "Down again"}); !errors.Is(err, community.ErrDuplicate) {
+			t.Errorf("step %d: the label was free while its undo was owed: %v", step, err)
+		}
+		if _, err := f.svc.Get(ctx, realm, "DOWN"); !errors.Is(err, community.ErrNotFound) {
+			t.Errorf("step %d: a failed community is visible: %v", step, err)
+		}
+		// Still down: recovery keeps the row and tries again later.
+		if n, err := f.svc.Recover(ctx, []string{realm}); n != 0 || fault.KindOf(err) != fault.Unavailable {
+			t.Errorf("step %d: recover while down: %d, %v", step, n, err)
+		}
+		if r := f.row(t, "DOWN"); r == nil || r.LeaseUntil == nil || !r.LeaseUntil.After(time.Now()) {
+			t.Errorf("step %d: a recovery that failed did not keep the row with a renewed lease: %+v", step, r)
+		}
+		// The renewed lease keeps other recoveries off it.
+		f.idp.FailAt(0, false)
+		if n, err := f.svc.Recover(ctx, []string{realm}); n != 0 || err != nil {
+			t.Errorf("step %d: recovery took a row under a live lease: %d, %v", step, n, err)
+		}
+		if err := f.store.Transition(ctx, r.ID, community.StateFailed, community.StateFailed, nil, new(time.Now()), nil, r.LastError); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := f.svc.Recover(ctx, []string{realm}); n != 1 || err != nil {
+			t.Fatalf("step %d: recover: %d, %v", step, n, err)
+		}
+		if after := f.idp.Artefacts(realm); !slices.Equal(after, before) || f.row(t, "DOWN") != nil {
+			t.Fatalf("step %d: recovery left %v, row %+v", step, f.of("DOWN"), f.row(t, "DOWN"))
+		}
+		if ev := f.last(t, "recover"); ev.Outcome != "success" || ev.Label != "DOWN" {
+			t.Errorf("step %d: audit %+v", step, ev)
+		}
+	}
+}
+
+// TestFaultAtEveryStepOfDelete: a delete the identity provider interrupts
+// fails Unavailable, hides the community at once, and Recover finishes it.
+func TestFaultAtEveryStepOfDelete(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	f.create(t, f.desk, "GONE")
+	f.idp.FailAt(0, false)
+	if _, err := f.svc.Delete(ctx, realm, f.desk, community.DeleteRequest{Label: "GONE"}); err != nil {
+		t.Fatal(err)
+	}
+	steps := f.idp.Steps()
+	if steps < 5 {
+		t.Fatalf("a delete made only %d mutating calls", steps)
+	}
+	t.Logf("delete: %d mutating steps, each failed in turn", steps)
+	for step := 1; step <= steps; step++ {
+		before := f.idp.Artefacts(realm)
+		l := fmt.Sprintf("GONE%d", step)
+		f.create(t, f.desk, l)
+		f.idp.FailAt(step, true)
+		if _, err := f.svc.Delete(ctx, realm, f.desk, community.DeleteRequest{Label: l}); fault.KindOf(err) != fault.Unavailable {
+			t.Fatalf("fault at delete step %d: %v", step, err)
+		}
+		if _, err := f.svc.Get(ctx, realm, l); !errors.Is(err, community.ErrNotFound) {
+			t.Errorf("step %d: a half-deleted community is visible: %v", step, err)
+		}
+		if r := f.row(t, l); r == nil || r.State != community.StateDeleting {
+			t.Errorf("step %d: row %+v, want deleting", step, r)
+		}
+		f.idp.FailAt(0, false)
+		if n, err := f.svc.Recover(ctx, []string{realm}); n != 1 || err != nil {
+			t.Errorf("step %d: recover: %d, %v", step, n, err)
+		}
+		if after := f.idp.Artefacts(realm); !slices.Equal(after, before) || f.row(t, l) != nil {
+			t.Errorf("step %d: recovery left %v, row %+v", step, f.of(l), f.row(t, l))
+		}
+	}
+}
+
+// TestForeignArtefactIsAConflict: an artefact of a needed name that is not
+// the community's makes the create a conflict; it is left alone (a foreign
+// client scope is taken off the FHIR clients, where without the
+// community's role mapping it would reach every token), and nothing else
+// is kept.
+func TestForeignArtefactIsAConflict(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	f.create(t, f.desk, "WARM")
+	f.idp.Add(realm, fakeidp.Scope, "grouping/CLASH.write", "")
+	f.idp.Add(realm, fakeidp.DefaultScope, "grouping/CLASH.write of client "+fhir, "")
+	f.idp.Add(realm, fakeidp.Role, "PERM_ROLECLASH_OWNER", "")
+	for l, left := range map[string][]string{
+		"CLASH":     {"client scope grouping/CLASH.write"},
+		"ROLECLASH": {"realm role PERM_ROLECLASH_OWNER"},
+	} {
+		_, err := f.svc.Create(t.Context(), realm, f.desk, community.CreateRequest{Label: l, Name: l})
+		if !errors.Is(err, community.ErrKeycloakClash) || fault.KindOf(err) != fault.Conflict {
+			t.Errorf("create %s: %v, want a clash", l, err)
+		}
+		if got := f.of(l); !slices.Equal(got, left) {
+			t.Errorf("after the clash over %s the identity provider holds %v, want %v", l, got, left)
+		}
+		if r := f.row(t, l); r != nil {
+			t.Errorf("row kept: %+v", r)
+		}
+	}
+}
+
+// TestRecoverAbandoned: a create or delete abandoned mid-way (its replica
+// died) is left alone while its lease runs, then undone by Recover: nothing
+// in the identity provider, no row.
+func TestRecoverAbandoned(t *testing.T) {
+	const lease = 100 * time.Millisecond
+	f := newFixture(t, lease)
+	ctx := t.Context()
+	f.create(t, f.desk, "WARM")
+	before := f.idp.Artefacts(realm)
+
+	// A create that got half-way: row creating, some artefacts made.
+	until := time.Now().Add(lease)
+	half := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "HALF", LabelKey: "half", Name: "Half", NameKey: "half",
+		State: community.StateCreating, LeaseUntil: &until}
+	if err := f.store.Reserve(ctx, half); err != nil {
+		t.Fatal(err)
+	}
+	f.idp.FailAt(6, false)
+	if _, err := f.idp.Provision(ctx, community.Spec{ID: half.ID, Realm: realm, Root: root, Label: "HALF", Name: "Half",
+		FHIRClients: []string{fhir}}); err == nil {
+		t.Fatal("the half-way create was not cut short")
+	}
+	f.idp.FailAt(0, false)
+	// A delete that got half-way: row deleting, some artefacts removed.
+	gone := f.create(t, f.desk, "GONE")
+	if err := f.store.Transition(ctx, gone.ID, community.StateActive, community.StateDeleting, nil, &until, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	f.idp.FailAt(3, false)
+	if _, err := f.idp.Cleanup(ctx, realm, root, "GONE", gone.ID, []string{fhir}); err == nil {
+		t.Fatal("the half-way delete was not cut short")
+	}
+	f.idp.FailAt(0, false)
+	if len(f.of("HALF")) == 0 || len(f.of("GONE")) == 0 {
+		t.Fatalf("nothing half-made: %v %v", f.of("HALF"), f.of("GONE"))
+	}
+
+	// In flight as far as anyone can tell: left alone.
+	if n, err := f.svc.Recover(ctx, []string{realm}); n != 0 || err != nil {
+		t.Fatalf("recover under live leases: %d, %v", n, err)
+	}
+	if f.row(t, "HALF") == nil || f.row(t, "GONE") == nil {
+		t.Fatal("recovery took a row whose lease had not run out")
+	}
+	time.Sleep(time.Until(until) + 10*time.Millisecond)
+	// Another realm's recovery does not take them.
+	if n, err := f.svc.Recover(ctx, []string{"elsewhere"}); n != 0 || err != nil {
+		t.Fatalf("recover of another realm: %d, %v", n, err)
+	}
+	if n, err := f.svc.Recover(ctx, []string{realm}); n != 2 || err != nil {
+		t.Fatalf("recover: %d, %v", n, err)
+	}
+	if after := f.idp.Artefacts(realm); !slices.Equal(after, before) {
+		t.Errorf("recovery left\n%s", strings.Join(slices.DeleteFunc(after, func(a string) bool { return slices.Contains(before, a) }), "\n"))
+	}
+	if f.row(t, "HALF") != nil || f.row(t, "GONE") != nil {
+		t.Error("recovery left rows")
+	}
+	var recovered []string
+	for _, ev := range f.store.Events() {
+		if ev.Action == "recover" && ev.Outcome == "success" {
+			recovered = append(recovered, ev.Label)
+		}
+	}
+	slices.Sort(recovered)
+	if !slices.Equal(recovered, []string{"GONE", "HALF"}) {
+		t.Errorf("recoveries audited: %v", recovered)
+	}
+	if n, err := f.svc.Recover(ctx, []string{realm}); n != 0 || err != nil {
+		t.Errorf("recover again: %d, %v", n, err)
+	}
+}
+
+// TestReconcile: drift is reported without a single change; repair
+// recreates what is missing and records the new ids; a community group
+// without a row is an orphan, removed by repair when it carries this
+// service's marker and only reported when it does not; an operation in
+// flight is not an orphan.
+func TestReconcile(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	ndd := f.create(t, f.desk, "NDD")
+	f.create(t, f.desk, "OK")
+
+	reports, ran, err := f.svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil || !ran || len(reports) != 1 || reports[0].Communities != 2 || reports[0].DriftCount() != 0 {
+		t.Fatalf("reconcile of a clean realm: %+v %v %v", reports, ran, err)
+	}
+
+	// Drift: someone deleted the author group (and with it its role
+	// mappings) and the read scope's place on the FHIR client.
+	f.idp.Delete(realm, fakeidp.Group, "/Communities/NDD/author")
+	f.idp.Delete(realm, fakeidp.DefaultScope, "grouping/NDD.read of client "+fhir)
+	// Orphans: a community's artefacts whose row is gone, and a group made
+	// by hand under the root. An operation in flight has a row.
+	orphan := uuid.NewString()
+	if _, err := f.idp.Provision(ctx, community.Spec{ID: orphan, Realm: realm, Root: root, Label: "ORPHAN", Name: "Orphan",
+		FHIRClients: []string{fhir}}); err != nil {
+		t.Fatal(err)
+	}
+	f.idp.Add(realm, fakeidp.Group, "/Communities/HAND", "")
+	// A marker that is no registry id was set by someone else: the group
+	// is foreign, and the check of the realm goes on.
+	f.idp.Add(realm, fakeidp.Group, "/Communities/ODD", "not-a-uuid")
+	until := time.Now().Add(time.Minute)
+	flight := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "FLIGHT", LabelKey: "flight", Name: "Flight",
+		NameKey: "flight", State: community.StateCreating, LeaseUntil: &until}
+	if err := f.store.Reserve(ctx, flight); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.idp.Provision(ctx, community.Spec{ID: flight.ID, Realm: realm, Root: root, Label: "FLIGHT", Name: "Flight",
+		FHIRClients: []string{fhir}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Report only: any mutating call would fail, and none is made.
+	before := f.idp.Artefacts(realm)
+	f.idp.FailAt(1, true)
+	reports, _, err = f.svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil || f.idp.Steps() != 0 || !slices.Equal(f.idp.Artefacts(realm), before) {
+		t.Fatalf("report-only reconcile: %v, %d mutating calls", err, f.idp.Steps())
+	}
+	f.idp.FailAt(0, false)
+	rep := reports[0]
+	want := []community.Drift{
+		{What: "group /Communities/NDD/author", Problem: "missing"},
+		{What: "default client scope grouping/NDD.read of client " + fhir, Problem: "missing"},
+	}
+	if !slices.Equal(rep.Drift["NDD"], want) || len(rep.Drift) != 1 {
+		t.Errorf("drift %v, want %v", rep.Drift, want)
+	}
+	wantOrphans := []community.Orphan{{Label: "HAND"}, {Label: "ODD"}, {Label: "ORPHAN", ID: orphan}}
+	if !slices.Equal(rep.Orphans, wantOrphans) || rep.OrphansRemoved != 0 || rep.Repair {
+		t.Errorf("orphans %+v removed %d, want %+v", rep.Orphans, rep.OrphansRemoved, wantOrphans)
+	}
+	if r := f.row(t, "NDD"); r.Artifacts != ndd.Artifacts {
+		t.Errorf("report-only reconcile changed the row's artefacts: %+v", r.Artifacts)
+	}
+
+	reports, _, err = f.svc.Reconcile(ctx, []string{realm}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep = reports[0]
+	for i := range want {
+		want[i].Repaired = true
+	}
+	want = slices.Insert(want, 1,
+		community.Drift{What: "role mapping /Communities/NDD/author → PERM_NDD_READ", Problem: "missing", Repaired: true},
+		community.Drift{What: "role mapping /Communities/NDD/author → PERM_NDD_WRITE", Problem: "missing", Repaired: true})
+	if !slices.Equal(rep.Drift["NDD"], want) {
+		t.Errorf("repair: drift %v, want %v", rep.Drift["NDD"], want)
+	}
+	if !slices.Equal(rep.Orphans, wantOrphans) || rep.OrphansRemoved != 1 {
+		t.Errorf("repair: orphans %+v, removed %d", rep.Orphans, rep.OrphansRemoved)
+	}
+	if left := f.of("ORPHAN"); len(left) > 0 {
+		t.Errorf("repair left the orphan's %v", left)
+	}
+	if f.idp.ID(realm, fakeidp.Group, "/Communities/HAND") == "" {
+		t.Error("repair removed a group made by hand")
+	}
+	if len(f.of("FLIGHT")) != len(artefactsOfNDD) {
+		t.Errorf("repair touched an operation in flight: %v", f.of("FLIGHT"))
+	}
+	row := f.row(t, "NDD")
+	author := f.idp.ID(realm, fakeidp.Group, "/Communities/NDD/author")
+	if author == "" || author == ndd.Artifacts.AuthorGroupID || row.Artifacts.AuthorGroupID != author ||
+		row.Artifacts.OwnerGroupID != ndd.Artifacts.OwnerGroupID {
+		t.Errorf("the row's artefacts after repair %+v; the author group is now %s", row.Artifacts, author)
+	}
+	if ev := f.last(t, "repair"); ev.Label != "NDD" || ev.Outcome != "success" {
+		t.Errorf("audit %+v", ev)
+	}
+	if ev := f.last(t, "remove-orphan"); ev.Label != "ORPHAN" || ev.Outcome != "success" {
+		t.Errorf("audit %+v", ev)
+	}
+	// The row names the recreated group: a member can be added to it.
+	if err := f.svc.ChangeMember(ctx, realm, f.desk, "NDD", community.RoleAuthor, "service-account-service-desk", true); err != nil {
+		t.Errorf("add an author after repair: %v", err)
+	}
+
+	reports, _, err = f.svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil || reports[0].Drift["NDD"] != nil || !slices.Equal(reports[0].Orphans, []community.Orphan{{Label: "HAND"}, {Label: "ODD"}}) {
+		t.Errorf("after repair: %+v %v", reports, err)
+	}
+
+	// Check repairs one community the same way.
+	f.idp.Delete(realm, fakeidp.Role, "PERM_OK_WRITE")
+	drift, err := f.svc.Check(ctx, realm, "ok", true)
+	if err != nil || len(drift) == 0 || drift[0].What != "realm role PERM_OK_WRITE" || !drift[0].Repaired {
+		t.Errorf("check: %v %v", drift, err)
+	}
+	if f.row(t, "OK").Artifacts.WriteRoleID != f.idp.ID(realm, fakeidp.Role, "PERM_OK_WRITE") {
+		t.Error("check did not record the recreated role")
+	}
+}
+
+// TestEnsureDefaults: the default communities are made dormant by service
+// desk, their consumer groups become default groups, and a second run
+// changes nothing.
+func TestEnsureDefaults(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	defaults, err := community.ParseDefaults([]string{"Open=Open", "Restricted=Restricted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.EnsureDefaults(ctx, realm, defaults); err != nil {
+		t.Fatal(err)
+	}
+	var consumers []string
+	for _, l := range []string{"Open", "Restricted"} {
+		r := f.row(t, l)
+		if r == nil || r.State != community.StateActive {
+			t.Fatalf("%s: %+v", l, r)
+		}
+		if got := f.owners(t, l); len(got) != 0 {
+			t.Errorf("%s has owners %v; a default community is dormant", l, got)
+		}
+		consumers = append(consumers, r.Artifacts.ConsumerGroupID)
+	}
+	slices.Sort(consumers)
+	if got := f.idp.DefaultGroups(realm); !slices.Equal(got, consumers) {
+		t.Errorf("default groups %v, want the consumer groups %v", got, consumers)
+	}
+	before := f.idp.Artefacts(realm)
+	if err := f.svc.EnsureDefaults(ctx, realm, defaults); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.idp.Artefacts(realm), before) || !slices.Equal(f.idp.DefaultGroups(realm), consumers) {
+		t.Error("a second run changed something")
+	}
+}

@@ -1,0 +1,220 @@
+package community
+
+import (
+	"context"
+	"time"
+
+	"github.com/nhs-terminology/communities/internal/fault"
+)
+
+// The domain's own types, and the two interfaces it needs: a Store for the
+// registry and audit trail (internal/registry implements it over PostgreSQL,
+// memstore in memory) and an IdentityProvider for what a community is in
+// Keycloak (internal/keycloak implements it). Those packages convert to and from
+// these types at their edge; nothing here knows GORM or gocloak.
+
+// Member roles of a community, which are also its child group names.
+const (
+	RoleOwner    = "owner"
+	RoleAuthor   = "author"
+	RoleConsumer = "consumer"
+)
+
+// MemberRoles lists the member roles in display order.
+var MemberRoles = []string{RoleOwner, RoleAuthor, RoleConsumer}
+
+// States of a community's registry record: creating → active → deleting
+// → (gone); failed is a create whose undo is still owed.
+const (
+	StateCreating = "creating"
+	StateActive   = "active"
+	StateDeleting = "deleting"
+	StateFailed   = "failed"
+)
+
+// Community is a community as the registry holds it.
+type Community struct {
+	ID                string
+	Realm             string
+	Label             string
+	LabelKey          string // Label folded for uniqueness (label.Key)
+	Name              string
+	NameKey           string
+	State             string
+	Artifacts         Artifacts
+	CreatedBySub      string
+	CreatedByUsername string
+	CreatedByClient   string
+	// LeaseUntil bounds an operation in flight; a row not active whose
+	// lease ran out was abandoned.
+	LeaseUntil *time.Time
+	LastError  string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Artifacts are the identity provider's ids of what a community owns, for
+// operators and drift checks; artefacts are found by name, not by these.
+type Artifacts struct {
+	GroupID         string `json:"groupId,omitempty"`
+	OwnerGroupID    string `json:"ownerGroupId,omitempty"`
+	AuthorGroupID   string `json:"authorGroupId,omitempty"`
+	ConsumerGroupID string `json:"consumerGroupId,omitempty"`
+	ReadRoleID      string `json:"readRoleId,omitempty"`
+	WriteRoleID     string `json:"writeRoleId,omitempty"`
+	OwnerRoleID     string `json:"ownerRoleId,omitempty"`
+	ReadScopeID     string `json:"readScopeId,omitempty"`
+	WriteScopeID    string `json:"writeScopeId,omitempty"`
+}
+
+// Claims are the provenance claims of the caller's token (seed 004:
+// requesting_system, requesting_organization, requesting_user,
+// reason_for_request) kept with an audit event.
+type Claims map[string]string
+
+// AuditEvent is one entry of the audit trail: a change or an attempt, who
+// asked, and how it ended.
+type AuditEvent struct {
+	At            time.Time
+	Realm         string
+	Action        string
+	Label         string
+	Name          string
+	ActorSub      string
+	ActorClient   string
+	ActorUsername string
+	Outcome       string
+	Detail        string
+	RequestID     string
+	Claims        Claims
+}
+
+// Spec is what the identity provider makes for a community.
+type Spec struct {
+	ID          string // registry id, the marker on every artefact
+	Realm       string
+	Root        string // root group name
+	Label       string
+	Name        string
+	Owners      []string // user ids
+	FHIRClients []string // clientIds that get the scopes as defaults
+}
+
+// Member is a user in one of a community's groups.
+type Member struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+}
+
+// GroupRef is a group a user is in.
+type GroupRef struct {
+	ID   string
+	Path string
+}
+
+// Drift is one way a community's artefacts differ from what they should be.
+type Drift struct {
+	What     string `json:"what"`               // e.g. "realm role PERM_NDD_READ"
+	Problem  string `json:"problem"`            // "missing", "not this community's", ...
+	Repaired bool   `json:"repaired,omitempty"` // set when the check fixed it
+	// Critical drift widened access: a community scope was on a FHIR
+	// client without its role mapping, so in every user's token.
+	Critical bool `json:"critical,omitempty"`
+}
+
+func (d Drift) String() string {
+	s := d.What + ": " + d.Problem
+	if d.Critical {
+		s = "CRITICAL " + s
+	}
+	if d.Repaired {
+		s += " (repaired)"
+	}
+	return s
+}
+
+// Orphan is a community group in the identity provider.
+type Orphan struct {
+	Label string `json:"label"`
+	ID    string `json:"id"` // the marker on it; empty if none
+}
+
+// CleanupReport says what a clean-up removed and what it left because it
+// belongs to someone else.
+type CleanupReport struct {
+	Deleted []string
+	Foreign []string
+}
+
+// Errors a Store returns.
+var (
+	ErrNoRecord     = fault.Sentinel(fault.NotFound, "no such community record")
+	ErrLabelTaken   = fault.Sentinel(fault.Conflict, "a community with this security label already exists")
+	ErrNameTaken    = fault.Sentinel(fault.Conflict, "a community with this name already exists")
+	ErrStateChanged = fault.Sentinel(fault.Conflict, "community changed state concurrently")
+)
+
+// Store keeps the registry and the audit trail. Its contract, which every
+// implementation passes (storetest), is what the sagas rely on: unique
+// labels and names per realm ignoring case, conditional state transitions,
+// leases, and locks that hold across replicas.
+type Store interface {
+	// Reserve inserts c; ErrLabelTaken or ErrNameTaken if either is used
+	// in c's realm (by keys), whatever the other row's state.
+	Reserve(ctx context.Context, c *Community) error
+	// Get finds a community of realm by label key, in any state.
+	Get(ctx context.Context, realm, labelKey string) (*Community, error)
+	// List returns the active communities of realm by label key; max <= 0
+	// means all.
+	List(ctx context.Context, realm string, first, max int) ([]Community, error)
+	// ByLabels returns the active communities of realm among labelKeys.
+	ByLabels(ctx context.Context, realm string, labelKeys []string) ([]Community, error)
+	// Transition moves row id from state from to to, setting its lease
+	// (nil clears it), artefacts (nil keeps them) and last error; with
+	// expect set the row must still hold exactly that lease.
+	// ErrStateChanged when the row is not as expected.
+	Transition(ctx context.Context, id, from, to string, expect, lease *time.Time, a *Artifacts, lastErr string) error
+	// Remove deletes row id if it is still in state, else ErrStateChanged.
+	Remove(ctx context.Context, id, state string) error
+	// ClaimAbandoned takes one row of realms, not active, whose lease ran
+	// out, and extends its lease to now+lease so exactly one caller gets
+	// it; nil, nil when there is none.
+	ClaimAbandoned(ctx context.Context, realms []string, lease time.Duration) (*Community, error)
+	// SetArtifacts records the artefacts of an active community.
+	SetArtifacts(ctx context.Context, id string, a Artifacts) error
+	// Exists reports whether a row with id exists in any state.
+	Exists(ctx context.Context, id string) (bool, error)
+	// Audit appends an event to the audit trail.
+	Audit(ctx context.Context, ev *AuditEvent) error
+	// WithCommunityLock runs fn while holding community id's lock, which
+	// excludes every other holder in any replica.
+	WithCommunityLock(ctx context.Context, id string, fn func(context.Context) error) error
+	// AsLeader runs fn unless another holder runs it for realm, reporting
+	// whether it ran.
+	AsLeader(ctx context.Context, realm string, fn func(context.Context) error) (bool, error)
+}
+
+// IdentityProvider is what the service needs of Keycloak. Failures to
+// reach it are of kind fault.Unavailable, refusals fault.Refused, a user
+// or client that does not exist fault.NotFound, an artefact held by
+// someone else fault.Conflict.
+type IdentityProvider interface {
+	// Provision makes a community's artefacts; on error what was made
+	// stays, for Cleanup to find by name and marker.
+	Provision(ctx context.Context, s Spec) (Artifacts, error)
+	// Cleanup removes what carries community id's marker; idempotent.
+	Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (CleanupReport, error)
+	// Ensure compares a community's artefacts with what Provision makes;
+	// with repair it makes what is missing.
+	Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Artifacts, error)
+	// CommunityGroups lists the groups under root with their markers.
+	CommunityGroups(ctx context.Context, realm, root string) ([]Orphan, error)
+	ResolveUser(ctx context.Context, realm, ref string) (string, error)
+	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
+	HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error)
+	Members(ctx context.Context, realm, groupID string) ([]Member, error)
+	AddMember(ctx context.Context, realm, groupID, userID string) error
+	RemoveMember(ctx context.Context, realm, groupID, userID string) error
+	AddDefaultGroup(ctx context.Context, realm, groupID string) error
+	UserGroups(ctx context.Context, realm, userID string) ([]GroupRef, error)
+}

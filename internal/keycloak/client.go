@@ -1,0 +1,376 @@
+// Package keycloak makes and removes the Keycloak artefacts of communities
+// (groups, realm roles, client scopes and their mappings) through gocloak,
+// and answers the membership questions the API asks.
+package keycloak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/Nerzal/gocloak/v13"
+	"github.com/go-resty/resty/v2"
+	"github.com/google/uuid"
+
+	"github.com/nhs-terminology/communities/internal/fault"
+)
+
+// Options configures a Client.
+type Options struct {
+	// BaseURL is Keycloak's base URL, e.g. http://localhost:8080.
+	BaseURL      string
+	ClientID     string
+	ClientSecret string
+	// AdminRealm is the realm of ClientID; empty means each managed realm
+	// holds its own client with the same id and secret.
+	AdminRealm string
+	Timeout    time.Duration
+	// Transport carries every request; nil means http.DefaultTransport.
+	// Tests put a fault-injecting transport here.
+	Transport http.RoundTripper
+	// Observe, when set, is told of every round trip (metrics).
+	Observe func(method string, status int, took time.Duration)
+	// ReadOnly refuses, before it leaves the process, every request that
+	// could change Keycloak (anything but GET and HEAD, except logging in),
+	// and makes checks report what they would otherwise create or detach:
+	// plan and export are read-only by construction, not by care.
+	ReadOnly bool
+}
+
+// Client is a Keycloak admin API client for the realms the service manages.
+type Client struct {
+	gc   *gocloak.GoCloak
+	opts Options
+
+	roundTrips atomic.Int64
+
+	mu        sync.Mutex
+	tokens    map[string]cachedToken
+	roots     map[string]string // realm + "/" + root group name → id
+	clients   map[string]string // realm + "/" + clientId → id
+	fgap      map[string]string // realm → admin permissions API path
+	fgapReady map[string]bool   // realm → realm-wide permissions made
+}
+
+type cachedToken struct {
+	token   string
+	expires time.Time
+}
+
+// requestIDKey carries the request id into outgoing calls.
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying id, which Keycloak calls send as
+// X-Request-ID so that both sides' logs can be joined.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// New builds a Client; it does not contact Keycloak.
+func New(o Options) *Client {
+	base := o.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c := &Client{
+		gc:        gocloak.NewClient(strings.TrimRight(o.BaseURL, "/")),
+		opts:      o,
+		tokens:    map[string]cachedToken{},
+		roots:     map[string]string{},
+		clients:   map[string]string{},
+		fgap:      map[string]string{},
+		fgapReady: map[string]bool{},
+	}
+	if o.ReadOnly {
+		base = readOnlyTransport{base: base}
+	}
+	rc := resty.New().SetTransport(&countingTransport{base: base, c: c}).SetTimeout(o.Timeout).
+		SetRetryCount(2).SetRetryWaitTime(200 * time.Millisecond).SetRetryMaxWaitTime(2 * time.Second).
+		AddRetryCondition(retryable).SetLogger(quietLogger{})
+	c.gc.SetRestyClient(rc)
+	return c
+}
+
+// quietLogger silences resty's own logging: every failure comes back as an
+// error, wrapped with context, and the service logs it once, in JSON.
+type quietLogger struct{}
+
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Warnf(string, ...any)  {}
+func (quietLogger) Debugf(string, ...any) {}
+
+// retryable retries, with backoff, calls that are safe to repeat (GET, PUT,
+// DELETE) when Keycloak did not answer or answered 5xx or 429. A POST is
+// never repeated: Keycloak may have done it before the answer was lost.
+func retryable(r *resty.Response, err error) bool {
+	if r == nil || r.Request == nil {
+		return false
+	}
+	switch r.Request.Method {
+	case http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodHead:
+	default:
+		return false
+	}
+	return err != nil || r.StatusCode() >= 500 || r.StatusCode() == http.StatusTooManyRequests
+}
+
+// RoundTrips is the number of HTTP requests sent to Keycloak so far.
+func (c *Client) RoundTrips() int64 { return c.roundTrips.Load() }
+
+type countingTransport struct {
+	base http.RoundTripper
+	c    *Client
+}
+
+func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.c.roundTrips.Add(1)
+	if id, ok := r.Context().Value(requestIDKey{}).(string); ok && id != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("X-Request-ID", id)
+	}
+	start := time.Now()
+	resp, err := t.base.RoundTrip(r)
+	if t.c.opts.Observe != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.c.opts.Observe(r.Method, status, time.Since(start))
+	}
+	return resp, err
+}
+
+// readOnlyTransport lets through only requests that change nothing.
+type readOnlyTransport struct{ base http.RoundTripper }
+
+func (t readOnlyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	login := r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !login {
+		if r.Body != nil {
+			_ = r.Body.Close()
+		}
+		return nil, fmt.Errorf("%w: %s %s", ErrReadOnly, r.Method, r.URL.Path)
+	}
+	return t.base.RoundTrip(r)
+}
+
+// Errors callers branch on.
+var (
+	// ErrReadOnly is a change refused by a read-only client.
+	ErrReadOnly = errors.New("read-only: a change to Keycloak was refused")
+	// ErrUnavailable wraps failures to reach Keycloak or 5xx answers.
+	ErrUnavailable = fault.Sentinel(fault.Unavailable, "keycloak unavailable")
+	// ErrNotFound is a 404 from Keycloak.
+	ErrNotFound = fault.Sentinel(fault.NotFound, "not found in keycloak")
+)
+
+// ConflictError says an artefact a community needs already exists in
+// Keycloak and is not this community's.
+type ConflictError struct{ What string }
+
+func (e *ConflictError) Error() string { return e.What + " already exists in Keycloak" }
+
+// Is makes a clash a conflict in the service's vocabulary.
+func (e *ConflictError) Is(target error) bool { return target == fault.Conflict }
+
+// StatusError is an unexpected answer from Keycloak.
+type StatusError struct {
+	Op     string
+	Status int
+	Body   string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("keycloak: %s: HTTP %d %s", e.Op, e.Status, e.Body)
+}
+
+// Is makes a 4xx answer a refusal: Keycloak answered, and retrying the
+// same request will not help.
+func (e *StatusError) Is(target error) bool { return target == fault.Refused && e.Status < 500 }
+
+// classify turns a gocloak or resty error into one of ours, with op as
+// context.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var api *gocloak.APIError
+	if errors.As(err, &api) {
+		switch {
+		case api.Code == http.StatusNotFound:
+			return fmt.Errorf("%s: %w", op, ErrNotFound)
+		case api.Code == 0 || api.Code >= 500:
+			return fmt.Errorf("%s: %w: %s", op, ErrUnavailable, api.Message)
+		}
+		return &StatusError{Op: op, Status: api.Code, Body: api.Message}
+	}
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+func statusOf(err error) int {
+	var api *gocloak.APIError
+	if errors.As(err, &api) {
+		return api.Code
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Status
+	}
+	return 0
+}
+
+// token returns a cached admin token valid for realm's admin API.
+func (c *Client) token(ctx context.Context, realm string) (string, error) {
+	authRealm := c.opts.AdminRealm
+	if authRealm == "" {
+		authRealm = realm
+	}
+	c.mu.Lock()
+	t, ok := c.tokens[authRealm]
+	c.mu.Unlock()
+	if ok && time.Now().Before(t.expires) {
+		return t.token, nil
+	}
+	jwt, err := c.gc.LoginClient(ctx, c.opts.ClientID, c.opts.ClientSecret, authRealm)
+	if err != nil {
+		return "", classify("log in as "+c.opts.ClientID+" to realm "+authRealm, err)
+	}
+	// Renew well before expiry so a long operation never runs on a token
+	// that expires half-way.
+	life := time.Duration(jwt.ExpiresIn) * time.Second / 2
+	c.mu.Lock()
+	c.tokens[authRealm] = cachedToken{token: jwt.AccessToken, expires: time.Now().Add(life)}
+	c.mu.Unlock()
+	return jwt.AccessToken, nil
+}
+
+// raw sends a request gocloak has no method for. out may be nil.
+func (c *Client) raw(ctx context.Context, token, method, path string, body, out any) (*resty.Response, error) {
+	req := c.gc.GetRequestWithBearerAuth(ctx, token)
+	if body != nil {
+		req.SetBody(body)
+	}
+	if out != nil {
+		req.SetResult(out)
+	}
+	resp, err := req.Execute(method, strings.TrimRight(c.opts.BaseURL, "/")+"/admin/realms/"+path)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w: %w", method, path, ErrUnavailable, err)
+	}
+	switch {
+	case resp.StatusCode() == http.StatusNotFound:
+		return resp, fmt.Errorf("%s %s: %w", method, path, ErrNotFound)
+	case resp.StatusCode() >= 500:
+		return resp, fmt.Errorf("%s %s: %w: HTTP %d", method, path, ErrUnavailable, resp.StatusCode())
+	case resp.IsError():
+		return resp, &StatusError{Op: method + " " + path, Status: resp.StatusCode(), Body: truncate(resp.String(), 300)}
+	}
+	return resp, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func idFromLocation(resp *resty.Response) string {
+	loc := resp.Header().Get("Location")
+	return loc[strings.LastIndex(loc, "/")+1:]
+}
+
+func pathEscape(realm string) string { return url.PathEscape(realm) }
+
+// Ping checks that Keycloak answers for realm now, and that the service can
+// log in to it (the admin token is cached, so the realm's public OpenID
+// configuration is fetched as well).
+func (c *Client) Ping(ctx context.Context, realm string) error {
+	if _, err := c.token(ctx, realm); err != nil {
+		return err
+	}
+	resp, err := c.gc.GetRequest(ctx).Get(strings.TrimRight(c.opts.BaseURL, "/") + "/realms/" + pathEscape(realm) + "/.well-known/openid-configuration")
+	if err != nil {
+		return fmt.Errorf("reach realm %s: %w: %w", realm, ErrUnavailable, err)
+	}
+	if resp.IsError() {
+		return fmt.Errorf("reach realm %s: %w: HTTP %d", realm, ErrUnavailable, resp.StatusCode())
+	}
+	return nil
+}
+
+// ResolveUser finds a user of realm by id or, failing that, by exact
+// username, and returns the id.
+func (c *Client) ResolveUser(ctx context.Context, realm, ref string) (string, error) {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return "", err
+	}
+	// Only a well-formed id goes into the admin URL's path; anything else
+	// is looked up as a username, a query parameter the client encodes.
+	if id, perr := uuid.Parse(ref); perr == nil && id.String() == strings.ToLower(ref) {
+		u, err := c.gc.GetUserByID(ctx, tok, realm, id.String())
+		if err == nil && u.ID != nil {
+			return *u.ID, nil
+		}
+		if s := statusOf(err); err != nil && s != http.StatusNotFound {
+			return "", classify("find user "+ref, err)
+		}
+	}
+	exact := true
+	users, err := c.gc.GetUsers(ctx, tok, realm, gocloak.GetUsersParams{Username: &ref, Exact: &exact})
+	if err != nil {
+		return "", classify("find user "+ref, err)
+	}
+	if len(users) != 1 || users[0].ID == nil {
+		return "", fmt.Errorf("user %q: %w", ref, ErrNotFound)
+	}
+	return *users[0].ID, nil
+}
+
+// HasRealmRole reports whether user userID holds realm role role now,
+// directly or through a composite or a group: one call, whatever the number
+// of communities. A subject that is not a user id holds nothing.
+func (c *Client) HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error) {
+	id, err := uuid.Parse(userID)
+	if err != nil || id.String() != strings.ToLower(userID) {
+		return false, nil
+	}
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return false, err
+	}
+	roles, err := c.gc.GetCompositeRealmRolesByUserID(ctx, tok, realm, id.String())
+	if err != nil {
+		if statusOf(err) == http.StatusNotFound {
+			return false, nil
+		}
+		return false, classify("read realm roles of user "+userID, err)
+	}
+	for _, r := range roles {
+		if r.Name != nil && *r.Name == role {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// IsMember reports whether user userID is a direct member of group groupID.
+func (c *Client) IsMember(ctx context.Context, realm, groupID, userID string) (bool, error) {
+	members, err := c.Members(ctx, realm, groupID)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range members {
+		if m.ID == userID {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,365 @@
+package keycloak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/nhs-terminology/communities/internal/community"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/Nerzal/gocloak/v13"
+)
+
+// MarkerAttribute is set on every artefact a community owns, to the
+// community's registry id. Clean-up deletes only what carries the right
+// marker, so a role or scope someone made by hand under the same name is
+// never removed, and a crashed create can be undone without knowing what
+// it got as far as making.
+const MarkerAttribute = "communities.id"
+
+// Names are the Keycloak names of a community's artefacts. They follow
+// Ontoserver's conventions: authorities PERM_<label>_READ|WRITE and scopes
+// grouping/<label>.read|write.
+type Names struct {
+	ReadRole, WriteRole, OwnerRole string
+	ReadScope, WriteScope          string
+	GroupPath                      string
+}
+
+// NamesFor returns the artefact names of label under root group root.
+func NamesFor(root, label string) Names {
+	return Names{
+		ReadRole:   "PERM_" + label + "_READ",
+		WriteRole:  "PERM_" + label + "_WRITE",
+		OwnerRole:  "PERM_" + label + "_OWNER",
+		ReadScope:  "grouping/" + label + ".read",
+		WriteScope: "grouping/" + label + ".write",
+		GroupPath:  "/" + root + "/" + label,
+	}
+}
+
+// Provision makes the artefacts Describe(s) lists, in an order where each
+// step only needs what earlier steps made. On error, what was made stays
+// made: the caller undoes it with Cleanup, which finds it by name and
+// marker.
+func (c *Client) Provision(ctx context.Context, s community.Spec) (community.Artifacts, error) {
+	var a community.Artifacts
+	tok, err := c.token(ctx, s.Realm)
+	if err != nil {
+		return a, err
+	}
+	d := Describe(s)
+	rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
+	if err != nil {
+		return a, err
+	}
+	roles, err := c.importRoles(ctx, tok, s, d)
+	if err != nil {
+		return a, err
+	}
+	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = *roles[d.Roles[0].Name].ID, *roles[d.Roles[1].Name].ID, *roles[d.Roles[2].Name].ID
+	owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
+	if err != nil {
+		return a, classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
+	}
+	roles[OwnerRole] = gocloak.Role{ID: owner.ID, Name: owner.Name}
+
+	if a.GroupID, err = c.createGroup(ctx, tok, s.Realm, rootID, d.Group); err != nil {
+		return a, err
+	}
+	for _, g := range d.Children {
+		id, err := c.createGroup(ctx, tok, s.Realm, a.GroupID, g)
+		if err != nil {
+			return a, err
+		}
+		setGroupID(&a, g.Member, id)
+		if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, pick(roles, g.Grants)); err != nil {
+			return a, classify("map roles to group "+g.Path, err)
+		}
+	}
+	scopeIDs := make([]string, len(d.Scopes))
+	for i, sc := range d.Scopes {
+		id, err := c.createScope(ctx, tok, s.Realm, sc)
+		if err != nil {
+			return a, err
+		}
+		scopeIDs[i] = id
+		// The role scope mapping is what makes Keycloak put the scope only
+		// into tokens of users who hold the role.
+		if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, id, pick(roles, []string{sc.Role})); err != nil {
+			return a, classify("map role to client scope "+sc.Name, err)
+		}
+	}
+	a.ReadScopeID, a.WriteScopeID = scopeIDs[0], scopeIDs[1]
+	for _, clientID := range s.FHIRClients {
+		cid, err := c.clientUUID(ctx, tok, s.Realm, clientID)
+		if err != nil {
+			return a, err
+		}
+		for i, sc := range d.Scopes {
+			if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, scopeIDs[i]); err != nil {
+				return a, classify("add default client scope "+sc.Name+" to client "+clientID, err)
+			}
+		}
+	}
+	if err := c.grantOwners(ctx, tok, s, d, a); err != nil {
+		return a, err
+	}
+	for _, user := range s.Owners {
+		if err := c.gc.AddUserToGroup(ctx, tok, s.Realm, user, a.OwnerGroupID); err != nil {
+			return a, classify("add owner "+user+" to "+d.Children[0].Path, err)
+		}
+	}
+	return a, nil
+}
+
+// pick returns the roles of names, in order.
+func pick(roles map[string]gocloak.Role, names []string) []gocloak.Role {
+	out := make([]gocloak.Role, 0, len(names))
+	for _, n := range names {
+		out = append(out, roles[n])
+	}
+	return out
+}
+
+// createGroup makes group g under parent and returns its id.
+func (c *Client) createGroup(ctx context.Context, tok, realm, parent string, g GroupSpec) (string, error) {
+	body := map[string]any{"name": g.Name, "attributes": g.Attributes}
+	if g.Description != "" {
+		body["description"] = g.Description
+	}
+	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/groups/"+parent+"/children", body, nil)
+	if statusOf(err) == http.StatusConflict {
+		return "", &ConflictError{What: "group " + g.Path}
+	}
+	if err != nil {
+		return "", fmt.Errorf("create group %s: %w", g.Path, err)
+	}
+	return idFromLocation(resp), nil
+}
+
+// importRoles makes the community's realm roles in one partialImport call:
+// one round trip and one Keycloak transaction, so either all exist or none.
+func (c *Client) importRoles(ctx context.Context, tok string, s community.Spec, d Desired) (map[string]gocloak.Role, error) {
+	var reps []map[string]any
+	for _, r := range d.Roles {
+		reps = append(reps, map[string]any{"name": r.Name, "description": r.Description, "attributes": d.Marker})
+	}
+	var out struct {
+		Results []struct {
+			ResourceName string `json:"resourceName"`
+			ID           string `json:"id"`
+		} `json:"results"`
+	}
+	_, err := c.raw(ctx, tok, http.MethodPost, pathEscape(s.Realm)+"/partialImport", map[string]any{
+		"ifResourceExists": "FAIL",
+		"roles":            map[string]any{"realm": reps},
+	}, &out)
+	if se := (*StatusError)(nil); errors.As(err, &se) && se.Status == http.StatusConflict {
+		return nil, &ConflictError{What: "a realm role of " + strings.Join(d.RoleNames(), ", ")}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create realm roles of %s: %w", s.Label, err)
+	}
+	byName := map[string]string{}
+	for _, r := range out.Results {
+		byName[r.ResourceName] = r.ID
+	}
+	roles := map[string]gocloak.Role{}
+	for _, r := range d.Roles {
+		id, ok := byName[r.Name]
+		if !ok {
+			return nil, fmt.Errorf("create realm role %s: Keycloak's partialImport did not report it", r.Name)
+		}
+		roles[r.Name] = gocloak.Role{ID: gocloak.StringP(id), Name: gocloak.StringP(r.Name)}
+	}
+	return roles, nil
+}
+
+// createScope makes client scope sc and returns its id.
+func (c *Client) createScope(ctx context.Context, tok, realm string, sc ScopeSpec) (string, error) {
+	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/client-scopes", map[string]any{
+		"name": sc.Name, "description": sc.Description, "protocol": "openid-connect", "attributes": sc.Attributes,
+	}, nil)
+	if statusOf(err) == http.StatusConflict {
+		return "", &ConflictError{What: "client scope " + sc.Name}
+	}
+	if err != nil {
+		return "", fmt.Errorf("create client scope %s: %w", sc.Name, err)
+	}
+	return idFromLocation(resp), nil
+}
+
+// rootGroup finds or makes the top-level group all communities live under.
+func (c *Client) rootGroup(ctx context.Context, tok, realm, root string) (string, error) {
+	key := realm + "/" + root
+	c.mu.Lock()
+	id, ok := c.roots[key]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	g, err := c.gc.GetGroupByPath(ctx, tok, realm, root)
+	switch {
+	case err == nil:
+		id = *g.ID
+	case statusOf(err) != http.StatusNotFound:
+		return "", classify("find root group "+root, err)
+	case c.opts.ReadOnly:
+		return "", fmt.Errorf("root group %s: %w", root, ErrNotFound)
+	default:
+		desc := "Communities: each child group is one community, with owner, author and consumer groups"
+		resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/groups", map[string]any{"name": root, "description": desc}, nil)
+		switch {
+		case err == nil:
+			id = idFromLocation(resp)
+		case statusOf(err) == http.StatusConflict: // another replica made it first
+			g, err := c.gc.GetGroupByPath(ctx, tok, realm, root)
+			if err != nil {
+				return "", classify("find root group "+root, err)
+			}
+			id = *g.ID
+		default:
+			return "", fmt.Errorf("create root group %s: %w", root, err)
+		}
+	}
+	c.mu.Lock()
+	c.roots[key] = id
+	c.mu.Unlock()
+	return id, nil
+}
+
+// clientUUID maps a clientId to Keycloak's internal id.
+func (c *Client) clientUUID(ctx context.Context, tok, realm, clientID string) (string, error) {
+	key := realm + "/" + clientID
+	c.mu.Lock()
+	id, ok := c.clients[key]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	cl, err := c.gc.GetClients(ctx, tok, realm, gocloak.GetClientsParams{ClientID: &clientID})
+	if err != nil {
+		return "", classify("find client "+clientID, err)
+	}
+	if len(cl) != 1 || cl[0].ID == nil {
+		return "", fmt.Errorf("find client %s in realm %s: %w", clientID, realm, ErrNotFound)
+	}
+	c.mu.Lock()
+	c.clients[key] = *cl[0].ID
+	c.mu.Unlock()
+	return *cl[0].ID, nil
+}
+
+// forget drops cached ids of realm, after a clean-up found them stale.
+func (c *Client) forget(realm, root string) {
+	c.mu.Lock()
+	delete(c.roots, realm+"/"+root)
+	c.mu.Unlock()
+}
+
+// Cleanup removes every artefact of community id (label under root) that
+// carries its marker. It is idempotent: missing artefacts are skipped, so
+// it can undo a half-made create, finish a half-done delete, or run twice.
+// A foreign client scope of the community's name is left in place but
+// taken off fhirClients: once the community's roles are gone it would have
+// no role mapping, and Keycloak would put it into every user's token.
+func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (community.CleanupReport, error) {
+	var rep community.CleanupReport
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return rep, err
+	}
+	d := Describe(community.Spec{ID: id, Realm: realm, Root: root, Label: label})
+
+	// Permissions first: they name the groups, and Keycloak would delete
+	// only some of them with the groups.
+	if err := c.revokeOwners(ctx, tok, realm, id, d, &rep); err != nil {
+		return rep, err
+	}
+
+	var scopes []struct {
+		ID         string            `json:"id"`
+		Name       string            `json:"name"`
+		Attributes map[string]string `json:"attributes"`
+	}
+	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+"/client-scopes", nil, &scopes); err != nil {
+		return rep, fmt.Errorf("list client scopes: %w", err)
+	}
+	for _, sc := range scopes {
+		if !slices.ContainsFunc(d.Scopes, func(w ScopeSpec) bool { return w.Name == sc.Name }) {
+			continue
+		}
+		if sc.Attributes[MarkerAttribute] != id {
+			for _, clientID := range fhirClients {
+				cid, err := c.clientUUID(ctx, tok, realm, clientID)
+				if err != nil {
+					return rep, err
+				}
+				if err := c.detachScope(ctx, tok, realm, cid, sc.ID); err != nil {
+					return rep, fmt.Errorf("detach foreign client scope %s from %s: %w", sc.Name, clientID, err)
+				}
+			}
+			rep.Foreign = append(rep.Foreign, "client scope "+sc.Name+" (taken off the FHIR clients)")
+			continue
+		}
+		// Keycloak detaches a deleted scope from the clients using it.
+		if err := c.gc.DeleteClientScope(ctx, tok, realm, sc.ID); err != nil && statusOf(err) != http.StatusNotFound {
+			return rep, classify("delete client scope "+sc.Name, err)
+		}
+		rep.Deleted = append(rep.Deleted, "client scope "+sc.Name)
+	}
+
+	path := d.Group.Path
+	g, err := c.gc.GetGroupByPath(ctx, tok, realm, strings.TrimPrefix(path, "/"))
+	switch {
+	case statusOf(err) == http.StatusNotFound:
+		c.forget(realm, root)
+	case err != nil:
+		return rep, classify("find group "+path, err)
+	case !hasMarker(g.Attributes, id):
+		rep.Foreign = append(rep.Foreign, "group "+path)
+	default:
+		// Deleting the group deletes its children; members lose the
+		// membership, users stay.
+		if err := c.gc.DeleteGroup(ctx, tok, realm, *g.ID); err != nil && statusOf(err) != http.StatusNotFound {
+			return rep, classify("delete group "+path, err)
+		}
+		rep.Deleted = append(rep.Deleted, "group "+path)
+	}
+
+	for _, name := range d.RoleNames() {
+		r, err := c.gc.GetRealmRole(ctx, tok, realm, name)
+		if statusOf(err) == http.StatusNotFound {
+			continue
+		}
+		if err != nil {
+			return rep, classify("find realm role "+name, err)
+		}
+		if !hasMarker(r.Attributes, id) {
+			rep.Foreign = append(rep.Foreign, "realm role "+name)
+			continue
+		}
+		if err := c.gc.DeleteRealmRole(ctx, tok, realm, name); err != nil && statusOf(err) != http.StatusNotFound {
+			return rep, classify("delete realm role "+name, err)
+		}
+		rep.Deleted = append(rep.Deleted, "realm role "+name)
+	}
+	return rep, nil
+}
+
+func hasMarker(attrs *map[string][]string, id string) bool {
+	if attrs == nil {
+		return false
+	}
+	for _, v := range (*attrs)[MarkerAttribute] {
+		if v == id {
+			return true
+		}
+	}
+	return false
+}
+
+var _ community.IdentityProvider = (*Client)(nil)

@@ -1,0 +1,183 @@
+package keycloak
+
+import "github.com/nhs-terminology/communities/internal/community"
+
+// What a community is in Keycloak, said once. Provision makes it, Ensure
+// compares Keycloak with it (and repairs), Cleanup removes what of it
+// carries the community's marker; none of them names an artefact, a grant
+// or a description of its own.
+
+// RoleSpec is a realm role of a community.
+type RoleSpec struct {
+	Name        string
+	Description string
+}
+
+// GroupSpec is one of a community's groups. Grants are the realm roles
+// its members get; community.Member is "" for the label group and the member role
+// (owner, author, consumer) for its children.
+type GroupSpec struct {
+	Name        string
+	Path        string
+	Member      string
+	Description string
+	Attributes  map[string][]string
+	Grants      []string
+}
+
+// ScopeSpec is a community client scope; Role is the realm role mapped to
+// it, without which Keycloak would put it into every user's token.
+type ScopeSpec struct {
+	Name        string
+	Description string
+	Attributes  map[string]string
+	Role        string
+}
+
+// PolicySpec is an admin policy or permission on the admin-permissions
+// client. Groups and Resources name the community's groups by member role
+// ("" is the label group); ids are known only once the groups exist.
+type PolicySpec struct {
+	Kind         string // role, group, aggregate or scope
+	Name         string
+	Description  string
+	Groups       []string // group policies: member roles of the groups named
+	Policies     []string // aggregates and permissions: policies named
+	ResourceType string   // permissions
+	Resources    []string // permissions: member roles of the groups named
+	Scopes       []string // permissions
+	Strategy     string   // aggregates: decision strategy
+}
+
+// Desired is everything a community owns in Keycloak, in the order
+// Provision makes it (Cleanup removes in reverse).
+type Desired struct {
+	Roles    []RoleSpec // read, write, owner
+	Group    GroupSpec
+	Children []GroupSpec // owner, author, consumer
+	Scopes   []ScopeSpec // read, write
+	Policies []PolicySpec
+	Marker   map[string][]string
+}
+
+// Describe returns community s's artefacts. It is pure: no Keycloak call.
+func Describe(s community.Spec) Desired {
+	n := NamesFor(s.Root, s.Label)
+	named := s.Name + " (" + s.Label + ")"
+	marker := map[string][]string{MarkerAttribute: {s.ID}}
+	d := Desired{
+		Marker: marker,
+		Roles: []RoleSpec{
+			{n.ReadRole, "Read resources labelled " + s.Label + ".read (community " + s.Name + ")"},
+			{n.WriteRole, "Write resources labelled " + s.Label + ".write (community " + s.Name + ")"},
+			{n.OwnerRole, "Owner of community " + named},
+		},
+		// The label group carries the community's name so that owners see
+		// it in the admin console's group tree.
+		Group: GroupSpec{
+			Name: s.Label, Path: n.GroupPath, Description: s.Name,
+			Attributes: map[string][]string{MarkerAttribute: {s.ID}, "communityName": {s.Name}, "securityLabel": {s.Label}},
+		},
+	}
+	// Seed 003: owners manage, authors read and write, consumers read. The
+	// owner group also maps OwnerRole, which lets owners open the admin
+	// console's Users and Groups pages.
+	grants := map[string][]string{
+		community.RoleOwner:    {n.OwnerRole, OwnerRole},
+		community.RoleAuthor:   {n.ReadRole, n.WriteRole},
+		community.RoleConsumer: {n.ReadRole},
+	}
+	for _, member := range community.MemberRoles {
+		d.Children = append(d.Children, GroupSpec{
+			Name: member, Path: n.GroupPath + "/" + member, Member: member,
+			Attributes: marker, Grants: grants[member],
+		})
+	}
+	for _, sc := range []struct{ name, role string }{{n.ReadScope, n.ReadRole}, {n.WriteScope, n.WriteRole}} {
+		d.Scopes = append(d.Scopes, ScopeSpec{
+			Name: sc.name, Description: "Community " + named, Role: sc.role,
+			// In the token's scope claim, where Ontoserver reads it; never on
+			// a consent screen.
+			Attributes: map[string]string{
+				"include.in.token.scope": "true", "display.on.consent.screen": "false", MarkerAttribute: s.ID,
+			},
+		})
+	}
+	owners, admins, view, membership := fgapNames(s.Label)
+	desc := markerDescription(s.ID)
+	d.Policies = []PolicySpec{
+		{Kind: "group", Name: owners, Description: desc, Groups: []string{community.RoleOwner}},
+		// An aggregate, because Keycloak refuses any decision strategy but
+		// UNANIMOUS on permissions: owners of this community OR service desk.
+		{Kind: "aggregate", Name: admins, Description: desc, Strategy: "AFFIRMATIVE",
+			Policies: []string{owners, policyServiceDesk}},
+		// Seeing the groups is for every community owner: a narrower view
+		// permission makes Keycloak refuse to show users who are members
+		// of other communities (docs/keycloak-fgap.md).
+		{Kind: "scope", Name: view, Description: desc, ResourceType: "Groups",
+			Resources: []string{"", community.RoleOwner, community.RoleAuthor, community.RoleConsumer}, Scopes: []string{"view"}, Policies: []string{policyAdmins}},
+		{Kind: "scope", Name: membership, Description: desc, ResourceType: "Groups",
+			Resources: community.MemberRoles, Scopes: []string{"manage-membership"}, Policies: []string{admins}},
+	}
+	return d
+}
+
+// RoleNames are the names of the community's realm roles.
+func (d Desired) RoleNames() []string {
+	out := make([]string, len(d.Roles))
+	for i, r := range d.Roles {
+		out[i] = r.Name
+	}
+	return out
+}
+
+// body is the representation Keycloak takes for p, with the groups of
+// artefacts a.
+func (p PolicySpec) body(a community.Artifacts) map[string]any {
+	b := map[string]any{"name": p.Name, "description": p.Description}
+	switch p.Kind {
+	case "group":
+		b["logic"] = "POSITIVE"
+		var groups []map[string]any
+		for _, m := range p.Groups {
+			groups = append(groups, map[string]any{"id": groupID(a, m), "extendChildren": false})
+		}
+		b["groups"] = groups
+	case "aggregate":
+		b["logic"], b["decisionStrategy"], b["policies"] = "POSITIVE", p.Strategy, p.Policies
+	case "scope":
+		var resources []string
+		for _, m := range p.Resources {
+			resources = append(resources, groupID(a, m))
+		}
+		b["resourceType"], b["resources"], b["scopes"], b["policies"] = p.ResourceType, resources, p.Scopes, p.Policies
+	}
+	return b
+}
+
+// groupID is the id of the label group ("") or of a member group.
+func groupID(a community.Artifacts, member string) string {
+	switch member {
+	case community.RoleOwner:
+		return a.OwnerGroupID
+	case community.RoleAuthor:
+		return a.AuthorGroupID
+	case community.RoleConsumer:
+		return a.ConsumerGroupID
+	}
+	return a.GroupID
+}
+
+// setGroupID records the id of the label group ("") or a member group.
+func setGroupID(a *community.Artifacts, member, id string) {
+	switch member {
+	case community.RoleOwner:
+		a.OwnerGroupID = id
+	case community.RoleAuthor:
+		a.AuthorGroupID = id
+	case community.RoleConsumer:
+		a.ConsumerGroupID = id
+	default:
+		a.GroupID = id
+	}
+}

@@ -1,0 +1,348 @@
+package keycloak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/nhs-terminology/communities/internal/community"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/Nerzal/gocloak/v13"
+)
+
+// Ensure compares a community's artefacts in Keycloak with Describe(s),
+// and with repair makes whatever is missing (roles, groups, role mappings,
+// client scopes, scope mappings, default scopes on the FHIR clients, admin
+// permissions). Artefacts that exist but belong to someone else (no
+// marker, or another community's) are reported and never touched. Owners
+// are not checked: membership is the owners' business.
+func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
+	var (
+		drift []community.Drift
+		a     community.Artifacts
+	)
+	tok, err := c.token(ctx, s.Realm)
+	if err != nil {
+		return nil, a, err
+	}
+	d := Describe(s)
+	note := func(what, problem string, fixed bool) {
+		drift = append(drift, community.Drift{What: what, Problem: problem, Repaired: fixed})
+	}
+
+	roles := map[string]gocloak.Role{}
+	for _, want := range d.Roles {
+		r, err := c.gc.GetRealmRole(ctx, tok, s.Realm, want.Name)
+		switch {
+		case statusOf(err) == http.StatusNotFound:
+			if !repair {
+				note("realm role "+want.Name, "missing", false)
+				continue
+			}
+			attrs := d.Marker
+			if _, err := c.gc.CreateRealmRole(ctx, tok, s.Realm, gocloak.Role{Name: gocloak.StringP(want.Name), Attributes: &attrs,
+				Description: gocloak.StringP(want.Description)}); err != nil {
+				return drift, a, classify("recreate realm role "+want.Name, err)
+			}
+			if r, err = c.gc.GetRealmRole(ctx, tok, s.Realm, want.Name); err != nil {
+				return drift, a, classify("read realm role "+want.Name, err)
+			}
+			note("realm role "+want.Name, "missing", true)
+		case err != nil:
+			return drift, a, classify("read realm role "+want.Name, err)
+		case !hasMarker(r.Attributes, s.ID):
+			note("realm role "+want.Name, "exists but is not this community's", false)
+			continue
+		}
+		roles[want.Name] = gocloak.Role{ID: r.ID, Name: r.Name}
+	}
+	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = deref(roles[d.Roles[0].Name].ID), deref(roles[d.Roles[1].Name].ID), deref(roles[d.Roles[2].Name].ID)
+	owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
+	if err != nil {
+		return drift, a, classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
+	}
+	roles[OwnerRole] = gocloak.Role{ID: owner.ID, Name: owner.Name}
+
+	if err := c.ensureGroups(ctx, tok, s, d, roles, repair, &a, note); err != nil {
+		return drift, a, err
+	}
+	critical := func(what, problem string, contained bool) {
+		drift = append(drift, community.Drift{What: what, Problem: problem, Repaired: contained, Critical: true})
+	}
+	if err := c.ensureScopes(ctx, tok, s, d, roles, repair, &a, note, critical); err != nil {
+		return drift, a, err
+	}
+	if a.GroupID != "" && a.OwnerGroupID != "" && a.AuthorGroupID != "" && a.ConsumerGroupID != "" {
+		if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair, note); err != nil {
+			return drift, a, err
+		}
+	}
+	return drift, a, nil
+}
+
+// ensureOwnerPermissions checks the community's admin policies and
+// permissions; repair makes what is missing.
+func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts, repair bool, note func(string, string, bool)) error {
+	base, err := c.permissionsBase(ctx, tok, s.Realm)
+	if errors.Is(err, errPermissionsOff) {
+		note("admin permissions of realm "+s.Realm, "not enabled", false)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	missing := false
+	for _, want := range d.Policies {
+		p, err := c.findPolicy(ctx, tok, base, want.Name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case p == nil:
+			missing = true
+			note("admin permission "+want.Name, "missing", repair)
+		case !strings.Contains(p.Description, want.Description):
+			note("admin permission "+want.Name, "exists but is not this community's", false)
+		}
+	}
+	if repair && missing {
+		return c.grantOwners(ctx, tok, s, d, a)
+	}
+	return nil
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// ensureGroups checks the label group, its member groups and their role
+// grants; repair makes what is missing.
+func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec, d Desired, roles map[string]gocloak.Role,
+	repair bool, a *community.Artifacts, note func(string, string, bool)) error {
+	g, err := c.gc.GetGroupByPath(ctx, tok, s.Realm, strings.TrimPrefix(d.Group.Path, "/"))
+	switch {
+	case statusOf(err) == http.StatusNotFound:
+		if !repair {
+			note("group "+d.Group.Path, "missing", false)
+			return nil
+		}
+		rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
+		if err != nil {
+			return err
+		}
+		if a.GroupID, err = c.createGroup(ctx, tok, s.Realm, rootID, d.Group); err != nil {
+			return fmt.Errorf("recreate: %w", err)
+		}
+		note("group "+d.Group.Path, "missing", true)
+	case err != nil:
+		return classify("read group "+d.Group.Path, err)
+	case !hasMarker(g.Attributes, s.ID):
+		note("group "+d.Group.Path, "exists but is not this community's", false)
+		return nil
+	default:
+		a.GroupID = *g.ID
+	}
+
+	var children []gocloak.Group
+	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/groups/"+a.GroupID+"/children?briefRepresentation=true&max=100", nil, &children); err != nil {
+		return fmt.Errorf("list groups under %s: %w", d.Group.Path, err)
+	}
+	for _, want := range d.Children {
+		idx := slices.IndexFunc(children, func(g gocloak.Group) bool { return deref(g.Name) == want.Name })
+		if idx < 0 {
+			if !repair {
+				note("group "+want.Path, "missing", false)
+				continue
+			}
+			id, err := c.createGroup(ctx, tok, s.Realm, a.GroupID, want)
+			if err != nil {
+				return fmt.Errorf("recreate: %w", err)
+			}
+			setGroupID(a, want.Member, id)
+			note("group "+want.Path, "missing", true)
+		} else {
+			setGroupID(a, want.Member, *children[idx].ID)
+		}
+		id := groupID(*a, want.Member)
+		mapped, err := c.gc.GetRealmRolesByGroupID(ctx, tok, s.Realm, id)
+		if err != nil {
+			return classify("read role mappings of "+want.Path, err)
+		}
+		var lacking []gocloak.Role
+		for _, name := range want.Grants {
+			if !slices.ContainsFunc(mapped, func(r *gocloak.Role) bool { return deref(r.Name) == name }) {
+				r, ok := roles[name]
+				if ok {
+					lacking = append(lacking, r)
+				}
+				note("role mapping "+want.Path+" → "+name, "missing", repair && ok)
+			}
+		}
+		if repair && len(lacking) > 0 {
+			if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, lacking); err != nil {
+				return classify("map roles to "+want.Path, err)
+			}
+		}
+	}
+	return nil
+}
+
+type scopeRep struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Attributes map[string]string `json:"attributes"`
+}
+
+// ensureScopes checks the community's client scopes, their role mappings
+// and their place among the FHIR clients' default scopes. Keycloak puts a
+// client scope with no role scope mapping into every user's token, so a
+// scope is attached only once its mapping is verified, and a scope of the
+// community's name found attached without it is detached at once, in
+// report mode too (critical drift), whoever made it.
+func (c *Client) ensureScopes(ctx context.Context, tok string, s community.Spec, d Desired, roles map[string]gocloak.Role,
+	repair bool, a *community.Artifacts, note func(string, string, bool), critical func(string, string, bool)) error {
+	var all []scopeRep
+	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes", nil, &all); err != nil {
+		return fmt.Errorf("list client scopes: %w", err)
+	}
+	type want struct {
+		ScopeSpec
+		id     *string
+		mapped bool // its role scope mapping is verified
+	}
+	ids := []*string{&a.ReadScopeID, &a.WriteScopeID}
+	var scopes []*want
+	for i, sc := range d.Scopes {
+		scopes = append(scopes, &want{ScopeSpec: sc, id: ids[i]})
+	}
+	for _, w := range scopes {
+		idx := slices.IndexFunc(all, func(r scopeRep) bool { return r.Name == w.Name })
+		scopeID := ""
+		switch {
+		case idx < 0 && !repair:
+			note("client scope "+w.Name, "missing", false)
+			continue
+		case idx < 0:
+			id, err := c.createScope(ctx, tok, s.Realm, w.ScopeSpec)
+			if err != nil {
+				return err
+			}
+			*w.id, scopeID = id, id
+			note("client scope "+w.Name, "missing", true)
+		case all[idx].Attributes[MarkerAttribute] != s.ID:
+			note("client scope "+w.Name, "exists but is not this community's", false)
+			// Not ours to repair, but whether it is mapped decides
+			// whether it may stay on the FHIR clients.
+			scopeID = all[idx].ID
+		default:
+			*w.id, scopeID = all[idx].ID, all[idx].ID
+			for _, k := range slices.Sorted(maps.Keys(w.Attributes)) {
+				if v := all[idx].Attributes[k]; v != w.Attributes[k] {
+					note("client scope "+w.Name, "attribute "+k+" is "+strconv.Quote(v)+", not "+strconv.Quote(w.Attributes[k]), false)
+				}
+			}
+		}
+		var mapped []gocloak.Role
+		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes/"+scopeID+"/scope-mappings/realm", nil, &mapped); err != nil {
+			return fmt.Errorf("read scope mappings of %s: %w", w.Name, err)
+		}
+		w.mapped = slices.ContainsFunc(mapped, func(r gocloak.Role) bool { return deref(r.Name) == w.Role })
+		if w.mapped || *w.id == "" {
+			continue
+		}
+		r, ok := roles[w.Role]
+		note("scope mapping "+w.Name+" → "+w.Role, "missing", repair && ok)
+		if repair && ok {
+			if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, *w.id, []gocloak.Role{r}); err != nil {
+				return classify("map role to client scope "+w.Name, err)
+			}
+			w.mapped = true
+		}
+	}
+	for _, clientID := range s.FHIRClients {
+		cid, err := c.clientUUID(ctx, tok, s.Realm, clientID)
+		if err != nil {
+			return err
+		}
+		defaults, err := c.gc.GetClientsDefaultScopes(ctx, tok, s.Realm, cid)
+		if err != nil {
+			return classify("read default client scopes of "+clientID, err)
+		}
+		for _, w := range scopes {
+			i := slices.IndexFunc(defaults, func(d *gocloak.ClientScope) bool { return deref(d.Name) == w.Name })
+			switch {
+			case i >= 0 && !w.mapped && c.opts.ReadOnly:
+				critical("default client scope "+w.Name+" of client "+clientID,
+					"attached without its role mapping, so in every user's token; a drift check detaches it", false)
+			case i >= 0 && !w.mapped:
+				if err := c.detachScope(ctx, tok, s.Realm, cid, deref(defaults[i].ID)); err != nil {
+					return fmt.Errorf("detach unmapped client scope %s from %s: %w", w.Name, clientID, err)
+				}
+				critical("default client scope "+w.Name+" of client "+clientID,
+					"attached without its role mapping, so in every user's token; detached", true)
+			case i < 0 && *w.id != "":
+				// Attached only once its mapping is verified: an unmapped
+				// scope would reach every user's token.
+				note("default client scope "+w.Name+" of client "+clientID, "missing", repair && w.mapped)
+				if repair && w.mapped {
+					if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, *w.id); err != nil {
+						return classify("add default client scope "+w.Name+" to "+clientID, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// detachScope removes a client scope from a client's default scopes
+// (idempotent).
+func (c *Client) detachScope(ctx context.Context, tok, realm, clientUUID, scopeID string) error {
+	err := c.gc.RemoveDefaultScopeFromClient(ctx, tok, realm, clientUUID, scopeID)
+	if statusOf(err) == http.StatusNotFound {
+		return nil
+	}
+	return classify("remove default client scope", err)
+}
+
+// CommunityGroups lists the groups under root with their markers, to find
+// what Keycloak holds that the registry does not.
+func (c *Client) CommunityGroups(ctx context.Context, realm, root string) ([]community.Orphan, error) {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	rootID, err := c.rootGroup(ctx, tok, realm, root)
+	if errors.Is(err, ErrNotFound) { // read-only, and no community made yet
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []community.Orphan
+	const page = 100
+	for first := 0; ; first += page {
+		var groups []gocloak.Group
+		q := fmt.Sprintf("/groups/%s/children?briefRepresentation=false&first=%d&max=%d", rootID, first, page)
+		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+q, nil, &groups); err != nil {
+			return nil, fmt.Errorf("list community groups: %w", err)
+		}
+		for _, g := range groups {
+			o := community.Orphan{Label: deref(g.Name)}
+			if g.Attributes != nil && len((*g.Attributes)[MarkerAttribute]) > 0 {
+				o.ID = (*g.Attributes)[MarkerAttribute][0]
+			}
+			out = append(out, o)
+		}
+		if len(groups) < page {
+			return out, nil
+		}
+	}
+}

@@ -1,0 +1,73 @@
+// Package label validates community security labels and names.
+//
+// Seed 000 calls the label "a short alphanumeric tag which will be a unique
+// identifier for your community"; Ontoserver also accepts "_". The label
+// becomes part of Keycloak role names (PERM_<label>_READ), client scope
+// names (grouping/<label>.read) and group paths, so anything outside
+// [A-Za-z0-9_] would have to be escaped in three different grammars.
+package label
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nhs-terminology/communities/internal/fault"
+)
+
+// MaxLabelLen and MaxNameLen bound what Keycloak names and the registry hold.
+const (
+	MaxLabelLen = 64
+	MaxNameLen  = 200
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = fault.Sentinel(fault.Invalid, "invalid")
+
+// ValidateLabel reports whether s is an acceptable security label.
+func ValidateLabel(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w securityLabel: must not be empty", ErrInvalid)
+	}
+	if len(s) > MaxLabelLen {
+		return fmt.Errorf("%w securityLabel: longer than %d characters", ErrInvalid, MaxLabelLen)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return fmt.Errorf("%w securityLabel: only letters A-Z and a-z, digits and '_' are allowed (found %q at position %d)",
+				ErrInvalid, firstRune(s[i:]), i+1)
+		}
+	}
+	return nil
+}
+
+// NormalizeName trims a community name and validates it: 1 to MaxNameLen
+// characters, valid UTF-8, no control characters.
+func NormalizeName(s string) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("%w communityName: not valid UTF-8", ErrInvalid)
+	}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", fmt.Errorf("%w communityName: must not be empty", ErrInvalid)
+	}
+	if n := utf8.RuneCountInString(s); n > MaxNameLen {
+		return "", fmt.Errorf("%w communityName: %d characters, at most %d allowed", ErrInvalid, n, MaxNameLen)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return "", fmt.Errorf("%w communityName: control characters are not allowed (found %U)", ErrInvalid, r)
+		}
+	}
+	return s, nil
+}
+
+// Key is the case-folded form under which labels and names are unique.
+func Key(s string) string { return strings.ToLower(s) }
+
+func firstRune(s string) rune {
+	r, _ := utf8.DecodeRuneInString(s)
+	return r
+}

@@ -1,0 +1,268 @@
+// Package provision converges a realm's communities to a file, as CI
+// pipelines provisioning realms need: plan (what would change), apply (make
+// it so, through the same code paths as the REST API) and export (write the
+// realm's communities in the same format).
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/nhs-terminology/communities/internal/community"
+)
+
+// File is the provisioning format (YAML or JSON).
+type File struct {
+	Realm       string      `json:"realm"`
+	Communities []Community `json:"communities"`
+}
+
+// Community is one community of a File. Member lists name users by
+// username; a list left out is left alone, a list given is converged to
+// (members missing are added; extra members are removed only with prune).
+type Community struct {
+	Label     string   `json:"label"`
+	Name      string   `json:"name"`
+	Owners    []string `json:"owners,omitempty"`
+	Authors   []string `json:"authors,omitempty"`
+	Consumers []string `json:"consumers,omitempty"`
+}
+
+// Parse reads a File strictly: unknown keys are errors, so a typo does not
+// silently drop a setting.
+func Parse(data []byte) (*File, error) {
+	var f File
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		return nil, fmt.Errorf("communities file: %w", err)
+	}
+	if f.Realm == "" {
+		return nil, errors.New("communities file: realm is required")
+	}
+	seen := map[string]bool{}
+	for i, c := range f.Communities {
+		if c.Label == "" || c.Name == "" {
+			return nil, fmt.Errorf("communities file: community %d needs label and name", i+1)
+		}
+		if seen[c.Label] {
+			return nil, fmt.Errorf("communities file: label %s appears twice", c.Label)
+		}
+		seen[c.Label] = true
+	}
+	return &f, nil
+}
+
+// Marshal writes f as YAML.
+func Marshal(f *File) ([]byte, error) { return yaml.Marshal(f) }
+
+// Action is one change apply makes (or plan says it would make).
+type Action struct {
+	Kind   string `json:"kind"` // create, repair, add-member, remove-member, delete, conflict
+	Label  string `json:"label"`
+	Detail string `json:"detail,omitempty"`
+	Role   string `json:"role,omitempty"`
+	User   string `json:"user,omitempty"`
+	// Labelled counts the resources still labelled by a community to delete.
+	Labelled int `json:"labelledResources,omitempty"`
+}
+
+func (a Action) String() string {
+	s := a.Kind + " " + a.Label
+	if a.Role != "" {
+		s += " " + a.Role + " " + a.User
+	}
+	if a.Detail != "" {
+		s += ": " + a.Detail
+	}
+	return s
+}
+
+// Provisioner plans and applies files through the community service.
+type Provisioner struct {
+	svc   *community.Service
+	actor community.Actor
+	// AcceptLabelled deletes communities even while their labels remain
+	// on FHIR resources (the delete guard's override).
+	AcceptLabelled bool
+}
+
+// New returns a Provisioner acting as actor (service desk rights).
+func New(svc *community.Service, actor community.Actor) *Provisioner {
+	actor.ServiceDesk = true
+	return &Provisioner{svc: svc, actor: actor}
+}
+
+var roles = community.MemberRoles
+
+func wanted(c Community) map[string][]string {
+	return map[string][]string{community.RoleOwner: c.Owners, community.RoleAuthor: c.Authors, community.RoleConsumer: c.Consumers}
+}
+
+// Plan lists what Apply would change, in the order it would.
+func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, error) {
+	var plan []Action
+	listed := map[string]bool{}
+	for _, c := range f.Communities {
+		listed[c.Label] = true
+		row, err := p.svc.Get(ctx, f.Realm, c.Label)
+		if errors.Is(err, community.ErrNotFound) {
+			plan = append(plan, Action{Kind: "create", Label: c.Label, Detail: c.Name})
+			for _, role := range roles[1:] {
+				for _, u := range wanted(c)[role] {
+					plan = append(plan, Action{Kind: "add-member", Label: c.Label, Role: role, User: u})
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if row.Label != c.Label || row.Name != c.Name {
+			plan = append(plan, Action{Kind: "conflict", Label: c.Label,
+				Detail: fmt.Sprintf("the realm has %q named %q; renaming is not supported", row.Label, row.Name)})
+			continue
+		}
+		drift, err := p.svc.Check(ctx, f.Realm, c.Label, false)
+		if err != nil {
+			return nil, err
+		}
+		if len(drift) > 0 {
+			plan = append(plan, Action{Kind: "repair", Label: c.Label, Detail: fmt.Sprint(drift)})
+		}
+		current, err := p.svc.Members(ctx, f.Realm, p.actor, c.Label)
+		if err != nil {
+			return nil, err
+		}
+		for _, role := range roles {
+			want := wanted(c)[role]
+			if want == nil {
+				continue
+			}
+			have := map[string]bool{}
+			for _, m := range current[role] {
+				have[m.Username] = true
+			}
+			for _, u := range want {
+				if !have[u] {
+					plan = append(plan, Action{Kind: "add-member", Label: c.Label, Role: role, User: u})
+				}
+			}
+			if prune {
+				for _, m := range current[role] {
+					if !slices.Contains(want, m.Username) {
+						plan = append(plan, Action{Kind: "remove-member", Label: c.Label, Role: role, User: m.Username})
+					}
+				}
+			}
+		}
+	}
+	if prune {
+		existing, err := p.svc.List(ctx, f.Realm, 0, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range existing {
+			if listed[e.Label] {
+				continue
+			}
+			a := Action{Kind: "delete", Label: e.Label, Detail: e.Name}
+			u, guarded, err := p.svc.LabelledResources(ctx, e.Label)
+			if err != nil {
+				return nil, err
+			}
+			if guarded && u.Total > 0 {
+				a.Labelled = u.Total
+				a.Detail += "; its labels remain on " + u.String()
+				if !p.AcceptLabelled {
+					a.Detail += ", so the delete will be refused without --accept-labelled-resources"
+				}
+			}
+			plan = append(plan, a)
+		}
+	}
+	return plan, nil
+}
+
+// Result is what happened to one action.
+type Result struct {
+	Action
+	Error string `json:"error,omitempty"`
+}
+
+// Apply carries out plan, reporting each action as it ends. It goes on
+// after a failure (other communities are independent) and returns an error
+// naming every item that failed.
+func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progress func(Result)) error {
+	byLabel := map[string]Community{}
+	for _, c := range f.Communities {
+		byLabel[c.Label] = c
+	}
+	failedCreate := map[string]bool{}
+	var failed []string
+	for _, a := range plan {
+		var err error
+		switch a.Kind {
+		case "create":
+			c := byLabel[a.Label]
+			req := community.CreateRequest{Label: c.Label, Name: c.Name, Owners: c.Owners, Dormant: len(c.Owners) == 0}
+			if _, err = p.svc.Create(ctx, f.Realm, p.actor, req); err != nil {
+				failedCreate[a.Label] = true
+			}
+		case "repair":
+			_, err = p.svc.Check(ctx, f.Realm, a.Label, true)
+		case "add-member", "remove-member":
+			if failedCreate[a.Label] {
+				err = errors.New("community was not created")
+				break
+			}
+			err = p.svc.ChangeMember(ctx, f.Realm, p.actor, a.Label, a.Role, a.User, a.Kind == "add-member")
+		case "delete":
+			_, err = p.svc.Delete(ctx, f.Realm, p.actor, community.DeleteRequest{Label: a.Label, AcceptLabelled: p.AcceptLabelled})
+		case "conflict":
+			err = errors.New(a.Detail)
+		}
+		r := Result{Action: a}
+		if err != nil {
+			r.Error = err.Error()
+			failed = append(failed, a.String())
+		}
+		if progress != nil {
+			progress(r)
+		}
+	}
+	if len(failed) > 0 {
+		sort.Strings(failed)
+		return fmt.Errorf("%d of %d changes failed: %v", len(failed), len(plan), failed)
+	}
+	return nil
+}
+
+// Export writes realm's communities and their members as a File.
+func (p *Provisioner) Export(ctx context.Context, realm string) (*File, error) {
+	rows, err := p.svc.List(ctx, realm, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{Realm: realm, Communities: []Community{}}
+	for _, r := range rows {
+		ms, err := p.svc.Members(ctx, realm, p.actor, r.Label)
+		if err != nil {
+			return nil, err
+		}
+		names := func(role string) []string {
+			var out []string
+			for _, m := range ms[role] {
+				out = append(out, m.Username)
+			}
+			sort.Strings(out)
+			return out
+		}
+		f.Communities = append(f.Communities, Community{Label: r.Label, Name: r.Name,
+			Owners: names(community.RoleOwner), Authors: names(community.RoleAuthor), Consumers: names(community.RoleConsumer)})
+	}
+	return f, nil
+}

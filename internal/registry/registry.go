@@ -1,0 +1,400 @@
+// Package registry keeps the communities' label registry and audit trail in
+// PostgreSQL through GORM.
+//
+// A row is written before anything is made in Keycloak and carries a state
+// and a lease: creating → active → deleting → (gone). A row whose lease has
+// run out while not active is an operation some replica abandoned (it
+// crashed, or Keycloak failed and the undo failed too); ClaimAbandoned hands
+// it to exactly one replica to finish or undo.
+package registry
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/logger"
+
+	"github.com/nhs-terminology/communities/internal/community"
+)
+
+// communityRow is a community as the communities table holds it.
+type communityRow struct {
+	ID                string `gorm:"primaryKey;type:uuid"`
+	Realm             string
+	Label             string
+	LabelKey          string
+	Name              string
+	NameKey           string
+	State             string
+	Artifacts         artifacts `gorm:"type:jsonb"`
+	CreatedBySub      string
+	CreatedByUsername string
+	CreatedByClient   string
+	LeaseUntil        *time.Time
+	LastError         string
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+func (communityRow) TableName() string { return "communities" }
+
+func rowOf(c *community.Community) *communityRow {
+	return &communityRow{ID: c.ID, Realm: c.Realm, Label: c.Label, LabelKey: c.LabelKey, Name: c.Name, NameKey: c.NameKey,
+		State: c.State, Artifacts: artifacts(c.Artifacts), CreatedBySub: c.CreatedBySub, CreatedByUsername: c.CreatedByUsername,
+		CreatedByClient: c.CreatedByClient, LeaseUntil: c.LeaseUntil, LastError: c.LastError, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+}
+
+func (r *communityRow) domain() community.Community {
+	return community.Community{ID: r.ID, Realm: r.Realm, Label: r.Label, LabelKey: r.LabelKey, Name: r.Name, NameKey: r.NameKey,
+		State: r.State, Artifacts: community.Artifacts(r.Artifacts), CreatedBySub: r.CreatedBySub, CreatedByUsername: r.CreatedByUsername,
+		CreatedByClient: r.CreatedByClient, LeaseUntil: r.LeaseUntil, LastError: r.LastError, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+func domains(rows []communityRow) []community.Community {
+	out := make([]community.Community, len(rows))
+	for i := range rows {
+		out[i] = rows[i].domain()
+	}
+	return out
+}
+
+// artifacts stores community.Artifacts as jsonb.
+type artifacts community.Artifacts
+
+// Value stores artifacts as jsonb.
+func (a artifacts) Value() (driver.Value, error) { return json.Marshal(community.Artifacts(a)) }
+
+// Scan reads artifacts from jsonb.
+func (a *artifacts) Scan(src any) error {
+	switch v := src.(type) {
+	case []byte:
+		return json.Unmarshal(v, (*community.Artifacts)(a))
+	case string:
+		return json.Unmarshal([]byte(v), (*community.Artifacts)(a))
+	case nil:
+		*a = artifacts{}
+		return nil
+	}
+	return fmt.Errorf("artifacts: cannot scan %T", src)
+}
+
+// claims stores an audit event's provenance claims as jsonb.
+type claims map[string]string
+
+// Value stores claims as jsonb.
+func (c claims) Value() (driver.Value, error) {
+	if c == nil {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(map[string]string(c))
+}
+
+// Scan reads claims from jsonb.
+func (c *claims) Scan(src any) error {
+	switch v := src.(type) {
+	case []byte:
+		return json.Unmarshal(v, c)
+	case string:
+		return json.Unmarshal([]byte(v), c)
+	case nil:
+		*c = nil
+		return nil
+	}
+	return fmt.Errorf("claims: cannot scan %T", src)
+}
+
+// auditRow is an audit event as the audit_events table holds it.
+type auditRow struct {
+	ID            int64 `gorm:"primaryKey"`
+	At            time.Time
+	Realm         string
+	Action        string
+	Label         string
+	Name          string
+	ActorSub      string
+	ActorClient   string
+	ActorUsername string
+	Outcome       string
+	Detail        string
+	RequestID     string
+	Claims        claims `gorm:"type:jsonb"`
+}
+
+func (auditRow) TableName() string { return "audit_events" }
+
+// Open connects to PostgreSQL with bounded pool and timeouts: a connect
+// timeout and a server-side statement timeout unless the URL sets its own,
+// so no request waits on the database without end. With readOnly every
+// session refuses writes.
+func Open(ctx context.Context, dsn string, readOnly bool) (*gorm.DB, error) {
+	pc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("database URL: %w", err)
+	}
+	if pc.ConnectTimeout == 0 {
+		pc.ConnectTimeout = 10 * time.Second
+	}
+	if _, ok := pc.RuntimeParams["statement_timeout"]; !ok {
+		pc.RuntimeParams["statement_timeout"] = "15000"
+	}
+	if readOnly {
+		// PostgreSQL itself refuses any write in these sessions.
+		pc.RuntimeParams["default_transaction_read_only"] = "on"
+	}
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pc)}), &gorm.Config{
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB.SetMaxOpenConns(20)
+	sqlDB.SetMaxIdleConns(5)
+	sqlDB.SetConnMaxLifetime(30 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pingCtx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("reach database: %w", err)
+	}
+	return db, nil
+}
+
+// Store reads and writes the registry; it is the PostgreSQL community.Store.
+type Store struct{ db *gorm.DB }
+
+// New wraps a migrated database.
+func New(db *gorm.DB) *Store { return &Store{db: db} }
+
+// Ping checks the database answers (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// DB exposes the connection for migrations status checks.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Reserve inserts c (state creating). The unique indexes make exactly one of
+// two concurrent reservations of a label or name win.
+func (s *Store) Reserve(ctx context.Context, c *community.Community) error {
+	err := s.db.WithContext(ctx).Create(rowOf(c)).Error
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		if pgErr.ConstraintName == "communities_realm_name_key" {
+			return community.ErrNameTaken
+		}
+		return community.ErrLabelTaken
+	}
+	if err != nil {
+		return fmt.Errorf("reserve community %s: %w", c.Label, err)
+	}
+	return nil
+}
+
+// Get finds a community of realm by label, ignoring case, in any state.
+func (s *Store) Get(ctx context.Context, realm, labelKey string) (*community.Community, error) {
+	var r communityRow
+	err := s.db.WithContext(ctx).Where("realm = ? AND label_key = ?", realm, labelKey).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, community.ErrNoRecord
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read community %s: %w", labelKey, err)
+	}
+	c := r.domain()
+	return &c, nil
+}
+
+// List returns the active communities of realm ordered by label; max <= 0
+// means no limit.
+func (s *Store) List(ctx context.Context, realm string, first, max int) ([]community.Community, error) {
+	q := s.db.WithContext(ctx).Where("realm = ? AND state = ?", realm, community.StateActive).
+		Order("label_key, label").Offset(first)
+	if max > 0 {
+		q = q.Limit(max)
+	}
+	var out []communityRow
+	if err := q.Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("list communities of %s: %w", realm, err)
+	}
+	return domains(out), nil
+}
+
+// ByLabels returns the active communities of realm among labelKeys.
+func (s *Store) ByLabels(ctx context.Context, realm string, labelKeys []string) ([]community.Community, error) {
+	if len(labelKeys) == 0 {
+		return nil, nil
+	}
+	var out []communityRow
+	err := s.db.WithContext(ctx).Where("realm = ? AND state = ? AND label_key IN ?", realm, community.StateActive, labelKeys).
+		Order("label_key, label").Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("read communities of %s: %w", realm, err)
+	}
+	return domains(out), nil
+}
+
+// Transition moves row id from state `from` to `to`, setting its lease
+// (nil clears it), artefacts (nil keeps them) and last error. With expect
+// set, the row must still hold exactly that lease: a replica that recovered
+// the row in the meantime has renewed it, and the transition fails.
+// ErrStateChanged means another request or replica got there first.
+func (s *Store) Transition(ctx context.Context, id, from, to string, expect, lease *time.Time, a *community.Artifacts, lastErr string) error {
+	updates := map[string]any{"state": to, "lease_until": lease, "last_error": lastErr, "updated_at": time.Now().UTC()}
+	if a != nil {
+		updates["artifacts"] = artifacts(*a)
+	}
+	q := s.db.WithContext(ctx).Model(&communityRow{}).Where("id = ? AND state = ?", id, from)
+	if expect != nil {
+		q = q.Where("lease_until = ?", *expect)
+	}
+	res := q.Updates(updates)
+	if res.Error != nil {
+		return fmt.Errorf("move community %s from %s to %s: %w", id, from, to, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return community.ErrStateChanged
+	}
+	return nil
+}
+
+// Remove deletes row id if it is still in state.
+func (s *Store) Remove(ctx context.Context, id, state string) error {
+	res := s.db.WithContext(ctx).Where("id = ? AND state = ?", id, state).Delete(&communityRow{})
+	if res.Error != nil {
+		return fmt.Errorf("remove community %s: %w", id, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return community.ErrStateChanged
+	}
+	return nil
+}
+
+// ClaimAbandoned takes one unfinished row of realms whose lease has run
+// out and extends the lease to now+lease, so that exactly one replica
+// recovers it. It returns nil, nil when there is none.
+func (s *Store) ClaimAbandoned(ctx context.Context, realms []string, lease time.Duration) (*community.Community, error) {
+	var rows []communityRow
+	now := time.Now().UTC()
+	until := now.Add(lease)
+	err := s.db.WithContext(ctx).Raw(`
+UPDATE communities SET lease_until = ?, updated_at = ?
+WHERE id = (
+	SELECT id FROM communities
+	WHERE state <> 'active' AND (lease_until IS NULL OR lease_until < ?) AND realm IN ?
+	ORDER BY lease_until NULLS FIRST
+	LIMIT 1
+	FOR UPDATE SKIP LOCKED)
+RETURNING *`, until, now, now, realms).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("claim abandoned community: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	c := rows[0].domain()
+	return &c, nil
+}
+
+// Audit appends an event to the audit trail.
+func (s *Store) Audit(ctx context.Context, ev *community.AuditEvent) error {
+	if ev.At.IsZero() {
+		ev.At = time.Now().UTC()
+	}
+	r := auditRow{At: ev.At, Realm: ev.Realm, Action: ev.Action, Label: ev.Label, Name: ev.Name, ActorSub: ev.ActorSub,
+		ActorClient: ev.ActorClient, ActorUsername: ev.ActorUsername, Outcome: ev.Outcome, Detail: ev.Detail,
+		RequestID: ev.RequestID, Claims: claims(ev.Claims)}
+	if err := s.db.WithContext(ctx).Clauses(clause.Returning{}).Create(&r).Error; err != nil {
+		return fmt.Errorf("write audit event %s %s: %w", ev.Action, ev.Label, err)
+	}
+	return nil
+}
+
+// SetArtifacts records the Keycloak ids of an active community after a
+// repair.
+func (s *Store) SetArtifacts(ctx context.Context, id string, a community.Artifacts) error {
+	res := s.db.WithContext(ctx).Model(&communityRow{}).Where("id = ? AND state = ?", id, community.StateActive).
+		Updates(map[string]any{"artifacts": artifacts(a), "updated_at": time.Now().UTC()})
+	if res.Error != nil {
+		return fmt.Errorf("record artefacts of %s: %w", id, res.Error)
+	}
+	return nil
+}
+
+// Exists reports whether a row with id exists in any state.
+func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
+	var n int64
+	if err := s.db.WithContext(ctx).Model(&communityRow{}).Where("id = ?", id).Count(&n).Error; err != nil {
+		return false, fmt.Errorf("look up community %s: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+// communityLockClass is the first half of the advisory lock held while a
+// community's membership is checked and changed; the second is a hash of
+// its id.
+const communityLockClass = 0x6f776e72 // "ownr"
+
+// WithCommunityLock runs fn holding a transaction-scoped advisory lock on
+// community id, waiting for any other holder (in any replica) until ctx
+// ends, and keeps it until fn returns. The lock goes with the transaction,
+// so a lost connection frees it.
+func (s *Store) WithCommunityLock(ctx context.Context, id string, fn func(context.Context) error) error {
+	// The transaction, which holds the lock, must not end with ctx while fn
+	// runs (database/sql rolls back a transaction whose context ends); only
+	// the wait for the lock honours ctx.
+	return s.db.WithContext(context.WithoutCancel(ctx)).Transaction(func(tx *gorm.DB) error {
+		if err := tx.WithContext(ctx).Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", communityLockClass, id).Error; err != nil {
+			return fmt.Errorf("lock community %s: %w", id, err)
+		}
+		return fn(ctx)
+	})
+}
+
+// reconcileLockClass is the first half of the advisory lock a reconciler
+// of a realm holds; the second is a hash of the realm's name.
+const reconcileLockClass = 0x636f6d6d // "comm"
+
+// AsLeader runs fn only if no other replica is running it for realm: it
+// holds a session advisory lock, one per realm, on one connection for fn's
+// duration. It reports false, without running fn, when another holds it.
+// Replicas managing different realms never wait for each other.
+func (s *Store) AsLeader(ctx context.Context, realm string, fn func(context.Context) error) (bool, error) {
+	ran := false
+	err := s.db.WithContext(ctx).Connection(func(conn *gorm.DB) error {
+		var got bool
+		if err := conn.Raw("SELECT pg_try_advisory_lock(?, hashtext(?))", reconcileLockClass, realm).Scan(&got).Error; err != nil {
+			return fmt.Errorf("take reconciler lock of %s: %w", realm, err)
+		}
+		if !got {
+			return nil
+		}
+		// Unlock even when ctx has ended, or the lock stays until the
+		// connection closes and the next leader is refused meanwhile.
+		defer conn.WithContext(context.WithoutCancel(ctx)).Exec("SELECT pg_advisory_unlock(?, hashtext(?))", reconcileLockClass, realm)
+		ran = true
+		return fn(ctx)
+	})
+	return ran, err
+}
+
+var _ community.Store = (*Store)(nil)

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nhs-terminology/communities/internal/auth"
+	"github.com/nhs-terminology/communities/internal/config"
+	"github.com/nhs-terminology/communities/internal/fhirproxy"
+	"github.com/nhs-terminology/communities/pkg/decision"
+)
+
+// Proxy is the assembled enforcing FHIR proxy ('communities proxy').
+type Proxy struct {
+	cfg     config.Proxy
+	log     *slog.Logger
+	handler http.Handler
+	cancel  context.CancelFunc
+}
+
+// NewProxy builds the proxy from its configuration. It needs neither the
+// registry nor Keycloak's admin API: only the realm's keys.
+func NewProxy(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	required, err := auth.ParseRequiredClaims(cfg.RequiredClaims, []string{cfg.Realm})
+	if err != nil {
+		return nil, fmt.Errorf("--required-claims: %w", err)
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	h := fhirproxy.New(fhirproxy.Options{
+		Upstream: cfg.Upstream, BasePath: cfg.BasePath, PublicBase: cfg.PublicBaseURL, Realm: cfg.Realm,
+		Verifier:       newVerifier(bg, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize),
+		RequiredClaims: required,
+		Decisions:      decision.Config{System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels},
+		Client:         &http.Client{Timeout: cfg.UpstreamTimeout},
+		MaxBody:        int64(cfg.MaxBodyMiB) << 20,
+		Logger:         log,
+	})
+	return &Proxy{cfg: cfg, log: log, handler: h, cancel: cancel}, nil
+}
+
+// Handler is the proxy's HTTP handler.
+func (p *Proxy) Handler() http.Handler { return p.handler }
+
+// Run serves on cfg.Listen until ctx ends, then drains in-flight requests.
+// ready, if not nil, gets the bound address.
+func (p *Proxy) Run(ctx context.Context, ready func(addr string)) error {
+	defer p.cancel()
+	ln, err := net.Listen("tcp", p.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           p.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      2*p.cfg.UpstreamTimeout + time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	p.log.Info("FHIR proxy listening", "addr", ln.Addr().String(), "realm", p.cfg.Realm, "base_path", p.cfg.BasePath)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+// Package server assembles the service from its configuration and runs it:
+// HTTP API, periodic recovery of abandoned operations, graceful shutdown.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nhs-terminology/communities/internal/api"
+	"github.com/nhs-terminology/communities/internal/auth"
+	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/config"
+	"github.com/nhs-terminology/communities/internal/core"
+	"github.com/nhs-terminology/communities/internal/metrics"
+	"github.com/nhs-terminology/communities/pkg/decision"
+)
+
+// Option adjusts how a Server is built.
+type Option func(*options)
+
+type options struct {
+	keycloakTransport http.RoundTripper
+}
+
+// WithKeycloakTransport sends every Keycloak admin call through rt (tests
+// inject faults and count round trips with it).
+func WithKeycloakTransport(rt http.RoundTripper) Option {
+	return func(o *options) { o.keycloakTransport = rt }
+}
+
+// Server is the core (internal/core) behind the HTTP API, with its background
+// work: recovery, drift checks, default communities.
+type Server struct {
+	cfg      config.Config
+	defaults []community.Default
+	log      *slog.Logger
+	core     *core.Core
+	metrics  *metrics.Metrics
+	handler  http.Handler
+	cancel   context.CancelFunc
+}
+
+// New builds the core and the HTTP API in front of it. It does not need
+// Keycloak to be up.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	defaults, err := community.ParseDefaults(cfg.DefaultCommunities)
+	if err != nil {
+		return nil, fmt.Errorf("--default-communities: %w", err)
+	}
+	required, err := auth.ParseRequiredClaims(cfg.RequiredClaims, cfg.Realms)
+	if err != nil {
+		return nil, fmt.Errorf("--required-claims: %w", err)
+	}
+	m := metrics.New()
+	c, err := core.Open(ctx, cfg, log, core.Options{KeycloakTransport: o.keycloakTransport, ObserveKeycloak: m.ObserveKeycloak})
+	if err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	verifier := newVerifier(bg, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize)
+	s := &Server{cfg: cfg, defaults: defaults, log: log, core: c, metrics: m, cancel: cancel}
+	s.handler = api.New(api.Options{
+		Realms: cfg.Realms, CreatorRole: cfg.CreatorRole, ServiceDeskRole: cfg.ServiceDeskRole,
+		Service: c.Service(), Verifier: verifier, Ready: c.Ready, Metrics: m, Logger: log,
+		Decisions:       decision.Config{System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels},
+		DecisionClients: cfg.DecisionClients,
+		ChangeClients:   cfg.ChangeClients,
+		RequiredClaims:  required,
+		Accounts:        c.Accounts(),
+		CORSOrigins:     cfg.CORSOrigins,
+	})
+	return s, nil
+}
+
+// newVerifier verifies tokens against Keycloak's JWKS of each realm, the
+// same way for the service and the FHIR proxy.
+func newVerifier(ctx context.Context, keycloakURL string, issuer func(string) string, audience string, algorithms []string,
+	timeout time.Duration, cacheSize int) *auth.CachingVerifier {
+	return auth.NewCachingVerifier(auth.NewVerifier(ctx, auth.Options{
+		JWKSURL: func(realm string) string {
+			return strings.TrimRight(keycloakURL, "/") + "/realms/" + realm + "/protocol/openid-connect/certs"
+		},
+		Issuer:     issuer,
+		Audience:   audience,
+		Algorithms: algorithms,
+		HTTPClient: &http.Client{Timeout: timeout},
+		Leeway:     10 * time.Second,
+	}), cacheSize)
+}
+
+// Handler is the HTTP API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Service is the community service (for tests in-process).
+func (s *Server) Service() *community.Service { return s.core.Service() }
+
+// RecoverOnce undoes abandoned operations whose lease has run out.
+func (s *Server) RecoverOnce(ctx context.Context) {
+	s.metrics.RecoveryRuns.Inc()
+	n, err := s.core.Service().Recover(ctx, s.cfg.Realms)
+	s.metrics.Recovered.Add(float64(n))
+	if err != nil {
+		s.metrics.RecoveryErrors.Inc()
+		s.log.WarnContext(ctx, "recovery pass stopped; will retry", "recovered", n, "error", err)
+	}
+}
+
+// Run serves on cfg.Listen until ctx ends, then drains in-flight requests
+// for up to cfg.ShutdownTimeout. ready, if not nil, gets the bound address.
+func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      2 * s.cfg.OperationLease,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	go s.recoveryLoop(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("listening", "addr", ln.Addr().String(), "realms", s.cfg.Realms, "keycloak", s.cfg.KeycloakURL)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down; draining in-flight requests", "timeout", s.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// ReconcileOnce checks for drift (without repairing) the realms no other
+// replica is checking, and publishes what it found.
+func (s *Server) ReconcileOnce(ctx context.Context) {
+	reports, _, err := s.core.Service().Reconcile(ctx, s.cfg.Realms, false)
+	if err != nil {
+		s.log.WarnContext(ctx, "drift check stopped; will retry", "error", err)
+		return
+	}
+	if len(reports) == 0 {
+		return
+	}
+	s.metrics.ReconcileRuns.Inc()
+	for _, r := range reports {
+		s.metrics.DriftFound.WithLabelValues(r.Realm).Set(float64(r.DriftCount()))
+	}
+}
+
+// EnsureDefaults makes the default communities of every managed realm
+// that still lacks them; it reports whether all realms have them now.
+func (s *Server) EnsureDefaults(ctx context.Context) bool {
+	ok := true
+	for _, realm := range s.cfg.Realms {
+		if err := s.core.Service().EnsureDefaults(ctx, realm, s.defaults); err != nil {
+			s.log.WarnContext(ctx, "default communities not made yet; will retry", "realm", realm, "error", err)
+			ok = false
+		}
+	}
+	return ok
+}
+
+func (s *Server) recoveryLoop(ctx context.Context) {
+	s.RecoverOnce(ctx)
+	defaultsDone := s.EnsureDefaults(ctx)
+	recovery := time.NewTicker(s.cfg.RecoveryInterval)
+	defer recovery.Stop()
+	var reconcile <-chan time.Time
+	if s.cfg.ReconcileInterval > 0 {
+		t := time.NewTicker(s.cfg.ReconcileInterval)
+		defer t.Stop()
+		reconcile = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-recovery.C:
+			s.RecoverOnce(ctx)
+			if !defaultsDone {
+				defaultsDone = s.EnsureDefaults(ctx)
+			}
+		case <-reconcile:
+			s.ReconcileOnce(ctx)
+		}
+	}
+}
+
+// Close releases the database and background work.
+func (s *Server) Close() {
+	s.cancel()
+	s.core.Close()
+}
