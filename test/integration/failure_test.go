@@ -92,6 +92,7 @@ func TestKeycloakRefusalIsNotUnavailable(t *testing.T) {
 	faults.Refuse = true
 	faults.Arm(2, false) // the label group
 	resp := harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "REFUSED", "communityName": "Refused"}).Expect(t, 502)
+	harness.ConformsToOpenAPI(t, "POST", base, resp)
 	if strings.Contains(string(resp.Body), "injected") || resp.Header.Get("Retry-After") != "" {
 		t.Errorf("a refusal answered as unavailable or with Keycloak's text: %s %v", resp.Body, resp.Header)
 	}
