@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -52,34 +51,17 @@ func (p *Proxy) Handler() http.Handler { return p.handler }
 // ready, if not nil, gets the bound address.
 func (p *Proxy) Run(ctx context.Context, ready func(addr string)) error {
 	defer p.cancel()
-	ln, err := net.Listen("tcp", p.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
-	}
-	srv := &http.Server{
+	return serve(ctx, p.log, p.cfg.Listen, &http.Server{
 		Handler:           p.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      2*p.cfg.UpstreamTimeout + time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	p.log.Info("FHIR proxy listening", "addr", ln.Addr().String(), "realm", p.cfg.Realm, "base_path", p.cfg.BasePath)
-	if ready != nil {
-		ready(ln.Addr().String())
-	}
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	}, 20*time.Second, func(addr string) {
+		p.log.Info("FHIR proxy listening", "addr", addr, "realm", p.cfg.Realm, "base_path", p.cfg.BasePath)
+		if ready != nil {
+			ready(addr)
+		}
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -120,38 +119,20 @@ func (s *Server) RecoverOnce(ctx context.Context) {
 // Run serves on cfg.Listen until ctx ends, then drains in-flight requests
 // for up to cfg.ShutdownTimeout. ready, if not nil, gets the bound address.
 func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
-	}
-	srv := &http.Server{
+	go s.recoveryLoop(ctx)
+	return serve(ctx, s.log, s.cfg.Listen, &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * s.cfg.OperationLease,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	go s.recoveryLoop(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("listening", "addr", ln.Addr().String(), "realms", s.cfg.Realms, "keycloak", s.cfg.KeycloakURL)
-	if ready != nil {
-		ready(ln.Addr().String())
-	}
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	s.log.Info("shutting down; draining in-flight requests", "timeout", s.cfg.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	}, s.cfg.ShutdownTimeout, func(addr string) {
+		s.log.Info("listening", "addr", addr, "realms", s.cfg.Realms, "keycloak", s.cfg.KeycloakURL)
+		if ready != nil {
+			ready(addr)
+		}
+	})
 }
 
 // ReconcileOnce checks for drift (without repairing) the realms no other
