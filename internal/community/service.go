@@ -336,9 +336,9 @@ func (s *Service) mayDelete(ctx context.Context, a Actor, row *Community) error 
 	if !a.Creator {
 		return fmt.Errorf("%w: deleting communities needs the service desk role, or the community creator role and ownership", ErrForbidden)
 	}
-	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
+	owner, err := s.isOwner(ctx, a, row)
 	if err != nil {
-		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"", err)
+		return err
 	}
 	if !owner {
 		return fmt.Errorf("%w: only service desk or an owner of %s may delete it", ErrForbidden, row.Label)
@@ -507,14 +507,29 @@ func (s *Service) mayManage(ctx context.Context, a Actor, row *Community) error 
 	if a.ServiceDesk {
 		return nil
 	}
-	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
+	owner, err := s.isOwner(ctx, a, row)
 	if err != nil {
-		return fault.Upstream("Keycloak could not confirm who owns "+row.Label+"", err)
+		return err
 	}
 	if !owner {
 		return fmt.Errorf("%w: only service desk or an owner of %s may manage its members", ErrForbidden, row.Label)
 	}
 	return nil
+}
+
+// isOwner asks Keycloak, not the token, whether a is in row's owner group
+// now. An owner group that is gone is drift, not an outage: trying again
+// cannot help until a repair, so it is a conflict that says so.
+func (s *Service) isOwner(ctx context.Context, a Actor, row *Community) (bool, error) {
+	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
+	switch {
+	case errors.Is(err, fault.NotFound):
+		return false, fault.New(fault.Conflict, "community "+row.Label+"'s owner group is missing in Keycloak; "+
+			"service desk can restore it with 'communities reconcile --repair'", err)
+	case err != nil:
+		return false, fault.Upstream("Keycloak could not confirm who owns "+row.Label, err)
+	}
+	return owner, nil
 }
 
 func memberGroups(row *Community) map[string]string {

@@ -515,6 +515,24 @@ func TestWhoManagesMembers(t *testing.T) {
 // TestLastOwner: an owner cannot remove the last owner, themselves
 // included; service desk can, leaving a dormant community whose owners
 // only service desk appoints.
+// TestMissingOwnerGroupIsDrift: with the owner group gone, an owner's
+// membership calls once answered "unavailable, try again", which trying
+// again never fixes; it is a conflict that points to the repair.
+func TestMissingOwnerGroupIsDrift(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	alice := f.creator("alice")
+	f.create(t, alice, "NDD")
+	f.idp.Delete(realm, fakeidp.Group, "/Communities/NDD/owner")
+	_, err := f.svc.Members(ctx, realm, alice, "NDD")
+	if fault.KindOf(err) != fault.Conflict || !strings.Contains(err.Error(), "reconcile --repair") {
+		t.Errorf("members with the owner group gone: %v (kind %v), want a conflict naming the repair", err, fault.KindOf(err))
+	}
+	if _, err := f.svc.Delete(ctx, realm, alice, community.DeleteRequest{Label: "NDD"}); fault.KindOf(err) != fault.Conflict {
+		t.Errorf("delete with the owner group gone: %v, want a conflict", err)
+	}
+}
+
 func TestLastOwner(t *testing.T) {
 	f := newFixture(t, time.Minute)
 	ctx := t.Context()

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nhs-terminology/communities/test/harness"
@@ -112,5 +114,27 @@ func TestMembershipAPI(t *testing.T) {
 		if !slices.Contains(actions, want) {
 			t.Errorf("audit trail lacks %s: %v", want, actions)
 		}
+	}
+}
+
+// TestMissingOwnerGroupIsConflict: an owner group deleted by hand is drift;
+// an owner's member calls say so (409, naming the repair) instead of
+// "unavailable, try again".
+func TestMissingOwnerGroupIsConflict(t *testing.T) {
+	f := newFixture(t)
+	creator := f.realm.UserToken(t, "creator")
+	f.create(t, creator, "NOOWN", "No owner group").Expect(t, 201)
+	ctx, admin := context.Background(), f.realm.AdminToken(t)
+	g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/NOOWN/owner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.realm.GC.DeleteGroup(ctx, admin, f.realm.Name, *g.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp := harness.Do(t, "GET", f.base+"/NOOWN/members", creator, nil).Expect(t, 409)
+	harness.ConformsToOpenAPI(t, "GET", f.base+"/NOOWN/members", resp)
+	if !strings.Contains(string(resp.Body), "reconcile --repair") {
+		t.Errorf("the answer does not point to the repair: %s", resp.Body)
 	}
 }

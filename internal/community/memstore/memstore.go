@@ -386,7 +386,8 @@ func microPtr(t *time.Time) *time.Time {
 func canonicalID(id string) (string, error) {
 	u, err := uuid.Parse(id)
 	if err != nil {
-		return "", fmt.Errorf("id %q is not a UUID: %w", id, err)
+		// The id comes back as given, so callers' messages still name it.
+		return id, fmt.Errorf("id %q is not a UUID: %w", id, err)
 	}
 	return u.String(), nil
 }
