@@ -150,8 +150,12 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 			return nil, fmt.Errorf("%w: the community creator role has been taken away since this token was issued", ErrForbidden)
 		}
 	}
+	// Service desk manages every community by its role: made an owner of
+	// what it creates, it would carry each community's owner privilege in
+	// its tokens until they grew too large to send. Without named owners
+	// its community is dormant until it appoints some (seed 000).
 	var owners []string
-	if !req.Dormant {
+	if !req.Dormant && !(a.ServiceDesk && len(req.Owners) == 0) {
 		if owners, err = s.resolveOwners(ctx, realm, a, req.Owners); err != nil {
 			return nil, err
 		}

@@ -281,8 +281,11 @@ func TestWhoMayCreate(t *testing.T) {
 		// owners the community gets, as usernames; nil with err
 		owners []string
 	}{
+		// Service desk manages by its role; its community is dormant until
+		// it appoints owners (issue 14: owning what it made bloated its
+		// tokens until every request failed).
 		{name: "service desk", actor: func(f *fixture) community.Actor { return f.desk },
-			owners: []string{"service-account-service-desk"}},
+			owners: nil},
 		{name: "API author with the creator role", actor: func(f *fixture) community.Actor { return f.creator("alice") },
 			owners: []string{"alice"}},
 		{name: "creator role taken away since the token", err: community.ErrForbidden, actor: func(f *fixture) community.Actor {

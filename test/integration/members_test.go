@@ -101,7 +101,8 @@ func TestMembershipAPI(t *testing.T) {
 	}
 	var mm members
 	do("GET", "/members/members", sd, 200).JSON(t, &mm)
-	if !slices.Equal(mm.usernames("owner"), []string{"service-account-service-desk"}) {
+	// Service desk made it without naming owners: dormant, no owner.
+	if len(mm.usernames("owner")) != 0 {
 		t.Errorf("members of community 'members': %v", mm)
 	}
 
