@@ -350,9 +350,11 @@ async function run() {
   await userSearch.fill(args.user);
   await userSearch.press('Enter');
   const userLink = page.locator('table').getByRole('link', { name: args.user, exact: true });
+  // The Users page shows "No search results" for a moment while its
+  // search request still runs (seen under load): only a steady one counts.
   const found = await firstOf({
     link: visible(userLink),
-    empty: visible(page.getByText(/no search results/i)),
+    empty: steady(visible(page.getByText(/no search results/i))),
   });
   if (found !== 'link') {
     throw new Error(`user "${args.user}" not found in the Users list${found ? ' (no search results)' : ''}`);
