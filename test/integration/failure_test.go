@@ -74,8 +74,10 @@ func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
 	}
 	_, injected := faults.Counts()
 	t.Logf("create: %d steps, %d faults injected, %d absorbed by retries, %d orphans found", steps, injected, absorbed, orphans)
-	if absorbed > 3 {
-		t.Errorf("%d faults absorbed: only the 3 PUT steps may be retried, never a POST", absorbed)
+	// Service desk's community is dormant, so its create has two PUTs (the
+	// FHIR client's default scopes) and no owner membership.
+	if absorbed > 2 {
+		t.Errorf("%d faults absorbed: only the 2 PUT steps may be retried, never a POST", absorbed)
 	}
 
 	// With Keycloak healthy again the same create succeeds.
