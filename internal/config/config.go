@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"sort"
@@ -197,13 +198,7 @@ func applyEnv(fs *pflag.FlagSet, env map[string]string, lookup func(string) (str
 }
 
 // EnvNames lists flag name → environment variable, for documentation tests.
-func EnvNames() map[string]string {
-	out := make(map[string]string, len(envName))
-	for k, v := range envName {
-		out[k] = v
-	}
-	return out
-}
+func EnvNames() map[string]string { return maps.Clone(envName) }
 
 // Validate reports every setting that cannot work, all at once.
 func (c *Config) Validate() error {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"strings"
 	"time"
@@ -100,13 +101,7 @@ func ApplyProxyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error 
 }
 
 // ProxyEnvNames lists proxy flag name → environment variable.
-func ProxyEnvNames() map[string]string {
-	out := make(map[string]string, len(proxyEnvName))
-	for k, v := range proxyEnvName {
-		out[k] = v
-	}
-	return out
-}
+func ProxyEnvNames() map[string]string { return maps.Clone(proxyEnvName) }
 
 // Validate reports every setting that cannot work, all at once.
 func (c *Proxy) Validate() error {

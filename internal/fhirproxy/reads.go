@@ -72,22 +72,35 @@ func (p *Proxy) judgeRead(c *call, h *head) bool {
 	return p.decide(c, decision.Request{ResourceType: h.ResourceType, Interaction: decision.Read, Security: h.Meta.Security}).Allowed
 }
 
+// currentReadable fetches the current instance and answers for it when it does
+// not exist or the caller may not read it (404 either way, so existence
+// does not leak); ok is false when it has answered.
+func (p *Proxy) currentReadable(c *call, typ, id string) (*answer, bool) {
+	a, h, err := p.fetch(c, typ, id, "")
+	if err != nil {
+		p.unavailable(c, err)
+		return nil, false
+	}
+	if h == nil || !p.judgeRead(c, h) {
+		p.notFound(c, typ, id)
+		return nil, false
+	}
+	return a, true
+}
+
 // read serves read and vread. A version is readable only while the
 // current instance is too: restricting a resource hides its past.
 func (p *Proxy) read(c *call, typ, id, version string) {
 	if !p.apiLevel(c, typ, decision.Read) {
 		return
 	}
-	a, h, err := p.fetch(c, typ, id, "")
-	if err != nil {
-		p.unavailable(c, err)
-		return
-	}
-	if h == nil || !p.judgeRead(c, h) {
-		p.notFound(c, typ, id)
+	a, ok := p.currentReadable(c, typ, id)
+	if !ok {
 		return
 	}
 	if version != "" {
+		var h *head
+		var err error
 		if a, h, err = p.fetch(c, typ, id, version); err != nil {
 			p.unavailable(c, err)
 			return
@@ -137,13 +150,7 @@ func (p *Proxy) history(c *call, typ, id string) {
 	if !p.apiLevel(c, typ, decision.Read) {
 		return
 	}
-	_, h, err := p.fetch(c, typ, id, "")
-	if err != nil {
-		p.unavailable(c, err)
-		return
-	}
-	if h == nil || !p.judgeRead(c, h) {
-		p.notFound(c, typ, id)
+	if _, ok := p.currentReadable(c, typ, id); !ok {
 		return
 	}
 	a, err := p.send(c, http.MethodGet, typ+"/"+id+"/_history", c.r.URL.Query(), nil, nil)

@@ -61,11 +61,14 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 		roles[want.Name] = gocloak.Role{ID: r.ID, Name: r.Name}
 	}
 	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = deref(roles[d.Roles[0].Name].ID), deref(roles[d.Roles[1].Name].ID), deref(roles[d.Roles[2].Name].ID)
-	owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
-	if err != nil {
-		return drift, a, classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
+	if repair {
+		// Only a repair maps it; a check needs only its name.
+		owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
+		if err != nil {
+			return drift, a, classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
+		}
+		roles[OwnerRole] = gocloak.Role{ID: owner.ID, Name: owner.Name}
 	}
-	roles[OwnerRole] = gocloak.Role{ID: owner.ID, Name: owner.Name}
 
 	if err := c.ensureGroups(ctx, tok, s, d, roles, repair, &a, note); err != nil {
 		return drift, a, err

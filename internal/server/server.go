@@ -47,9 +47,6 @@ type Server struct {
 // New builds the core and the HTTP API in front of it. It does not need
 // Keycloak to be up.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)

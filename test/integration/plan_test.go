@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,13 +147,20 @@ func canonical(t *testing.T, data []byte) []byte {
 				v[k] = sortLists(e)
 			}
 		case []any:
-			keys := make([]string, len(v))
-			for i, e := range v {
-				v[i] = sortLists(e)
-				b, _ := json.Marshal(v[i])
-				keys[i] = string(b)
+			type keyed struct {
+				key string
+				v   any
 			}
-			sort.Sort(byKeys{v, keys})
+			items := make([]keyed, len(v))
+			for i, e := range v {
+				e = sortLists(e)
+				b, _ := json.Marshal(e)
+				items[i] = keyed{string(b), e}
+			}
+			slices.SortFunc(items, func(x, y keyed) int { return strings.Compare(x.key, y.key) })
+			for i := range items {
+				v[i] = items[i].v
+			}
 		}
 		return v
 	}
@@ -162,18 +169,6 @@ func canonical(t *testing.T, data []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
-}
-
-type byKeys struct {
-	items []any
-	keys  []string
-}
-
-func (b byKeys) Len() int           { return len(b.items) }
-func (b byKeys) Less(i, j int) bool { return b.keys[i] < b.keys[j] }
-func (b byKeys) Swap(i, j int) {
-	b.items[i], b.items[j] = b.items[j], b.items[i]
-	b.keys[i], b.keys[j] = b.keys[j], b.keys[i]
 }
 
 // databaseState is every table's schema and rows, in a stable order.
