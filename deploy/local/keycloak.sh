@@ -3,6 +3,10 @@
 #
 #   keycloak.sh fetch           download org.keycloak:keycloak-quarkus-dist
 #                               with Maven into the cache, unpack and build it
+#                               with the project's extension
+#                               (deploy/keycloak-extension) in providers/
+#   keycloak.sh extension       print the path of the extension's jar,
+#                               building it if its sources changed
 #   keycloak.sh start RUN_DIR   start it with its data in RUN_DIR/keycloak,
 #                               importing realm-export/*.json; prints
 #                               KEY=VALUE lines (KEYCLOAK_URL, ...) to stdout
@@ -49,7 +53,9 @@ fetch() {
 		mv "$KC_HOME.tmp/keycloak-$KEYCLOAK_VERSION" "$KC_HOME"
 		rmdir "$KC_HOME.tmp"
 	fi
-	stamp="${KC_BUILD_OPTS[*]}"
+	extension
+	# The extension is a build-time provider: a changed jar needs a rebuild.
+	stamp="${KC_BUILD_OPTS[*]} extension $(extension_hash)"
 	if [[ "$(cat "$KC_HOME/.communities-build" 2>/dev/null)" != "$stamp" ]]; then
 		log "building Keycloak once for this cache (kc.sh build ${KC_BUILD_OPTS[*]}); takes about 30 s"
 		started=$(now_ms)
@@ -59,6 +65,36 @@ fetch() {
 		log "built in $(elapsed "$started")"
 	fi
 	flock -u 9
+}
+
+EXT_DIR="$REPO_DIR/deploy/keycloak-extension"
+EXT_JAR="$KC_HOME/providers/communities-keycloak-extension.jar"
+
+extension_hash() {
+	(cd "$EXT_DIR" && find src META-INF -type f | sort | xargs sha256sum | sha256sum | cut -c1-16)
+}
+
+# extension compiles the project's Keycloak extension (the community
+# privileges token mapper) against the distribution's own jars, so it needs
+# no download and always matches KEYCLOAK_VERSION.
+extension() {
+	local h tmp
+	h="$(extension_hash)"
+	if [[ -f "$EXT_JAR" && "$(cat "$KC_HOME/.communities-extension" 2>/dev/null)" == "$h" ]]; then
+		return 0
+	fi
+	log "compiling the Keycloak extension (deploy/keycloak-extension)"
+	tmp="$(mktemp -d)"
+	local jdk
+	jdk="$(find_java 21 "Keycloak $KEYCLOAK_VERSION")"
+	[[ -x "$jdk/bin/javac" ]] || die "$jdk has no javac; the Keycloak extension needs a JDK"
+	"$jdk/bin/javac" --release 17 -cp "$KC_HOME/lib/lib/main/*:$KC_HOME/lib/lib/boot/*" -d "$tmp" \
+		$(find "$EXT_DIR/src" -name '*.java') || { rm -rf "$tmp"; die "the Keycloak extension did not compile"; }
+	cp -r "$EXT_DIR/META-INF" "$tmp/"
+	"$jdk/bin/jar" --create --file "$EXT_JAR.tmp" -C "$tmp" . || { rm -rf "$tmp"; die "could not package the Keycloak extension"; }
+	rm -rf "$tmp"
+	mv "$EXT_JAR.tmp" "$EXT_JAR"
+	echo "$h" >"$KC_HOME/.communities-extension"
 }
 
 # start runs the cached, pre-built server from a per-run home: bin/ is
@@ -121,7 +157,11 @@ stop() {
 
 case "${1:-}" in
 fetch) fetch ;;
+extension)
+	fetch
+	echo "$EXT_JAR"
+	;;
 start) start "${2:?run dir}" ;;
 stop) stop "${2:?run dir}" ;;
-*) die "usage: $0 fetch | start RUN_DIR | stop RUN_DIR" ;;
+*) die "usage: $0 fetch | extension | start RUN_DIR | stop RUN_DIR" ;;
 esac

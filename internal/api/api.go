@@ -62,6 +62,10 @@ type Options struct {
 	// none by default: the admin console reaches the service through the
 	// front door, on its own origin.
 	CORSOrigins []string
+	// MaxHeaderBytes limits a request's headers; over it the answer is a
+	// 431 naming the largest header (most often a token carrying too
+	// many roles or scopes), logged and counted.
+	MaxHeaderBytes int
 }
 
 type handler struct {
@@ -86,7 +90,7 @@ func New(o Options) http.Handler {
 	e.RedirectFixedPath = false
 	e.UseRawPath = true
 	e.UnescapePathValues = true
-	e.Use(h.recoverer, h.requestID, h.observe)
+	e.Use(h.recoverer, h.requestID, h.observe, h.headerLimit)
 	if len(o.CORSOrigins) > 0 {
 		// Before routing and authentication, so that preflights (which
 		// carry no token) are answered, for the listed origins only.

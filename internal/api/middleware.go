@@ -42,6 +42,46 @@ func requestIDOf(c *gin.Context) string {
 	return id
 }
 
+// headerLimit refuses requests whose headers exceed opts.MaxHeaderBytes
+// with a 431 that says which header is largest, so that a caller whose
+// token outgrew the limit learns why instead of meeting Go's bare 431
+// (the http.Server's own limit is set well above this one).
+func (h *handler) headerLimit(c *gin.Context) {
+	if h.opts.MaxHeaderBytes <= 0 {
+		c.Next()
+		return
+	}
+	total, largest, largestSize := 0, "", 0
+	for name, values := range c.Request.Header {
+		size := 0
+		for _, v := range values {
+			size += len(name) + len(v) + 4 // "name: value\r\n"
+		}
+		total += size
+		if size > largestSize {
+			largest, largestSize = name, size
+		}
+	}
+	if total <= h.opts.MaxHeaderBytes {
+		c.Next()
+		return
+	}
+	kind := "other"
+	switch largest {
+	case "Authorization", "Cookie":
+		kind = strings.ToLower(largest)
+	}
+	h.opts.Metrics.OversizedHeaders.WithLabelValues(kind).Inc()
+	h.log.WarnContext(c.Request.Context(), "request headers too large", "bytes", total, "limit", h.opts.MaxHeaderBytes,
+		"largest_header", largest, "largest_bytes", largestSize, "request_id", requestIDOf(c))
+	detail := fmt.Sprintf("request headers are %d bytes, over this service's limit of %d; the largest is %s (%d bytes)",
+		total, h.opts.MaxHeaderBytes, largest, largestSize)
+	if largest == "Authorization" {
+		detail += ": the token carries too many roles or scopes (see docs/operations.md, \"Token size\")"
+	}
+	h.refuse(c, fault.HeadersTooLarge, detail)
+}
+
 // observe logs every request and counts it. It logs the route template,
 // never the Authorization header or bodies, so no token or secret reaches
 // the logs.

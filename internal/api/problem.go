@@ -20,6 +20,7 @@ var statuses = map[error]int{
 	fault.MethodNotAllowed: http.StatusMethodNotAllowed,
 	fault.Conflict:         http.StatusConflict,
 	fault.TooLarge:         http.StatusRequestEntityTooLarge,
+	fault.HeadersTooLarge:  http.StatusRequestHeaderFieldsTooLarge,
 	fault.UnsupportedMedia: http.StatusUnsupportedMediaType,
 	fault.Unprocessable:    http.StatusUnprocessableEntity,
 	fault.Refused:          http.StatusBadGateway,

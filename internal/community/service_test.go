@@ -133,23 +133,16 @@ var artefactsOfNDD = []string{
 	"admin permission community:NDD:membership-admins",
 	"admin permission community:NDD:owners",
 	"admin permission community:NDD:view",
-	"client scope grouping/NDD.read",
-	"client scope grouping/NDD.write",
-	"default client scope grouping/NDD.read of client " + fhir,
-	"default client scope grouping/NDD.write of client " + fhir,
 	"group /Communities/NDD",
 	"group /Communities/NDD/author",
 	"group /Communities/NDD/consumer",
 	"group /Communities/NDD/owner",
-	"realm role PERM_NDD_OWNER",
 	"realm role PERM_NDD_READ",
 	"realm role PERM_NDD_WRITE",
 	"role mapping /Communities/NDD/author → PERM_NDD_READ",
 	"role mapping /Communities/NDD/author → PERM_NDD_WRITE",
 	"role mapping /Communities/NDD/consumer → PERM_NDD_READ",
-	"role mapping /Communities/NDD/owner → PERM_NDD_OWNER",
-	"scope mapping grouping/NDD.read → PERM_NDD_READ",
-	"scope mapping grouping/NDD.write → PERM_NDD_WRITE",
+	"role mapping /Communities/NDD/owner → community-owner",
 }
 
 // TestCreateAndDelete: the saga's happy path. A create leaves an active
@@ -183,11 +176,8 @@ func TestCreateAndDelete(t *testing.T) {
 		ConsumerGroupID: f.idp.ID(realm, fakeidp.Group, "/Communities/NDD/consumer"),
 		ReadRoleID:      f.idp.ID(realm, fakeidp.Role, "PERM_NDD_READ"),
 		WriteRoleID:     f.idp.ID(realm, fakeidp.Role, "PERM_NDD_WRITE"),
-		OwnerRoleID:     f.idp.ID(realm, fakeidp.Role, "PERM_NDD_OWNER"),
-		ReadScopeID:     f.idp.ID(realm, fakeidp.Scope, "grouping/NDD.read"),
-		WriteScopeID:    f.idp.ID(realm, fakeidp.Scope, "grouping/NDD.write"),
 	}
-	if row.Artifacts != want || want.OwnerGroupID == "" || want.ReadScopeID == "" {
+	if row.Artifacts != want || want.OwnerGroupID == "" || want.ReadRoleID == "" {
 		t.Errorf("row's artefacts %+v, identity provider's %+v", row.Artifacts, want)
 	}
 	var keys []string
@@ -785,19 +775,16 @@ func TestFaultAtEveryStepOfDelete(t *testing.T) {
 }
 
 // TestForeignArtefactIsAConflict: an artefact of a needed name that is not
-// the community's makes the create a conflict; it is left alone (a foreign
-// client scope is taken off the FHIR clients, where without the
-// community's role mapping it would reach every token), and nothing else
-// is kept.
+// the community's makes the create a conflict; it is left alone, and
+// nothing else is kept.
 func TestForeignArtefactIsAConflict(t *testing.T) {
 	f := newFixture(t, time.Minute)
 	f.create(t, f.desk, "WARM")
-	f.idp.Add(realm, fakeidp.Scope, "grouping/CLASH.write", "")
-	f.idp.Add(realm, fakeidp.DefaultScope, "grouping/CLASH.write of client "+fhir, "")
-	f.idp.Add(realm, fakeidp.Role, "PERM_ROLECLASH_OWNER", "")
+	f.idp.Add(realm, fakeidp.Role, "PERM_ROLECLASH_WRITE", "")
+	f.idp.Add(realm, fakeidp.Group, "/Communities/GROUPCLASH", "")
 	for l, left := range map[string][]string{
-		"CLASH":     {"client scope grouping/CLASH.write"},
-		"ROLECLASH": {"realm role PERM_ROLECLASH_OWNER"},
+		"ROLECLASH":  {"realm role PERM_ROLECLASH_WRITE"},
+		"GROUPCLASH": {"group /Communities/GROUPCLASH"},
 	} {
 		_, err := f.svc.Create(t.Context(), realm, f.desk, community.CreateRequest{Label: l, Name: l})
 		if !errors.Is(err, community.ErrKeycloakClash) || fault.KindOf(err) != fault.Conflict {
@@ -809,6 +796,95 @@ func TestForeignArtefactIsAConflict(t *testing.T) {
 		if r := f.row(t, l); r != nil {
 			t.Errorf("row kept: %+v", r)
 		}
+	}
+}
+
+// TestForeignScopeOfACommunityName: communities make no client scopes, so
+// a hand-made grouping/<label>.write is no clash; but attached to a FHIR
+// client without a role mapping it would be in every user's token, so
+// the drift check takes it off the client at once, in report mode too,
+// and a delete does the same. The scope itself is left: it is not ours.
+func TestForeignScopeOfACommunityName(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	f.idp.Add(realm, fakeidp.Scope, "grouping/CLASH.write", "")
+	attached := fakeidp.DefaultScope + " grouping/CLASH.write of client " + fhir
+	attach := func() { f.idp.Add(realm, fakeidp.DefaultScope, "grouping/CLASH.write of client "+fhir, "") }
+	attach()
+	f.create(t, f.desk, "CLASH")
+	reports, _, err := f.svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []community.Drift{{What: attached, Critical: true, Repaired: true,
+		Problem: "attached without its role mapping, so in every user's token; detached"}}
+	if got := reports[0].Drift["CLASH"]; !slices.Equal(got, want) {
+		t.Errorf("drift %v, want %v", got, want)
+	}
+	if f.idp.ID(realm, fakeidp.DefaultScope, "grouping/CLASH.write of client "+fhir) != "" {
+		t.Error("the unmapped scope is still on the FHIR client")
+	}
+	attach()
+	if _, err := f.svc.Delete(ctx, realm, f.desk, community.DeleteRequest{Label: "CLASH"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.of("CLASH"); !slices.Equal(got, []string{"client scope grouping/CLASH.write"}) {
+		t.Errorf("after the delete the identity provider holds %v, want the foreign scope only, detached", got)
+	}
+}
+
+// TestLegacyArtefacts: what an earlier version made for a community (the
+// PERM_<label>_OWNER role, the grouping/<label>.read|write client scopes on
+// the FHIR clients) is reported by a drift check, removed by a repair, and
+// removed by a delete.
+func TestLegacyArtefacts(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	plant := func(c *community.Community) {
+		f.idp.Add(realm, fakeidp.Role, "PERM_"+c.Label+"_OWNER", c.ID)
+		f.idp.Add(realm, fakeidp.Scope, "grouping/"+c.Label+".read", c.ID)
+		f.idp.Add(realm, fakeidp.ScopeMapping, "grouping/"+c.Label+".read → PERM_"+c.Label+"_READ", "")
+		f.idp.Add(realm, fakeidp.DefaultScope, "grouping/"+c.Label+".read of client "+fhir, "")
+	}
+	ndd := f.create(t, f.desk, "NDD")
+	old := f.create(t, f.desk, "OLD")
+	clean := f.of("NDD")
+	plant(ndd)
+	plant(old)
+
+	before := f.idp.Artefacts(realm)
+	f.idp.FailAt(1, true)
+	reports, _, err := f.svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil || f.idp.Steps() != 0 || !slices.Equal(f.idp.Artefacts(realm), before) {
+		t.Fatalf("report-only reconcile: %v, %d mutating calls", err, f.idp.Steps())
+	}
+	f.idp.FailAt(0, false)
+	want := []community.Drift{
+		{What: "realm role PERM_NDD_OWNER", Problem: fakeidp.Earlier},
+		{What: "client scope grouping/NDD.read", Problem: fakeidp.Earlier},
+	}
+	if got := reports[0].Drift["NDD"]; !slices.Equal(got, want) {
+		t.Errorf("report: drift %v, want %v", got, want)
+	}
+	if reports, _, err = f.svc.Reconcile(ctx, []string{realm}, true); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		want[i].Repaired = true
+	}
+	if got := reports[0].Drift["NDD"]; !slices.Equal(got, want) {
+		t.Errorf("repair: drift %v, want %v", got, want)
+	}
+	if got := f.of("NDD"); !slices.Equal(got, clean) {
+		t.Errorf("after repair:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(clean, "\n"))
+	}
+
+	plant(old) // again, as if the repair had not reached it
+	if _, err := f.svc.Delete(ctx, realm, f.desk, community.DeleteRequest{Label: "OLD"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.of("OLD"); len(got) != 0 {
+		t.Errorf("a delete left %v", got)
 	}
 }
 
@@ -902,9 +978,8 @@ func TestReconcile(t *testing.T) {
 	}
 
 	// Drift: someone deleted the author group (and with it its role
-	// mappings) and the read scope's place on the FHIR client.
+	// mappings).
 	f.idp.Delete(realm, fakeidp.Group, "/Communities/NDD/author")
-	f.idp.Delete(realm, fakeidp.DefaultScope, "grouping/NDD.read of client "+fhir)
 	// Orphans: a community's artefacts whose row is gone, and a group made
 	// by hand under the root. An operation in flight has a row.
 	orphan := uuid.NewString()
@@ -938,7 +1013,6 @@ func TestReconcile(t *testing.T) {
 	rep := reports[0]
 	want := []community.Drift{
 		{What: "group /Communities/NDD/author", Problem: "missing"},
-		{What: "default client scope grouping/NDD.read of client " + fhir, Problem: "missing"},
 	}
 	if !slices.Equal(rep.Drift["NDD"], want) || len(rep.Drift) != 1 {
 		t.Errorf("drift %v, want %v", rep.Drift, want)
@@ -959,7 +1033,7 @@ func TestReconcile(t *testing.T) {
 	for i := range want {
 		want[i].Repaired = true
 	}
-	want = slices.Insert(want, 1,
+	want = append(want,
 		community.Drift{What: "role mapping /Communities/NDD/author → PERM_NDD_READ", Problem: "missing", Repaired: true},
 		community.Drift{What: "role mapping /Communities/NDD/author → PERM_NDD_WRITE", Problem: "missing", Repaired: true})
 	if !slices.Equal(rep.Drift["NDD"], want) {

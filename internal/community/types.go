@@ -62,9 +62,6 @@ type Artifacts struct {
 	ConsumerGroupID string `json:"consumerGroupId,omitempty"`
 	ReadRoleID      string `json:"readRoleId,omitempty"`
 	WriteRoleID     string `json:"writeRoleId,omitempty"`
-	OwnerRoleID     string `json:"ownerRoleId,omitempty"`
-	ReadScopeID     string `json:"readScopeId,omitempty"`
-	WriteScopeID    string `json:"writeScopeId,omitempty"`
 }
 
 // Claims are the provenance claims of the caller's token (seed 004:

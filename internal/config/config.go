@@ -42,6 +42,7 @@ type Config struct {
 	SystemlessLabels  bool
 	RequiredClaims    []string
 	CORSOrigins       []string
+	MaxHeaderKiB      int
 	CreatorRole       string
 	ServiceDeskRole   string
 
@@ -77,6 +78,7 @@ func Default() Config {
 		PermissionsSystem: "http://ontoserver.csiro.au/CodeSystem/ontoserver-permissions",
 		CreatorRole:       "community-creator",
 		ServiceDeskRole:   "service-desk",
+		MaxHeaderKiB:      32,
 		RootGroup:         "Communities",
 		FHIRClients:       []string{"terminology-client"},
 		GuardTypes:        fhirguard.DefaultTypes,
@@ -111,6 +113,7 @@ var envName = map[string]string{
 	"systemless-labels":   "COMMUNITIES_SYSTEMLESS_LABELS",
 	"required-claims":     "COMMUNITIES_REQUIRED_CLAIMS",
 	"cors-origins":        "COMMUNITIES_CORS_ORIGINS",
+	"max-header-kib":      "COMMUNITIES_MAX_HEADER_KIB",
 	"creator-role":        "COMMUNITIES_CREATOR_ROLE",
 	"service-desk-role":   "COMMUNITIES_SERVICE_DESK_ROLE",
 	"root-group":          "COMMUNITIES_ROOT_GROUP",
@@ -149,10 +152,11 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.BoolVar(&c.SystemlessLabels, "systemless-labels", false, "also treat security labels without a system as permission labels")
 	fs.StringSliceVar(&c.RequiredClaims, "required-claims", nil, "claims tokens must carry, as [realm:]claim[=value], e.g. requesting_system,terminology:reason_for_request=directcare (seed 004)")
 	fs.StringSliceVar(&c.CORSOrigins, "cors-origins", nil, "browser origins (scheme://host[:port]) allowed to call the API across origins, e.g. an admin console on another host; none by default")
+	fs.IntVar(&c.MaxHeaderKiB, "max-header-kib", d.MaxHeaderKiB, "largest request headers accepted, in KiB; over it the answer is a 431 naming the largest header (a token of a user in 100 communities is under 8 KiB)")
 	fs.StringVar(&c.CreatorRole, "creator-role", d.CreatorRole, "realm role that may create communities")
 	fs.StringVar(&c.ServiceDeskRole, "service-desk-role", d.ServiceDeskRole, "realm role that may create and delete any community and name its owners")
 	fs.StringVar(&c.RootGroup, "root-group", d.RootGroup, "top-level Keycloak group under which community groups are created")
-	fs.StringSliceVar(&c.FHIRClients, "fhir-clients", d.FHIRClients, "clients (clientId) that get each community's grouping/<label>.read|write scopes as default client scopes")
+	fs.StringSliceVar(&c.FHIRClients, "fhir-clients", d.FHIRClients, "clients (clientId) whose default client scopes drift checks and deletes keep free of community scopes without their role mapping (communities make no client scopes; an earlier version attached grouping/<label>.read|write here)")
 	fs.StringSliceVar(&c.DefaultCommunities, "default-communities", d.DefaultCommunities, "communities (LABEL=Name) every managed realm has, with their consumer groups as realm default groups, so every new user consumes them")
 	fs.StringSliceVar(&c.GuardFHIRURLs, "guard-fhir-urls", nil, "FHIR base URLs (reached directly, not through the proxy) where deleting a community first counts the resources still carrying its labels, and is refused while any do (none: deletes are not checked)")
 	fs.StringSliceVar(&c.GuardTypes, "guard-types", d.GuardTypes, "resource types the delete guard counts on each of --guard-fhir-urls")
@@ -230,6 +234,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Audience == "" {
 		errs = append(errs, errors.New("--audience must not be empty: tokens meant for other services must be refused"))
+	}
+	if c.MaxHeaderKiB < 8 || c.MaxHeaderKiB > 1024 {
+		errs = append(errs, fmt.Errorf("--max-header-kib %d: must be between 8 and 1024", c.MaxHeaderKiB))
 	}
 	errs = append(errs, validAlgorithms(c.Algorithms)...)
 	for _, o := range c.CORSOrigins {

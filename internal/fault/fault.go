@@ -23,6 +23,9 @@ var (
 	Conflict = errors.New("conflict")
 	// TooLarge: a request body over its limit.
 	TooLarge = errors.New("too large")
+	// HeadersTooLarge: request headers over their limit (most often a
+	// token carrying too many roles or scopes).
+	HeadersTooLarge = errors.New("request headers too large")
 	// UnsupportedMedia: a request body of a type the endpoint does not take.
 	UnsupportedMedia = errors.New("unsupported media type")
 	// Unprocessable: a well-formed request carrying something unusable
@@ -37,7 +40,7 @@ var (
 )
 
 // kinds, in the order KindOf tries them.
-var kinds = []error{Invalid, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, Conflict, TooLarge, UnsupportedMedia,
+var kinds = []error{Invalid, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, Conflict, TooLarge, HeadersTooLarge, UnsupportedMedia,
 	Unprocessable, Refused, Unavailable}
 
 // KindOf returns the kind of err, or nil when it has none (internal). The

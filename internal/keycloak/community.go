@@ -21,7 +21,9 @@ const MarkerAttribute = "communities.id"
 
 // Names are the Keycloak names of a community's artefacts. They follow
 // Ontoserver's conventions: authorities PERM_<label>_READ|WRITE and scopes
-// grouping/<label>.read|write.
+// grouping/<label>.read|write (which the realm's token mapper makes from
+// the roles). OwnerRole and the scopes name what earlier versions made
+// (Legacy).
 type Names struct {
 	ReadRole, WriteRole, OwnerRole string
 	ReadScope, WriteScope          string
@@ -59,7 +61,7 @@ func (c *Client) Provision(ctx context.Context, s community.Spec) (community.Art
 	if err != nil {
 		return a, err
 	}
-	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = *roles[d.Roles[0].Name].ID, *roles[d.Roles[1].Name].ID, *roles[d.Roles[2].Name].ID
+	a.ReadRoleID, a.WriteRoleID = *roles[d.Roles[0].Name].ID, *roles[d.Roles[1].Name].ID
 	owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
 	if err != nil {
 		return a, classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
@@ -77,31 +79,6 @@ func (c *Client) Provision(ctx context.Context, s community.Spec) (community.Art
 		setGroupID(&a, g.Member, id)
 		if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, pick(roles, g.Grants)); err != nil {
 			return a, classify("map roles to group "+g.Path, err)
-		}
-	}
-	scopeIDs := make([]string, len(d.Scopes))
-	for i, sc := range d.Scopes {
-		id, err := c.createScope(ctx, tok, s.Realm, sc)
-		if err != nil {
-			return a, err
-		}
-		scopeIDs[i] = id
-		// The role scope mapping is what makes Keycloak put the scope only
-		// into tokens of users who hold the role.
-		if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, id, pick(roles, []string{sc.Role})); err != nil {
-			return a, classify("map role to client scope "+sc.Name, err)
-		}
-	}
-	a.ReadScopeID, a.WriteScopeID = scopeIDs[0], scopeIDs[1]
-	for _, clientID := range s.FHIRClients {
-		cid, err := c.clientUUID(ctx, tok, s.Realm, clientID)
-		if err != nil {
-			return a, err
-		}
-		for i, sc := range d.Scopes {
-			if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, scopeIDs[i]); err != nil {
-				return a, classify("add default client scope "+sc.Name+" to client "+clientID, err)
-			}
 		}
 	}
 	if err := c.grantOwners(ctx, tok, s, d, a); err != nil {
@@ -178,20 +155,6 @@ func (c *Client) importRoles(ctx context.Context, tok string, s community.Spec, 
 	return roles, nil
 }
 
-// createScope makes client scope sc and returns its id.
-func (c *Client) createScope(ctx context.Context, tok, realm string, sc ScopeSpec) (string, error) {
-	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+"/client-scopes", map[string]any{
-		"name": sc.Name, "description": sc.Description, "protocol": "openid-connect", "attributes": sc.Attributes,
-	}, nil)
-	if statusOf(err) == http.StatusConflict {
-		return "", &ConflictError{What: "client scope " + sc.Name}
-	}
-	if err != nil {
-		return "", fmt.Errorf("create client scope %s: %w", sc.Name, err)
-	}
-	return idFromLocation(resp), nil
-}
-
 // rootGroup finds or makes the top-level group all communities live under.
 func (c *Client) rootGroup(ctx context.Context, tok, realm, root string) (string, error) {
 	key := realm + "/" + root
@@ -261,11 +224,12 @@ func (c *Client) forget(realm, root string) {
 }
 
 // Cleanup removes every artefact of community id (label under root) that
-// carries its marker. It is idempotent: missing artefacts are skipped, so
-// it can undo a half-made create, finish a half-done delete, or run twice.
-// A foreign client scope of the community's name is left in place but
-// taken off fhirClients: once the community's roles are gone it would have
-// no role mapping, and Keycloak would put it into every user's token.
+// carries its marker, those an earlier version made (d.Legacy) included. It
+// is idempotent: missing artefacts are skipped, so it can undo a half-made
+// create, finish a half-done delete, or run twice. A foreign client scope
+// of a community scope's name is left in place but taken off fhirClients:
+// once the community's roles are gone it would have no role mapping, and
+// Keycloak would put it into every user's token.
 func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (community.CleanupReport, error) {
 	var rep community.CleanupReport
 	tok, err := c.token(ctx, realm)
@@ -289,7 +253,7 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 		return rep, fmt.Errorf("list client scopes: %w", err)
 	}
 	for _, sc := range scopes {
-		if !slices.ContainsFunc(d.Scopes, func(w ScopeSpec) bool { return w.Name == sc.Name }) {
+		if !slices.Contains(d.Legacy.Scopes, sc.Name) {
 			continue
 		}
 		if sc.Attributes[MarkerAttribute] != id {
@@ -330,7 +294,7 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 		rep.Deleted = append(rep.Deleted, "group "+path)
 	}
 
-	for _, name := range d.RoleNames() {
+	for _, name := range append(d.RoleNames(), d.Legacy.Roles...) {
 		r, err := c.gc.GetRealmRole(ctx, tok, realm, name)
 		if statusOf(err) == http.StatusNotFound {
 			continue
@@ -339,7 +303,9 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 			return rep, classify("find realm role "+name, err)
 		}
 		if !hasMarker(r.Attributes, id) {
-			rep.Foreign = append(rep.Foreign, "realm role "+name)
+			if !slices.Contains(d.Legacy.Roles, name) { // a legacy name is no longer this community's business
+				rep.Foreign = append(rep.Foreign, "realm role "+name)
+			}
 			continue
 		}
 		if err := c.gc.DeleteRealmRole(ctx, tok, realm, name); err != nil && statusOf(err) != http.StatusNotFound {

@@ -25,13 +25,15 @@ type GroupSpec struct {
 	Grants      []string
 }
 
-// ScopeSpec is a community client scope; Role is the realm role mapped to
-// it, without which Keycloak would put it into every user's token.
-type ScopeSpec struct {
-	Name        string
-	Description string
-	Attributes  map[string]string
-	Role        string
+// Legacy is what earlier versions made for a community and this one no
+// longer does: the role PERM_<label>_OWNER, which went into owners'
+// tokens though nothing reads it, and the client scopes
+// grouping/<label>.read|write, attached as default scopes to every FHIR
+// client, which Keycloak evaluated on every token request of the realm. A
+// repair and Cleanup remove those that carry the community's marker.
+type Legacy struct {
+	Roles  []string
+	Scopes []string
 }
 
 // PolicySpec is an admin policy or permission on the admin-permissions
@@ -52,25 +54,23 @@ type PolicySpec struct {
 // Desired is everything a community owns in Keycloak, in the order
 // Provision makes it (Cleanup removes in reverse).
 type Desired struct {
-	Roles    []RoleSpec // read, write, owner
+	Roles    []RoleSpec // read, write
 	Group    GroupSpec
 	Children []GroupSpec // owner, author, consumer
-	Scopes   []ScopeSpec // read, write
 	Policies []PolicySpec
+	Legacy   Legacy
 	Marker   map[string][]string
 }
 
 // Describe returns community s's artefacts. It is pure: no Keycloak call.
 func Describe(s community.Spec) Desired {
 	n := NamesFor(s.Root, s.Label)
-	named := s.Name + " (" + s.Label + ")"
 	marker := map[string][]string{MarkerAttribute: {s.ID}}
 	d := Desired{
 		Marker: marker,
 		Roles: []RoleSpec{
 			{n.ReadRole, "Read resources labelled " + s.Label + ".read (community " + s.Name + ")"},
 			{n.WriteRole, "Write resources labelled " + s.Label + ".write (community " + s.Name + ")"},
-			{n.OwnerRole, "Owner of community " + named},
 		},
 		// The label group carries the community's name so that owners see
 		// it in the admin console's group tree.
@@ -79,11 +79,13 @@ func Describe(s community.Spec) Desired {
 			Attributes: map[string][]string{MarkerAttribute: {s.ID}, "communityName": {s.Name}, "securityLabel": {s.Label}},
 		},
 	}
-	// Seed 003: owners manage, authors read and write, consumers read. The
-	// owner group also maps OwnerRole, which lets owners open the admin
-	// console's Users and Groups pages.
+	// Seed 003: owners manage, authors read and write, consumers read.
+	// Owners get no role of their own community (nothing reads one, and it
+	// would cost every owner's token bytes): OwnerRole, shared by all
+	// owners, lets them open the admin console's Users and Groups pages,
+	// and the admin permissions below decide what they may change.
 	grants := map[string][]string{
-		community.RoleOwner:    {n.OwnerRole, OwnerRole},
+		community.RoleOwner:    {OwnerRole},
 		community.RoleAuthor:   {n.ReadRole, n.WriteRole},
 		community.RoleConsumer: {n.ReadRole},
 	}
@@ -93,16 +95,10 @@ func Describe(s community.Spec) Desired {
 			Attributes: marker, Grants: grants[member],
 		})
 	}
-	for _, sc := range []struct{ name, role string }{{n.ReadScope, n.ReadRole}, {n.WriteScope, n.WriteRole}} {
-		d.Scopes = append(d.Scopes, ScopeSpec{
-			Name: sc.name, Description: "Community " + named, Role: sc.role,
-			// In the token's scope claim, where Ontoserver reads it; never on
-			// a consent screen.
-			Attributes: map[string]string{
-				"include.in.token.scope": "true", "display.on.consent.screen": "false", MarkerAttribute: s.ID,
-			},
-		})
-	}
+	// The realm's community-privileges token mapper (deploy/keycloak-extension)
+	// turns ReadRole and WriteRole into grouping/<label>.read|write scopes
+	// or PERM_ authorities; a community adds nothing else to tokens.
+	d.Legacy = Legacy{Roles: []string{n.OwnerRole}, Scopes: []string{n.ReadScope, n.WriteScope}}
 	owners, admins, view, membership := fgapNames(s.Label)
 	desc := markerDescription(s.ID)
 	d.Policies = []PolicySpec{

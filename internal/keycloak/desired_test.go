@@ -15,16 +15,32 @@ func TestDescribeNamesFollowOntoserver(t *testing.T) {
 	for _, c := range []struct{ what, got, want string }{
 		{"read role", d.Roles[0].Name, "PERM_NDD_READ"},
 		{"write role", d.Roles[1].Name, "PERM_NDD_WRITE"},
-		{"owner role", d.Roles[2].Name, "PERM_NDD_OWNER"},
 		{"label group", d.Group.Path, "/Communities/NDD"},
 		{"owner group", d.Children[0].Path, "/Communities/NDD/owner"},
 		{"author group", d.Children[1].Path, "/Communities/NDD/author"},
 		{"consumer group", d.Children[2].Path, "/Communities/NDD/consumer"},
-		{"read scope", d.Scopes[0].Name, "grouping/NDD.read"},
-		{"write scope", d.Scopes[1].Name, "grouping/NDD.write"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	if len(d.Roles) != 2 {
+		t.Errorf("roles %v: a community has exactly its read and write roles", d.RoleNames())
+	}
+}
+
+// Issue 14: a community adds no role nothing reads (PERM_<label>_OWNER) and
+// no client scope (every default scope costs every login of the realm);
+// what earlier versions made of those is listed for removal.
+func TestDescribeLegacy(t *testing.T) {
+	d := Describe(ndd)
+	want := Legacy{Roles: []string{"PERM_NDD_OWNER"}, Scopes: []string{"grouping/NDD.read", "grouping/NDD.write"}}
+	if !reflect.DeepEqual(d.Legacy, want) {
+		t.Errorf("legacy %+v, want %+v", d.Legacy, want)
+	}
+	for _, r := range d.RoleNames() {
+		if slices.Contains(d.Legacy.Roles, r) {
+			t.Errorf("role %s is both made and removed as legacy", r)
 		}
 	}
 }
@@ -34,7 +50,7 @@ func TestDescribeNamesFollowOntoserver(t *testing.T) {
 func TestDescribeGrants(t *testing.T) {
 	d := Describe(ndd)
 	want := map[string][]string{
-		community.RoleOwner:    {"PERM_NDD_OWNER", OwnerRole},
+		community.RoleOwner:    {OwnerRole},
 		community.RoleAuthor:   {"PERM_NDD_READ", "PERM_NDD_WRITE"},
 		community.RoleConsumer: {"PERM_NDD_READ"},
 	}
@@ -45,15 +61,6 @@ func TestDescribeGrants(t *testing.T) {
 	}
 	if len(d.Group.Grants) != 0 {
 		t.Errorf("the label group grants %v: membership of it must give nothing", d.Group.Grants)
-	}
-	// A scope without its role would be in every user's token.
-	for i, sc := range d.Scopes {
-		if sc.Role != d.Roles[i].Name {
-			t.Errorf("scope %s maps %q, want %q", sc.Name, sc.Role, d.Roles[i].Name)
-		}
-		if sc.Attributes["include.in.token.scope"] != "true" || sc.Attributes["display.on.consent.screen"] != "false" {
-			t.Errorf("scope %s attributes %v", sc.Name, sc.Attributes)
-		}
 	}
 }
 
@@ -67,11 +74,6 @@ func TestDescribeMarksEverything(t *testing.T) {
 	for _, g := range append([]GroupSpec{d.Group}, d.Children...) {
 		if !slices.Equal(g.Attributes[MarkerAttribute], []string{"id-1"}) {
 			t.Errorf("group %s has no marker: %v", g.Path, g.Attributes)
-		}
-	}
-	for _, sc := range d.Scopes {
-		if sc.Attributes[MarkerAttribute] != "id-1" {
-			t.Errorf("scope %s has no marker", sc.Name)
 		}
 	}
 	for _, p := range d.Policies {

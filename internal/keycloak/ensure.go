@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/nhs-terminology/communities/internal/community"
-	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/Nerzal/gocloak/v13"
@@ -16,10 +14,10 @@ import (
 
 // Ensure compares a community's artefacts in Keycloak with Describe(s),
 // and with repair makes whatever is missing (roles, groups, role mappings,
-// client scopes, scope mappings, default scopes on the FHIR clients, admin
-// permissions). Artefacts that exist but belong to someone else (no
-// marker, or another community's) are reported and never touched. Owners
-// are not checked: membership is the owners' business.
+// admin permissions) and removes what an earlier version made and this
+// one does not (d.Legacy). Artefacts that exist but belong to someone else
+// (no marker, or another community's) are reported and never touched.
+// Owners are not checked: membership is the owners' business.
 func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
 	var (
 		drift []community.Drift
@@ -60,7 +58,7 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 		}
 		roles[want.Name] = gocloak.Role{ID: r.ID, Name: r.Name}
 	}
-	a.ReadRoleID, a.WriteRoleID, a.OwnerRoleID = deref(roles[d.Roles[0].Name].ID), deref(roles[d.Roles[1].Name].ID), deref(roles[d.Roles[2].Name].ID)
+	a.ReadRoleID, a.WriteRoleID = deref(roles[d.Roles[0].Name].ID), deref(roles[d.Roles[1].Name].ID)
 	if repair {
 		// Only a repair maps it; a check needs only its name.
 		owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
@@ -76,7 +74,7 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 	critical := func(what, problem string, contained bool) {
 		drift = append(drift, community.Drift{What: what, Problem: problem, Repaired: contained, Critical: true})
 	}
-	if err := c.ensureScopes(ctx, tok, s, d, roles, repair, &a, note, critical); err != nil {
+	if err := c.ensureLegacy(ctx, tok, s, d, repair, note, critical); err != nil {
 		return drift, a, err
 	}
 	if a.GroupID != "" && a.OwnerGroupID != "" && a.AuthorGroupID != "" && a.ConsumerGroupID != "" {
@@ -203,72 +201,69 @@ type scopeRep struct {
 	Attributes map[string]string `json:"attributes"`
 }
 
-// ensureScopes checks the community's client scopes, their role mappings
-// and their place among the FHIR clients' default scopes. Keycloak puts a
-// client scope with no role scope mapping into every user's token, so a
-// scope is attached only once its mapping is verified, and a scope of the
-// community's name found attached without it is detached at once, in
-// report mode too (critical drift), whoever made it.
-func (c *Client) ensureScopes(ctx context.Context, tok string, s community.Spec, d Desired, roles map[string]gocloak.Role,
-	repair bool, a *community.Artifacts, note func(string, string, bool), critical func(string, string, bool)) error {
+// ensureLegacy looks for what an earlier version made for the community
+// and this one does not (d.Legacy); a repair deletes what carries the
+// community's marker. Keycloak puts a client scope with no role scope
+// mapping into every user's token, so a scope of a legacy name, whoever
+// made it, found among a FHIR client's default scopes without its role
+// mapping is detached at once, in report mode too (critical drift).
+func (c *Client) ensureLegacy(ctx context.Context, tok string, s community.Spec, d Desired,
+	repair bool, note func(string, string, bool), critical func(string, string, bool)) error {
+	const earlier = "made by an earlier version; the realm's community-privileges token mapper replaces it"
+	for _, name := range d.Legacy.Roles {
+		r, err := c.gc.GetRealmRole(ctx, tok, s.Realm, name)
+		switch {
+		case statusOf(err) == http.StatusNotFound:
+			continue
+		case err != nil:
+			return classify("read realm role "+name, err)
+		case !hasMarker(r.Attributes, s.ID):
+			continue // someone else's role: not this community's business
+		}
+		note("realm role "+name, earlier, repair)
+		if repair {
+			if err := c.gc.DeleteRealmRole(ctx, tok, s.Realm, name); err != nil && statusOf(err) != http.StatusNotFound {
+				return classify("delete realm role "+name, err)
+			}
+		}
+	}
+
 	var all []scopeRep
 	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes", nil, &all); err != nil {
 		return fmt.Errorf("list client scopes: %w", err)
 	}
-	type want struct {
-		ScopeSpec
-		id     *string
-		mapped bool // its role scope mapping is verified
-	}
-	ids := []*string{&a.ReadScopeID, &a.WriteScopeID}
-	var scopes []*want
-	for i, sc := range d.Scopes {
-		scopes = append(scopes, &want{ScopeSpec: sc, id: ids[i]})
-	}
-	for _, w := range scopes {
-		idx := slices.IndexFunc(all, func(r scopeRep) bool { return r.Name == w.Name })
-		scopeID := ""
-		switch {
-		case idx < 0 && !repair:
-			note("client scope "+w.Name, "missing", false)
+	n := NamesFor(s.Root, s.Label)
+	roleOf := map[string]string{n.ReadScope: n.ReadRole, n.WriteScope: n.WriteRole}
+	for _, sc := range all {
+		if !slices.Contains(d.Legacy.Scopes, sc.Name) {
 			continue
-		case idx < 0:
-			id, err := c.createScope(ctx, tok, s.Realm, w.ScopeSpec)
-			if err != nil {
-				return err
-			}
-			*w.id, scopeID = id, id
-			note("client scope "+w.Name, "missing", true)
-		case all[idx].Attributes[MarkerAttribute] != s.ID:
-			note("client scope "+w.Name, "exists but is not this community's", false)
-			// Not ours to repair, but whether it is mapped decides
-			// whether it may stay on the FHIR clients.
-			scopeID = all[idx].ID
-		default:
-			*w.id, scopeID = all[idx].ID, all[idx].ID
-			for _, k := range slices.Sorted(maps.Keys(w.Attributes)) {
-				if v := all[idx].Attributes[k]; v != w.Attributes[k] {
-					note("client scope "+w.Name, "attribute "+k+" is "+strconv.Quote(v)+", not "+strconv.Quote(w.Attributes[k]), false)
-				}
-			}
 		}
 		var mapped []gocloak.Role
-		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes/"+scopeID+"/scope-mappings/realm", nil, &mapped); err != nil {
-			return fmt.Errorf("read scope mappings of %s: %w", w.Name, err)
+		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/client-scopes/"+sc.ID+"/scope-mappings/realm", nil, &mapped); err != nil {
+			return fmt.Errorf("read scope mappings of %s: %w", sc.Name, err)
 		}
-		w.mapped = slices.ContainsFunc(mapped, func(r gocloak.Role) bool { return deref(r.Name) == w.Role })
-		if w.mapped || *w.id == "" {
+		if !slices.ContainsFunc(mapped, func(r gocloak.Role) bool { return deref(r.Name) == roleOf[sc.Name] }) {
+			if err := c.detachUnmapped(ctx, tok, s, sc, critical); err != nil {
+				return err
+			}
+		}
+		if sc.Attributes[MarkerAttribute] != s.ID {
 			continue
 		}
-		r, ok := roles[w.Role]
-		note("scope mapping "+w.Name+" → "+w.Role, "missing", repair && ok)
-		if repair && ok {
-			if err := c.gc.CreateClientScopesScopeMappingsRealmRoles(ctx, tok, s.Realm, *w.id, []gocloak.Role{r}); err != nil {
-				return classify("map role to client scope "+w.Name, err)
+		note("client scope "+sc.Name, earlier, repair)
+		// Keycloak detaches a deleted scope from the clients using it.
+		if repair {
+			if err := c.gc.DeleteClientScope(ctx, tok, s.Realm, sc.ID); err != nil && statusOf(err) != http.StatusNotFound {
+				return classify("delete client scope "+sc.Name, err)
 			}
-			w.mapped = true
 		}
 	}
+	return nil
+}
+
+// detachUnmapped takes client scope sc, which has no role mapping, off the
+// FHIR clients' default scopes; a read-only client only reports it.
+func (c *Client) detachUnmapped(ctx context.Context, tok string, s community.Spec, sc scopeRep, critical func(string, string, bool)) error {
 	for _, clientID := range s.FHIRClients {
 		cid, err := c.clientUUID(ctx, tok, s.Realm, clientID)
 		if err != nil {
@@ -278,29 +273,18 @@ func (c *Client) ensureScopes(ctx context.Context, tok string, s community.Spec,
 		if err != nil {
 			return classify("read default client scopes of "+clientID, err)
 		}
-		for _, w := range scopes {
-			i := slices.IndexFunc(defaults, func(d *gocloak.ClientScope) bool { return deref(d.Name) == w.Name })
-			switch {
-			case i >= 0 && !w.mapped && c.opts.ReadOnly:
-				critical("default client scope "+w.Name+" of client "+clientID,
-					"attached without its role mapping, so in every user's token; a drift check detaches it", false)
-			case i >= 0 && !w.mapped:
-				if err := c.detachScope(ctx, tok, s.Realm, cid, deref(defaults[i].ID)); err != nil {
-					return fmt.Errorf("detach unmapped client scope %s from %s: %w", w.Name, clientID, err)
-				}
-				critical("default client scope "+w.Name+" of client "+clientID,
-					"attached without its role mapping, so in every user's token; detached", true)
-			case i < 0 && *w.id != "":
-				// Attached only once its mapping is verified: an unmapped
-				// scope would reach every user's token.
-				note("default client scope "+w.Name+" of client "+clientID, "missing", repair && w.mapped)
-				if repair && w.mapped {
-					if err := c.gc.AddDefaultScopeToClient(ctx, tok, s.Realm, cid, *w.id); err != nil {
-						return classify("add default client scope "+w.Name+" to "+clientID, err)
-					}
-				}
-			}
+		if !slices.ContainsFunc(defaults, func(d *gocloak.ClientScope) bool { return deref(d.ID) == sc.ID }) {
+			continue
 		}
+		what := "default client scope " + sc.Name + " of client " + clientID
+		if c.opts.ReadOnly {
+			critical(what, "attached without its role mapping, so in every user's token; a drift check detaches it", false)
+			continue
+		}
+		if err := c.detachScope(ctx, tok, s.Realm, cid, sc.ID); err != nil {
+			return fmt.Errorf("detach unmapped client scope %s from %s: %w", sc.Name, clientID, err)
+		}
+		critical(what, "attached without its role mapping, so in every user's token; detached", true)
 	}
 	return nil
 }

@@ -27,6 +27,10 @@ type Metrics struct {
 	DriftFound      *prometheus.GaugeVec
 	Decisions       *prometheus.CounterVec
 	NearMissSystems prometheus.Counter
+	// OversizedHeaders counts 431 answers by the largest header:
+	// authorization, cookie or other (never the caller's own header name,
+	// which would let callers make new series).
+	OversizedHeaders *prometheus.CounterVec
 }
 
 // New registers the collectors, including Go runtime and process ones.
@@ -75,8 +79,12 @@ func New() *Metrics {
 			Name: "communities_decision_near_miss_labels_total",
 			Help: "Decisions that met a label system almost equal to the permissions system (another scheme, case or a trailing slash); such labels restrict resources to wildcard holders.",
 		}),
+		OversizedHeaders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "communities_request_headers_too_large_total",
+			Help: "Requests refused with 431 because their headers exceeded --max-header-kib, by the largest header (authorization, cookie, other).",
+		}, []string{"largest"}),
 	}
-	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound, m.Decisions, m.NearMissSystems)
+	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound, m.Decisions, m.NearMissSystems, m.OversizedHeaders)
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.KeycloakCalls, m.RecoveryRuns, m.Recovered, m.RecoveryErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -76,6 +76,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		RequiredClaims:  required,
 		Accounts:        c.Accounts(),
 		CORSOrigins:     cfg.CORSOrigins,
+		MaxHeaderBytes:  cfg.MaxHeaderKiB << 10,
 	})
 	return s, nil
 }
@@ -123,7 +124,9 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * s.cfg.OperationLease,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    32 << 10,
+		// Well above --max-header-kib, so that the API's own check, which
+		// answers 431 with a reason, logs and counts it, is what callers meet.
+		MaxHeaderBytes: 4*s.cfg.MaxHeaderKiB<<10 + 4096,
 	}, s.cfg.ShutdownTimeout, func(addr string) {
 		s.log.Info("listening", "addr", addr, "realms", s.cfg.Realms, "keycloak", s.cfg.KeycloakURL)
 		if ready != nil {

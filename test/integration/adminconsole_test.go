@@ -152,8 +152,8 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 		t.Errorf("the page asked what the caller may do %d times, want once: %v", n, calls)
 	}
 	// Outside the browser: the community is whole in Keycloak, creator owns it.
-	if art := f.realm.Artefacts(t, "Communities", "PAGE"); len(art) != 6 {
-		t.Errorf("Keycloak holds %v for PAGE, want 3 roles, the group and 2 scopes", art)
+	if art := f.realm.Artefacts(t, "Communities", "PAGE"); len(art) != 3 {
+		t.Errorf("Keycloak holds %v for PAGE, want 2 roles and the group", art)
 	}
 	if !isMemberOf(t, f.realm, "creator", "/Communities/PAGE/owner") {
 		t.Error("creator is not in PAGE's owner group")

@@ -69,8 +69,8 @@ func TestHundredConcurrentCreatesOverThreeReplicas(t *testing.T) {
 	if count[201] != 1 || count[409] != n-1 {
 		t.Fatalf("statuses %v: want one 201 and %d 409", count, n-1)
 	}
-	if got := f.realm.Artefacts(t, "Communities", "ONE"); len(got) != 6 {
-		t.Errorf("artefacts %v, want one set of 6", got)
+	if got := f.realm.Artefacts(t, "Communities", "ONE"); len(got) != 3 {
+		t.Errorf("artefacts %v, want one set of 3", got)
 	}
 	reports, _, err := f.svc.Server.Service().Reconcile(context.Background(), []string{f.realm.Name}, false)
 	if err != nil || reports[0].DriftCount() != 0 {
@@ -148,7 +148,7 @@ func TestMixedConcurrentLoad(t *testing.T) {
 	orphans := 0
 	for _, l := range labelsPool {
 		got := f.realm.Artefacts(t, "Communities", l)
-		if active[l] && len(got) != 6 || !active[l] && len(got) != 0 {
+		if active[l] && len(got) != 3 || !active[l] && len(got) != 0 {
 			orphans++
 			t.Errorf("%s: registry active=%v, Keycloak has %v", l, active[l], got)
 		}

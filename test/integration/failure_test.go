@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"github.com/Nerzal/gocloak/v13"
 	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"strings"
@@ -170,39 +171,43 @@ func TestKeycloakFailsDuringDelete(t *testing.T) {
 	t.Logf("delete: %d mutating steps, %d faults injected", steps, injected)
 }
 
-// TestConflictingArtefactInKeycloak: a client scope someone made by hand
-// under a community's scope name makes the create fail with 409; the
-// hand-made scope is left alone and nothing else is kept.
+// TestConflictingArtefactInKeycloak: a group someone made by hand under a
+// community's name makes the create fail with 409; the hand-made group is
+// left alone and nothing else is kept.
 func TestConflictingArtefactInKeycloak(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	admin := f.realm.AdminToken(t)
-	name := "grouping/CLASH.write"
-	id, err := f.realm.GC.CreateClientScope(ctx, admin, f.realm.Name, clientScope(name))
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "WARM", "Warm").Expect(t, 201) // the root group exists
+	root, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	id, err := f.realm.GC.CreateChildGroup(ctx, admin, f.realm.Name, *root.ID, gocloak.Group{Name: gocloak.StringP("CLASH")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp := f.create(t, sd, "CLASH", "Clash").Expect(t, 409)
 	t.Logf("answer: %s", resp.Body)
 	left := f.realm.Artefacts(t, "Communities", "CLASH")
-	if len(left) != 1 || left[0] != "scope "+name {
-		t.Fatalf("after the clash Keycloak holds %v; want only the hand-made scope", left)
+	if len(left) != 1 || left[0] != "group /Communities/CLASH" {
+		t.Fatalf("after the clash Keycloak holds %v; want only the hand-made group", left)
 	}
-	if s, err := f.realm.GC.GetClientScope(ctx, admin, f.realm.Name, id); err != nil || *s.Name != name {
-		t.Fatalf("hand-made scope damaged: %v", err)
+	if g, err := f.realm.GC.GetGroup(ctx, admin, f.realm.Name, id); err != nil || *g.Name != "CLASH" {
+		t.Fatalf("hand-made group damaged: %v", err)
 	}
 	if f.row(t, "CLASH") != nil {
 		t.Fatal("registry row kept")
 	}
 
 	// Likewise a hand-made realm role.
-	if _, err := f.realm.GC.CreateRealmRole(ctx, admin, f.realm.Name, role("PERM_ROLECLASH_OWNER")); err != nil {
+	if _, err := f.realm.GC.CreateRealmRole(ctx, admin, f.realm.Name, role("PERM_ROLECLASH_WRITE")); err != nil {
 		t.Fatal(err)
 	}
 	f.create(t, sd, "ROLECLASH", "Role clash").Expect(t, 409)
 	left = f.realm.Artefacts(t, "Communities", "ROLECLASH")
-	if len(left) != 1 || left[0] != "role PERM_ROLECLASH_OWNER" {
+	if len(left) != 1 || left[0] != "role PERM_ROLECLASH_WRITE" {
 		t.Fatalf("after the role clash Keycloak holds %v", left)
 	}
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -65,5 +66,51 @@ func TestNoSecretsInLogs(t *testing.T) {
 		if strings.Contains(logs, s) {
 			t.Errorf("the log contains the %s", what)
 		}
+	}
+}
+
+// TestOversizedHeadersAreExplained: a request whose headers exceed
+// --max-header-kib (a token of someone in too many communities, say) gets
+// a problem+json 431 naming the largest header, is logged and counted,
+// where Go's server would answer a bare 431 and say nothing (issue 14).
+func TestOversizedHeadersAreExplained(t *testing.T) {
+	t.Parallel()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	p := startProcess(t, map[string]string{
+		"DATABASE_URL": env.DatabaseURL, "KEYCLOAK_URL": env.KeycloakURL,
+		"COMMUNITIES_REALMS": realm.Name, "COMMUNITIES_ADMIN_CLIENT_SECRET": harness.ServiceSecret,
+		"COMMUNITIES_MAX_HEADER_KIB": "16",
+	})
+	base := "http://" + p.addr + "/realms/" + realm.Name + "/communities"
+	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	harness.Do(t, "GET", base, sd, nil).Expect(t, 200)
+
+	big := sd + strings.Repeat("x", 20<<10)
+	resp := harness.Do(t, "GET", base, big, nil).Expect(t, 431)
+	var pd map[string]any
+	resp.JSON(t, &pd)
+	detail, _ := pd["detail"].(string)
+	if resp.Header.Get("Content-Type") != "application/problem+json" || pd["status"] != float64(431) ||
+		!strings.Contains(detail, "the largest is Authorization") || !strings.Contains(detail, "too many roles or scopes") {
+		t.Errorf("431 answer %s %s", resp.Header.Get("Content-Type"), resp.Body)
+	}
+	// Any other header is named too, and counted apart from tokens.
+	resp = harness.DoWith(t, "GET", base, sd, nil, http.Header{"X-Padding": {strings.Repeat("p", 17<<10)}}).Expect(t, 431)
+	if !strings.Contains(string(resp.Body), "the largest is X-Padding") {
+		t.Errorf("431 answer %s", resp.Body)
+	}
+	metrics := string(harness.Do(t, "GET", "http://"+p.addr+"/metrics", "", nil).Expect(t, 200).Body)
+	for _, want := range []string{
+		`communities_request_headers_too_large_total{largest="authorization"} 1`,
+		`communities_request_headers_too_large_total{largest="other"} 1`,
+		`status="431"} 2`, // communities_http_requests_total
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if log := p.Log(); strings.Count(log, "request headers too large") != 2 || strings.Contains(log, big[len(sd):len(sd)+64]) {
+		t.Errorf("the log should record both refusals, without the headers:\n%s", log)
 	}
 }

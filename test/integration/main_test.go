@@ -108,6 +108,15 @@ func authoritiesOf(t *testing.T, token string) []string {
 	return out
 }
 
+func realmRolesOf(t *testing.T, token string) []string {
+	var out []string
+	ra, _ := claims(t, token)["realm_access"].(map[string]any)
+	for _, a := range ra["roles"].([]any) {
+		out = append(out, a.(string))
+	}
+	return out
+}
+
 func mustContain(t *testing.T, what string, got []string, want ...string) {
 	t.Helper()
 	for _, w := range want {
@@ -124,10 +133,6 @@ func mustLack(t *testing.T, what string, got []string, unwanted ...string) {
 			t.Errorf("%s: %v has %q", what, got, w)
 		}
 	}
-}
-
-func clientScope(name string) gocloak.ClientScope {
-	return gocloak.ClientScope{Name: gocloak.StringP(name), Protocol: gocloak.StringP("openid-connect")}
 }
 
 func role(name string) gocloak.Role { return gocloak.Role{Name: gocloak.StringP(name)} }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/Nerzal/gocloak/v13"
 	"net/url"
 	"os"
 	"os/exec"
@@ -57,12 +58,21 @@ communities:
 		t.Fatal(err)
 	}
 
-	// The tempting states: admin permissions switched off, and a community
-	// scope left on the FHIR client without its role (so in every token).
+	// The tempting states: admin permissions switched off, and a scope of a
+	// community's name (as earlier versions made) left on the FHIR client
+	// without its role (so in every token).
 	ctx, admin := context.Background(), realm.AdminToken(t)
 	harness.Do(t, "PUT", env.KeycloakURL+"/admin/realms/"+realm.Name, admin,
 		map[string]any{"adminPermissionsEnabled": false}).Expect(t, 204)
 	if err := realm.GC.DeleteRealmRole(ctx, admin, realm.Name, "PERM_PLANX_READ"); err != nil {
+		t.Fatal(err)
+	}
+	scope := legacyScope(t, env, realm, "grouping/PLANX.read", "")
+	clients, err := realm.GC.GetClients(ctx, admin, realm.Name, gocloak.GetClientsParams{ClientID: gocloak.StringP("terminology-client")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := realm.GC.AddDefaultScopeToClient(ctx, admin, realm.Name, *clients[0].ID, scope); err != nil {
 		t.Fatal(err)
 	}
 

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -38,12 +39,20 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	row := f.row(t, "DRIFT")
+	// What an earlier version made (issue 14): PERM_DRIFT_OWNER and the
+	// client scope grouping/DRIFT.read, mapped to its role and a default
+	// scope of the FHIR client, both with the community's marker.
+	marker := map[string][]string{keycloak.MarkerAttribute: {row.ID}}
+	if _, err := gc.CreateRealmRole(ctx, admin, realm, gocloak.Role{Name: gocloak.StringP("PERM_DRIFT_OWNER"), Attributes: &marker}); err != nil {
+		t.Fatal(err)
+	}
+	scopeID := legacyScope(t, f.env, f.realm, "grouping/DRIFT.read", row.ID)
 	read, _ := gc.GetRealmRole(ctx, admin, realm, "PERM_DRIFT_READ")
-	if err := gc.DeleteClientScopesScopeMappingsRealmRoles(ctx, admin, realm, row.Artifacts.ReadScopeID, []gocloak.Role{*read}); err != nil {
+	if err := gc.CreateClientScopesScopeMappingsRealmRoles(ctx, admin, realm, scopeID, []gocloak.Role{*read}); err != nil {
 		t.Fatal(err)
 	}
 	clients, _ := gc.GetClients(ctx, admin, realm, gocloak.GetClientsParams{ClientID: gocloak.StringP("terminology-client")})
-	if err := gc.RemoveDefaultScopeFromClient(ctx, admin, realm, *clients[0].ID, row.Artifacts.ReadScopeID); err != nil {
+	if err := gc.AddDefaultScopeToClient(ctx, admin, realm, *clients[0].ID, scopeID); err != nil {
 		t.Fatal(err)
 	}
 	// An orphan of ours: the registry row of LOST is gone.
@@ -71,8 +80,8 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 		"realm role PERM_DRIFT_WRITE: missing",
 		"group /Communities/DRIFT/consumer: missing",
 		"role mapping /Communities/DRIFT/author → PERM_DRIFT_WRITE: missing",
-		"scope mapping grouping/DRIFT.read → PERM_DRIFT_READ: missing",
-		"default client scope grouping/DRIFT.read of client terminology-client: missing",
+		"realm role PERM_DRIFT_OWNER: " + earlier,
+		"client scope grouping/DRIFT.read: " + earlier,
 	} {
 		if !slices.Contains(found, want) {
 			t.Errorf("drift report lacks %q; got %v", want, found)
@@ -128,11 +137,43 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustContain(t, "repaired consumer's scopes", scopesOf(t, f.realm.UserToken(t, "consumer")), "grouping/DRIFT.read")
-	mustContain(t, "repaired consumer's authorities", authoritiesOf(t, f.realm.UserToken(t, "consumer")), "PERM_DRIFT_READ")
+	// The legacy artefacts are gone.
+	var notFound *gocloak.APIError
+	if _, err := gc.GetRealmRole(ctx, admin, realm, "PERM_DRIFT_OWNER"); !errors.As(err, &notFound) || notFound.Code != 404 {
+		t.Errorf("legacy role PERM_DRIFT_OWNER after repair: %v", err)
+	}
+	if _, err := gc.GetClientScope(ctx, admin, realm, scopeID); !errors.As(err, &notFound) || notFound.Code != 404 {
+		t.Errorf("legacy client scope after repair: %v", err)
+	}
 	write, err := gc.GetRealmRole(ctx, admin, realm, "PERM_DRIFT_WRITE")
 	if err != nil || (*write.Attributes)[keycloak.MarkerAttribute][0] != row.ID {
 		t.Errorf("recreated role lacks the marker: %v", err)
 	}
+}
+
+// earlier is the drift problem of what an earlier version made.
+const earlier = "made by an earlier version; the realm's community-privileges token mapper replaces it"
+
+// legacyScope makes client scope name in realm as earlier versions made a
+// community's scopes, with the marker of community id ("": none, as by
+// hand), and returns its id.
+func legacyScope(t *testing.T, env *harness.Env, realm *harness.Realm, name, id string) string {
+	t.Helper()
+	admin := realm.AdminToken(t)
+	harness.Do(t, "POST", env.KeycloakURL+"/admin/realms/"+realm.Name+"/client-scopes", admin, map[string]any{
+		"name": name, "protocol": "openid-connect", "attributes": map[string]string{
+			"include.in.token.scope": "true", "display.on.consent.screen": "false", keycloak.MarkerAttribute: id}}).Expect(t, 201)
+	scopes, err := realm.GC.GetClientScopes(context.Background(), admin, realm.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range scopes {
+		if *s.Name == name {
+			return *s.ID
+		}
+	}
+	t.Fatalf("client scope %s not found after creating it", name)
+	return ""
 }
 
 // TestOneReconcilerAtATime: while one reconciler holds the lock, another

@@ -130,8 +130,10 @@ func TestCreatingNeedsAuthorAndGrantedRole(t *testing.T) {
 }
 
 // TestUnmappedScopeNeverReachesNonMembers: Keycloak puts a client scope
-// with no role scope mapping into every user's token. In each way that can
-// happen to a community's scope, no token of a non-member carries it.
+// with no role scope mapping into every user's token. Communities make no
+// client scopes any more, but earlier versions did, and anyone may make one
+// of a community's name; in each way such a scope can lose its mapping, no
+// token of a non-member carries it.
 func TestUnmappedScopeNeverReachesNonMembers(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -141,75 +143,86 @@ func TestUnmappedScopeNeverReachesNonMembers(t *testing.T) {
 	for _, l := range []string{"UNMAPA", "UNMAPB", "UNMAPC", "UNMAPD"} {
 		f.create(t, sd, l, "Unmapped "+l).Expect(t, 201)
 	}
+	clients, err := gc.GetClients(ctx, admin, realm, gocloak.GetClientsParams{ClientID: gocloak.StringP("terminology-client")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// attach makes scope name as an earlier version did (marked with the
+	// community's id, or by hand: marker ""), mapped to the community's
+	// read role if mapped, and a default scope of the FHIR client.
+	attach := func(label, marker string, mapped bool) string {
+		t.Helper()
+		id := legacyScope(t, f.env, f.realm, "grouping/"+label+".read", marker)
+		if mapped {
+			read, err := gc.GetRealmRole(ctx, admin, realm, "PERM_"+label+"_READ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := gc.CreateClientScopesScopeMappingsRealmRoles(ctx, admin, realm, id, []gocloak.Role{*read}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := gc.AddDefaultScopeToClient(ctx, admin, realm, *clients[0].ID, id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
 	nonMember := func(what, scope string) {
 		t.Helper()
 		mustLack(t, what+": a non-member's token", scopesOf(t, f.realm.UserToken(t, "consumer")), scope)
 	}
 	svc := f.svc.Server.Service()
-	reconcile := func(repair bool) {
+	reportCritical := func(label string) {
 		t.Helper()
-		if _, ran, err := svc.Reconcile(ctx, []string{realm}, repair); err != nil || !ran {
-			t.Fatalf("reconcile: %v %v", ran, err)
-		}
-	}
-	foreignRole := func(name string) {
-		t.Helper()
-		if err := gc.DeleteRealmRole(ctx, admin, realm, name); err != nil {
+		reports, _, err := svc.Reconcile(ctx, []string{realm}, false)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := gc.CreateRealmRole(ctx, admin, realm, gocloak.Role{Name: gocloak.StringP(name)}); err != nil {
-			t.Fatal(err)
+		critical := false
+		for _, d := range reports[0].Drift[label] {
+			critical = critical || d.Critical && d.Repaired && strings.Contains(d.What, "grouping/"+label+".read")
+		}
+		if !critical {
+			t.Errorf("no critical drift, detached, reported for %s: %v", label, reports[0].Drift[label])
 		}
 	}
 
-	// A: the role deleted by hand takes its scope mapping with it; the
-	// report-only drift check takes the scope off the FHIR client at once.
+	// A: an earlier version's scope; the role deleted by hand takes its
+	// scope mapping with it; the report-only drift check takes the scope
+	// off the FHIR client at once.
+	attach("UNMAPA", f.row(t, "UNMAPA").ID, true)
 	if err := gc.DeleteRealmRole(ctx, admin, realm, "PERM_UNMAPA_READ"); err != nil {
 		t.Fatal(err)
 	}
-	reports, _, err := svc.Reconcile(ctx, []string{realm}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	critical := false
-	for _, d := range reports[0].Drift["UNMAPA"] {
-		critical = critical || d.Critical && strings.Contains(d.What, "grouping/UNMAPA.read")
-	}
-	if !critical {
-		t.Errorf("no critical drift reported for UNMAPA: %v", reports[0].Drift["UNMAPA"])
-	}
+	reportCritical("UNMAPA")
 	nonMember("role deleted, report mode", "grouping/UNMAPA.read")
 
-	// B: repair with the role replaced by a foreign one: the mapping
-	// cannot be made, so the scope must not be attached.
-	foreignRole("PERM_UNMAPB_READ")
-	reconcile(true)
-	nonMember("role foreign, repair", "grouping/UNMAPB.read")
+	// B: a hand-made scope of the community's name with no mapping: the
+	// report-only check detaches it too, and leaves it (not ours).
+	idB := attach("UNMAPB", "", false)
+	reportCritical("UNMAPB")
+	nonMember("hand-made scope, report mode", "grouping/UNMAPB.read")
+	if _, err := gc.GetClientScope(ctx, admin, realm, idB); err != nil {
+		t.Errorf("the hand-made scope was deleted: %v", err)
+	}
 
-	// C: the scope missing as well: repair recreates it but may not attach
-	// it without its mapping.
-	row := f.row(t, "UNMAPC")
-	if err := gc.DeleteClientScope(ctx, admin, realm, row.Artifacts.ReadScopeID); err != nil {
-		t.Fatal(err)
+	// C: an earlier version's scope, mapped: deleting the community
+	// deletes it with the roles.
+	idC := attach("UNMAPC", f.row(t, "UNMAPC").ID, true)
+	harness.Do(t, "DELETE", f.base+"/UNMAPC", sd, nil).Expect(t, 204)
+	nonMember("earlier version's scope after delete", "grouping/UNMAPC.read")
+	if _, err := gc.GetClientScope(ctx, admin, realm, idC); err == nil {
+		t.Error("delete left the earlier version's scope")
 	}
-	foreignRole("PERM_UNMAPC_READ")
-	reconcile(true)
-	nonMember("scope recreated, role foreign, repair", "grouping/UNMAPC.read")
 
-	// D: the scope becomes someone else's (its marker gone); deleting the
-	// community deletes our roles, and with them the scope's mapping.
-	row = f.row(t, "UNMAPD")
-	scope, err := gc.GetClientScope(ctx, admin, realm, row.Artifacts.ReadScopeID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gc.UpdateClientScope(ctx, admin, realm, *scope); err != nil { // gocloak's type drops the marker attribute
-		t.Fatal(err)
-	}
+	// D: a hand-made scope mapped to our role: deleting the community
+	// deletes the role, and with it the mapping, so the scope is taken off
+	// the FHIR client.
+	attach("UNMAPD", "", true)
 	harness.Do(t, "DELETE", f.base+"/UNMAPD", sd, nil).Expect(t, 204)
-	nonMember("foreign scope left by delete", "grouping/UNMAPD.read")
+	nonMember("hand-made scope left by delete", "grouping/UNMAPD.read")
 
-	// Members still get what they should: the untouched write scopes.
+	// Members still get what they should, from the realm's token mapper.
 	author := f.realm.UserID(t, "author")
 	g, err := gc.GetGroupByPath(ctx, admin, realm, "Communities/UNMAPB/author")
 	if err != nil {

@@ -19,6 +19,7 @@ package fakeidp
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -242,6 +243,16 @@ func (r *realm) remove(key string) {
 	}
 }
 
+// dropScope deletes client scope name and, as Keycloak does, its role
+// mapping and its place among clients' default scopes.
+func (r *realm) dropScope(name string) {
+	for k := range r.things {
+		if k == Scope+" "+name || strings.HasPrefix(k, ScopeMapping+" "+name+" → ") || strings.HasPrefix(k, DefaultScope+" "+name+" of client ") {
+			delete(r.things, k)
+		}
+	}
+}
+
 // group finds a group by id.
 func (r *realm) group(id string) *artefact {
 	for k, a := range r.things {
@@ -264,15 +275,13 @@ type want struct {
 // describe lists community s's artefacts in batches, each made by one
 // mutating call of Provision, in internal/keycloak's order: roles (one
 // partialImport), label group, each member group and its role mappings,
-// each scope and its role mapping, the scopes on each FHIR client, the
-// admin permissions.
+// the admin permissions.
 func describe(s community.Spec) [][]want {
-	read, write, owner := "PERM_"+s.Label+"_READ", "PERM_"+s.Label+"_WRITE", "PERM_"+s.Label+"_OWNER"
+	read, write := "PERM_"+s.Label+"_READ", "PERM_"+s.Label+"_WRITE"
 	path := "/" + s.Root + "/" + s.Label
 	out := [][]want{{
 		{key: Role + " " + read, marked: true, set: func(a *community.Artifacts) *string { return &a.ReadRoleID }},
 		{key: Role + " " + write, marked: true, set: func(a *community.Artifacts) *string { return &a.WriteRoleID }},
-		{key: Role + " " + owner, marked: true, set: func(a *community.Artifacts) *string { return &a.OwnerRoleID }},
 	}, {
 		{key: Group + " " + path, marked: true, set: func(a *community.Artifacts) *string { return &a.GroupID }},
 	}}
@@ -281,7 +290,7 @@ func describe(s community.Spec) [][]want {
 		grants []string
 		set    func(*community.Artifacts) *string
 	}{
-		{community.RoleOwner, []string{owner}, func(a *community.Artifacts) *string { return &a.OwnerGroupID }},
+		{community.RoleOwner, []string{OwnerRole}, func(a *community.Artifacts) *string { return &a.OwnerGroupID }},
 		{community.RoleAuthor, []string{read, write}, func(a *community.Artifacts) *string { return &a.AuthorGroupID }},
 		{community.RoleConsumer, []string{read}, func(a *community.Artifacts) *string { return &a.ConsumerGroupID }},
 	}
@@ -290,32 +299,35 @@ func describe(s community.Spec) [][]want {
 		out = append(out, []want{{key: g, marked: true, deps: []string{Group + " " + path}, set: c.set}})
 		var maps []want
 		for _, role := range c.grants {
-			maps = append(maps, want{key: RoleMapping + " " + path + "/" + c.member + " → " + role, deps: []string{g, Role + " " + role}})
+			var deps []string
+			if role != OwnerRole { // the realm's role, always there
+				deps = []string{Role + " " + role}
+			}
+			maps = append(maps, want{key: RoleMapping + " " + path + "/" + c.member + " → " + role, deps: append([]string{g}, deps...)})
 		}
 		out = append(out, maps)
-	}
-	scopes := []struct {
-		name, role string
-		set        func(*community.Artifacts) *string
-	}{
-		{"grouping/" + s.Label + ".read", read, func(a *community.Artifacts) *string { return &a.ReadScopeID }},
-		{"grouping/" + s.Label + ".write", write, func(a *community.Artifacts) *string { return &a.WriteScopeID }},
-	}
-	for _, sc := range scopes {
-		out = append(out,
-			[]want{{key: Scope + " " + sc.name, marked: true, set: sc.set}},
-			[]want{{key: ScopeMapping + " " + sc.name + " → " + sc.role, deps: []string{Scope + " " + sc.name, Role + " " + sc.role}}})
-	}
-	for _, client := range s.FHIRClients {
-		for _, sc := range scopes {
-			out = append(out, []want{{key: DefaultScope + " " + sc.name + " of client " + client, deps: []string{Scope + " " + sc.name}}})
-		}
 	}
 	p := "community:" + s.Label + ":"
 	for _, name := range []string{p + "owners", p + "membership-admins", p + "view", p + "membership"} {
 		out = append(out, []want{{key: Permission + " " + name, marked: true}})
 	}
 	return out
+}
+
+// Earlier is the drift problem of what an earlier version made.
+const Earlier = "made by an earlier version; the realm's community-privileges token mapper replaces it"
+
+// OwnerRole is the realm's role every owner group maps.
+const OwnerRole = "community-owner"
+
+// legacy is what earlier versions made for community s and internal/keycloak
+// now removes: the owner role, and the two client scopes with the roles
+// they were mapped to.
+func legacy(s community.Spec) (roles []string, scopes map[string]string) {
+	return []string{Role + " PERM_" + s.Label + "_OWNER"}, map[string]string{
+		"grouping/" + s.Label + ".read":  "PERM_" + s.Label + "_READ",
+		"grouping/" + s.Label + ".write": "PERM_" + s.Label + "_WRITE",
+	}
 }
 
 // Provision makes community s's artefacts, batch by batch, then makes each
@@ -363,17 +375,45 @@ func (f *IDP) Provision(ctx context.Context, s community.Spec) (community.Artifa
 	return a, nil
 }
 
-// Cleanup removes the artefacts of community id that carry its marker, the
-// permissions first and the roles last, each in one mutating call (a
+// Cleanup removes the artefacts of community id that carry its marker,
+// those earlier versions made (legacy) included: legacy scopes first, the
+// permissions next and the roles last, each in one mutating call (a
 // group's children and the mappings go with what they hang on). What is
 // missing is skipped; what is someone else's is reported and left, but a
-// foreign client scope of the community's name is taken off fhirClients.
+// foreign client scope of a legacy scope's name is taken off fhirClients.
 func (f *IDP) Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (community.CleanupReport, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var rep community.CleanupReport
 	r := f.realm(realm)
-	batches := describe(community.Spec{ID: id, Realm: realm, Root: root, Label: label})
+	spec := community.Spec{ID: id, Realm: realm, Root: root, Label: label}
+	roles, scopes := legacy(spec)
+	for _, name := range slices.Sorted(maps.Keys(scopes)) {
+		key := Scope + " " + name
+		t, ok := r.things[key]
+		switch {
+		case !ok:
+		case t.marker == id:
+			if err := f.step(ctx, "delete "+key); err != nil {
+				return rep, err
+			}
+			r.dropScope(name)
+			rep.Deleted = append(rep.Deleted, key)
+		default:
+			for _, client := range fhirClients {
+				attached := DefaultScope + " " + name + " of client " + client
+				if _, ok := r.things[attached]; !ok {
+					continue
+				}
+				if err := f.step(ctx, "detach "+attached); err != nil {
+					return rep, err
+				}
+				r.remove(attached)
+			}
+			rep.Foreign = append(rep.Foreign, key)
+		}
+	}
+	batches := describe(spec)
 	for i := len(batches) - 1; i >= 0; i-- {
 		for _, w := range batches[i] {
 			t, ok := r.things[w.key]
@@ -381,19 +421,6 @@ func (f *IDP) Cleanup(ctx context.Context, realm, root, label, id string, fhirCl
 				continue
 			}
 			if t.marker != id {
-				if strings.HasPrefix(w.key, Scope+" ") {
-					name := strings.TrimPrefix(w.key, Scope+" ")
-					for _, client := range fhirClients {
-						attached := DefaultScope + " " + name + " of client " + client
-						if _, ok := r.things[attached]; !ok {
-							continue
-						}
-						if err := f.step(ctx, "detach "+attached); err != nil {
-							return rep, err
-						}
-						r.remove(attached)
-					}
-				}
 				rep.Foreign = append(rep.Foreign, w.key)
 				continue
 			}
@@ -402,6 +429,15 @@ func (f *IDP) Cleanup(ctx context.Context, realm, root, label, id string, fhirCl
 			}
 			r.remove(w.key)
 			rep.Deleted = append(rep.Deleted, w.key)
+		}
+	}
+	for _, key := range roles {
+		if t, ok := r.things[key]; ok && t.marker == id {
+			if err := f.step(ctx, "delete "+key); err != nil {
+				return rep, err
+			}
+			r.remove(key)
+			rep.Deleted = append(rep.Deleted, key)
 		}
 	}
 	return rep, nil
@@ -453,6 +489,47 @@ func (f *IDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]comm
 			}
 			if w.set != nil {
 				*w.set(&a) = t.id
+			}
+		}
+	}
+	roles, scopes := legacy(s)
+	for _, name := range slices.Sorted(maps.Keys(scopes)) {
+		key := Scope + " " + name
+		t, ok := r.things[key]
+		if !ok {
+			continue
+		}
+		if _, mapped := r.things[ScopeMapping+" "+name+" → "+scopes[name]]; !mapped {
+			for _, client := range s.FHIRClients {
+				attached := DefaultScope + " " + name + " of client " + client
+				if _, ok := r.things[attached]; !ok {
+					continue
+				}
+				if err := f.step(ctx, "detach "+attached); err != nil {
+					return drift, a, err
+				}
+				r.remove(attached)
+				drift = append(drift, community.Drift{What: attached, Critical: true, Repaired: true,
+					Problem: "attached without its role mapping, so in every user's token; detached"})
+			}
+		}
+		if t.marker == s.ID {
+			roles = append(roles, key)
+		}
+	}
+	for _, key := range roles {
+		if t, ok := r.things[key]; !ok || t.marker != s.ID {
+			continue
+		}
+		drift = append(drift, community.Drift{What: key, Problem: Earlier, Repaired: repair})
+		if repair {
+			if err := f.step(ctx, "delete "+key); err != nil {
+				return drift, a, err
+			}
+			if name, ok := strings.CutPrefix(key, Scope+" "); ok {
+				r.dropScope(name)
+			} else {
+				r.remove(key)
 			}
 		}
 	}

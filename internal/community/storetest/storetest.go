@@ -251,7 +251,7 @@ func testReserveGet(f *fixture) {
 	for _, state := range []string{community.StateCreating, community.StateActive, community.StateDeleting, community.StateFailed} {
 		c := f.newRow(f.realm, "In"+state, "In state "+state, state, in(time.Minute))
 		c.Artifacts = community.Artifacts{GroupID: "g", OwnerGroupID: "og", AuthorGroupID: "ag", ConsumerGroupID: "cg",
-			ReadRoleID: "rr", WriteRoleID: "wr", OwnerRoleID: "or", ReadScopeID: "rs", WriteScopeID: "ws"}
+			ReadRoleID: "rr", WriteRoleID: "wr"}
 		c.LastError = "last error of " + state
 		if err := f.s.Reserve(f.ctx, c); err != nil {
 			t.Fatalf("reserve %s: %v", state, err)
@@ -572,7 +572,7 @@ func testTransition(f *fixture) {
 	t := f.t
 	lease := in(time.Minute)
 	c := f.reserve(f.realm, "Moving", "Moving", community.StateCreating, lease)
-	arts := community.Artifacts{GroupID: "g", OwnerGroupID: "og", ReadRoleID: "rr", WriteScopeID: "ws"}
+	arts := community.Artifacts{GroupID: "g", OwnerGroupID: "og", ReadRoleID: "rr", WriteRoleID: "wr"}
 	refused := func(what string, id, from string, expect *time.Time) {
 		t.Helper()
 		if err := f.s.Transition(f.ctx, id, from, community.StateActive, expect, nil, &arts, ""); !errors.Is(err, community.ErrStateChanged) {
