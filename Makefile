@@ -4,7 +4,7 @@ GO    ?= go
 PKGS  := ./...
 FUZZTIME ?= 30s
 
-.PHONY: run test unit integration lint build fuzz bench fetch clean
+.PHONY: run test unit integration lint build fuzz bench fetch scale clean
 
 ## run: start PostgreSQL, Keycloak (demo realm) and the service in the foreground
 run:
@@ -44,6 +44,12 @@ fuzz:
 ## bench: benchmarks of the pure packages
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... ./internal/...
+
+## scale: the national-scale benchmark (not part of test): SCALE_N communities
+## (default 10000), a user in SCALE_M (default 100); prints one table
+scale:
+	deploy/local/deps.sh
+	SCALE_N=$${SCALE_N:-10000} deploy/local/stack.sh exec -- $(GO) test -count=1 -timeout 0 -v -run '^TestScale$$' ./test/scale/
 
 ## fetch: download and build Keycloak into the cache without starting it
 fetch:

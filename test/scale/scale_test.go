@@ -1,0 +1,316 @@
+// Package scale is the national-scale benchmark (issue 14): `make scale`
+// brings up the stack, creates SCALE_N communities (default 10,000)
+// through the real API with bounded concurrency, joins users to 10 and
+// SCALE_M (default 100) of them, and prints one table of what it measured.
+// It is not part of `make test`: without SCALE_N it skips.
+package scale
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nhs-terminology/communities/test/harness"
+)
+
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v >= 0 {
+		return v
+	}
+	return def
+}
+
+// row is one line of the result table.
+type row struct{ what, value, target string }
+
+type table []row
+
+func (tb *table) add(what, target, format string, args ...any) {
+	*tb = append(*tb, row{what, fmt.Sprintf(format, args...), target})
+}
+
+func (tb table) String() string {
+	var b strings.Builder
+	b.WriteString("| measure | value | target |\n| --- | --- | --- |\n")
+	for _, r := range tb {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", r.what, r.value, r.target)
+	}
+	return b.String()
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// tokenStats asks Keycloak for a token of user n times and returns the
+// median latency and the token's size.
+func tokenStats(t *testing.T, realm *harness.Realm, user string, n int) (time.Duration, int) {
+	t.Helper()
+	var took []time.Duration
+	size := 0
+	for range n {
+		start := time.Now()
+		tok := realm.UserToken(t, user)
+		took = append(took, time.Since(start))
+		size = len(tok)
+	}
+	return pct(took, 0.5), size
+}
+
+// throughput runs conc workers sending req for d and returns requests/s and
+// the 99th percentile latency; any answer but 200 fails the test.
+func throughput(t *testing.T, d time.Duration, conc int, req func() (*http.Request, error)) (float64, time.Duration) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
+	var (
+		n      atomic.Int64
+		bad    atomic.Int64
+		first  atomic.Value
+		mu     sync.Mutex
+		sample []time.Duration
+		wg     sync.WaitGroup
+	)
+	stop := time.Now().Add(d)
+	for range conc {
+		wg.Go(func() {
+			var mine []time.Duration
+			for time.Now().Before(stop) {
+				r, err := req()
+				if err != nil {
+					bad.Add(1)
+					return
+				}
+				start := time.Now()
+				resp, err := client.Do(r)
+				switch {
+				case err != nil:
+					bad.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+				case resp.StatusCode != 200:
+					bad.Add(1)
+					first.CompareAndSwap(nil, resp.Status)
+				}
+				if resp != nil {
+					_, _ = bufio.NewReader(resp.Body).WriteTo(devNull{})
+					resp.Body.Close()
+				}
+				mine = append(mine, time.Since(start))
+				n.Add(1)
+			}
+			mu.Lock()
+			sample = append(sample, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if bad.Load() > 0 {
+		t.Errorf("%d of %d requests failed; the first: %v", bad.Load(), n.Load(), first.Load())
+	}
+	return float64(n.Load()) / d.Seconds(), pct(sample, 0.99)
+}
+
+type devNull struct{}
+
+func (devNull) Write(p []byte) (int, error) { return len(p), nil }
+
+// rssKiB is this process's resident set (the service runs in it).
+func rssKiB() int {
+	raw, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
+
+func TestScale(t *testing.T) {
+	n := envInt("SCALE_N", -1)
+	if n < 0 {
+		t.Skip("the scale benchmark runs with `make scale` (SCALE_N=10000 by default)")
+	}
+	m, conc := envInt("SCALE_M", 100), envInt("SCALE_CONCURRENCY", 8)
+	if m > n || 10 > n {
+		t.Fatalf("SCALE_N=%d must be at least SCALE_M=%d and 10", n, m)
+	}
+	ctx := context.Background()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	cfg := env.Config(realm.Name)
+	cfg.ReconcileInterval = 0 // the drift pass is measured on its own below
+	svc := env.StartService(t, cfg)
+	base := svc.URL + "/realms/" + realm.Name + "/communities"
+	var tb table
+	started := time.Now()
+
+	const samples = 25
+	tok0, size0 := tokenStats(t, realm, "consumer", samples)
+
+	// Create N communities, by blocks of N/10.
+	block := max(n/10, 1)
+	type blockStats struct {
+		took  []time.Duration
+		trips int64
+	}
+	label := func(i int) string { return fmt.Sprintf("S%05d", i) }
+	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	sdAt := time.Now()
+	token := func() string { // service desk's tokens live 5 minutes
+		if time.Since(sdAt) > 3*time.Minute {
+			sd, sdAt = realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret), time.Now()
+		}
+		return sd
+	}
+	run := func(method string, from, to int) blockStats {
+		var (
+			st  blockStats
+			mu  sync.Mutex
+			wg  sync.WaitGroup
+			idx atomic.Int64
+		)
+		tok := token()
+		before := svc.KeycloakRoundTrips()
+		idx.Store(int64(from))
+		for range conc {
+			wg.Go(func() {
+				for {
+					i := int(idx.Add(1)) - 1
+					if i >= to {
+						return
+					}
+					start := time.Now()
+					var resp *harness.Response
+					if method == http.MethodPost {
+						resp = harness.Do(t, method, base, tok, map[string]string{"securityLabel": label(i), "communityName": "Scale " + label(i)})
+					} else {
+						resp = harness.Do(t, method, base+"/"+label(i), tok, nil)
+					}
+					took := time.Since(start)
+					if resp.Status/100 != 2 {
+						t.Errorf("%s %s: %d %s", method, label(i), resp.Status, resp.Body)
+					}
+					mu.Lock()
+					st.took = append(st.took, took)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		st.trips = svc.KeycloakRoundTrips() - before
+		return st
+	}
+	var creates []blockStats
+	for from := 0; from < n; from += block {
+		st := run(http.MethodPost, from, min(from+block, n))
+		creates = append(creates, st)
+		t.Logf("created %d: p50 %s, %.1f Keycloak calls each", min(from+block, n), ms(pct(st.took, .5)), float64(st.trips)/float64(len(st.took)))
+	}
+	for i, st := range creates {
+		tb.add(fmt.Sprintf("create, communities %d–%d (p50 / p95, Keycloak calls each)", i*block, min((i+1)*block, n)), "≤ 8 calls; last block ≤ 1.2× first",
+			"%s / %s, %.1f", ms(pct(st.took, .5)), ms(pct(st.took, .95)), float64(st.trips)/float64(len(st.took)))
+	}
+
+	// Memberships: approver in 10 communities (consumer), author in M
+	// (author: read and write).
+	admin := realm.AdminToken(t)
+	join := func(user, member string, count int) {
+		id := realm.UserID(t, user)
+		for i := range count {
+			g, err := realm.GC.GetGroupByPath(ctx, admin, realm.Name, "Communities/"+label(i)+"/"+member)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := realm.GC.AddUserToGroup(ctx, admin, realm.Name, id, *g.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	join("approver", "consumer", 10)
+	join("author", "author", m)
+
+	tokN, sizeN := tokenStats(t, realm, "consumer", samples)
+	tok10, size10 := tokenStats(t, realm, "approver", samples)
+	tokM, sizeM := tokenStats(t, realm, "author", samples)
+	tb.add("token endpoint, no memberships, at N = 0 → N (median of 25)", "at N ≤ 1.2× at 0", "%s → %s (%.2f×)", ms(tok0), ms(tokN), float64(tokN)/float64(tok0))
+	tb.add("token size, no memberships", "", "%d B (%d B at N = 0)", sizeN, size0)
+	tb.add("token size and endpoint, 10 memberships (consumer)", "", "%d B, %s", size10, ms(tok10))
+	tb.add(fmt.Sprintf("token size and endpoint, %d memberships (author: read and write)", m), "< 8 KiB (8,192 B)", "%d B, %s", sizeM, ms(tokM))
+
+	// The list, as service desk sees it.
+	var lists []time.Duration
+	for range 30 {
+		start := time.Now()
+		harness.Do(t, "GET", base, token(), nil).Expect(t, 200)
+		lists = append(lists, time.Since(start))
+	}
+	tb.add(fmt.Sprintf("list all %d (p50 / p99 of 30)", n), "", "%s / %s", ms(pct(lists, .5)), ms(pct(lists, .99)))
+
+	// One drift pass over the realm.
+	before := svc.KeycloakRoundTrips()
+	start := time.Now()
+	reports, ran, err := svc.Server.Service().Reconcile(ctx, []string{realm.Name}, false)
+	if err != nil || !ran || reports[0].DriftCount() != 0 {
+		t.Errorf("drift pass: ran %v, err %v, drift %v", ran, err, reports)
+	}
+	tb.add("drift pass (time, Keycloak calls)", "≤ 60 s, ≤ 100 calls", "%s, %d", time.Since(start).Round(time.Millisecond), svc.KeycloakRoundTrips()-before)
+
+	// Decisions against the service's own trivial handler, side by side.
+	fhir := realm.ClientToken(t, "fhir-server", "fhir-server-secret")
+	consumer := realm.UserToken(t, "approver")
+	body := decisionBody(consumer, label(0))
+	healthz, _ := throughput(t, 5*time.Second, 32, func() (*http.Request, error) {
+		return http.NewRequest(http.MethodGet, svc.URL+"/healthz", nil)
+	})
+	decisions, p99 := throughput(t, 5*time.Second, 32, func() (*http.Request, error) {
+		r, err := http.NewRequest(http.MethodPost, svc.URL+"/realms/"+realm.Name+"/communities-authz/decision", bytes.NewReader(body))
+		if err == nil {
+			r.Header.Set("Authorization", "Bearer "+fhir)
+			r.Header.Set("Content-Type", "application/json")
+		}
+		return r, err
+	})
+	tb.add("decisions/s vs /healthz/s (32 connections, 5 s each; p99)", "≥ 0.8×", "%.0f vs %.0f (%.2f×); p99 %s", decisions, healthz, decisions/healthz, ms(p99))
+	tb.add("RSS of the process hosting the service", "", "%d MiB", rssKiB()>>10)
+
+	// Delete them all, by blocks.
+	for i, from := 0, 0; from < n; i, from = i+1, from+block {
+		st := run(http.MethodDelete, from, min(from+block, n))
+		tb.add(fmt.Sprintf("delete, %d–%d remaining before (p50 / p95, Keycloak calls each)", n-from, n-min(from+block, n)), "≤ 8 calls",
+			"%s / %s, %.1f", ms(pct(st.took, .5)), ms(pct(st.took, .95)), float64(st.trips)/float64(len(st.took)))
+	}
+
+	out := fmt.Sprintf("Scale run of %s: N = %d, M = %d, concurrency %d, %s\n\n%s", time.Now().Format("2006-01-02"), n, m, conc,
+		time.Since(started).Round(time.Second), tb)
+	t.Log("\n" + out)
+	if path := os.Getenv("SCALE_OUT"); path != "" {
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// decisionBody asks about a CodeSystem labelled with community l's read
+// label, for the caller's token (as test/load/decision.sh does).
+func decisionBody(token, l string) []byte {
+	return fmt.Appendf(nil, `{"token":%q,"resourceType":"CodeSystem","interaction":"read","security":[{"system":"http://ontoserver.csiro.au/CodeSystem/ontoserver-permissions","code":"%s.read"}]}`, token, l)
+}
