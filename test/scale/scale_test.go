@@ -6,10 +6,10 @@
 package scale
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -110,7 +110,7 @@ func throughput(t *testing.T, d time.Duration, conc int, req func() (*http.Reque
 					first.CompareAndSwap(nil, resp.Status)
 				}
 				if resp != nil {
-					_, _ = bufio.NewReader(resp.Body).WriteTo(devNull{})
+					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 				}
 				mine = append(mine, time.Since(start))
@@ -127,10 +127,6 @@ func throughput(t *testing.T, d time.Duration, conc int, req func() (*http.Reque
 	}
 	return float64(n.Load()) / d.Seconds(), pct(sample, 0.99)
 }
-
-type devNull struct{}
-
-func (devNull) Write(p []byte) (int, error) { return len(p), nil }
 
 // rssKiB is this process's resident set (the service runs in it).
 func rssKiB() int {

@@ -243,6 +243,24 @@ func (r *realm) remove(key string) {
 	}
 }
 
+// detach takes client scope name off the default scopes of clients, one
+// mutating call each, and returns what it took off.
+func (f *IDP) detach(ctx context.Context, r *realm, name string, clients []string) ([]string, error) {
+	var done []string
+	for _, client := range clients {
+		attached := DefaultScope + " " + name + " of client " + client
+		if _, ok := r.things[attached]; !ok {
+			continue
+		}
+		if err := f.step(ctx, "detach "+attached); err != nil {
+			return done, err
+		}
+		r.remove(attached)
+		done = append(done, attached)
+	}
+	return done, nil
+}
+
 // dropScope deletes client scope name and, as Keycloak does, its role
 // mapping and its place among clients' default scopes.
 func (r *realm) dropScope(name string) {
@@ -400,15 +418,8 @@ func (f *IDP) Cleanup(ctx context.Context, realm, root, label, id string, fhirCl
 			r.dropScope(name)
 			rep.Deleted = append(rep.Deleted, key)
 		default:
-			for _, client := range fhirClients {
-				attached := DefaultScope + " " + name + " of client " + client
-				if _, ok := r.things[attached]; !ok {
-					continue
-				}
-				if err := f.step(ctx, "detach "+attached); err != nil {
-					return rep, err
-				}
-				r.remove(attached)
+			if _, err := f.detach(ctx, r, name, fhirClients); err != nil {
+				return rep, err
 			}
 			rep.Foreign = append(rep.Foreign, key)
 		}
@@ -500,17 +511,13 @@ func (f *IDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]comm
 			continue
 		}
 		if _, mapped := r.things[ScopeMapping+" "+name+" → "+scopes[name]]; !mapped {
-			for _, client := range s.FHIRClients {
-				attached := DefaultScope + " " + name + " of client " + client
-				if _, ok := r.things[attached]; !ok {
-					continue
-				}
-				if err := f.step(ctx, "detach "+attached); err != nil {
-					return drift, a, err
-				}
-				r.remove(attached)
-				drift = append(drift, community.Drift{What: attached, Critical: true, Repaired: true,
+			detached, err := f.detach(ctx, r, name, s.FHIRClients)
+			for _, key := range detached {
+				drift = append(drift, community.Drift{What: key, Critical: true, Repaired: true,
 					Problem: "attached without its role mapping, so in every user's token; detached"})
+			}
+			if err != nil {
+				return drift, a, err
 			}
 		}
 		if t.marker == s.ID {
