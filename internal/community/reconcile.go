@@ -2,6 +2,7 @@ package community
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/google/uuid"
 	"github.com/nhs-terminology/communities/internal/fault"
@@ -57,6 +58,10 @@ func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (
 	return reports, ran, nil
 }
 
+// reconcileRealm surveys the realm in bulk, confirms each suspect with
+// Ensure (repairing it with repair), and looks for orphans. A community
+// that is not active, or not the same row, before and after its
+// confirmation is being created or deleted: what it lacks is not drift.
 func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool) (Report, error) {
 	rep := Report{Realm: realm, Drift: map[string][]Drift{}, Repair: repair}
 	rows, err := s.store.List(ctx, realm, 0, 0)
@@ -65,13 +70,31 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 	}
 	rep.Communities = len(rows)
 	byLabel := map[string]Community{}
+	specs := make([]Spec, 0, len(rows))
 	for _, row := range rows {
 		byLabel[row.Label] = row
+		specs = append(specs, s.spec(&row))
+	}
+	survey, err := s.kc.Survey(ctx, realm, s.opts.RootGroup, specs)
+	if err != nil {
+		return rep, fmt.Errorf("survey %s: %w", realm, err)
+	}
+	for _, row := range rows {
+		if len(survey.Suspects[row.ID]) == 0 {
+			continue
+		}
+		if active, err := s.stillActive(ctx, &row); err != nil {
+			return rep, err
+		} else if !active {
+			continue
+		}
 		drift, art, err := s.kc.Ensure(ctx, s.spec(&row), repair)
 		if err != nil {
 			return rep, fmt.Errorf("reconcile %s/%s: %w", realm, row.Label, err)
 		}
-		if len(drift) == 0 {
+		if active, err := s.stillActive(ctx, &row); err != nil {
+			return rep, err
+		} else if len(drift) == 0 || !active {
 			continue
 		}
 		rep.Drift[row.Label] = drift
@@ -85,11 +108,7 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 				ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
 		}
 	}
-	groups, err := s.kc.CommunityGroups(ctx, realm, s.opts.RootGroup)
-	if err != nil {
-		return rep, err
-	}
-	for _, g := range groups {
+	for _, g := range survey.Groups {
 		if row, ok := byLabel[g.Label]; ok && row.ID == g.ID {
 			continue
 		}
@@ -117,6 +136,19 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		}
 	}
 	return rep, nil
+}
+
+// stillActive reports whether row is still the active community of its
+// label.
+func (s *Service) stillActive(ctx context.Context, row *Community) (bool, error) {
+	now, err := s.store.Get(ctx, row.Realm, row.LabelKey)
+	if errors.Is(err, ErrNoRecord) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return now.ID == row.ID && now.State == StateActive, nil
 }
 
 func (s *Service) spec(row *Community) Spec {

@@ -1120,3 +1120,74 @@ func TestEnsureDefaults(t *testing.T) {
 		t.Error("a second run changed something")
 	}
 }
+
+// racingIDP is the fake with hooks: its survey suspects more than it finds
+// (as a bulk read whose pages moved would), and something can happen
+// while a suspect is confirmed.
+type racingIDP struct {
+	*fakeidp.IDP
+	suspect  []string // community ids the survey suspects besides
+	onEnsure func(community.Spec)
+}
+
+func (r *racingIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
+	sv, err := r.IDP.Survey(ctx, realm, root, specs)
+	for _, id := range r.suspect {
+		if sv.Suspects == nil {
+			sv.Suspects = map[string][]community.Drift{}
+		}
+		sv.Suspects[id] = append(sv.Suspects[id], community.Drift{What: "group /Communities/?", Problem: "missing"})
+	}
+	return sv, err
+}
+
+func (r *racingIDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
+	if r.onEnsure != nil {
+		r.onEnsure(s)
+	}
+	return r.IDP.Ensure(ctx, s, repair)
+}
+
+// TestReconcileConfirmsSuspects: a bulk survey only suspects. What Ensure
+// does not confirm is not drift, and neither is what a community lacks
+// because a delete began while it was being confirmed; a real drift beside
+// them is still reported.
+func TestReconcileConfirmsSuspects(t *testing.T) {
+	store, idp := memstore.New(), &racingIDP{IDP: fakeidp.New()}
+	svc := community.New(store, idp, options(time.Minute))
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", ServiceDesk: true}
+	ctx := t.Context()
+	rows := map[string]*community.Community{}
+	for _, l := range []string{"NDD", "OK", "GONE", "CLEAN"} {
+		c, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: "Community " + l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows[l] = c
+	}
+	idp.Delete(realm, fakeidp.Group, "/Communities/NDD/consumer")
+	idp.Delete(realm, fakeidp.Group, "/Communities/GONE/author")
+	idp.suspect = []string{rows["OK"].ID}
+	var confirmed []string
+	idp.onEnsure = func(s community.Spec) {
+		confirmed = append(confirmed, s.Label)
+		if s.Label == "GONE" { // a delete begins
+			lease := time.Now().Add(time.Minute)
+			if err := store.Transition(ctx, s.ID, community.StateActive, community.StateDeleting, nil, &lease, nil, ""); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	reports, _, err := svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(confirmed)
+	if !slices.Equal(confirmed, []string{"GONE", "NDD", "OK"}) {
+		t.Errorf("confirmed %v, want every suspect and nothing else (CLEAN is not one)", confirmed)
+	}
+	want := map[string][]community.Drift{"NDD": {{What: "group /Communities/NDD/consumer", Problem: "missing"}}}
+	if got := reports[0].Drift; len(got) != 1 || !slices.Equal(got["NDD"], want["NDD"]) {
+		t.Errorf("drift %v, want %v", got, want)
+	}
+}

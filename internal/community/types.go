@@ -136,6 +136,15 @@ type Orphan struct {
 	ID    string `json:"id"` // the marker on it; empty if none
 }
 
+// Survey is what a bulk read of a realm found. A bulk read is not a
+// snapshot (pages are read at different moments, while communities are
+// created and deleted), so Suspects are to be confirmed one by one with
+// Ensure before anything is reported or repaired.
+type Survey struct {
+	Suspects map[string][]Drift // by community id
+	Groups   []Orphan           // every community group under the root
+}
+
 // CleanupReport says what a clean-up removed and what it left because it
 // belongs to someone else.
 type CleanupReport struct {
@@ -204,8 +213,11 @@ type IdentityProvider interface {
 	// Ensure compares a community's artefacts with what Provision makes;
 	// with repair it makes what is missing.
 	Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Artifacts, error)
-	// CommunityGroups lists the groups under root with their markers.
-	CommunityGroups(ctx context.Context, realm, root string) ([]Orphan, error)
+	// Survey compares every community of specs (all of realm's) with what
+	// Provision makes, reading the realm in bulk: a number of calls that
+	// does not grow with the number of communities, beyond paging. It
+	// changes nothing, and lists the community groups under root.
+	Survey(ctx context.Context, realm, root string, specs []Spec) (Survey, error)
 	ResolveUser(ctx context.Context, realm, ref string) (string, error)
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
 	HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error)

@@ -38,7 +38,7 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 		switch {
 		case statusOf(err) == http.StatusNotFound:
 			if !repair {
-				note("realm role "+want.Name, "missing", false)
+				note("realm role "+want.Name, problemMissing, false)
 				continue
 			}
 			attrs := d.Marker
@@ -49,11 +49,11 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 			if r, err = c.gc.GetRealmRole(ctx, tok, s.Realm, want.Name); err != nil {
 				return drift, a, classify("read realm role "+want.Name, err)
 			}
-			note("realm role "+want.Name, "missing", true)
+			note("realm role "+want.Name, problemMissing, true)
 		case err != nil:
 			return drift, a, classify("read realm role "+want.Name, err)
 		case !hasMarker(r.Attributes, s.ID):
-			note("realm role "+want.Name, "exists but is not this community's", false)
+			note("realm role "+want.Name, problemForeign, false)
 			continue
 		}
 		roles[want.Name] = gocloak.Role{ID: r.ID, Name: r.Name}
@@ -105,9 +105,9 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 		switch {
 		case p == nil:
 			missing = true
-			note("admin permission "+want.Name, "missing", repair)
+			note("admin permission "+want.Name, problemMissing, repair)
 		case !strings.Contains(p.Description, want.Description):
-			note("admin permission "+want.Name, "exists but is not this community's", false)
+			note("admin permission "+want.Name, problemForeign, false)
 		}
 	}
 	if repair && missing {
@@ -131,7 +131,7 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 	switch {
 	case statusOf(err) == http.StatusNotFound:
 		if !repair {
-			note("group "+d.Group.Path, "missing", false)
+			note("group "+d.Group.Path, problemMissing, false)
 			return nil
 		}
 		rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
@@ -141,11 +141,11 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 		if a.GroupID, err = c.createGroup(ctx, tok, s.Realm, rootID, d.Group); err != nil {
 			return fmt.Errorf("recreate: %w", err)
 		}
-		note("group "+d.Group.Path, "missing", true)
+		note("group "+d.Group.Path, problemMissing, true)
 	case err != nil:
 		return classify("read group "+d.Group.Path, err)
 	case !hasMarker(g.Attributes, s.ID):
-		note("group "+d.Group.Path, "exists but is not this community's", false)
+		note("group "+d.Group.Path, problemForeign, false)
 		return nil
 	default:
 		a.GroupID = *g.ID
@@ -159,7 +159,7 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 		idx := slices.IndexFunc(children, func(g gocloak.Group) bool { return deref(g.Name) == want.Name })
 		if idx < 0 {
 			if !repair {
-				note("group "+want.Path, "missing", false)
+				note("group "+want.Path, problemMissing, false)
 				continue
 			}
 			id, err := c.createGroup(ctx, tok, s.Realm, a.GroupID, want)
@@ -167,7 +167,7 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 				return fmt.Errorf("recreate: %w", err)
 			}
 			setGroupID(a, want.Member, id)
-			note("group "+want.Path, "missing", true)
+			note("group "+want.Path, problemMissing, true)
 		} else {
 			setGroupID(a, want.Member, *children[idx].ID)
 		}
@@ -183,7 +183,7 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 				if ok {
 					lacking = append(lacking, r)
 				}
-				note("role mapping "+want.Path+" → "+name, "missing", repair && ok)
+				note("role mapping "+want.Path+" → "+name, problemMissing, repair && ok)
 			}
 		}
 		if repair && len(lacking) > 0 {
@@ -209,7 +209,6 @@ type scopeRep struct {
 // mapping is detached at once, in report mode too (critical drift).
 func (c *Client) ensureLegacy(ctx context.Context, tok string, s community.Spec, d Desired,
 	repair bool, note func(string, string, bool), critical func(string, string, bool)) error {
-	const earlier = "made by an earlier version; the realm's community-privileges token mapper replaces it"
 	for _, name := range d.Legacy.Roles {
 		r, err := c.gc.GetRealmRole(ctx, tok, s.Realm, name)
 		switch {
@@ -220,7 +219,7 @@ func (c *Client) ensureLegacy(ctx context.Context, tok string, s community.Spec,
 		case !hasMarker(r.Attributes, s.ID):
 			continue // someone else's role: not this community's business
 		}
-		note("realm role "+name, earlier, repair)
+		note("realm role "+name, problemEarlier, repair)
 		if repair {
 			if err := c.gc.DeleteRealmRole(ctx, tok, s.Realm, name); err != nil && statusOf(err) != http.StatusNotFound {
 				return classify("delete realm role "+name, err)
@@ -250,7 +249,7 @@ func (c *Client) ensureLegacy(ctx context.Context, tok string, s community.Spec,
 		if sc.Attributes[MarkerAttribute] != s.ID {
 			continue
 		}
-		note("client scope "+sc.Name, earlier, repair)
+		note("client scope "+sc.Name, problemEarlier, repair)
 		// Keycloak detaches a deleted scope from the clients using it.
 		if repair {
 			if err := c.gc.DeleteClientScope(ctx, tok, s.Realm, sc.ID); err != nil && statusOf(err) != http.StatusNotFound {
@@ -297,39 +296,4 @@ func (c *Client) detachScope(ctx context.Context, tok, realm, clientUUID, scopeI
 		return nil
 	}
 	return classify("remove default client scope", err)
-}
-
-// CommunityGroups lists the groups under root with their markers, to find
-// what Keycloak holds that the registry does not.
-func (c *Client) CommunityGroups(ctx context.Context, realm, root string) ([]community.Orphan, error) {
-	tok, err := c.token(ctx, realm)
-	if err != nil {
-		return nil, err
-	}
-	rootID, err := c.rootGroup(ctx, tok, realm, root)
-	if errors.Is(err, ErrNotFound) { // read-only, and no community made yet
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []community.Orphan
-	const page = 100
-	for first := 0; ; first += page {
-		var groups []gocloak.Group
-		q := fmt.Sprintf("/groups/%s/children?briefRepresentation=false&first=%d&max=%d", rootID, first, page)
-		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+q, nil, &groups); err != nil {
-			return nil, fmt.Errorf("list community groups: %w", err)
-		}
-		for _, g := range groups {
-			o := community.Orphan{Label: deref(g.Name)}
-			if g.Attributes != nil && len((*g.Attributes)[MarkerAttribute]) > 0 {
-				o.ID = (*g.Attributes)[MarkerAttribute][0]
-			}
-			out = append(out, o)
-		}
-		if len(groups) < page {
-			return out, nil
-		}
-	}
 }

@@ -29,10 +29,14 @@ const (
 	permRoot          = "groups:communities-root"
 )
 
+// policyPrefix begins the name of every per-community policy and
+// permission.
+const policyPrefix = "community:"
+
 // fgapNames are the names of the per-community policies and permissions
 // (Describe says what each is).
 func fgapNames(label string) (owners, admins, view, membership string) {
-	p := "community:" + label + ":"
+	p := policyPrefix + label + ":"
 	return p + "owners", p + "membership-admins", p + "view", p + "membership"
 }
 

@@ -149,6 +149,26 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 	if err != nil || (*write.Attributes)[keycloak.MarkerAttribute][0] != row.ID {
 		t.Errorf("recreated role lacks the marker: %v", err)
 	}
+
+	// Issue 14: a pass reads the realm in bulk, so its Keycloak calls do
+	// not grow with the number of communities.
+	pass := func() int64 {
+		t.Helper()
+		before := f.svc.KeycloakRoundTrips()
+		reports, _, err := svc.Reconcile(ctx, []string{realm}, false)
+		if err != nil || len(reports[0].Drift) != 0 {
+			t.Fatalf("clean pass: %v %v", reports, err)
+		}
+		return f.svc.KeycloakRoundTrips() - before
+	}
+	few := pass()
+	t.Logf("a clean drift pass: %d Keycloak calls", few)
+	for _, l := range []string{"MORE1", "MORE2", "MORE3", "MORE4", "MORE5"} {
+		f.create(t, sd, l, "Community "+l).Expect(t, 201)
+	}
+	if many := pass(); many != few || few > 12 {
+		t.Errorf("Keycloak calls of a clean drift pass: %d with 2 communities, %d with 7", few, many)
+	}
 }
 
 // earlier is the drift problem of what an earlier version made.

@@ -543,22 +543,56 @@ func (f *IDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]comm
 	return drift, a, nil
 }
 
-// CommunityGroups lists the groups directly under root, by name, with
-// their markers.
-func (f *IDP) CommunityGroups(ctx context.Context, realm, root string) ([]community.Orphan, error) {
+// Survey reads every community of specs at once, as internal/keycloak's
+// does in bulk, and changes nothing: a community is a suspect when an
+// artefact of its description is missing or not its own, or something of
+// an earlier version's names is there. It also lists the groups directly
+// under root, by name, with their markers.
+func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := read(ctx, "list community groups"); err != nil {
-		return nil, err
+	var out community.Survey
+	if err := read(ctx, "survey "+realm); err != nil {
+		return out, err
 	}
-	prefix := Group + " /" + root + "/"
-	var out []community.Orphan
-	for key, a := range f.realm(realm).things {
-		if l, ok := strings.CutPrefix(key, prefix); ok && !strings.Contains(l, "/") {
-			out = append(out, community.Orphan{Label: l, ID: a.marker})
+	r := f.realm(realm)
+	for _, s := range specs {
+		var drift []community.Drift
+		for _, batch := range describe(s) {
+			for _, w := range batch {
+				switch t, ok := r.things[w.key]; {
+				case !ok:
+					drift = append(drift, community.Drift{What: w.key, Problem: "missing"})
+				case w.marked && t.marker != s.ID:
+					drift = append(drift, community.Drift{What: w.key, Problem: "exists but is not this community's"})
+				}
+			}
+		}
+		roles, scopes := legacy(s)
+		for _, key := range roles {
+			if t, ok := r.things[key]; ok && t.marker == s.ID {
+				drift = append(drift, community.Drift{What: key, Problem: Earlier})
+			}
+		}
+		for name := range scopes {
+			if _, ok := r.things[Scope+" "+name]; ok {
+				drift = append(drift, community.Drift{What: Scope + " " + name, Problem: "exists"})
+			}
+		}
+		if len(drift) > 0 {
+			if out.Suspects == nil {
+				out.Suspects = map[string][]community.Drift{}
+			}
+			out.Suspects[s.ID] = drift
 		}
 	}
-	slices.SortFunc(out, func(x, y community.Orphan) int { return strings.Compare(x.Label, y.Label) })
+	prefix := Group + " /" + root + "/"
+	for key, a := range r.things {
+		if l, ok := strings.CutPrefix(key, prefix); ok && !strings.Contains(l, "/") {
+			out.Groups = append(out.Groups, community.Orphan{Label: l, ID: a.marker})
+		}
+	}
+	slices.SortFunc(out.Groups, func(x, y community.Orphan) int { return strings.Compare(x.Label, y.Label) })
 	return out, nil
 }
 

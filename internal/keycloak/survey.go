@@ -1,0 +1,265 @@
+package keycloak
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/internal/community"
+)
+
+// surveyPage is how many items one bulk read asks Keycloak for. At 10,000
+// communities a pass reads 20,000 roles, 40,000 groups and 40,000 admin
+// policies: about 50 pages, each a fraction of a second of Keycloak's time.
+const surveyPage = 2000
+
+// Problems Ensure and Survey report, said once.
+const (
+	problemMissing = "missing"
+	problemForeign = "exists but is not this community's"
+	problemEarlier = "made by an earlier version; the realm's community-privileges token mapper replaces it"
+)
+
+// realmView is what a realm holds of communities, read in bulk: the realm
+// roles by name, the groups under the root by path (label groups and their
+// member groups), the community admin policies by name (nil when the
+// realm's admin permissions are off) and the client scopes by name.
+type realmView struct {
+	roles    map[string]gocloak.Role
+	groups   map[string]gocloak.Group
+	policies map[string]policyRep
+	scopes   map[string]scopeRep
+}
+
+// Survey compares every community of specs, all of realm under root, with
+// Describe, reading the realm in bulk: a fixed number of calls plus one per
+// page (surveyPage items), whatever the number of communities. It changes
+// nothing. Pages read at different moments are not one snapshot, so what
+// it finds is a suspicion, for Ensure to confirm community by community.
+func (c *Client) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
+	var out community.Survey
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return out, err
+	}
+	v := realmView{roles: map[string]gocloak.Role{}, groups: map[string]gocloak.Group{}, scopes: map[string]scopeRep{}}
+
+	err = pages(func(first int) (int, error) {
+		var roles []gocloak.Role
+		q := fmt.Sprintf("/roles?briefRepresentation=false&first=%d&max=%d", first, surveyPage)
+		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+q, nil, &roles); err != nil {
+			return 0, fmt.Errorf("list realm roles: %w", err)
+		}
+		for _, r := range roles {
+			v.roles[deref(r.Name)] = r
+		}
+		return len(roles), nil
+	})
+	if err != nil {
+		return out, err
+	}
+
+	var scopes []scopeRep
+	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+"/client-scopes", nil, &scopes); err != nil {
+		return out, fmt.Errorf("list client scopes: %w", err)
+	}
+	for _, sc := range scopes {
+		v.scopes[sc.Name] = sc
+	}
+
+	if out.Groups, err = c.surveyGroups(ctx, tok, realm, root, v.groups); err != nil {
+		return out, err
+	}
+
+	switch base, err := c.permissionsBase(ctx, tok, realm); {
+	case errors.Is(err, errPermissionsOff):
+	case err != nil:
+		return out, err
+	default:
+		v.policies = map[string]policyRep{}
+		err = pages(func(first int) (int, error) {
+			var ps []policyRep
+			q := fmt.Sprintf("/policy?name=%s&first=%d&max=%d", url.QueryEscape(policyPrefix), first, surveyPage)
+			if _, err := c.raw(ctx, tok, http.MethodGet, base+q, nil, &ps); err != nil {
+				return 0, fmt.Errorf("list admin permissions: %w", err)
+			}
+			for _, p := range ps {
+				v.policies[p.Name] = p
+			}
+			return len(ps), nil
+		})
+		if err != nil {
+			return out, err
+		}
+	}
+
+	for _, s := range specs {
+		if d := v.compare(s); len(d) > 0 {
+			if out.Suspects == nil {
+				out.Suspects = map[string][]community.Drift{}
+			}
+			out.Suspects[s.ID] = d
+		}
+	}
+	return out, nil
+}
+
+// surveyGroups reads the label groups under root (with their markers) and,
+// with one search per member role, every member group with its role
+// mappings, into groups by path; it returns the label groups for the
+// orphan check. Keycloak answers a search with the matched groups' whole
+// path, each group in full (attributes and realm roles).
+func (c *Client) surveyGroups(ctx context.Context, tok, realm, root string, groups map[string]gocloak.Group) ([]community.Orphan, error) {
+	rootID, err := c.rootGroup(ctx, tok, realm, root)
+	if errors.Is(err, ErrNotFound) { // read-only, and no community made yet
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var labels []community.Orphan
+	err = pages(func(first int) (int, error) {
+		var page []gocloak.Group
+		q := fmt.Sprintf("/groups/%s/children?briefRepresentation=false&first=%d&max=%d", rootID, first, surveyPage)
+		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+q, nil, &page); err != nil {
+			return 0, fmt.Errorf("list community groups: %w", err)
+		}
+		for _, g := range page {
+			path := "/" + root + "/" + deref(g.Name)
+			if _, seen := groups[path]; seen { // a page boundary moved
+				continue
+			}
+			groups[path] = g
+			o := community.Orphan{Label: deref(g.Name)}
+			if g.Attributes != nil && len((*g.Attributes)[MarkerAttribute]) > 0 {
+				o.ID = (*g.Attributes)[MarkerAttribute][0]
+			}
+			labels = append(labels, o)
+		}
+		return len(page), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	prefix := "/" + root + "/"
+	for _, member := range community.MemberRoles {
+		err := pages(func(first int) (int, error) {
+			var page []gocloak.Group
+			q := fmt.Sprintf("/groups?search=%s&exact=true&briefRepresentation=false&first=%d&max=%d", url.QueryEscape(member), first, surveyPage)
+			if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+q, nil, &page); err != nil {
+				return 0, fmt.Errorf("search groups named %s: %w", member, err)
+			}
+			matched := 0
+			walkGroups(page, func(g gocloak.Group) {
+				if deref(g.Name) != member {
+					return
+				}
+				matched++
+				if p := deref(g.Path); strings.HasPrefix(p, prefix) && strings.Count(p, "/") == 3 {
+					groups[p] = g
+				}
+			})
+			return matched, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return labels, nil
+}
+
+// walkGroups calls fn for every group of a tree Keycloak answered.
+func walkGroups(gs []gocloak.Group, fn func(gocloak.Group)) {
+	for _, g := range gs {
+		fn(g)
+		if g.SubGroups != nil {
+			walkGroups(*g.SubGroups, fn)
+		}
+	}
+}
+
+// pages calls read with first = 0, surveyPage, ... until a page comes back
+// short.
+func pages(read func(first int) (int, error)) error {
+	for first := 0; ; first += surveyPage {
+		n, err := read(first)
+		if err != nil {
+			return err
+		}
+		if n < surveyPage {
+			return nil
+		}
+	}
+}
+
+// compare returns how community s's artefacts in v differ from Describe(s),
+// in Ensure's words; owners are not checked. It is pure.
+func (v realmView) compare(s community.Spec) []community.Drift {
+	var drift []community.Drift
+	note := func(what, problem string) {
+		drift = append(drift, community.Drift{What: what, Problem: problem})
+	}
+	d := Describe(s)
+	for _, want := range d.Roles {
+		switch r, ok := v.roles[want.Name]; {
+		case !ok:
+			note("realm role "+want.Name, problemMissing)
+		case !hasMarker(r.Attributes, s.ID):
+			note("realm role "+want.Name, problemForeign)
+		}
+	}
+	switch g, ok := v.groups[d.Group.Path]; {
+	case !ok:
+		note("group "+d.Group.Path, problemMissing)
+	case !hasMarker(g.Attributes, s.ID):
+		note("group "+d.Group.Path, problemForeign)
+	default:
+		for _, want := range d.Children {
+			g, ok := v.groups[want.Path]
+			if !ok {
+				note("group "+want.Path, problemMissing)
+				continue
+			}
+			var mapped []string
+			if g.RealmRoles != nil {
+				mapped = *g.RealmRoles
+			}
+			for _, name := range want.Grants {
+				if !slices.Contains(mapped, name) {
+					note("role mapping "+want.Path+" → "+name, problemMissing)
+				}
+			}
+		}
+	}
+	for _, name := range d.Legacy.Roles {
+		if r, ok := v.roles[name]; ok && hasMarker(r.Attributes, s.ID) {
+			note("realm role "+name, problemEarlier)
+		}
+	}
+	// Any scope of a legacy name is suspect: Ensure checks its role
+	// mapping and whether a FHIR client carries it.
+	for _, name := range d.Legacy.Scopes {
+		if _, ok := v.scopes[name]; ok {
+			note("client scope "+name, "exists")
+		}
+	}
+	if v.policies == nil {
+		note("admin permissions of realm "+s.Realm, "not enabled")
+		return drift
+	}
+	for _, want := range d.Policies {
+		switch p, ok := v.policies[want.Name]; {
+		case !ok:
+			note("admin permission "+want.Name, problemMissing)
+		case !strings.Contains(p.Description, want.Description):
+			note("admin permission "+want.Name, problemForeign)
+		}
+	}
+	return drift
+}
