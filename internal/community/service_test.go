@@ -1126,8 +1126,9 @@ func TestEnsureDefaults(t *testing.T) {
 // while a suspect is confirmed.
 type racingIDP struct {
 	*fakeidp.IDP
-	suspect  []string // community ids the survey suspects besides
-	onEnsure func(community.Spec)
+	suspect     []string // community ids the survey suspects besides
+	onEnsure    func(community.Spec)
+	afterSurvey func()
 }
 
 func (r *racingIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
@@ -1137,6 +1138,9 @@ func (r *racingIDP) Survey(ctx context.Context, realm, root string, specs []comm
 			sv.Suspects = map[string][]community.Drift{}
 		}
 		sv.Suspects[id] = append(sv.Suspects[id], community.Drift{What: "group /Communities/?", Problem: "missing"})
+	}
+	if r.afterSurvey != nil {
+		r.afterSurvey()
 	}
 	return sv, err
 }
@@ -1151,14 +1155,15 @@ func (r *racingIDP) Ensure(ctx context.Context, s community.Spec, repair bool) (
 // TestReconcileConfirmsSuspects: a bulk survey only suspects. What Ensure
 // does not confirm is not drift, and neither is what a community lacks
 // because a delete began while it was being confirmed; a real drift beside
-// them is still reported.
+// them is still reported. A group whose row a delete removed after the
+// survey read it is no orphan; a real orphan still is.
 func TestReconcileConfirmsSuspects(t *testing.T) {
 	store, idp := memstore.New(), &racingIDP{IDP: fakeidp.New()}
 	svc := community.New(store, idp, options(time.Minute))
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", ServiceDesk: true}
 	ctx := t.Context()
 	rows := map[string]*community.Community{}
-	for _, l := range []string{"NDD", "OK", "GONE", "CLEAN"} {
+	for _, l := range []string{"NDD", "OK", "GONE", "CLEAN", "DONE", "LOST"} {
 		c, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: "Community " + l})
 		if err != nil {
 			t.Fatal(err)
@@ -1168,6 +1173,24 @@ func TestReconcileConfirmsSuspects(t *testing.T) {
 	idp.Delete(realm, fakeidp.Group, "/Communities/NDD/consumer")
 	idp.Delete(realm, fakeidp.Group, "/Communities/GONE/author")
 	idp.suspect = []string{rows["OK"].ID}
+	// LOST's row is gone, its artefacts are not: an orphan.
+	if err := store.Remove(ctx, rows["LOST"].ID, community.StateActive); err != nil {
+		t.Fatal(err)
+	}
+	// DONE's delete has begun before the pass, and ends, artefacts and
+	// row, just after the survey read its group.
+	done, lease := rows["DONE"].ID, time.Now().Add(time.Minute)
+	if err := store.Transition(ctx, done, community.StateActive, community.StateDeleting, nil, &lease, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	idp.afterSurvey = func() {
+		if _, err := idp.Cleanup(ctx, realm, root, "DONE", done, []string{fhir}); err != nil {
+			t.Error(err)
+		}
+		if err := store.Remove(ctx, done, community.StateDeleting); err != nil {
+			t.Error(err)
+		}
+	}
 	var confirmed []string
 	idp.onEnsure = func(s community.Spec) {
 		confirmed = append(confirmed, s.Label)
@@ -1189,5 +1212,8 @@ func TestReconcileConfirmsSuspects(t *testing.T) {
 	want := map[string][]community.Drift{"NDD": {{What: "group /Communities/NDD/consumer", Problem: "missing"}}}
 	if got := reports[0].Drift; len(got) != 1 || !slices.Equal(got["NDD"], want["NDD"]) {
 		t.Errorf("drift %v, want %v", got, want)
+	}
+	if got := reports[0].Orphans; !slices.Equal(got, []community.Orphan{{Label: "LOST", ID: rows["LOST"].ID}}) {
+		t.Errorf("orphans %+v, want LOST only", got)
 	}
 }

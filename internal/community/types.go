@@ -218,6 +218,9 @@ type IdentityProvider interface {
 	// does not grow with the number of communities, beyond paging. It
 	// changes nothing, and lists the community groups under root.
 	Survey(ctx context.Context, realm, root string, specs []Spec) (Survey, error)
+	// CommunityGroup finds the group of label under root now, with its
+	// marker; ok is false when there is none.
+	CommunityGroup(ctx context.Context, realm, root, label string) (g Orphan, ok bool, err error)
 	ResolveUser(ctx context.Context, realm, ref string) (string, error)
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
 	HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error)

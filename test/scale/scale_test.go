@@ -270,6 +270,36 @@ func TestScale(t *testing.T) {
 	}
 	tb.add("drift pass (time, Keycloak calls)", "≤ 60 s, ≤ 100 calls", "%s, %d", time.Since(start).Round(time.Millisecond), svc.KeycloakRoundTrips()-before)
 
+	// Creates and deletes while drift passes run back to back: none of
+	// them is drift, and the creates are slowed by at most 20 %.
+	k := min(max(n/10, 10), 300)
+	alone := run(http.MethodPost, n, n+k)
+	var (
+		passes   int
+		stop     = make(chan struct{})
+		drifting sync.WaitGroup
+	)
+	drifting.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			reports, _, err := svc.Server.Service().Reconcile(ctx, []string{realm.Name}, false)
+			if err != nil || reports[0].DriftCount() != 0 {
+				t.Errorf("drift pass during creates and deletes: %v, %+v", err, reports)
+			}
+			passes++
+		}
+	})
+	during := run(http.MethodPost, n+k, n+2*k)
+	run(http.MethodDelete, n, n+2*k)
+	close(stop)
+	drifting.Wait()
+	tb.add(fmt.Sprintf("create p50 without → during drift passes (%d creates each; %d passes, no drift)", k, passes), "≤ 1.2×",
+		"%s → %s (%.2f×)", ms(pct(alone.took, .5)), ms(pct(during.took, .5)), float64(pct(during.took, .5))/float64(pct(alone.took, .5)))
+
 	// Decisions against the service's own trivial handler, side by side.
 	fhir := realm.ClientToken(t, "fhir-server", "fhir-server-secret")
 	consumer := realm.UserToken(t, "approver")

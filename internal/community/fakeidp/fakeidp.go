@@ -596,6 +596,20 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 	return out, nil
 }
 
+// CommunityGroup finds the group of label under root, with its marker.
+func (f *IDP) CommunityGroup(ctx context.Context, realm, root, label string) (community.Orphan, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := read(ctx, "find group "+label); err != nil {
+		return community.Orphan{}, false, err
+	}
+	a, ok := f.realm(realm).things[Group+" /"+root+"/"+label]
+	if !ok {
+		return community.Orphan{}, false, nil
+	}
+	return community.Orphan{Label: label, ID: a.marker}, true, nil
+}
+
 // ResolveUser finds a user of realm by id or, failing that, by exact
 // username.
 func (f *IDP) ResolveUser(ctx context.Context, realm, ref string) (string, error) {
