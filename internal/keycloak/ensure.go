@@ -96,14 +96,14 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 	if err != nil {
 		return err
 	}
+	found, err := c.communityPolicies(ctx, tok, base, s.Label)
+	if err != nil {
+		return err
+	}
 	missing := false
 	for _, want := range d.Policies {
-		p, err := c.findPolicy(ctx, tok, base, want.Name)
-		if err != nil {
-			return err
-		}
-		switch {
-		case p == nil:
+		switch p, ok := found[want.Name]; {
+		case !ok:
 			missing = true
 			note("admin permission "+want.Name, problemMissing, repair)
 		case !strings.Contains(p.Description, want.Description):

@@ -100,6 +100,22 @@ func (c *Client) findPolicy(ctx context.Context, tok, base, name string) (*polic
 	return nil, nil
 }
 
+// communityPolicies finds, in one call, the policies and permissions named
+// for label (policyPrefix + label + ":"), by name. Keycloak matches the
+// name as a substring, and the colons keep one label's from another's.
+func (c *Client) communityPolicies(ctx context.Context, tok, base, label string) (map[string]policyRep, error) {
+	var found []policyRep
+	q := "/policy?first=0&max=100&name=" + url.QueryEscape(policyPrefix+label+":")
+	if _, err := c.raw(ctx, tok, http.MethodGet, base+q, nil, &found); err != nil {
+		return nil, fmt.Errorf("find admin permissions of %s: %w", label, err)
+	}
+	out := map[string]policyRep{}
+	for _, p := range found {
+		out[p.Name] = p
+	}
+	return out, nil
+}
+
 // createPolicy makes a policy or permission of kind (role, group, aggregate,
 // scope). When one of the same name exists already (409) it counts as made
 // only if verify, given it, accepts what is stored: a stale policy of an
@@ -253,13 +269,14 @@ func (c *Client) revokeOwners(ctx context.Context, tok, realm, id string, d Desi
 	if err != nil {
 		return err
 	}
+	found, err := c.communityPolicies(ctx, tok, base, d.Group.Name)
+	if err != nil {
+		return err
+	}
 	for i := len(d.Policies) - 1; i >= 0; i-- {
 		name := d.Policies[i].Name
-		p, err := c.findPolicy(ctx, tok, base, name)
-		if err != nil {
-			return err
-		}
-		if p == nil {
+		p, ok := found[name]
+		if !ok {
 			continue
 		}
 		if !strings.Contains(p.Description, markerDescription(id)) {
