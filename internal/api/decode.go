@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/nhs-terminology/communities/internal/fault"
 )
 
@@ -80,64 +82,44 @@ func (e *unsupportedMediaError) Error() string {
 func (e *unsupportedMediaError) Is(target error) bool { return target == fault.UnsupportedMedia }
 
 // checkShape walks the tokens of body once: exactly one value, nesting at
-// most maxJSONDepth, no object with a key twice.
+// most maxJSONDepth, no object with a key twice. jsontext (the syntax layer
+// of encoding/json/v2) rejects duplicate names itself and reads tokens
+// without allocating; encoding/json's Decoder.Token made this walk a
+// quarter of a decision's time (docs/benchmarks.md).
 func checkShape(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	type frame struct {
-		object bool
-		keys   map[string]bool
-		expect bool // in an object: the next token is a key or '}'
-	}
-	var stack []*frame
-	// valueDone marks the enclosing object as waiting for its next key.
-	valueDone := func() {
-		if len(stack) > 0 && stack[len(stack)-1].object {
-			stack[len(stack)-1].expect = true
-		}
-	}
-	values := 0
-	for {
-		tok, err := dec.Token()
+	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	for values := 0; ; {
+		_, err := dec.ReadToken()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return describeJSONError(err)
+			return describeShapeError(err)
 		}
-		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expect {
-			top := stack[n-1]
-			if tok == json.Delim('}') {
-				stack = stack[:n-1]
-				valueDone()
-				continue
-			}
-			key, _ := tok.(string)
-			if top.keys[key] {
-				return fmt.Errorf("duplicate key %q", key)
-			}
-			top.keys[key] = true
-			top.expect = false
-			continue
-		}
-		if len(stack) == 0 {
+		switch depth := dec.StackDepth(); {
+		case depth > maxJSONDepth:
+			return fmt.Errorf("nested deeper than %d levels", maxJSONDepth)
+		case depth == 0: // a top-level value just ended
 			if values++; values > 1 {
 				return errors.New("more than one JSON value")
 			}
 		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			if len(stack) >= maxJSONDepth {
-				return fmt.Errorf("nested deeper than %d levels", maxJSONDepth)
-			}
-			obj := tok == json.Delim('{')
-			stack = append(stack, &frame{object: obj, keys: map[string]bool{}, expect: obj})
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-			valueDone()
-		default:
-			valueDone()
-		}
 	}
+}
+
+// describeShapeError says what jsontext found wrong, in this API's words.
+func describeShapeError(err error) error {
+	var syn *jsontext.SyntacticError
+	if !errors.As(err, &syn) {
+		return err
+	}
+	switch {
+	case errors.Is(syn.Err, jsontext.ErrDuplicateName):
+		return fmt.Errorf("duplicate key at %s", syn.JSONPointer)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("malformed JSON: unexpected end")
+	}
+	return fmt.Errorf("malformed JSON at byte %d: %v", syn.ByteOffset, syn.Err)
 }
 
 func describeJSONError(err error) error {
