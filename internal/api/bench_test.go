@@ -22,7 +22,9 @@ import (
 // measured in internal/auth (BenchmarkVerifyCached).
 type fixedVerifier struct{ p *auth.Principal }
 
-func (v fixedVerifier) Verify(context.Context, string, string) (*auth.Principal, error) { return v.p, nil }
+func (v fixedVerifier) Verify(context.Context, string, string) (*auth.Principal, error) {
+	return v.p, nil
+}
 
 // benchHandler is the service's handler as the server builds it, logging
 // JSON (to nowhere) at Info.
