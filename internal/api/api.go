@@ -75,12 +75,13 @@ type handler struct {
 
 	nearMissMu   sync.Mutex
 	nearMissSeen map[string]struct{}
+	quiet        map[string]bool // routes whose successes log at debug
 }
 
 // New returns the service's HTTP handler.
 func New(o Options) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
-	h := &handler{opts: o, realms: map[string]bool{}, log: o.Logger, nearMissSeen: map[string]struct{}{}}
+	h := &handler{opts: o, realms: map[string]bool{}, log: o.Logger, nearMissSeen: map[string]struct{}{}, quiet: quietRoutes()}
 	for _, r := range o.Realms {
 		h.realms[r] = true
 	}

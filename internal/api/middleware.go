@@ -82,6 +82,20 @@ func (h *handler) headerLimit(c *gin.Context) {
 	h.refuse(c, fault.HeadersTooLarge, detail)
 }
 
+// quietRoutes answer machines at a high rate (a FHIR server asks for a
+// decision on each of its requests; probes and scrapes poll): their
+// successes are counted in metrics and logged at debug only, so that the
+// log holds what people do and what went wrong.
+func quietRoutes() map[string]bool {
+	quiet := map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+	for _, p := range Prefixes {
+		for _, r := range []string{"/decision", "/labels"} {
+			quiet[p+"/realms/:realm"+AuthzPrefix+r] = true
+		}
+	}
+	return quiet
+}
+
 // observe logs every request and counts it. It logs the route template,
 // never the Authorization header or bodies, so no token or secret reaches
 // the logs.
@@ -97,8 +111,11 @@ func (h *handler) observe(c *gin.Context) {
 	h.opts.Metrics.Requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 	h.opts.Metrics.RequestDuration.WithLabelValues(route, c.Request.Method).Observe(took.Seconds())
 	level := slog.LevelInfo
-	if status >= 500 {
+	switch {
+	case status >= 500:
 		level = slog.LevelError
+	case status < 400 && h.quiet[route]:
+		level = slog.LevelDebug
 	}
 	attrs := []any{"method", c.Request.Method, "route", route, "status", status,
 		"duration_ms", took.Milliseconds(), "request_id", requestIDOf(c)}

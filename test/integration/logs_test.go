@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -112,5 +113,55 @@ func TestOversizedHeadersAreExplained(t *testing.T) {
 	}
 	if log := p.Log(); strings.Count(log, "request headers too large") != 2 || strings.Contains(log, big[len(sd):len(sd)+64]) {
 		t.Errorf("the log should record both refusals, without the headers:\n%s", log)
+	}
+}
+
+// TestQuietRoutesLogOnlyWhatGoesWrong: at the default level the decision
+// point, labels and the probes, which machines call at a high rate, log
+// only their refusals and errors; their successes are still counted. The
+// API people use logs every request.
+func TestQuietRoutesLogOnlyWhatGoesWrong(t *testing.T) {
+	t.Parallel()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	p := startProcess(t, map[string]string{
+		"DATABASE_URL": env.DatabaseURL, "KEYCLOAK_URL": env.KeycloakURL,
+		"COMMUNITIES_REALMS": realm.Name, "COMMUNITIES_ADMIN_CLIENT_SECRET": harness.ServiceSecret,
+	})
+	svc := "http://" + p.addr
+	authz := svc + "/realms/" + realm.Name + "/communities-authz"
+	fhir := realm.ClientToken(t, "fhir-server", "fhir-server-secret")
+	read := map[string]any{"resourceType": "CodeSystem", "interaction": "read"}
+	harness.Do(t, "GET", svc+"/healthz", "", nil).Expect(t, 200)
+	harness.Do(t, "POST", authz+"/decision", fhir, read).Expect(t, 200)
+	harness.Do(t, "GET", authz+"/labels", fhir, nil).Expect(t, 200)
+	harness.Do(t, "POST", authz+"/decision", "", read).Expect(t, 401)
+	harness.Do(t, "POST", authz+"/decision", fhir, map[string]any{"interaction": "read"}).Expect(t, 400)
+	harness.Do(t, "GET", svc+"/realms/"+realm.Name+"/communities", fhir, nil).Expect(t, 200)
+
+	log := p.Log()
+	logged := func(route string, status int) bool {
+		return strings.Contains(log, fmt.Sprintf(`"route":%q,"status":%d`, route, status))
+	}
+	const decision = "/realms/:realm/communities-authz/decision"
+	for _, c := range []struct {
+		route  string
+		status int
+		want   bool
+	}{
+		{"/healthz", 200, false},
+		{decision, 200, false},
+		{"/realms/:realm/communities-authz/labels", 200, false},
+		{decision, 401, true},
+		{decision, 400, true},
+		{"/realms/:realm/communities", 200, true},
+	} {
+		if got := logged(c.route, c.status); got != c.want {
+			t.Errorf("%s answering %d logged: %v, want %v", c.route, c.status, got, c.want)
+		}
+	}
+	metrics := harness.Do(t, "GET", svc+"/metrics", "", nil).Expect(t, 200).Body
+	if want := `communities_http_requests_total{method="POST",route="` + decision + `",status="200"} 1`; !strings.Contains(string(metrics), want) {
+		t.Errorf("metrics lack %s", want)
 	}
 }
