@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Decisions side by side, in one run, on one machine, each by wrk from its
+# own process with the same connections and duration (issue 14, point 5):
+#   1. the service's own trivial handler, GET /healthz: its ceiling;
+#   2. the service's decision (a consumer reading a resource labelled
+#      XXX.read and NDD.read, the token verified once and cached);
+#   3. OpenFGA's Check of the equivalent question on an in-memory store:
+#      is user:consumer can_read on resource:cs1, where cs1 is labelled
+#      community:NDD and consumer is NDD's consumer (openfga-model.json:
+#      reader = author or consumer; can_read = reader from labelled).
+#
+#   test/load/compare.sh SERVICE_URL REALM TOKEN [DURATION] [CONNECTIONS]
+#
+# OpenFGA is built once from the Go module proxy (OPENFGA_VERSION) into
+# ~/.cache/communities/openfga-<version>/; it listens on OPENFGA_PORT
+# (default 18089) and is stopped at the end.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$here/wrk.sh"
+url="${1:?service URL}"
+realm="${2:?realm}"
+token="${3:?bearer token}"
+duration="${4:-15s}"
+connections="${5:-32}"
+version="${OPENFGA_VERSION:-v1.22.1}"
+port="${OPENFGA_PORT:-18089}"
+bin="${XDG_CACHE_HOME:-$HOME/.cache}/communities/openfga-$version"
+fga="http://127.0.0.1:$port"
+
+if [[ ! -x "$bin/openfga" ]]; then
+	echo "building OpenFGA $version (once; a few minutes)" >&2
+	GOBIN="$bin" GOFLAGS=-buildvcs=false go install "github.com/openfga/openfga/cmd/openfga@$version"
+fi
+"$bin/openfga" run --datastore-engine memory --http-addr "127.0.0.1:$port" --grpc-addr "127.0.0.1:$((port + 1))" \
+	--playground-enabled=false --metrics-enabled=false --log-level none >/dev/null 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -fs "$fga/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+post() { curl -fsS -X POST -H "Content-Type: application/json" "$fga$1" -d "$2"; }
+store=$(post /stores '{"name":"communities"}' | jq -r .id)
+model=$(post "/stores/$store/authorization-models" "@$here/openfga-model.json" | jq -r .authorization_model_id)
+post "/stores/$store/write" '{"writes":{"tuple_keys":[
+	{"user":"user:consumer","relation":"consumer","object":"community:NDD"},
+	{"user":"community:NDD","relation":"labelled","object":"resource:cs1"},
+	{"user":"community:XXX","relation":"labelled","object":"resource:cs1"}]},
+	"authorization_model_id":"'"$model"'"}' >/dev/null
+check='{"tuple_key":{"user":"user:consumer","relation":"can_read","object":"resource:cs1"},"authorization_model_id":"'"$model"'"}'
+[[ "$(post "/stores/$store/check" "$check" | jq -r .allowed)" == true ]] || { echo "OpenFGA does not allow the check" >&2; exit 1; }
+
+echo "$connections connections, $duration each, $(date -u +%F)"
+wrk_run "service /healthz" GET "$url/healthz" "" "$duration" "$connections"
+wrk_run "service decision" POST "$url/realms/$realm/communities-authz/decision" "$DECISION_BODY" "$duration" "$connections" \
+	"Content-Type: application/json" "Authorization: Bearer $token"
+wrk_run "OpenFGA Check (memory)" POST "$fga/stores/$store/check" "$check" "$duration" "$connections" \
+	"Content-Type: application/json"
