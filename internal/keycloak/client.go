@@ -53,6 +53,7 @@ type Client struct {
 	mu        sync.Mutex
 	tokens    map[string]cachedToken
 	roots     map[string]string // realm + "/" + root group name → id
+	owners    map[string]string // realm → id of its OwnerRole
 	clients   map[string]string // realm + "/" + clientId → id
 	fgap      map[string]string // realm → admin permissions API path
 	fgapReady map[string]bool   // realm → realm-wide permissions made
@@ -83,6 +84,7 @@ func New(o Options) *Client {
 		opts:      o,
 		tokens:    map[string]cachedToken{},
 		roots:     map[string]string{},
+		owners:    map[string]string{},
 		clients:   map[string]string{},
 		fgap:      map[string]string{},
 		fgapReady: map[string]bool{},

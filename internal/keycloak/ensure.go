@@ -61,11 +61,9 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 	a.ReadRoleID, a.WriteRoleID = deref(roles[d.Roles[0].Name].ID), deref(roles[d.Roles[1].Name].ID)
 	if repair {
 		// Only a repair maps it; a check needs only its name.
-		owner, err := c.gc.GetRealmRole(ctx, tok, s.Realm, OwnerRole)
-		if err != nil {
-			return drift, a, classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
+		if roles[OwnerRole], err = c.ownerRole(ctx, tok, s.Realm); err != nil {
+			return drift, a, err
 		}
-		roles[OwnerRole] = gocloak.Role{ID: owner.ID, Name: owner.Name}
 	}
 
 	if err := c.ensureGroups(ctx, tok, s, d, roles, repair, &a, note); err != nil {
@@ -188,6 +186,9 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 		}
 		if repair && len(lacking) > 0 {
 			if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, lacking); err != nil {
+				if statusOf(err) == http.StatusNotFound { // the cached OwnerRole may be gone
+					c.forgetOwnerRole(s.Realm)
+				}
 				return classify("map roles to "+want.Path, err)
 			}
 		}

@@ -169,9 +169,9 @@ func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, rootID 
 	if done {
 		return base, nil
 	}
-	owner, err := c.gc.GetRealmRole(ctx, tok, realm, OwnerRole)
+	owner, err := c.ownerRole(ctx, tok, realm)
 	if err != nil {
-		return "", classify("find realm role "+OwnerRole+" (realm-export/ defines it)", err)
+		return "", err
 	}
 	sd, err := c.gc.GetRealmRole(ctx, tok, realm, "service-desk")
 	if err != nil {

@@ -291,14 +291,15 @@ type want struct {
 }
 
 // describe lists community s's artefacts in batches, each made by one
-// mutating call of Provision, in internal/keycloak's order: roles (one
-// partialImport), label group, each member group and its role mappings,
-// the admin permissions.
+// mutating call of Provision, in internal/keycloak's order: each role,
+// label group, each member group and its role mappings, the admin
+// permissions.
 func describe(s community.Spec) [][]want {
 	read, write := "PERM_"+s.Label+"_READ", "PERM_"+s.Label+"_WRITE"
 	path := "/" + s.Root + "/" + s.Label
 	out := [][]want{{
 		{key: Role + " " + read, marked: true, set: func(a *community.Artifacts) *string { return &a.ReadRoleID }},
+	}, {
 		{key: Role + " " + write, marked: true, set: func(a *community.Artifacts) *string { return &a.WriteRoleID }},
 	}, {
 		{key: Group + " " + path, marked: true, set: func(a *community.Artifacts) *string { return &a.GroupID }},
