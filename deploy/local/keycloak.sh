@@ -127,10 +127,6 @@ start() {
 	logfile="$home/keycloak.log"
 	log "starting Keycloak $KEYCLOAK_VERSION on http://localhost:$port (log: $logfile)"
 	started=$(now_ms)
-	# A community is 4 groups, 2 roles and 4 admin policies, each a cache
-	# entry: Keycloak's default of 10,000 entries per cache holds about
-	# 1,000 communities, and past that every bulk read of the drift check
-	# goes to the database (docs/operations.md, "Keycloak at scale").
 	KC_BOOTSTRAP_ADMIN_USERNAME="${KEYCLOAK_ADMIN_USER:-admin}" \
 		KC_BOOTSTRAP_ADMIN_PASSWORD="${KEYCLOAK_ADMIN_PASSWORD:-admin}" \
 		JAVA_HOME="$(find_java 21 "Keycloak $KEYCLOAK_VERSION")" \
@@ -139,7 +135,6 @@ start() {
 		--http-management-port="$mport" \
 		--hostname-strict=false --proxy-headers=xforwarded \
 		--db-url="$KEYCLOAK_DB_URL" --db-username=postgres --db-password=unused \
-		--cache-embedded-realms-max-count=200000 --cache-embedded-authorization-max-count=100000 \
 		--import-realm >"$logfile" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$home/pid"
