@@ -14,16 +14,18 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 )
 
-// Page sizes of the bulk reads, chosen by measuring Keycloak 26.7.3 at
-// 1,000 communities (docs/benchmarks.md): a page of realm roles costs more
-// per role the longer it is (100: 0.2 ms a role, 1,000: 0.4, 2,000: 0.7),
-// admin policies less so, and groups read without their subgroup counts
-// cost little (5,000 in well under a second). At 10,000 communities a pass
-// reads 20,000 roles, 40,000 groups and 40,000 policies in about 50 pages.
+// Page sizes of the bulk reads, chosen by measuring Keycloak 26.7.3: a
+// page of realm roles costs more per role the longer it is (100: 0.2 ms a
+// role, 1,000: 0.4, 2,000: 0.7), admin policies less so, and a group in
+// full (attributes, role mappings) costs about 3 ms when Keycloak's cache
+// does not hold it, which at its default size it does not past about
+// 1,000 communities: 1,000 groups a page stay well inside
+// --keycloak-timeout. At 10,000 communities a pass reads 20,000 roles,
+// 40,000 groups and 40,000 policies in about 80 pages.
 const (
 	rolePage   = 1000
 	policyPage = 2000
-	groupPage  = 5000
+	groupPage  = 1000
 )
 
 // Problems Ensure and Survey report, said once.

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nhs-terminology/communities/internal/config"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -154,6 +155,9 @@ func TestScale(t *testing.T) {
 	realm := env.NewRealm(t)
 	cfg := env.Config(realm.Name)
 	cfg.ReconcileInterval = 0 // the drift pass is measured on its own below
+	// The deployed default, not the integration suite's shorter one: a
+	// page of the drift check's bulk reads can take seconds.
+	cfg.KeycloakTimeout = config.Default().KeycloakTimeout
 	svc := env.StartService(t, cfg)
 	base := svc.URL + "/realms/" + realm.Name + "/communities"
 	var tb table
