@@ -58,11 +58,12 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 		return out, err
 	}
 	v := realmView{roles: map[string]gocloak.Role{}, groups: map[string]gocloak.Group{}, scopes: map[string]scopeRep{}}
+	get := c.pageReader(ctx, realm)
 
 	err = pages(rolePage, func(first int) (int, error) {
 		var roles []gocloak.Role
 		q := fmt.Sprintf("/roles?briefRepresentation=false&first=%d&max=%d", first, rolePage)
-		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+q, nil, &roles); err != nil {
+		if err := get(pathEscape(realm)+q, &roles); err != nil {
 			return 0, fmt.Errorf("list realm roles: %w", err)
 		}
 		for _, r := range roles {
@@ -75,14 +76,14 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 	}
 
 	var scopes []scopeRep
-	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+"/client-scopes", nil, &scopes); err != nil {
+	if err := get(pathEscape(realm)+"/client-scopes", &scopes); err != nil {
 		return out, fmt.Errorf("list client scopes: %w", err)
 	}
 	for _, sc := range scopes {
 		v.scopes[sc.Name] = sc
 	}
 
-	if out.Groups, err = c.surveyGroups(ctx, tok, realm, root, v.groups); err != nil {
+	if out.Groups, err = c.surveyGroups(ctx, tok, get, realm, root, v.groups); err != nil {
 		return out, err
 	}
 
@@ -95,7 +96,7 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 		err = pages(policyPage, func(first int) (int, error) {
 			var ps []policyRep
 			q := fmt.Sprintf("/policy?name=%s&first=%d&max=%d", url.QueryEscape(policyPrefix), first, policyPage)
-			if _, err := c.raw(ctx, tok, http.MethodGet, base+q, nil, &ps); err != nil {
+			if err := get(base+q, &ps); err != nil {
 				return 0, fmt.Errorf("list admin permissions: %w", err)
 			}
 			for _, p := range ps {
@@ -124,7 +125,8 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 // mappings, into groups by path; it returns the label groups for the
 // orphan check. Keycloak answers a search with the matched groups' whole
 // path, each group in full (attributes and realm roles).
-func (c *Client) surveyGroups(ctx context.Context, tok, realm, root string, groups map[string]gocloak.Group) ([]community.Orphan, error) {
+func (c *Client) surveyGroups(ctx context.Context, tok string, get func(string, any) error, realm, root string,
+	groups map[string]gocloak.Group) ([]community.Orphan, error) {
 	rootID, err := c.rootGroup(ctx, tok, realm, root)
 	if errors.Is(err, ErrNotFound) { // read-only, and no community made yet
 		return nil, nil
@@ -138,7 +140,7 @@ func (c *Client) surveyGroups(ctx context.Context, tok, realm, root string, grou
 	err = pages(groupPage, func(first int) (int, error) {
 		var page []gocloak.Group
 		q := fmt.Sprintf("/groups/%s/children?briefRepresentation=false&subGroupsCount=false&first=%d&max=%d", rootID, first, groupPage)
-		if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+q, nil, &page); err != nil {
+		if err := get(pathEscape(realm)+q, &page); err != nil {
 			return 0, fmt.Errorf("list community groups: %w", err)
 		}
 		for _, g := range page {
@@ -160,7 +162,7 @@ func (c *Client) surveyGroups(ctx context.Context, tok, realm, root string, grou
 			var page []gocloak.Group
 			q := fmt.Sprintf("/groups?search=%s&exact=true&briefRepresentation=false&subGroupsCount=false&first=%d&max=%d",
 				url.QueryEscape(member), first, groupPage)
-			if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+q, nil, &page); err != nil {
+			if err := get(pathEscape(realm)+q, &page); err != nil {
 				return 0, fmt.Errorf("search groups named %s: %w", member, err)
 			}
 			matched := 0
@@ -180,6 +182,20 @@ func (c *Client) surveyGroups(ctx context.Context, tok, realm, root string, grou
 		}
 	}
 	return labels, nil
+}
+
+// pageReader GETs admin API paths into out, each with the admin token as
+// it is then: a pass at 10,000 communities takes minutes, longer than a
+// token lives.
+func (c *Client) pageReader(ctx context.Context, realm string) func(path string, out any) error {
+	return func(path string, out any) error {
+		tok, err := c.token(ctx, realm)
+		if err != nil {
+			return err
+		}
+		_, err = c.raw(ctx, tok, http.MethodGet, path, nil, out)
+		return err
+	}
 }
 
 // walkGroups calls fn for every group of a tree Keycloak answered.
