@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nhs-terminology/communities/test/harness"
 )
@@ -139,9 +140,16 @@ func TestQuietRoutesLogOnlyWhatGoesWrong(t *testing.T) {
 	harness.Do(t, "POST", authz+"/decision", fhir, map[string]any{"interaction": "read"}).Expect(t, 400)
 	harness.Do(t, "GET", svc+"/realms/"+realm.Name+"/communities", fhir, nil).Expect(t, 200)
 
-	log := p.Log()
+	var log string
 	logged := func(route string, status int) bool {
 		return strings.Contains(log, fmt.Sprintf(`"route":%q,"status":%d`, route, status))
+	}
+	// A request is logged just after its answer is sent: wait for the
+	// last one's line, and with it every line before.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if log = p.Log(); logged("/realms/:realm/communities", 200) || time.Now().After(deadline) {
+			break
+		}
 	}
 	const decision = "/realms/:realm/communities-authz/decision"
 	for _, c := range []struct {
