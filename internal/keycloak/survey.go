@@ -48,19 +48,14 @@ type realmView struct {
 
 // Survey compares every community of specs, all of realm under root, with
 // Describe, reading the realm in bulk: a fixed number of calls plus one per
-// page, whatever the number of communities. It changes
-// nothing. Pages read at different moments are not one snapshot, so what
+// page, whatever the number of communities. It changes nothing. Pages read at different moments are not one snapshot, so what
 // it finds is a suspicion, for Ensure to confirm community by community.
 func (c *Client) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
 	var out community.Survey
-	tok, err := c.token(ctx, realm)
-	if err != nil {
-		return out, err
-	}
 	v := realmView{roles: map[string]gocloak.Role{}, groups: map[string]gocloak.Group{}, scopes: map[string]scopeRep{}}
 	get := c.pageReader(ctx, realm)
 
-	err = pages(rolePage, func(first int) (int, error) {
+	err := pages(rolePage, func(first int) (int, error) {
 		var roles []gocloak.Role
 		q := fmt.Sprintf("/roles?briefRepresentation=false&first=%d&max=%d", first, rolePage)
 		if err := get(pathEscape(realm)+q, &roles); err != nil {
@@ -83,10 +78,14 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 		v.scopes[sc.Name] = sc
 	}
 
-	if out.Groups, err = c.surveyGroups(ctx, tok, get, realm, root, v.groups); err != nil {
+	if out.Groups, err = c.surveyGroups(ctx, get, realm, root, v.groups); err != nil {
 		return out, err
 	}
 
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return out, err
+	}
 	switch base, err := c.permissionsBase(ctx, tok, realm); {
 	case errors.Is(err, errPermissionsOff):
 	case err != nil:
@@ -125,8 +124,12 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 // mappings, into groups by path; it returns the label groups for the
 // orphan check. Keycloak answers a search with the matched groups' whole
 // path, each group in full (attributes and realm roles).
-func (c *Client) surveyGroups(ctx context.Context, tok string, get func(string, any) error, realm, root string,
+func (c *Client) surveyGroups(ctx context.Context, get func(string, any) error, realm, root string,
 	groups map[string]gocloak.Group) ([]community.Orphan, error) {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
 	rootID, err := c.rootGroup(ctx, tok, realm, root)
 	if errors.Is(err, ErrNotFound) { // read-only, and no community made yet
 		return nil, nil
