@@ -261,11 +261,7 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 		return rep, err
 	}
 
-	var scopes []struct {
-		ID         string            `json:"id"`
-		Name       string            `json:"name"`
-		Attributes map[string]string `json:"attributes"`
-	}
+	var scopes []scopeRep
 	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+"/client-scopes", nil, &scopes); err != nil {
 		return rep, fmt.Errorf("list client scopes: %w", err)
 	}

@@ -17,11 +17,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	t.Parallel()
 	env := harness.Current(t)
 	realm := env.NewRealm(t)
-	p := startProcess(t, map[string]string{
-		"DATABASE_URL": env.DatabaseURL, "KEYCLOAK_URL": env.KeycloakURL,
-		"COMMUNITIES_REALMS": realm.Name, "COMMUNITIES_ADMIN_CLIENT_SECRET": harness.ServiceSecret,
-		"COMMUNITIES_LOG_LEVEL": "debug",
-	})
+	p := startProcess(t, serviceEnv(env, realm.Name, map[string]string{"COMMUNITIES_LOG_LEVEL": "debug"}))
 	base := "http://" + p.addr + "/realms/" + realm.Name + "/communities"
 	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
 	// People change communities through the CLI client (--change-clients).
@@ -38,11 +34,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 	harness.Do(t, "DELETE", base+"/LOG", sd, nil).Expect(t, 204)
 
 	// A Keycloak error: the admin client's secret rejected.
-	bad := startProcess(t, map[string]string{
-		"DATABASE_URL": env.DatabaseURL, "KEYCLOAK_URL": env.KeycloakURL,
-		"COMMUNITIES_REALMS": realm.Name, "COMMUNITIES_ADMIN_CLIENT_SECRET": "wrong-secret-value",
-		"COMMUNITIES_LOG_LEVEL": "debug",
-	})
+	bad := startProcess(t, serviceEnv(env, realm.Name, map[string]string{
+		"COMMUNITIES_ADMIN_CLIENT_SECRET": "wrong-secret-value", "COMMUNITIES_LOG_LEVEL": "debug"}))
 	// Keycloak refuses the service's own credentials: 502, since trying
 	// again cannot help (it was 503 before the error vocabulary, issue 13).
 	harness.Do(t, "POST", "http://"+bad.addr+"/realms/"+realm.Name+"/communities", sd,
@@ -79,11 +72,7 @@ func TestOversizedHeadersAreExplained(t *testing.T) {
 	t.Parallel()
 	env := harness.Current(t)
 	realm := env.NewRealm(t)
-	p := startProcess(t, map[string]string{
-		"DATABASE_URL": env.DatabaseURL, "KEYCLOAK_URL": env.KeycloakURL,
-		"COMMUNITIES_REALMS": realm.Name, "COMMUNITIES_ADMIN_CLIENT_SECRET": harness.ServiceSecret,
-		"COMMUNITIES_MAX_HEADER_KIB": "16",
-	})
+	p := startProcess(t, serviceEnv(env, realm.Name, map[string]string{"COMMUNITIES_MAX_HEADER_KIB": "16"}))
 	base := "http://" + p.addr + "/realms/" + realm.Name + "/communities"
 	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
 	harness.Do(t, "GET", base, sd, nil).Expect(t, 200)
@@ -125,10 +114,7 @@ func TestQuietRoutesLogOnlyWhatGoesWrong(t *testing.T) {
 	t.Parallel()
 	env := harness.Current(t)
 	realm := env.NewRealm(t)
-	p := startProcess(t, map[string]string{
-		"DATABASE_URL": env.DatabaseURL, "KEYCLOAK_URL": env.KeycloakURL,
-		"COMMUNITIES_REALMS": realm.Name, "COMMUNITIES_ADMIN_CLIENT_SECRET": harness.ServiceSecret,
-	})
+	p := startProcess(t, serviceEnv(env, realm.Name, nil))
 	svc := "http://" + p.addr
 	authz := svc + "/realms/" + realm.Name + "/communities-authz"
 	fhir := realm.ClientToken(t, "fhir-server", "fhir-server-secret")
@@ -172,4 +158,17 @@ func TestQuietRoutesLogOnlyWhatGoesWrong(t *testing.T) {
 	if want := `communities_http_requests_total{method="POST",route="` + decision + `",status="200"} 1`; !strings.Contains(string(metrics), want) {
 		t.Errorf("metrics lack %s", want)
 	}
+}
+
+// serviceEnv is the environment of a service process for realm against
+// the harness's servers, with extra settings on top.
+func serviceEnv(env *harness.Env, realm string, extra map[string]string) map[string]string {
+	out := map[string]string{
+		"DATABASE_URL": env.DatabaseURL, "KEYCLOAK_URL": env.KeycloakURL,
+		"COMMUNITIES_REALMS": realm, "COMMUNITIES_ADMIN_CLIENT_SECRET": harness.ServiceSecret,
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
 }
