@@ -75,10 +75,10 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 	if err := c.ensureLegacy(ctx, tok, s, d, repair, note, critical); err != nil {
 		return drift, a, err
 	}
-	if a.GroupID != "" && a.OwnerGroupID != "" && a.AuthorGroupID != "" && a.ConsumerGroupID != "" {
-		if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair, note); err != nil {
-			return drift, a, err
-		}
+	// Checked by name, so a report names a missing permission even when a
+	// group is missing too; a repair has made the groups by now.
+	if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair, note); err != nil {
+		return drift, a, err
 	}
 	return drift, a, nil
 }

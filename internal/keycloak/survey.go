@@ -14,19 +14,9 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 )
 
-// Page sizes of the bulk reads, chosen by measuring Keycloak 26.7.3: a
-// page of realm roles costs more per role the longer it is (100: 0.2 ms a
-// role, 1,000: 0.4, 2,000: 0.7), admin policies less so, and a group in
-// full (attributes, role mappings) costs about 3 ms when Keycloak's cache
-// does not hold it, which at its default size it does not past about
-// 1,000 communities: 1,000 groups a page stay well inside
-// --keycloak-timeout. At 10,000 communities a pass reads 20,000 roles,
-// 40,000 groups and 40,000 policies in about 80 pages.
-const (
-	rolePage   = 1000
-	policyPage = 2000
-	groupPage  = 1000
-)
+// surveyPath is the project's Keycloak extension's survey endpoint
+// (deploy/keycloak-extension, CommunitySurveyResource) under a realm.
+const surveyPath = "/communities/survey"
 
 // Problems Ensure and Survey report, said once.
 const (
@@ -46,68 +36,49 @@ type realmView struct {
 	scopes   map[string]scopeRep
 }
 
+// surveyRep is the extension's answer: every realm role with its marker,
+// the groups one and two levels under the root with their markers and
+// realm role mappings, and the community admin policies.
+type surveyRep struct {
+	Roles            []gocloak.Role  `json:"roles"`
+	Groups           []gocloak.Group `json:"groups"`
+	AdminPermissions bool            `json:"adminPermissions"`
+	Policies         []policyRep     `json:"policies"`
+}
+
 // Survey compares every community of specs, all of realm under root, with
-// Describe, reading the realm in bulk: a fixed number of calls plus one per
-// page, whatever the number of communities. It changes nothing. Pages read at different moments are not one snapshot, so what
-// it finds is a suspicion, for Ensure to confirm community by community.
+// Describe, reading the realm in two calls whatever the number of
+// communities: the extension's survey (roles, groups and admin policies,
+// one database query each inside Keycloak) and the client scopes. The admin
+// API reads those one entity at a time through Keycloak's cache: at 10,000
+// communities a pass over it took 89 calls and 3.5 minutes. It changes
+// nothing. Keycloak's queries are not one snapshot while communities are
+// created and deleted, so what it finds is a suspicion, for Ensure to
+// confirm community by community.
 func (c *Client) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
 	var out community.Survey
-	v := realmView{roles: map[string]gocloak.Role{}, groups: map[string]gocloak.Group{}, scopes: map[string]scopeRep{}}
-	get := c.pageReader(ctx, realm)
-
-	err := pages(rolePage, func(first int) (int, error) {
-		var roles []gocloak.Role
-		q := fmt.Sprintf("/roles?briefRepresentation=false&first=%d&max=%d", first, rolePage)
-		if err := get(pathEscape(realm)+q, &roles); err != nil {
-			return 0, fmt.Errorf("list realm roles: %w", err)
-		}
-		for _, r := range roles {
-			v.roles[deref(r.Name)] = r
-		}
-		return len(roles), nil
-	})
-	if err != nil {
-		return out, err
-	}
-
-	var scopes []scopeRep
-	if err := get(pathEscape(realm)+"/client-scopes", &scopes); err != nil {
-		return out, fmt.Errorf("list client scopes: %w", err)
-	}
-	for _, sc := range scopes {
-		v.scopes[sc.Name] = sc
-	}
-
-	if out.Groups, err = c.surveyGroups(ctx, get, realm, root, v.groups); err != nil {
-		return out, err
-	}
-
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return out, err
 	}
-	switch base, err := c.permissionsBase(ctx, tok, realm); {
-	case errors.Is(err, errPermissionsOff):
+	var rep surveyRep
+	q := url.Values{"root": {root}, "attribute": {MarkerAttribute}, "policyPrefix": {policyPrefix}}
+	switch _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+surveyPath+"?"+q.Encode(), nil, &rep); {
+	case errors.Is(err, ErrNotFound):
+		return out, fmt.Errorf("survey realm %s: %w (is the project's Keycloak extension, deploy/keycloak-extension, installed?)", realm, err)
 	case err != nil:
-		return out, err
-	default:
-		v.policies = map[string]policyRep{}
-		err = pages(policyPage, func(first int) (int, error) {
-			var ps []policyRep
-			q := fmt.Sprintf("/policy?name=%s&first=%d&max=%d", url.QueryEscape(policyPrefix), first, policyPage)
-			if err := get(base+q, &ps); err != nil {
-				return 0, fmt.Errorf("list admin permissions: %w", err)
-			}
-			for _, p := range ps {
-				v.policies[p.Name] = p
-			}
-			return len(ps), nil
-		})
-		if err != nil {
-			return out, err
+		return out, fmt.Errorf("survey realm %s: %w", realm, err)
+	}
+	var scopes []scopeRep
+	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+"/client-scopes", nil, &scopes); err != nil {
+		return out, fmt.Errorf("list client scopes: %w", err)
+	}
+	v := rep.view(scopes)
+	for _, g := range rep.Groups {
+		if strings.Count(deref(g.Path), "/") == 2 {
+			out.Groups = append(out.Groups, orphanOf(g))
 		}
 	}
-
 	for _, s := range specs {
 		if d := v.compare(s); len(d) > 0 {
 			if out.Suspects == nil {
@@ -119,110 +90,25 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 	return out, nil
 }
 
-// surveyGroups reads the label groups under root (with their markers) and,
-// with one search per member role, every member group with its role
-// mappings, into groups by path; it returns the label groups for the
-// orphan check. Keycloak answers a search with the matched groups' whole
-// path, each group in full (attributes and realm roles).
-func (c *Client) surveyGroups(ctx context.Context, get func(string, any) error, realm, root string,
-	groups map[string]gocloak.Group) ([]community.Orphan, error) {
-	tok, err := c.token(ctx, realm)
-	if err != nil {
-		return nil, err
+// view indexes the survey and the client scopes by name and path.
+func (r surveyRep) view(scopes []scopeRep) realmView {
+	v := realmView{roles: map[string]gocloak.Role{}, groups: map[string]gocloak.Group{}, scopes: map[string]scopeRep{}}
+	for _, role := range r.Roles {
+		v.roles[deref(role.Name)] = role
 	}
-	rootID, err := c.rootGroup(ctx, tok, realm, root)
-	if errors.Is(err, ErrNotFound) { // read-only, and no community made yet
-		return nil, nil
+	for _, g := range r.Groups {
+		v.groups[deref(g.Path)] = g
 	}
-	if err != nil {
-		return nil, err
-	}
-	var labels []community.Orphan
-	// Without subGroupsCount=false Keycloak counts each group's children
-	// with a query of its own: 9 s instead of 0.2 s for 1,000 groups.
-	err = pages(groupPage, func(first int) (int, error) {
-		var page []gocloak.Group
-		q := fmt.Sprintf("/groups/%s/children?briefRepresentation=false&subGroupsCount=false&first=%d&max=%d", rootID, first, groupPage)
-		if err := get(pathEscape(realm)+q, &page); err != nil {
-			return 0, fmt.Errorf("list community groups: %w", err)
-		}
-		for _, g := range page {
-			path := "/" + root + "/" + deref(g.Name)
-			if _, seen := groups[path]; seen { // a page boundary moved
-				continue
-			}
-			groups[path] = g
-			labels = append(labels, orphanOf(g))
-		}
-		return len(page), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	prefix := "/" + root + "/"
-	for _, member := range community.MemberRoles {
-		err := pages(groupPage, func(first int) (int, error) {
-			var page []gocloak.Group
-			q := fmt.Sprintf("/groups?search=%s&exact=true&briefRepresentation=false&subGroupsCount=false&first=%d&max=%d",
-				url.QueryEscape(member), first, groupPage)
-			if err := get(pathEscape(realm)+q, &page); err != nil {
-				return 0, fmt.Errorf("search groups named %s: %w", member, err)
-			}
-			matched := 0
-			walkGroups(page, func(g gocloak.Group) {
-				if deref(g.Name) != member {
-					return
-				}
-				matched++
-				if p := deref(g.Path); strings.HasPrefix(p, prefix) && strings.Count(p, "/") == 3 {
-					groups[p] = g
-				}
-			})
-			return matched, nil
-		})
-		if err != nil {
-			return nil, err
+	if r.AdminPermissions {
+		v.policies = map[string]policyRep{}
+		for _, p := range r.Policies {
+			v.policies[p.Name] = p
 		}
 	}
-	return labels, nil
-}
-
-// pageReader GETs admin API paths into out, each with the admin token as
-// it is then: a pass at 10,000 communities takes minutes, longer than a
-// token lives.
-func (c *Client) pageReader(ctx context.Context, realm string) func(path string, out any) error {
-	return func(path string, out any) error {
-		tok, err := c.token(ctx, realm)
-		if err != nil {
-			return err
-		}
-		_, err = c.raw(ctx, tok, http.MethodGet, path, nil, out)
-		return err
+	for _, sc := range scopes {
+		v.scopes[sc.Name] = sc
 	}
-}
-
-// walkGroups calls fn for every group of a tree Keycloak answered.
-func walkGroups(gs []gocloak.Group, fn func(gocloak.Group)) {
-	for _, g := range gs {
-		fn(g)
-		if g.SubGroups != nil {
-			walkGroups(*g.SubGroups, fn)
-		}
-	}
-}
-
-// pages calls read with first = 0, size, 2×size, ... until a page comes
-// back short.
-func pages(size int, read func(first int) (int, error)) error {
-	for first := 0; ; first += size {
-		n, err := read(first)
-		if err != nil {
-			return err
-		}
-		if n < size {
-			return nil
-		}
-	}
+	return v
 }
 
 // compare returns how community s's artefacts in v differ from Describe(s),

@@ -55,6 +55,23 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 	if err := gc.AddDefaultScopeToClient(ctx, admin, realm, *clients[0].ID, scopeID); err != nil {
 		t.Fatal(err)
 	}
+	// An admin permission deleted in the console.
+	base := f.env.KeycloakURL + "/admin/realms/" + realm
+	var realmRep struct {
+		AdminPermissionsClient struct{ ID string } `json:"adminPermissionsClient"`
+	}
+	harness.Do(t, "GET", base, admin, nil).Expect(t, 200).JSON(t, &realmRep)
+	authz := base + "/clients/" + realmRep.AdminPermissionsClient.ID + "/authz/resource-server"
+	viewPolicy := func() (found []struct{ ID, Name string }) {
+		t.Helper()
+		harness.Do(t, "GET", authz+"/policy?exact=true&name=community:DRIFT:view", admin, nil).Expect(t, 200).JSON(t, &found)
+		return found
+	}
+	views := viewPolicy()
+	if len(views) != 1 {
+		t.Fatalf("admin permission community:DRIFT:view: found %v", views)
+	}
+	harness.Do(t, "DELETE", authz+"/policy/"+views[0].ID, admin, nil).Expect(t, 204)
 	// An orphan of ours: the registry row of LOST is gone.
 	lost := f.row(t, "LOST")
 	if err := f.svc.Store.DB().Exec("DELETE FROM communities WHERE id = ?", lost.ID).Error; err != nil {
@@ -82,6 +99,7 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 		"role mapping /Communities/DRIFT/author → PERM_DRIFT_WRITE: missing",
 		"realm role PERM_DRIFT_OWNER: " + earlier,
 		"client scope grouping/DRIFT.read: " + earlier,
+		"admin permission community:DRIFT:view: missing",
 	} {
 		if !slices.Contains(found, want) {
 			t.Errorf("drift report lacks %q; got %v", want, found)
@@ -150,8 +168,12 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 		t.Errorf("recreated role lacks the marker: %v", err)
 	}
 
-	// Issue 14: a pass reads the realm in bulk, so its Keycloak calls do
-	// not grow with the number of communities.
+	if again := viewPolicy(); len(again) != 1 {
+		t.Error("repair did not make admin permission community:DRIFT:view again")
+	}
+
+	// Issue 14: a pass reads the realm in two calls (the extension's
+	// survey and the client scopes), whatever the number of communities.
 	pass := func() int64 {
 		t.Helper()
 		before := f.svc.KeycloakRoundTrips()
@@ -166,8 +188,77 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 	for _, l := range []string{"MORE1", "MORE2", "MORE3", "MORE4", "MORE5"} {
 		f.create(t, sd, l, "Community "+l).Expect(t, 201)
 	}
-	if many := pass(); many != few || few > 12 {
+	if many := pass(); many != few || few > 2 {
 		t.Errorf("Keycloak calls of a clean drift pass: %d with 2 communities, %d with 7", few, many)
+	}
+}
+
+// TestSurveyIsForWhoMaySeeTheRealm: the extension's survey
+// (deploy/keycloak-extension) shows every community's artefacts, so only a
+// caller who may view the realm and every group gets it; a community owner,
+// who sees groups in the console through admin permissions, does not.
+func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
+	f := newFixture(t)
+	f.create(t, f.realm.UserToken(t, "creator"), "SEEN", "Seen").Expect(t, 201)
+	base := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name + "/communities/survey"
+	q := "?root=Communities&attribute=" + keycloak.MarkerAttribute + "&policyPrefix=community:"
+
+	harness.Do(t, "GET", base+q, "", nil).Expect(t, 401)
+	harness.Do(t, "GET", base+q, f.realm.UserToken(t, "consumer"), nil).Expect(t, 403)
+	owner := f.realm.UserToken(t, "creator") // now an owner of SEEN
+	mustContain(t, "the creator's roles", realmRolesOf(t, owner), keycloak.OwnerRole)
+	harness.Do(t, "GET", base+q, owner, nil).Expect(t, 403)
+
+	admin := f.realm.AdminToken(t)
+	harness.Do(t, "GET", base+"?root=Communities", admin, nil).Expect(t, 400)
+	var got struct {
+		Roles []struct {
+			Name       string
+			Attributes map[string][]string
+		}
+		Groups []struct {
+			Path       string
+			Attributes map[string][]string
+			RealmRoles []string
+		}
+		AdminPermissions bool
+		Policies         []struct{ Name, Description string }
+	}
+	harness.Do(t, "GET", base+q, admin, nil).Expect(t, 200).JSON(t, &got)
+	id := f.row(t, "SEEN").ID
+	marked := func(attrs map[string][]string) bool { return slices.Equal(attrs[keycloak.MarkerAttribute], []string{id}) }
+	roles := map[string]bool{}
+	for _, r := range got.Roles {
+		roles[r.Name] = marked(r.Attributes)
+	}
+	if !roles["PERM_SEEN_READ"] || !roles["PERM_SEEN_WRITE"] {
+		t.Errorf("survey roles lack SEEN's, with its marker: %v", got.Roles)
+	}
+	if marked, ok := roles["FHIR_READ"]; !ok || marked {
+		t.Errorf("survey roles: FHIR_READ present %v, marked %v", ok, marked)
+	}
+	groups := map[string][]string{}
+	for _, g := range got.Groups {
+		if !marked(g.Attributes) {
+			t.Errorf("survey group %s lacks SEEN's marker: %v", g.Path, g.Attributes)
+		}
+		groups[g.Path] = g.RealmRoles
+	}
+	label, ok := groups["/Communities/SEEN"]
+	if len(groups) != 4 || !ok || len(label) != 0 ||
+		!slices.Equal(groups["/Communities/SEEN/owner"], []string{keycloak.OwnerRole}) ||
+		!slices.Contains(groups["/Communities/SEEN/author"], "PERM_SEEN_WRITE") ||
+		!slices.Equal(groups["/Communities/SEEN/consumer"], []string{"PERM_SEEN_READ"}) {
+		t.Errorf("survey groups: %v", groups)
+	}
+	var policies []string
+	for _, p := range got.Policies {
+		policies = append(policies, p.Name)
+	}
+	slices.Sort(policies)
+	want := []string{"community:SEEN:membership", "community:SEEN:membership-admins", "community:SEEN:owners", "community:SEEN:view"}
+	if !got.AdminPermissions || !slices.Equal(policies, want) {
+		t.Errorf("survey admin permissions %v, policies %v; want %v", got.AdminPermissions, policies, want)
 	}
 }
 
