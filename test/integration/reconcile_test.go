@@ -226,7 +226,9 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 	}
 	harness.Do(t, "GET", base+q, admin, nil).Expect(t, 200).JSON(t, &got)
 	id := f.row(t, "SEEN").ID
-	marked := func(attrs map[string][]string) bool { return slices.Equal(attrs[keycloak.MarkerAttribute], []string{id}) }
+	marked := func(attrs map[string][]string) bool {
+		return slices.Equal(attrs[keycloak.MarkerAttribute], []string{id})
+	}
 	roles := map[string]bool{}
 	for _, r := range got.Roles {
 		roles[r.Name] = marked(r.Attributes)
