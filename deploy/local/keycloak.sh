@@ -75,7 +75,7 @@ extension_hash() {
 }
 
 # extension compiles the project's Keycloak extension (the community
-# privileges token mapper) against the distribution's own jars, so it needs
+# privileges token mapper and the drift check's survey endpoint) against the distribution's own jars, so it needs
 # no download and always matches KEYCLOAK_VERSION.
 extension() {
 	local h tmp

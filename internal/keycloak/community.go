@@ -2,13 +2,15 @@ package keycloak
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/internal/community"
 )
 
 // MarkerAttribute is set on every artefact a community owns, to the
@@ -41,9 +43,12 @@ func NamesFor(root, label string) Names {
 	}
 }
 
-// Provision makes the artefacts Describe(s) lists, in an order where each
-// step only needs what earlier steps made. On error, what was made stays
-// made: the caller undoes it with Cleanup, which finds it by name and
+// Provision makes the artefacts Describe(s) lists in two steps: the roles,
+// groups, role mappings and owners' memberships in one call to the
+// project's Keycloak extension (one transaction: all made or none), then
+// the four admin policies and permissions, one call each, which the
+// extension leaves to Keycloak's own admin API. On error, what was made
+// stays made: the caller undoes it with Cleanup, which finds it by name and
 // marker.
 func (c *Client) Provision(ctx context.Context, s community.Spec) (community.Artifacts, error) {
 	var a community.Artifacts
@@ -56,52 +61,43 @@ func (c *Client) Provision(ctx context.Context, s community.Spec) (community.Art
 	if err != nil {
 		return a, err
 	}
-	roles, err := c.makeRoles(ctx, tok, s, d)
-	if err != nil {
-		return a, err
+	var made struct {
+		Roles  map[string]string `json:"roles"`
+		Groups map[string]string `json:"groups"`
 	}
-	a.ReadRoleID, a.WriteRoleID = *roles[d.Roles[0].Name].ID, *roles[d.Roles[1].Name].ID
-	if roles[OwnerRole], err = c.ownerRole(ctx, tok, s.Realm); err != nil {
-		return a, err
+	_, err = c.raw(ctx, tok, http.MethodPost, pathEscape(s.Realm)+artefactsPath, d.artefacts(rootID, s.Owners), &made)
+	var se *StatusError
+	switch {
+	case errors.As(err, &se) && se.Status == http.StatusConflict:
+		var body struct {
+			ErrorMessage string `json:"errorMessage"`
+		}
+		if json.Unmarshal([]byte(se.Body), &body) != nil || body.ErrorMessage == "" {
+			body.ErrorMessage = "a role or group of community " + s.Label
+		}
+		return a, &ConflictError{What: body.ErrorMessage}
+	case errors.Is(err, ErrNotFound):
+		c.forget(s.Realm, s.Root) // the root group may be gone
+		return a, fmt.Errorf("create the artefacts of %s: %w", s.Label, err)
+	case err != nil:
+		return a, fmt.Errorf("create the artefacts of %s: %w", s.Label, err)
 	}
-
-	if a.GroupID, err = c.createGroup(ctx, tok, s.Realm, rootID, d.Group); err != nil {
-		return a, err
-	}
+	a.ReadRoleID, a.WriteRoleID = made.Roles[d.Roles[0].Name], made.Roles[d.Roles[1].Name]
+	a.GroupID = made.Groups[d.Group.Path]
 	for _, g := range d.Children {
-		id, err := c.createGroup(ctx, tok, s.Realm, a.GroupID, g)
-		if err != nil {
-			return a, err
-		}
-		setGroupID(&a, g.Member, id)
-		if err := c.gc.AddRealmRoleToGroup(ctx, tok, s.Realm, id, pick(roles, g.Grants)); err != nil {
-			if statusOf(err) == http.StatusNotFound { // the cached OwnerRole may be gone
-				c.forgetOwnerRole(s.Realm)
-			}
-			return a, classify("map roles to group "+g.Path, err)
-		}
+		setGroupID(&a, g.Member, made.Groups[g.Path])
+	}
+	if a.ReadRoleID == "" || a.WriteRoleID == "" || a.GroupID == "" || a.OwnerGroupID == "" || a.AuthorGroupID == "" || a.ConsumerGroupID == "" {
+		return a, fmt.Errorf("create the artefacts of %s: %w: Keycloak's answer lacks ids: %v", s.Label, ErrUnavailable, made)
 	}
 	if err := c.grantOwners(ctx, tok, s, d, a); err != nil {
 		return a, err
 	}
-	for _, user := range s.Owners {
-		if err := c.gc.AddUserToGroup(ctx, tok, s.Realm, user, a.OwnerGroupID); err != nil {
-			return a, classify("add owner "+user+" to "+d.Children[0].Path, err)
-		}
-	}
 	return a, nil
 }
 
-// pick returns the roles of names, in order.
-func pick(roles map[string]gocloak.Role, names []string) []gocloak.Role {
-	out := make([]gocloak.Role, 0, len(names))
-	for _, n := range names {
-		out = append(out, roles[n])
-	}
-	return out
-}
-
-// createGroup makes group g under parent and returns its id.
+// createGroup makes group g under parent and returns its id (Ensure's
+// repairs; Provision makes all groups in one call).
 func (c *Client) createGroup(ctx context.Context, tok, realm, parent string, g GroupSpec) (string, error) {
 	body := map[string]any{"name": g.Name, "attributes": g.Attributes}
 	if g.Description != "" {
@@ -115,34 +111,6 @@ func (c *Client) createGroup(ctx context.Context, tok, realm, parent string, g G
 		return "", fmt.Errorf("create group %s: %w", g.Path, err)
 	}
 	return idFromLocation(resp), nil
-}
-
-// makeRoles makes the community's realm roles, each with its marker, and
-// returns them with their ids (a role mapping names a role by id). One
-// POST and one GET per role, not partialImport's single call: on Keycloak
-// 26.7.3 partialImport takes time in proportion to the realm's roles
-// (0.7–1.0 s at 8,000 roles, against 10–30 ms for a POST), so with it every
-// create grew slower as the realm grew. On error what was made stays, for
-// Cleanup to find by marker.
-func (c *Client) makeRoles(ctx context.Context, tok string, s community.Spec, d Desired) (map[string]gocloak.Role, error) {
-	roles := map[string]gocloak.Role{}
-	for _, r := range d.Roles {
-		attrs := d.Marker
-		_, err := c.gc.CreateRealmRole(ctx, tok, s.Realm, gocloak.Role{Name: gocloak.StringP(r.Name),
-			Description: gocloak.StringP(r.Description), Attributes: &attrs})
-		if statusOf(err) == http.StatusConflict {
-			return nil, &ConflictError{What: "realm role " + r.Name}
-		}
-		if err != nil {
-			return nil, classify("create realm role "+r.Name, err)
-		}
-		made, err := c.gc.GetRealmRole(ctx, tok, s.Realm, r.Name)
-		if err != nil {
-			return nil, classify("read realm role "+r.Name, err)
-		}
-		roles[r.Name] = gocloak.Role{ID: made.ID, Name: made.Name}
-	}
-	return roles, nil
 }
 
 // ownerRole is the realm's OwnerRole, looked up once per realm: every
@@ -254,19 +222,23 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 		return rep, err
 	}
 	d := Describe(community.Spec{ID: id, Realm: realm, Root: root, Label: label})
-
-	// Permissions first: they name the groups, and Keycloak would delete
-	// only some of them with the groups.
-	if err := c.revokeOwners(ctx, tok, realm, id, d, &rep); err != nil {
+	roleNames := append(d.RoleNames(), d.Legacy.Roles...)
+	// One read finds everything of the community's names, with ids and
+	// markers; then only deletions.
+	v, err := c.survey(ctx, tok, realm, root, label, roleNames)
+	if err != nil {
 		return rep, err
 	}
 
-	var scopes []scopeRep
-	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+"/client-scopes", nil, &scopes); err != nil {
-		return rep, fmt.Errorf("list client scopes: %w", err)
+	// Permissions first: they name the groups, and Keycloak would delete
+	// only some of them with the groups.
+	if err := c.revokeOwners(ctx, tok, realm, id, d, v.policies, &rep); err != nil {
+		return rep, err
 	}
-	for _, sc := range scopes {
-		if !slices.Contains(d.Legacy.Scopes, sc.Name) {
+
+	for _, name := range d.Legacy.Scopes {
+		sc, ok := v.scopes[name]
+		if !ok {
 			continue
 		}
 		if sc.Attributes[MarkerAttribute] != id {
@@ -290,30 +262,24 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 	}
 
 	path := d.Group.Path
-	g, err := c.gc.GetGroupByPath(ctx, tok, realm, strings.TrimPrefix(path, "/"))
-	switch {
-	case statusOf(err) == http.StatusNotFound:
-		c.forget(realm, root)
-	case err != nil:
-		return rep, classify("find group "+path, err)
+	switch g, ok := v.groups[path]; {
+	case !ok:
+		c.forget(realm, root) // the root group may be gone too
 	case !hasMarker(g.Attributes, id):
 		rep.Foreign = append(rep.Foreign, "group "+path)
 	default:
 		// Deleting the group deletes its children; members lose the
 		// membership, users stay.
-		if err := c.gc.DeleteGroup(ctx, tok, realm, *g.ID); err != nil && statusOf(err) != http.StatusNotFound {
+		if err := c.gc.DeleteGroup(ctx, tok, realm, deref(g.ID)); err != nil && statusOf(err) != http.StatusNotFound {
 			return rep, classify("delete group "+path, err)
 		}
 		rep.Deleted = append(rep.Deleted, "group "+path)
 	}
 
-	for _, name := range append(d.RoleNames(), d.Legacy.Roles...) {
-		r, err := c.gc.GetRealmRole(ctx, tok, realm, name)
-		if statusOf(err) == http.StatusNotFound {
+	for _, name := range roleNames {
+		r, ok := v.roles[name]
+		if !ok {
 			continue
-		}
-		if err != nil {
-			return rep, classify("find realm role "+name, err)
 		}
 		if !hasMarker(r.Attributes, id) {
 			if !slices.Contains(d.Legacy.Roles, name) { // a legacy name is no longer this community's business

@@ -262,17 +262,11 @@ func verifyOwnPolicy(desc, ownerGroupID string) func(*policyDetail) error {
 
 func markerDescription(id string) string { return MarkerAttribute + "=" + id }
 
-// revokeOwners deletes the community's policies and permissions that carry
-// its marker (the role mapping goes with the owner group).
-func (c *Client) revokeOwners(ctx context.Context, tok, realm, id string, d Desired, rep *community.CleanupReport) error {
-	base, err := c.permissionsBase(ctx, tok, realm)
-	if err != nil {
-		return err
-	}
-	found, err := c.communityPolicies(ctx, tok, base, d.Group.Name)
-	if err != nil {
-		return err
-	}
+// revokeOwners deletes, of found (the community's policies and permissions
+// by name, from the survey), those that carry its marker (the role mapping
+// goes with the owner group).
+func (c *Client) revokeOwners(ctx context.Context, tok, realm, id string, d Desired, found map[string]policyRep, rep *community.CleanupReport) error {
+	base := ""
 	for i := len(d.Policies) - 1; i >= 0; i-- {
 		name := d.Policies[i].Name
 		p, ok := found[name]
@@ -282,6 +276,12 @@ func (c *Client) revokeOwners(ctx context.Context, tok, realm, id string, d Desi
 		if !strings.Contains(p.Description, markerDescription(id)) {
 			rep.Foreign = append(rep.Foreign, "admin permission "+name)
 			continue
+		}
+		if base == "" {
+			var err error
+			if base, err = c.permissionsBase(ctx, tok, realm); err != nil {
+				return err
+			}
 		}
 		if _, err := c.raw(ctx, tok, http.MethodDelete, base+"/policy/"+p.ID, nil, nil); err != nil && statusOf(err) != http.StatusNotFound {
 			return fmt.Errorf("delete admin permission %s: %w", name, err)

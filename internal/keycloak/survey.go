@@ -14,10 +14,6 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 )
 
-// surveyPath is the project's Keycloak extension's survey endpoint
-// (deploy/keycloak-extension, CommunitySurveyResource) under a realm.
-const surveyPath = "/communities/survey"
-
 // Problems Ensure and Survey report, said once.
 const (
 	problemMissing = "missing"
@@ -36,49 +32,78 @@ type realmView struct {
 	scopes   map[string]scopeRep
 }
 
-// surveyRep is the extension's answer: every realm role with its marker,
+// surveyRep is the extension's answer: realm roles with their markers,
 // the groups one and two levels under the root with their markers and
-// realm role mappings, and the community admin policies.
+// realm role mappings, the community admin policies and the client scopes.
 type surveyRep struct {
 	Roles            []gocloak.Role  `json:"roles"`
 	Groups           []gocloak.Group `json:"groups"`
 	AdminPermissions bool            `json:"adminPermissions"`
 	Policies         []policyRep     `json:"policies"`
+	ClientScopes     []scopeRep      `json:"clientScopes"`
+}
+
+// survey reads what realm holds of communities under root in one call to
+// the extension: all of it when label is "", else only label's groups, the
+// roles of names roles and the policies of label.
+func (c *Client) survey(ctx context.Context, tok, realm, root, label string, roles []string) (realmView, error) {
+	q := url.Values{"root": {root}, "attribute": {MarkerAttribute}, "policyPrefix": {policyPrefix}}
+	if label != "" {
+		q.Set("label", label)
+		q.Set("policyPrefix", policyPrefix+label+":")
+		q["role"] = roles
+	}
+	var rep surveyRep
+	switch _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+surveyPath+"?"+q.Encode(), nil, &rep); {
+	case errors.Is(err, ErrNotFound):
+		return realmView{}, fmt.Errorf("survey realm %s: %w (is the project's Keycloak extension, deploy/keycloak-extension, installed?)", realm, err)
+	case err != nil:
+		return realmView{}, fmt.Errorf("survey realm %s: %w", realm, err)
+	}
+	v := realmView{roles: map[string]gocloak.Role{}, groups: map[string]gocloak.Group{}, scopes: map[string]scopeRep{}}
+	for _, role := range rep.Roles {
+		v.roles[deref(role.Name)] = role
+	}
+	for _, g := range rep.Groups {
+		v.groups[deref(g.Path)] = g
+	}
+	if rep.AdminPermissions {
+		v.policies = map[string]policyRep{}
+		for _, p := range rep.Policies {
+			v.policies[p.Name] = p
+		}
+	}
+	for _, sc := range rep.ClientScopes {
+		v.scopes[sc.Name] = sc
+	}
+	return v, nil
 }
 
 // Survey compares every community of specs, all of realm under root, with
-// Describe, reading the realm in two calls whatever the number of
+// Describe, reading the realm in one call whatever the number of
 // communities: the extension's survey (roles, groups and admin policies,
-// one database query each inside Keycloak) and the client scopes. The admin
-// API reads those one entity at a time through Keycloak's cache: at 10,000
-// communities a pass over it took 89 calls and 3.5 minutes. It changes
-// nothing. Keycloak's queries are not one snapshot while communities are
-// created and deleted, so what it finds is a suspicion, for Ensure to
-// confirm community by community.
+// one database query each inside Keycloak, and the client scopes). The
+// admin API reads those one entity at a time through Keycloak's cache: at
+// 10,000 communities a pass over it took 89 calls and 3.5 minutes. It
+// changes nothing. Keycloak's queries are not one snapshot while
+// communities are created and deleted, so what it finds is a suspicion,
+// for Ensure to confirm community by community.
 func (c *Client) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
 	var out community.Survey
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return out, err
 	}
-	var rep surveyRep
-	q := url.Values{"root": {root}, "attribute": {MarkerAttribute}, "policyPrefix": {policyPrefix}}
-	switch _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+surveyPath+"?"+q.Encode(), nil, &rep); {
-	case errors.Is(err, ErrNotFound):
-		return out, fmt.Errorf("survey realm %s: %w (is the project's Keycloak extension, deploy/keycloak-extension, installed?)", realm, err)
-	case err != nil:
-		return out, fmt.Errorf("survey realm %s: %w", realm, err)
+	v, err := c.survey(ctx, tok, realm, root, "", nil)
+	if err != nil {
+		return out, err
 	}
-	var scopes []scopeRep
-	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+"/client-scopes", nil, &scopes); err != nil {
-		return out, fmt.Errorf("list client scopes: %w", err)
-	}
-	v := rep.view(scopes)
-	for _, g := range rep.Groups {
-		if strings.Count(deref(g.Path), "/") == 2 {
+	for path, g := range v.groups {
+		if strings.Count(path, "/") == 2 {
 			out.Groups = append(out.Groups, orphanOf(g))
 		}
 	}
+	slices.SortFunc(out.Groups, func(a, b community.Orphan) int { return strings.Compare(a.Label, b.Label) })
 	for _, s := range specs {
 		if d := v.compare(s); len(d) > 0 {
 			if out.Suspects == nil {
@@ -88,27 +113,6 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 		}
 	}
 	return out, nil
-}
-
-// view indexes the survey and the client scopes by name and path.
-func (r surveyRep) view(scopes []scopeRep) realmView {
-	v := realmView{roles: map[string]gocloak.Role{}, groups: map[string]gocloak.Group{}, scopes: map[string]scopeRep{}}
-	for _, role := range r.Roles {
-		v.roles[deref(role.Name)] = role
-	}
-	for _, g := range r.Groups {
-		v.groups[deref(g.Path)] = g
-	}
-	if r.AdminPermissions {
-		v.policies = map[string]policyRep{}
-		for _, p := range r.Policies {
-			v.policies[p.Name] = p
-		}
-	}
-	for _, sc := range scopes {
-		v.scopes[sc.Name] = sc
-	}
-	return v
 }
 
 // compare returns how community s's artefacts in v differ from Describe(s),

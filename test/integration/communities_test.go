@@ -277,18 +277,17 @@ func TestCreateMakesOntoserverCompatibleArtefacts(t *testing.T) {
 	warmTook, warmTrips := time.Since(start), f.svc.KeycloakRoundTrips()-before
 	t.Logf("first create: %s, %d Keycloak round trips; warm create: %s, %d; delete by owner: %s, %d",
 		createTook, createTrips, warmTook, warmTrips, deleteTook, deleteTrips)
-	// 17: the live creator check, the two roles (made and read back, since
-	// partialImport slows with the realm's size), 4 groups, 3 role
-	// mappings, 4 admin permissions, the creator as owner
-	// (docs/architecture.md, "Measured").
-	if warmTrips > 17 {
-		t.Errorf("a warm create took %d round trips; the design needs 17", warmTrips)
+	// 6: the live creator check, the extension's create (roles, groups,
+	// role mappings, the creator as owner, in one transaction), 4 admin
+	// permissions (docs/architecture.md, "Measured").
+	if warmTrips > 6 {
+		t.Errorf("a warm create took %d round trips; the design needs 6", warmTrips)
 	}
-	// 14: the live ownership check, one search for the four admin
-	// permissions and their deletion, the client scopes, the group found
-	// and deleted, three roles looked up and two deleted.
-	if deleteTrips > 14 {
-		t.Errorf("a delete by an owner took %d round trips; the design needs 14", deleteTrips)
+	// 9: the live ownership check, the extension's survey of the
+	// community, the four admin permissions, the group and the two roles
+	// deleted.
+	if deleteTrips > 9 {
+		t.Errorf("a delete by an owner took %d round trips; the design needs 9", deleteTrips)
 	}
 
 	if left := f.realm.Artefacts(t, "Communities", "NDD"); len(left) > 0 {

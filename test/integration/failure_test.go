@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
-	"github.com/Nerzal/gocloak/v13"
-	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/keycloak"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -37,8 +39,10 @@ func TestKeycloakFailsAtEachStepOfCreate(t *testing.T) {
 	faults.Arm(0, false)
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "COUNT", "communityName": "Count"}).Expect(t, 201)
 	steps, _ := faults.Counts()
-	if steps < 10 {
-		t.Fatalf("a create made only %d mutating calls", steps)
+	// The extension's one-transaction create and the four admin
+	// permissions.
+	if steps != 5 {
+		t.Fatalf("a create made %d mutating calls, want 5", steps)
 	}
 
 	orphans, absorbed := 0, 0
@@ -93,7 +97,7 @@ func TestKeycloakRefusalIsNotUnavailable(t *testing.T) {
 	realm, svc, faults, base, sd := faultyFixture(t)
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "WARM", "communityName": "Warm"}).Expect(t, 201)
 	faults.Refuse = true
-	faults.Arm(2, false) // the label group
+	faults.Arm(2, false) // the first admin permission, after the roles and groups were made
 	resp := harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "REFUSED", "communityName": "Refused"}).Expect(t, 502)
 	harness.ConformsToOpenAPI(t, "POST", base, resp)
 	if strings.Contains(string(resp.Body), "injected") || resp.Header.Get("Retry-After") != "" {
@@ -209,5 +213,80 @@ func TestConflictingArtefactInKeycloak(t *testing.T) {
 	left = f.realm.Artefacts(t, "Communities", "ROLECLASH")
 	if len(left) != 1 || left[0] != "role PERM_ROLECLASH_WRITE" {
 		t.Fatalf("after the role clash Keycloak holds %v", left)
+	}
+}
+
+// TestArtefactsAreAllOrNothing: the extension's create
+// (deploy/keycloak-extension) makes a community's roles, groups, role
+// mappings and owners in one Keycloak transaction. Whatever part of it
+// fails, nothing of it stays; and only a caller who may manage the realm's
+// roles and groups may call it.
+func TestArtefactsAreAllOrNothing(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "FIRST", "Makes the root group").Expect(t, 201)
+	admin := f.realm.AdminToken(t)
+	root, err := f.realm.GC.GetGroupByPath(context.Background(), admin, f.realm.Name, "Communities")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name + "/communities/artefacts"
+	body := func(label, grant, owner string) map[string]any {
+		marker := map[string][]string{keycloak.MarkerAttribute: {"id-" + label}}
+		return map[string]any{
+			"parent": *root.ID,
+			"roles": []map[string]any{
+				{"name": "PERM_" + label + "_READ", "attributes": marker},
+				{"name": "PERM_" + label + "_WRITE", "attributes": marker},
+			},
+			"group": map[string]any{"name": label, "attributes": marker, "subGroups": []map[string]any{
+				{"name": "owner", "attributes": marker, "realmRoles": []string{keycloak.OwnerRole}},
+				{"name": "consumer", "attributes": marker, "realmRoles": []string{grant}},
+			}},
+			"members": map[string][]string{"owner": {owner}},
+		}
+	}
+	owner := f.realm.UserID(t, "consumer")
+
+	for _, c := range []struct {
+		why    string
+		token  string
+		body   map[string]any
+		status int
+	}{
+		{"no token", "", body("NOAUTH", "PERM_NOAUTH_READ", owner), 401},
+		{"a consumer", f.realm.UserToken(t, "consumer"), body("CONSUMER", "PERM_CONSUMER_READ", owner), 403},
+		{"a grant of a role that does not exist, after the roles and groups are made", admin, body("NOROLE", "PERM_NOSUCH_READ", owner), 400},
+		{"an owner who is no user, made last", admin, body("NOUSER", "PERM_NOUSER_READ", "no-such-user"), 404},
+		{"no body", admin, nil, 400},
+	} {
+		resp := harness.Do(t, "POST", u, c.token, c.body)
+		if resp.Status != c.status {
+			t.Errorf("%s: %s, want %d", c.why, resp, c.status)
+		}
+		if c.body == nil {
+			continue
+		}
+		label := c.body["group"].(map[string]any)["name"].(string)
+		if left := f.realm.Artefacts(t, "Communities", label); len(left) > 0 {
+			t.Errorf("%s: Keycloak kept %v", c.why, left)
+		}
+	}
+
+	// The same body, whole, is made, with the owner a member.
+	var made struct{ Roles, Groups map[string]string }
+	harness.Do(t, "POST", u, admin, body("WHOLE", "PERM_WHOLE_READ", owner)).Expect(t, 201).JSON(t, &made)
+	if len(made.Roles) != 2 || len(made.Groups) != 3 || made.Groups["/Communities/WHOLE/owner"] == "" {
+		t.Fatalf("made %+v", made)
+	}
+	members, err := f.realm.GC.GetGroupMembers(context.Background(), admin, f.realm.Name, made.Groups["/Communities/WHOLE/owner"], gocloak.GetGroupsParams{})
+	if err != nil || len(members) != 1 || *members[0].ID != owner {
+		t.Errorf("owner group members %v (%v)", members, err)
+	}
+	mustContain(t, "the consumer's roles", realmRolesOf(t, f.realm.UserToken(t, "consumer")), keycloak.OwnerRole)
+	// Made again: 409 naming the first clash, and nothing new.
+	resp := harness.Do(t, "POST", u, admin, body("WHOLE", "PERM_WHOLE_READ", owner)).Expect(t, 409)
+	if !strings.Contains(string(resp.Body), "realm role PERM_WHOLE_READ") {
+		t.Errorf("conflict does not name the role: %s", resp.Body)
 	}
 }

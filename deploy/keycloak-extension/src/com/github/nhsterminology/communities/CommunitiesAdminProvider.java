@@ -10,19 +10,19 @@ import org.keycloak.services.resources.admin.ext.AdminRealmResourceProviderFacto
 import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
 
 /**
- * Mounts {@link CommunitySurveyResource} at
+ * Mounts {@link CommunitiesResource} at
  * {@code /admin/realms/{realm}/communities}. The admin API authenticates the
  * caller before Keycloak hands over the resource; the resource checks what
  * the caller may see.
  */
-public class CommunitySurveyProvider implements AdminRealmResourceProvider, AdminRealmResourceProviderFactory {
+public class CommunitiesAdminProvider implements AdminRealmResourceProvider, AdminRealmResourceProviderFactory {
 
     public static final String PROVIDER_ID = "communities";
 
     @Override
     public Object getResource(KeycloakSession session, RealmModel realm, AdminPermissionEvaluator auth,
             AdminEventBuilder adminEvent) {
-        return new CommunitySurveyResource(session, realm, auth);
+        return new CommunitiesResource(session, realm, auth, adminEvent);
     }
 
     @Override

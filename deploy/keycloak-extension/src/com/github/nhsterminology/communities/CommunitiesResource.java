@@ -1,0 +1,366 @@
+package com.github.nhsterminology.communities;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import jakarta.persistence.EntityManager;
+import jakarta.ws.rs.Consumes;
+import jakarta.ws.rs.GET;
+import jakarta.ws.rs.NotFoundException;
+import jakarta.ws.rs.POST;
+import jakarta.ws.rs.Path;
+import jakarta.ws.rs.Produces;
+import jakarta.ws.rs.QueryParam;
+import jakarta.ws.rs.core.MediaType;
+import jakarta.ws.rs.core.Response;
+
+import org.keycloak.connections.jpa.JpaConnectionProvider;
+import org.keycloak.events.admin.OperationType;
+import org.keycloak.events.admin.ResourceType;
+import org.keycloak.models.ClientModel;
+import org.keycloak.models.GroupModel;
+import org.keycloak.models.KeycloakSession;
+import org.keycloak.models.ModelDuplicateException;
+import org.keycloak.models.RealmModel;
+import org.keycloak.models.RoleModel;
+import org.keycloak.models.UserModel;
+import org.keycloak.models.jpa.entities.GroupEntity;
+import org.keycloak.models.utils.KeycloakModelUtils;
+import org.keycloak.representations.idm.GroupRepresentation;
+import org.keycloak.representations.idm.RoleRepresentation;
+import org.keycloak.services.ErrorResponse;
+import org.keycloak.services.resources.admin.AdminEventBuilder;
+import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
+
+/**
+ * The service's two bulk operations on a realm, under
+ * {@code /admin/realms/{realm}/communities}. Neither knows what a community
+ * should be: the service sends its own description (names, attributes,
+ * grants) and compares what comes back with it.
+ *
+ * <p>{@code GET survey}: what the realm holds of communities, in one answer,
+ * for the drift check and for deletes. The admin REST API reads groups,
+ * roles and policies one entity at a time through Keycloak's cache, and at
+ * 10,000 communities (20,000 roles, 40,000 groups, 40,000 policies) the
+ * cache at its default size holds few of them, so a pass over the REST API
+ * took 3.5 minutes, each group a few database queries. Here each kind is one
+ * query. The caller names the root group, the marker attribute and the
+ * policy name prefix, and may narrow the answer to one community
+ * ({@code label}: its group and member groups; {@code role}, repeated: the
+ * realm roles of those names). The answer uses the admin API's own field
+ * names: {@code roles} ({@code id}, {@code name}, {@code attributes} with
+ * the marker), {@code groups} (one and two levels under the root:
+ * {@code id}, {@code name}, {@code path}, {@code attributes} with the
+ * marker, {@code realmRoles}), {@code adminPermissions} (whether the
+ * realm's admin permissions are on), {@code policies} (the
+ * admin-permissions client's policies whose name begins with the prefix:
+ * {@code id}, {@code name}, {@code description}) and {@code clientScopes}
+ * ({@code id}, {@code name}, {@code attributes}). It needs
+ * {@code view-realm} and the right to view every group.
+ *
+ * <p>{@code POST artefacts}: makes a community's realm roles, its group with
+ * its member groups, their role mappings and memberships, in one call and
+ * one transaction: either all of it is made or, on any error, none. Over the
+ * admin REST API that was 12 calls, each of which could be the one that
+ * failed. Each part is checked with the permission the admin REST API
+ * checks for it, and recorded as the same admin event.
+ */
+public class CommunitiesResource {
+
+    private final KeycloakSession session;
+    private final RealmModel realm;
+    private final AdminPermissionEvaluator auth;
+    private final AdminEventBuilder adminEvent;
+
+    CommunitiesResource(KeycloakSession session, RealmModel realm, AdminPermissionEvaluator auth, AdminEventBuilder adminEvent) {
+        this.session = session;
+        this.realm = realm;
+        this.auth = auth;
+        this.adminEvent = adminEvent;
+    }
+
+    /** What {@code POST artefacts} makes. */
+    public static class Artefacts {
+        /** Id of the group the community's group goes under. */
+        public String parent;
+        /** Realm roles: name, description, attributes. */
+        public List<RoleRepresentation> roles = List.of();
+        /** The group: name, description, attributes, realmRoles (by name) and subGroups (the same, one level). */
+        public GroupRepresentation group;
+        /** Users (by id) to make members of the subgroup of each name. */
+        public Map<String, List<String>> members = Map.of();
+    }
+
+    /**
+     * Makes body's roles and groups and answers 201 with their ids:
+     * {@code {"roles": {name: id}, "groups": {path: id}}}. A role or group
+     * that exists already is 409 ({@code errorMessage} names it); a role
+     * mapping that names no role is 400, a member who is no user 404; in
+     * each case Keycloak rolls the whole transaction back.
+     */
+    @POST
+    @Path("artefacts")
+    @Consumes(MediaType.APPLICATION_JSON)
+    @Produces(MediaType.APPLICATION_JSON)
+    public Response create(Artefacts body) {
+        if (body == null || blank(body.parent) || body.group == null || blank(body.group.getName())
+                || body.roles == null || body.members == null) {
+            throw ErrorResponse.error("parent and group.name are required", Response.Status.BAD_REQUEST);
+        }
+        GroupModel parent = realm.getGroupById(body.parent);
+        if (parent == null) {
+            throw new NotFoundException("parent group not found");
+        }
+        auth.groups().requireManage(parent);
+        if (!body.roles.isEmpty()) {
+            auth.roles().requireManage(realm);
+        }
+        Map<String, String> roleIds = new LinkedHashMap<>();
+        for (RoleRepresentation r : body.roles) {
+            if (blank(r.getName())) {
+                throw ErrorResponse.error("a role has no name", Response.Status.BAD_REQUEST);
+            }
+            if (realm.getRole(r.getName()) != null) {
+                throw ErrorResponse.exists("realm role " + r.getName());
+            }
+            RoleModel role = realm.addRole(r.getName());
+            role.setDescription(r.getDescription());
+            if (r.getAttributes() != null) {
+                r.getAttributes().forEach(role::setAttribute);
+            }
+            roleIds.put(role.getName(), role.getId());
+            adminEvent.operation(OperationType.CREATE).resource(ResourceType.REALM_ROLE)
+                    .resourcePath("roles", role.getName()).representation(r).success();
+        }
+        Map<String, String> groupIds = new LinkedHashMap<>();
+        Map<String, GroupModel> children = new HashMap<>();
+        GroupModel group = makeGroup(parent, body.group, groupIds);
+        List<GroupRepresentation> subGroups = body.group.getSubGroups() == null ? List.of() : body.group.getSubGroups();
+        for (GroupRepresentation sub : subGroups) {
+            children.put(sub.getName(), makeGroup(group, sub, groupIds));
+        }
+        for (Map.Entry<String, List<String>> e : body.members.entrySet()) {
+            GroupModel child = children.get(e.getKey());
+            if (child == null) {
+                throw ErrorResponse.error("members name no subgroup " + e.getKey(), Response.Status.BAD_REQUEST);
+            }
+            auth.groups().requireManageMembership(child);
+            for (String id : e.getValue()) {
+                UserModel user = id == null ? null : session.users().getUserById(realm, id);
+                if (user == null) {
+                    throw new NotFoundException("user " + id + " not found");
+                }
+                auth.users().requireManageGroupMembership(user);
+                user.joinGroup(child);
+                adminEvent.operation(OperationType.CREATE).resource(ResourceType.GROUP_MEMBERSHIP)
+                        .resourcePath("users", user.getId(), "groups", child.getId()).representation(body.group).success();
+            }
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("roles", roleIds);
+        out.put("groups", groupIds);
+        return Response.status(Response.Status.CREATED).entity(out).build();
+    }
+
+    private GroupModel makeGroup(GroupModel parent, GroupRepresentation rep, Map<String, String> ids) {
+        if (blank(rep.getName())) {
+            throw ErrorResponse.error("a group has no name", Response.Status.BAD_REQUEST);
+        }
+        String path = KeycloakModelUtils.buildGroupPath(parent) + "/" + rep.getName();
+        GroupModel g;
+        try {
+            g = realm.createGroup(rep.getName(), parent);
+        } catch (ModelDuplicateException e) {
+            throw ErrorResponse.exists("group " + path);
+        }
+        if (rep.getDescription() != null) {
+            g.setDescription(rep.getDescription());
+        }
+        if (rep.getAttributes() != null) {
+            rep.getAttributes().forEach(g::setAttribute);
+        }
+        ids.put(path, g.getId());
+        adminEvent.operation(OperationType.CREATE).resource(ResourceType.GROUP)
+                .resourcePath("groups", g.getId()).representation(rep).success();
+        if (rep.getRealmRoles() != null && !rep.getRealmRoles().isEmpty()) {
+            auth.groups().requireManage(g);
+            for (String name : rep.getRealmRoles()) {
+                RoleModel role = realm.getRole(name);
+                if (role == null) {
+                    throw ErrorResponse.error("realm role " + name + " not found", Response.Status.BAD_REQUEST);
+                }
+                auth.roles().requireMapRole(role);
+                g.grantRole(role);
+            }
+            adminEvent.operation(OperationType.CREATE).resource(ResourceType.REALM_ROLE_MAPPING)
+                    .resourcePath("groups", g.getId(), "role-mappings", "realm").representation(rep.getRealmRoles()).success();
+        }
+        return g;
+    }
+
+    @GET
+    @Path("survey")
+    @Produces(MediaType.APPLICATION_JSON)
+    public Map<String, Object> survey(@QueryParam("root") String root, @QueryParam("attribute") String attribute,
+            @QueryParam("policyPrefix") String policyPrefix, @QueryParam("label") String label,
+            @QueryParam("role") List<String> roleNames) {
+        auth.realm().requireViewRealm();
+        auth.groups().requireView();
+        if (blank(root) || blank(attribute) || blank(policyPrefix)) {
+            throw ErrorResponse.error("root, attribute and policyPrefix are required", Response.Status.BAD_REQUEST);
+        }
+        EntityManager em = session.getProvider(JpaConnectionProvider.class).getEntityManager();
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("roles", roles(em, attribute, roleNames));
+        out.put("groups", groups(em, root, blank(label) ? null : label, attribute));
+        ClientModel admin = realm.getAdminPermissionsClient();
+        boolean on = realm.isAdminPermissionsEnabled() && admin != null;
+        out.put("adminPermissions", on);
+        out.put("policies", on ? policies(em, admin.getId(), policyPrefix) : List.of());
+        // A realm has a handful of client scopes, all in Keycloak's cache.
+        out.put("clientScopes", realm.getClientScopesStream().map(sc -> {
+            Map<String, Object> rep = new LinkedHashMap<>();
+            rep.put("id", sc.getId());
+            rep.put("name", sc.getName());
+            rep.put("attributes", sc.getAttributes());
+            return rep;
+        }).toList());
+        return out;
+    }
+
+    /** The realm's roles, or those of names when some are given. */
+    private List<Map<String, Object>> roles(EntityManager em, String attribute, List<String> names) {
+        boolean some = names != null && !names.isEmpty();
+        Map<String, Map<String, Object>> byName = new LinkedHashMap<>();
+        var query = em.createQuery(
+                "select r.id, r.name, a.value from RoleEntity r left join r.attributes a on a.name = :attribute"
+                        + " where r.realmId = :realm and r.clientRole = false" + (some ? " and r.name in :names" : ""),
+                Object[].class)
+                .setParameter("attribute", attribute)
+                .setParameter("realm", realm.getId());
+        if (some) {
+            query.setParameter("names", names);
+        }
+        for (Object[] row : query.getResultList()) {
+            Map<String, Object> role = byName.computeIfAbsent((String) row[1], name -> representation((String) row[0], name, null));
+            addAttribute(role, attribute, (String) row[2]);
+        }
+        return new ArrayList<>(byName.values());
+    }
+
+    /**
+     * The groups one and two levels under root, or only label's group and
+     * its children when label is given.
+     */
+    private List<Map<String, Object>> groups(EntityManager em, String root, String label, String attribute) {
+        List<String> rootIds = em.createQuery(
+                "select g.id from GroupEntity g where g.realm = :realm and g.parentId = :top and g.name = :root"
+                        + " and g.type = 0", String.class)
+                .setParameter("realm", realm.getId())
+                .setParameter("top", GroupEntity.TOP_PARENT_ID)
+                .setParameter("root", root)
+                .getResultList();
+        if (rootIds.isEmpty()) {
+            return List.of();
+        }
+        String rootId = rootIds.get(0);
+        String only = label == null ? "" : " and %s.name = :label";
+        // Label groups first, so each member group finds its parent's path.
+        var query = em.createQuery(
+                "select g.id, g.name, g.parentId from GroupEntity g where (g.parentId = :root" + only.formatted("g") + ")"
+                        + " or g.parentId in (select l.id from GroupEntity l where l.parentId = :root" + only.formatted("l") + ")"
+                        + " order by case when g.parentId = :root then 0 else 1 end", Object[].class)
+                .setParameter("root", rootId);
+        if (label != null) {
+            query.setParameter("label", label);
+        }
+        Map<String, Map<String, Object>> byId = new LinkedHashMap<>();
+        Map<String, String> paths = new HashMap<>();
+        paths.put(rootId, "/" + root);
+        for (Object[] row : query.getResultList()) {
+            String parent = paths.get((String) row[2]);
+            if (parent == null) {
+                continue; // its parent is not a label group
+            }
+            String path = parent + "/" + row[1];
+            paths.put((String) row[0], path);
+            byId.put((String) row[0], representation((String) row[0], (String) row[1], path));
+        }
+        if (byId.isEmpty()) {
+            return List.of();
+        }
+        // Realm-wide for the whole tree (one scan), by id for one community.
+        String which = label == null ? " and a.group.realm = :realm" : " and a.group.id in :ids";
+        var markers = em.createQuery(
+                "select a.group.id, a.value from GroupAttributeEntity a where a.name = :attribute" + which, Object[].class)
+                .setParameter("attribute", attribute);
+        var mappings = em.createQuery(
+                "select m.group.id, r.name from GroupRoleMappingEntity m, RoleEntity r"
+                        + " where r.id = m.roleId and r.clientRole = false" + which.replace("a.group", "m.group"), Object[].class);
+        if (label == null) {
+            markers.setParameter("realm", realm.getId());
+            mappings.setParameter("realm", realm.getId());
+        } else {
+            markers.setParameter("ids", byId.keySet());
+            mappings.setParameter("ids", byId.keySet());
+        }
+        for (Object[] row : markers.getResultList()) {
+            Map<String, Object> g = byId.get((String) row[0]);
+            if (g != null) {
+                addAttribute(g, attribute, (String) row[1]);
+            }
+        }
+        for (Object[] row : mappings.getResultList()) {
+            Map<String, Object> g = byId.get((String) row[0]);
+            if (g != null) {
+                @SuppressWarnings("unchecked")
+                List<String> roles = (List<String>) g.computeIfAbsent("realmRoles", k -> new ArrayList<String>());
+                roles.add((String) row[1]);
+            }
+        }
+        return new ArrayList<>(byId.values());
+    }
+
+    private List<Map<String, Object>> policies(EntityManager em, String resourceServer, String prefix) {
+        List<Object[]> rows = em.createQuery(
+                "select p.id, p.name, p.description from PolicyEntity p where p.resourceServer.id = :rs"
+                        + " and p.name like :prefix escape '\\'", Object[].class)
+                .setParameter("rs", resourceServer)
+                .setParameter("prefix", prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+                .getResultList();
+        List<Map<String, Object>> out = new ArrayList<>(rows.size());
+        for (Object[] row : rows) {
+            Map<String, Object> p = new LinkedHashMap<>();
+            p.put("id", row[0]);
+            p.put("name", row[1]);
+            p.put("description", row[2] == null ? "" : row[2]);
+            out.add(p);
+        }
+        return out;
+    }
+
+    private static Map<String, Object> representation(String id, String name, String path) {
+        Map<String, Object> rep = new LinkedHashMap<>();
+        rep.put("id", id);
+        rep.put("name", name);
+        if (path != null) {
+            rep.put("path", path);
+        }
+        rep.put("attributes", new LinkedHashMap<String, List<String>>());
+        return rep;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static void addAttribute(Map<String, Object> rep, String attribute, String value) {
+        if (value != null) {
+            ((Map<String, List<String>>) rep.get("attributes")).computeIfAbsent(attribute, k -> new ArrayList<>()).add(value);
+        }
+    }
+
+    private static boolean blank(String s) {
+        return s == null || s.isBlank();
+    }
+}

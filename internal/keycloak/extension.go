@@ -1,0 +1,56 @@
+package keycloak
+
+import "github.com/nhs-terminology/communities/internal/community"
+
+// The project's Keycloak extension's endpoints under a realm's admin path
+// (deploy/keycloak-extension, CommunitiesResource): the drift check's
+// survey, and the one-transaction create of a community's roles and groups.
+const (
+	surveyPath    = "/communities/survey"
+	artefactsPath = "/communities/artefacts"
+)
+
+// artefactsBody is what the extension's POST artefacts makes, in the admin
+// API's own representations: roles, and a group with its subgroups, each
+// with the realm roles it grants by name; Members names, per subgroup, the
+// users to add to it.
+type artefactsBody struct {
+	Parent  string              `json:"parent"`
+	Roles   []artefactRole      `json:"roles"`
+	Group   artefactGroup       `json:"group"`
+	Members map[string][]string `json:"members"`
+}
+
+type artefactRole struct {
+	Name        string              `json:"name"`
+	Description string              `json:"description"`
+	Attributes  map[string][]string `json:"attributes"`
+}
+
+type artefactGroup struct {
+	Name        string              `json:"name"`
+	Description string              `json:"description,omitempty"`
+	Attributes  map[string][]string `json:"attributes"`
+	RealmRoles  []string            `json:"realmRoles,omitempty"`
+	SubGroups   []artefactGroup     `json:"subGroups,omitempty"`
+}
+
+// artefacts is the body that makes d's roles and groups under the group of
+// id parent, with owners (user ids) in its owner group. It is pure.
+func (d Desired) artefacts(parent string, owners []string) artefactsBody {
+	b := artefactsBody{Parent: parent, Members: map[string][]string{}, Group: groupOf(d.Group)}
+	for _, r := range d.Roles {
+		b.Roles = append(b.Roles, artefactRole{Name: r.Name, Description: r.Description, Attributes: d.Marker})
+	}
+	for _, g := range d.Children {
+		b.Group.SubGroups = append(b.Group.SubGroups, groupOf(g))
+		if g.Member == community.RoleOwner && len(owners) > 0 {
+			b.Members[g.Name] = owners
+		}
+	}
+	return b
+}
+
+func groupOf(g GroupSpec) artefactGroup {
+	return artefactGroup{Name: g.Name, Description: g.Description, Attributes: g.Attributes, RealmRoles: g.Grants}
+}
