@@ -118,21 +118,25 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 			g.ID = ""
 		}
 		// A group of an operation still in flight has a row (not active).
-		// A group whose row is gone may be one a delete removed after the
-		// survey read it: only a group still there now is an orphan.
 		if g.ID != "" {
 			if inFlight, err := s.store.Exists(ctx, g.ID); err != nil {
 				return rep, err
 			} else if inFlight {
 				continue
 			}
-			now, ok, err := s.kc.CommunityGroup(ctx, realm, s.opts.RootGroup, g.Label)
-			if err != nil {
-				return rep, fmt.Errorf("confirm orphan %s/%s: %w", realm, g.Label, err)
-			}
-			if !ok || now.ID != g.ID {
-				continue
-			}
+		}
+		// A group whose row is gone, or which looked unmarked, may be one
+		// a delete removed after the survey read it: only a group still
+		// there now, as it was, is an orphan.
+		now, ok, err := s.kc.CommunityGroup(ctx, realm, s.opts.RootGroup, g.Label)
+		if err != nil {
+			return rep, fmt.Errorf("confirm orphan %s/%s: %w", realm, g.Label, err)
+		}
+		if _, err := uuid.Parse(now.ID); err != nil {
+			now.ID = ""
+		}
+		if !ok || now.ID != g.ID {
+			continue
 		}
 		rep.Orphans = append(rep.Orphans, g)
 		if repair && g.ID != "" {

@@ -137,9 +137,10 @@ type Orphan struct {
 }
 
 // Survey is what a bulk read of a realm found. A bulk read is not a
-// snapshot (pages are read at different moments, while communities are
+// snapshot (its parts are read at different moments, while communities are
 // created and deleted), so Suspects are to be confirmed one by one with
-// Ensure before anything is reported or repaired.
+// Ensure, and Groups that look orphaned looked up again, before anything is
+// reported or repaired.
 type Survey struct {
 	Suspects map[string][]Drift // by community id
 	Groups   []Orphan           // every community group under the root
@@ -215,8 +216,8 @@ type IdentityProvider interface {
 	Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Artifacts, error)
 	// Survey compares every community of specs (all of realm's) with what
 	// Provision makes, reading the realm in bulk: a number of calls that
-	// does not grow with the number of communities, beyond paging. It
-	// changes nothing, and lists the community groups under root.
+	// does not grow with the number of communities. It changes nothing,
+	// and lists the community groups under root.
 	Survey(ctx context.Context, realm, root string, specs []Spec) (Survey, error)
 	// CommunityGroup finds the group of label under root now, with its
 	// marker; ok is false when there is none.

@@ -247,6 +247,9 @@ func TestArtefactsAreAllOrNothing(t *testing.T) {
 		}
 	}
 	owner := f.realm.UserID(t, "consumer")
+	nested := body("NESTED", "PERM_NESTED_READ", owner)
+	subs := nested["group"].(map[string]any)["subGroups"].([]map[string]any)
+	subs[1]["subGroups"] = []map[string]any{{"name": "deeper"}}
 
 	for _, c := range []struct {
 		why    string
@@ -258,6 +261,7 @@ func TestArtefactsAreAllOrNothing(t *testing.T) {
 		{"a consumer", f.realm.UserToken(t, "consumer"), body("CONSUMER", "PERM_CONSUMER_READ", owner), 403},
 		{"a grant of a role that does not exist, after the roles and groups are made", admin, body("NOROLE", "PERM_NOSUCH_READ", owner), 400},
 		{"an owner who is no user, made last", admin, body("NOUSER", "PERM_NOUSER_READ", "no-such-user"), 404},
+		{"subgroups two levels deep", admin, nested, 400},
 		{"no body", admin, nil, 400},
 	} {
 		resp := harness.Do(t, "POST", u, c.token, c.body)

@@ -50,9 +50,9 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
  * query. The caller names the root group, the marker attribute and the
  * policy name prefix, and may narrow the answer to one community
  * ({@code label}: its group and member groups; {@code role}, repeated: the
- * realm roles of those names). The answer uses the admin API's own field
- * names: {@code roles} ({@code id}, {@code name}, {@code attributes} with
- * the marker), {@code groups} (one and two levels under the root:
+ * realm roles of those names; only then does the answer carry ids). The
+ * answer uses the admin API's own field names: {@code roles} ({@code id},
+ * {@code name}, {@code attributes} with the marker), {@code groups} (one and two levels under the root:
  * {@code id}, {@code name}, {@code path}, {@code attributes} with the
  * marker, {@code realmRoles}), {@code adminPermissions} (whether the
  * realm's admin permissions are on), {@code policies} (the
@@ -140,6 +140,9 @@ public class CommunitiesResource {
         GroupModel group = makeGroup(parent, body.group, groupIds);
         List<GroupRepresentation> subGroups = body.group.getSubGroups() == null ? List.of() : body.group.getSubGroups();
         for (GroupRepresentation sub : subGroups) {
+            if (sub.getSubGroups() != null && !sub.getSubGroups().isEmpty()) {
+                throw ErrorResponse.error("subgroups go one level deep", Response.Status.BAD_REQUEST);
+            }
             children.put(sub.getName(), makeGroup(group, sub, groupIds));
         }
         for (Map.Entry<String, List<String>> e : body.members.entrySet()) {
@@ -156,7 +159,9 @@ public class CommunitiesResource {
                 auth.users().requireManageGroupMembership(user);
                 user.joinGroup(child);
                 adminEvent.operation(OperationType.CREATE).resource(ResourceType.GROUP_MEMBERSHIP)
-                        .resourcePath("users", user.getId(), "groups", child.getId()).representation(body.group).success();
+                        .resourcePath("users", user.getId(), "groups", child.getId())
+                        .representation(Map.of("id", child.getId(), "name", child.getName(), "path", KeycloakModelUtils.buildGroupPath(child)))
+                        .success();
             }
         }
         Map<String, Object> out = new LinkedHashMap<>();
@@ -214,12 +219,15 @@ public class CommunitiesResource {
         }
         EntityManager em = session.getProvider(JpaConnectionProvider.class).getEntityManager();
         Map<String, Object> out = new LinkedHashMap<>();
-        out.put("roles", roles(em, attribute, roleNames));
-        out.put("groups", groups(em, root, blank(label) ? null : label, attribute));
+        // Ids are for deleting one community; the drift check's answer at
+        // 10,000 communities is a quarter smaller without them.
+        boolean one = !blank(label);
+        out.put("roles", roles(em, attribute, roleNames, one));
+        out.put("groups", groups(em, root, one ? label : null, attribute));
         ClientModel admin = realm.getAdminPermissionsClient();
         boolean on = realm.isAdminPermissionsEnabled() && admin != null;
         out.put("adminPermissions", on);
-        out.put("policies", on ? policies(em, admin.getId(), policyPrefix) : List.of());
+        out.put("policies", on ? policies(em, admin.getId(), policyPrefix, one) : List.of());
         // A realm has a handful of client scopes, all in Keycloak's cache.
         out.put("clientScopes", realm.getClientScopesStream().map(sc -> {
             Map<String, Object> rep = new LinkedHashMap<>();
@@ -232,7 +240,7 @@ public class CommunitiesResource {
     }
 
     /** The realm's roles, or those of names when some are given. */
-    private List<Map<String, Object>> roles(EntityManager em, String attribute, List<String> names) {
+    private List<Map<String, Object>> roles(EntityManager em, String attribute, List<String> names, boolean ids) {
         boolean some = names != null && !names.isEmpty();
         Map<String, Map<String, Object>> byName = new LinkedHashMap<>();
         var query = em.createQuery(
@@ -245,7 +253,7 @@ public class CommunitiesResource {
             query.setParameter("names", names);
         }
         for (Object[] row : query.getResultList()) {
-            Map<String, Object> role = byName.computeIfAbsent((String) row[1], name -> representation((String) row[0], name, null));
+            Map<String, Object> role = byName.computeIfAbsent((String) row[1], name -> representation(ids ? (String) row[0] : null, name, null));
             addAttribute(role, attribute, (String) row[2]);
         }
         return new ArrayList<>(byName.values());
@@ -268,11 +276,16 @@ public class CommunitiesResource {
         }
         String rootId = rootIds.get(0);
         String only = label == null ? "" : " and %s.name = :label";
-        // Label groups first, so each member group finds its parent's path.
+        // Each group with its marker in one statement, so one snapshot: a
+        // group deleted between two queries would look unmarked, someone
+        // else's. Label groups first, so each member group finds its
+        // parent's path.
         var query = em.createQuery(
-                "select g.id, g.name, g.parentId from GroupEntity g where (g.parentId = :root" + only.formatted("g") + ")"
+                "select g.id, g.name, g.parentId, a.value from GroupEntity g left join g.attributes a on a.name = :attribute"
+                        + " where (g.parentId = :root" + only.formatted("g") + ")"
                         + " or g.parentId in (select l.id from GroupEntity l where l.parentId = :root" + only.formatted("l") + ")"
                         + " order by case when g.parentId = :root then 0 else 1 end", Object[].class)
+                .setParameter("attribute", attribute)
                 .setParameter("root", rootId);
         if (label != null) {
             query.setParameter("label", label);
@@ -281,37 +294,34 @@ public class CommunitiesResource {
         Map<String, String> paths = new HashMap<>();
         paths.put(rootId, "/" + root);
         for (Object[] row : query.getResultList()) {
-            String parent = paths.get((String) row[2]);
-            if (parent == null) {
-                continue; // its parent is not a label group
+            String id = (String) row[0];
+            Map<String, Object> g = byId.get(id);
+            if (g == null) {
+                String parent = paths.get((String) row[2]);
+                if (parent == null) {
+                    continue; // its parent is not a label group
+                }
+                String path = parent + "/" + row[1];
+                paths.put(id, path);
+                g = representation(label != null ? id : null, (String) row[1], path);
+                byId.put(id, g);
             }
-            String path = parent + "/" + row[1];
-            paths.put((String) row[0], path);
-            byId.put((String) row[0], representation((String) row[0], (String) row[1], path));
+            addAttribute(g, attribute, (String) row[3]);
         }
         if (byId.isEmpty()) {
             return List.of();
         }
+        // Role mappings read apart may miss a group's changed since: what
+        // they lack is a suspicion the service confirms, never a verdict.
         // Realm-wide for the whole tree (one scan), by id for one community.
-        String which = label == null ? " and a.group.realm = :realm" : " and a.group.id in :ids";
-        var markers = em.createQuery(
-                "select a.group.id, a.value from GroupAttributeEntity a where a.name = :attribute" + which, Object[].class)
-                .setParameter("attribute", attribute);
         var mappings = em.createQuery(
-                "select m.group.id, r.name from GroupRoleMappingEntity m, RoleEntity r"
-                        + " where r.id = m.roleId and r.clientRole = false" + which.replace("a.group", "m.group"), Object[].class);
+                "select m.group.id, r.name from GroupRoleMappingEntity m, RoleEntity r where r.id = m.roleId"
+                        + " and r.clientRole = false" + (label == null ? " and m.group.realm = :realm" : " and m.group.id in :ids"),
+                Object[].class);
         if (label == null) {
-            markers.setParameter("realm", realm.getId());
             mappings.setParameter("realm", realm.getId());
         } else {
-            markers.setParameter("ids", byId.keySet());
             mappings.setParameter("ids", byId.keySet());
-        }
-        for (Object[] row : markers.getResultList()) {
-            Map<String, Object> g = byId.get((String) row[0]);
-            if (g != null) {
-                addAttribute(g, attribute, (String) row[1]);
-            }
         }
         for (Object[] row : mappings.getResultList()) {
             Map<String, Object> g = byId.get((String) row[0]);
@@ -324,7 +334,7 @@ public class CommunitiesResource {
         return new ArrayList<>(byId.values());
     }
 
-    private List<Map<String, Object>> policies(EntityManager em, String resourceServer, String prefix) {
+    private List<Map<String, Object>> policies(EntityManager em, String resourceServer, String prefix, boolean ids) {
         List<Object[]> rows = em.createQuery(
                 "select p.id, p.name, p.description from PolicyEntity p where p.resourceServer.id = :rs"
                         + " and p.name like :prefix escape '\\'", Object[].class)
@@ -334,7 +344,9 @@ public class CommunitiesResource {
         List<Map<String, Object>> out = new ArrayList<>(rows.size());
         for (Object[] row : rows) {
             Map<String, Object> p = new LinkedHashMap<>();
-            p.put("id", row[0]);
+            if (ids) {
+                p.put("id", row[0]);
+            }
             p.put("name", row[1]);
             p.put("description", row[2] == null ? "" : row[2]);
             out.add(p);
@@ -344,7 +356,9 @@ public class CommunitiesResource {
 
     private static Map<String, Object> representation(String id, String name, String path) {
         Map<String, Object> rep = new LinkedHashMap<>();
-        rep.put("id", id);
+        if (id != null) {
+            rep.put("id", id);
+        }
         rep.put("name", name);
         if (path != null) {
             rep.put("path", path);
