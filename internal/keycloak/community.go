@@ -113,8 +113,9 @@ func (c *Client) createGroup(ctx context.Context, tok, realm, parent string, g G
 	return idFromLocation(resp), nil
 }
 
-// ownerRole is the realm's OwnerRole, looked up once per realm: every
-// create maps it.
+// ownerRole is the realm's OwnerRole, looked up once per realm: the
+// realm-wide admin permissions name it and a repair maps it (a create maps
+// it by name, in the extension).
 func (c *Client) ownerRole(ctx context.Context, tok, realm string) (gocloak.Role, error) {
 	c.mu.Lock()
 	id, ok := c.owners[realm]

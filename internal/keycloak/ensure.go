@@ -76,8 +76,11 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 		return drift, a, err
 	}
 	// Checked by name, so a report names a missing permission even when a
-	// group is missing too; a repair has made the groups by now.
-	if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair, note); err != nil {
+	// group is missing too. A permission names the groups by id, so it is
+	// repaired only when every group is this community's (a repair has
+	// made the missing ones by now; a foreign one stays foreign).
+	groups := a.GroupID != "" && a.OwnerGroupID != "" && a.AuthorGroupID != "" && a.ConsumerGroupID != ""
+	if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair && groups, note); err != nil {
 		return drift, a, err
 	}
 	return drift, a, nil
