@@ -112,11 +112,7 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		if row, ok := byLabel[g.Label]; ok && row.ID == g.ID {
 			continue
 		}
-		// Registry ids are UUIDs: any other marker was not set by this
-		// service, so the group is someone else's, reported and left alone.
-		if _, err := uuid.Parse(g.ID); err != nil {
-			g.ID = ""
-		}
+		g.ID = ourMarker(g.ID)
 		// A group of an operation still in flight has a row (not active).
 		if g.ID != "" {
 			if inFlight, err := s.store.Exists(ctx, g.ID); err != nil {
@@ -132,10 +128,7 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		if err != nil {
 			return rep, fmt.Errorf("confirm orphan %s/%s: %w", realm, g.Label, err)
 		}
-		if _, err := uuid.Parse(now.ID); err != nil {
-			now.ID = ""
-		}
-		if !ok || now.ID != g.ID {
+		if !ok || ourMarker(now.ID) != g.ID {
 			continue
 		}
 		rep.Orphans = append(rep.Orphans, g)
@@ -188,4 +181,14 @@ func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]Dr
 			ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
 	}
 	return drift, nil
+}
+
+// ourMarker is a group's marker if this service could have set it, else
+// "": registry ids are UUIDs, so a group marked otherwise is someone
+// else's, reported and left alone.
+func ourMarker(id string) string {
+	if _, err := uuid.Parse(id); err != nil {
+		return ""
+	}
+	return id
 }
