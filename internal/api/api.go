@@ -302,7 +302,7 @@ func (h *handler) actor(c *gin.Context) community.Actor {
 		// Seed 000: creators are users "with system/API level Author
 		// access who have been granted a Community Owner role"; API-level
 		// write on every resource type is that author access.
-		APIAuthor: h.opts.Decisions.Decide(decision.ParseClaims(p.Claims),
+		APIAuthor: h.opts.Decisions.Decide(p.Privileges,
 			decision.Request{ResourceType: "*", Interaction: decision.Create}).Allowed,
 		Claims: provenance(p),
 	}

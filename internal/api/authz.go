@@ -99,7 +99,7 @@ func (h *handler) decide(c *gin.Context) {
 		})
 		return
 	}
-	d := h.opts.Decisions.Decide(decision.ParseClaims(p.Claims), decision.Request{
+	d := h.opts.Decisions.Decide(p.Privileges, decision.Request{
 		ResourceType: req.ResourceType, Interaction: in, Security: req.Security, NewSecurity: req.NewSecurity,
 	})
 	outcome := "deny"
@@ -171,7 +171,7 @@ func (h *handler) labels(c *gin.Context) {
 		h.refuse(c, fault.Unprocessable, "the token to judge: "+claimsProblem)
 		return
 	}
-	r := decision.ParseClaims(p.Claims).Communities()
+	r := p.Privileges.Communities()
 	if r.Read == nil {
 		r.Read = []string{}
 	}

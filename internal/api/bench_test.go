@@ -35,7 +35,7 @@ func benchHandler() http.Handler {
 		"authorities": []any{"FHIR_READ", "PERM_C1_READ", "PERM_C2_READ", "PERM_NDD_READ", "offline_access"},
 	}
 	p := &auth.Principal{Subject: "u1", ClientID: "fhir-server", Username: "approver", Claims: claims,
-		Roles: map[string]bool{"FHIR_READ": true}, Expires: time.Now().Add(time.Hour)}
+		Roles: map[string]bool{"FHIR_READ": true}, Privileges: decision.ParseClaims(claims), Expires: time.Now().Add(time.Hour)}
 	return New(Options{
 		Realms: []string{"terminology"}, Verifier: fixedVerifier{p}, Metrics: metrics.New(),
 		Logger:         slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),

@@ -2,25 +2,27 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
+	"strconv"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/nhs-terminology/communities/internal/fault"
 )
 
-// Request bodies are small JSON objects; anything bigger or deeper is
-// hostile or a mistake.
-const (
-	maxBodyBytes = 64 << 10
-	maxJSONDepth = 8
-)
+// Request bodies are small JSON objects; anything bigger is hostile or a
+// mistake. Their nesting is bounded by the shape of the struct each is
+// decoded into: none has a field of interface type, so a value nested
+// deeper than the struct is a type error, and a member the struct lacks is
+// refused before its value is read.
+const maxBodyBytes = 64 << 10
 
 var (
 	errBody     = fault.Sentinel(fault.Invalid, "invalid request body")
@@ -38,15 +40,23 @@ func (tooLargeError) Error() string {
 func (tooLargeError) Is(target error) bool { return target == errBody || target == fault.TooLarge }
 
 // decodeJSON reads r's body into v strictly: JSON content type, at most
-// maxBodyBytes, one value, no unknown fields, no duplicate keys, bounded
-// nesting. encoding/json alone would let the last of two duplicate keys win
-// silently, which lets a proxy and this service read different requests.
+// maxBodyBytes, one value, no unknown or duplicate members, names matched
+// exactly. encoding/json would let the last of two duplicate keys win, and
+// would match "Code" to a field named "code" as well, so that a proxy and
+// this service could read different requests; encoding/json/v2
+// (go-json-experiment/json) refuses both in the same single pass that
+// decodes, which is also most of a decision's cost (docs/benchmarks.md).
 func decodeJSON(r *http.Request, v any) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return &unsupportedMediaError{got: r.Header.Get("Content-Type")}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" { // the common case, parsed no further
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return &unsupportedMediaError{got: ct}
+		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	var body bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+		body.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := body.ReadFrom(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return errTooLarge
@@ -54,21 +64,16 @@ func decodeJSON(r *http.Request, v any) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBody, err)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	if len(bytes.TrimSpace(body.Bytes())) == 0 {
 		return fmt.Errorf("%w: empty; send a JSON object", errBody)
 	}
-	// encoding/json would turn invalid UTF-8 into U+FFFD silently, so a
-	// name would be stored other than it was sent.
-	if !utf8.Valid(body) {
+	// Said apart from other syntax errors, so the caller learns that a
+	// name was sent in another encoding.
+	if !utf8.Valid(body.Bytes()) {
 		return fmt.Errorf("%w: not valid UTF-8", errBody)
 	}
-	if err := checkShape(body); err != nil {
-		return fmt.Errorf("%w: %w", errBody, err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", errBody, describeJSONError(err))
+	if err := json.Unmarshal(body.Bytes(), v, json.RejectUnknownMembers(true)); err != nil {
+		return fmt.Errorf("%w: %w", errBody, describeJSONError(err))
 	}
 	return nil
 }
@@ -81,58 +86,49 @@ func (e *unsupportedMediaError) Error() string {
 
 func (e *unsupportedMediaError) Is(target error) bool { return target == fault.UnsupportedMedia }
 
-// checkShape walks the tokens of body once: exactly one value, nesting at
-// most maxJSONDepth, no object with a key twice. jsontext (the syntax layer
-// of encoding/json/v2) rejects duplicate names itself and reads tokens
-// without allocating; encoding/json's Decoder.Token made this walk a
-// quarter of a decision's time (docs/benchmarks.md).
-func checkShape(body []byte) error {
-	dec := jsontext.NewDecoder(bytes.NewReader(body))
-	for values := 0; ; {
-		_, err := dec.ReadToken()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return describeShapeError(err)
-		}
-		switch depth := dec.StackDepth(); {
-		case depth > maxJSONDepth:
-			return fmt.Errorf("nested deeper than %d levels", maxJSONDepth)
-		case depth == 0: // a top-level value just ended
-			if values++; values > 1 {
-				return errors.New("more than one JSON value")
-			}
-		}
-	}
-}
-
-// describeShapeError says what jsontext found wrong, in this API's words.
-func describeShapeError(err error) error {
+// describeJSONError says what the decoder found wrong, in this API's words.
+func describeJSONError(err error) error {
 	var syn *jsontext.SyntacticError
-	if !errors.As(err, &syn) {
-		return err
-	}
+	var sem *json.SemanticError
 	switch {
-	case errors.Is(syn.Err, jsontext.ErrDuplicateName):
+	case errors.As(err, &syn) && errors.Is(syn.Err, jsontext.ErrDuplicateName):
 		return fmt.Errorf("duplicate key at %s", syn.JSONPointer)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errors.New("malformed JSON: unexpected end")
-	}
-	return fmt.Errorf("malformed JSON at byte %d: %v", syn.ByteOffset, syn.Err)
-}
-
-func describeJSONError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		return fmt.Errorf("field %q must be %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
-	}
-	var syn *json.SyntaxError
-	if errors.As(err, &syn) {
-		return fmt.Errorf("malformed JSON at byte %d: %v", syn.Offset, syn)
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return errors.New("malformed JSON: unexpected end")
+	case syn != nil:
+		return fmt.Errorf("malformed JSON at byte %d: %w", syn.ByteOffset, syn.Err)
+	case errors.As(err, &sem) && errors.Is(sem.Err, json.ErrUnknownName):
+		return fmt.Errorf("unknown field %q", sem.JSONPointer.LastToken())
+	case sem != nil && sem.GoType != nil && sem.JSONKind != 0:
+		where := "the body"
+		if sem.JSONPointer != "" {
+			where = strconv.Quote(string(sem.JSONPointer))
+		}
+		got := sem.JSONKind.String()
+		switch sem.JSONKind {
+		case '[':
+			got = "array"
+		case '{':
+			got = "object"
+		}
+		return fmt.Errorf("%s must be %s, not %s", where, jsonKindOf(sem.GoType), got)
 	}
 	return err
+}
+
+// jsonKindOf names the JSON a Go type is decoded from.
+func jsonKindOf(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKindOf(t.Elem())
+	}
+	return "a number"
 }

@@ -42,10 +42,24 @@ func TestDecodeJSON(t *testing.T) {
 		"array of junk":  `[1,2]`,
 		"null byte junk": "{\"a\":\"x\"}\x00",
 		"invalid UTF-8":  "{\"a\":\"\xff\xfe\"}",
+		"other case":     `{"A":"x"}`,
 	}
 	for name, b := range bad {
 		if err := decodeString("application/json", b); !errors.Is(err, errBody) {
 			t.Errorf("%s: decode %.40q = %v, want errBody", name, b, err)
+		}
+	}
+	// The caller learns what to mend.
+	for body, want := range map[string]string{
+		`{"a":"x","a":"y"}`: "duplicate key at /a",
+		`{"a":"x","c":1}`:   `unknown field "c"`,
+		`{"A":"x"}`:         `unknown field "A"`,
+		`{"b":[1]}`:         `"/b/0" must be a string, not number`,
+		`[1,2]`:             "the body must be an object, not array",
+		`{"a":`:             "unexpected end",
+	} {
+		if err := decodeString("application/json", body); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("decode %s = %v, want it to say %q", body, err, want)
 		}
 	}
 	var ume *unsupportedMediaError

@@ -117,6 +117,11 @@ func (h *handler) observe(c *gin.Context) {
 	case status < 400 && h.quiet[route]:
 		level = slog.LevelDebug
 	}
+	// A FHIR server's decisions log at debug, which is off in production:
+	// the line is not even assembled then.
+	if !h.log.Enabled(c.Request.Context(), level) {
+		return
+	}
 	attrs := []any{"method", c.Request.Method, "route", route, "status", status,
 		"duration_ms", took.Milliseconds(), "request_id", requestIDOf(c)}
 	if p, ok := c.Request.Context().Value(principalKey).(*auth.Principal); ok {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/nhs-terminology/communities/internal/fault"
+	"github.com/nhs-terminology/communities/pkg/decision"
 )
 
 // ErrInvalidToken wraps every verification failure. Callers answer all of
@@ -46,7 +47,10 @@ type Principal struct {
 	Roles    map[string]bool
 	Scopes   []string
 	Claims   jwt.MapClaims
-	Expires  time.Time
+	// Privileges are the claims as the decision rules read them, parsed
+	// once with the token: a cached token is judged many times.
+	Privileges *decision.Privileges
+	Expires    time.Time
 }
 
 // HasRole reports whether the caller holds realm role r.
@@ -147,6 +151,7 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 	if s, ok := claims["scope"].(string); ok {
 		p.Scopes = strings.Fields(s)
 	}
+	p.Privileges = decision.ParseClaims(claims)
 	return p, nil
 }
 

@@ -270,7 +270,7 @@ func (p *Proxy) authenticate(c *call) bool {
 		p.fail(c, http.StatusForbidden, why)
 		return false
 	}
-	c.privs = decision.ParseClaims(c.principal.Claims)
+	c.privs = c.principal.Privileges
 	return true
 }
 

@@ -57,7 +57,8 @@ func (i Interaction) String() string {
 
 // Coding is one entry of a resource's meta.security.
 type Coding struct {
-	System, Code string
+	System string `json:"system"`
+	Code   string `json:"code"`
 }
 
 // Request is one interaction to decide.
@@ -442,6 +443,7 @@ func parseLabel(code string) (community string, write, ok bool) {
 // stays allocation-free.
 func (d Decision) Reason() string {
 	var b strings.Builder
+	b.Grow(256) // most reasons fit: one allocation, not one per doubling
 	b.WriteString(d.Interaction.String())
 	if d.ResourceType != "" {
 		b.WriteString(" of " + d.ResourceType)
