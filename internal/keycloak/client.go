@@ -152,8 +152,12 @@ func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 type readOnlyTransport struct{ base http.RoundTripper }
 
 func (t readOnlyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	login := r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token")
-	if r.Method != http.MethodGet && r.Method != http.MethodHead && !login {
+	// Logging in, and the extension's survey of a page of communities,
+	// which sends its question as a body because it is too long for a URL,
+	// are POSTs that change nothing.
+	read := r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token") ||
+		strings.HasSuffix(r.URL.Path, surveyPath))
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !read {
 		if r.Body != nil {
 			_ = r.Body.Close()
 		}

@@ -3,10 +3,13 @@ package keycloak
 import "github.com/nhs-terminology/communities/internal/community"
 
 // The project's Keycloak extension's endpoints under a realm's admin path
-// (deploy/keycloak-extension, CommunitiesResource): the drift check's
-// survey, and the one-transaction create of a community's roles and groups.
+// (deploy/keycloak-extension, CommunitiesResource): the survey of
+// communities and the groups under the root, for the drift check and for
+// deletes, and the one-transaction create of a community's roles and
+// groups.
 const (
 	surveyPath    = "/communities/survey"
+	groupsPath    = "/communities/groups"
 	artefactsPath = "/communities/artefacts"
 )
 

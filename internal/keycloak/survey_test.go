@@ -1,10 +1,18 @@
 package keycloak
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/Nerzal/gocloak/v13"
+	json "github.com/go-json-experiment/json"
 
 	"github.com/nhs-terminology/communities/internal/community"
 )
@@ -97,5 +105,95 @@ func TestCompare(t *testing.T) {
 	v.policies = nil
 	if got := whats(v.compare(ndd)); !slices.Equal(got, []string{"admin permissions of realm terminology: not enabled"}) {
 		t.Errorf("permissions off: %q", got)
+	}
+}
+
+// TestSurveyPagesAndRests: a pass reads the groups under the root, then
+// the communities 500 at a time, each once, asking for the roles and
+// policies Describe names; after each call it rests four times as long as
+// the call took; and a read-only client may make it.
+func TestSurveyPagesAndRests(t *testing.T) {
+	const took = 20 * time.Millisecond
+	var (
+		mu    sync.Mutex
+		pages []surveyPage
+	)
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token"):
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+			return
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+groupsPath:
+			fmt.Fprint(w, `[{"name":"HAND","path":"/Communities/HAND","attributes":{}}]`)
+		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+surveyPath:
+			var p surveyPage
+			if err := json.UnmarshalRead(r.Body, &p); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			pages = append(pages, p)
+			mu.Unlock()
+			fmt.Fprint(w, `{"roles":[],"groups":[],"adminPermissions":true,"policies":[],"clientScopes":[]}`)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		time.Sleep(took)
+	}))
+	defer kc.Close()
+	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ReadOnly: true})
+
+	var specs []community.Spec
+	for i := range 1201 {
+		specs = append(specs, community.Spec{ID: fmt.Sprint(i), Realm: "r", Root: "Communities", Label: fmt.Sprintf("L%04d", 1200-i), Name: "n"})
+	}
+	start := time.Now()
+	got, err := c.Survey(context.Background(), "r", "Communities", specs)
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Groups) != 1 || got.Groups[0].Label != "HAND" {
+		t.Errorf("groups under the root: %+v", got.Groups)
+	}
+	if len(got.Suspects) != len(specs) { // the fake holds none of them
+		t.Errorf("%d suspects, want %d", len(got.Suspects), len(specs))
+	}
+	if len(pages) != 3 {
+		t.Fatalf("%d pages, want 3", len(pages))
+	}
+	byLabel := map[string]community.Spec{}
+	for _, s := range specs {
+		byLabel[s.Label] = s
+	}
+	seen := map[string]int{}
+	for i, p := range pages {
+		if len(p.Labels) > surveyPageSize || !slices.IsSorted(p.Labels) || p.Root != "Communities" || p.Attribute != MarkerAttribute {
+			t.Errorf("page %d: %d labels (sorted %v), root %q, attribute %q", i, len(p.Labels), slices.IsSorted(p.Labels), p.Root, p.Attribute)
+		}
+		var roles, policies []string
+		for _, l := range p.Labels {
+			seen[l]++
+			d := Describe(byLabel[l])
+			roles = append(append(roles, d.RoleNames()...), d.Legacy.Roles...)
+			for _, pol := range d.Policies {
+				policies = append(policies, pol.Name)
+			}
+		}
+		if !slices.Equal(p.Roles, roles) || !slices.Equal(p.Policies, policies) {
+			t.Errorf("page %d asks for %d roles and %d policies, want Describe's %d and %d", i, len(p.Roles), len(p.Policies), len(roles), len(policies))
+		}
+	}
+	for _, s := range specs {
+		if seen[s.Label] != 1 {
+			t.Errorf("label %s read %d times, want once", s.Label, seen[s.Label])
+		}
+	}
+	// Four calls of at least 20 ms; a rest of at least 80 ms before each
+	// of the three pages. Timers never fire early, so this cannot flake.
+	if min := 4*took + 3*4*took; elapsed < min {
+		t.Errorf("the pass took %v, less than its calls and rests (%v)", elapsed, min)
 	}
 }

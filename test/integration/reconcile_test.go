@@ -172,9 +172,10 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 		t.Error("repair did not make admin permission community:DRIFT:view again")
 	}
 
-	// Issue 14: a pass reads the realm in one call (the extension's
-	// survey), whatever the number of communities, and looks the
-	// hand-made group up again before reporting it (1).
+	// Issue 14: a pass reads the realm in two calls up to 500
+	// communities (the extension's groups under the root, then a page of
+	// the survey), and looks the hand-made group up again before
+	// reporting it (1).
 	pass := func() int64 {
 		t.Helper()
 		before := f.svc.KeycloakRoundTrips()
@@ -189,7 +190,7 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 	for _, l := range []string{"MORE1", "MORE2", "MORE3", "MORE4", "MORE5"} {
 		f.create(t, sd, l, "Community "+l).Expect(t, 201)
 	}
-	if many := pass(); many != few || few > 2 {
+	if many := pass(); many != few || few > 3 {
 		t.Errorf("Keycloak calls of a clean drift pass: %d with 2 communities, %d with 7", few, many)
 	}
 }
@@ -200,18 +201,57 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 // who sees groups in the console through admin permissions, does not.
 func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 	f := newFixture(t)
-	f.create(t, f.realm.UserToken(t, "creator"), "SEEN", "Seen").Expect(t, 201)
-	base := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name + "/communities/survey"
-	q := "?root=Communities&attribute=" + keycloak.MarkerAttribute + "&policyPrefix=community:"
+	creator := f.realm.UserToken(t, "creator")
+	f.create(t, creator, "SEEN", "Seen").Expect(t, 201)
+	f.create(t, creator, "UNSEEN", "Not asked about").Expect(t, 201)
+	base := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name + "/communities"
+	groupsURL := base + "/groups?root=Communities&attribute=" + keycloak.MarkerAttribute
+	oneURL := base + "/survey?root=Communities&attribute=" + keycloak.MarkerAttribute + "&policyPrefix=community:SEEN:&label=SEEN"
+	policies := []string{"community:SEEN:membership", "community:SEEN:membership-admins", "community:SEEN:owners", "community:SEEN:view"}
+	page := map[string]any{"root": "Communities", "attribute": keycloak.MarkerAttribute, "labels": []string{"SEEN"},
+		"roles": []string{"PERM_SEEN_READ", "PERM_SEEN_WRITE", "FHIR_READ"}, "policies": policies}
 
-	harness.Do(t, "GET", base+q, "", nil).Expect(t, 401)
-	harness.Do(t, "GET", base+q, f.realm.UserToken(t, "consumer"), nil).Expect(t, 403)
 	owner := f.realm.UserToken(t, "creator") // now an owner of SEEN
 	mustContain(t, "the creator's roles", realmRolesOf(t, owner), keycloak.OwnerRole)
-	harness.Do(t, "GET", base+q, owner, nil).Expect(t, 403)
+	for _, tok := range []struct {
+		who, token string
+		status     int
+	}{{"no token", "", 401}, {"a consumer", f.realm.UserToken(t, "consumer"), 403}, {"an owner", owner, 403}} {
+		if got := harness.Do(t, "GET", groupsURL, tok.token, nil).Status; got != tok.status {
+			t.Errorf("GET groups with %s: %d, want %d", tok.who, got, tok.status)
+		}
+		if got := harness.Do(t, "GET", oneURL, tok.token, nil).Status; got != tok.status {
+			t.Errorf("GET survey with %s: %d, want %d", tok.who, got, tok.status)
+		}
+		if got := harness.Do(t, "POST", base+"/survey", tok.token, page).Status; got != tok.status {
+			t.Errorf("POST survey with %s: %d, want %d", tok.who, got, tok.status)
+		}
+	}
 
 	admin := f.realm.AdminToken(t)
-	harness.Do(t, "GET", base+"?root=Communities", admin, nil).Expect(t, 400)
+	harness.Do(t, "GET", base+"/survey?root=Communities&attribute=x&policyPrefix=community:", admin, nil).Expect(t, 400) // no label
+	harness.Do(t, "GET", base+"/groups?root=Communities", admin, nil).Expect(t, 400)
+	harness.Do(t, "POST", base+"/survey", admin, map[string]any{"root": "Communities", "attribute": "x"}).Expect(t, 400)
+	harness.Do(t, "POST", base+"/survey", admin, map[string]any{"root": "Communities", "attribute": "x",
+		"labels": make([]string, 1001), "roles": []string{}, "policies": []string{}}).Expect(t, 400)
+
+	id := f.row(t, "SEEN").ID
+	marked := func(attrs map[string][]string) bool {
+		return slices.Equal(attrs[keycloak.MarkerAttribute], []string{id})
+	}
+	var inventory []struct {
+		Path       string
+		Attributes map[string][]string
+	}
+	harness.Do(t, "GET", groupsURL, admin, nil).Expect(t, 200).JSON(t, &inventory)
+	found := map[string]bool{}
+	for _, g := range inventory {
+		found[g.Path] = marked(g.Attributes)
+	}
+	if marked, ok := found["/Communities/SEEN"]; !ok || !marked || len(found) != 2 {
+		t.Errorf("groups under the root: %v, want SEEN's marked and UNSEEN's", inventory)
+	}
+
 	var got struct {
 		Roles []struct {
 			Name       string
@@ -225,17 +265,13 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 		AdminPermissions bool
 		Policies         []struct{ Name, Description string }
 	}
-	harness.Do(t, "GET", base+q, admin, nil).Expect(t, 200).JSON(t, &got)
-	id := f.row(t, "SEEN").ID
-	marked := func(attrs map[string][]string) bool {
-		return slices.Equal(attrs[keycloak.MarkerAttribute], []string{id})
-	}
+	harness.Do(t, "POST", base+"/survey", admin, page).Expect(t, 200).JSON(t, &got)
 	roles := map[string]bool{}
 	for _, r := range got.Roles {
 		roles[r.Name] = marked(r.Attributes)
 	}
-	if !roles["PERM_SEEN_READ"] || !roles["PERM_SEEN_WRITE"] {
-		t.Errorf("survey roles lack SEEN's, with its marker: %v", got.Roles)
+	if !roles["PERM_SEEN_READ"] || !roles["PERM_SEEN_WRITE"] || len(roles) != 3 {
+		t.Errorf("survey roles: %v, want SEEN's, with its marker, and FHIR_READ", got.Roles)
 	}
 	if marked, ok := roles["FHIR_READ"]; !ok || marked {
 		t.Errorf("survey roles: FHIR_READ present %v, marked %v", ok, marked)
@@ -252,16 +288,25 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 		!slices.Equal(groups["/Communities/SEEN/owner"], []string{keycloak.OwnerRole}) ||
 		!slices.Contains(groups["/Communities/SEEN/author"], "PERM_SEEN_WRITE") ||
 		!slices.Equal(groups["/Communities/SEEN/consumer"], []string{"PERM_SEEN_READ"}) {
-		t.Errorf("survey groups: %v", groups)
+		t.Errorf("survey groups: %v, want SEEN's four and no other", groups)
 	}
-	var policies []string
+	var names []string
 	for _, p := range got.Policies {
-		policies = append(policies, p.Name)
+		names = append(names, p.Name)
 	}
-	slices.Sort(policies)
-	want := []string{"community:SEEN:membership", "community:SEEN:membership-admins", "community:SEEN:owners", "community:SEEN:view"}
-	if !got.AdminPermissions || !slices.Equal(policies, want) {
-		t.Errorf("survey admin permissions %v, policies %v; want %v", got.AdminPermissions, policies, want)
+	slices.Sort(names)
+	if !got.AdminPermissions || !slices.Equal(names, policies) {
+		t.Errorf("survey admin permissions %v, policies %v; want %v", got.AdminPermissions, names, policies)
+	}
+
+	// One community, for a delete: the same, with ids.
+	var one struct {
+		Groups   []struct{ ID, Path string }
+		Policies []struct{ ID, Name string }
+	}
+	harness.Do(t, "GET", oneURL+"&role=PERM_SEEN_READ", admin, nil).Expect(t, 200).JSON(t, &one)
+	if len(one.Groups) != 4 || len(one.Policies) != 4 || one.Groups[0].ID == "" || one.Policies[0].ID == "" {
+		t.Errorf("one community's survey: %+v, want its 4 groups and 4 policies with ids", one)
 	}
 }
 

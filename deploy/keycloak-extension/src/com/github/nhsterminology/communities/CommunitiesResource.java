@@ -5,6 +5,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
 
 import jakarta.persistence.EntityManager;
 import jakarta.ws.rs.Consumes;
@@ -41,25 +42,25 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
  * should be: the service sends its own description (names, attributes,
  * grants) and compares what comes back with it.
  *
- * <p>{@code GET survey}: what the realm holds of communities, in one answer,
- * for the drift check and for deletes. The admin REST API reads groups,
- * roles and policies one entity at a time through Keycloak's cache, and at
- * 10,000 communities (20,000 roles, 40,000 groups, 40,000 policies) the
- * cache at its default size holds few of them, so a pass over the REST API
- * took 3.5 minutes, each group a few database queries. Here each kind is one
- * query. The caller names the root group, the marker attribute and the
- * policy name prefix, and may narrow the answer to one community
- * ({@code label}: its group and member groups; {@code role}, repeated: the
- * realm roles of those names; only then does the answer carry ids). The
- * answer uses the admin API's own field names: {@code roles} ({@code id},
- * {@code name}, {@code attributes} with the marker), {@code groups} (one and two levels under the root:
- * {@code id}, {@code name}, {@code path}, {@code attributes} with the
- * marker, {@code realmRoles}), {@code adminPermissions} (whether the
- * realm's admin permissions are on), {@code policies} (the
- * admin-permissions client's policies whose name begins with the prefix:
- * {@code id}, {@code name}, {@code description}) and {@code clientScopes}
- * ({@code id}, {@code name}, {@code attributes}). It needs
- * {@code view-realm} and the right to view every group.
+ * <p>The survey, for the drift check and for deletes. The admin REST API
+ * reads groups, roles and policies one entity at a time through Keycloak's
+ * cache, and at 10,000 communities (20,000 roles, 40,000 groups, 40,000
+ * policies) the cache at its default size holds few of them, so a pass over
+ * the REST API took 3.5 minutes, each group a few database queries. Here
+ * each kind is one query. The caller names the root group and the marker
+ * attribute, and what to read: {@code GET groups}, the groups directly
+ * under the root ({@code name}, {@code path}, {@code attributes} with the
+ * marker); {@code POST survey}, a page of communities by label with the
+ * roles and policies of the names it gives; {@code GET survey}, one
+ * community, with ids. The survey's answer uses the admin API's own field
+ * names: {@code roles} ({@code name}, {@code attributes} with the marker),
+ * {@code groups} (the label groups and their member groups: {@code name},
+ * {@code path}, {@code attributes} with the marker, {@code realmRoles}),
+ * {@code adminPermissions} (whether the realm's admin permissions are on),
+ * {@code policies} (of the admin-permissions client: {@code name},
+ * {@code description}) and {@code clientScopes} ({@code id}, {@code name},
+ * {@code attributes}). Each needs {@code view-realm} and the right to view
+ * every group.
  *
  * <p>{@code POST artefacts}: makes a community's realm roles, its group with
  * its member groups, their role mappings and memberships, in one call and
@@ -206,28 +207,118 @@ public class CommunitiesResource {
         return g;
     }
 
+    /**
+     * One community: its group and member groups (label), the realm roles of
+     * the names given (role, repeated) and the policies whose names begin
+     * with policyPrefix, with ids, for deleting it.
+     */
     @GET
     @Path("survey")
     @Produces(MediaType.APPLICATION_JSON)
     public Map<String, Object> survey(@QueryParam("root") String root, @QueryParam("attribute") String attribute,
             @QueryParam("policyPrefix") String policyPrefix, @QueryParam("label") String label,
             @QueryParam("role") List<String> roleNames) {
+        requireSurvey();
+        if (blank(root) || blank(attribute) || blank(policyPrefix) || blank(label)) {
+            throw ErrorResponse.error("root, attribute, policyPrefix and label are required", Response.Status.BAD_REQUEST);
+        }
+        EntityManager em = em();
+        return answer(roles(em, attribute, roleNames == null ? List.of() : roleNames, true),
+                groups(em, root, List.of(label), attribute, true), em, admin -> policiesByPrefix(em, admin, policyPrefix));
+    }
+
+    /** A page of the drift check: the communities of labels; each list required. */
+    public static class Page {
+        public String root;
+        public String attribute;
+        public List<String> labels;
+        /** The realm roles to read, by name. */
+        public List<String> roles;
+        /** The policies to read, by name. */
+        public List<String> policies;
+    }
+
+    /** Labels a page may name: a drift check pages by a few hundred. */
+    private static final int MAX_PAGE = 1000;
+
+    /**
+     * A page of the drift check: the groups of body's labels and their
+     * member groups, the realm roles and policies of the names given,
+     * without ids. Paged so that no single answer holds Keycloak for long:
+     * at 10,000 communities one answer for all of them took 0.9 s of a core.
+     */
+    @POST
+    @Path("survey")
+    @Consumes(MediaType.APPLICATION_JSON)
+    @Produces(MediaType.APPLICATION_JSON)
+    public Map<String, Object> surveyPage(Page body) {
+        requireSurvey();
+        if (body == null || blank(body.root) || blank(body.attribute) || body.labels == null || body.roles == null
+                || body.policies == null) {
+            throw ErrorResponse.error("root, attribute, labels, roles and policies are required", Response.Status.BAD_REQUEST);
+        }
+        if (body.labels.size() > MAX_PAGE || body.roles.size() > 8 * MAX_PAGE || body.policies.size() > 8 * MAX_PAGE) {
+            throw ErrorResponse.error("at most " + MAX_PAGE + " labels a page", Response.Status.BAD_REQUEST);
+        }
+        EntityManager em = em();
+        return answer(roles(em, body.attribute, body.roles, false), groups(em, body.root, body.labels, body.attribute, false),
+                em, admin -> policiesByName(em, admin, body.policies));
+    }
+
+    /**
+     * The groups directly under root with their markers ({@code name},
+     * {@code path}, {@code attributes}): which labels the realm holds, for
+     * the drift check to page through and to find groups no community owns.
+     */
+    @GET
+    @Path("groups")
+    @Produces(MediaType.APPLICATION_JSON)
+    public List<Map<String, Object>> labelGroups(@QueryParam("root") String root, @QueryParam("attribute") String attribute) {
+        requireSurvey();
+        if (blank(root) || blank(attribute)) {
+            throw ErrorResponse.error("root and attribute are required", Response.Status.BAD_REQUEST);
+        }
+        EntityManager em = em();
+        String rootId = rootId(em, root);
+        if (rootId == null) {
+            return List.of();
+        }
+        Map<String, Map<String, Object>> byName = new LinkedHashMap<>();
+        for (Object[] row : em.createQuery(
+                "select g.name, a.value from GroupEntity g left join g.attributes a on a.name = :attribute"
+                        + " where g.parentId = :root", Object[].class)
+                .setParameter("attribute", attribute)
+                .setParameter("root", rootId)
+                .getResultList()) {
+            String name = (String) row[0];
+            addAttribute(byName.computeIfAbsent(name, n -> representation(null, n, "/" + root + "/" + n)), attribute, (String) row[1]);
+        }
+        return new ArrayList<>(byName.values());
+    }
+
+    private void requireSurvey() {
         auth.realm().requireViewRealm();
         auth.groups().requireView();
-        if (blank(root) || blank(attribute) || blank(policyPrefix)) {
-            throw ErrorResponse.error("root, attribute and policyPrefix are required", Response.Status.BAD_REQUEST);
-        }
-        EntityManager em = session.getProvider(JpaConnectionProvider.class).getEntityManager();
+    }
+
+    private EntityManager em() {
+        return session.getProvider(JpaConnectionProvider.class).getEntityManager();
+    }
+
+    /**
+     * The survey's answer: roles, groups, whether the realm's admin
+     * permissions are on, the policies policies reads from the
+     * admin-permissions client (when they are), and the client scopes.
+     */
+    private Map<String, Object> answer(List<Map<String, Object>> roles, List<Map<String, Object>> groups, EntityManager em,
+            Function<String, List<Map<String, Object>>> policies) {
         Map<String, Object> out = new LinkedHashMap<>();
-        // Ids are for deleting one community; the drift check's answer at
-        // 10,000 communities is a quarter smaller without them.
-        boolean one = !blank(label);
-        out.put("roles", roles(em, attribute, roleNames, one));
-        out.put("groups", groups(em, root, one ? label : null, attribute));
+        out.put("roles", roles);
+        out.put("groups", groups);
         ClientModel admin = realm.getAdminPermissionsClient();
         boolean on = realm.isAdminPermissionsEnabled() && admin != null;
         out.put("adminPermissions", on);
-        out.put("policies", on ? policies(em, admin.getId(), policyPrefix, one) : List.of());
+        out.put("policies", on ? policies.apply(admin.getId()) : List.of());
         // A realm has a handful of client scopes, all in Keycloak's cache.
         out.put("clientScopes", realm.getClientScopesStream().map(sc -> {
             Map<String, Object> rep = new LinkedHashMap<>();
@@ -239,19 +330,19 @@ public class CommunitiesResource {
         return out;
     }
 
-    /** The realm's roles, or those of names when some are given. */
+    /** The realm roles of names. */
     private List<Map<String, Object>> roles(EntityManager em, String attribute, List<String> names, boolean ids) {
-        boolean some = names != null && !names.isEmpty();
+        if (names.isEmpty()) {
+            return List.of();
+        }
         Map<String, Map<String, Object>> byName = new LinkedHashMap<>();
         var query = em.createQuery(
                 "select r.id, r.name, a.value from RoleEntity r left join r.attributes a on a.name = :attribute"
-                        + " where r.realmId = :realm and r.clientRole = false" + (some ? " and r.name in :names" : ""),
+                        + " where r.realmId = :realm and r.clientRole = false and r.name in :names",
                 Object[].class)
                 .setParameter("attribute", attribute)
-                .setParameter("realm", realm.getId());
-        if (some) {
-            query.setParameter("names", names);
-        }
+                .setParameter("realm", realm.getId())
+                .setParameter("names", names);
         for (Object[] row : query.getResultList()) {
             Map<String, Object> role = byName.computeIfAbsent((String) row[1], name -> representation(ids ? (String) row[0] : null, name, null));
             addAttribute(role, attribute, (String) row[2]);
@@ -259,37 +350,36 @@ public class CommunitiesResource {
         return new ArrayList<>(byName.values());
     }
 
-    /**
-     * The groups one and two levels under root, or only label's group and
-     * its children when label is given.
-     */
-    private List<Map<String, Object>> groups(EntityManager em, String root, String label, String attribute) {
-        List<String> rootIds = em.createQuery(
+    /** The id of the top-level group root, or null. */
+    private String rootId(EntityManager em, String root) {
+        List<String> ids = em.createQuery(
                 "select g.id from GroupEntity g where g.realm = :realm and g.parentId = :top and g.name = :root"
                         + " and g.type = 0", String.class)
                 .setParameter("realm", realm.getId())
                 .setParameter("top", GroupEntity.TOP_PARENT_ID)
                 .setParameter("root", root)
                 .getResultList();
-        if (rootIds.isEmpty()) {
+        return ids.isEmpty() ? null : ids.get(0);
+    }
+
+    /** The groups of labels directly under root, and their member groups. */
+    private List<Map<String, Object>> groups(EntityManager em, String root, List<String> labels, String attribute, boolean ids) {
+        String rootId = labels.isEmpty() ? null : rootId(em, root);
+        if (rootId == null) {
             return List.of();
         }
-        String rootId = rootIds.get(0);
-        String only = label == null ? "" : " and %s.name = :label";
         // Each group with its marker in one statement, so one snapshot: a
         // group deleted between two queries would look unmarked, someone
         // else's. Label groups first, so each member group finds its
         // parent's path.
         var query = em.createQuery(
                 "select g.id, g.name, g.parentId, a.value from GroupEntity g left join g.attributes a on a.name = :attribute"
-                        + " where (g.parentId = :root" + only.formatted("g") + ")"
-                        + " or g.parentId in (select l.id from GroupEntity l where l.parentId = :root" + only.formatted("l") + ")"
+                        + " where (g.parentId = :root and g.name in :labels)"
+                        + " or g.parentId in (select l.id from GroupEntity l where l.parentId = :root and l.name in :labels)"
                         + " order by case when g.parentId = :root then 0 else 1 end", Object[].class)
                 .setParameter("attribute", attribute)
-                .setParameter("root", rootId);
-        if (label != null) {
-            query.setParameter("label", label);
-        }
+                .setParameter("root", rootId)
+                .setParameter("labels", labels);
         Map<String, Map<String, Object>> byId = new LinkedHashMap<>();
         Map<String, String> paths = new HashMap<>();
         paths.put(rootId, "/" + root);
@@ -303,7 +393,7 @@ public class CommunitiesResource {
                 }
                 String path = parent + "/" + row[1];
                 paths.put(id, path);
-                g = representation(label != null ? id : null, (String) row[1], path);
+                g = representation(ids ? id : null, (String) row[1], path);
                 byId.put(id, g);
             }
             addAttribute(g, attribute, (String) row[3]);
@@ -313,16 +403,10 @@ public class CommunitiesResource {
         }
         // Role mappings read apart may miss a group's changed since: what
         // they lack is a suspicion the service confirms, never a verdict.
-        // Realm-wide for the whole tree (one scan), by id for one community.
         var mappings = em.createQuery(
                 "select m.group.id, r.name from GroupRoleMappingEntity m, RoleEntity r where r.id = m.roleId"
-                        + " and r.clientRole = false" + (label == null ? " and m.group.realm = :realm" : " and m.group.id in :ids"),
-                Object[].class);
-        if (label == null) {
-            mappings.setParameter("realm", realm.getId());
-        } else {
-            mappings.setParameter("ids", byId.keySet());
-        }
+                        + " and r.clientRole = false and m.group.id in :ids", Object[].class)
+                .setParameter("ids", byId.keySet());
         for (Object[] row : mappings.getResultList()) {
             Map<String, Object> g = byId.get((String) row[0]);
             if (g != null) {
@@ -334,13 +418,30 @@ public class CommunitiesResource {
         return new ArrayList<>(byId.values());
     }
 
-    private List<Map<String, Object>> policies(EntityManager em, String resourceServer, String prefix, boolean ids) {
-        List<Object[]> rows = em.createQuery(
+    /** The policies of the client resourceServer whose names begin with prefix, with ids. */
+    private List<Map<String, Object>> policiesByPrefix(EntityManager em, String resourceServer, String prefix) {
+        return policies(em.createQuery(
                 "select p.id, p.name, p.description from PolicyEntity p where p.resourceServer.id = :rs"
                         + " and p.name like :prefix escape '\\'", Object[].class)
                 .setParameter("rs", resourceServer)
                 .setParameter("prefix", prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-                .getResultList();
+                .getResultList(), true);
+    }
+
+    /** The policies of the client resourceServer of names, without ids. */
+    private List<Map<String, Object>> policiesByName(EntityManager em, String resourceServer, List<String> names) {
+        if (names.isEmpty()) {
+            return List.of();
+        }
+        return policies(em.createQuery(
+                "select p.id, p.name, p.description from PolicyEntity p where p.resourceServer.id = :rs"
+                        + " and p.name in :names", Object[].class)
+                .setParameter("rs", resourceServer)
+                .setParameter("names", names)
+                .getResultList(), false);
+    }
+
+    private static List<Map<String, Object>> policies(List<Object[]> rows, boolean ids) {
         List<Map<String, Object>> out = new ArrayList<>(rows.size());
         for (Object[] row : rows) {
             Map<String, Object> p = new LinkedHashMap<>();
