@@ -258,7 +258,8 @@ public class CommunitiesResource {
             throw ErrorResponse.error("root, attribute, labels, roles and policies are required", Response.Status.BAD_REQUEST);
         }
         if (body.labels.size() > MAX_PAGE || body.roles.size() > 8 * MAX_PAGE || body.policies.size() > 8 * MAX_PAGE) {
-            throw ErrorResponse.error("at most " + MAX_PAGE + " labels a page", Response.Status.BAD_REQUEST);
+            throw ErrorResponse.error("at most " + MAX_PAGE + " labels, and 8 roles and 8 policies for each, a page",
+                    Response.Status.BAD_REQUEST);
         }
         EntityManager em = em();
         return answer(roles(em, body.attribute, body.roles, false), groups(em, body.root, body.labels, body.attribute, false),
@@ -267,8 +268,8 @@ public class CommunitiesResource {
 
     /**
      * The groups directly under root with their markers ({@code name},
-     * {@code path}, {@code attributes}): which labels the realm holds, for
-     * the drift check to page through and to find groups no community owns.
+     * {@code path}, {@code attributes}): for the drift check to find groups
+     * that no community owns.
      */
     @GET
     @Path("groups")
