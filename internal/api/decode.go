@@ -90,16 +90,17 @@ func (e *unsupportedMediaError) Is(target error) bool { return target == fault.U
 func describeJSONError(err error) error {
 	var syn *jsontext.SyntacticError
 	var sem *json.SemanticError
+	isSyntax, isSemantic := errors.As(err, &syn), errors.As(err, &sem)
 	switch {
-	case errors.As(err, &syn) && errors.Is(syn.Err, jsontext.ErrDuplicateName):
+	case isSyntax && errors.Is(syn.Err, jsontext.ErrDuplicateName):
 		return fmt.Errorf("duplicate key at %s", syn.JSONPointer)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errors.New("malformed JSON: unexpected end")
-	case syn != nil:
+	case isSyntax:
 		return fmt.Errorf("malformed JSON at byte %d: %w", syn.ByteOffset, syn.Err)
-	case errors.As(err, &sem) && errors.Is(sem.Err, json.ErrUnknownName):
+	case isSemantic && errors.Is(sem.Err, json.ErrUnknownName):
 		return fmt.Errorf("unknown field %q", sem.JSONPointer.LastToken())
-	case sem != nil && sem.GoType != nil && sem.JSONKind != 0:
+	case isSemantic && sem.GoType != nil && sem.JSONKind != 0:
 		where := "the body"
 		if sem.JSONPointer != "" {
 			where = strconv.Quote(string(sem.JSONPointer))

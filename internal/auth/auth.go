@@ -48,7 +48,8 @@ type Principal struct {
 	Scopes   []string
 	Claims   jwt.MapClaims
 	// Privileges are the claims as the decision rules read them, parsed
-	// once with the token: a cached token is judged many times.
+	// once with the token: a cached token is judged many times, by
+	// concurrent requests, which only read them.
 	Privileges *decision.Privileges
 	Expires    time.Time
 }

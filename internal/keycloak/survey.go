@@ -88,17 +88,29 @@ func (c *Client) page(ctx context.Context, realm, root string, specs []community
 
 // decodeAnswer is the realm view of the extension's survey answer resp.
 func decodeAnswer(realm string, resp *resty.Response, err error) (realmView, error) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return realmView{}, fmt.Errorf("survey realm %s: %w (is the project's Keycloak extension, deploy/keycloak-extension, installed?)", realm, err)
-	case err != nil:
-		return realmView{}, fmt.Errorf("survey realm %s: %w", realm, err)
-	}
-	v, err := decodeSurvey(resp.Body())
+	op := "survey realm " + realm
+	raw, err := extensionAnswer(op, resp, err)
 	if err != nil {
-		return realmView{}, fmt.Errorf("survey realm %s: %w: %w", realm, ErrUnavailable, err)
+		return realmView{}, err
+	}
+	v, err := decodeSurvey(raw)
+	if err != nil {
+		return realmView{}, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
 	return v, nil
+}
+
+// extensionAnswer is the body of resp, the extension's answer to op. A 404
+// names the extension: without it, every path under the realm's
+// communities is unknown to Keycloak.
+func extensionAnswer(op string, resp *resty.Response, err error) ([]byte, error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("%s: %w (is the project's Keycloak extension, deploy/keycloak-extension, installed?)", op, err)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return resp.Body(), nil
 }
 
 // labelGroups reads the groups directly under root with their markers.
@@ -108,16 +120,15 @@ func (c *Client) labelGroups(ctx context.Context, realm, root string) ([]communi
 		return nil, err
 	}
 	q := url.Values{"root": {root}, "attribute": {MarkerAttribute}}
+	op := "list the groups of realm " + realm
 	resp, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+groupsPath+"?"+q.Encode(), nil, nil)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return nil, fmt.Errorf("list the groups of realm %s: %w (is the project's Keycloak extension, deploy/keycloak-extension, installed?)", realm, err)
-	case err != nil:
-		return nil, fmt.Errorf("list the groups of realm %s: %w", realm, err)
+	raw, err := extensionAnswer(op, resp, err)
+	if err != nil {
+		return nil, err
 	}
 	var groups []gocloak.Group
-	if err := json.Unmarshal(resp.Body(), &groups); err != nil {
-		return nil, fmt.Errorf("list the groups of realm %s: %w: %w", realm, ErrUnavailable, err)
+	if err := json.Unmarshal(raw, &groups); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
 	out := make([]community.Orphan, 0, len(groups))
 	for _, g := range groups {
