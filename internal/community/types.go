@@ -215,9 +215,9 @@ type IdentityProvider interface {
 	// with repair it makes what is missing.
 	Ensure(ctx context.Context, s Spec, repair bool) ([]Drift, Artifacts, error)
 	// Survey compares every community of specs (all of realm's) with what
-	// Provision makes, reading the realm in bulk: a number of calls that
-	// does not grow with the number of communities. It changes nothing,
-	// and lists the community groups under root.
+	// Provision makes, reading the realm in bulk: hundreds of communities a
+	// call, not calls per community. It changes nothing, and lists the
+	// community groups under root.
 	Survey(ctx context.Context, realm, root string, specs []Spec) (Survey, error)
 	// CommunityGroup finds the group of label under root now, with its
 	// marker; ok is false when there is none.

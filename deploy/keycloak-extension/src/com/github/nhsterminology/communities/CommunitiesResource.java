@@ -224,7 +224,7 @@ public class CommunitiesResource {
         }
         EntityManager em = em();
         return answer(roles(em, attribute, roleNames == null ? List.of() : roleNames, true),
-                groups(em, root, List.of(label), attribute, true), em, admin -> policiesByPrefix(em, admin, policyPrefix));
+                groups(em, root, List.of(label), attribute, true), admin -> policiesByPrefix(em, admin, policyPrefix));
     }
 
     /** A page of the drift check: the communities of labels; each list required. */
@@ -263,7 +263,7 @@ public class CommunitiesResource {
         }
         EntityManager em = em();
         return answer(roles(em, body.attribute, body.roles, false), groups(em, body.root, body.labels, body.attribute, false),
-                em, admin -> policiesByName(em, admin, body.policies));
+                admin -> policiesByName(em, admin, body.policies));
     }
 
     /**
@@ -311,7 +311,7 @@ public class CommunitiesResource {
      * permissions are on, the policies policies reads from the
      * admin-permissions client (when they are), and the client scopes.
      */
-    private Map<String, Object> answer(List<Map<String, Object>> roles, List<Map<String, Object>> groups, EntityManager em,
+    private Map<String, Object> answer(List<Map<String, Object>> roles, List<Map<String, Object>> groups,
             Function<String, List<Map<String, Object>>> policies) {
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("roles", roles);
