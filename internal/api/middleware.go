@@ -16,6 +16,7 @@ import (
 
 	"github.com/nhs-terminology/communities/internal/auth"
 	"github.com/nhs-terminology/communities/internal/fault"
+	"github.com/nhs-terminology/communities/internal/headerlimit"
 	"github.com/nhs-terminology/communities/internal/keycloak"
 )
 
@@ -45,41 +46,16 @@ func requestIDOf(c *gin.Context) string {
 // headerLimit refuses requests whose headers exceed opts.MaxHeaderBytes
 // with a 431 that says which header is largest, so that a caller whose
 // token outgrew the limit learns why instead of meeting Go's bare 431
-// (the http.Server's own limit is set well above this one).
+// (the http.Server's own limit is headerlimit.ServerLimit, well above).
 func (h *handler) headerLimit(c *gin.Context) {
-	if h.opts.MaxHeaderBytes <= 0 {
+	e, over := headerlimit.Check(c.Request.Header, h.opts.MaxHeaderBytes)
+	if !over {
 		c.Next()
 		return
 	}
-	total, largest, largestSize := 0, "", 0
-	for name, values := range c.Request.Header {
-		size := 0
-		for _, v := range values {
-			size += len(name) + len(v) + 4 // "name: value\r\n"
-		}
-		total += size
-		if size > largestSize {
-			largest, largestSize = name, size
-		}
-	}
-	if total <= h.opts.MaxHeaderBytes {
-		c.Next()
-		return
-	}
-	kind := "other"
-	switch largest {
-	case "Authorization", "Cookie":
-		kind = strings.ToLower(largest)
-	}
-	h.opts.Metrics.OversizedHeaders.WithLabelValues(kind).Inc()
-	h.log.WarnContext(c.Request.Context(), "request headers too large", "bytes", total, "limit", h.opts.MaxHeaderBytes,
-		"largest_header", largest, "largest_bytes", largestSize, "request_id", requestIDOf(c))
-	detail := fmt.Sprintf("request headers are %d bytes, over this service's limit of %d; the largest is %s (%d bytes)",
-		total, h.opts.MaxHeaderBytes, largest, largestSize)
-	if largest == "Authorization" {
-		detail += ": the token carries too many roles or scopes (see docs/operations.md, \"Token size\")"
-	}
-	h.refuse(c, fault.HeadersTooLarge, detail)
+	h.opts.Metrics.OversizedHeaders.WithLabelValues(e.Kind()).Inc()
+	h.log.WarnContext(c.Request.Context(), "request headers too large", append(e.LogAttrs(), "request_id", requestIDOf(c))...)
+	h.refuse(c, fault.HeadersTooLarge, e.Detail())
 }
 
 // quietRoutes answer machines at a high rate (a FHIR server asks for a

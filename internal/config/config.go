@@ -152,7 +152,7 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.BoolVar(&c.SystemlessLabels, "systemless-labels", false, "also treat security labels without a system as permission labels")
 	fs.StringSliceVar(&c.RequiredClaims, "required-claims", nil, "claims tokens must carry, as [realm:]claim[=value], e.g. requesting_system,terminology:reason_for_request=directcare (seed 004)")
 	fs.StringSliceVar(&c.CORSOrigins, "cors-origins", nil, "browser origins (scheme://host[:port]) allowed to call the API across origins, e.g. an admin console on another host; none by default")
-	fs.IntVar(&c.MaxHeaderKiB, "max-header-kib", d.MaxHeaderKiB, "largest request headers accepted, in KiB; over it the answer is a 431 naming the largest header (a token of a user in 100 communities is under 8 KiB)")
+	bindMaxHeaderKiB(fs, &c.MaxHeaderKiB, d.MaxHeaderKiB)
 	fs.StringVar(&c.CreatorRole, "creator-role", d.CreatorRole, "realm role that may create communities")
 	fs.StringVar(&c.ServiceDeskRole, "service-desk-role", d.ServiceDeskRole, "realm role that may create and delete any community and name its owners")
 	fs.StringVar(&c.RootGroup, "root-group", d.RootGroup, "top-level Keycloak group under which community groups are created")
@@ -235,9 +235,7 @@ func (c *Config) Validate() error {
 	if c.Audience == "" {
 		errs = append(errs, errors.New("--audience must not be empty: tokens meant for other services must be refused"))
 	}
-	if c.MaxHeaderKiB < 8 || c.MaxHeaderKiB > 1024 {
-		errs = append(errs, fmt.Errorf("--max-header-kib %d: must be between 8 and 1024", c.MaxHeaderKiB))
-	}
+	errs = append(errs, validMaxHeaderKiB(c.MaxHeaderKiB)...)
 	errs = append(errs, validAlgorithms(c.Algorithms)...)
 	for _, o := range c.CORSOrigins {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
@@ -271,4 +269,17 @@ func (c *Config) Issuer(realm string) string {
 		base = c.KeycloakURL
 	}
 	return strings.TrimRight(base, "/") + "/realms/" + realm
+}
+
+// bindMaxHeaderKiB and validMaxHeaderKiB describe --max-header-kib once
+// for the service and the FHIR proxy, which share its variable.
+func bindMaxHeaderKiB(fs *pflag.FlagSet, p *int, def int) {
+	fs.IntVar(p, "max-header-kib", def, "largest request headers accepted, in KiB; over it the answer is a 431 naming the largest header (a token of a user in 100 communities is under 8 KiB)")
+}
+
+func validMaxHeaderKiB(n int) []error {
+	if n < 8 || n > 1024 {
+		return []error{fmt.Errorf("--max-header-kib %d: must be between 8 and 1024", n)}
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ type Proxy struct {
 	Realm           string
 	UpstreamTimeout time.Duration
 	MaxBodyMiB      int
+	MaxHeaderKiB    int
 	LogLevel        string
 
 	KeycloakURL       string
@@ -44,6 +45,7 @@ var proxyEnvName = map[string]string{
 	"realm":              "COMMUNITIES_PROXY_REALM",
 	"upstream-timeout":   "COMMUNITIES_PROXY_UPSTREAM_TIMEOUT",
 	"max-body-mib":       "COMMUNITIES_PROXY_MAX_BODY_MIB",
+	"max-header-kib":     "COMMUNITIES_MAX_HEADER_KIB",
 	"log-level":          "COMMUNITIES_LOG_LEVEL",
 	"keycloak-url":       "KEYCLOAK_URL",
 	"issuer-base-url":    "COMMUNITIES_ISSUER_BASE_URL",
@@ -61,7 +63,7 @@ func DefaultProxy() Proxy {
 	d := Default()
 	return Proxy{
 		Listen: ":8082", BasePath: "/fhir", Realm: "terminology", UpstreamTimeout: 30 * time.Second, MaxBodyMiB: 32,
-		LogLevel: d.LogLevel, KeycloakURL: d.KeycloakURL, KeycloakTimeout: d.KeycloakTimeout, Audience: d.Audience,
+		MaxHeaderKiB: d.MaxHeaderKiB, LogLevel: d.LogLevel, KeycloakURL: d.KeycloakURL, KeycloakTimeout: d.KeycloakTimeout, Audience: d.Audience,
 		Algorithms: d.Algorithms, TokenCacheSize: d.TokenCacheSize, PermissionsSystem: d.PermissionsSystem,
 	}
 }
@@ -78,6 +80,7 @@ func BindProxy(fs *pflag.FlagSet, c *Proxy) {
 	fs.StringVar(&c.Realm, "realm", d.Realm, "Keycloak realm whose tokens the proxy accepts")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", d.UpstreamTimeout, "timeout of each call to the FHIR server")
 	fs.IntVar(&c.MaxBodyMiB, "max-body-mib", d.MaxBodyMiB, "largest request or FHIR server answer passed on, in MiB (answers are judged whole)")
+	bindMaxHeaderKiB(fs, &c.MaxHeaderKiB, d.MaxHeaderKiB)
 	fs.StringVar(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.KeycloakURL, "keycloak-url", d.KeycloakURL, "base URL the proxy uses to reach Keycloak (JWKS)")
 	fs.StringVar(&c.IssuerBaseURL, "issuer-base-url", "", "base URL in the tokens' iss claim, when clients reach Keycloak by another name than --keycloak-url (default: --keycloak-url)")
@@ -127,6 +130,7 @@ func (c *Proxy) Validate() error {
 		errs = append(errs, errors.New("--audience must not be empty: tokens meant for other services must be refused"))
 	}
 	errs = append(errs, validAlgorithms(c.Algorithms)...)
+	errs = append(errs, validMaxHeaderKiB(c.MaxHeaderKiB)...)
 	if c.TokenCacheSize <= 0 || c.MaxBodyMiB <= 0 || c.UpstreamTimeout <= 0 || c.KeycloakTimeout <= 0 {
 		errs = append(errs, errors.New("--token-cache-size, --max-body-mib, --upstream-timeout and --keycloak-timeout must be positive"))
 	}

@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"github.com/nhs-terminology/communities/internal/auth"
+	"github.com/nhs-terminology/communities/internal/headerlimit"
+	"github.com/nhs-terminology/communities/internal/metrics"
 	"github.com/nhs-terminology/communities/internal/problem"
 	"github.com/nhs-terminology/communities/pkg/decision"
 )
@@ -64,7 +66,12 @@ type Options struct {
 	Client *http.Client
 	// MaxBody bounds request and upstream response bodies.
 	MaxBody int64
-	Logger  *slog.Logger
+	// MaxHeaderBytes limits a request's headers; over it the answer is a
+	// problem+json 431 naming the largest header, logged and counted in
+	// Metrics. 0: no limit but the http.Server's.
+	MaxHeaderBytes int
+	Metrics        *metrics.Proxy
+	Logger         *slog.Logger
 }
 
 // Proxy is the enforcing proxy's HTTP handler.
@@ -84,6 +91,9 @@ func New(o Options) *Proxy {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewProxy()
 	}
 	o.BasePath = "/" + strings.Trim(o.BasePath, "/")
 	return &Proxy{opts: o, upstream: strings.TrimRight(o.Upstream, "/"), log: o.Logger}
@@ -127,6 +137,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.log.Info("fhir request", attrs...)
 	}()
+	// First, as the service does: a token too large to accept is the one
+	// failure its holder cannot see the cause of (issue 14).
+	if e, over := headerlimit.Check(r.Header, p.opts.MaxHeaderBytes); over {
+		p.opts.Metrics.OversizedHeaders.WithLabelValues(e.Kind()).Inc()
+		p.log.Warn("request headers too large", append(e.LogAttrs(), "request_id", c.requestID)...)
+		p.fail(c, http.StatusRequestHeaderFieldsTooLarge, e.Detail())
+		return
+	}
 	p.serve(c)
 }
 

@@ -2,10 +2,17 @@ package fhirproxy
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nhs-terminology/communities/internal/metrics"
+	"github.com/nhs-terminology/communities/internal/problem"
 	"github.com/nhs-terminology/communities/pkg/decision"
 )
 
@@ -90,6 +97,36 @@ func TestFilterBundle(t *testing.T) {
 		got, total := ids(out)
 		if !slices.Equal(got, c.want) || total != c.total {
 			t.Errorf("%s %s: %v total=%v, want %v total=%v", c.scope, c.authorities, got, total, c.want, c.total)
+		}
+	}
+}
+
+// TestOversizedHeaders: headers over the limit are refused first, with a
+// problem+json 431 naming the largest header, and counted; Go's server
+// would say nothing (issue 14).
+func TestOversizedHeaders(t *testing.T) {
+	m := metrics.NewProxy()
+	p := New(Options{Upstream: "http://up/fhir", MaxHeaderBytes: 8 << 10, Metrics: m})
+	ask := func(header, value string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "/elsewhere", nil)
+		r.Header.Set(header, value)
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, r)
+		return w
+	}
+	if w := ask("Authorization", "Bearer "+strings.Repeat("t", 7<<10)); w.Code != http.StatusNotFound {
+		t.Errorf("under the limit: %d, want the 404 of a path outside the FHIR API", w.Code)
+	}
+	w := ask("Authorization", "Bearer "+strings.Repeat("t", 8<<10))
+	var pd problem.Details
+	if err := json.Unmarshal(w.Body.Bytes(), &pd); err != nil || w.Code != http.StatusRequestHeaderFieldsTooLarge ||
+		w.Header().Get("Content-Type") != problem.ContentType || !strings.Contains(pd.Detail, "the largest is Authorization") {
+		t.Errorf("over the limit: %d %s %s", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+	ask("X-Padding", strings.Repeat("p", 9<<10))
+	for kind, want := range map[string]float64{"authorization": 1, "other": 1, "cookie": 0} {
+		if got := testutil.ToFloat64(m.OversizedHeaders.WithLabelValues(kind)); got != want {
+			t.Errorf("counted %v of %s, want %v", got, kind, want)
 		}
 	}
 }

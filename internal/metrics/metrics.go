@@ -79,10 +79,7 @@ func New() *Metrics {
 			Name: "communities_decision_near_miss_labels_total",
 			Help: "Decisions that met a label system almost equal to the permissions system (another scheme, case or a trailing slash); such labels restrict resources to wildcard holders.",
 		}),
-		OversizedHeaders: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "communities_request_headers_too_large_total",
-			Help: "Requests refused with 431 because their headers exceeded --max-header-kib, by the largest header (authorization, cookie, other).",
-		}, []string{"largest"}),
+		OversizedHeaders: oversizedHeaders(),
 	}
 	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound, m.Decisions, m.NearMissSystems, m.OversizedHeaders)
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.KeycloakCalls, m.RecoveryRuns, m.Recovered, m.RecoveryErrors,
@@ -90,12 +87,42 @@ func New() *Metrics {
 	return m
 }
 
+// oversizedHeaders is the one description of the 431 counter, which the
+// service and the FHIR proxy both keep.
+func oversizedHeaders() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "communities_request_headers_too_large_total",
+		Help: "Requests refused with 431 because their headers exceeded --max-header-kib, by the largest header (authorization, cookie, other).",
+	}, []string{"largest"})
+}
+
+// Proxy holds what the FHIR proxy counts: its own registry, apart from
+// the service's, since it runs as a process of its own.
+type Proxy struct {
+	Registry *prometheus.Registry
+	// OversizedHeaders is as Metrics.OversizedHeaders.
+	OversizedHeaders *prometheus.CounterVec
+}
+
+// NewProxy registers the proxy's collectors, with Go runtime and process
+// ones.
+func NewProxy() *Proxy {
+	m := &Proxy{Registry: prometheus.NewRegistry(), OversizedHeaders: oversizedHeaders()}
+	m.Registry.MustRegister(m.OversizedHeaders, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in Prometheus' text format.
+func (m *Proxy) Handler() http.Handler { return handler(m.Registry) }
+
 // ObserveKeycloak records one call to Keycloak.
 func (m *Metrics) ObserveKeycloak(method string, status int, took time.Duration) {
 	m.KeycloakCalls.WithLabelValues(method, strconv.Itoa(status)).Observe(took.Seconds())
 }
 
 // Handler serves the registry in Prometheus' text format.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+func (m *Metrics) Handler() http.Handler { return handler(m.Registry) }
+
+func handler(r *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(r, promhttp.HandlerOpts{Registry: r})
 }

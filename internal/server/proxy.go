@@ -10,6 +10,8 @@ import (
 	"github.com/nhs-terminology/communities/internal/auth"
 	"github.com/nhs-terminology/communities/internal/config"
 	"github.com/nhs-terminology/communities/internal/fhirproxy"
+	"github.com/nhs-terminology/communities/internal/headerlimit"
+	"github.com/nhs-terminology/communities/internal/metrics"
 	"github.com/nhs-terminology/communities/pkg/decision"
 )
 
@@ -32,6 +34,7 @@ func NewProxy(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Proxy, 
 		return nil, fmt.Errorf("--required-claims: %w", err)
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m := metrics.NewProxy()
 	h := fhirproxy.New(fhirproxy.Options{
 		Upstream: cfg.Upstream, BasePath: cfg.BasePath, PublicBase: cfg.PublicBaseURL, Realm: cfg.Realm,
 		Verifier:       newVerifier(bg, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize),
@@ -39,9 +42,22 @@ func NewProxy(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Proxy, 
 		Decisions:      decision.Config{System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels},
 		Client:         &http.Client{Timeout: cfg.UpstreamTimeout},
 		MaxBody:        int64(cfg.MaxBodyMiB) << 20,
+		MaxHeaderBytes: cfg.MaxHeaderKiB << 10,
+		Metrics:        m,
 		Logger:         log,
 	})
-	return &Proxy{cfg: cfg, log: log, handler: h, cancel: cancel}, nil
+	// /metrics beside the FHIR API, as the service serves it beside its
+	// own; not a ServeMux, whose path cleaning and redirects would come
+	// before the proxy's own reading of the path.
+	metricsHandler := m.Handler()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
+			metricsHandler.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	return &Proxy{cfg: cfg, log: log, handler: handler, cancel: cancel}, nil
 }
 
 // Handler is the proxy's HTTP handler.
@@ -57,7 +73,7 @@ func (p *Proxy) Run(ctx context.Context, ready func(addr string)) error {
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      2*p.cfg.UpstreamTimeout + time.Minute,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    32 << 10,
+		MaxHeaderBytes:    headerlimit.ServerLimit(p.cfg.MaxHeaderKiB << 10),
 	}, 20*time.Second, func(addr string) {
 		p.log.Info("FHIR proxy listening", "addr", addr, "realm", p.cfg.Realm, "base_path", p.cfg.BasePath)
 		if ready != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/config"
 	"github.com/nhs-terminology/communities/internal/core"
+	"github.com/nhs-terminology/communities/internal/headerlimit"
 	"github.com/nhs-terminology/communities/internal/metrics"
 	"github.com/nhs-terminology/communities/pkg/decision"
 )
@@ -126,7 +127,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		IdleTimeout:       2 * time.Minute,
 		// Well above --max-header-kib, so that the API's own check, which
 		// answers 431 with a reason, logs and counts it, is what callers meet.
-		MaxHeaderBytes: 4*s.cfg.MaxHeaderKiB<<10 + 4096,
+		MaxHeaderBytes: headerlimit.ServerLimit(s.cfg.MaxHeaderKiB << 10),
 	}, s.cfg.ShutdownTimeout, func(addr string) {
 		s.log.Info("listening", "addr", addr, "realms", s.cfg.Realms, "keycloak", s.cfg.KeycloakURL)
 		if ready != nil {

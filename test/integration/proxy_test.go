@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -412,8 +413,8 @@ func TestProxyCommand(t *testing.T) {
 	port := freePort(t)
 	cmd := exec.Command(binary(t), "proxy")
 	cmd.Env = append(os.Environ(), "KEYCLOAK_URL="+env.KeycloakURL, "COMMUNITIES_PROXY_UPSTREAM="+fhir,
-		"COMMUNITIES_PROXY_REALM="+realm.Name, "COMMUNITIES_PROXY_LISTEN=127.0.0.1:"+port)
-	var log strings.Builder
+		"COMMUNITIES_PROXY_REALM="+realm.Name, "COMMUNITIES_PROXY_LISTEN=127.0.0.1:"+port, "COMMUNITIES_MAX_HEADER_KIB=16")
+	var log syncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -442,11 +443,52 @@ func TestProxyCommand(t *testing.T) {
 		t.Errorf("the proxy's log does not say why it denied:\n%s", log.String())
 	}
 
+	// A token over the limit (shared with serve's COMMUNITIES_MAX_HEADER_KIB)
+	// is refused with a reason, logged and counted, where Go's server would
+	// answer a bare 431 and say nothing (issue 14).
+	big := consumer + strings.Repeat("x", 20<<10)
+	resp := harness.DoFHIR(t, "GET", base+"/ValueSet/"+id, big, nil).Expect(t, 431)
+	var pd map[string]any
+	resp.JSON(t, &pd)
+	if detail, _ := pd["detail"].(string); resp.Header.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(detail, "the largest is Authorization") || !strings.Contains(detail, "too many roles or scopes") {
+		t.Errorf("431 answer %s %s", resp.Header.Get("Content-Type"), resp.Body)
+	}
+	metrics := string(harness.Do(t, "GET", "http://127.0.0.1:"+port+"/metrics", "", nil).Expect(t, 200).Body)
+	if !strings.Contains(metrics, `communities_request_headers_too_large_total{largest="authorization"} 1`) {
+		t.Errorf("the proxy's /metrics does not count the 431:\n%s", metrics)
+	}
+	harness.Eventually(t, 10*time.Second, "the proxy to log the 431", func() bool {
+		return strings.Contains(log.String(), `"msg":"request headers too large"`)
+	})
+	if strings.Contains(log.String(), big[len(consumer):len(consumer)+64]) {
+		t.Errorf("the proxy's log holds the oversized header:\n%s", log.String())
+	}
+
 	// Without an upstream it will not start.
 	out, err := exec.Command(binary(t), "proxy", "--realm", realm.Name).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "COMMUNITIES_PROXY_UPSTREAM") {
 		t.Errorf("proxy without --upstream: %v\n%s", err, out)
 	}
+}
+
+// syncBuffer collects a process's output, which its copying goroutine
+// writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // freePort is a port nothing listens on just now.
