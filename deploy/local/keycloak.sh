@@ -71,29 +71,23 @@ EXT_DIR="$REPO_DIR/deploy/keycloak-extension"
 EXT_JAR="$KC_HOME/providers/communities-keycloak-extension.jar"
 
 extension_hash() {
-	(cd "$EXT_DIR" && find src META-INF -type f | sort | xargs sha256sum | sha256sum | cut -c1-16)
+	(cd "$EXT_DIR" && find src META-INF build.sh -type f | sort | xargs sha256sum | sha256sum | cut -c1-16)
 }
 
 # extension compiles the project's Keycloak extension (the community
-# privileges token mapper and the drift check's survey endpoint) against the distribution's own jars, so it needs
-# no download and always matches KEYCLOAK_VERSION.
+# privileges token mapper, the one-transaction create and the drift check's
+# survey) with its build.sh against the distribution's own jars, so it
+# needs no download and always matches KEYCLOAK_VERSION.
 extension() {
-	local h tmp
+	local h jdk
 	h="$(extension_hash)"
 	if [[ -f "$EXT_JAR" && "$(cat "$KC_HOME/.communities-extension" 2>/dev/null)" == "$h" ]]; then
 		return 0
 	fi
 	log "compiling the Keycloak extension (deploy/keycloak-extension)"
-	tmp="$(mktemp -d)"
-	local jdk
 	jdk="$(find_java 21 "Keycloak $KEYCLOAK_VERSION")"
 	[[ -x "$jdk/bin/javac" ]] || die "$jdk has no javac; the Keycloak extension needs a JDK"
-	"$jdk/bin/javac" --release 17 -cp "$KC_HOME/lib/lib/main/*:$KC_HOME/lib/lib/boot/*" -d "$tmp" \
-		$(find "$EXT_DIR/src" -name '*.java') || { rm -rf "$tmp"; die "the Keycloak extension did not compile"; }
-	cp -r "$EXT_DIR/META-INF" "$tmp/"
-	"$jdk/bin/jar" --create --file "$EXT_JAR.tmp" -C "$tmp" . || { rm -rf "$tmp"; die "could not package the Keycloak extension"; }
-	rm -rf "$tmp"
-	mv "$EXT_JAR.tmp" "$EXT_JAR"
+	JAVA_HOME="$jdk" "$EXT_DIR/build.sh" "$KC_HOME" "$EXT_JAR" || die "the Keycloak extension did not build"
 	echo "$h" >"$KC_HOME/.communities-extension"
 }
 

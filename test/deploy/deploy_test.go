@@ -153,6 +153,11 @@ func TestKubernetesManifests(t *testing.T) {
 // compose is the part of docker-compose.yml the test reads.
 type compose struct {
 	Services map[string]struct {
+		Build struct {
+			Context    string            `json:"context"`
+			Dockerfile string            `json:"dockerfile"`
+			Args       map[string]string `json:"args"`
+		} `json:"build"`
 		Image       string            `json:"image"`
 		Command     []string          `json:"command"`
 		Environment map[string]string `json:"environment"`
@@ -171,8 +176,35 @@ func TestComposeMatchesLocalStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := harness.Versions()
-	if got := c.Services["keycloak"].Image; got != "keycloak/keycloak:"+v["KEYCLOAK_VERSION"] {
-		t.Errorf("compose runs %s, deploy/versions.env pins Keycloak %s", got, v["KEYCLOAK_VERSION"])
+	// Keycloak is built with the project's extension and admin theme, from
+	// the pinned version, as the local stack runs it.
+	kcBuild := c.Services["keycloak"].Build
+	if kcBuild.Context != ".." || kcBuild.Dockerfile != "deploy/keycloak/Dockerfile" || kcBuild.Args["KEYCLOAK_VERSION"] != v["KEYCLOAK_VERSION"] ||
+		c.Services["keycloak"].Image != "communities-keycloak:"+v["KEYCLOAK_VERSION"] {
+		t.Errorf("compose's Keycloak is %+v %s, not deploy/keycloak/Dockerfile at Keycloak %s", kcBuild, c.Services["keycloak"].Image, v["KEYCLOAK_VERSION"])
+	}
+	dockerfile, err := os.ReadFile(filepath.Join(deployDir, "keycloak", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"ARG KEYCLOAK_VERSION=" + v["KEYCLOAK_VERSION"] + "\n",
+		"FROM keycloak/keycloak:${KEYCLOAK_VERSION} AS keycloak\n",
+		// The same scripts as the local stack's, so the image holds what the tests ran.
+		"/src/deploy/keycloak-extension/build.sh /opt/keycloak ",
+		"/src/deploy/local/admin-theme.sh build",
+		"/opt/keycloak/providers/", "/opt/keycloak/themes/communities",
+	} {
+		if !bytes.Contains(dockerfile, []byte(want)) {
+			t.Errorf("deploy/keycloak/Dockerfile lacks %q", want)
+		}
+	}
+	local, err := os.ReadFile(filepath.Join(deployDir, "local", "keycloak.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(local, []byte(`"$EXT_DIR/build.sh"`)) {
+		t.Error("deploy/local/keycloak.sh no longer builds the extension with deploy/keycloak-extension/build.sh")
 	}
 	if got := c.Services["postgres"].Image; got != "postgres:"+v["POSTGRES_MAJOR"] {
 		t.Errorf("compose runs %s, deploy/versions.env pins PostgreSQL %s", got, v["POSTGRES_MAJOR"])
@@ -211,10 +243,6 @@ func TestComposeMatchesLocalStack(t *testing.T) {
 	}
 	if kc.Environment["KC_PROXY_HEADERS"] != "xforwarded" {
 		t.Error("Keycloak behind nginx must honour X-Forwarded-* (as deploy/local/keycloak.sh does)")
-	}
-	local, err := os.ReadFile(filepath.Join(deployDir, "local", "keycloak.sh"))
-	if err != nil {
-		t.Fatal(err)
 	}
 	if !bytes.Contains(local, []byte("--proxy-headers=xforwarded")) {
 		t.Error("deploy/local/keycloak.sh no longer passes --proxy-headers=xforwarded")
