@@ -14,8 +14,8 @@ import (
 // Excess describes headers over their limit.
 type Excess struct {
 	Total, Limit int
-	// Largest is the largest header's name as the request spelled it
-	// after Go's canonicalisation; LargestBytes is its size on the wire.
+	// Largest is the largest header's canonical name (Go's, as in
+	// http.Header); LargestBytes is its size on the wire.
 	Largest      string
 	LargestBytes int
 }
