@@ -31,15 +31,15 @@ import (
 var deployDir = filepath.Join(harness.RepoDir(), "deploy")
 
 // build runs kustomize on dir and decodes every object strictly (unknown
-// or misspelt fields fail) into its API type.
-func build(t *testing.T, dir string) map[string]any {
+// or misspelt fields fail) into its API type, by kind in the order built.
+func build(t *testing.T, dir string) map[string][]any {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	objs := map[string]any{}
+	objs := map[string][]any{}
 	for _, r := range res.Resources() {
 		raw, err := r.AsYAML()
 		if err != nil {
@@ -71,7 +71,7 @@ func build(t *testing.T, dir string) map[string]any {
 		if err := yaml.UnmarshalStrict(raw, obj); err != nil {
 			t.Errorf("%s %s: %v", r.GetKind(), r.GetName(), err)
 		}
-		objs[r.GetKind()] = obj
+		objs[r.GetKind()] = append(objs[r.GetKind()], obj)
 	}
 	return objs
 }
@@ -81,11 +81,11 @@ func TestKubernetesManifests(t *testing.T) {
 	objs := build(t, filepath.Join(deployDir, "k8s", "overlays", "example"))
 	for _, kind := range []string{"Deployment", "Service", "ConfigMap", "Secret", "Job", "PodDisruptionBudget",
 		"HorizontalPodAutoscaler", "NetworkPolicy", "Ingress"} {
-		if objs[kind] == nil {
+		if len(objs[kind]) == 0 {
 			t.Errorf("the example overlay has no %s", kind)
 		}
 	}
-	d := objs["Deployment"].(*appsv1.Deployment)
+	d := objs["Deployment"][0].(*appsv1.Deployment)
 	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
 		t.Error("Deployment must run at least 2 replicas")
 	}
@@ -104,8 +104,8 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Error("the grace period must exceed the service's shutdown timeout (20s)")
 	}
 	// Generated names (hash suffixes) must be what the pods refer to.
-	secret := objs["Secret"].(*corev1.Secret)
-	cm := objs["ConfigMap"].(*corev1.ConfigMap)
+	secret := objs["Secret"][0].(*corev1.Secret)
+	cm := objs["ConfigMap"][0].(*corev1.ConfigMap)
 	var refs []string
 	for _, e := range c.EnvFrom {
 		if e.SecretRef != nil {
@@ -133,21 +133,65 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("Secret sets %s, which the service does not read", k)
 		}
 	}
-	job := objs["Job"].(*batchv1.Job)
+	job := objs["Job"][0].(*batchv1.Job)
 	if args := job.Spec.Template.Spec.Containers[0].Args; strings.Join(args, " ") != "migrate up" {
 		t.Errorf("migration job runs %v", args)
 	}
-	ing := objs["Ingress"].(*networkingv1.Ingress)
-	route := regexp.MustCompile(ing.Spec.Rules[0].HTTP.Paths[0].Path)
-	for path, service := range map[string]bool{
-		"/realms/terminology/communities": true, "/auth/realms/terminology/communities/NDD": true,
-		"/realms/terminology/communities-authz/decision": true, "/realms/terminology/system-accounts": true, "/realms/terminology/authz/protection/resource_set": false,
-		"/realms/terminology/protocol/openid-connect/token": false,
+	for path, want := range map[string]string{
+		"/realms/terminology/communities":                        "communities /realms/terminology/communities",
+		"/auth/realms/terminology/communities/NDD":               "communities /auth/realms/terminology/communities/NDD",
+		"/realms/terminology/communities-authz/decision":         "communities /realms/terminology/communities-authz/decision",
+		"/realms/terminology/system-accounts":                    "communities /realms/terminology/system-accounts",
+		"/realms/terminology/authz/protection/resource_set":      "keycloak /realms/terminology/authz/protection/resource_set",
+		"/realms/terminology/protocol/openid-connect/token":      "keycloak /realms/terminology/protocol/openid-connect/token",
+		"/auth/realms/terminology/protocol/openid-connect/token": "keycloak /realms/terminology/protocol/openid-connect/token",
+		"/auth/admin/master/console/":                            "keycloak /admin/master/console/",
+		"/authority":                                             "keycloak /authority",
 	} {
-		if route.MatchString(path) != service {
-			t.Errorf("Ingress sends %s to the service: %v, want %v", path, !service, service)
+		if got := ingressRoute(t, objs["Ingress"], path); got != want {
+			t.Errorf("the Ingresses send %s to %s, want %s", path, got, want)
 		}
 	}
+}
+
+// ingressRoute is where ingress-nginx sends path, as "service path": with
+// use-regex it writes every path of the host as a case-insensitive regex
+// anchored at the start, longest path first, and the first match wins;
+// rewrite-target replaces the path with the match's groups
+// (kubernetes.github.io/ingress-nginx/user-guide/ingress-path-matching).
+func ingressRoute(t *testing.T, ingresses []any, path string) string {
+	t.Helper()
+	type rule struct {
+		re      *regexp.Regexp
+		length  int
+		rewrite string
+		backend string
+	}
+	var rules []rule
+	for _, o := range ingresses {
+		ing := o.(*networkingv1.Ingress)
+		if ing.Annotations["nginx.ingress.kubernetes.io/use-regex"] != "true" {
+			t.Fatalf("Ingress %s: without use-regex its paths are prefixes, which this test does not model", ing.Name)
+		}
+		for _, r := range ing.Spec.Rules {
+			for _, p := range r.HTTP.Paths {
+				rules = append(rules, rule{regexp.MustCompile("(?i)^" + p.Path), len(p.Path),
+					ing.Annotations["nginx.ingress.kubernetes.io/rewrite-target"], p.Backend.Service.Name})
+			}
+		}
+	}
+	slices.SortStableFunc(rules, func(a, b rule) int { return b.length - a.length })
+	for _, r := range rules {
+		m := r.re.FindStringSubmatchIndex(path)
+		if m == nil {
+			continue
+		}
+		if r.rewrite == "" {
+			return r.backend + " " + path
+		}
+		return r.backend + " " + string(r.re.ExpandString(nil, r.rewrite, path, m))
+	}
+	return "nowhere"
 }
 
 // compose is the part of docker-compose.yml the test reads.
