@@ -1,6 +1,7 @@
 package fhirproxy
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/nhs-terminology/communities/internal/auth"
 	"github.com/nhs-terminology/communities/internal/metrics"
 	"github.com/nhs-terminology/communities/internal/problem"
 	"github.com/nhs-terminology/communities/pkg/decision"
@@ -129,4 +131,99 @@ func TestOversizedHeaders(t *testing.T) {
 			t.Errorf("counted %v of %s, want %v", got, kind, want)
 		}
 	}
+}
+
+// TestHeadIsReadAsTheServerReadsIt: the labels judged are those a FHIR
+// server reading names exactly stores from the same bytes, which the proxy
+// sends on as they are (the review of 2026-11-24: "Meta", "System" and
+// "ſystem" were read as "meta" and "system").
+func TestHeadIsReadAsTheServerReadsIt(t *testing.T) {
+	const s = decision.DefaultSystem
+	labels := `[{"system":"` + s + `","code":"A.read"}]`
+	for body, want := range map[string]string{
+		`{"resourceType":"CodeSystem","meta":{"security":[]},"Meta":{"security":` + labels + `}}`:                            "",
+		`{"resourceType":"CodeSystem","meta":{"security":[{"system":"http://other","System":"` + s + `","code":"A.read"}]}}`: "http://other|A.read",
+		`{"resourceType":"CodeSystem","meta":{"security":[{"system":"http://other","ſystem":"` + s + `","code":"A.read"}]}}`: "http://other|A.read",
+		`{"resourceType":"CodeSystem","meta":{"security":` + labels + `}}`:                                                   s + "|A.read",
+	} {
+		h, err := parseHead([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		var got []string
+		for _, l := range h.Meta.Security {
+			got = append(got, l.System+"|"+l.Code)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("%s: labels %v, want %q", body, got, want)
+		}
+	}
+	for _, body := range []string{
+		`{"resourceType":"CodeSystem","meta":{"security":[]},"meta":{"security":` + labels + `}}`,
+		`{"resourceType":"CodeSystem","meta":{"security":[{"system":"http://other","system":"` + s + `","code":"A.read"}]}}`,
+		"{\"resourceType\":\"CodeSystem\",\"id\":\"\xff\"}",
+	} {
+		if _, err := parseHead([]byte(body)); err == nil {
+			t.Errorf("%s: read, want refused", body)
+		}
+	}
+}
+
+func TestConditionalReference(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"resourceType":"Provenance","target":[{"reference":"CodeSystem?name=secret"}]}`:                       "CodeSystem?name=secret",
+		`{"resourceType":"Provenance","target":[{"display":"x","reference":"http://h/fhir/CodeSystem?url=x"}]}`: "http://h/fhir/CodeSystem?url=x",
+		`{"resourceType":"Provenance","agent":[{"who":{"reference":"Practitioner?identifier=1"}}]}`:             "Practitioner?identifier=1",
+		`{"resourceType":"Provenance","target":[{"reference":"CodeSystem/x"}],"reason":"why?"}`:                 "",
+		`{"resourceType":"Provenance","reference":{"a":"b?"},"x":["reference","y?"]}`:                           "",
+		`{"resourceType":"Provenance","text":{"div":"reference"},"note":"a?"}`:                                  "",
+	} {
+		got, err := conditionalReference([]byte(body))
+		if err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", body, got, err, want)
+		}
+	}
+}
+
+// TestWritesWithConditionalReferencesAreRefused: neither a create, an
+// update nor a patch passes a conditional reference on.
+func TestWritesWithConditionalReferencesAreRefused(t *testing.T) {
+	sent := 0
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			sent++
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = w.Write([]byte(`{"resourceType":"Provenance","id":"p","meta":{"versionId":"1"},"target":[{"reference":"CodeSystem/x"}]}`))
+	}))
+	defer up.Close()
+	p := New(Options{Upstream: up.URL + "/fhir", BasePath: "/fhir", Realm: "r",
+		Verifier: verifierOf{decision.Parse("", []string{"FHIR_READ", "FHIR_WRITE"})}})
+	cond := `{"resourceType":"Provenance","id":"p","target":[{"reference":"CodeSystem?name=secret"}]}`
+	for _, c := range []struct{ method, path, contentType, body string }{
+		{http.MethodPost, "/fhir/Provenance", "application/fhir+json", cond},
+		{http.MethodPut, "/fhir/Provenance/p", "application/fhir+json", cond},
+		{http.MethodPatch, "/fhir/Provenance/p", "application/json-patch+json", `[{"op":"replace","path":"/target/0/reference","value":"CodeSystem?name=secret"}]`},
+	} {
+		r := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+		r.Header.Set("Authorization", "Bearer t")
+		r.Header.Set("Content-Type", c.contentType)
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, r)
+		if w.Code != http.StatusNotImplemented || !strings.Contains(w.Body.String(), "CodeSystem?name=secret") {
+			t.Errorf("%s %s: %d %s", c.method, c.path, w.Code, w.Body)
+		}
+	}
+	if sent != 0 {
+		t.Errorf("%d writes reached the FHIR server", sent)
+	}
+}
+
+// verifierOf accepts any token as a principal holding privs.
+type verifierOf struct{ privs *decision.Privileges }
+
+func (v verifierOf) Verify(context.Context, string, string) (*auth.Principal, error) {
+	return &auth.Principal{Subject: "u", Privileges: v.privs}, nil
 }

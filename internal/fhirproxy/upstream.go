@@ -2,13 +2,14 @@ package fhirproxy
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/go-json-experiment/json"
 
 	"github.com/nhs-terminology/communities/pkg/decision"
 )
@@ -118,6 +119,13 @@ type head struct {
 	} `json:"meta"`
 }
 
+// parseHead reads what the proxy judges of a resource the way a FHIR
+// server reads it: names matched exactly, a duplicate name or invalid UTF-8
+// refused (encoding/json/v2's defaults). The body sent on is the one
+// judged, byte for byte, so the proxy must not read labels the server
+// does not: encoding/json would take "Meta" or "ſystem" for "meta" or
+// "system", and the last of two duplicates, which a server reading names
+// exactly ignores or reads otherwise.
 func parseHead(raw []byte) (*head, error) {
 	var h head
 	if err := json.Unmarshal(raw, &h); err != nil {

@@ -1,12 +1,14 @@
 package fhirproxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
 
+	"github.com/go-json-experiment/json/jsontext"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
 	"github.com/nhs-terminology/communities/pkg/decision"
@@ -40,11 +42,15 @@ func (p *Proxy) body(c *call, jsonPatch bool) ([]byte, bool) {
 	return raw, true
 }
 
-// content parses a resource to store and checks it is of typ (and id).
+// content parses a resource to store and checks it is of typ (and id),
+// and that it holds no conditional reference.
 func (p *Proxy) content(c *call, raw []byte, typ, id string) (*head, bool) {
 	h, err := parseHead(raw)
 	if err != nil {
 		p.fail(c, http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	if !p.noConditionalReference(c, raw) {
 		return nil, false
 	}
 	if h.ResourceType != typ {
@@ -58,9 +64,51 @@ func (p *Proxy) content(c *call, raw []byte, typ, id string) (*head, bool) {
 	return h, true
 }
 
+// noConditionalReference refuses a resource to store that holds a
+// conditional reference ("CodeSystem?name=x"): a FHIR server resolves it
+// by a search of its own, which no label filters, and the stored reference
+// (or the server's error when the search finds none, or several) tells the
+// caller what the search found, as a conditional create would.
+func (p *Proxy) noConditionalReference(c *call, raw []byte) bool {
+	ref, err := conditionalReference(raw)
+	switch {
+	case err != nil:
+		p.fail(c, http.StatusBadRequest, "not a FHIR resource in JSON: "+err.Error())
+		return false
+	case ref != "":
+		p.refuse(c, "a conditional reference ("+ref+") is not passed on: the FHIR server would resolve it by a search that reaches resources the caller may not read")
+		return false
+	}
+	return true
+}
+
+// conditionalReference returns the first value of a member named
+// "reference" anywhere in raw that holds a "?", the mark of a search.
+func conditionalReference(raw []byte) (string, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(raw))
+	afterReference := false
+	for {
+		tok, err := dec.ReadToken()
+		if err == io.EOF {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		// In an object, an odd count of tokens read means tok was a name.
+		kind, n := dec.StackIndex(dec.StackDepth())
+		isName := kind == '{' && n%2 == 1
+		if !isName && afterReference && tok.Kind() == '"' && strings.Contains(tok.String(), "?") {
+			return tok.String(), nil
+		}
+		afterReference = isName && tok.String() == "reference"
+	}
+}
+
 // denyWrite answers a denied write: as a missing resource when the caller
-// may not even read the stored instance, so a write cannot probe for
-// existence; with the reason otherwise.
+// may not even read the stored instance, so that the answer says nothing
+// of its labels or content; with the reason otherwise. (A PUT to a free
+// id creates, so existence itself is not hidden: docs/fhir.md.)
 func (p *Proxy) denyWrite(c *call, d decision.Decision, stored *head, typ, id string) {
 	if stored != nil && !p.readable(c, stored) {
 		p.notFound(c, typ, id)
@@ -155,6 +203,7 @@ func (p *Proxy) patch(c *call, typ, id string) {
 	if err == nil {
 		h, err = parseHead(patched)
 	}
+
 	if err != nil || h.ResourceType != typ || h.ID != id {
 		// Says nothing of the stored content unless it may be read.
 		if !p.readable(c, stored) {
@@ -167,6 +216,11 @@ func (p *Proxy) patch(c *call, typ, id string) {
 	d := p.decide(c, decision.Request{ResourceType: typ, Interaction: decision.Update, Security: stored.Meta.Security, NewSecurity: h.Meta.Security})
 	if !d.Allowed {
 		p.denyWrite(c, d, stored, typ, id)
+		return
+	}
+	// Judged after the decision, so that it says nothing of an instance
+	// the caller may not write.
+	if !p.noConditionalReference(c, patched) {
 		return
 	}
 	header := http.Header{}

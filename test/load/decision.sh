@@ -5,8 +5,9 @@
 #
 #   test/load/decision.sh SERVICE_URL REALM TOKEN [DURATION] [CONNECTIONS]
 #
-# e.g. with `make run` going:
-#   TOKEN=$(curl -s localhost:8080/realms/terminology/protocol/openid-connect/token \
+# e.g. with `make run` going (the token from the front door, whose URL is the
+# issuer the service checks):
+#   TOKEN=$(curl -s localhost:8000/realms/terminology/protocol/openid-connect/token \
 #     -d grant_type=password -d client_id=terminology-client -d username=consumer -d password=consumer-pass | jq -r .access_token)
 #   test/load/decision.sh http://localhost:8081 terminology "$TOKEN"
 set -euo pipefail
