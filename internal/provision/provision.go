@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/label"
 )
 
 // File is the provisioning format (YAML or JSON).
@@ -48,10 +49,11 @@ func Parse(data []byte) (*File, error) {
 		if c.Label == "" || c.Name == "" {
 			return nil, fmt.Errorf("communities file: community %d needs label and name", i+1)
 		}
-		if seen[c.Label] {
+		// Labels are unique ignoring case, as the registry keeps them.
+		if seen[label.Key(c.Label)] {
 			return nil, fmt.Errorf("communities file: label %s appears twice", c.Label)
 		}
-		seen[c.Label] = true
+		seen[label.Key(c.Label)] = true
 	}
 	return &f, nil
 }
@@ -107,7 +109,9 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 	var plan []Action
 	listed := map[string]bool{}
 	for _, c := range f.Communities {
-		listed[c.Label] = true
+		// A community the file names in another case is listed: it is a
+		// conflict to fix, never one to prune.
+		listed[label.Key(c.Label)] = true
 		row, err := p.svc.Get(ctx, f.Realm, c.Label)
 		if errors.Is(err, community.ErrNotFound) {
 			plan = append(plan, Action{Kind: "create", Label: c.Label, Detail: c.Name})
@@ -166,7 +170,7 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 			return nil, err
 		}
 		for _, e := range existing {
-			if listed[e.Label] {
+			if listed[label.Key(e.Label)] {
 				continue
 			}
 			a := Action{Kind: "delete", Label: e.Label, Detail: e.Name}

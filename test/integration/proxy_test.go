@@ -296,6 +296,11 @@ func TestProxy(t *testing.T) {
 		if !strings.Contains(rule(resp), "XXX.write") {
 			t.Errorf("planting XXX.write: %s", resp)
 		}
+		// Nor by showing the proxy other labels than the FHIR server reads:
+		// it reads "meta" exactly, and ignores "Meta".
+		smuggled := vs()
+		smuggled["Meta"] = vs("NDD.read", "NDD.write")["meta"]
+		pf.via(t, "approver", "PUT", "/ValueSet/"+id, smuggled).Expect(t, 403)
 		patch := func(who string, ops string) *harness.Response {
 			return pf.via(t, who, "PATCH", "/ValueSet/"+id, ops, "Content-Type", "application/json-patch+json")
 		}
@@ -367,6 +372,8 @@ func TestProxy(t *testing.T) {
 			{"PUT", "/ValueSet?url=http://x", harness.Resource("ValueSet", "x"), 501, nil},
 			{"DELETE", "/ValueSet?url=http://x", nil, 501, nil},
 			{"POST", "/ValueSet", harness.Resource("ValueSet", ""), 501, []string{"If-None-Exist", "url=http://x"}},
+			{"POST", "/Provenance", map[string]any{"resourceType": "Provenance", "recorded": "2026-01-01T00:00:00Z",
+				"target": []map[string]string{{"reference": "CodeSystem?_id=" + nddRead}}, "agent": []map[string]any{{"who": map[string]string{"display": "test"}}}}, 501, nil},
 			{"GET", "/ValueSet?_elements=id", nil, 400, nil},
 			{"GET", "/ValueSet/" + open + "?_summary=true", nil, 400, nil},
 			{"GET", "/Provenance?target.publisher=x", nil, 400, nil},
