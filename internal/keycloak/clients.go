@@ -87,8 +87,11 @@ func (c *Client) CreateSystemClient(ctx context.Context, realm string, s SystemC
 		return "", classify("grant roles to "+s.ClientID, err)
 	}
 	cred, err := c.gc.GetClientSecret(ctx, tok, realm, id)
-	if err != nil || cred.Value == nil {
+	if err != nil {
 		return "", classify("read the secret of "+s.ClientID, err)
+	}
+	if cred.Value == nil {
+		return "", fmt.Errorf("read the secret of %s: %w: the answer holds no secret", s.ClientID, ErrUnavailable)
 	}
 	return *cred.Value, nil
 }
@@ -167,8 +170,13 @@ func (c *Client) RotateSystemClientSecret(ctx context.Context, realm, clientID s
 		return "", err
 	}
 	cred, err := c.gc.RegenerateClientSecret(ctx, tok, realm, s.ID)
-	if err != nil || cred.Value == nil {
+	if err != nil {
 		return "", classify("rotate the secret of "+clientID, err)
+	}
+	// Keycloak has replaced the secret; without the new one in the
+	// answer, no one has it, so this must not pass for success.
+	if cred.Value == nil {
+		return "", fmt.Errorf("rotate the secret of %s: %w: the answer holds no secret", clientID, ErrUnavailable)
 	}
 	return *cred.Value, nil
 }

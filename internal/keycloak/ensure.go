@@ -89,7 +89,7 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 // ensureOwnerPermissions checks the community's admin policies and
 // permissions; repair makes what is missing.
 func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts, repair bool, note func(string, string, bool)) error {
-	base, err := c.permissionsBase(ctx, tok, s.Realm)
+	base, err := c.permissionsBase(ctx, tok, s.Realm, repair)
 	if errors.Is(err, errPermissionsOff) {
 		note("admin permissions of realm "+s.Realm, "not enabled", false)
 		return nil

@@ -47,8 +47,10 @@ type policyRep struct {
 }
 
 // permissionsBase is the admin-permissions client's authorization path in
-// realm, enabling admin permissions on the realm first if they are off.
-func (c *Client) permissionsBase(ctx context.Context, tok, realm string) (string, error) {
+// realm. With enable (a create or a repair, never a check that only
+// reports) it switches the realm's admin permissions on if they are off;
+// otherwise, and for a read-only client, off is errPermissionsOff.
+func (c *Client) permissionsBase(ctx context.Context, tok, realm string, enable bool) (string, error) {
 	c.mu.Lock()
 	base, ok := c.fgap[realm]
 	c.mu.Unlock()
@@ -65,7 +67,7 @@ func (c *Client) permissionsBase(ctx context.Context, tok, realm string) (string
 		return "", fmt.Errorf("read realm %s: %w", realm, err)
 	}
 	if !rep.AdminPermissionsEnabled || rep.AdminPermissionsClient == nil {
-		if c.opts.ReadOnly {
+		if c.opts.ReadOnly || !enable {
 			return "", errPermissionsOff
 		}
 		if _, err := c.raw(ctx, tok, http.MethodPut, pathEscape(realm), map[string]any{"adminPermissionsEnabled": true}, nil); err != nil {
@@ -82,8 +84,8 @@ func (c *Client) permissionsBase(ctx context.Context, tok, realm string) (string
 	return base, nil
 }
 
-// errPermissionsOff: the realm's admin permissions are off and a
-// read-only client may not switch them on.
+// errPermissionsOff: the realm's admin permissions are off and the caller
+// may not switch them on.
 var errPermissionsOff = errors.New("admin permissions are not enabled in the realm")
 
 // findPolicy looks a policy or permission up by exact name.
@@ -159,7 +161,7 @@ func (c *Client) createPolicy(ctx context.Context, tok, base, kind string, body 
 // and change their group membership (the user side of joining a group),
 // and browse the root group in the console's group picker.
 func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, rootID string) (string, error) {
-	base, err := c.permissionsBase(ctx, tok, realm)
+	base, err := c.permissionsBase(ctx, tok, realm, true)
 	if err != nil {
 		return "", err
 	}
@@ -279,7 +281,7 @@ func (c *Client) revokeOwners(ctx context.Context, tok, realm, id string, d Desi
 		}
 		if base == "" {
 			var err error
-			if base, err = c.permissionsBase(ctx, tok, realm); err != nil {
+			if base, err = c.permissionsBase(ctx, tok, realm, false); err != nil {
 				return err
 			}
 		}
