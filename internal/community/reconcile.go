@@ -184,10 +184,15 @@ func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]Dr
 }
 
 // ourMarker is a group's marker if this service could have set it, else
-// "": registry ids are UUIDs, so a group marked otherwise is someone
-// else's, reported and left alone.
+// "": registry ids are UUIDs in their canonical form (lower case, with
+// hyphens, as uuid.UUID.String writes them), so a group marked otherwise
+// is someone else's, reported and left alone. uuid.Parse alone also takes
+// "urn:uuid:…", "{…}" and upper case, which PostgreSQL's uuid type
+// refuses in part (failing the whole pass) and which this service never
+// writes.
 func ourMarker(id string) string {
-	if _, err := uuid.Parse(id); err != nil {
+	u, err := uuid.Parse(id)
+	if err != nil || u.String() != id {
 		return ""
 	}
 	return id

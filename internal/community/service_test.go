@@ -991,6 +991,10 @@ func TestReconcile(t *testing.T) {
 	// A marker that is no registry id was set by someone else: the group
 	// is foreign, and the check of the realm goes on.
 	f.idp.Add(realm, fakeidp.Group, "/Communities/ODD", "not-a-uuid")
+	// So was a UUID in another form than the canonical one this service
+	// writes (PostgreSQL refuses "urn:uuid:…", failing the whole pass).
+	f.idp.Add(realm, fakeidp.Group, "/Communities/BRACED", "{"+uuid.NewString()+"}")
+	f.idp.Add(realm, fakeidp.Group, "/Communities/URN", "urn:uuid:"+uuid.NewString())
 	until := time.Now().Add(time.Minute)
 	flight := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "FLIGHT", LabelKey: "flight", Name: "Flight",
 		NameKey: "flight", State: community.StateCreating, LeaseUntil: &until}
@@ -1017,7 +1021,7 @@ func TestReconcile(t *testing.T) {
 	if !slices.Equal(rep.Drift["NDD"], want) || len(rep.Drift) != 1 {
 		t.Errorf("drift %v, want %v", rep.Drift, want)
 	}
-	wantOrphans := []community.Orphan{{Label: "HAND"}, {Label: "ODD"}, {Label: "ORPHAN", ID: orphan}}
+	wantOrphans := []community.Orphan{{Label: "BRACED"}, {Label: "HAND"}, {Label: "ODD"}, {Label: "ORPHAN", ID: orphan}, {Label: "URN"}}
 	if !slices.Equal(rep.Orphans, wantOrphans) || rep.OrphansRemoved != 0 || rep.Repair {
 		t.Errorf("orphans %+v removed %d, want %+v", rep.Orphans, rep.OrphansRemoved, wantOrphans)
 	}
@@ -1045,8 +1049,10 @@ func TestReconcile(t *testing.T) {
 	if left := f.of("ORPHAN"); len(left) > 0 {
 		t.Errorf("repair left the orphan's %v", left)
 	}
-	if f.idp.ID(realm, fakeidp.Group, "/Communities/HAND") == "" {
-		t.Error("repair removed a group made by hand")
+	for _, hand := range []string{"HAND", "BRACED", "URN"} {
+		if f.idp.ID(realm, fakeidp.Group, "/Communities/"+hand) == "" {
+			t.Errorf("repair removed group %s, made by hand", hand)
+		}
 	}
 	if len(f.of("FLIGHT")) != len(artefactsOfNDD) {
 		t.Errorf("repair touched an operation in flight: %v", f.of("FLIGHT"))
@@ -1069,7 +1075,7 @@ func TestReconcile(t *testing.T) {
 	}
 
 	reports, _, err = f.svc.Reconcile(ctx, []string{realm}, false)
-	if err != nil || reports[0].Drift["NDD"] != nil || !slices.Equal(reports[0].Orphans, []community.Orphan{{Label: "HAND"}, {Label: "ODD"}}) {
+	if err != nil || reports[0].Drift["NDD"] != nil || !slices.Equal(reports[0].Orphans, []community.Orphan{{Label: "BRACED"}, {Label: "HAND"}, {Label: "ODD"}, {Label: "URN"}}) {
 		t.Errorf("after repair: %+v %v", reports, err)
 	}
 
