@@ -77,7 +77,8 @@ func TestAPILevel(t *testing.T) {
 
 		{name: "v1 per type", scope: "user/CodeSystem.read", in: Read, allowed: true, rule: RuleUnlabelled},
 		{name: "v1 per type other type", scope: "user/CodeSystem.read", typ: "ValueSet", in: Read, rule: RuleNoAPIAccess},
-		{name: "v1 patient context", scope: "patient/ValueSet.write", typ: "ValueSet", in: Update, allowed: true, rule: RuleUnlabelled},
+		{name: "patient context grants nothing", scope: "patient/ValueSet.write patient/*.read", typ: "ValueSet", in: Update, rule: RuleNoAPIAccess},
+		{name: "patient context does not read", scope: "patient/*.read", typ: "ValueSet", in: Read, rule: RuleNoAPIAccess},
 		{name: "v1 star grants all", scope: "system/*.*", in: Delete, allowed: true, rule: RuleUnlabelled},
 		{name: "v1 star per type", scope: "user/ConceptMap.*", typ: "ConceptMap", in: Search, allowed: true, rule: RuleUnlabelled},
 		{name: "type-specific grant explains", scope: "system/*.read user/CodeSystem.read", in: Read, allowed: true, rule: RuleUnlabelled, api: "user/CodeSystem.read"},

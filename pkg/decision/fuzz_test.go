@@ -11,7 +11,7 @@ import (
 // (regular expressions, string building, linear scans) so that the fuzz
 // targets compare two independent implementations, not one with itself.
 var (
-	refSMART     = regexp.MustCompile(`^(?:user|patient|system)/([A-Z][A-Za-z]*|\*)\.(read|write|\*|c?r?u?d?s?)$`)
+	refSMART     = regexp.MustCompile(`^(?:user|system)/([A-Z][A-Za-z]*|\*)\.(read|write|\*|c?r?u?d?s?)$`)
 	refGrouping  = regexp.MustCompile(`^grouping/([A-Za-z0-9_]{1,64})\.(read|write)$`)
 	refAuthority = regexp.MustCompile(`^PERM_([A-Za-z0-9_]{1,64})_(READ|WRITE)$`)
 )

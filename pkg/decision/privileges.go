@@ -99,7 +99,11 @@ func (p *Privileges) addScope(s string) {
 		} else if c, ok := strings.CutSuffix(rest, ".write"); ok {
 			addCommunity(&p.write, &p.writeAll, c, c == "*", s)
 		}
-	case "user", "patient", "system":
+	// A patient/ scope grants only within one patient's compartment,
+	// which these rules cannot evaluate (like a v2 ?query restriction):
+	// granting the type without it would widen the token, so it grants
+	// nothing.
+	case "user", "system":
 		typ, perm, ok := strings.Cut(rest, ".")
 		if !ok || !validType(typ) {
 			return
