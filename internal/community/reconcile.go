@@ -83,30 +83,16 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		if len(survey.Suspects[row.ID]) == 0 {
 			continue
 		}
-		if active, err := s.stillActive(ctx, &row); err != nil {
-			return rep, err
-		} else if !active {
-			continue
-		}
-		drift, art, err := s.kc.Ensure(ctx, s.spec(&row), repair)
+		drift, active, err := s.ensureActive(ctx, &row, repair)
 		if err != nil {
 			return rep, fmt.Errorf("reconcile %s/%s: %w", realm, row.Label, err)
 		}
-		if active, err := s.stillActive(ctx, &row); err != nil {
-			return rep, err
-		} else if len(drift) == 0 || !active {
+		if len(drift) == 0 || !active {
 			continue
 		}
 		rep.Drift[row.Label] = drift
 		s.log.WarnContext(ctx, "community drifted from its definition", "realm", realm, "label", row.Label,
 			"drift", fmt.Sprint(drift), "repair", repair)
-		if repair {
-			if err := s.store.SetArtifacts(ctx, row.ID, art); err != nil {
-				return rep, err
-			}
-			s.audit(ctx, &AuditEvent{Realm: realm, Action: "repair", Label: row.Label, Name: row.Name,
-				ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
-		}
 	}
 	for _, g := range survey.Groups {
 		if row, ok := byLabel[g.Label]; ok && row.ID == g.ID {
@@ -169,18 +155,50 @@ func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]Dr
 	if err != nil {
 		return nil, err
 	}
-	drift, art, err := s.kc.Ensure(ctx, s.spec(row), repair)
-	if err != nil {
-		return drift, fault.Upstream("Keycloak could not check community "+row.Label+"", err)
+	drift, active, err := s.ensureActive(ctx, row, repair)
+	if err == nil && !active {
+		return nil, fmt.Errorf("%w: %s is being deleted", ErrNotFound, row.Label)
 	}
-	if repair && len(drift) > 0 {
-		if err := s.store.SetArtifacts(ctx, row.ID, art); err != nil {
-			return drift, err
+	return drift, err
+}
+
+// ensureActive compares row's artefacts with their definition, and with
+// repair makes what is missing, while row is the active community of its
+// label; active says whether it still was. A repair holds the community's
+// lock, which a delete takes to leave the active state: without it, a
+// repair that found the row active could re-make what a delete removed
+// meanwhile, leaving artefacts with no row. A check that only reports
+// reads the state again afterwards instead, so that a delete begun
+// meanwhile is not reported as drift.
+func (s *Service) ensureActive(ctx context.Context, row *Community, repair bool) (drift []Drift, active bool, err error) {
+	run := func(ctx context.Context) error {
+		if active, err = s.stillActive(ctx, row); err != nil || !active {
+			return err
 		}
-		s.audit(ctx, &AuditEvent{Realm: realm, Action: "repair", Label: row.Label, Name: row.Name,
+		var art Artifacts
+		if drift, art, err = s.kc.Ensure(ctx, s.spec(row), repair); err != nil {
+			return fault.Upstream("Keycloak could not check community "+row.Label, err)
+		}
+		if !repair {
+			active, err = s.stillActive(ctx, row)
+			return err
+		}
+		if len(drift) == 0 {
+			return nil
+		}
+		if err := s.store.SetArtifacts(ctx, row.ID, art); err != nil {
+			return err
+		}
+		s.audit(ctx, &AuditEvent{Realm: row.Realm, Action: "repair", Label: row.Label, Name: row.Name,
 			ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
+		return nil
 	}
-	return drift, nil
+	if !repair {
+		err = run(ctx)
+	} else {
+		err = s.store.WithCommunityLock(ctx, row.ID, run)
+	}
+	return drift, active, err
 }
 
 // ourMarker is a group's marker if this service could have set it, else

@@ -304,7 +304,12 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 		return nil, err
 	}
 	lease := time.Now().UTC().Add(s.opts.Lease)
-	switch err := s.store.Transition(ctx, row.ID, StateActive, StateDeleting, nil, &lease, nil, ""); {
+	// Under the community's lock, so that a repair under way finishes
+	// before the delete begins, and none begins after (ensureActive).
+	err = s.store.WithCommunityLock(ctx, row.ID, func(ctx context.Context) error {
+		return s.store.Transition(ctx, row.ID, StateActive, StateDeleting, nil, &lease, nil, "")
+	})
+	switch {
 	case errors.Is(err, ErrStateChanged):
 		return nil, fmt.Errorf("%w: %s is being deleted by another request", ErrNotFound, row.Label)
 	case err != nil:

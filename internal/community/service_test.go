@@ -1230,3 +1230,57 @@ func TestReconcileConfirmsSuspects(t *testing.T) {
 		t.Errorf("orphans %+v, want HAND and LOST", got)
 	}
 }
+
+// TestRepairAndDeleteDoNotInterleave: a delete that arrives while a repair
+// makes a community's missing artefacts waits for it, then removes all of
+// them; it never lets the repair re-make what it removed, which left
+// artefacts without a row that blocked the label (the review of
+// 2026-11-24). The same holds for Check with repair, which apply uses.
+func TestRepairAndDeleteDoNotInterleave(t *testing.T) {
+	for _, via := range []string{"Reconcile", "Check"} {
+		t.Run(via, func(t *testing.T) {
+			store, idp := memstore.New(), &racingIDP{IDP: fakeidp.New()}
+			svc := community.New(store, idp, options(time.Minute))
+			desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", ServiceDesk: true}
+			ctx := t.Context()
+			if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "NDD", Name: "N"}); err != nil {
+				t.Fatal(err)
+			}
+			idp.Delete(realm, fakeidp.Group, "/Communities/NDD/consumer")
+			deleted := make(chan error, 1)
+			idp.onEnsure = func(community.Spec) {
+				idp.onEnsure = nil
+				go func() {
+					_, err := svc.Delete(ctx, realm, desk, community.DeleteRequest{Label: "NDD"})
+					deleted <- err
+				}()
+				// Let the delete run to its end if nothing holds it back
+				// (as before the fix); with the lock it waits for the
+				// repair, and this only waits a little.
+				select {
+				case err := <-deleted:
+					deleted <- err
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			var err error
+			if via == "Reconcile" {
+				_, _, err = svc.Reconcile(ctx, []string{realm}, true)
+			} else {
+				_, err = svc.Check(ctx, realm, "NDD", true)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-deleted; err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			if left := slices.DeleteFunc(idp.Artefacts(realm), func(a string) bool { return !strings.Contains(a, "NDD") }); len(left) > 0 {
+				t.Errorf("after the delete, Keycloak holds %v", left)
+			}
+			if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "NDD", Name: "N again"}); err != nil {
+				t.Errorf("create NDD again: %v", err)
+			}
+		})
+	}
+}
