@@ -22,6 +22,7 @@ package decision
 import (
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // DefaultSystem is the code system of Ontoserver's permission labels.
@@ -371,7 +372,15 @@ func (c Config) classify(l Coding, d *Decision) (kind labelKind, community strin
 	}
 	switch {
 	case l.System == system || l.System == "" && c.SystemlessLabels:
-	case l.System != "" && nearMiss(l.System, system):
+	case l.System == "":
+		// Without --systemless-labels a label with no system is not a
+		// permission label, but one shaped like it ("NDD.read") is almost
+		// certainly meant as one: ignored, it would open the resource.
+		if labelShaped(l.Code) {
+			return invalidLabel, ""
+		}
+		return notPermission, ""
+	case nearMiss(l.System, system):
 		if d.NearMiss == "" {
 			d.NearMiss = l.System
 		}
@@ -389,15 +398,36 @@ func (c Config) classify(l Coding, d *Decision) (kind labelKind, community strin
 	return readLabel, community
 }
 
+// labelShaped reports whether code looks like a permission label in any
+// letter case: it ends in ".read" or ".write".
+func labelShaped(code string) bool {
+	code = strings.TrimSpace(code)
+	for _, suffix := range [...]string{".read", ".write"} {
+		if len(code) > len(suffix) && strings.EqualFold(code[len(code)-len(suffix):], suffix) {
+			return true
+		}
+	}
+	return false
+}
+
 // nearMiss reports whether s is the permissions system but for the case of
-// its letters, http versus https, surrounding spaces or trailing slashes:
-// almost certainly meant as it, so its labels must not be ignored.
+// its letters, http versus https, spaces or invisible characters anywhere,
+// trailing slashes, or a version, fragment or query after it: almost
+// certainly meant as it, so its labels must not be ignored.
 func nearMiss(s, system string) bool {
 	return s != system && strings.EqualFold(canonicalSystem(s), canonicalSystem(system))
 }
 
 func canonicalSystem(s string) string {
-	s = strings.TrimSpace(s)
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, s)
+	if i := strings.IndexAny(s, "|#?"); i >= 0 {
+		s = s[:i]
+	}
 	for _, scheme := range [...]string{"https://", "http://"} {
 		if len(s) >= len(scheme) && strings.EqualFold(s[:len(scheme)], scheme) {
 			s = s[len(scheme):]

@@ -184,7 +184,14 @@ func TestResourceLevel(t *testing.T) {
 
 		{name: "labels of other systems ignored", scope: read, in: Read, security: []Coding{{System: "http://example.org/other", Code: "NDD.read"}},
 			allowed: true, rule: RuleUnlabelled},
-		{name: "system-less labels ignored by default", scope: read, in: Read, security: []Coding{{Code: "NDD.read"}},
+		// Without the setting a label with no system is not a permission
+		// label, but one shaped like it restricts (fail closed); other
+		// codes without a system are ignored.
+		{name: "system-less label-shaped codes restrict by default", scope: read, in: Read, security: []Coding{{Code: "NDD.read"}},
+			rule: RuleInvalidLabel, label: "NDD.read"},
+		{name: "system-less label-shaped codes in any case restrict", scope: read + " grouping/NDD.read", in: Read, security: []Coding{{Code: " ndd.WRITE "}},
+			rule: RuleInvalidLabel, label: " ndd.WRITE "},
+		{name: "other system-less codes ignored by default", scope: read, in: Read, security: []Coding{{Code: "R"}, {Code: ".read"}},
 			allowed: true, rule: RuleUnlabelled},
 		{name: "system-less labels count when configured", cfg: Config{SystemlessLabels: true}, scope: read, in: Read,
 			security: []Coding{{Code: "NDD.read"}}, rule: RuleNoCommunityPrivilege, label: "NDD.read"},
@@ -254,6 +261,14 @@ func TestMistypedLabelsFailClosed(t *testing.T) {
 			rule: RuleInvalidLabel},
 		{name: "near miss opened by wildcard, still reported", scope: read, authorities: []string{"PERM_READ"}, in: Read,
 			security: near(DefaultSystem+"//", "NDD.read"), allowed: true, rule: RuleAllCommunities, nearMiss: DefaultSystem + "//"},
+		{name: "versioned near miss", scope: read, in: Read, security: near(DefaultSystem+"|1.0", "NDD.read"),
+			rule: RuleInvalidLabel, nearMiss: DefaultSystem + "|1.0"},
+		{name: "fragment near miss", scope: read, in: Read, security: near(DefaultSystem+"#x", "NDD.read"),
+			rule: RuleInvalidLabel, nearMiss: DefaultSystem + "#x"},
+		{name: "invisible character near miss", scope: read, in: Read, security: near("http://ontoserver.csiro.au/Code\u200bSystem/ontoserver-permissions", "NDD.read"),
+			rule: RuleInvalidLabel, nearMiss: "http://ontoserver.csiro.au/Code\u200bSystem/ontoserver-permissions"},
+		{name: "inner space near miss", scope: read, in: Read, security: near("http://ontoserver.csiro.au/CodeSystem /ontoserver-permissions", "NDD.read"),
+			rule: RuleInvalidLabel, nearMiss: "http://ontoserver.csiro.au/CodeSystem /ontoserver-permissions"},
 		{name: "a different system is no near miss", scope: read, in: Read, security: near("http://ontoserver.csiro.au/CodeSystem/other", "NDD.read"),
 			allowed: true, rule: RuleUnlabelled},
 		{name: "only *.read opens to API level", scope: read, in: Read, security: perm("*.read", "NDD.read"), allowed: true, rule: RuleOpenLabel},

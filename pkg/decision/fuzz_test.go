@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // The reference model below restates the policy as naively as possible
@@ -78,7 +79,13 @@ func refClass(cfg Config, l Coding) (kind, community string) {
 		system = DefaultSystem
 	}
 	canon := func(s string) string {
-		s = strings.TrimSpace(s)
+		var b strings.Builder
+		for _, r := range s {
+			if !unicode.IsSpace(r) && !unicode.In(r, unicode.Cf) {
+				b.WriteRune(r)
+			}
+		}
+		s = regexp.MustCompile(`[|#?].*$`).ReplaceAllString(b.String(), "")
 		for _, scheme := range []string{"https://", "http://"} {
 			if len(s) >= len(scheme) && strings.ToLower(s[:len(scheme)]) == scheme {
 				s = s[len(scheme):]
@@ -89,6 +96,8 @@ func refClass(cfg Config, l Coding) (kind, community string) {
 	}
 	switch {
 	case l.System == system || l.System == "" && cfg.SystemlessLabels:
+	case l.System == "" && regexp.MustCompile(`(?is)^.+\.(read|write)$`).MatchString(strings.TrimSpace(l.Code)):
+		return "invalid", ""
 	case l.System != "" && strings.EqualFold(canon(l.System), canon(system)):
 		return "invalid", ""
 	default:

@@ -70,6 +70,10 @@ func TestDecisionPoint(t *testing.T) {
 		{"mistyped NDD.READ", consumer, "read", []map[string]string{label("NDD.READ")}, false, "invalid-label", nil},
 		{"bare NDD beside NDD.read", consumer, "read", []map[string]string{label("NDD.read"), label("NDD")}, false, "invalid-label", nil},
 		{"near-miss system", consumer, "read", []map[string]string{{"system": decision.DefaultSystem + "/", "code": "NDD.read"}}, false, "invalid-label", nil},
+		// A second review: a versioned system and a label without a
+		// system (not taken as labels here) opened the resource.
+		{"versioned near-miss system", consumer, "read", []map[string]string{{"system": decision.DefaultSystem + "|1.0", "code": "NDD.read"}}, false, "invalid-label", nil},
+		{"label without a system", consumer, "read", []map[string]string{{"code": "XXX.read"}}, false, "invalid-label", nil},
 		{"a consumer may not create", consumer, "create", nil, false, "no-api-access", nil},
 		{"open label", consumer, "read", []map[string]string{label("*.read")}, true, "open-label", nil},
 	}
@@ -126,7 +130,7 @@ func TestDecisionPoint(t *testing.T) {
 
 	metrics := string(harness.Do(t, "GET", f.svc.URL+"/metrics", "", nil).Expect(t, 200).Body)
 	for _, want := range []string{`communities_decisions_total{outcome="allow",rule="community-privilege"}`, `communities_decisions_total{outcome="deny",rule="no-api-access"}`,
-		`communities_decisions_total{outcome="deny",rule="invalid-label"}`, "communities_decision_near_miss_labels_total 1"} {
+		`communities_decisions_total{outcome="deny",rule="invalid-label"}`, "communities_decision_near_miss_labels_total 2"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
