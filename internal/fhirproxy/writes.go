@@ -76,6 +76,10 @@ func (p *Proxy) noConditionalReference(c *call, raw []byte) bool {
 		p.fail(c, http.StatusBadRequest, "not a FHIR resource in JSON: "+err.Error())
 		return false
 	case ref != "":
+		// The caller's own text, shortened: a body may be megabytes.
+		if r := []rune(ref); len(r) > 80 {
+			ref = string(r[:80]) + "…"
+		}
 		p.refuse(c, "a conditional reference ("+ref+") is not passed on: the FHIR server would resolve it by a search that reaches resources the caller may not read")
 		return false
 	}
