@@ -33,9 +33,14 @@ type Access struct {
 func (a *Access) Console() bool { return a.CanCreate || a.ServiceDesk || len(a.Owned) > 0 }
 
 // Access tells what a may do in realm. Its cost is one paged read of the
-// caller's groups in Keycloak and one registry query, whatever the number
-// of communities.
+// caller's groups in Keycloak, one registry query, and for a token that
+// claims the service desk or creator role one call to confirm it, whatever
+// the number of communities.
 func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, error) {
+	a, err := s.opts.Roles.Confirm(ctx, s.kc, realm, a)
+	if err != nil {
+		return nil, err
+	}
 	out := &Access{Creator: a.Creator, ServiceDesk: a.ServiceDesk, CanCreate: a.Creator && a.APIAuthor || a.ServiceDesk,
 		Owned: []string{}, Memberships: map[string][]string{}}
 	if a.Subject == "" {

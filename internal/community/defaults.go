@@ -18,8 +18,9 @@ type Default struct {
 }
 
 // systemActor makes the default communities: as service desk, without
-// owners, so that service desk appoints them.
-var systemActor = Actor{ClientID: "communities-service", Username: "communities-service", ServiceDesk: true}
+// owners, so that service desk appoints them. Its authority is the
+// service's configuration, not a token: there is no role to confirm.
+var systemActor = Actor{ClientID: "communities-service", Username: "communities-service", ServiceDesk: true, Confirmed: true}
 
 // EnsureDefaults makes each default community of realm unless it exists
 // (another replica may make it at the same moment: either wins), and makes

@@ -49,15 +49,20 @@ type Actor struct {
 	APIAuthor bool
 	// Claims are the token's provenance claims, kept in the audit trail.
 	Claims map[string]string
+	// Confirmed: ServiceDesk and Creator are known to hold now, not only
+	// when the token was issued (Roles.Confirm), or the actor's authority
+	// is not a token (a pipeline's apply, with the service's own
+	// credentials).
+	Confirmed bool
 }
 
 // Options configures a Service.
 type Options struct {
 	RootGroup   string
 	FHIRClients []string
-	// CreatorRole is the realm role that, with API-level author access,
-	// lets a user create communities; it is checked live at each create.
-	CreatorRole string
+	// Roles are the realm roles of service desk and of community
+	// creators; an operation that relies on one confirms it in Keycloak.
+	Roles Roles
 	// Lease bounds one operation; a row left unfinished longer than this is
 	// recovered by whichever replica claims it first.
 	Lease  time.Duration
@@ -139,17 +144,18 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		s.audit(ctx, ev, "denied", "owners named by a caller who is not service desk")
 		return nil, fmt.Errorf("%w: only service desk may name the owners of a new community", ErrForbidden)
 	}
-	if !a.ServiceDesk {
-		// The creator role is granted on purpose and may have been taken
-		// away since the token was issued: ask Keycloak, not the token.
-		switch held, err := s.kc.HasRealmRole(ctx, realm, a.Subject, s.opts.CreatorRole); {
-		case err != nil:
-			return nil, fault.Upstream("Keycloak could not confirm the community creator role; nothing was created", err)
-		case !held:
-			s.audit(ctx, ev, "denied", "community creator role no longer held")
-			return nil, fmt.Errorf("%w: the community creator role has been taken away since this token was issued", ErrForbidden)
-		}
+	// Both roles are granted on purpose and may have been taken away since
+	// the token was issued: ask Keycloak, not the token.
+	held, err := s.opts.Roles.Confirm(ctx, s.kc, realm, a)
+	if err != nil {
+		return nil, err
 	}
+	if !(held.Creator && held.APIAuthor) && !held.ServiceDesk || (len(req.Owners) > 0 || req.Dormant) && !held.ServiceDesk {
+		lost := takenAway(a, held)
+		s.audit(ctx, ev, "denied", lost)
+		return nil, fmt.Errorf("%w: %s", ErrForbidden, lost)
+	}
+	a = held
 	// Service desk manages every community by its role: made an owner of
 	// what it creates, it would carry each community's owner privilege in
 	// its tokens until they grew too large to send. Without named owners
@@ -294,10 +300,15 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 		return nil, fmt.Errorf("%w: the registry holds {securityLabel: %q, communityName: %q}; send exactly that to delete it",
 			ErrMismatch, row.Label, row.Name)
 	}
-	if err := s.mayDelete(ctx, a, row); err != nil {
+	held, err := s.opts.Roles.Confirm(ctx, s.kc, realm, a)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mayDelete(ctx, a, held, row); err != nil {
 		s.audit(ctx, ev, "denied", err.Error())
 		return nil, err
 	}
+	a = held
 	guarded, err := s.guardDelete(ctx, a, row, req.AcceptLabelled)
 	if err != nil {
 		s.audit(ctx, ev, "refused", err.Error())
@@ -336,13 +347,17 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 }
 
 // mayDelete: service desk may delete any community; a community creator
-// only one whose owner group they are in now (not when their token was
-// issued).
-func (s *Service) mayDelete(ctx context.Context, a Actor, row *Community) error {
+// only one whose owner group they are in now. held is token a as Keycloak
+// sees it now: the roles and the ownership are those of now, not of when
+// the token was issued.
+func (s *Service) mayDelete(ctx context.Context, token, a Actor, row *Community) error {
 	if a.ServiceDesk {
 		return nil
 	}
 	if !a.Creator {
+		if lost := takenAway(token, a); lost != "" {
+			return fmt.Errorf("%w: %s", ErrForbidden, lost)
+		}
 		return fmt.Errorf("%w: deleting communities needs the service desk role, or the community creator role and ownership", ErrForbidden)
 	}
 	owner, err := s.isOwner(ctx, a, row)
@@ -412,7 +427,7 @@ func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.mayManage(ctx, a, row); err != nil {
+	if _, err := s.mayManage(ctx, a, row); err != nil {
 		return nil, err
 	}
 	out := map[string][]Member{}
@@ -450,7 +465,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	if err := validUserRef(userRef); err != nil {
 		return err
 	}
-	if err := s.mayManage(ctx, a, row); err != nil {
+	if a, err = s.mayManage(ctx, a, row); err != nil {
 		s.audit(ctx, ev, "denied", err.Error())
 		return err
 	}
@@ -511,19 +526,31 @@ func validUserRef(ref string) error {
 	return nil
 }
 
-// mayManage: service desk, or a current member of the owner group.
-func (s *Service) mayManage(ctx context.Context, a Actor, row *Community) error {
+// mayManage: service desk now, or a current member of the owner group. It
+// returns a with its service desk role confirmed.
+func (s *Service) mayManage(ctx context.Context, a Actor, row *Community) (Actor, error) {
+	held := a
 	if a.ServiceDesk {
-		return nil
+		var err error
+		if held, err = s.opts.Roles.Confirm(ctx, s.kc, row.Realm, a); err != nil {
+			return a, err
+		}
+		if held.ServiceDesk {
+			return held, nil
+		}
 	}
-	owner, err := s.isOwner(ctx, a, row)
+	owner, err := s.isOwner(ctx, held, row)
 	if err != nil {
-		return err
+		return held, err
 	}
 	if !owner {
-		return fmt.Errorf("%w: only service desk or an owner of %s may manage its members", ErrForbidden, row.Label)
+		why := "only service desk or an owner of " + row.Label + " may manage its members"
+		if lost := takenAway(a, held); lost != "" {
+			why = lost + "; " + why
+		}
+		return held, fmt.Errorf("%w: %s", ErrForbidden, why)
 	}
-	return nil
+	return held, nil
 }
 
 // isOwner asks Keycloak, not the token, whether a is in row's owner group

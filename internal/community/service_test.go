@@ -24,10 +24,11 @@ import (
 // by the integration suite; here the subject is the domain's own logic.
 
 const (
-	realm   = "unit"
-	root    = "Communities"
-	fhir    = "terminology-client"
-	creator = "community-creator"
+	realm    = "unit"
+	root     = "Communities"
+	fhir     = "terminology-client"
+	creator  = "community-creator"
+	deskRole = "service-desk"
 )
 
 type fixture struct {
@@ -43,11 +44,12 @@ func newFixture(t *testing.T, lease time.Duration) *fixture {
 	f.svc = community.New(f.store, f.idp, options(lease))
 	f.desk = community.Actor{Subject: f.idp.AddUser(realm, "service-account-service-desk"), ClientID: "service-desk",
 		Username: "service-account-service-desk", ServiceDesk: true}
+	f.idp.GrantRole(realm, f.desk.Subject, deskRole)
 	return f
 }
 
 func options(lease time.Duration) community.Options {
-	return community.Options{RootGroup: root, FHIRClients: []string{fhir}, CreatorRole: creator, Lease: lease,
+	return community.Options{RootGroup: root, FHIRClients: []string{fhir}, Roles: community.Roles{ServiceDesk: deskRole, Creator: creator}, Lease: lease,
 		Logger: slog.New(slog.DiscardHandler)}
 }
 
@@ -1167,6 +1169,7 @@ func TestReconcileConfirmsSuspects(t *testing.T) {
 	store, idp := memstore.New(), &racingIDP{IDP: fakeidp.New()}
 	svc := community.New(store, idp, options(time.Minute))
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
 	ctx := t.Context()
 	rows := map[string]*community.Community{}
 	for _, l := range []string{"NDD", "OK", "GONE", "CLEAN", "DONE", "LOST"} {
@@ -1242,6 +1245,8 @@ func TestRepairAndDeleteDoNotInterleave(t *testing.T) {
 			store, idp := memstore.New(), &racingIDP{IDP: fakeidp.New()}
 			svc := community.New(store, idp, options(time.Minute))
 			desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", ServiceDesk: true}
+			idp.GrantRole(realm, desk.Subject, deskRole)
+			idp.GrantRole(realm, desk.Subject, deskRole)
 			ctx := t.Context()
 			if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "NDD", Name: "N"}); err != nil {
 				t.Fatal(err)

@@ -224,7 +224,7 @@ type IdentityProvider interface {
 	CommunityGroup(ctx context.Context, realm, root, label string) (g Orphan, ok bool, err error)
 	ResolveUser(ctx context.Context, realm, ref string) (string, error)
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
-	HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error)
+	RoleReader
 	Members(ctx context.Context, realm, groupID string) ([]Member, error)
 	AddMember(ctx context.Context, realm, groupID, userID string) error
 	RemoveMember(ctx context.Context, realm, groupID, userID string) error

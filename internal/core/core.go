@@ -80,8 +80,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		Observe: o.ObserveKeycloak, ReadOnly: o.ReadOnly,
 	})
 	store := registry.New(db)
+	roles := community.Roles{ServiceDesk: cfg.ServiceDeskRole, Creator: cfg.CreatorRole}
 	svcOpts := community.Options{
-		RootGroup: cfg.RootGroup, FHIRClients: cfg.FHIRClients, CreatorRole: cfg.CreatorRole,
+		RootGroup: cfg.RootGroup, FHIRClients: cfg.FHIRClients, Roles: roles,
 		Lease: cfg.OperationLease, Logger: log,
 	}
 	if len(cfg.GuardFHIRURLs) > 0 {
@@ -91,7 +92,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		})
 	}
 	return &Core{cfg: cfg, db: db, store: store, kc: kc,
-		svc: community.New(store, kc, svcOpts), accounts: sysaccount.New(kc, store, log)}, nil
+		svc: community.New(store, kc, svcOpts), accounts: sysaccount.New(kc, roles, store, log)}, nil
 }
 
 // Service is the community service.

@@ -5,10 +5,12 @@ package keycloak
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,7 +110,8 @@ func (quietLogger) Warnf(string, ...any)  {}
 func (quietLogger) Debugf(string, ...any) {}
 
 // retryable retries, with backoff, calls that are safe to repeat (GET, PUT,
-// DELETE) when Keycloak did not answer or answered 5xx or 429. A POST is
+// DELETE, and the extension's cleanup, which removes only what is there)
+// when Keycloak did not answer or answered 5xx or 429. Any other POST is
 // never repeated: Keycloak may have done it before the answer was lost.
 func retryable(r *resty.Response, err error) bool {
 	if r == nil || r.Request == nil {
@@ -116,6 +119,10 @@ func retryable(r *resty.Response, err error) bool {
 	}
 	switch r.Request.Method {
 	case http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodHead:
+	case http.MethodPost:
+		if u, perr := url.Parse(r.Request.URL); perr != nil || !strings.HasSuffix(u.Path, cleanupPath) {
+			return false
+		}
 	default:
 		return false
 	}
@@ -340,31 +347,33 @@ func (c *Client) ResolveUser(ctx context.Context, realm, ref string) (string, er
 	return *users[0].ID, nil
 }
 
-// HasRealmRole reports whether user userID holds realm role role now,
-// directly or through a composite or a group: one call, whatever the number
-// of communities. A subject that is not a user id holds nothing.
-func (c *Client) HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error) {
+// HeldRoles returns which of roles user userID holds now, directly or
+// through a composite or a group: one call to the extension, whatever the
+// number of communities (the admin API's effective role mappings test
+// every realm role, two per community). A subject that is not a user id,
+// or no user, holds nothing.
+func (c *Client) HeldRoles(ctx context.Context, realm, userID string, roles []string) ([]string, error) {
 	id, err := uuid.Parse(userID)
-	if err != nil || id.String() != strings.ToLower(userID) {
-		return false, nil
+	if err != nil || id.String() != strings.ToLower(userID) || len(roles) == 0 {
+		return nil, nil
 	}
 	tok, err := c.token(ctx, realm)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	roles, err := c.gc.GetCompositeRealmRolesByUserID(ctx, tok, realm, id.String())
+	q := url.Values{"user": {id.String()}, "role": roles}
+	op := "read the realm roles of user " + userID
+	resp, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+heldPath+"?"+q.Encode(), nil, nil)
+	raw, err := extensionAnswer(op, resp, err)
 	if err != nil {
-		if statusOf(err) == http.StatusNotFound {
-			return false, nil
-		}
-		return false, classify("read realm roles of user "+userID, err)
+		return nil, err
 	}
-	for _, r := range roles {
-		if r.Name != nil && *r.Name == role {
-			return true, nil
-		}
+	var held []string
+	if err := json.Unmarshal(raw, &held); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
-	return false, nil
+	// Only what was asked counts, whatever the answer holds.
+	return slices.DeleteFunc(held, func(r string) bool { return !slices.Contains(roles, r) }), nil
 }
 
 // IsMember reports whether user userID is a direct member of group groupID.

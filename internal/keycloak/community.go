@@ -210,12 +210,13 @@ func (c *Client) forget(realm, root string) {
 }
 
 // Cleanup removes every artefact of community id (label under root) that
-// carries its marker, those an earlier version made (d.Legacy) included. It
-// is idempotent: missing artefacts are skipped, so it can undo a half-made
-// create, finish a half-done delete, or run twice. A foreign client scope
-// of a community scope's name is left in place but taken off fhirClients:
-// once the community's roles are gone it would have no role mapping, and
-// Keycloak would put it into every user's token.
+// carries its marker, those an earlier version made (d.Legacy) included, in
+// one call to the extension and one Keycloak transaction: all of it or, on
+// any error, none. It is idempotent: missing artefacts are skipped, so it
+// can undo a half-made create, finish a delete that failed, or run twice.
+// A foreign client scope of a community scope's name is left in place but
+// taken off fhirClients: once the community's roles are gone it would have
+// no role mapping, and Keycloak would put it into every user's token.
 func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhirClients []string) (community.CleanupReport, error) {
 	var rep community.CleanupReport
 	tok, err := c.token(ctx, realm)
@@ -223,75 +224,31 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 		return rep, err
 	}
 	d := Describe(community.Spec{ID: id, Realm: realm, Root: root, Label: label})
-	roleNames := append(d.RoleNames(), d.Legacy.Roles...)
-	// One read finds everything of the community's names, with ids and
-	// markers; then only deletions.
-	v, err := c.survey(ctx, tok, realm, root, label, roleNames)
+	body := removal{Root: root, Attribute: MarkerAttribute, Marker: id, Group: label, Roles: d.RoleNames(),
+		LegacyRoles: d.Legacy.Roles, PolicyMarker: markerDescription(id), Scopes: d.Legacy.Scopes, Clients: fhirClients}
+	if body.Clients == nil {
+		body.Clients = []string{}
+	}
+	// Permissions first, the reverse of the order Provision makes them:
+	// they name the groups, and each names the one before it.
+	for i := len(d.Policies) - 1; i >= 0; i-- {
+		body.Policies = append(body.Policies, d.Policies[i].Name)
+	}
+	var out struct {
+		Deleted []string `json:"deleted"`
+		Foreign []string `json:"foreign"`
+	}
+	resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+cleanupPath, body, nil)
+	raw, err := extensionAnswer("remove community "+label+" of realm "+realm, resp, err)
 	if err != nil {
 		return rep, err
 	}
-
-	// Permissions first: they name the groups, and Keycloak would delete
-	// only some of them with the groups.
-	if err := c.revokeOwners(ctx, tok, realm, id, d, v.policies, &rep); err != nil {
-		return rep, err
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return rep, fmt.Errorf("remove community %s: %w: %w", label, ErrUnavailable, err)
 	}
-
-	for _, name := range d.Legacy.Scopes {
-		sc, ok := v.scopes[name]
-		if !ok {
-			continue
-		}
-		if sc.Attributes[MarkerAttribute] != id {
-			for _, clientID := range fhirClients {
-				cid, err := c.clientUUID(ctx, tok, realm, clientID)
-				if err != nil {
-					return rep, err
-				}
-				if err := c.detachScope(ctx, tok, realm, cid, sc.ID); err != nil {
-					return rep, fmt.Errorf("detach foreign client scope %s from %s: %w", sc.Name, clientID, err)
-				}
-			}
-			rep.Foreign = append(rep.Foreign, "client scope "+sc.Name+" (taken off the FHIR clients)")
-			continue
-		}
-		// Keycloak detaches a deleted scope from the clients using it.
-		if err := c.gc.DeleteClientScope(ctx, tok, realm, sc.ID); err != nil && statusOf(err) != http.StatusNotFound {
-			return rep, classify("delete client scope "+sc.Name, err)
-		}
-		rep.Deleted = append(rep.Deleted, "client scope "+sc.Name)
-	}
-
-	path := d.Group.Path
-	switch g, ok := v.groups[path]; {
-	case !ok:
+	rep.Deleted, rep.Foreign = out.Deleted, out.Foreign
+	if group := "group " + d.Group.Path; !slices.Contains(rep.Deleted, group) && !slices.Contains(rep.Foreign, group) {
 		c.forget(realm, root) // the root group may be gone too
-	case !hasMarker(g.Attributes, id):
-		rep.Foreign = append(rep.Foreign, "group "+path)
-	default:
-		// Deleting the group deletes its children; members lose the
-		// membership, users stay.
-		if err := c.gc.DeleteGroup(ctx, tok, realm, deref(g.ID)); err != nil && statusOf(err) != http.StatusNotFound {
-			return rep, classify("delete group "+path, err)
-		}
-		rep.Deleted = append(rep.Deleted, "group "+path)
-	}
-
-	for _, name := range roleNames {
-		r, ok := v.roles[name]
-		if !ok {
-			continue
-		}
-		if !hasMarker(r.Attributes, id) {
-			if !slices.Contains(d.Legacy.Roles, name) { // a legacy name is no longer this community's business
-				rep.Foreign = append(rep.Foreign, "realm role "+name)
-			}
-			continue
-		}
-		if err := c.gc.DeleteRealmRole(ctx, tok, realm, name); err != nil && statusOf(err) != http.StatusNotFound {
-			return rep, classify("delete realm role "+name, err)
-		}
-		rep.Deleted = append(rep.Deleted, "realm role "+name)
 	}
 	return rep, nil
 }

@@ -11,7 +11,26 @@ const (
 	surveyPath    = "/communities/survey"
 	groupsPath    = "/communities/groups"
 	artefactsPath = "/communities/artefacts"
+	cleanupPath   = "/communities/cleanup"
+	heldPath      = "/communities/held"
 )
+
+// removal is what the extension's POST cleanup removes: the artefacts of
+// the names given that carry Marker (policies: whose description holds
+// PolicyMarker), policies in the order given; an unmarked scope of Scopes
+// is taken off Clients instead.
+type removal struct {
+	Root         string   `json:"root"`
+	Attribute    string   `json:"attribute"`
+	Marker       string   `json:"marker"`
+	Group        string   `json:"group"`
+	Roles        []string `json:"roles"`
+	LegacyRoles  []string `json:"legacyRoles"`
+	Policies     []string `json:"policies"`
+	PolicyMarker string   `json:"policyMarker"`
+	Scopes       []string `json:"scopes"`
+	Clients      []string `json:"clients"`
+}
 
 // artefactsBody is what the extension's POST artefacts makes, in the admin
 // API's own representations: roles, and a group with its subgroups, each

@@ -263,32 +263,3 @@ func verifyOwnPolicy(desc, ownerGroupID string) func(*policyDetail) error {
 }
 
 func markerDescription(id string) string { return MarkerAttribute + "=" + id }
-
-// revokeOwners deletes, of found (the community's policies and permissions
-// by name, from the survey), those that carry its marker (the role mapping
-// goes with the owner group).
-func (c *Client) revokeOwners(ctx context.Context, tok, realm, id string, d Desired, found map[string]policyRep, rep *community.CleanupReport) error {
-	base := ""
-	for i := len(d.Policies) - 1; i >= 0; i-- {
-		name := d.Policies[i].Name
-		p, ok := found[name]
-		if !ok {
-			continue
-		}
-		if !strings.Contains(p.Description, markerDescription(id)) {
-			rep.Foreign = append(rep.Foreign, "admin permission "+name)
-			continue
-		}
-		if base == "" {
-			var err error
-			if base, err = c.permissionsBase(ctx, tok, realm, false); err != nil {
-				return err
-			}
-		}
-		if _, err := c.raw(ctx, tok, http.MethodDelete, base+"/policy/"+p.ID, nil, nil); err != nil && statusOf(err) != http.StatusNotFound {
-			return fmt.Errorf("delete admin permission %s: %w", name, err)
-		}
-		rep.Deleted = append(rep.Deleted, "admin permission "+name)
-	}
-	return nil
-}

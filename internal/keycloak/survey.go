@@ -46,16 +46,6 @@ type surveyRep struct {
 	ClientScopes     []scopeRep      `json:"clientScopes"`
 }
 
-// survey reads community label's groups under root, the realm roles of
-// names roles and the policies of label, with ids, in one call to the
-// extension.
-func (c *Client) survey(ctx context.Context, tok, realm, root, label string, roles []string) (realmView, error) {
-	q := url.Values{"root": {root}, "attribute": {MarkerAttribute}, "policyPrefix": {policyPrefix + label + ":"},
-		"label": {label}, "role": roles}
-	resp, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+surveyPath+"?"+q.Encode(), nil, nil)
-	return decodeAnswer(realm, resp, err)
-}
-
 // surveyPage is what the extension's POST survey reads: the communities of
 // Labels, and the realm roles and policies of the names given.
 type surveyPage struct {

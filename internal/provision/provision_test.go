@@ -18,8 +18,10 @@ import (
 func TestPruneKeepsWhatTheFileNamesInAnotherCase(t *testing.T) {
 	const realm = "r"
 	idp := fakeidp.New()
-	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
+		Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}})
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, "service-desk")
 	if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: "NDD", Name: "National data dictionary"}); err != nil {
 		t.Fatal(err)
 	}

@@ -133,6 +133,7 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // Keycloak is what the service needs of Keycloak.
 type Keycloak interface {
+	community.RoleReader
 	CreateSystemClient(ctx context.Context, realm string, s keycloak.SystemClient) (string, error)
 	SystemClients(ctx context.Context, realm string) ([]keycloak.SystemClientInfo, error)
 	SystemClient(ctx context.Context, realm, clientID string) (*keycloak.SystemClientInfo, error)
@@ -144,13 +145,14 @@ type Keycloak interface {
 // desk may, and every change is audited.
 type Service struct {
 	kc    Keycloak
+	roles community.Roles
 	store *registry.Store
 	log   *slog.Logger
 }
 
 // New builds a Service.
-func New(kc Keycloak, store *registry.Store, log *slog.Logger) *Service {
-	return &Service{kc: kc, store: store, log: log}
+func New(kc Keycloak, roles community.Roles, store *registry.Store, log *slog.Logger) *Service {
+	return &Service{kc: kc, roles: roles, store: store, log: log}
 }
 
 // audit records a change, or an attempt; a failed write is logged, since
@@ -163,18 +165,34 @@ func (s *Service) audit(ctx context.Context, realm, action string, a community.A
 	}
 }
 
-func mayManage(a community.Actor) error {
+// mayManage: service desk, as Keycloak sees the caller now (the token
+// may predate the role's removal).
+func (s *Service) mayManage(ctx context.Context, realm string, a community.Actor) error {
 	if !a.ServiceDesk {
 		return fmt.Errorf("%w: only service desk manages system accounts", ErrForbidden)
 	}
+	held, err := s.roles.Confirm(ctx, s.kc, realm, a)
+	if err != nil {
+		return err
+	}
+	if !held.ServiceDesk {
+		return fmt.Errorf("%w: the service desk role has been taken away since this token was issued", ErrForbidden)
+	}
 	return nil
+}
+
+// denied records a refusal by mayManage; a failure to confirm is not one.
+func (s *Service) denied(ctx context.Context, realm, action string, a community.Actor, clientID string, err error) {
+	if errors.Is(err, ErrForbidden) {
+		s.audit(ctx, realm, action, a, clientID, "denied", err.Error())
+	}
 }
 
 // Create issues an account and returns it with its secret, which is shown
 // this once and never again.
 func (s *Service) Create(ctx context.Context, realm string, a community.Actor, r Request) (Account, string, error) {
-	if err := mayManage(a); err != nil {
-		s.audit(ctx, realm, "create-system-account", a, r.ClientID, "denied", "")
+	if err := s.mayManage(ctx, realm, a); err != nil {
+		s.denied(ctx, realm, "create-system-account", a, r.ClientID, err)
 		return Account{}, "", err
 	}
 	p, err := Validate(r)
@@ -220,7 +238,7 @@ func account(i keycloak.SystemClientInfo) Account {
 
 // List returns the realm's system accounts, without secrets.
 func (s *Service) List(ctx context.Context, realm string, a community.Actor) ([]Account, error) {
-	if err := mayManage(a); err != nil {
+	if err := s.mayManage(ctx, realm, a); err != nil {
 		return nil, err
 	}
 	infos, err := s.kc.SystemClients(ctx, realm)
@@ -236,7 +254,7 @@ func (s *Service) List(ctx context.Context, realm string, a community.Actor) ([]
 
 // Get returns one system account, without its secret.
 func (s *Service) Get(ctx context.Context, realm string, a community.Actor, clientID string) (Account, error) {
-	if err := mayManage(a); err != nil {
+	if err := s.mayManage(ctx, realm, a); err != nil {
 		return Account{}, err
 	}
 	i, err := s.kc.SystemClient(ctx, realm, clientID)
@@ -251,8 +269,8 @@ func (s *Service) Get(ctx context.Context, realm string, a community.Actor, clie
 
 // Delete removes a system account; its tokens stop being issued at once.
 func (s *Service) Delete(ctx context.Context, realm string, a community.Actor, clientID string) error {
-	if err := mayManage(a); err != nil {
-		s.audit(ctx, realm, "delete-system-account", a, clientID, "denied", "")
+	if err := s.mayManage(ctx, realm, a); err != nil {
+		s.denied(ctx, realm, "delete-system-account", a, clientID, err)
 		return err
 	}
 	err := s.kc.DeleteSystemClient(ctx, realm, clientID)
@@ -269,8 +287,8 @@ func (s *Service) Delete(ctx context.Context, realm string, a community.Actor, c
 
 // Rotate gives the account a new secret, returned this once.
 func (s *Service) Rotate(ctx context.Context, realm string, a community.Actor, clientID string) (string, error) {
-	if err := mayManage(a); err != nil {
-		s.audit(ctx, realm, "rotate-system-account-secret", a, clientID, "denied", "")
+	if err := s.mayManage(ctx, realm, a); err != nil {
+		s.denied(ctx, realm, "rotate-system-account-secret", a, clientID, err)
 		return "", err
 	}
 	secret, err := s.kc.RotateSystemClientSecret(ctx, realm, clientID)

@@ -283,11 +283,11 @@ func TestCreateMakesOntoserverCompatibleArtefacts(t *testing.T) {
 	if warmTrips > 6 {
 		t.Errorf("a warm create took %d round trips; the design needs 6", warmTrips)
 	}
-	// 9: the live ownership check, the extension's survey of the
-	// community, the four admin permissions, the group and the two roles
-	// deleted.
-	if deleteTrips > 9 {
-		t.Errorf("a delete by an owner took %d round trips; the design needs 9", deleteTrips)
+	// 3: the live creator check, the live ownership check, and the
+	// extension's cleanup (permissions, group and roles in one
+	// transaction).
+	if deleteTrips > 3 {
+		t.Errorf("a delete by an owner took %d round trips; the design needs 3", deleteTrips)
 	}
 
 	if left := f.realm.Artefacts(t, "Communities", "NDD"); len(left) > 0 {

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -292,5 +293,80 @@ func TestArtefactsAreAllOrNothing(t *testing.T) {
 	resp := harness.Do(t, "POST", u, admin, body("WHOLE", "PERM_WHOLE_READ", owner)).Expect(t, 409)
 	if !strings.Contains(string(resp.Body), "realm role PERM_WHOLE_READ") {
 		t.Errorf("conflict does not name the role: %s", resp.Body)
+	}
+}
+
+// TestCleanupIsAllOrNothing: the extension's cleanup removes a community's
+// admin permissions, group and roles in one Keycloak transaction, where the
+// admin API took 8 calls that could fail between any two. A failure at its
+// last step (a foreign client scope of the community's name to be taken off
+// a client that does not exist) leaves everything as it was, and a caller
+// without the rights removes nothing. The delete then removes it all and
+// keeps the foreign scope.
+func TestCleanupIsAllOrNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "WHOLE", "Removed whole").Expect(t, 201)
+	admin := f.realm.AdminToken(t)
+	gc, realm := f.realm.GC, f.realm.Name
+	if _, err := gc.CreateClientScope(ctx, admin, realm, gocloak.ClientScope{Name: gocloak.StringP("grouping/WHOLE.read"),
+		Protocol: gocloak.StringP("openid-connect")}); err != nil {
+		t.Fatal(err)
+	}
+	clients, err := gc.GetClients(ctx, admin, realm, gocloak.GetClientsParams{ClientID: gocloak.StringP("admin-permissions")})
+	if err != nil || len(clients) != 1 {
+		t.Fatalf("admin-permissions client: %v %v", clients, err)
+	}
+	policies := func() []string {
+		var found []struct{ Name string }
+		harness.Do(t, "GET", f.env.KeycloakURL+"/admin/realms/"+realm+"/clients/"+*clients[0].ID+
+			"/authz/resource-server/policy?first=0&max=100&name=community:WHOLE:", admin, nil).Expect(t, 200).JSON(t, &found)
+		var names []string
+		for _, p := range found {
+			names = append(names, p.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	before, beforePolicies := f.realm.Artefacts(t, "Communities", "WHOLE"), policies()
+	if len(before) != 4 || len(beforePolicies) != 4 {
+		t.Fatalf("before: %v, %v", before, beforePolicies)
+	}
+	id := f.row(t, "WHOLE").ID
+	body := func(client string) map[string]any {
+		return map[string]any{"root": "Communities", "attribute": keycloak.MarkerAttribute, "marker": id, "group": "WHOLE",
+			"roles": []string{"PERM_WHOLE_READ", "PERM_WHOLE_WRITE"}, "legacyRoles": []string{"PERM_WHOLE_OWNER"},
+			"policies":     []string{"community:WHOLE:membership", "community:WHOLE:view", "community:WHOLE:membership-admins", "community:WHOLE:owners"},
+			"policyMarker": keycloak.MarkerAttribute + "=" + id, "scopes": []string{"grouping/WHOLE.read", "grouping/WHOLE.write"},
+			"clients": []string{client}}
+	}
+	u := f.env.KeycloakURL + "/admin/realms/" + realm + "/communities/cleanup"
+	for _, c := range []struct {
+		why    string
+		token  string
+		body   map[string]any
+		status int
+	}{
+		{"a client to take the foreign scope off that does not exist, the last step", admin, body("no-such-client"), 404},
+		{"a consumer", f.realm.UserToken(t, "consumer"), body("terminology-client"), 403},
+		{"no token", "", body("terminology-client"), 401},
+		{"no marker", admin, map[string]any{"root": "Communities", "group": "WHOLE"}, 400},
+	} {
+		harness.Do(t, "POST", u, c.token, c.body).Expect(t, c.status)
+		if after, afterPolicies := f.realm.Artefacts(t, "Communities", "WHOLE"), policies(); !slices.Equal(after, before) || !slices.Equal(afterPolicies, beforePolicies) {
+			t.Errorf("%s: Keycloak holds %v, %v; before %v, %v", c.why, after, afterPolicies, before, beforePolicies)
+		}
+	}
+	if f.row(t, "WHOLE") == nil {
+		t.Fatal("the row went")
+	}
+
+	harness.Do(t, "DELETE", f.base+"/WHOLE", sd, nil).Expect(t, 204)
+	if left := f.realm.Artefacts(t, "Communities", "WHOLE"); !slices.Equal(left, []string{"scope grouping/WHOLE.read"}) {
+		t.Errorf("the delete left %v; want only the foreign scope", left)
+	}
+	if left := policies(); len(left) > 0 {
+		t.Errorf("the delete left the admin permissions %v", left)
 	}
 }

@@ -206,7 +206,6 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 	f.create(t, creator, "UNSEEN", "Not asked about").Expect(t, 201)
 	base := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name + "/communities"
 	groupsURL := base + "/groups?root=Communities&attribute=" + keycloak.MarkerAttribute
-	oneURL := base + "/survey?root=Communities&attribute=" + keycloak.MarkerAttribute + "&policyPrefix=community:SEEN:&label=SEEN"
 	policies := []string{"community:SEEN:membership", "community:SEEN:membership-admins", "community:SEEN:owners", "community:SEEN:view"}
 	page := map[string]any{"root": "Communities", "attribute": keycloak.MarkerAttribute, "labels": []string{"SEEN"},
 		"roles": []string{"PERM_SEEN_READ", "PERM_SEEN_WRITE", "FHIR_READ"}, "policies": policies}
@@ -220,16 +219,12 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 		if got := harness.Do(t, "GET", groupsURL, tok.token, nil).Status; got != tok.status {
 			t.Errorf("GET groups with %s: %d, want %d", tok.who, got, tok.status)
 		}
-		if got := harness.Do(t, "GET", oneURL, tok.token, nil).Status; got != tok.status {
-			t.Errorf("GET survey with %s: %d, want %d", tok.who, got, tok.status)
-		}
 		if got := harness.Do(t, "POST", base+"/survey", tok.token, page).Status; got != tok.status {
 			t.Errorf("POST survey with %s: %d, want %d", tok.who, got, tok.status)
 		}
 	}
 
 	admin := f.realm.AdminToken(t)
-	harness.Do(t, "GET", base+"/survey?root=Communities&attribute=x&policyPrefix=community:", admin, nil).Expect(t, 400) // no label
 	harness.Do(t, "GET", base+"/groups?root=Communities", admin, nil).Expect(t, 400)
 	harness.Do(t, "POST", base+"/survey", admin, map[string]any{"root": "Communities", "attribute": "x"}).Expect(t, 400)
 	harness.Do(t, "POST", base+"/survey", admin, map[string]any{"root": "Communities", "attribute": "x",
@@ -297,16 +292,6 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 	slices.Sort(names)
 	if !got.AdminPermissions || !slices.Equal(names, policies) {
 		t.Errorf("survey admin permissions %v, policies %v; want %v", got.AdminPermissions, names, policies)
-	}
-
-	// One community, for a delete: the same, with ids.
-	var one struct {
-		Groups   []struct{ ID, Path string }
-		Policies []struct{ ID, Name string }
-	}
-	harness.Do(t, "GET", oneURL+"&role=PERM_SEEN_READ", admin, nil).Expect(t, 200).JSON(t, &one)
-	if len(one.Groups) != 4 || len(one.Policies) != 4 || one.Groups[0].ID == "" || one.Policies[0].ID == "" {
-		t.Errorf("one community's survey: %+v, want its 4 groups and 4 policies with ids", one)
 	}
 }
 

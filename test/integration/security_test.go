@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	"github.com/Nerzal/gocloak/v13"
+	"github.com/google/uuid"
 
+	"github.com/nhs-terminology/communities/internal/keycloak"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -127,6 +129,88 @@ func TestCreatingNeedsAuthorAndGrantedRole(t *testing.T) {
 	if got := labels(f.list(t, stale)); slices.Contains(got, "CRSTALE") {
 		t.Errorf("a stale creator role made a community: %v", got)
 	}
+}
+
+// TestServiceDeskIsConfirmedLive: service desk's role, like the creator
+// role, counts only while Keycloak still grants it. Taken away, a token
+// issued before still names it but changes nothing: no create, delete,
+// member list or change, and no system accounts.
+func TestServiceDeskIsConfirmedLive(t *testing.T) {
+	f := newFixture(t)
+	ctx, admin := context.Background(), f.realm.AdminToken(t)
+	stale := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, stale, "DESK", "Made while service desk").Expect(t, 201)
+	clients, err := f.realm.GC.GetClients(ctx, admin, f.realm.Name, gocloak.GetClientsParams{ClientID: gocloak.StringP("service-desk")})
+	if err != nil || len(clients) != 1 {
+		t.Fatalf("service-desk client: %v %v", clients, err)
+	}
+	account, err := f.realm.GC.GetClientServiceAccount(ctx, admin, f.realm.Name, *clients[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role, err := f.realm.GC.GetRealmRole(ctx, admin, f.realm.Name, "service-desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.realm.GC.DeleteRealmRoleFromUser(ctx, admin, f.realm.Name, *account.ID, []gocloak.Role{*role}); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "the stale token's roles", realmRolesOf(t, stale), "service-desk")
+
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", f.base, map[string]string{"securityLabel": "DESK2", "communityName": "Made after"}},
+		{"DELETE", f.base + "/DESK", nil},
+		{"GET", f.base + "/DESK/members", nil},
+		{"PUT", f.base + "/DESK/consumer/consumer", nil},
+		{"GET", f.svc.URL + "/realms/" + f.realm.Name + "/system-accounts", nil},
+	} {
+		resp := harness.Do(t, c.method, c.path, stale, c.body).Expect(t, 403)
+		if !strings.Contains(string(resp.Body), "service desk role has been taken away") {
+			t.Errorf("%s %s: the refusal does not say why: %s", c.method, c.path, resp.Body)
+		}
+	}
+	if got := labels(f.list(t, stale)); !slices.Equal(got, []string{"DESK"}) {
+		t.Errorf("communities after the refusals: %v", got)
+	}
+	members, err := f.realm.GC.GetGroupMembers(ctx, admin, f.realm.Name, f.row(t, "DESK").Artifacts.ConsumerGroupID, gocloak.GetGroupsParams{})
+	if err != nil || len(members) != 0 {
+		t.Errorf("consumers after the refused change: %v (%v)", members, err)
+	}
+}
+
+// TestHeldRolesAreAsKeycloakGrantsThem: the extension's held answers which
+// of the roles named a user holds now, through groups and composites too,
+// and only to a caller who may view the user.
+func TestHeldRolesAreAsKeycloakGrantsThem(t *testing.T) {
+	f := newFixture(t)
+	admin := f.realm.AdminToken(t)
+	base := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name + "/communities/held"
+	ask := "&role=community-creator&role=service-desk&role=" + keycloak.OwnerRole
+	creator := base + "?user=" + f.realm.UserID(t, "creator") + ask
+	harness.Do(t, "GET", creator, "", nil).Expect(t, 401)
+	harness.Do(t, "GET", creator, f.realm.UserToken(t, "consumer"), nil).Expect(t, 403)
+	var held []string
+	harness.Do(t, "GET", creator, admin, nil).Expect(t, 200).JSON(t, &held)
+	if !slices.Equal(held, []string{"community-creator"}) {
+		t.Errorf("the creator holds %v; want only community-creator of those asked", held)
+	}
+	// Made an owner, the creator holds community-owner through the owner
+	// group's role mapping.
+	f.create(t, f.realm.UserToken(t, "creator"), "HELD", "Held").Expect(t, 201)
+	held = nil
+	harness.Do(t, "GET", creator, admin, nil).Expect(t, 200).JSON(t, &held)
+	if !slices.Equal(held, []string{"community-creator", keycloak.OwnerRole}) {
+		t.Errorf("the creator, an owner, holds %v", held)
+	}
+	held = nil
+	harness.Do(t, "GET", base+"?user="+uuid.NewString()+ask, admin, nil).Expect(t, 200).JSON(t, &held)
+	if len(held) != 0 {
+		t.Errorf("no user holds %v", held)
+	}
+	harness.Do(t, "GET", base+"?user="+f.realm.UserID(t, "creator"), admin, nil).Expect(t, 400)
 }
 
 // TestUnmappedScopeNeverReachesNonMembers: Keycloak puts a client scope

@@ -631,16 +631,22 @@ func (f *IDP) ResolveUser(ctx context.Context, realm, ref string) (string, error
 	return "", fmt.Errorf("user %q: %w", ref, ErrNotFound)
 }
 
-// HasRealmRole reports whether user userID was granted role; an unknown
+// HeldRoles returns which of roles user userID was granted; an unknown
 // user holds nothing.
-func (f *IDP) HasRealmRole(ctx context.Context, realm, userID, role string) (bool, error) {
+func (f *IDP) HeldRoles(ctx context.Context, realm, userID string, roles []string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := read(ctx, "read realm roles of "+userID); err != nil {
-		return false, err
+		return nil, err
 	}
 	u, ok := f.realm(realm).users[userID]
-	return ok && u.roles[role], nil
+	var held []string
+	for _, r := range roles {
+		if ok && u.roles[r] {
+			held = append(held, r)
+		}
+	}
+	return held, nil
 }
 
 // Members lists the members of group groupID, by username.

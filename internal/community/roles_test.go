@@ -1,0 +1,135 @@
+package community_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/fault"
+)
+
+// roleReader holds the roles of one user and counts the questions asked.
+type roleReader struct {
+	held  []string
+	asked [][]string
+	err   error
+}
+
+func (r *roleReader) HeldRoles(_ context.Context, _, _ string, roles []string) ([]string, error) {
+	r.asked = append(r.asked, slices.Clone(roles))
+	if r.err != nil {
+		return nil, r.err
+	}
+	var out []string
+	for _, role := range roles {
+		if slices.Contains(r.held, role) {
+			out = append(out, role)
+		}
+	}
+	return out, nil
+}
+
+// TestConfirm: a token's service desk and creator roles count only while
+// Keycloak still grants them; a role the token does not claim is never
+// added; a token that claims neither costs no call; one call asks both.
+func TestConfirm(t *testing.T) {
+	roles := community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}
+	both := []string{"service-desk", "community-creator"}
+	for _, c := range []struct {
+		name        string
+		token       community.Actor
+		held        []string
+		desk, maker bool
+		asked       [][]string
+	}{
+		{name: "claims neither", token: community.Actor{Subject: "u"}, held: both},
+		{name: "service desk still held", token: community.Actor{Subject: "u", ServiceDesk: true}, held: both,
+			desk: true, asked: [][]string{{"service-desk"}}},
+		{name: "service desk taken away", token: community.Actor{Subject: "u", ServiceDesk: true},
+			asked: [][]string{{"service-desk"}}},
+		{name: "both claimed, creator taken away", token: community.Actor{Subject: "u", ServiceDesk: true, Creator: true},
+			held: []string{"service-desk"}, desk: true, asked: [][]string{both}},
+		{name: "granted since, but not in the token", token: community.Actor{Subject: "u", Creator: true}, held: both,
+			maker: true, asked: [][]string{{"community-creator"}}},
+		{name: "already confirmed", token: community.Actor{Subject: "u", ServiceDesk: true, Confirmed: true},
+			desk: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			kc := &roleReader{held: c.held}
+			got, err := roles.Confirm(t.Context(), kc, "r", c.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ServiceDesk != c.desk || got.Creator != c.maker {
+				t.Errorf("service desk %v, creator %v; want %v, %v", got.ServiceDesk, got.Creator, c.desk, c.maker)
+			}
+			if !slices.EqualFunc(kc.asked, c.asked, slices.Equal) {
+				t.Errorf("asked %v, want %v", kc.asked, c.asked)
+			}
+			if len(c.asked) > 0 && !got.Confirmed {
+				t.Error("a confirmed actor is not marked so")
+			}
+		})
+	}
+
+	// Keycloak unreachable: the caller keeps nothing it could not confirm.
+	kc := &roleReader{err: errors.New("connection refused")}
+	if _, err := roles.Confirm(t.Context(), kc, "r", community.Actor{Subject: "u", ServiceDesk: true}); fault.KindOf(err) != fault.Unavailable {
+		t.Errorf("unreachable Keycloak: %v, want unavailable", err)
+	}
+}
+
+// TestServiceDeskIsConfirmedLive: a service desk token whose role has been
+// taken away since it was issued manages nothing; as an owner it keeps
+// what owners may do, and the last-owner rule applies to it again.
+func TestServiceDeskIsConfirmedLive(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	f.create(t, f.desk, "NDD")
+	alice := f.creator("alice")
+	f.create(t, alice, "OWNED")
+	stale := f.user("former-desk")
+	stale.ServiceDesk = true // in the token, no longer in Keycloak
+
+	const why = "the service desk role has been taken away since this token was issued"
+	mustRefuse := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, community.ErrForbidden) || !strings.Contains(err.Error(), why) {
+			t.Errorf("%s with a stale service desk token: %v", what, err)
+		}
+	}
+	_, err := f.svc.Create(ctx, realm, stale, community.CreateRequest{Label: "NEW", Name: "New"})
+	mustRefuse("create", err)
+	_, err = f.svc.Delete(ctx, realm, stale, community.DeleteRequest{Label: "NDD"})
+	mustRefuse("delete", err)
+	_, err = f.svc.Members(ctx, realm, stale, "NDD")
+	mustRefuse("members", err)
+	mustRefuse("add a member", f.svc.ChangeMember(ctx, realm, stale, "NDD", community.RoleConsumer, "alice", true))
+	if f.row(t, "NEW") != nil || f.row(t, "NDD") == nil {
+		t.Error("a refused change changed the registry")
+	}
+	acc, err := f.svc.Access(ctx, realm, stale)
+	if err != nil || acc.ServiceDesk || acc.CanCreate || acc.Console() {
+		t.Errorf("access of a stale service desk token: %+v, %v", acc, err)
+	}
+
+	// Made an owner while service desk, it remains one: it may manage
+	// OWNED's members as an owner, but not remove the last owner.
+	if err := f.svc.ChangeMember(ctx, realm, f.desk, "OWNED", community.RoleOwner, stale.Username, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, f.desk, "OWNED", community.RoleOwner, "alice", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Members(ctx, realm, stale, "OWNED"); err != nil {
+		t.Errorf("an owner whose service desk role was taken away: %v", err)
+	}
+	err = f.svc.ChangeMember(ctx, realm, stale, "OWNED", community.RoleOwner, stale.Username, false)
+	if !errors.Is(err, community.ErrLastOwner) {
+		t.Errorf("the last owner removed itself on a stale service desk token: %v", err)
+	}
+}
