@@ -108,6 +108,9 @@ func writeReports(w io.Writer, format string, reports []community.Report) error 
 		}
 		for _, o := range r.Orphans {
 			what := "community group without a registry row"
+			if o.Artefact != "" {
+				what = o.Artefact + " without a registry row or group"
+			}
 			if o.ID == "" {
 				what += ", not made by this service (left alone)"
 			} else if r.Repair {

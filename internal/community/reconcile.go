@@ -13,7 +13,8 @@ type Report struct {
 	Realm       string             `json:"realm"`
 	Communities int                `json:"communities"`
 	Drift       map[string][]Drift `json:"drift,omitempty"`
-	// Orphans are community groups in Keycloak without a registry row.
+	// Orphans are community groups in Keycloak without a registry row,
+	// and community roles and admin permissions without either.
 	Orphans []Orphan `json:"orphans,omitempty"`
 	// OrphansRemoved counts orphans (carrying this service's marker) that
 	// repair removed with their roles and scopes.
@@ -94,40 +95,81 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		s.log.WarnContext(ctx, "community drifted from its definition", "realm", realm, "label", row.Label,
 			"drift", fmt.Sprint(drift), "repair", repair)
 	}
+	// ids of active rows, and of orphans found, so that a community's
+	// roles and permissions are not taken for orphans of their own.
+	seen := map[string]bool{}
+	for _, row := range rows {
+		seen[row.ID] = true
+	}
 	for _, g := range survey.Groups {
 		if row, ok := byLabel[g.Label]; ok && row.ID == g.ID {
 			continue
 		}
 		g.ID = ourMarker(g.ID)
-		// A group of an operation still in flight has a row (not active).
 		if g.ID != "" {
-			if inFlight, err := s.store.Exists(ctx, g.ID); err != nil {
-				return rep, err
-			} else if inFlight {
-				continue
-			}
+			seen[g.ID] = true
 		}
 		// A group whose row is gone, or which looked unmarked, may be one
 		// a delete removed after the survey read it: only a group still
 		// there now, as it was, is an orphan.
-		now, ok, err := s.kc.CommunityGroup(ctx, realm, s.opts.RootGroup, g.Label)
-		if err != nil {
-			return rep, fmt.Errorf("confirm orphan %s/%s: %w", realm, g.Label, err)
+		confirm := func() (bool, error) {
+			now, ok, err := s.kc.CommunityGroup(ctx, realm, s.opts.RootGroup, g.Label)
+			return ok && ourMarker(now.ID) == g.ID, err
 		}
-		if !ok || ourMarker(now.ID) != g.ID {
+		if err := s.orphan(ctx, &rep, g, confirm, repair); err != nil {
+			return rep, err
+		}
+	}
+	// Roles and permissions whose group is gone: left by a create Keycloak
+	// committed after its undo, or by a delete while the realm's admin
+	// permissions were off. Each would block its label (409) for good.
+	for _, m := range survey.Marked {
+		if m.ID = ourMarker(m.ID); m.ID == "" || seen[m.ID] {
 			continue
 		}
-		rep.Orphans = append(rep.Orphans, g)
-		if repair && g.ID != "" {
-			if _, err := s.kc.Cleanup(ctx, realm, s.opts.RootGroup, g.Label, g.ID, s.opts.FHIRClients); err != nil {
-				return rep, fmt.Errorf("remove orphan %s/%s: %w", realm, g.Label, err)
-			}
-			rep.OrphansRemoved++
-			s.audit(ctx, &AuditEvent{Realm: realm, Action: "remove-orphan", Label: g.Label,
-				ActorClient: "communities-reconciler"}, "success", "community group without a registry row")
+		seen[m.ID] = true
+		confirm := func() (bool, error) { return s.kc.CarriesMarker(ctx, realm, s.opts.RootGroup, m.Label, m.ID) }
+		if err := s.orphan(ctx, &rep, m, confirm, repair); err != nil {
+			return rep, err
 		}
 	}
 	return rep, nil
+}
+
+// orphan reports o (and with repair removes it, if it carries this
+// service's marker) unless its operation is still in flight, or confirm,
+// which looks again now, finds it gone: the survey may have read it
+// before a delete, whose row is gone now, removed it.
+func (s *Service) orphan(ctx context.Context, rep *Report, o Orphan, confirm func() (bool, error), repair bool) error {
+	// An artefact of an operation still in flight has a row (not active).
+	if o.ID != "" {
+		if inFlight, err := s.store.Exists(ctx, o.ID); err != nil {
+			return err
+		} else if inFlight {
+			return nil
+		}
+	}
+	switch still, err := confirm(); {
+	case err != nil:
+		return fmt.Errorf("confirm orphan %s/%s: %w", rep.Realm, o.Label, err)
+	case !still:
+		return nil
+	}
+	rep.Orphans = append(rep.Orphans, o)
+	if !repair || o.ID == "" {
+		return nil
+	}
+	if _, err := s.kc.Cleanup(ctx, rep.Realm, s.opts.RootGroup, o.Label, o.ID, s.opts.FHIRClients); err != nil {
+		return fmt.Errorf("remove orphan %s/%s: %w", rep.Realm, o.Label, err)
+	}
+	rep.OrphansRemoved++
+	what := "community group without a registry row"
+	if o.Artefact != "" {
+		what = o.Artefact + " without a registry row or group"
+	}
+	s.audit(ctx, &AuditEvent{Realm: rep.Realm, Action: "remove-orphan", Label: o.Label,
+		ActorClient: "communities-reconciler"}, "success", what)
+	return nil
 }
 
 // stillActive reports whether row is still the active community of its

@@ -347,9 +347,9 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 }
 
 // mayDelete: service desk may delete any community; a community creator
-// only one whose owner group they are in now. held is token a as Keycloak
-// sees it now: the roles and the ownership are those of now, not of when
-// the token was issued.
+// only one whose owner group they are in now. token is the caller as its
+// token says, a as Keycloak sees it now (Roles.Confirm): the roles and the
+// ownership that count are those of now, not of when the token was issued.
 func (s *Service) mayDelete(ctx context.Context, token, a Actor, row *Community) error {
 	if a.ServiceDesk {
 		return nil

@@ -1139,6 +1139,14 @@ type racingIDP struct {
 	afterSurvey func()
 }
 
+// racing is a service over a racingIDP, with a service desk actor.
+func racing() (*memstore.Store, *racingIDP, *community.Service, community.Actor) {
+	store, idp := memstore.New(), &racingIDP{IDP: fakeidp.New()}
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	return store, idp, community.New(store, idp, options(time.Minute)), desk
+}
+
 func (r *racingIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
 	sv, err := r.IDP.Survey(ctx, realm, root, specs)
 	for _, id := range r.suspect {
@@ -1166,10 +1174,7 @@ func (r *racingIDP) Ensure(ctx context.Context, s community.Spec, repair bool) (
 // them is still reported. A group whose row a delete removed after the
 // survey read it is no orphan; a real orphan still is.
 func TestReconcileConfirmsSuspects(t *testing.T) {
-	store, idp := memstore.New(), &racingIDP{IDP: fakeidp.New()}
-	svc := community.New(store, idp, options(time.Minute))
-	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", ServiceDesk: true}
-	idp.GrantRole(realm, desk.Subject, deskRole)
+	store, idp, svc, desk := racing()
 	ctx := t.Context()
 	rows := map[string]*community.Community{}
 	for _, l := range []string{"NDD", "OK", "GONE", "CLEAN", "DONE", "LOST"} {
@@ -1242,11 +1247,7 @@ func TestReconcileConfirmsSuspects(t *testing.T) {
 func TestRepairAndDeleteDoNotInterleave(t *testing.T) {
 	for _, via := range []string{"Reconcile", "Check"} {
 		t.Run(via, func(t *testing.T) {
-			store, idp := memstore.New(), &racingIDP{IDP: fakeidp.New()}
-			svc := community.New(store, idp, options(time.Minute))
-			desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", ServiceDesk: true}
-			idp.GrantRole(realm, desk.Subject, deskRole)
-			idp.GrantRole(realm, desk.Subject, deskRole)
+			_, idp, svc, desk := racing()
 			ctx := t.Context()
 			if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "NDD", Name: "N"}); err != nil {
 				t.Fatal(err)
@@ -1287,5 +1288,70 @@ func TestRepairAndDeleteDoNotInterleave(t *testing.T) {
 				t.Errorf("create NDD again: %v", err)
 			}
 		})
+	}
+}
+
+// TestReconcileFindsOrphanRolesAndPermissions: roles and admin permissions
+// whose group and row are gone (a create Keycloak committed after its
+// undo, a delete while the realm's admin permissions were off) once went
+// unreported and blocked their label for good. They are reported, removed
+// with repair, and the label can be used again; what a delete removes
+// after the survey read it is no orphan.
+func TestReconcileFindsOrphanRolesAndPermissions(t *testing.T) {
+	store, idp, svc, desk := racing()
+	ctx := t.Context()
+	var lost, gone *community.Community
+	for _, l := range []string{"LOST", "GONE", "KEPT"} {
+		c, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: "Community " + l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch l {
+		case "LOST":
+			lost = c
+		case "GONE":
+			gone = c
+		}
+	}
+	// LOST: its row and its group went, its roles and permissions stayed.
+	for _, c := range []*community.Community{lost, gone} {
+		if err := store.Remove(ctx, c.ID, community.StateActive); err != nil {
+			t.Fatal(err)
+		}
+		idp.Delete(realm, fakeidp.Group, "/Communities/"+c.Label)
+	}
+	// GONE: its roles and permissions are removed after the survey read them.
+	idp.afterSurvey = func() {
+		if _, err := idp.Cleanup(ctx, realm, root, "GONE", gone.ID, []string{fhir}); err != nil {
+			t.Error(err)
+		}
+	}
+	reps, _, err := svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := reps[0].Orphans; len(o) != 1 || o[0].Label != "LOST" || o[0].ID != lost.ID || !strings.HasPrefix(o[0].Artefact, "admin permission community:LOST:") {
+		t.Fatalf("orphans %+v; want one of LOST, named by an artefact", o)
+	}
+	if len(reps[0].Drift) != 0 {
+		t.Errorf("drift %v", reps[0].Drift)
+	}
+	if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "LOST", Name: "Again"}); !errors.Is(err, community.ErrKeycloakClash) {
+		t.Fatalf("re-create before repair: %v, want the clash the orphans cause", err)
+	}
+
+	idp.afterSurvey = nil
+	reps, _, err = svc.Reconcile(ctx, []string{realm}, true)
+	if err != nil || len(reps[0].Orphans) != 1 || reps[0].OrphansRemoved != 1 {
+		t.Fatalf("repair: %+v %v", reps, err)
+	}
+	if left := idp.Artefacts(realm); slices.ContainsFunc(left, func(a string) bool { return strings.Contains(a, lost.ID) }) {
+		t.Errorf("repair left %v", left)
+	}
+	if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "LOST", Name: "Again"}); err != nil {
+		t.Errorf("re-create after repair: %v", err)
+	}
+	if reps, _, err = svc.Reconcile(ctx, []string{realm}, false); err != nil || reps[0].DriftCount() != 0 {
+		t.Errorf("after the repair: %+v %v", reps, err)
 	}
 }

@@ -130,10 +130,14 @@ func (d Drift) String() string {
 	return s
 }
 
-// Orphan is a community group in the identity provider.
+// Orphan is a community group in the identity provider, or a community
+// role or admin permission whose group is gone.
 type Orphan struct {
 	Label string `json:"label"`
 	ID    string `json:"id"` // the marker on it; empty if none
+	// Artefact names a role or admin permission ("realm role
+	// PERM_NDD_READ"); empty for the community's group.
+	Artefact string `json:"artefact,omitempty"`
 }
 
 // Survey is what a bulk read of a realm found. A bulk read is not a
@@ -144,6 +148,10 @@ type Orphan struct {
 type Survey struct {
 	Suspects map[string][]Drift // by community id
 	Groups   []Orphan           // every community group under the root
+	// Marked are the realm's community roles and admin permissions that
+	// carry a marker, one per marker (with the label of its name), where
+	// an orphan whose group is gone is found.
+	Marked []Orphan
 }
 
 // CleanupReport says what a clean-up removed and what it left because it
@@ -222,6 +230,9 @@ type IdentityProvider interface {
 	// CommunityGroup finds the group of label under root now, with its
 	// marker; ok is false when there is none.
 	CommunityGroup(ctx context.Context, realm, root, label string) (g Orphan, ok bool, err error)
+	// CarriesMarker reports whether a role or admin permission of label's
+	// names carries community id's marker now.
+	CarriesMarker(ctx context.Context, realm, root, label, id string) (bool, error)
 	ResolveUser(ctx context.Context, realm, ref string) (string, error)
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
 	RoleReader

@@ -5,7 +5,6 @@ package keycloak
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -357,20 +356,10 @@ func (c *Client) HeldRoles(ctx context.Context, realm, userID string, roles []st
 	if err != nil || id.String() != strings.ToLower(userID) || len(roles) == 0 {
 		return nil, nil
 	}
-	tok, err := c.token(ctx, realm)
-	if err != nil {
-		return nil, err
-	}
-	q := url.Values{"user": {id.String()}, "role": roles}
-	op := "read the realm roles of user " + userID
-	resp, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+heldPath+"?"+q.Encode(), nil, nil)
-	raw, err := extensionAnswer(op, resp, err)
-	if err != nil {
-		return nil, err
-	}
 	var held []string
-	if err := json.Unmarshal(raw, &held); err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	if err := c.extensionGet(ctx, realm, heldPath, url.Values{"user": {id.String()}, "role": roles},
+		"read the realm roles of user "+userID, &held); err != nil {
+		return nil, err
 	}
 	// Only what was asked counts, whatever the answer holds.
 	return slices.DeleteFunc(held, func(r string) bool { return !slices.Contains(roles, r) }), nil

@@ -13,6 +13,7 @@ const (
 	artefactsPath = "/communities/artefacts"
 	cleanupPath   = "/communities/cleanup"
 	heldPath      = "/communities/held"
+	markedPath    = "/communities/marked"
 )
 
 // removal is what the extension's POST cleanup removes: the artefacts of

@@ -103,22 +103,30 @@ func extensionAnswer(op string, resp *resty.Response, err error) ([]byte, error)
 	return resp.Body(), nil
 }
 
-// labelGroups reads the groups directly under root with their markers.
-func (c *Client) labelGroups(ctx context.Context, realm, root string) ([]community.Orphan, error) {
+// extensionGet reads the extension's answer at path (under realm) to
+// query q into out; op says what it is, for errors.
+func (c *Client) extensionGet(ctx context.Context, realm, path string, q url.Values, op string, out any) error {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	q := url.Values{"root": {root}, "attribute": {MarkerAttribute}}
-	op := "list the groups of realm " + realm
-	resp, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+groupsPath+"?"+q.Encode(), nil, nil)
+	resp, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+path+"?"+q.Encode(), nil, nil)
 	raw, err := extensionAnswer(op, resp, err)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	return nil
+}
+
+// labelGroups reads the groups directly under root with their markers.
+func (c *Client) labelGroups(ctx context.Context, realm, root string) ([]community.Orphan, error) {
 	var groups []gocloak.Group
-	if err := json.Unmarshal(raw, &groups); err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	if err := c.extensionGet(ctx, realm, groupsPath, url.Values{"root": {root}, "attribute": {MarkerAttribute}},
+		"list the groups of realm "+realm, &groups); err != nil {
+		return nil, err
 	}
 	out := make([]community.Orphan, 0, len(groups))
 	for _, g := range groups {
@@ -126,6 +134,85 @@ func (c *Client) labelGroups(ctx context.Context, realm, root string) ([]communi
 	}
 	slices.SortFunc(out, func(a, b community.Orphan) int { return strings.Compare(a.Label, b.Label) })
 	return out, nil
+}
+
+// markedRep is the extension's GET marked answer: one role and one policy
+// for each marker found on them.
+type markedRep struct {
+	Roles []struct {
+		Name   string `json:"name"`
+		Marker string `json:"marker"`
+	} `json:"roles"`
+	AdminPermissions bool        `json:"adminPermissions"`
+	Policies         []policyRep `json:"policies"`
+}
+
+// marked lists the community roles and admin permissions of realm that
+// carry a marker, one per marker, with the label their name is of. A role
+// or policy whose name is no community's is not listed.
+func (c *Client) marked(ctx context.Context, realm string) ([]community.Orphan, error) {
+	var rep markedRep
+	if err := c.extensionGet(ctx, realm, markedPath, url.Values{"attribute": {MarkerAttribute}, "policyPrefix": {policyPrefix}},
+		"list the marked roles and permissions of realm "+realm, &rep); err != nil {
+		return nil, err
+	}
+	var out []community.Orphan
+	for _, r := range rep.Roles {
+		if l, ok := labelOfRole(r.Name); ok {
+			out = append(out, community.Orphan{Label: l, ID: r.Marker, Artefact: "realm role " + r.Name})
+		}
+	}
+	for _, p := range rep.Policies {
+		l, ok := labelOfPolicy(p.Name)
+		id, marked := strings.CutPrefix(p.Description, MarkerAttribute+"=")
+		if ok && marked {
+			out = append(out, community.Orphan{Label: l, ID: id, Artefact: "admin permission " + p.Name})
+		}
+	}
+	return out, nil
+}
+
+// labelOfRole is the label of a community role's name (NamesFor), if it
+// is one.
+func labelOfRole(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, "PERM_")
+	for _, kind := range []string{"_READ", "_WRITE", "_OWNER"} {
+		if l, cut := strings.CutSuffix(rest, kind); ok && cut && l != "" {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+// labelOfPolicy is the label of a community admin policy's name
+// (fgapNames), if it is one.
+func labelOfPolicy(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, policyPrefix)
+	l, _, cut := strings.Cut(rest, ":")
+	return l, ok && cut && l != ""
+}
+
+// CarriesMarker reports whether a role or admin permission of label's
+// names (under root) carries community id's marker now: one page of the
+// survey, for one community.
+func (c *Client) CarriesMarker(ctx context.Context, realm, root, label, id string) (bool, error) {
+	s := community.Spec{ID: id, Realm: realm, Root: root, Label: label}
+	v, err := c.page(ctx, realm, root, []community.Spec{s})
+	if err != nil {
+		return false, err
+	}
+	d := Describe(s)
+	for _, name := range append(d.RoleNames(), d.Legacy.Roles...) {
+		if r, ok := v.roles[name]; ok && hasMarker(r.Attributes, id) {
+			return true, nil
+		}
+	}
+	for _, want := range d.Policies {
+		if p, ok := v.policies[want.Name]; ok && strings.Contains(p.Description, want.Description) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // decodeSurvey indexes the extension's answer by name and path. A drift
@@ -167,8 +254,9 @@ const (
 )
 
 // Survey compares every community of specs, all of realm under root, with
-// Describe. It reads the realm in 1 + N/500 calls to the extension: the
-// groups under the root, then a page of communities at a time (their
+// Describe. It reads the realm in 2 + N/500 calls to the extension: the
+// groups under the root, the markers on roles and admin permissions (one
+// of each per marker), then a page of communities at a time (their
 // groups, roles and admin policies, one database query each inside
 // Keycloak, and the client scopes). The admin API reads those one entity
 // at a time through Keycloak's cache: at 10,000 communities a pass over it
@@ -183,6 +271,9 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 		return out, err
 	}
 	out.Groups = groups
+	if out.Marked, err = c.marked(ctx, realm); err != nil {
+		return out, err
+	}
 	specs = slices.SortedFunc(slices.Values(specs), func(a, b community.Spec) int { return strings.Compare(a.Label, b.Label) })
 	for page := range slices.Chunk(specs, surveyPageSize) {
 		if err := rest(); err != nil {

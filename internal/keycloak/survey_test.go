@@ -108,8 +108,8 @@ func TestCompare(t *testing.T) {
 	}
 }
 
-// TestSurveyPagesAndRests: a pass reads the groups under the root, then
-// the communities 500 at a time, each once, asking for the roles and
+// TestSurveyPagesAndRests: a pass reads the groups under the root and the
+// markers on roles and permissions, then the communities 500 at a time, each once, asking for the roles and
 // policies Describe names; after each call it rests four times as long as
 // the call took; and a read-only client may make it.
 func TestSurveyPagesAndRests(t *testing.T) {
@@ -126,6 +126,14 @@ func TestSurveyPagesAndRests(t *testing.T) {
 			return
 		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+groupsPath:
 			fmt.Fprint(w, `[{"name":"HAND","path":"/Communities/HAND","attributes":{}}]`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+markedPath:
+			if q := r.URL.Query(); q.Get("attribute") != MarkerAttribute || q.Get("policyPrefix") != policyPrefix {
+				t.Errorf("marked asked for %v", q)
+			}
+			// Two of a community's names, and two that are no community's.
+			fmt.Fprint(w, `{"roles":[{"name":"PERM_GONE_READ","marker":"m1"},{"name":"FHIR_READ","marker":"m2"}],
+				"adminPermissions":true,"policies":[{"name":"community:LOST:owners","description":"`+MarkerAttribute+`=m3"},
+				{"name":"role:service-desk","description":"`+MarkerAttribute+`=m4"},{"name":"community:HAND:view","description":"by hand"}]}`)
 		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+surveyPath:
 			var p surveyPage
 			if err := json.UnmarshalRead(r.Body, &p); err != nil {
@@ -157,6 +165,11 @@ func TestSurveyPagesAndRests(t *testing.T) {
 	}
 	if len(got.Groups) != 1 || got.Groups[0].Label != "HAND" {
 		t.Errorf("groups under the root: %+v", got.Groups)
+	}
+	wantMarked := []community.Orphan{{Label: "GONE", ID: "m1", Artefact: "realm role PERM_GONE_READ"},
+		{Label: "LOST", ID: "m3", Artefact: "admin permission community:LOST:owners"}}
+	if !slices.Equal(got.Marked, wantMarked) {
+		t.Errorf("marked: %+v, want %+v", got.Marked, wantMarked)
 	}
 	if len(got.Suspects) != len(specs) { // the fake holds none of them
 		t.Errorf("%d suspects, want %d", len(got.Suspects), len(specs))
@@ -191,9 +204,9 @@ func TestSurveyPagesAndRests(t *testing.T) {
 			t.Errorf("label %s read %d times, want once", s.Label, seen[s.Label])
 		}
 	}
-	// Four calls of at least 20 ms; a rest of at least 80 ms before each
+	// Five calls of at least 20 ms; a rest of at least 80 ms before each
 	// of the three pages. Timers never fire early, so this cannot flake.
-	if min := 4*took + 3*4*took; elapsed < min {
+	if min := 5*took + 3*4*took; elapsed < min {
 		t.Errorf("the pass took %v, less than its calls and rests (%v)", elapsed, min)
 	}
 }

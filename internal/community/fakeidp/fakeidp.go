@@ -594,7 +594,47 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 		}
 	}
 	slices.SortFunc(out.Groups, func(x, y community.Orphan) int { return strings.Compare(x.Label, y.Label) })
+	for key, a := range r.things {
+		if l, ok := labelOf(key); ok && a.marker != "" {
+			out.Marked = append(out.Marked, community.Orphan{Label: l, ID: a.marker, Artefact: key})
+		}
+	}
+	slices.SortFunc(out.Marked, func(x, y community.Orphan) int { return strings.Compare(x.Artefact, y.Artefact) })
 	return out, nil
+}
+
+// labelOf is the label of a community role's or admin permission's key,
+// if it is one.
+func labelOf(key string) (string, bool) {
+	if rest, ok := strings.CutPrefix(key, Role+" PERM_"); ok {
+		for _, kind := range []string{"_READ", "_WRITE", "_OWNER"} {
+			if l, cut := strings.CutSuffix(rest, kind); cut && l != "" {
+				return l, true
+			}
+		}
+	}
+	if rest, ok := strings.CutPrefix(key, Permission+" community:"); ok {
+		if l, _, cut := strings.Cut(rest, ":"); cut && l != "" {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+// CarriesMarker reports whether a role or admin permission of label
+// carries id's marker.
+func (f *IDP) CarriesMarker(ctx context.Context, realm, root, label, id string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := read(ctx, "survey "+label); err != nil {
+		return false, err
+	}
+	for key, a := range f.realm(realm).things {
+		if l, ok := labelOf(key); ok && l == label && a.marker == id {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // CommunityGroup finds the group of label under root, with its marker.

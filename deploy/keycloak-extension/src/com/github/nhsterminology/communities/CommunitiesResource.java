@@ -76,6 +76,9 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
  * failed. Each part is checked with the permission the admin REST API
  * checks for it, and recorded as the same admin event.
  *
+ * <p>{@code GET marked}: every marker on realm roles and community admin
+ * policies, one row each, for the drift check's orphans.
+ *
  * <p>{@code GET held}: which of a few named realm roles a user holds now.
  *
  * <p>{@code POST cleanup}: removes what of a community's names carries its
@@ -460,6 +463,59 @@ public class CommunitiesResource {
             addAttribute(byName.computeIfAbsent(name, n -> representation(n, "/" + root + "/" + n)), attribute, (String) row[1]);
         }
         return new ArrayList<>(byName.values());
+    }
+
+    /**
+     * Every marker on the realm's roles and on the admin-permissions
+     * client's policies whose names begin with policyPrefix, one entry per
+     * marker (roles: {@code name}, {@code marker}; policies: {@code name},
+     * {@code description}, which holds the marker): for the drift check to
+     * find roles and permissions that no community owns, whose group may be
+     * gone. One row per marker keeps the answer to about 150 bytes a
+     * community.
+     */
+    @GET
+    @Path("marked")
+    @Produces(MediaType.APPLICATION_JSON)
+    public Map<String, Object> marked(@QueryParam("attribute") String attribute, @QueryParam("policyPrefix") String policyPrefix) {
+        requireSurvey();
+        if (blank(attribute) || blank(policyPrefix)) {
+            throw ErrorResponse.error("attribute and policyPrefix are required", Response.Status.BAD_REQUEST);
+        }
+        EntityManager em = em();
+        List<Map<String, Object>> roles = new ArrayList<>();
+        for (Object[] row : em.createQuery(
+                "select a.value, min(r.name) from RoleEntity r join r.attributes a where a.name = :attribute"
+                        + " and r.realmId = :realm and r.clientRole = false group by a.value", Object[].class)
+                .setParameter("attribute", attribute)
+                .setParameter("realm", realm.getId())
+                .getResultList()) {
+            Map<String, Object> r = new LinkedHashMap<>();
+            r.put("name", row[1]);
+            r.put("marker", row[0]);
+            roles.add(r);
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("roles", roles);
+        ClientModel admin = realm.getAdminPermissionsClient();
+        boolean on = realm.isAdminPermissionsEnabled() && admin != null;
+        out.put("adminPermissions", on);
+        List<Map<String, Object>> policies = new ArrayList<>();
+        if (on) {
+            for (Object[] row : em.createQuery(
+                    "select p.description, min(p.name) from PolicyEntity p where p.resourceServer.id = :rs"
+                            + " and p.name like :prefix escape '\\' and p.description is not null group by p.description", Object[].class)
+                    .setParameter("rs", admin.getId())
+                    .setParameter("prefix", policyPrefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+                    .getResultList()) {
+                Map<String, Object> p = new LinkedHashMap<>();
+                p.put("name", row[1]);
+                p.put("description", row[0]);
+                policies.add(p);
+            }
+        }
+        out.put("policies", policies);
+        return out;
     }
 
     /**
