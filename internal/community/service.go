@@ -503,6 +503,12 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	}
 	if err != nil {
 		s.audit(ctx, ev, "failed", detail+": "+err.Error())
+		if errors.Is(err, fault.NotFound) {
+			// The user was found a moment ago: the group is what is gone.
+			// That is drift, not an outage, as in isOwner.
+			return fault.New(fault.Conflict, "community "+row.Label+"'s "+role+" group is missing in Keycloak (or the user was deleted just now); "+
+				"service desk can restore the group with 'communities reconcile --repair'", err)
+		}
 		return fault.Upstream("the membership could not be changed", err)
 	}
 	s.audit(ctx, ev, "success", detail)

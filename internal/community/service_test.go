@@ -1355,3 +1355,24 @@ func TestReconcileFindsOrphanRolesAndPermissions(t *testing.T) {
 		t.Errorf("after the repair: %+v %v", reps, err)
 	}
 }
+
+// TestMemberChangeOnAMissingGroupIsAConflict: adding to a member group
+// deleted by hand meets drift that a repair restores, not an outage: the answer says so
+// instead of inviting a retry (503) that cannot help.
+func TestMemberChangeOnAMissingGroupIsAConflict(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	f.create(t, f.desk, "NDD")
+	f.user("alice")
+	if !f.idp.Delete(realm, fakeidp.Group, "/Communities/NDD/consumer") {
+		t.Fatal("no consumer group to delete")
+	}
+	err := f.svc.ChangeMember(ctx, realm, f.desk, "NDD", community.RoleConsumer, "alice", true)
+	if fault.KindOf(err) != fault.Conflict || !strings.Contains(err.Error(), "reconcile --repair") {
+		t.Errorf("adding to a missing group: %v, want a conflict naming the repair", err)
+	}
+	// Removal is idempotent: no one is a member of a group that is gone.
+	if err := f.svc.ChangeMember(ctx, realm, f.desk, "NDD", community.RoleConsumer, "alice", false); err != nil {
+		t.Errorf("removing from a missing group: %v", err)
+	}
+}

@@ -95,9 +95,11 @@ func (s *sentinel) Error() string        { return s.msg }
 func (s *sentinel) Is(target error) bool { return target == s.kind }
 
 // Upstream wraps a failure of a server the service depends on: Refused
-// when the cause says that server refused the request, else Unavailable.
+// when the cause says that server refused the request, or answered that
+// what it was asked about does not exist (a 404 that the caller did not
+// expect: retrying will not make it exist), else Unavailable.
 func Upstream(public string, cause error) error {
-	if errors.Is(cause, Refused) {
+	if errors.Is(cause, Refused) || errors.Is(cause, NotFound) {
 		return New(Refused, public, cause)
 	}
 	return New(Unavailable, public, cause)

@@ -19,6 +19,7 @@ func TestKinds(t *testing.T) {
 		{"public error", New(Forbidden, "no", nil), Forbidden},
 		{"upstream refused", Upstream("Keycloak refused", fmt.Errorf("PUT x: %w", Sentinel(Refused, "HTTP 400"))), Refused},
 		{"upstream down", Upstream("Keycloak is down", errors.New("connection refused")), Unavailable},
+		{"upstream lost what it was asked about", Upstream("Keycloak could not add the member", fmt.Errorf("PUT x: %w", Sentinel(NotFound, "HTTP 404"))), Refused},
 		{"nil", nil, nil},
 		{"outer kind decides", New(Unavailable, "Keycloak could not", Sentinel(NotFound, "404")), Unavailable},
 	} {

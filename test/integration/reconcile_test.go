@@ -39,6 +39,11 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 	if err := gc.DeleteGroup(ctx, admin, realm, *consumer.ID); err != nil {
 		t.Fatal(err)
 	}
+	// Adding a consumer meets the drift: a conflict naming the repair, not
+	// an outage to retry (503 before).
+	if resp := harness.Do(t, "PUT", f.base+"/DRIFT/consumer/consumer", sd, nil).Expect(t, 409); !strings.Contains(string(resp.Body), "reconcile --repair") {
+		t.Errorf("adding to a deleted group: %s", resp.Body)
+	}
 	row := f.row(t, "DRIFT")
 	// What an earlier version made (issue 14): PERM_DRIFT_OWNER and the
 	// client scope grouping/DRIFT.read, mapped to its role and a default
