@@ -329,6 +329,43 @@ func TestScale(t *testing.T) {
 	tb.add("decisions/s vs /healthz/s (32 connections, 5 s each; p99)", "≥ 0.8×", "%.0f vs %.0f (%.2f×); p99 %s", decisions, healthz, decisions/healthz, ms(p99))
 	tb.add("RSS of the process hosting the service", "", "%d MiB", rssKiB()>>10)
 
+	// A delete at N against one in a realm of few, one at a time and
+	// interleaved, so that both are timed at the same warmth. The blocks
+	// below run from N down as time passes, and Keycloak's times fall
+	// through a run whatever N does (creates' too, as N grows), so their
+	// first and last rows do not tell N from time. N's side deletes
+	// communities made for it beyond N.
+	const few, pairs = 100, 100
+	small := env.NewRealm(t)
+	smallCfg := env.Config(small.Name)
+	smallCfg.ReconcileInterval, smallCfg.KeycloakTimeout = 0, cfg.KeycloakTimeout
+	smallBase := env.StartService(t, smallCfg).URL + "/realms/" + small.Name + "/communities"
+	smallSD := small.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	extra := func(i int) map[string]string {
+		return map[string]string{"securityLabel": fmt.Sprintf("X%05d", i), "communityName": fmt.Sprintf("Extra %05d", i)}
+	}
+	for i := range max(few, pairs) {
+		if i < few {
+			harness.Do(t, "POST", smallBase, smallSD, extra(i)).Expect(t, 201)
+		}
+		if i < pairs {
+			harness.Do(t, "POST", base, token(), extra(i)).Expect(t, 201)
+		}
+	}
+	var atN, atFew []time.Duration
+	timed := func(url, tok string) time.Duration {
+		start := time.Now()
+		harness.Do(t, "DELETE", url, tok, nil).Expect(t, 204)
+		return time.Since(start)
+	}
+	for i := range pairs {
+		l := extra(i)["securityLabel"]
+		atN = append(atN, timed(base+"/"+l, token()))
+		atFew = append(atFew, timed(smallBase+"/"+l, smallSD))
+	}
+	tb.add(fmt.Sprintf("delete p50, one at a time, at N vs in a realm of %d (interleaved, %d each)", few, pairs), "at N ≤ 1.2×",
+		"%s vs %s (%.2f×)", ms(pct(atN, .5)), ms(pct(atFew, .5)), float64(pct(atN, .5))/float64(pct(atFew, .5)))
+
 	// Delete them all, by blocks.
 	for i, from := 0, 0; from < n; i, from = i+1, from+block {
 		st := run(http.MethodDelete, from, min(from+block, n))
