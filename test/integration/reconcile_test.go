@@ -236,6 +236,7 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 	f.create(t, creator, "UNSEEN", "Not asked about").Expect(t, 201)
 	base := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name + "/communities"
 	groupsURL := base + "/groups?root=Communities&attribute=" + keycloak.MarkerAttribute
+	markedURL := base + "/marked?policyPrefix=community:&attribute=" + keycloak.MarkerAttribute
 	policies := []string{"community:SEEN:membership", "community:SEEN:membership-admins", "community:SEEN:owners", "community:SEEN:view"}
 	page := map[string]any{"root": "Communities", "attribute": keycloak.MarkerAttribute, "labels": []string{"SEEN"},
 		"roles": []string{"PERM_SEEN_READ", "PERM_SEEN_WRITE", "FHIR_READ"}, "policies": policies}
@@ -252,10 +253,14 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 		if got := harness.Do(t, "POST", base+"/survey", tok.token, page).Status; got != tok.status {
 			t.Errorf("POST survey with %s: %d, want %d", tok.who, got, tok.status)
 		}
+		if got := harness.Do(t, "GET", markedURL, tok.token, nil).Status; got != tok.status {
+			t.Errorf("GET marked with %s: %d, want %d", tok.who, got, tok.status)
+		}
 	}
 
 	admin := f.realm.AdminToken(t)
 	harness.Do(t, "GET", base+"/groups?root=Communities", admin, nil).Expect(t, 400)
+	harness.Do(t, "GET", base+"/marked?attribute=x", admin, nil).Expect(t, 400)
 	harness.Do(t, "POST", base+"/survey", admin, map[string]any{"root": "Communities", "attribute": "x"}).Expect(t, 400)
 	harness.Do(t, "POST", base+"/survey", admin, map[string]any{"root": "Communities", "attribute": "x",
 		"labels": make([]string, 1001), "roles": []string{}, "policies": []string{}}).Expect(t, 400)
@@ -275,6 +280,18 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 	}
 	if marked, ok := found["/Communities/SEEN"]; !ok || !marked || len(found) != 2 {
 		t.Errorf("groups under the root: %v, want SEEN's marked and UNSEEN's", inventory)
+	}
+
+	// The markers: SEEN's and UNSEEN's, one role and one policy each.
+	var markers struct {
+		Roles            []struct{ Name, Marker string }
+		AdminPermissions bool
+		Policies         []struct{ Name, Description string }
+	}
+	harness.Do(t, "GET", markedURL, admin, nil).Expect(t, 200).JSON(t, &markers)
+	if len(markers.Roles) != 2 || len(markers.Policies) != 2 || !markers.AdminPermissions ||
+		!slices.ContainsFunc(markers.Roles, func(r struct{ Name, Marker string }) bool { return r.Name == "PERM_SEEN_READ" && r.Marker == id }) {
+		t.Errorf("marked: %+v, want one role and one policy for each of SEEN and UNSEEN", markers)
 	}
 
 	var got struct {
