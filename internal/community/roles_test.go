@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/community/fakeidp"
+	"github.com/nhs-terminology/communities/internal/community/memstore"
 	"github.com/nhs-terminology/communities/internal/fault"
 )
 
@@ -131,5 +133,38 @@ func TestServiceDeskIsConfirmedLive(t *testing.T) {
 	err = f.svc.ChangeMember(ctx, realm, stale, "OWNED", community.RoleOwner, stale.Username, false)
 	if !errors.Is(err, community.ErrLastOwner) {
 		t.Errorf("the last owner removed itself on a stale service desk token: %v", err)
+	}
+}
+
+// unsure is an identity provider that cannot say which roles a user holds.
+type unsure struct{ *fakeidp.IDP }
+
+func (unsure) HeldRoles(context.Context, string, string, []string) ([]string, error) {
+	return nil, errors.New("connection refused")
+}
+
+// TestUnconfirmedIsNotDenied: when Keycloak cannot confirm service desk's
+// role, the change fails as unavailable and the audit trail says it
+// failed; it does not record a refusal that never happened.
+func TestUnconfirmedIsNotDenied(t *testing.T) {
+	store, idp := memstore.New(), fakeidp.New()
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	if _, err := community.New(store, idp, options(time.Minute)).Create(t.Context(), realm, desk,
+		community.CreateRequest{Label: "NDD", Name: "N"}); err != nil {
+		t.Fatal(err)
+	}
+	idp.AddUser(realm, "alice")
+	svc := community.New(store, unsure{idp}, options(time.Minute))
+	err := svc.ChangeMember(t.Context(), realm, desk, "NDD", community.RoleConsumer, "alice", true)
+	if fault.KindOf(err) != fault.Unavailable {
+		t.Errorf("add a member: %v, want unavailable", err)
+	}
+	events := store.Events()
+	if ev := events[len(events)-1]; ev.Action != "add-member" || ev.Outcome != "failed" {
+		t.Errorf("audited as %s %s, want add-member failed", ev.Action, ev.Outcome)
+	}
+	if _, err := svc.Delete(t.Context(), realm, desk, community.DeleteRequest{Label: "NDD"}); fault.KindOf(err) != fault.Unavailable {
+		t.Errorf("delete: %v, want unavailable", err)
 	}
 }

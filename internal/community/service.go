@@ -305,7 +305,7 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 		return nil, err
 	}
 	if err := s.mayDelete(ctx, a, held, row); err != nil {
-		s.audit(ctx, ev, "denied", err.Error())
+		s.audit(ctx, ev, refusal(err), err.Error())
 		return nil, err
 	}
 	a = held
@@ -466,7 +466,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 		return err
 	}
 	if a, err = s.mayManage(ctx, a, row); err != nil {
-		s.audit(ctx, ev, "denied", err.Error())
+		s.audit(ctx, ev, refusal(err), err.Error())
 		return err
 	}
 	userID, err := s.kc.ResolveUser(ctx, realm, userRef)
@@ -516,6 +516,16 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 }
 
 var errLastOwner = errors.New("last owner")
+
+// refusal is the audit trail's word for err, which stopped an operation
+// before it changed anything: "denied" when the caller may not, "failed"
+// when Keycloak could not say whether they may.
+func refusal(err error) string {
+	if errors.Is(err, fault.Forbidden) {
+		return "denied"
+	}
+	return "failed"
+}
 
 // usernamePattern is what Keycloak's default user profile allows in a
 // username (letters, digits and . _ - @ +); user ids are UUIDs. A reference
