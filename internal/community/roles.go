@@ -2,7 +2,6 @@ package community
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -64,9 +63,11 @@ func takenAway(token, now Actor) string {
 	if token.Creator && !now.Creator {
 		lost = append(lost, "the community creator role")
 	}
-	if len(lost) == 0 {
+	switch len(lost) {
+	case 0:
 		return ""
+	case 1:
+		return lost[0] + " has been taken away since this token was issued"
 	}
-	return fmt.Sprintf("%s %s been taken away since this token was issued", strings.Join(lost, " and "),
-		map[bool]string{true: "have", false: "has"}[len(lost) > 1])
+	return strings.Join(lost, " and ") + " have been taken away since this token was issued"
 }

@@ -504,10 +504,9 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	if err != nil {
 		s.audit(ctx, ev, "failed", detail+": "+err.Error())
 		if errors.Is(err, fault.NotFound) {
-			// The user was found a moment ago: the group is what is gone.
-			// That is drift, not an outage, as in isOwner.
-			return fault.New(fault.Conflict, "community "+row.Label+"'s "+role+" group is missing in Keycloak (or the user was deleted just now); "+
-				"service desk can restore the group with 'communities reconcile --repair'", err)
+			// The user was found a moment ago: the group is what is gone
+			// (or the user was deleted just now).
+			return missingGroup(row, role, err)
 		}
 		return fault.Upstream("the membership could not be changed", err)
 	}
@@ -576,12 +575,19 @@ func (s *Service) isOwner(ctx context.Context, a Actor, row *Community) (bool, e
 	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
 	switch {
 	case errors.Is(err, fault.NotFound):
-		return false, fault.New(fault.Conflict, "community "+row.Label+"'s owner group is missing in Keycloak; "+
-			"service desk can restore it with 'communities reconcile --repair'", err)
+		return false, missingGroup(row, RoleOwner, err)
 	case err != nil:
 		return false, fault.Upstream("Keycloak could not confirm who owns "+row.Label, err)
 	}
 	return owner, nil
+}
+
+// missingGroup is the answer when Keycloak no longer has row's member
+// group of role: drift, which a repair restores, not an outage that
+// retrying could help.
+func missingGroup(row *Community, role string, cause error) error {
+	return fault.New(fault.Conflict, "community "+row.Label+"'s "+role+" group is missing in Keycloak; "+
+		"service desk can restore it with 'communities reconcile --repair'", cause)
 }
 
 func memberGroups(row *Community) map[string]string {

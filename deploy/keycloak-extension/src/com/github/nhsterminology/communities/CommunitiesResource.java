@@ -284,7 +284,7 @@ public class CommunitiesResource {
         GroupModel group = KeycloakModelUtils.findGroupByPath(session, realm, new String[] {body.root, body.group});
         if (group != null) {
             String path = "/" + body.root + "/" + body.group;
-            if (!marked(group.getAttributeStream(body.attribute).toList(), body.marker)) {
+            if (group.getAttributeStream(body.attribute).noneMatch(body.marker::equals)) {
                 foreign.add("group " + path);
             } else {
                 auth.groups().requireManage(group);
@@ -301,7 +301,7 @@ public class CommunitiesResource {
             if (role == null) {
                 continue;
             }
-            if (!marked(role.getAttributeStream(body.attribute).toList(), body.marker)) {
+            if (role.getAttributeStream(body.attribute).noneMatch(body.marker::equals)) {
                 if (body.roles.contains(name)) {
                     foreign.add("realm role " + name);
                 }
@@ -383,10 +383,6 @@ public class CommunitiesResource {
                     .representation(Map.of("id", id, "name", name)).success();
             deleted.add("admin permission " + name);
         }
-    }
-
-    private static boolean marked(List<String> values, String marker) {
-        return values.contains(marker);
     }
 
     private static List<String> concat(List<String> a, List<String> b) {
