@@ -91,16 +91,29 @@ func decodeAnswer(realm string, resp *resty.Response, err error) (realmView, err
 }
 
 // extensionAnswer is the body of resp, the extension's answer to op. A 404
-// names the extension: without it, every path under the realm's
-// communities is unknown to Keycloak.
+// for a path Keycloak does not know names the extension: without it,
+// every path under the realm's communities is unknown. Any other 404 is
+// the extension's own (a client of --fhir-clients the realm lacks, say),
+// and its message is passed on instead.
 func extensionAnswer(op string, resp *resty.Response, err error) ([]byte, error) {
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound) && noSuchPath(resp):
 		return nil, fmt.Errorf("%s: %w (is the project's Keycloak extension, deploy/keycloak-extension, installed?)", op, err)
+	case errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("%s: %w: %s", op, err, truncate(resp.String(), 300))
 	case err != nil:
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return resp.Body(), nil
+}
+
+// noSuchPath tells Keycloak's answer to a path no resource serves (JAX-RS's
+// own 404) from a 404 a resource gave with its own message.
+func noSuchPath(resp *resty.Response) bool {
+	var e struct {
+		Error string `json:"error"`
+	}
+	return resp == nil || json.Unmarshal(resp.Body(), &e) != nil || e.Error == "HTTP 404 Not Found"
 }
 
 // extensionGet reads the extension's answer at path (under realm) to
