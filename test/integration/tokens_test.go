@@ -72,6 +72,21 @@ func TestTokenForms(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A grouping scope made by hand and attached to the FHIR client grants
+	// nothing: only the mapper puts community privileges into tokens.
+	stray, err := f.realm.GC.CreateClientScope(ctx, admin, f.realm.Name, gocloak.ClientScope{Name: gocloak.StringP("grouping/STRAY.read"),
+		Protocol: gocloak.StringP("openid-connect"), ClientScopeAttributes: &gocloak.ClientScopeAttributes{IncludeInTokenScope: gocloak.StringP("true")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, err := f.realm.GC.GetClients(ctx, admin, f.realm.Name, gocloak.GetClientsParams{ClientID: gocloak.StringP("terminology-client")})
+	if err != nil || len(clients) != 1 {
+		t.Fatalf("terminology-client: %v %v", clients, err)
+	}
+	if err := f.realm.GC.AddDefaultScopeToClient(ctx, admin, f.realm.Name, *clients[0].ID, stray); err != nil {
+		t.Fatal(err)
+	}
+
 	perms := []string{"PERM_FORM_READ", "PERM_FORM_WRITE", "PERM_FORM_B_READ"}
 	grouping := []string{"grouping/FORM.read", "grouping/FORM.write", "grouping/FORM_B.read"}
 	for _, c := range []struct {
@@ -94,6 +109,7 @@ func TestTokenForms(t *testing.T) {
 			} else {
 				mustLack(t, "authorities", auth, perms...)
 			}
+			mustLack(t, "scope", scope, "grouping/STRAY.read")
 			// No privilege twice: never in realm_access, once where it is.
 			mustLack(t, "realm_access.roles", realmRoles, perms...)
 			for _, p := range append(slices.Clone(perms), grouping...) {

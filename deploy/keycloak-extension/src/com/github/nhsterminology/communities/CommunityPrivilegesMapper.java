@@ -57,6 +57,8 @@ public class CommunityPrivilegesMapper extends AbstractOIDCProtocolMapper
     public static final String FORM = "communities.form";
     static final String SCOPES = "scopes", AUTHORITIES = "authorities", BOTH = "both";
     static final String AUTHORITIES_CLAIM = "authorities";
+    /** The prefix of the scopes Ontoserver reads as community privileges. */
+    static final String GROUPING = "grouping/";
 
     private static final Logger LOG = Logger.getLogger(CommunityPrivilegesMapper.class);
     // Labels are letters, digits and '_' (internal/label); the label may
@@ -134,28 +136,35 @@ public class CommunityPrivilegesMapper extends AbstractOIDCProtocolMapper
             LOG.warnf("mapper %s: unknown form %s; no community privilege goes into tokens", model.getName(), form);
         }
 
-        AccessToken.Access resolved = RoleResolveUtil.getResolvedRealmRoles(session, clientSessionCtx, false);
-        if (resolved == null || resolved.getRoles() == null) {
-            return;
-        }
-        Set<String> community = new TreeSet<>();
-        List<String> grouping = new ArrayList<>();
-        List<String> perms = new ArrayList<>();
-        for (String role : resolved.getRoles()) {
-            Matcher m = PRIVILEGE.matcher(role);
-            if (!m.matches()) {
-                continue;
-            }
-            community.add(role);
-            String label = m.group(1) == null ? "*" : m.group(1);
-            switch (m.group(2)) {
-                case "READ" -> grouping.add("grouping/" + label + ".read");
-                case "WRITE" -> grouping.add("grouping/" + label + ".write");
-                default -> {
-                    continue; // OWNER: dropped
+        // Only this mapper says which community privileges a token carries:
+        // a grouping/ scope from anywhere else (a client scope of that name
+        // made by hand, or left by an earlier version on a client the drift
+        // check does not watch) would grant one without the role. Dropping
+        // them first also makes a second run on the same token (Keycloak
+        // maps an introspected token again) add nothing twice.
+        String before = token.getScope();
+        List<String> scope = new ArrayList<>();
+        if (before != null) {
+            for (String s : before.split(" ")) {
+                if (!s.isEmpty() && !s.startsWith(GROUPING)) {
+                    scope.add(s);
                 }
             }
-            perms.add(role);
+        }
+        AccessToken.Access resolved = RoleResolveUtil.getResolvedRealmRoles(session, clientSessionCtx, false);
+        List<String> grouping = new ArrayList<>();
+        List<String> perms = new ArrayList<>();
+        Set<String> community = new TreeSet<>();
+        if (resolved != null && resolved.getRoles() != null) {
+            privileges(resolved.getRoles(), community, grouping, perms);
+        }
+        if (scopes) {
+            grouping.sort(null);
+            scope.addAll(grouping);
+        }
+        String after = String.join(" ", scope);
+        if (before != null || !after.isEmpty()) {
+            token.setScope(after);
         }
         if (community.isEmpty()) {
             return;
@@ -166,11 +175,6 @@ public class CommunityPrivilegesMapper extends AbstractOIDCProtocolMapper
         Object claim = token.getOtherClaims().get(AUTHORITIES_CLAIM);
         if (claim instanceof Collection<?> existing) {
             existing.removeAll(community);
-        }
-        if (scopes && !grouping.isEmpty()) {
-            grouping.sort(null);
-            String scope = token.getScope();
-            token.setScope(scope == null || scope.isBlank() ? String.join(" ", grouping) : scope + " " + String.join(" ", grouping));
         }
         if (authorities && !perms.isEmpty()) {
             perms.sort(null);
@@ -184,6 +188,30 @@ public class CommunityPrivilegesMapper extends AbstractOIDCProtocolMapper
                 // Someone else's claim of another shape: leave it, and grant less.
                 LOG.warnf("mapper %s: claim %s is not a list; community authorities left out", model.getName(), AUTHORITIES_CLAIM);
             }
+        }
+    }
+
+    /**
+     * Sorts the privilege roles of roles into community (every one, to take
+     * out of the role claims), grouping (their scopes) and perms (their
+     * authorities); owner roles of earlier versions go into community only.
+     */
+    private static void privileges(Set<String> roles, Set<String> community, List<String> grouping, List<String> perms) {
+        for (String role : roles) {
+            Matcher m = PRIVILEGE.matcher(role);
+            if (!m.matches()) {
+                continue;
+            }
+            community.add(role);
+            String label = m.group(1) == null ? "*" : m.group(1);
+            switch (m.group(2)) {
+                case "READ" -> grouping.add(GROUPING + label + ".read");
+                case "WRITE" -> grouping.add(GROUPING + label + ".write");
+                default -> {
+                    continue; // OWNER: dropped
+                }
+            }
+            perms.add(role);
         }
     }
 }
