@@ -12,7 +12,7 @@ import (
 // now.
 type RoleReader interface {
 	// HeldRoles returns which of roles userID holds now, directly, through
-	// a group or through a composite; an unknown user holds none.
+	// a group or through a composite; an unknown or disabled user holds none.
 	HeldRoles(ctx context.Context, realm, userID string, roles []string) ([]string, error)
 }
 

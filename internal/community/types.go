@@ -234,6 +234,9 @@ type IdentityProvider interface {
 	// names carries community id's marker now.
 	CarriesMarker(ctx context.Context, realm, root, label, id string) (bool, error)
 	ResolveUser(ctx context.Context, realm, ref string) (string, error)
+	// IsMember reports whether user userID is a direct member of group
+	// groupID now, and enabled: a membership confers nothing on a token
+	// that outlived its user's disabling.
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
 	RoleReader
 	Members(ctx context.Context, realm, groupID string) ([]Member, error)

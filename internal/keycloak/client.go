@@ -364,17 +364,3 @@ func (c *Client) HeldRoles(ctx context.Context, realm, userID string, roles []st
 	// Only what was asked counts, whatever the answer holds.
 	return slices.DeleteFunc(held, func(r string) bool { return !slices.Contains(roles, r) }), nil
 }
-
-// IsMember reports whether user userID is a direct member of group groupID.
-func (c *Client) IsMember(ctx context.Context, realm, groupID, userID string) (bool, error) {
-	members, err := c.Members(ctx, realm, groupID)
-	if err != nil {
-		return false, err
-	}
-	for _, m := range members {
-		if m.ID == userID {
-			return true, nil
-		}
-	}
-	return false, nil
-}

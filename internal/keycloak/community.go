@@ -253,16 +253,11 @@ func (c *Client) Cleanup(ctx context.Context, realm, root, label, id string, fhi
 	return rep, nil
 }
 
+// hasMarker reports whether attrs mark community id's artefact: the marker
+// is their one value. A second value (added by hand) makes the artefact
+// nobody's, never one of two communities' (the extension's cleanup agrees).
 func hasMarker(attrs *map[string][]string, id string) bool {
-	if attrs == nil {
-		return false
-	}
-	for _, v := range (*attrs)[MarkerAttribute] {
-		if v == id {
-			return true
-		}
-	}
-	return false
+	return attrs != nil && slices.Equal((*attrs)[MarkerAttribute], []string{id})
 }
 
 var _ community.IdentityProvider = (*Client)(nil)

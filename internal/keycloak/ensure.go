@@ -107,7 +107,7 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 		case !ok:
 			missing = true
 			note("admin permission "+want.Name, problemMissing, repair)
-		case !strings.Contains(p.Description, want.Description):
+		case p.Description != want.Description:
 			note("admin permission "+want.Name, problemForeign, false)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"net/url"
-	"strings"
 )
 
 // Fine-grained admin permissions (v2) let a community's owners manage its
@@ -240,7 +239,7 @@ type policyDetail struct {
 // community's owner group.
 func verifyOwnPolicy(desc, ownerGroupID string) func(*policyDetail) error {
 	return func(d *policyDetail) error {
-		if !strings.Contains(d.Description, desc) {
+		if d.Description != desc {
 			return errors.New("it is not this community's")
 		}
 		raw, ok := d.Config["groups"]

@@ -10,24 +10,48 @@ import (
 
 // Members lists the direct members of group groupID.
 func (c *Client) Members(ctx context.Context, realm, groupID string) ([]community.Member, error) {
+	var out []community.Member
+	err := c.eachMember(ctx, realm, groupID, func(u *gocloak.User) bool {
+		out = append(out, community.Member{ID: deref(u.ID), Username: deref(u.Username)})
+		return true
+	})
+	return out, err
+}
+
+// IsMember reports whether user userID is a direct member of group groupID
+// and enabled: a disabled user's token works until it expires, and a
+// membership it confers must not.
+func (c *Client) IsMember(ctx context.Context, realm, groupID, userID string) (bool, error) {
+	found := false
+	err := c.eachMember(ctx, realm, groupID, func(u *gocloak.User) bool {
+		found = deref(u.ID) == userID && u.Enabled != nil && *u.Enabled
+		return deref(u.ID) != userID
+	})
+	return found, err
+}
+
+// eachMember calls fn for each direct member of group groupID, a page at a
+// time, until fn returns false.
+func (c *Client) eachMember(ctx context.Context, realm, groupID string, fn func(*gocloak.User) bool) error {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	const page = 100
 	brief := true
-	var out []community.Member
 	for first := 0; ; first += page {
 		f, m := first, page
 		users, err := c.gc.GetGroupMembers(ctx, tok, realm, groupID, gocloak.GetGroupsParams{First: &f, Max: &m, BriefRepresentation: &brief})
 		if err != nil {
-			return nil, classify("list members of group "+groupID, err)
+			return classify("list members of group "+groupID, err)
 		}
 		for _, u := range users {
-			out = append(out, community.Member{ID: deref(u.ID), Username: deref(u.Username)})
+			if !fn(u) {
+				return nil
+			}
 		}
 		if len(users) < page {
-			return out, nil
+			return nil
 		}
 	}
 }

@@ -161,17 +161,22 @@ type markedRep struct {
 }
 
 // marked lists the community roles and admin permissions of realm that
-// carry a marker, one per marker, with the label their name is of. A role
-// or policy whose name is no community's is not listed.
+// carry a marker, with the label their name is of. A role or policy whose
+// name is no community's is not listed, nor a role with two markers
+// (nobody's; see hasMarker).
 func (c *Client) marked(ctx context.Context, realm string) ([]community.Orphan, error) {
 	var rep markedRep
 	if err := c.extensionGet(ctx, realm, markedPath, url.Values{"attribute": {MarkerAttribute}, "policyPrefix": {policyPrefix}},
 		"list the marked roles and permissions of realm "+realm, &rep); err != nil {
 		return nil, err
 	}
+	markers := map[string]int{}
+	for _, r := range rep.Roles {
+		markers[r.Name]++
+	}
 	var out []community.Orphan
 	for _, r := range rep.Roles {
-		if l, ok := labelOfRole(r.Name); ok {
+		if l, ok := labelOfRole(r.Name); ok && markers[r.Name] == 1 {
 			out = append(out, community.Orphan{Label: l, ID: r.Marker, Artefact: "realm role " + r.Name})
 		}
 	}
@@ -221,7 +226,7 @@ func (c *Client) CarriesMarker(ctx context.Context, realm, root, label, id strin
 		}
 	}
 	for _, want := range d.Policies {
-		if p, ok := v.policies[want.Name]; ok && strings.Contains(p.Description, want.Description) {
+		if p, ok := v.policies[want.Name]; ok && p.Description == want.Description {
 			return true, nil
 		}
 	}
@@ -384,7 +389,7 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 		switch p, ok := v.policies[want.Name]; {
 		case !ok:
 			note("admin permission "+want.Name, problemMissing)
-		case !strings.Contains(p.Description, want.Description):
+		case p.Description != want.Description:
 			note("admin permission "+want.Name, problemForeign)
 		}
 	}
@@ -407,10 +412,11 @@ func (c *Client) CommunityGroup(ctx context.Context, realm, root, label string) 
 	return orphanOf(*g), true, nil
 }
 
-// orphanOf is label group g with its marker.
+// orphanOf is label group g with its marker, if it has one marker (see
+// hasMarker).
 func orphanOf(g gocloak.Group) community.Orphan {
 	o := community.Orphan{Label: deref(g.Name)}
-	if g.Attributes != nil && len((*g.Attributes)[MarkerAttribute]) > 0 {
+	if g.Attributes != nil && len((*g.Attributes)[MarkerAttribute]) == 1 {
 		o.ID = (*g.Attributes)[MarkerAttribute][0]
 	}
 	return o

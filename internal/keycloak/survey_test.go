@@ -54,6 +54,8 @@ func TestCompare(t *testing.T) {
 		t.Fatalf("a healthy community: %v", whats(d))
 	}
 	other := map[string][]string{MarkerAttribute: {"id-2"}}
+	// A second value added by hand makes an artefact nobody's.
+	both := map[string][]string{MarkerAttribute: {ndd.ID, "id-2"}}
 	for _, c := range []struct {
 		name  string
 		spoil func(v realmView)
@@ -66,6 +68,9 @@ func TestCompare(t *testing.T) {
 		}, []string{"realm role PERM_NDD_READ: exists but is not this community's"}},
 		{"label group missing, children not looked at", func(v realmView) { delete(v.groups, "/Communities/NDD") },
 			[]string{"group /Communities/NDD: missing"}},
+		{"role with a second marker", func(v realmView) {
+			v.roles["PERM_NDD_READ"] = gocloak.Role{Name: gocloak.StringP("PERM_NDD_READ"), Attributes: &both}
+		}, []string{"realm role PERM_NDD_READ: exists but is not this community's"}},
 		{"label group someone else's", func(v realmView) {
 			v.groups["/Communities/NDD"] = gocloak.Group{Name: gocloak.StringP("NDD"), Attributes: &other}
 		}, []string{"group /Communities/NDD: exists but is not this community's"}},
@@ -90,6 +95,9 @@ func TestCompare(t *testing.T) {
 			[]string{"admin permission community:NDD:membership: missing"}},
 		{"admin permission someone else's", func(v realmView) {
 			v.policies["community:NDD:owners"] = policyRep{Name: "community:NDD:owners", Description: markerDescription("id-2")}
+		}, []string{"admin permission community:NDD:owners: exists but is not this community's"}},
+		{"admin permission whose description holds the marker among other words", func(v realmView) {
+			v.policies["community:NDD:owners"] = policyRep{Name: "community:NDD:owners", Description: "copied from " + markerDescription(ndd.ID)}
 		}, []string{"admin permission community:NDD:owners: exists but is not this community's"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -125,13 +133,15 @@ func TestSurveyPagesAndRests(t *testing.T) {
 			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
 			return
 		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+groupsPath:
-			fmt.Fprint(w, `[{"name":"HAND","path":"/Communities/HAND","attributes":{}}]`)
+			fmt.Fprint(w, `[{"name":"HAND","path":"/Communities/HAND","attributes":{}},
+				{"name":"TWICE","path":"/Communities/TWICE","attributes":{"`+MarkerAttribute+`":["m5","m6"]}}]`)
 		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+markedPath:
 			if q := r.URL.Query(); q.Get("attribute") != MarkerAttribute || q.Get("policyPrefix") != policyPrefix {
 				t.Errorf("marked asked for %v", q)
 			}
 			// Two of a community's names, and two that are no community's.
-			fmt.Fprint(w, `{"roles":[{"name":"PERM_GONE_READ","marker":"m1"},{"name":"FHIR_READ","marker":"m2"}],
+			fmt.Fprint(w, `{"roles":[{"name":"PERM_GONE_READ","marker":"m1"},{"name":"FHIR_READ","marker":"m2"},
+				{"name":"PERM_TWICE_READ","marker":"m5"},{"name":"PERM_TWICE_READ","marker":"m6"}],
 				"adminPermissions":true,"policies":[{"name":"community:LOST:owners","description":"`+MarkerAttribute+`=m3"},
 				{"name":"role:service-desk","description":"`+MarkerAttribute+`=m4"},{"name":"community:HAND:view","description":"by hand"}]}`)
 		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+surveyPath:
@@ -163,8 +173,9 @@ func TestSurveyPagesAndRests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Groups) != 1 || got.Groups[0].Label != "HAND" {
-		t.Errorf("groups under the root: %+v", got.Groups)
+	// A group or role with two markers is nobody's: no orphan of either.
+	if want := []community.Orphan{{Label: "HAND"}, {Label: "TWICE"}}; !slices.Equal(got.Groups, want) {
+		t.Errorf("groups under the root: %+v, want %+v", got.Groups, want)
 	}
 	wantMarked := []community.Orphan{{Label: "GONE", ID: "m1", Artefact: "realm role PERM_GONE_READ"},
 		{Label: "LOST", ID: "m3", Artefact: "admin permission community:LOST:owners"}}

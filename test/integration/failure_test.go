@@ -341,6 +341,15 @@ func TestCleanupIsAllOrNothing(t *testing.T) {
 			"policyMarker": keycloak.MarkerAttribute + "=" + id, "scopes": []string{"grouping/WHOLE.read", "grouping/WHOLE.write"},
 			"clients": []string{client}}
 	}
+	with := func(b map[string]any, key string, v any) map[string]any {
+		b[key] = v
+		return b
+	}
+	// A marker no artefact carries: nothing is the caller's to remove, so
+	// no permission is needed for any one of them.
+	guess := func(b map[string]any) map[string]any {
+		return with(with(b, "marker", "guess"), "policyMarker", "guess")
+	}
 	u := f.env.KeycloakURL + "/admin/realms/" + realm + "/communities/cleanup"
 	for _, c := range []struct {
 		why    string
@@ -350,6 +359,14 @@ func TestCleanupIsAllOrNothing(t *testing.T) {
 	}{
 		{"a client to take the foreign scope off that does not exist, the last step", admin, body("no-such-client"), 404},
 		{"a consumer", f.realm.UserToken(t, "consumer"), body("terminology-client"), 403},
+		// Refused before any name is looked up, so that a caller without
+		// the rights learns nothing: with markers nothing carries, the
+		// cleanup answered 200 listing what exists, or 404 for a client
+		// that does not exist.
+		{"a consumer guessing the markers", f.realm.UserToken(t, "consumer"), guess(body("terminology-client")), 403},
+		{"a consumer naming a client that does not exist", f.realm.UserToken(t, "consumer"), guess(body("no-such-client")), 403},
+		{"more names than a community has", admin, with(body("terminology-client"), "roles", slices.Repeat([]string{"PERM_WHOLE_READ"}, 33)), 400},
+		{"a blank name", admin, with(body("terminology-client"), "policies", []string{""}), 400},
 		{"no token", "", body("terminology-client"), 401},
 		{"no marker", admin, map[string]any{"root": "Communities", "group": "WHOLE"}, 400},
 	} {

@@ -181,6 +181,51 @@ func TestServiceDeskIsConfirmedLive(t *testing.T) {
 	}
 }
 
+// TestDisabledUsersLoseTheirPowers: a token outlives its user's disabling,
+// so the live checks ask about the user as Keycloak sees them now: a
+// disabled creator holds no creator role, and a disabled owner is no owner.
+// Each of their changes is refused and changes nothing.
+func TestDisabledUsersLoseTheirPowers(t *testing.T) {
+	f := newFixture(t)
+	ctx, admin := context.Background(), f.realm.AdminToken(t)
+	stale := f.realm.UserToken(t, "creator")
+	f.create(t, stale, "GONE", "Owned by a leaver").Expect(t, 201)
+	id := f.realm.UserID(t, "creator")
+	user, err := f.realm.GC.GetUserByID(ctx, admin, f.realm.Name, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user.Enabled = gocloak.BoolP(false)
+	if err := f.realm.GC.UpdateUser(ctx, admin, f.realm.Name, *user); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", f.base, map[string]string{"securityLabel": "GONE2", "communityName": "Made after leaving"}},
+		{"DELETE", f.base + "/GONE", nil},
+		{"GET", f.base + "/GONE/members", nil},
+		{"PUT", f.base + "/GONE/consumer/consumer", nil},
+	} {
+		harness.Do(t, c.method, c.path, stale, c.body).Expect(t, 403)
+	}
+	if got := labels(f.list(t, f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret))); !slices.Equal(got, []string{"GONE"}) {
+		t.Errorf("communities after the refusals: %v", got)
+	}
+	members, err := f.realm.GC.GetGroupMembers(ctx, admin, f.realm.Name, f.row(t, "GONE").Artifacts.ConsumerGroupID, gocloak.GetGroupsParams{})
+	if err != nil || len(members) != 0 {
+		t.Errorf("consumers after the refused change: %v (%v)", members, err)
+	}
+	var held []string
+	harness.Do(t, "GET", f.env.KeycloakURL+"/admin/realms/"+f.realm.Name+"/communities/held?user="+id+"&role=community-creator", admin, nil).
+		Expect(t, 200).JSON(t, &held)
+	if len(held) != 0 {
+		t.Errorf("a disabled user holds %v", held)
+	}
+}
+
 // TestHeldRolesAreAsKeycloakGrantsThem: the extension's held answers which
 // of the roles named a user holds now, through groups and composites too,
 // and only to a caller who may view the user.

@@ -263,6 +263,15 @@ public class CommunitiesResource {
      * recorded as the same admin event. Answers 200 with what was removed
      * and what was left as someone else's: {@code {"deleted": [...],
      * "foreign": [...]}}; a client of clients that does not exist is 404.
+     * Artefacts are the marker's only when it is their one value (policies:
+     * their whole description), so that a second value added by hand makes
+     * them nobody's rather than another community's.
+     *
+     * <p>Any valid token of the realm reaches this resource, so the caller
+     * must be able to manage the realm and every group before any name is
+     * looked up: otherwise the answer (which names exist, which carry a
+     * guessed marker) would tell anyone what the realm holds. The lists are
+     * capped: a community has a handful of each.
      */
     @POST
     @Path("cleanup")
@@ -275,6 +284,13 @@ public class CommunitiesResource {
             throw ErrorResponse.error("root, attribute, marker, group, policyMarker, roles, legacyRoles, policies, scopes and clients are required",
                     Response.Status.BAD_REQUEST);
         }
+        auth.realm().requireManageRealm();
+        auth.groups().requireManage();
+        for (List<String> names : List.of(body.roles, body.legacyRoles, body.policies, body.scopes, body.clients)) {
+            if (names.size() > MAX_NAMES || names.stream().anyMatch(CommunitiesResource::blank)) {
+                throw ErrorResponse.error("at most " + MAX_NAMES + " names in each list, none blank", Response.Status.BAD_REQUEST);
+            }
+        }
         List<String> deleted = new ArrayList<>();
         List<String> foreign = new ArrayList<>();
         removePolicies(body, deleted, foreign);
@@ -284,7 +300,7 @@ public class CommunitiesResource {
         GroupModel group = KeycloakModelUtils.findGroupByPath(session, realm, new String[] {body.root, body.group});
         if (group != null) {
             String path = "/" + body.root + "/" + body.group;
-            if (group.getAttributeStream(body.attribute).noneMatch(body.marker::equals)) {
+            if (!onlyValue(group.getAttributeStream(body.attribute), body.marker)) {
                 foreign.add("group " + path);
             } else {
                 auth.groups().requireManage(group);
@@ -301,7 +317,7 @@ public class CommunitiesResource {
             if (role == null) {
                 continue;
             }
-            if (role.getAttributeStream(body.attribute).noneMatch(body.marker::equals)) {
+            if (!onlyValue(role.getAttributeStream(body.attribute), body.marker)) {
                 if (body.roles.contains(name)) {
                     foreign.add("realm role " + name);
                 }
@@ -367,7 +383,7 @@ public class CommunitiesResource {
             if (p == null) {
                 continue;
             }
-            if (p.getDescription() == null || !p.getDescription().contains(body.policyMarker)) {
+            if (!body.policyMarker.equals(p.getDescription())) {
                 foreign.add("admin permission " + name);
                 continue;
             }
@@ -383,6 +399,15 @@ public class CommunitiesResource {
                     .representation(Map.of("id", id, "name", name)).success();
             deleted.add("admin permission " + name);
         }
+    }
+
+    /** Names a cleanup list may hold: a community has at most 4 of any kind. */
+    private static final int MAX_NAMES = 32;
+
+    /** Whether values is exactly one value, marker. */
+    private static boolean onlyValue(java.util.stream.Stream<String> values, String marker) {
+        List<String> all = values.limit(2).toList();
+        return all.size() == 1 && marker.equals(all.get(0));
     }
 
     private static List<String> concat(List<String> a, List<String> b) {
@@ -519,7 +544,9 @@ public class CommunitiesResource {
      * Keycloak decides for a token: directly, through a group or through a
      * composite. The admin API's effective role mappings test every role of
      * the realm against the user, and a realm of 10,000 communities has
-     * 20,000; this tests the few named. An unknown user holds none.
+     * 20,000; this tests the few named. An unknown or disabled user holds
+     * none: a token outlives the user's disabling, and what this answers is
+     * what Keycloak would grant now.
      */
     @GET
     @Path("held")
@@ -538,6 +565,9 @@ public class CommunitiesResource {
         }
         auth.users().requireView(user);
         List<String> out = new ArrayList<>();
+        if (!user.isEnabled()) {
+            return out;
+        }
         for (String name : roleNames) {
             RoleModel role = blank(name) ? null : realm.getRole(name);
             if (role != null && user.hasRole(role)) {
