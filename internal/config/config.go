@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -249,8 +250,24 @@ func (c *Config) Validate() error {
 	if c.OperationLease <= 0 || c.KeycloakTimeout <= 0 {
 		errs = append(errs, errors.New("--operation-lease and --keycloak-timeout must be positive"))
 	}
+	// A trailing comma ("service-desk,") makes an empty entry, which would
+	// let a token without azp through the client allow-lists.
+	for flag, list := range map[string][]string{"realms": c.Realms, "decision-clients": c.DecisionClients,
+		"change-clients": c.ChangeClients, "fhir-clients": c.FHIRClients, "algorithms": c.Algorithms} {
+		if slices.ContainsFunc(list, func(e string) bool { return strings.TrimSpace(e) == "" }) {
+			errs = append(errs, fmt.Errorf("--%s has an empty entry (a stray comma?)", flag))
+		}
+	}
+	// The extension's cleanup takes at most this many clients.
+	if len(c.FHIRClients) > maxFHIRClients {
+		errs = append(errs, fmt.Errorf("--fhir-clients names %d clients; at most %d", len(c.FHIRClients), maxFHIRClients))
+	}
 	return errors.Join(errs...)
 }
+
+// maxFHIRClients is the cap of the extension's cleanup on each of its
+// lists (CommunitiesResource.MAX_NAMES).
+const maxFHIRClients = 32
 
 func validAlgorithms(algs []string) []error {
 	var errs []error

@@ -61,8 +61,10 @@ func TestValidate(t *testing.T) {
 	bad.Audience = ""
 	bad.Algorithms = []string{"RS256", "none", "HS256"}
 	bad.OperationLease = 0
+	bad.ChangeClients = []string{"service-desk", ""}
 	err := bad.Validate()
-	for _, want := range []string{"database-url", "keycloak-url", "realms", "admin-client-secret", "audience", "none", "HS256", "operation-lease"} {
+	for _, want := range []string{"database-url", "keycloak-url", "realms", "admin-client-secret", "audience", "none", "HS256", "operation-lease",
+		"--change-clients has an empty entry"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate did not report %s: %v", want, err)
 		}
