@@ -39,17 +39,13 @@ func ParseRequiredClaims(entries, realms []string) ([]RequiredClaim, error) {
 	return out, nil
 }
 
-// Claim returns the claim name of p as text, and whether it is present
-// and not empty.
+// Claim returns the claim name of p, and whether it is a string that is
+// not empty. A claim of another shape ([], {}, false, 0) counts as
+// missing: provenance claims are text, and a required claim must not be
+// satisfied by something that only prints as a value.
 func (p *Principal) Claim(name string) (string, bool) {
-	switch v := p.Claims[name].(type) {
-	case string:
-		return v, v != ""
-	case nil:
-		return "", false
-	default:
-		return fmt.Sprint(v), true
-	}
+	v, ok := p.Claims[name].(string)
+	return v, ok && v != ""
 }
 
 // Lacks says which of the required claims of realm p's token lacks or

@@ -37,3 +37,28 @@ func TestParseRequiredClaims(t *testing.T) {
 		}
 	}
 }
+
+// TestRequiredClaimsAreText: a required claim is met only by a string that
+// is not empty (and equal to the fixed value, if one is set); any other
+// shape is missing.
+func TestRequiredClaimsAreText(t *testing.T) {
+	required := []RequiredClaim{{Name: "requesting_system"}, {Realm: "terminology", Name: "reason_for_request", Value: "directcare"}}
+	for _, c := range []struct {
+		claims map[string]any
+		lacks  string
+	}{
+		{map[string]any{"requesting_system": "console", "reason_for_request": "directcare"}, ""},
+		{map[string]any{"requesting_system": "", "reason_for_request": "directcare"}, "requesting_system"},
+		{map[string]any{"requesting_system": []any{}, "reason_for_request": "directcare"}, "requesting_system"},
+		{map[string]any{"requesting_system": map[string]any{}, "reason_for_request": "directcare"}, "requesting_system"},
+		{map[string]any{"requesting_system": false, "reason_for_request": "directcare"}, "requesting_system"},
+		{map[string]any{"requesting_system": 0.0, "reason_for_request": "directcare"}, "requesting_system"},
+		{map[string]any{"requesting_system": "console", "reason_for_request": []any{"directcare"}}, "reason_for_request"},
+		{map[string]any{"requesting_system": "console", "reason_for_request": "research"}, "reason_for_request must be directcare"},
+	} {
+		got := (&Principal{Claims: c.claims}).Lacks(required, "terminology")
+		if (c.lacks == "") != (got == "") || !strings.Contains(got, c.lacks) {
+			t.Errorf("%v: lacks %q, want %q", c.claims, got, c.lacks)
+		}
+	}
+}
