@@ -55,13 +55,17 @@ func (p *provisionFlags) load(cmd *cobra.Command) (*provision.File, error) {
 }
 
 func readFile(path string) (*provision.File, error) {
-	var data []byte
-	var err error
-	if path == "-" {
-		data, err = io.ReadAll(os.Stdin)
-	} else {
-		data, err = os.ReadFile(path)
+	in := os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		in = f
 	}
+	// One byte more than Parse takes, so that it can say the file is too large.
+	data, err := io.ReadAll(io.LimitReader(in, provision.MaxFileBytes+1))
 	if err != nil {
 		return nil, err
 	}

@@ -222,13 +222,13 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 	if len(refs) == 0 {
 		return []string{a.Subject}, nil
 	}
-	if len(refs) > 50 {
-		return nil, fmt.Errorf("%w owners: at most 50 may be named", ErrInvalid)
+	if len(refs) > MaxOwners {
+		return nil, fmt.Errorf("%w owners: at most %d may be named", ErrInvalid, MaxOwners)
 	}
 	seen := map[string]bool{}
 	var ids []string
 	for _, ref := range refs {
-		if err := validUserRef(ref); err != nil {
+		if err := ValidateUserRef(ref); err != nil {
 			return nil, err
 		}
 		id, err := s.kc.ResolveUser(ctx, realm, ref)
@@ -462,7 +462,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	if !ok {
 		return fmt.Errorf("%w: %q is not a community role; use owner, author or consumer", ErrNotFound, role)
 	}
-	if err := validUserRef(userRef); err != nil {
+	if err := ValidateUserRef(userRef); err != nil {
 		return err
 	}
 	if a, err = s.mayManage(ctx, a, row); err != nil {
@@ -534,7 +534,12 @@ func refusal(err error) string {
 // another admin path.
 var usernamePattern = regexp.MustCompile(`^[\p{L}\p{N}._@+-]{1,255}$`)
 
-func validUserRef(ref string) error {
+// MaxOwners is how many owners a create may name.
+const MaxOwners = 50
+
+// ValidateUserRef reports whether ref may name a user: a user id or a
+// username Keycloak could hold.
+func ValidateUserRef(ref string) error {
 	if !usernamePattern.MatchString(ref) || strings.Trim(ref, ".") == "" {
 		return fmt.Errorf("%w user: give a user id or a username (letters, digits and . _ - @ +)", ErrInvalid)
 	}

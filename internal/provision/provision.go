@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -24,8 +25,9 @@ type File struct {
 }
 
 // Community is one community of a File. Member lists name users by
-// username; a list left out is left alone, a list given is converged to
-// (members missing are added; extra members are removed only with prune).
+// username (or id); a list left out is left alone, a list given is
+// converged to (members missing are added; extra members are removed only
+// with prune).
 type Community struct {
 	Label     string   `json:"label"`
 	Name      string   `json:"name"`
@@ -34,9 +36,22 @@ type Community struct {
 	Consumers []string `json:"consumers,omitempty"`
 }
 
+// MaxFileBytes bounds a communities file: 10,000 communities with a few
+// dozen members each fit many times over.
+const MaxFileBytes = 64 << 20
+
 // Parse reads a File strictly: unknown keys are errors, so a typo does not
-// silently drop a setting.
+// silently drop a setting. Everything that can be checked without the
+// realm is checked here, before apply changes anything: labels, names
+// (trimmed, as the registry stores them), user references (lower-cased,
+// as Keycloak stores usernames; listed once), the number of owners, and
+// that labels and names are each unique ignoring case. A file without a
+// communities key is refused, so that a truncated file cannot prune a
+// realm empty (write "communities: []" to mean none).
 func Parse(data []byte) (*File, error) {
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("communities file: larger than %d bytes", MaxFileBytes)
+	}
 	var f File
 	if err := yaml.UnmarshalStrict(data, &f); err != nil {
 		return nil, fmt.Errorf("communities file: %w", err)
@@ -44,18 +59,58 @@ func Parse(data []byte) (*File, error) {
 	if f.Realm == "" {
 		return nil, errors.New("communities file: realm is required")
 	}
-	seen := map[string]bool{}
-	for i, c := range f.Communities {
-		if c.Label == "" || c.Name == "" {
-			return nil, fmt.Errorf("communities file: community %d needs label and name", i+1)
+	if f.Communities == nil {
+		return nil, errors.New(`communities file: communities is required ("communities: []" for none)`)
+	}
+	labels, names := map[string]bool{}, map[string]string{}
+	for i := range f.Communities {
+		c := &f.Communities[i]
+		at := fmt.Sprintf("communities file: community %d (%s)", i+1, c.Label)
+		if err := label.ValidateLabel(c.Label); err != nil {
+			return nil, fmt.Errorf("%s: %w", at, err)
 		}
-		// Labels are unique ignoring case, as the registry keeps them.
-		if seen[label.Key(c.Label)] {
+		name, err := label.NormalizeName(c.Name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", at, err)
+		}
+		c.Name = name
+		// Labels and names are unique ignoring case, as the registry keeps them.
+		if labels[label.Key(c.Label)] {
 			return nil, fmt.Errorf("communities file: label %s appears twice", c.Label)
 		}
-		seen[label.Key(c.Label)] = true
+		labels[label.Key(c.Label)] = true
+		if other, ok := names[label.Key(name)]; ok {
+			return nil, fmt.Errorf("communities file: %s and %s are both named %q", other, c.Label, name)
+		}
+		names[label.Key(name)] = c.Label
+		if len(c.Owners) > community.MaxOwners {
+			return nil, fmt.Errorf("%s: at most %d owners", at, community.MaxOwners)
+		}
+		for _, list := range []*[]string{&c.Owners, &c.Authors, &c.Consumers} {
+			if *list, err = userRefs(*list); err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
+			}
+		}
 	}
 	return &f, nil
+}
+
+// userRefs checks refs and returns them lower-cased, each once, in order;
+// a list left out stays nil (left alone), one given empty stays empty.
+func userRefs(refs []string) ([]string, error) {
+	if refs == nil {
+		return nil, nil
+	}
+	out := []string{}
+	for _, r := range refs {
+		if err := community.ValidateUserRef(r); err != nil {
+			return nil, fmt.Errorf("%q: %w", r, err)
+		}
+		if r = strings.ToLower(r); !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // Marshal writes f as YAML.
@@ -148,9 +203,11 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 			if want == nil {
 				continue
 			}
+			// The file names a member by username or id (Parse lower-cased
+			// both, as Keycloak keeps them).
 			have := map[string]bool{}
 			for _, m := range current[role] {
-				have[m.Username] = true
+				have[m.Username], have[m.ID] = true, true
 			}
 			for _, u := range want {
 				if !have[u] {
@@ -159,7 +216,7 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 			}
 			if prune {
 				for _, m := range current[role] {
-					if !slices.Contains(want, m.Username) {
+					if !slices.Contains(want, m.Username) && !slices.Contains(want, m.ID) {
 						plan = append(plan, Action{Kind: "remove-member", Label: c.Label, Role: role, User: m.Username})
 					}
 				}

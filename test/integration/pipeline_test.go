@@ -133,4 +133,39 @@ communities:
 	if out, code = cli("plan", "-f", write("typo.yaml", "realm: "+realm+"\ncommunitees: []\n")); code != 1 || !strings.Contains(out, "communitees") {
 		t.Fatalf("a typo in the file: exit %d:\n%s", code, out)
 	}
+
+	// What can be checked without the realm is, before anything changes: a
+	// bad name in the second community leaves the first uncreated.
+	out, code = cli("apply", "-f", write("badname.yaml", `realm: `+realm+`
+communities:
+  - {label: FIRST, name: First}
+  - {label: SECOND, name: "Bell\a"}
+`))
+	if code != 1 || !strings.Contains(out, "communityName") || f.row(t, "FIRST") != nil {
+		t.Fatalf("apply of a file with a bad name exited %d (FIRST made: %v):\n%s", code, f.row(t, "FIRST") != nil, out)
+	}
+
+	// A member named by id, or by a username in another case, is the member
+	// Keycloak lists: apply again changes nothing, and --prune removes no one.
+	loose := write("loose.yaml", `realm: `+realm+`
+communities:
+  - label: LOOSE
+    name: "Named loosely "
+    owners: [`+f.realm.UserID(t, "author")+`]
+    consumers: [Consumer]
+`)
+	if out, code = cli("apply", "-f", loose); code != 0 {
+		t.Fatalf("apply exited %d:\n%s", code, out)
+	}
+	if out, code = cli("apply", "-f", loose); code != 0 || !strings.Contains(out, "no changes") {
+		t.Fatalf("second apply of members named loosely exited %d:\n%s", code, out)
+	}
+	if out, _ = cli("plan", "-f", loose, "--prune"); strings.Contains(out, "remove-member LOOSE") {
+		t.Errorf("plan --prune would remove members the file names:\n%s", out)
+	}
+	var lm members
+	harness.Do(t, "GET", f.base+"/LOOSE/members", sd, nil).Expect(t, 200).JSON(t, &lm)
+	if !slices.Equal(lm.usernames("owner"), []string{"author"}) || !slices.Equal(lm.usernames("consumer"), []string{"consumer"}) {
+		t.Errorf("LOOSE members %v", lm)
+	}
 }
