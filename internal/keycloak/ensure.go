@@ -80,15 +80,21 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 	// repaired only when every group is this community's (a repair has
 	// made the missing ones by now; a foreign one stays foreign).
 	groups := a.GroupID != "" && a.OwnerGroupID != "" && a.AuthorGroupID != "" && a.ConsumerGroupID != ""
-	if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair && groups, note); err != nil {
+	// Keycloak takes a deleted group out of the policies and permissions
+	// that named it (keycloak-fgap.md), so a group this repair made anew is
+	// named by none of them: they are made again around it.
+	regrouped := slices.ContainsFunc(drift, func(d community.Drift) bool { return d.Repaired && strings.HasPrefix(d.What, "group ") })
+	if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair && groups, regrouped, note); err != nil {
 		return drift, a, err
 	}
 	return drift, a, nil
 }
 
 // ensureOwnerPermissions checks the community's admin policies and
-// permissions; repair makes what is missing.
-func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts, repair bool, note func(string, string, bool)) error {
+// permissions; repair makes what is missing, and with regrouped first
+// removes the community's own ones, which name its groups as they were.
+func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts,
+	repair, regrouped bool, note func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm, repair)
 	if errors.Is(err, errPermissionsOff) {
 		note("admin permissions of realm "+s.Realm, "not enabled", false)
@@ -109,6 +115,18 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 			note("admin permission "+want.Name, problemMissing, repair)
 		case p.Description != want.Description:
 			note("admin permission "+want.Name, problemForeign, false)
+		}
+	}
+	if repair && regrouped {
+		// Permissions first: each names the policies before it.
+		for i := len(d.Policies) - 1; i >= 0; i-- {
+			want := d.Policies[i]
+			if p, ok := found[want.Name]; ok && p.Description == want.Description {
+				if _, err := c.raw(ctx, tok, http.MethodDelete, base+"/policy/"+p.ID, nil, nil); err != nil && !errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("remove admin permission %s to make it again: %w", want.Name, err)
+				}
+				missing = true
+			}
 		}
 	}
 	if repair && missing {

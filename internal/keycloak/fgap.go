@@ -235,8 +235,9 @@ type policyDetail struct {
 }
 
 // verifyOwnPolicy accepts a stored policy only if it carries the
-// community's marker and, for a group policy, names no group but the
-// community's owner group.
+// community's marker and, for a group policy, names the community's owner
+// group and no other (Keycloak leaves one naming none when the group is
+// deleted).
 func verifyOwnPolicy(desc, ownerGroupID string) func(*policyDetail) error {
 	return func(d *policyDetail) error {
 		if d.Description != desc {
@@ -252,10 +253,8 @@ func verifyOwnPolicy(desc, ownerGroupID string) func(*policyDetail) error {
 		if err := json.Unmarshal([]byte(raw), &groups); err != nil {
 			return fmt.Errorf("its groups cannot be read: %w", err)
 		}
-		for _, g := range groups {
-			if g.ID != ownerGroupID {
-				return errors.New("it names a group other than the owner group")
-			}
+		if len(groups) != 1 || groups[0].ID != ownerGroupID {
+			return errors.New("it does not name the owner group alone")
 		}
 		return nil
 	}

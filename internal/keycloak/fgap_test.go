@@ -45,7 +45,7 @@ func TestOnlyARepairSwitchesAdminPermissionsOn(t *testing.T) {
 	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second})
 	s := community.Spec{ID: "6f1c2b9e-0000-4000-8000-000000000001", Realm: "r", Root: "Communities", Label: "NDD", Name: "n"}
 	var noted []string
-	err := c.ensureOwnerPermissions(context.Background(), "t", s, Describe(s), community.Artifacts{}, false,
+	err := c.ensureOwnerPermissions(context.Background(), "t", s, Describe(s), community.Artifacts{}, false, false,
 		func(what, problem string, _ bool) { noted = append(noted, what+": "+problem) })
 	if err != nil || puts != 0 || !slices.Equal(noted, []string{"admin permissions of realm r: not enabled"}) {
 		t.Errorf("a check: %v, %d PUTs of the realm, noted %q", err, puts, noted)

@@ -29,6 +29,48 @@ func consoleToken(t *testing.T, f *fixture, username string) string {
 	return resp
 }
 
+// TestRepairRestoresOwnersConsoleRights: Keycloak takes a deleted group out
+// of the admin permissions that named it, so a group a repair makes anew
+// was named by none of them, and its owners could no longer manage
+// members in the console. The repair makes them again around the new
+// groups: whether the owner group alone or the whole community group was
+// deleted, an owner appointed again can add a consumer with their own token.
+func TestRepairRestoresOwnersConsoleRights(t *testing.T) {
+	f := newFixture(t)
+	ctx, admin := context.Background(), f.realm.AdminToken(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	for _, c := range []struct{ label, deleted string }{{"OWNERLESS", "owner"}, {"GROUPLESS", ""}} {
+		f.create(t, sd, c.label, "Repaired "+c.label).Expect(t, 201)
+		path := "Communities/" + c.label
+		if c.deleted != "" {
+			path += "/" + c.deleted
+		}
+		g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.realm.GC.DeleteGroup(ctx, admin, f.realm.Name, *g.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := f.svc.Server.Service().Reconcile(ctx, []string{f.realm.Name}, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"OWNERLESS", "GROUPLESS"} {
+		harness.Do(t, "PUT", f.base+"/"+l+"/owner/author", sd, nil).Expect(t, 204)
+	}
+	owner, consumerID := consoleToken(t, f, "author"), f.realm.UserID(t, "consumer")
+	for _, l := range []string{"OWNERLESS", "GROUPLESS"} {
+		g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/"+l+"/consumer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := adminAPI(t, f, owner, "PUT", "/users/"+consumerID+"/groups/"+*g.ID, nil); got != 204 {
+			t.Errorf("%s: the owner adds a consumer in Keycloak after the repair: %d, want 204", l, got)
+		}
+	}
+}
+
 // TestOwnersManageOnlyTheirCommunityInKeycloak: with their own tokens,
 // against Keycloak's admin REST API (the calls the console makes), a
 // community owner can find users and add and remove them in their
