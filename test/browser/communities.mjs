@@ -7,9 +7,11 @@
 //     --username U --password P [scenario options] --screenshot-dir DIR
 //
 // Scenarios:
-//   create      --label L --name N [--taken-label T --taken-name M]
+//   create      --label L --name N [--caller-role R] [--taken-label T --taken-name M]
 //               fill in name and label, Save, expect "Community created" and
-//               the row in the list; with --taken-label, then try a label
+//               the row in the list, with the caller's role R (default owner;
+//               "—" for service desk, whose community is dormant); with
+//               --taken-label, then try a label
 //               that exists and expect an error alert carrying the service's
 //               problem detail (nothing is listed twice)
 //   no-access   expect no Communities entry in the bar, then open the page's
@@ -27,7 +29,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --user U --role R] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
+const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --caller-role R --user U --role R] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
 
 let args;
 try {
@@ -44,6 +46,7 @@ try {
       'taken-name': { type: 'string' },
       user: { type: 'string' },
       role: { type: 'string', default: 'consumer' },
+      'caller-role': { type: 'string', default: 'owner' },
       'screenshot-dir': { type: 'string', default: 'screenshots' },
       'step-timeout': { type: 'string', default: '30000' },
       timeout: { type: 'string', default: '150000' },
@@ -183,8 +186,10 @@ async function create() {
   const row = page.getByTestId(`community-row-${args.label}`);
   await row.waitFor({ state: 'visible' });
   const rowText = (await row.innerText()).replace(/\s+/g, ' ');
-  if (!rowText.includes(args.name) || !rowText.includes('owner')) {
-    throw new Error(`the row of ${args.label} reads "${rowText}": not its name and the caller's role owner`);
+  // A creator owns what they made; service desk's community is dormant (--role —).
+  const role = args['caller-role'];
+  if (!rowText.includes(args.name) || !rowText.includes(role)) {
+    throw new Error(`the row of ${args.label} reads "${rowText}": not its name and the caller's role ${role}`);
   }
   await screenshot('created');
   const out = { created: args.label, alert: created.text, row: rowText };

@@ -209,6 +209,13 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 		t.Errorf("communities after the delete: %v", l)
 	}
 
+	// Service desk creates a community on the page: it is dormant, and the
+	// page does not call service desk its owner.
+	f.browser(t, "create", "servicedesk", "--label", "DESKPAGE", "--name", "Made by service desk", "--caller-role", "—")
+	if isMemberOf(t, f.realm, "servicedesk", "/Communities/DESKPAGE/owner") {
+		t.Error("service desk became owner of what it made on the page")
+	}
+
 	// Service desk appoints an owner of the dormant Open on the page.
 	f.browser(t, "add-member", "servicedesk", "--label", "Open", "--user", "author", "--role", "owner")
 	if !isMemberOf(t, f.realm, "author", "/Communities/Open/owner") {

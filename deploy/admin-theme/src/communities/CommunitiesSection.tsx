@@ -195,12 +195,16 @@ export default function CommunitiesSection() {
             {access.canCreate && (
               <CreateCommunity
                 onCreated={(c) => {
-                  // The caller owns what they made (the service made them owner).
-                  update((a) => ({
-                    ...a,
-                    owned: [...a.owned, c.securityLabel],
-                    memberships: { ...a.memberships, [c.securityLabel]: ["owner"] },
-                  }));
+                  // A creator owns what they made (the service made them
+                  // owner); service desk's community, made here without
+                  // owners, is dormant until it appoints some.
+                  if (!access.serviceDesk) {
+                    update((a) => ({
+                      ...a,
+                      owned: [...a.owned, c.securityLabel],
+                      memberships: { ...a.memberships, [c.securityLabel]: ["owner"] },
+                    }));
+                  }
                   setReload((n) => n + 1);
                 }}
               />
