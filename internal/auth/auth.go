@@ -67,6 +67,11 @@ type Verifier struct {
 	keys map[string]keyfunc.Keyfunc
 }
 
+// KeyRefresh is how often each realm's key set is fetched again, so that a
+// key Keycloak withdrew stops verifying tokens (with MaxCacheAge, within
+// 10 minutes).
+const KeyRefresh = 5 * time.Minute
+
 // NewVerifier returns a Verifier whose background key refreshes end with ctx.
 func NewVerifier(ctx context.Context, o Options) *Verifier {
 	if o.HTTPClient == nil {
@@ -89,7 +94,7 @@ func (v *Verifier) keyfunc(realm string) (keyfunc.Keyfunc, error) {
 		// waits long for that budget, so they cannot make requests hang.
 		RefreshUnknownKID: rate.NewLimiter(rate.Every(30*time.Second), 1),
 		RateLimitWaitMax:  time.Second,
-		RefreshInterval:   time.Hour,
+		RefreshInterval:   KeyRefresh,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("key set of realm %s: %w", realm, err)

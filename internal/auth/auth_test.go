@@ -246,3 +246,34 @@ func TestCachingVerifierExpires(t *testing.T) {
 		t.Errorf("an expired token was answered from the cache: %v", err)
 	}
 }
+
+// TestCachingVerifierForgetsAfterMaxCacheAge: a token is answered from the
+// cache for at most MaxCacheAge, however late its exp, then verified again
+// (here refused, its issuer no longer trusted), so that a withdrawn key
+// stops working.
+func TestCachingVerifierForgetsAfterMaxCacheAge(t *testing.T) {
+	k := newKeys(t)
+	srv := jwksServer(t, k)
+	trusted := "http://kc/realms/"
+	v := NewVerifier(t.Context(), Options{
+		JWKSURL: func(string) string { return srv.URL }, Issuer: func(r string) string { return trusted + r },
+		Audience: "communities", Algorithms: []string{"RS256"},
+	})
+	c := NewCachingVerifier(v, 10)
+	start := time.Now()
+	clock := start
+	c.now = func() time.Time { return clock }
+	long := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(24 * time.Hour).Unix() }))
+	if _, err := c.Verify(t.Context(), "r1", long); err != nil {
+		t.Fatal(err)
+	}
+	trusted = "http://elsewhere/realms/"
+	clock = start.Add(MaxCacheAge - time.Second)
+	if _, err := c.Verify(t.Context(), "r1", long); err != nil {
+		t.Errorf("within MaxCacheAge the cached token was verified again: %v", err)
+	}
+	clock = start.Add(MaxCacheAge)
+	if _, err := c.Verify(t.Context(), "r1", long); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("after MaxCacheAge the token was still answered from the cache: %v", err)
+	}
+}

@@ -146,7 +146,7 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.KeycloakTimeout, "keycloak-timeout", d.KeycloakTimeout, "timeout of each call to Keycloak")
 	fs.StringVar(&c.Audience, "audience", d.Audience, "audience every bearer token must carry")
 	fs.StringSliceVar(&c.Algorithms, "algorithms", d.Algorithms, "JWS algorithms accepted on bearer tokens")
-	fs.IntVar(&c.TokenCacheSize, "token-cache-size", d.TokenCacheSize, "verified tokens kept (until they expire) so repeated decisions skip signature checks")
+	fs.IntVar(&c.TokenCacheSize, "token-cache-size", d.TokenCacheSize, "verified tokens kept (until they expire, at most 5 minutes) so repeated decisions skip signature checks")
 	fs.StringSliceVar(&c.DecisionClients, "decision-clients", d.DecisionClients, "clients (azp) trusted to send another caller's token to the decision endpoints")
 	fs.StringSliceVar(&c.ChangeClients, "change-clients", d.ChangeClients, "clients (azp) whose tokens may create, delete and change communities, members and system accounts; tokens of other clients may only read")
 	fs.StringVar(&c.PermissionsSystem, "permissions-system", d.PermissionsSystem, "code system of the security labels that carry community permissions")

@@ -87,7 +87,7 @@ func BindProxy(fs *pflag.FlagSet, c *Proxy) {
 	fs.DurationVar(&c.KeycloakTimeout, "keycloak-timeout", d.KeycloakTimeout, "timeout of each call to Keycloak")
 	fs.StringVar(&c.Audience, "audience", d.Audience, "audience every bearer token must carry")
 	fs.StringSliceVar(&c.Algorithms, "algorithms", d.Algorithms, "JWS algorithms accepted on bearer tokens")
-	fs.IntVar(&c.TokenCacheSize, "token-cache-size", d.TokenCacheSize, "verified tokens kept (until they expire) so repeated requests skip signature checks")
+	fs.IntVar(&c.TokenCacheSize, "token-cache-size", d.TokenCacheSize, "verified tokens kept (until they expire, at most 5 minutes) so repeated requests skip signature checks")
 	fs.StringVar(&c.PermissionsSystem, "permissions-system", d.PermissionsSystem, "code system of the security labels that carry community permissions")
 	fs.BoolVar(&c.SystemlessLabels, "systemless-labels", false, "also treat security labels without a system as permission labels")
 	fs.StringSliceVar(&c.RequiredClaims, "required-claims", nil, "claims tokens must carry, as [realm:]claim[=value] (seed 004)")
