@@ -13,16 +13,24 @@ import (
 	"github.com/nhs-terminology/communities/internal/provision"
 )
 
-// TestPruneKeepsWhatTheFileNamesInAnotherCase: labels are unique ignoring
-// case, so a file naming "ndd" where the realm has "NDD" plans a conflict
-// and no delete (the review of 2026-11-24 found --prune deleting NDD).
-func TestPruneKeepsWhatTheFileNamesInAnotherCase(t *testing.T) {
-	const realm = "r"
+const realm = "r"
+
+// newService is the community service over the fakes, with a service
+// desk user of realm.
+func newService() (*community.Service, *fakeidp.IDP, community.Actor) {
 	idp := fakeidp.New()
 	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
 		Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}})
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
 	idp.GrantRole(realm, desk.Subject, "service-desk")
+	return svc, idp, desk
+}
+
+// TestPruneKeepsWhatTheFileNamesInAnotherCase: labels are unique ignoring
+// case, so a file naming "ndd" where the realm has "NDD" plans a conflict
+// and no delete (the review of 2026-11-24 found --prune deleting NDD).
+func TestPruneKeepsWhatTheFileNamesInAnotherCase(t *testing.T) {
+	svc, _, desk := newService()
 	if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: "NDD", Name: "National data dictionary"}); err != nil {
 		t.Fatal(err)
 	}
@@ -83,12 +91,7 @@ func TestParseChecksEverythingBeforeApply(t *testing.T) {
 // changes nothing, and --prune removes no one (the review of 2026-11-24
 // found apply --prune removing an owner named by id on every other run).
 func TestPlanKnowsAUserByAnyName(t *testing.T) {
-	const realm = "r"
-	idp := fakeidp.New()
-	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
-		Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}})
-	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
-	idp.GrantRole(realm, desk.Subject, "service-desk")
+	svc, idp, desk := newService()
 	alice := idp.AddUser(realm, "alice")
 	idp.AddUser(realm, "bob")
 	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - label: NDD\n    name: National data dictionary \n" +
