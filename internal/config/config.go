@@ -252,10 +252,13 @@ func (c *Config) Validate() error {
 	}
 	// A trailing comma ("service-desk,") makes an empty entry, which would
 	// let a token without azp through the client allow-lists.
-	for flag, list := range map[string][]string{"realms": c.Realms, "decision-clients": c.DecisionClients,
-		"change-clients": c.ChangeClients, "fhir-clients": c.FHIRClients, "algorithms": c.Algorithms} {
-		if slices.ContainsFunc(list, func(e string) bool { return strings.TrimSpace(e) == "" }) {
-			errs = append(errs, fmt.Errorf("--%s has an empty entry (a stray comma?)", flag))
+	for _, l := range []struct {
+		flag string
+		list []string
+	}{{"realms", c.Realms}, {"decision-clients", c.DecisionClients}, {"change-clients", c.ChangeClients},
+		{"fhir-clients", c.FHIRClients}, {"algorithms", c.Algorithms}} {
+		if slices.ContainsFunc(l.list, func(e string) bool { return strings.TrimSpace(e) == "" }) {
+			errs = append(errs, fmt.Errorf("--%s has an empty entry (a stray comma?)", l.flag))
 		}
 	}
 	// The extension's cleanup takes at most this many clients.
