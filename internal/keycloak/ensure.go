@@ -66,7 +66,8 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 		}
 	}
 
-	if err := c.ensureGroups(ctx, tok, s, d, roles, repair, &a, note); err != nil {
+	regrouped, err := c.ensureGroups(ctx, tok, s, d, roles, repair, &a, note)
+	if err != nil {
 		return drift, a, err
 	}
 	critical := func(what, problem string, contained bool) {
@@ -83,7 +84,6 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 	// Keycloak takes a deleted group out of the policies and permissions
 	// that named it (keycloak-fgap.md), so a group this repair made anew is
 	// named by none of them: they are made again around it.
-	regrouped := slices.ContainsFunc(drift, func(d community.Drift) bool { return d.Repaired && strings.HasPrefix(d.What, "group ") })
 	if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair && groups, regrouped, note); err != nil {
 		return drift, a, err
 	}
@@ -143,36 +143,38 @@ func deref(p *string) string {
 }
 
 // ensureGroups checks the label group, its member groups and their role
-// grants; repair makes what is missing.
+// grants; repair makes what is missing, and made says whether it made a
+// group.
 func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec, d Desired, roles map[string]gocloak.Role,
-	repair bool, a *community.Artifacts, note func(string, string, bool)) error {
-	g, err := c.gc.GetGroupByPath(ctx, tok, s.Realm, strings.TrimPrefix(d.Group.Path, "/"))
+	repair bool, a *community.Artifacts, note func(string, string, bool)) (made bool, err error) {
+	g, gerr := c.gc.GetGroupByPath(ctx, tok, s.Realm, strings.TrimPrefix(d.Group.Path, "/"))
 	switch {
-	case statusOf(err) == http.StatusNotFound:
+	case statusOf(gerr) == http.StatusNotFound:
 		if !repair {
 			note("group "+d.Group.Path, problemMissing, false)
-			return nil
+			return false, nil
 		}
 		rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if a.GroupID, err = c.createGroup(ctx, tok, s.Realm, rootID, d.Group); err != nil {
-			return fmt.Errorf("recreate: %w", err)
+			return false, fmt.Errorf("recreate: %w", err)
 		}
+		made = true
 		note("group "+d.Group.Path, problemMissing, true)
-	case err != nil:
-		return classify("read group "+d.Group.Path, err)
+	case gerr != nil:
+		return false, classify("read group "+d.Group.Path, gerr)
 	case !hasMarker(g.Attributes, s.ID):
 		note("group "+d.Group.Path, problemForeign, false)
-		return nil
+		return false, nil
 	default:
 		a.GroupID = *g.ID
 	}
 
 	var children []gocloak.Group
 	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/groups/"+a.GroupID+"/children?briefRepresentation=true&max=100", nil, &children); err != nil {
-		return fmt.Errorf("list groups under %s: %w", d.Group.Path, err)
+		return made, fmt.Errorf("list groups under %s: %w", d.Group.Path, err)
 	}
 	for _, want := range d.Children {
 		idx := slices.IndexFunc(children, func(g gocloak.Group) bool { return deref(g.Name) == want.Name })
@@ -183,8 +185,9 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 			}
 			id, err := c.createGroup(ctx, tok, s.Realm, a.GroupID, want)
 			if err != nil {
-				return fmt.Errorf("recreate: %w", err)
+				return made, fmt.Errorf("recreate: %w", err)
 			}
+			made = true
 			setGroupID(a, want.Member, id)
 			note("group "+want.Path, problemMissing, true)
 		} else {
@@ -193,7 +196,7 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 		id := groupID(*a, want.Member)
 		mapped, err := c.gc.GetRealmRolesByGroupID(ctx, tok, s.Realm, id)
 		if err != nil {
-			return classify("read role mappings of "+want.Path, err)
+			return made, classify("read role mappings of "+want.Path, err)
 		}
 		var lacking []gocloak.Role
 		for _, name := range want.Grants {
@@ -210,11 +213,11 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 				if statusOf(err) == http.StatusNotFound { // the cached OwnerRole may be gone
 					c.forgetOwnerRole(s.Realm)
 				}
-				return classify("map roles to "+want.Path, err)
+				return made, classify("map roles to "+want.Path, err)
 			}
 		}
 	}
-	return nil
+	return made, nil
 }
 
 type scopeRep struct {

@@ -6,6 +6,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
+import java.util.stream.Stream;
 
 import jakarta.persistence.EntityManager;
 import jakarta.ws.rs.Consumes;
@@ -405,7 +406,7 @@ public class CommunitiesResource {
     private static final int MAX_NAMES = 32;
 
     /** Whether values is exactly one value, marker. */
-    private static boolean onlyValue(java.util.stream.Stream<String> values, String marker) {
+    private static boolean onlyValue(Stream<String> values, String marker) {
         List<String> all = values.limit(2).toList();
         return all.size() == 1 && marker.equals(all.get(0));
     }
