@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 
@@ -64,6 +65,10 @@ func (h *handler) subject(c *gin.Context, token string) (p *auth.Principal, clai
 		return nil, "", false
 	}
 	p, err := h.opts.Verifier.Verify(c.Request.Context(), c.Param("realm"), token)
+	if err != nil && !errors.Is(err, auth.ErrInvalidToken) {
+		h.fail(c, err) // not checked (Keycloak's keys unavailable): try again
+		return nil, "", false
+	}
 	if err != nil {
 		h.log.InfoContext(c.Request.Context(), "judged token refused", "reason", err.Error(), "request_id", requestIDOf(c))
 		h.refuse(c, fault.Unprocessable, "the token to judge is not a valid token of this realm for this service")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -138,8 +139,14 @@ func (h *handler) authenticate(c *gin.Context) {
 		return
 	}
 	p, err := h.opts.Verifier.Verify(c.Request.Context(), c.Param("realm"), raw)
-	if err != nil {
+	switch {
+	case errors.Is(err, auth.ErrInvalidToken):
 		h.unauthorized(c, err.Error())
+		return
+	case err != nil:
+		// The token could not be checked (Keycloak's keys could not be
+		// fetched): refused all the same, as "try again".
+		h.fail(c, err)
 		return
 	}
 	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), principalKey, p))

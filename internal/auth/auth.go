@@ -8,11 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
@@ -37,6 +41,11 @@ type Options struct {
 	HTTPClient *http.Client
 	// Leeway tolerates clock skew between Keycloak and this service.
 	Leeway time.Duration
+	// Logger gets failed key set fetches (default slog.Default()).
+	Logger *slog.Logger
+	// UnknownKeyRefetch is how often a token naming a key the set lacks
+	// may make it be fetched again (default DefaultUnknownKeyRefetch).
+	UnknownKeyRefetch time.Duration
 }
 
 // Principal is the verified caller.
@@ -63,61 +72,140 @@ type Verifier struct {
 	opts Options
 	ctx  context.Context
 
-	mu   sync.Mutex
-	keys map[string]keyfunc.Keyfunc
+	mu   sync.Mutex // guards keys, never held while fetching
+	keys map[string]*realmKeys
 }
+
+// realmKeys is one realm's key set, which keyfunc keeps fresh.
+type realmKeys struct {
+	ready chan struct{} // closed when kf (or err) is set
+	kf    keyfunc.Keyfunc
+	err   error
+	// reachable is whether the last fetch of the key set succeeded: a
+	// token whose key is missing while it is false may be good, and is
+	// answered "unavailable", not "invalid".
+	reachable atomic.Bool
+}
+
+// errKeysUnreachable: a token's key is not in the realm's key set and the
+// set could not be fetched from Keycloak, so nothing is known about the
+// token. Verify calls that Unavailable, so that callers answer 503 and
+// clients try again rather than throw a good token away; the token is
+// refused all the same.
+var errKeysUnreachable = errors.New("the token's key is not in the key set, which could not be fetched")
 
 // KeyRefresh is how often each realm's key set is fetched again, so that a
 // key Keycloak withdrew stops verifying tokens (with MaxCacheAge, within
 // 10 minutes).
 const KeyRefresh = 5 * time.Minute
 
+// DefaultUnknownKeyRefetch is how often a token naming a key the set lacks
+// may make it be fetched again: forged kids cannot make us hammer
+// Keycloak, and a key set that could not be fetched is tried again this
+// often.
+const DefaultUnknownKeyRefetch = 30 * time.Second
+
 // NewVerifier returns a Verifier whose background key refreshes end with ctx.
 func NewVerifier(ctx context.Context, o Options) *Verifier {
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &Verifier{opts: o, ctx: ctx, keys: map[string]keyfunc.Keyfunc{}}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.UnknownKeyRefetch <= 0 {
+		o.UnknownKeyRefetch = DefaultUnknownKeyRefetch
+	}
+	return &Verifier{opts: o, ctx: ctx, keys: map[string]*realmKeys{}}
 }
 
-func (v *Verifier) keyfunc(realm string) (keyfunc.Keyfunc, error) {
+// realmKeys returns realm's key set, fetching it the first time. Only the
+// first verification of that realm waits for the fetch: those of other
+// realms go on, and a fetch that cannot reach Keycloak leaves a set whose
+// tokens Verify calls Unavailable until a refetch succeeds.
+func (v *Verifier) realmKeys(ctx context.Context, realm string) (*realmKeys, error) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if k, ok := v.keys[realm]; ok {
-		return k, nil
+	k, ok := v.keys[realm]
+	if !ok {
+		k = &realmKeys{ready: make(chan struct{})}
+		v.keys[realm] = k
 	}
-	k, err := keyfunc.NewDefaultOverrideCtx(v.ctx, []string{v.opts.JWKSURL(realm)}, keyfunc.Override{
-		Client:      v.opts.HTTPClient,
-		HTTPTimeout: v.opts.HTTPClient.Timeout,
+	v.mu.Unlock()
+	if !ok {
+		k.kf, k.err = v.newKeyfunc(realm, k)
+		close(k.ready)
+	}
+	select {
+	case <-k.ready:
+	case <-ctx.Done():
+		return nil, fault.New(fault.Unavailable, "the realm's signing keys are still being fetched", ctx.Err())
+	}
+	if k.err != nil {
+		return nil, fmt.Errorf("key set of realm %s: %w", realm, k.err)
+	}
+	return k, nil
+}
+
+func (v *Verifier) newKeyfunc(realm string, k *realmKeys) (keyfunc.Keyfunc, error) {
+	client := *v.opts.HTTPClient
+	client.Transport = fetchObserver{base: client.Transport, reachable: &k.reachable}
+	url := v.opts.JWKSURL(realm)
+	return keyfunc.NewDefaultOverrideCtx(v.ctx, []string{url}, keyfunc.Override{
+		Client:      &client,
+		HTTPTimeout: client.Timeout,
 		// A token with an unknown kid triggers at most one refetch every
-		// 30 s, so forged kids cannot make us hammer Keycloak; and never
-		// waits long for that budget, so they cannot make requests hang.
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(30*time.Second), 1),
+		// UnknownKeyRefetch, and never waits long for that budget, so
+		// forged kids can neither hammer Keycloak nor make requests hang.
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(v.opts.UnknownKeyRefetch), 1),
 		RateLimitWaitMax:  time.Second,
 		RefreshInterval:   KeyRefresh,
+		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
+			return func(ctx context.Context, err error) {
+				// An answer that could not be read as a key set is no
+				// better than none.
+				k.reachable.Store(false)
+				v.opts.Logger.WarnContext(ctx, "could not fetch a realm's key set", "realm", realm, "url", url, "error", err)
+			}
+		},
 	})
-	if err != nil {
-		return nil, fmt.Errorf("key set of realm %s: %w", realm, err)
+}
+
+// fetchObserver records whether Keycloak answered a key set fetch.
+type fetchObserver struct {
+	base      http.RoundTripper
+	reachable *atomic.Bool
+}
+
+func (f fetchObserver) RoundTrip(r *http.Request) (*http.Response, error) {
+	base := f.base
+	if base == nil {
+		base = http.DefaultTransport
 	}
-	v.keys[realm] = k
-	return k, nil
+	resp, err := base.RoundTrip(r)
+	f.reachable.Store(err == nil && resp.StatusCode == http.StatusOK)
+	return resp, err
 }
 
 // Verify checks raw as a bearer token for realm and returns its caller.
 func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, error) {
-	kf, err := v.keyfunc(realm)
+	keys, err := v.realmKeys(ctx, realm)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return nil, err
 	}
-	keyOf := kf.KeyfuncCtx(ctx)
+	keyOf := keys.kf.KeyfuncCtx(ctx)
 	claims := jwt.MapClaims{}
 	_, err = jwt.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		// Keycloak always names its key. Without a kid the key set would
 		// be tried key by key, so a token is held to naming one.
-		if kid, _ := t.Header["kid"].(string); kid == "" {
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
 			return nil, errors.New("token names no key (kid)")
 		}
-		return keyOf(t)
+		key, err := keyOf(t)
+		if err != nil && !keys.reachable.Load() && !keys.holds(ctx, kid) {
+			return nil, fmt.Errorf("%w: %w", errKeysUnreachable, err)
+		}
+		return key, err
 	},
 		jwt.WithValidMethods(v.opts.Algorithms),
 		jwt.WithIssuer(v.opts.Issuer(realm)),
@@ -126,6 +214,9 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(v.opts.Leeway),
 	)
+	if errors.Is(err, errKeysUnreachable) {
+		return nil, fault.New(fault.Unavailable, "the realm's signing keys could not be fetched from Keycloak to check the token", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
@@ -159,6 +250,12 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 	}
 	p.Privileges = decision.ParseClaims(claims)
 	return p, nil
+}
+
+// holds reports whether the key set has a key kid, without fetching.
+func (k *realmKeys) holds(ctx context.Context, kid string) bool {
+	all, err := k.kf.Storage().KeyReadAll(ctx)
+	return err == nil && slices.ContainsFunc(all, func(j jwkset.JWK) bool { return j.Marshal().KID == kid })
 }
 
 // BearerToken extracts the token from an Authorization header value.

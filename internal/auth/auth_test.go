@@ -11,14 +11,19 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/nhs-terminology/communities/internal/fault"
 )
 
 type keys struct {
@@ -275,5 +280,154 @@ func TestCachingVerifierForgetsAfterMaxCacheAge(t *testing.T) {
 	clock = start.Add(MaxCacheAge)
 	if _, err := c.Verify(t.Context(), "r1", long); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("after MaxCacheAge the token was still answered from the cache: %v", err)
+	}
+}
+
+// flakyJWKS serves k.rsa's JWKS (kid "k1") like jwksServer, but answers 503
+// while down is set, and counts the fetches.
+type flakyJWKS struct {
+	srv     *httptest.Server
+	down    atomic.Bool
+	fetches atomic.Int32
+}
+
+func newFlakyJWKS(t *testing.T, k keys) *flakyJWKS {
+	t.Helper()
+	good := jwksServer(t, k)
+	f := &flakyJWKS{}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.fetches.Add(1)
+		if f.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		resp, err := http.Get(good.URL)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// TestUnreachableKeysAreUnavailable: a token whose key the service does
+// not have, while Keycloak's key set cannot be fetched, is refused as
+// Unavailable (503: try again), not as invalid (401: throw it away); once
+// the set can be fetched the token is judged on its merits. A token whose
+// key is held is judged without Keycloak.
+func TestUnreachableKeysAreUnavailable(t *testing.T) {
+	k := newKeys(t)
+	jwks := newFlakyJWKS(t, k)
+	jwks.down.Store(true)
+	v := NewVerifier(t.Context(), Options{
+		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
+		Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: 50 * time.Millisecond,
+	})
+	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
+	forgedKid := sign(t, jwt.SigningMethodRS256, k.other, "k9", validClaims())
+	forgedKey := sign(t, jwt.SigningMethodRS256, k.other, "k1", validClaims())
+	noKid := sign(t, jwt.SigningMethodRS256, k.rsa, "", validClaims())
+	unavailable := func(what, tok string) {
+		t.Helper()
+		_, err := v.Verify(t.Context(), "r1", tok)
+		if fault.KindOf(err) != fault.Unavailable || errors.Is(err, ErrInvalidToken) {
+			t.Errorf("%s: %v, want unavailable", what, err)
+		}
+	}
+	invalid := func(what, tok string) {
+		t.Helper()
+		if _, err := v.Verify(t.Context(), "r1", tok); !errors.Is(err, ErrInvalidToken) || fault.KindOf(err) != fault.Unauthenticated {
+			t.Errorf("%s: %v, want invalid", what, err)
+		}
+	}
+
+	// Keycloak down from the first verification on.
+	unavailable("good token, key set never fetched", good)
+	time.Sleep(60 * time.Millisecond) // past the refetch budget: this one fetches again, and fails
+	unavailable("good token, refetch failed", good)
+	invalid("a token naming no key is bad whatever Keycloak says", noKid)
+
+	// Keycloak back: the next refetch the budget allows succeeds.
+	jwks.down.Store(false)
+	time.Sleep(60 * time.Millisecond)
+	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
+		t.Fatalf("good token once the key set could be fetched: %v", err)
+	}
+
+	// Keycloak down again: a held key needs no fetch, a missing one does.
+	jwks.down.Store(true)
+	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
+		t.Errorf("good token, key held, Keycloak down: %v", err)
+	}
+	invalid("wrong key under a held kid", forgedKey)
+	time.Sleep(60 * time.Millisecond)
+	unavailable("unknown kid, Keycloak down", forgedKid)
+
+	// With Keycloak answering, an unknown kid is simply invalid.
+	jwks.down.Store(false)
+	time.Sleep(60 * time.Millisecond)
+	invalid("unknown kid, Keycloak up", forgedKid)
+}
+
+// TestKeySetFetchesAreAlonePerRealm: the first verifications of one realm
+// wait for one fetch of its key set, and no other realm waits for it.
+func TestKeySetFetchesAreAlonePerRealm(t *testing.T) {
+	k := newKeys(t)
+	fast := newFlakyJWKS(t, k)
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+		http.Error(w, "late", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) })
+	v := NewVerifier(t.Context(), Options{
+		JWKSURL: func(realm string) string {
+			if realm == "slow" {
+				return slow.URL
+			}
+			return fast.srv.URL
+		},
+		Issuer: func(r string) string { return "http://kc/realms/" + r }, Audience: "communities", Algorithms: []string{"RS256"},
+		HTTPClient: &http.Client{Timeout: time.Minute},
+	})
+	go func() {
+		slowTok := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["iss"] = "http://kc/realms/slow" }))
+		_, _ = v.Verify(context.Background(), "slow", slowTok)
+	}()
+	<-entered
+
+	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Go(func() {
+			_, err := v.Verify(t.Context(), "r1", good)
+			errs <- err
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("realm r1's verifications waited for realm slow's key set")
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("r1: %v", err)
+		}
+	}
+	if n := fast.fetches.Load(); n != 1 {
+		t.Errorf("10 first verifications of r1 fetched its key set %d times, want 1", n)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -276,7 +277,15 @@ func (p *Proxy) authenticate(c *call) bool {
 	if ok {
 		c.principal, err = p.opts.Verifier.Verify(c.r.Context(), p.opts.Realm, raw)
 	} else {
-		err = errors.New("no bearer token")
+		err = fmt.Errorf("%w: no bearer token", auth.ErrInvalidToken)
+	}
+	if err != nil && !errors.Is(err, auth.ErrInvalidToken) {
+		// The token could not be checked (Keycloak's keys could not be
+		// fetched): refused, but as "try again", so that a client keeps a
+		// good one.
+		p.log.Warn("token not checked", "reason", err.Error(), "request_id", c.requestID)
+		p.fail(c, http.StatusServiceUnavailable, "the realm's signing keys could not be fetched from Keycloak to check the token; try again")
+		return false
 	}
 	if err != nil {
 		p.log.Info("token refused", "reason", err.Error(), "request_id", c.requestID)

@@ -3,6 +3,8 @@ package fhirproxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/nhs-terminology/communities/internal/auth"
+	"github.com/nhs-terminology/communities/internal/fault"
 	"github.com/nhs-terminology/communities/internal/metrics"
 	"github.com/nhs-terminology/communities/internal/problem"
 	"github.com/nhs-terminology/communities/pkg/decision"
@@ -226,4 +229,38 @@ type verifierOf struct{ privs *decision.Privileges }
 
 func (v verifierOf) Verify(context.Context, string, string) (*auth.Principal, error) {
 	return &auth.Principal{Subject: "u", Privileges: v.privs}, nil
+}
+
+// verifierFailing refuses every token with err.
+type verifierFailing struct{ err error }
+
+func (v verifierFailing) Verify(context.Context, string, string) (*auth.Principal, error) {
+	return nil, v.err
+}
+
+// TestTokenNotCheckedIsUnavailable: a token that could not be checked,
+// because Keycloak's keys could not be fetched, is answered 503 (try
+// again), not 401 (throw the token away); a bad token, or none, is 401.
+func TestTokenNotCheckedIsUnavailable(t *testing.T) {
+	ask := func(err error, header string) *httptest.ResponseRecorder {
+		p := New(Options{Upstream: "http://up/fhir", BasePath: "/fhir", Realm: "r", Verifier: verifierFailing{err}, Metrics: metrics.NewProxy()})
+		r := httptest.NewRequest(http.MethodGet, "/fhir/CodeSystem/x", nil)
+		if header != "" {
+			r.Header.Set("Authorization", header)
+		}
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, r)
+		return w
+	}
+	unavailable := fault.New(fault.Unavailable, "the realm's signing keys could not be fetched", errors.New("503 from Keycloak"))
+	if w := ask(unavailable, "Bearer t"); w.Code != http.StatusServiceUnavailable || w.Header().Get("Content-Type") != problem.ContentType ||
+		w.Header().Get("WWW-Authenticate") != "" {
+		t.Errorf("keys unavailable: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	if w := ask(fmt.Errorf("%w: bad signature", auth.ErrInvalidToken), "Bearer t"); w.Code != http.StatusUnauthorized {
+		t.Errorf("invalid token: %d %s", w.Code, w.Body)
+	}
+	if w := ask(unavailable, ""); w.Code != http.StatusUnauthorized {
+		t.Errorf("no token: %d %s", w.Code, w.Body)
+	}
 }

@@ -37,7 +37,7 @@ func NewProxy(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Proxy, 
 	m := metrics.NewProxy()
 	h := fhirproxy.New(fhirproxy.Options{
 		Upstream: cfg.Upstream, BasePath: cfg.BasePath, PublicBase: cfg.PublicBaseURL, Realm: cfg.Realm,
-		Verifier:       newVerifier(bg, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize),
+		Verifier:       newVerifier(bg, log, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize),
 		RequiredClaims: required,
 		Decisions:      decision.Config{System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels},
 		Client:         &http.Client{Timeout: cfg.UpstreamTimeout},

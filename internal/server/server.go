@@ -66,7 +66,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	verifier := newVerifier(bg, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize)
+	verifier := newVerifier(bg, log, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize)
 	s := &Server{cfg: cfg, defaults: defaults, log: log, core: c, metrics: m, cancel: cancel}
 	s.handler = api.New(api.Options{
 		Realms: cfg.Realms, CreatorRole: cfg.CreatorRole, ServiceDeskRole: cfg.ServiceDeskRole,
@@ -84,7 +84,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 
 // newVerifier verifies tokens against Keycloak's JWKS of each realm, the
 // same way for the service and the FHIR proxy.
-func newVerifier(ctx context.Context, keycloakURL string, issuer func(string) string, audience string, algorithms []string,
+func newVerifier(ctx context.Context, log *slog.Logger, keycloakURL string, issuer func(string) string, audience string, algorithms []string,
 	timeout time.Duration, cacheSize int) *auth.CachingVerifier {
 	return auth.NewCachingVerifier(auth.NewVerifier(ctx, auth.Options{
 		JWKSURL: func(realm string) string {
@@ -95,6 +95,7 @@ func newVerifier(ctx context.Context, keycloakURL string, issuer func(string) st
 		Algorithms: algorithms,
 		HTTPClient: &http.Client{Timeout: timeout},
 		Leeway:     10 * time.Second,
+		Logger:     log,
 	}), cacheSize)
 }
 

@@ -3,12 +3,18 @@ package integration
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/Nerzal/gocloak/v13"
 
+	"github.com/nhs-terminology/communities/internal/auth"
 	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/keycloak"
 	"github.com/nhs-terminology/communities/test/harness"
@@ -385,5 +391,78 @@ func TestCleanupIsAllOrNothing(t *testing.T) {
 	}
 	if left := policies(); len(left) > 0 {
 		t.Errorf("the delete left the admin permissions %v", left)
+	}
+}
+
+// TestKeycloakKeysUnreachable: while Keycloak cannot give the realm's key
+// set, a good token is refused with 503 (try again), not 401 (throw the
+// token away), by the API and by the decision endpoint, for the caller's
+// token and for a token to judge alike; once Keycloak answers again, the
+// same tokens work.
+func TestKeycloakKeysUnreachable(t *testing.T) {
+	t.Parallel()
+	env := harness.Current(t)
+	realm := env.NewRealm(t)
+	kc, err := url.Parse(env.KeycloakURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	down.Store(true)
+	// Keycloak as the service reaches it, but for the key set while down.
+	keycloak := httputil.NewSingleHostReverseProxy(kc)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() && strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/certs") {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		r.Host = kc.Host
+		keycloak.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	cfg := env.Config(realm.Name)
+	cfg.KeycloakURL = front.URL
+	cfg.IssuerBaseURL = env.KeycloakURL
+	svc := env.StartService(t, cfg)
+
+	consumer := realm.UserToken(t, "consumer")
+	fhir := realm.ClientToken(t, "fhir-server", "fhir-server-secret")
+	base := svc.URL + "/realms/" + realm.Name
+	read := map[string]any{"resourceType": "CodeSystem", "interaction": "read"}
+	judged := map[string]any{"resourceType": "CodeSystem", "interaction": "read", "token": consumer}
+	type ask struct {
+		method, path, token string
+		body                any
+	}
+	asks := []ask{
+		{"GET", "/communities", consumer, nil},
+		{"POST", "/communities-authz/decision", consumer, read},
+		{"POST", "/communities-authz/labels", fhir, map[string]string{"token": consumer}},
+		{"POST", "/communities-authz/decision", fhir, judged},
+	}
+	for _, a := range asks {
+		resp := harness.Do(t, a.method, base+a.path, a.token, a.body).Expect(t, 503)
+		harness.ConformsToOpenAPI(t, a.method, base+a.path, resp)
+		if !strings.Contains(string(resp.Body), "signing keys") || resp.Header.Get("WWW-Authenticate") != "" {
+			t.Errorf("%s %s with the key set unreachable: %s %v", a.method, a.path, resp.Body, resp.Header)
+		}
+	}
+
+	// The service fetches the set again at most every 30 s for tokens
+	// whose key it lacks, so the first request after that works.
+	down.Store(false)
+	deadline := time.Now().Add(2 * auth.DefaultUnknownKeyRefetch)
+	for {
+		resp := harness.Do(t, "POST", base+"/communities-authz/decision", consumer, read)
+		if resp.Status == 200 {
+			break
+		}
+		if resp.Status != 503 || time.Now().After(deadline) {
+			t.Fatalf("after Keycloak came back: %s", resp)
+		}
+		time.Sleep(time.Second)
+	}
+	for _, a := range asks {
+		harness.Do(t, a.method, base+a.path, a.token, a.body).Expect(t, 200)
 	}
 }
