@@ -102,11 +102,22 @@ func (s *Service) List(ctx context.Context, realm string, first, max int) ([]Com
 // l is held to the rule labels are made by, so that case folding can only
 // ever map ASCII letters (the Kelvin sign once reached community "k").
 func (s *Service) Get(ctx context.Context, realm, l string) (*Community, error) {
+	c, err := s.Holder(ctx, realm, l)
+	if err == nil && c.State != StateActive {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, l)
+	}
+	return c, err
+}
+
+// Holder returns the community of realm that holds label l (ignoring
+// case) in any state: a label is taken from a create's first step to a
+// delete's last, and a failed create holds it until recovery undoes it.
+func (s *Service) Holder(ctx context.Context, realm, l string) (*Community, error) {
 	if err := label.ValidateLabel(l); err != nil {
 		return nil, err
 	}
 	c, err := s.store.Get(ctx, realm, label.Key(l))
-	if errors.Is(err, ErrNoRecord) || err == nil && c.State != StateActive {
+	if errors.Is(err, ErrNoRecord) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, l)
 	}
 	if err != nil {

@@ -157,6 +157,13 @@ func New(svc *community.Service, actor community.Actor) *Provisioner {
 
 var roles = community.MemberRoles
 
+// inProgress says what holds a label whose community is not active.
+var inProgress = map[string]string{
+	community.StateCreating: "being created",
+	community.StateDeleting: "being deleted",
+	community.StateFailed:   "whose failed create is yet to be undone by recovery",
+}
+
 func wanted(c Community) map[string][]string {
 	return map[string][]string{community.RoleOwner: c.Owners, community.RoleAuthor: c.Authors, community.RoleConsumer: c.Consumers}
 }
@@ -164,13 +171,28 @@ func wanted(c Community) map[string][]string {
 // Plan lists what Apply would change, in the order it would.
 func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, error) {
 	var plan []Action
+	existing, err := p.svc.List(ctx, f.Realm, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	named := map[string]community.Community{}
+	for _, e := range existing {
+		named[e.NameKey] = e
+	}
 	listed := map[string]bool{}
 	for _, c := range f.Communities {
 		// A community the file names in another case is listed: it is a
 		// conflict to fix, never one to prune.
 		listed[label.Key(c.Label)] = true
-		row, err := p.svc.Get(ctx, f.Realm, c.Label)
+		row, err := p.svc.Holder(ctx, f.Realm, c.Label)
 		if errors.Is(err, community.ErrNotFound) {
+			// A create Apply would find refused is a conflict now, so that
+			// the plan says what Apply will do.
+			if other, ok := named[label.Key(c.Name)]; ok {
+				plan = append(plan, Action{Kind: "conflict", Label: c.Label,
+					Detail: fmt.Sprintf("the realm's community %q is named %q (names are unique ignoring case)", other.Label, other.Name)})
+				continue
+			}
 			plan = append(plan, Action{Kind: "create", Label: c.Label, Detail: c.Name})
 			for _, role := range roles[1:] {
 				for _, u := range wanted(c)[role] {
@@ -181,6 +203,11 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 		}
 		if err != nil {
 			return nil, err
+		}
+		if row.State != community.StateActive {
+			plan = append(plan, Action{Kind: "conflict", Label: c.Label,
+				Detail: fmt.Sprintf("label %q is held by community %q, %s; plan again once that has ended", row.Label, row.Name, inProgress[row.State])})
+			continue
 		}
 		if row.Label != c.Label || row.Name != c.Name {
 			plan = append(plan, Action{Kind: "conflict", Label: c.Label,
@@ -224,10 +251,6 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 		}
 	}
 	if prune {
-		existing, err := p.svc.List(ctx, f.Realm, 0, 0)
-		if err != nil {
-			return nil, err
-		}
 		for _, e := range existing {
 			if listed[label.Key(e.Label)] {
 				continue

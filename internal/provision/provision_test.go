@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/community/fakeidp"
 	"github.com/nhs-terminology/communities/internal/community/memstore"
@@ -18,8 +20,13 @@ const realm = "r"
 // newService is the community service over the fakes, with a service
 // desk user of realm.
 func newService() (*community.Service, *fakeidp.IDP, community.Actor) {
+	return newServiceOver(memstore.New())
+}
+
+// newServiceOver is newService over store.
+func newServiceOver(store community.Store) (*community.Service, *fakeidp.IDP, community.Actor) {
 	idp := fakeidp.New()
-	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
+	svc := community.New(store, idp, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
 		Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}})
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
 	idp.GrantRole(realm, desk.Subject, "service-desk")
@@ -115,5 +122,59 @@ func TestPlanKnowsAUserByAnyName(t *testing.T) {
 	ms, err := svc.Members(t.Context(), realm, desk, "NDD")
 	if err != nil || len(ms[community.RoleOwner]) != 1 || ms[community.RoleOwner][0].ID != alice || len(ms[community.RoleConsumer]) != 1 {
 		t.Errorf("members %v %v", ms, err)
+	}
+}
+
+// TestPlanSaysWhatApplyWouldRefuse: a community whose name another
+// community of the realm has, or whose label a community being created,
+// deleted or undone still holds, is a conflict in the plan, which Apply
+// reports without trying, not a create Apply finds refused.
+func TestPlanSaysWhatApplyWouldRefuse(t *testing.T) {
+	store := memstore.New()
+	svc, idp, desk := newServiceOver(store)
+	if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: "NDD", Name: "National data dictionary"}); err != nil {
+		t.Fatal(err)
+	}
+	// A create whose undo failed: its row holds the label until recovery.
+	half := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "HALF", LabelKey: "half", Name: "Half made", NameKey: "half made",
+		State: community.StateFailed}
+	if err := store.Reserve(t.Context(), half); err != nil {
+		t.Fatal(err)
+	}
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n" +
+		"  - {label: NDD2, name: NATIONAL DATA DICTIONARY }\n" +
+		"  - {label: HALF, name: Half made}\n" +
+		"  - {label: NEW, name: New}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	plan, err := p.Plan(t.Context(), f, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range plan {
+		got = append(got, a.String())
+	}
+	want := []string{
+		`conflict NDD2: the realm's community "NDD" is named "National data dictionary" (names are unique ignoring case)`,
+		`conflict HALF: label "HALF" is held by community "Half made", whose failed create is yet to be undone by recovery; plan again once that has ended`,
+		"create NEW: New",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	before := idp.Artefacts(realm)
+	if err := p.Apply(t.Context(), f, plan, nil); err == nil || !strings.Contains(err.Error(), "2 of 3 changes failed") {
+		t.Errorf("apply: %v", err)
+	}
+	if _, err := svc.Get(t.Context(), realm, "NEW"); err != nil {
+		t.Errorf("apply did not make NEW: %v", err)
+	}
+	for _, a := range idp.Artefacts(realm) {
+		if !slices.Contains(before, a) && !strings.Contains(a, "NEW") {
+			t.Errorf("apply made %s for a conflict", a)
+		}
 	}
 }

@@ -145,6 +145,17 @@ communities:
 		t.Fatalf("apply of a file with a bad name exited %d (FIRST made: %v):\n%s", code, f.row(t, "FIRST") != nil, out)
 	}
 
+	// A name another community of the realm has is a conflict in the plan,
+	// not a create that apply finds refused.
+	clash := write("clash.yaml", "realm: "+realm+"\ncommunities:\n  - {label: CLASH, name: national DATA dictionary}\n")
+	out, code = cli("plan", "-f", clash)
+	if code != 2 || !strings.Contains(out, `conflict CLASH: the realm's community "NDD" is named "National data dictionary"`) {
+		t.Fatalf("plan of a name NDD has exited %d:\n%s", code, out)
+	}
+	if out, code = cli("apply", "-f", clash); code != 1 || !strings.Contains(out, "FAILED conflict CLASH") || f.row(t, "CLASH") != nil {
+		t.Fatalf("apply of a name NDD has exited %d:\n%s", code, out)
+	}
+
 	// A member named by id, or by a username in another case, is the member
 	// Keycloak lists: apply again changes nothing, and --prune removes no one.
 	loose := write("loose.yaml", `realm: `+realm+`
