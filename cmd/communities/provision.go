@@ -116,8 +116,9 @@ before sending it, the schema is never migrated (a pending migration is an
 error), and what a drift check would fix, such as a community scope in every
 token, is reported, not fixed.
 
-Exit status: 0 nothing would change, 2 something would, 1 error. A pipeline can
-gate on it.
+Exit status: 0 nothing would change, 2 something would, 1 error or a
+conflict apply would refuse (a renamed community, a name another community
+has, a label held by a create or delete under way). A pipeline can gate on it.
 
 ` + fileFormat,
 		Example: `  communities plan -f communities.yaml || [ $? -eq 2 ] && echo "changes pending"`,
@@ -146,13 +147,19 @@ gate on it.
 				for _, a := range plan {
 					fmt.Fprintln(stdout, a)
 				}
-				if len(plan) == 0 {
+				switch conflicts := provision.Conflicts(plan); {
+				case len(plan) == 0:
 					fmt.Fprintf(stdout, "%s: no changes; the realm matches the file\n", f.Realm)
-				} else {
+				case conflicts > 0:
+					fmt.Fprintf(stdout, "%s: %d change(s) pending, of which %d conflict(s) apply will refuse\n", f.Realm, len(plan), conflicts)
+				default:
 					fmt.Fprintf(stdout, "%s: %d change(s) pending\n", f.Realm, len(plan))
 				}
 			}
-			if len(plan) > 0 {
+			switch {
+			case provision.Conflicts(plan) > 0:
+				return exitError{code: 1}
+			case len(plan) > 0:
 				return exitError{code: 2}
 			}
 			return nil
@@ -190,12 +197,19 @@ naming every failed item.
 					return err
 				}
 				var results []provision.Result
+				failed := 0
 				err = pr.Apply(cmd.Context(), f, plan, func(r provision.Result) {
 					results = append(results, r)
+					if r.Error != "" {
+						failed++
+					}
 					if p.output != "json" {
-						if r.Error != "" {
+						switch {
+						case r.Error == r.Detail && r.Error != "": // a conflict: its detail is the error
+							fmt.Fprintf(stdout, "FAILED %s\n", r.Action)
+						case r.Error != "":
 							fmt.Fprintf(stdout, "FAILED %s: %s\n", r.Action, r.Error)
-						} else {
+						default:
 							fmt.Fprintf(stdout, "done   %s\n", r.Action)
 						}
 					}
@@ -208,7 +222,7 @@ naming every failed item.
 				} else if len(plan) == 0 {
 					fmt.Fprintf(stdout, "%s: no changes; the realm already matches the file\n", f.Realm)
 				} else {
-					fmt.Fprintf(stdout, "%s: %d change(s) applied\n", f.Realm, len(plan))
+					fmt.Fprintf(stdout, "%s: %d change(s) applied, %d failed\n", f.Realm, len(plan)-failed, failed)
 				}
 				return err
 			})

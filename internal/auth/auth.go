@@ -10,16 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/time/rate"
 
 	"github.com/nhs-terminology/communities/internal/fault"
 	"github.com/nhs-terminology/communities/pkg/decision"
@@ -76,17 +72,6 @@ type Verifier struct {
 	keys map[string]*realmKeys
 }
 
-// realmKeys is one realm's key set, which keyfunc keeps fresh.
-type realmKeys struct {
-	ready chan struct{} // closed when kf (or err) is set
-	kf    keyfunc.Keyfunc
-	err   error
-	// reachable is whether the last fetch of the key set succeeded: a
-	// token whose key is missing while it is false may be good, and is
-	// answered "unavailable", not "invalid".
-	reachable atomic.Bool
-}
-
 // errKeysUnreachable: a token's key is not in the realm's key set and the
 // set could not be fetched from Keycloak, so nothing is known about the
 // token. Verify calls that Unavailable, so that callers answer 503 and
@@ -101,8 +86,7 @@ const KeyRefresh = 5 * time.Minute
 
 // DefaultUnknownKeyRefetch is how often a token naming a key the set lacks
 // may make it be fetched again: forged kids cannot make us hammer
-// Keycloak, and a key set that could not be fetched is tried again this
-// often.
+// Keycloak.
 const DefaultUnknownKeyRefetch = 30 * time.Second
 
 // NewVerifier returns a Verifier whose background key refreshes end with ctx.
@@ -119,71 +103,28 @@ func NewVerifier(ctx context.Context, o Options) *Verifier {
 	return &Verifier{opts: o, ctx: ctx, keys: map[string]*realmKeys{}}
 }
 
-// realmKeys returns realm's key set, fetching it the first time. Only the
-// first verification of that realm waits for the fetch: those of other
-// realms go on, and a fetch that cannot reach Keycloak leaves a set whose
-// tokens Verify calls Unavailable until a refetch succeeds.
+// realmKeys returns realm's key set, fetching it in the background the
+// first time and waiting for that fetch while ctx lasts. Other realms
+// never wait for it.
 func (v *Verifier) realmKeys(ctx context.Context, realm string) (*realmKeys, error) {
 	v.mu.Lock()
 	k, ok := v.keys[realm]
 	if !ok {
-		k = &realmKeys{ready: make(chan struct{})}
+		var err error
+		if k, err = newRealmKeys(v.opts.JWKSURL(realm), v.opts.HTTPClient, v.opts.Logger.With("realm", realm)); err != nil {
+			v.mu.Unlock()
+			return nil, fmt.Errorf("key set of realm %s: %w", realm, err)
+		}
 		v.keys[realm] = k
+		go k.run(v.ctx, KeyRefresh)
 	}
 	v.mu.Unlock()
-	if !ok {
-		k.kf, k.err = v.newKeyfunc(realm, k)
-		close(k.ready)
-	}
 	select {
 	case <-k.ready:
+		return k, nil
 	case <-ctx.Done():
-		return nil, fault.New(fault.Unavailable, "the realm's signing keys are still being fetched", ctx.Err())
+		return nil, fault.New(fault.Unavailable, "the realm's signing keys are still being fetched from Keycloak", ctx.Err())
 	}
-	if k.err != nil {
-		return nil, fmt.Errorf("key set of realm %s: %w", realm, k.err)
-	}
-	return k, nil
-}
-
-func (v *Verifier) newKeyfunc(realm string, k *realmKeys) (keyfunc.Keyfunc, error) {
-	client := *v.opts.HTTPClient
-	client.Transport = fetchObserver{base: client.Transport, reachable: &k.reachable}
-	url := v.opts.JWKSURL(realm)
-	return keyfunc.NewDefaultOverrideCtx(v.ctx, []string{url}, keyfunc.Override{
-		Client:      &client,
-		HTTPTimeout: client.Timeout,
-		// A token with an unknown kid triggers at most one refetch every
-		// UnknownKeyRefetch, and never waits long for that budget, so
-		// forged kids can neither hammer Keycloak nor make requests hang.
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(v.opts.UnknownKeyRefetch), 1),
-		RateLimitWaitMax:  time.Second,
-		RefreshInterval:   KeyRefresh,
-		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
-			return func(ctx context.Context, err error) {
-				// An answer that could not be read as a key set is no
-				// better than none.
-				k.reachable.Store(false)
-				v.opts.Logger.WarnContext(ctx, "could not fetch a realm's key set", "realm", realm, "url", url, "error", err)
-			}
-		},
-	})
-}
-
-// fetchObserver records whether Keycloak answered a key set fetch.
-type fetchObserver struct {
-	base      http.RoundTripper
-	reachable *atomic.Bool
-}
-
-func (f fetchObserver) RoundTrip(r *http.Request) (*http.Response, error) {
-	base := f.base
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	resp, err := base.RoundTrip(r)
-	f.reachable.Store(err == nil && resp.StatusCode == http.StatusOK)
-	return resp, err
 }
 
 // Verify checks raw as a bearer token for realm and returns its caller.
@@ -197,15 +138,24 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 	_, err = jwt.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		// Keycloak always names its key. Without a kid the key set would
 		// be tried key by key, so a token is held to naming one.
-		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
+		if kid, _ := t.Header["kid"].(string); kid == "" {
 			return nil, errors.New("token names no key (kid)")
 		}
 		key, err := keyOf(t)
-		if err != nil && !keys.reachable.Load() && !keys.holds(ctx, kid) {
+		if !errors.Is(err, jwkset.ErrKeyNotFound) {
+			return key, err
+		}
+		// A key the set lacks: Keycloak may have rotated its keys, so the
+		// set is fetched again, at most every UnknownKeyRefetch.
+		if keys.refetch(ctx, v.opts.UnknownKeyRefetch) {
+			if key, err = keyOf(t); !errors.Is(err, jwkset.ErrKeyNotFound) {
+				return key, err
+			}
+		}
+		if !keys.reachable.Load() {
 			return nil, fmt.Errorf("%w: %w", errKeysUnreachable, err)
 		}
-		return key, err
+		return nil, err
 	},
 		jwt.WithValidMethods(v.opts.Algorithms),
 		jwt.WithIssuer(v.opts.Issuer(realm)),
@@ -250,12 +200,6 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 	}
 	p.Privileges = decision.ParseClaims(claims)
 	return p, nil
-}
-
-// holds reports whether the key set has a key kid, without fetching.
-func (k *realmKeys) holds(ctx context.Context, kid string) bool {
-	all, err := k.kf.Storage().KeyReadAll(ctx)
-	return err == nil && slices.ContainsFunc(all, func(j jwkset.JWK) bool { return j.Marshal().KID == kid })
 }
 
 // BearerToken extracts the token from an Authorization header value.

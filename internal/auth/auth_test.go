@@ -283,11 +283,15 @@ func TestCachingVerifierForgetsAfterMaxCacheAge(t *testing.T) {
 	}
 }
 
-// flakyJWKS serves k.rsa's JWKS (kid "k1") like jwksServer, but answers 503
-// while down is set, and counts the fetches.
+// flakyJWKS serves k.rsa's JWKS (kid "k1") like jwksServer, but answers
+// 503 while down is set, status instead while it is set, "garbage" as the
+// body with garbage, and each answer after delay; it counts the fetches.
 type flakyJWKS struct {
 	srv     *httptest.Server
 	down    atomic.Bool
+	garbage atomic.Bool
+	status  atomic.Int32
+	delay   atomic.Int64
 	fetches atomic.Int32
 }
 
@@ -297,8 +301,16 @@ func newFlakyJWKS(t *testing.T, k keys) *flakyJWKS {
 	f := &flakyJWKS{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.fetches.Add(1)
-		if f.down.Load() {
+		time.Sleep(time.Duration(f.delay.Load()))
+		switch {
+		case f.down.Load():
 			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		case f.status.Load() != 0:
+			http.Error(w, "no", int(f.status.Load()))
+			return
+		case f.garbage.Load():
+			_, _ = io.WriteString(w, "<html>login</html>")
 			return
 		}
 		resp, err := http.Get(good.URL)
@@ -399,10 +411,8 @@ func TestKeySetFetchesAreAlonePerRealm(t *testing.T) {
 		Issuer: func(r string) string { return "http://kc/realms/" + r }, Audience: "communities", Algorithms: []string{"RS256"},
 		HTTPClient: &http.Client{Timeout: time.Minute},
 	})
-	go func() {
-		slowTok := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["iss"] = "http://kc/realms/slow" }))
-		_, _ = v.Verify(context.Background(), "slow", slowTok)
-	}()
+	slowTok := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["iss"] = "http://kc/realms/slow" }))
+	go func() { _, _ = v.Verify(context.Background(), "slow", slowTok) }()
 	<-entered
 
 	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
@@ -429,5 +439,65 @@ func TestKeySetFetchesAreAlonePerRealm(t *testing.T) {
 	}
 	if n := fast.fetches.Load(); n != 1 {
 		t.Errorf("10 first verifications of r1 fetched its key set %d times, want 1", n)
+	}
+}
+
+// TestKeySetAnswersAreReadForWhatTheyAre: a slow Keycloak is waited for,
+// and a caller that gives up does not make it look unreachable; a 404 (no
+// such realm) refuses tokens as invalid; an answer that is not a key set
+// is no answer.
+func TestKeySetAnswersAreReadForWhatTheyAre(t *testing.T) {
+	k := newKeys(t)
+	jwks := newFlakyJWKS(t, k)
+	v := NewVerifier(t.Context(), Options{
+		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
+		Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: 50 * time.Millisecond,
+	})
+	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
+	forgedKid := sign(t, jwt.SigningMethodRS256, k.other, "k9", validClaims())
+	verify := func(timeout time.Duration, tok string) error {
+		ctx, cancel := context.WithTimeout(t.Context(), timeout)
+		defer cancel()
+		_, err := v.Verify(ctx, "r1", tok)
+		return err
+	}
+
+	// Slow, but answering: the first caller that cannot wait is told to
+	// try again; the fetch goes on without it, and then serves everyone.
+	jwks.delay.Store(int64(1500 * time.Millisecond))
+	if err := verify(100*time.Millisecond, good); fault.KindOf(err) != fault.Unavailable {
+		t.Errorf("first caller out of time: %v, want unavailable", err)
+	}
+	if err := verify(time.Minute, good); err != nil {
+		t.Fatalf("good token, Keycloak slow: %v", err)
+	}
+	// A forged kid whose sender hangs up during the refetch leaves the
+	// set reachable: the next forged kid is invalid, not unavailable.
+	time.Sleep(60 * time.Millisecond)
+	if err := verify(100*time.Millisecond, forgedKid); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("forged kid, sender gone: %v, want invalid", err)
+	}
+	time.Sleep(1600 * time.Millisecond) // the abandoned refetch ends
+	if err := verify(time.Minute, forgedKid); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("forged kid after an abandoned refetch: %v, want invalid", err)
+	}
+	jwks.delay.Store(0)
+
+	// No such realm in Keycloak: no keys, and tokens are invalid.
+	jwks.status.Store(http.StatusNotFound)
+	time.Sleep(60 * time.Millisecond)
+	if err := verify(time.Minute, forgedKid); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("forged kid, realm unknown to Keycloak: %v, want invalid", err)
+	}
+	if err := verify(time.Minute, sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["sub"] = "u2" }))); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("a new token once Keycloak has no keys for the realm: %v, want invalid", err)
+	}
+	jwks.status.Store(0)
+
+	// An answer that is not a key set (a login page) is no answer.
+	jwks.garbage.Store(true)
+	time.Sleep(60 * time.Millisecond)
+	if err := verify(time.Minute, forgedKid); fault.KindOf(err) != fault.Unavailable {
+		t.Errorf("forged kid, answer not a key set: %v, want unavailable", err)
 	}
 }

@@ -64,36 +64,24 @@ func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (
 // that is not active, or not the same row, before and after its
 // confirmation is being created or deleted: what it lacks is not drift.
 func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool) (Report, error) {
-	rep := Report{Realm: realm, Drift: map[string][]Drift{}, Repair: repair}
+	rep := Report{Realm: realm, Repair: repair}
 	rows, err := s.store.List(ctx, realm, 0, 0)
 	if err != nil {
 		return rep, err
 	}
 	rep.Communities = len(rows)
 	byLabel := map[string]Community{}
-	specs := make([]Spec, 0, len(rows))
 	for _, row := range rows {
 		byLabel[row.Label] = row
-		specs = append(specs, s.spec(&row))
 	}
-	survey, err := s.kc.Survey(ctx, realm, s.opts.RootGroup, specs)
+	drift, survey, err := s.drifted(ctx, realm, rows, repair)
 	if err != nil {
-		return rep, fmt.Errorf("survey %s: %w", realm, err)
+		return rep, err
 	}
-	for _, row := range rows {
-		if len(survey.Suspects[row.ID]) == 0 {
-			continue
-		}
-		drift, active, err := s.ensureActive(ctx, &row, repair)
-		if err != nil {
-			return rep, fmt.Errorf("reconcile %s/%s: %w", realm, row.Label, err)
-		}
-		if len(drift) == 0 || !active {
-			continue
-		}
-		rep.Drift[row.Label] = drift
-		s.log.WarnContext(ctx, "community drifted from its definition", "realm", realm, "label", row.Label,
-			"drift", fmt.Sprint(drift), "repair", repair)
+	rep.Drift = drift
+	for l, d := range drift {
+		s.log.WarnContext(ctx, "community drifted from its definition", "realm", realm, "label", l,
+			"drift", fmt.Sprint(d), "repair", repair)
 	}
 	// ids of active rows, and of orphans found, so that a community's
 	// roles and permissions are not taken for orphans of their own.
@@ -134,6 +122,50 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		}
 	}
 	return rep, nil
+}
+
+// drifted surveys rows' artefacts in bulk and confirms each suspect with
+// Ensure (repairing it with repair): what each row still active lacks (or
+// lacked), by label.
+func (s *Service) drifted(ctx context.Context, realm string, rows []Community, repair bool) (map[string][]Drift, Survey, error) {
+	specs := make([]Spec, 0, len(rows))
+	for _, row := range rows {
+		specs = append(specs, s.spec(&row))
+	}
+	survey, err := s.kc.Survey(ctx, realm, s.opts.RootGroup, specs)
+	if err != nil {
+		return nil, survey, fmt.Errorf("survey %s: %w", realm, err)
+	}
+	out := map[string][]Drift{}
+	for _, row := range rows {
+		if len(survey.Suspects[row.ID]) == 0 {
+			continue
+		}
+		drift, active, err := s.ensureActive(ctx, &row, repair)
+		if err != nil {
+			return nil, survey, fmt.Errorf("reconcile %s/%s: %w", realm, row.Label, err)
+		}
+		if len(drift) > 0 && active {
+			out[row.Label] = drift
+		}
+	}
+	return out, survey, nil
+}
+
+// Drift returns realm's active communities and what each lacks, read as a
+// drift check reads them: 2 + ⌈N/500⌉ Keycloak calls for the realm, and
+// Ensure's few for each community the survey suspects. It changes
+// nothing; Check with repair mends one community.
+func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[string][]Drift, error) {
+	rows, err := s.List(ctx, realm, 0, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	drift, _, err := s.drifted(ctx, realm, rows, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rows, drift, nil
 }
 
 // orphan reports o (and with repair removes it, if it carries this

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/nhs-terminology/communities/internal/auth"
+	"github.com/nhs-terminology/communities/internal/fault"
 	"github.com/nhs-terminology/communities/internal/headerlimit"
 	"github.com/nhs-terminology/communities/internal/metrics"
 	"github.com/nhs-terminology/communities/internal/problem"
@@ -279,12 +280,18 @@ func (p *Proxy) authenticate(c *call) bool {
 	} else {
 		err = fmt.Errorf("%w: no bearer token", auth.ErrInvalidToken)
 	}
-	if err != nil && !errors.Is(err, auth.ErrInvalidToken) {
+	switch {
+	case fault.KindOf(err) == fault.Unavailable:
 		// The token could not be checked (Keycloak's keys could not be
-		// fetched): refused, but as "try again", so that a client keeps a
-		// good one.
+		// fetched): refused, but as "try again", as the service does, so
+		// that a client keeps a good one.
 		p.log.Warn("token not checked", "reason", err.Error(), "request_id", c.requestID)
+		c.w.Header().Set("Retry-After", "5")
 		p.fail(c, http.StatusServiceUnavailable, "the realm's signing keys could not be fetched from Keycloak to check the token; try again")
+		return false
+	case err != nil && !errors.Is(err, auth.ErrInvalidToken):
+		p.log.Error("token not checked", "error", err.Error(), "request_id", c.requestID)
+		p.fail(c, http.StatusInternalServerError, "internal error; quote the request id to service desk")
 		return false
 	}
 	if err != nil {

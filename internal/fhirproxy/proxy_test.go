@@ -254,7 +254,7 @@ func TestTokenNotCheckedIsUnavailable(t *testing.T) {
 	}
 	unavailable := fault.New(fault.Unavailable, "the realm's signing keys could not be fetched", errors.New("503 from Keycloak"))
 	if w := ask(unavailable, "Bearer t"); w.Code != http.StatusServiceUnavailable || w.Header().Get("Content-Type") != problem.ContentType ||
-		w.Header().Get("WWW-Authenticate") != "" {
+		w.Header().Get("WWW-Authenticate") != "" || w.Header().Get("Retry-After") != "5" {
 		t.Errorf("keys unavailable: %d %v %s", w.Code, w.Header(), w.Body)
 	}
 	if w := ask(fmt.Errorf("%w: bad signature", auth.ErrInvalidToken), "Bearer t"); w.Code != http.StatusUnauthorized {
@@ -262,5 +262,8 @@ func TestTokenNotCheckedIsUnavailable(t *testing.T) {
 	}
 	if w := ask(unavailable, ""); w.Code != http.StatusUnauthorized {
 		t.Errorf("no token: %d %s", w.Code, w.Body)
+	}
+	if w := ask(errors.New("something else"), "Bearer t"); w.Code != http.StatusInternalServerError || strings.Contains(w.Body.String(), "something") {
+		t.Errorf("a failure of no known kind: %d %s", w.Code, w.Body)
 	}
 }

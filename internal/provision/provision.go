@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/fault"
 	"github.com/nhs-terminology/communities/internal/label"
 )
 
@@ -168,97 +169,42 @@ func wanted(c Community) map[string][]string {
 	return map[string][]string{community.RoleOwner: c.Owners, community.RoleAuthor: c.Authors, community.RoleConsumer: c.Consumers}
 }
 
-// Plan lists what Apply would change, in the order it would.
+// Plan lists what Apply would change, in the order it would. It reads
+// the realm as a drift check does, in bulk (2 + ⌈N/500⌉ Keycloak calls and
+// a few for each community that drifted), then each listed community's
+// members (3 calls), only where the file lists members.
 func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, error) {
-	var plan []Action
-	existing, err := p.svc.List(ctx, f.Realm, 0, 0)
+	existing, drift, err := p.svc.Drift(ctx, f.Realm)
 	if err != nil {
 		return nil, err
 	}
+	active := map[string]community.Community{}
 	named := map[string]community.Community{}
 	for _, e := range existing {
+		active[e.LabelKey] = e
 		named[e.NameKey] = e
 	}
+	var plan []Action
 	listed := map[string]bool{}
 	for _, c := range f.Communities {
 		// A community the file names in another case is listed: it is a
 		// conflict to fix, never one to prune.
 		listed[label.Key(c.Label)] = true
-		row, err := p.svc.Holder(ctx, f.Realm, c.Label)
-		if errors.Is(err, community.ErrNotFound) {
-			// A create Apply would find refused is a conflict now, so that
-			// the plan says what Apply will do.
-			if other, ok := named[label.Key(c.Name)]; ok {
-				plan = append(plan, Action{Kind: "conflict", Label: c.Label,
-					Detail: fmt.Sprintf("the realm's community %q is named %q (names are unique ignoring case)", other.Label, other.Name)})
-				continue
-			}
-			plan = append(plan, Action{Kind: "create", Label: c.Label, Detail: c.Name})
-			for _, role := range roles[1:] {
-				for _, u := range wanted(c)[role] {
-					plan = append(plan, Action{Kind: "add-member", Label: c.Label, Role: role, User: u})
-				}
-			}
-			continue
-		}
+		actions, err := p.planOne(ctx, f.Realm, c, active, named, drift[c.Label], prune)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("community %s: %w", c.Label, err)
 		}
-		if row.State != community.StateActive {
-			plan = append(plan, Action{Kind: "conflict", Label: c.Label,
-				Detail: fmt.Sprintf("label %q is held by community %q, %s; plan again once that has ended", row.Label, row.Name, inProgress[row.State])})
-			continue
-		}
-		if row.Label != c.Label || row.Name != c.Name {
-			plan = append(plan, Action{Kind: "conflict", Label: c.Label,
-				Detail: fmt.Sprintf("the realm has %q named %q; renaming is not supported", row.Label, row.Name)})
-			continue
-		}
-		drift, err := p.svc.Check(ctx, f.Realm, c.Label, false)
-		if err != nil {
-			return nil, err
-		}
-		if len(drift) > 0 {
-			plan = append(plan, Action{Kind: "repair", Label: c.Label, Detail: fmt.Sprint(drift)})
-		}
-		current, err := p.svc.Members(ctx, f.Realm, p.actor, c.Label)
-		if err != nil {
-			return nil, err
-		}
-		for _, role := range roles {
-			want := wanted(c)[role]
-			if want == nil {
-				continue
-			}
-			// The file names a member by username or id (Parse lower-cased
-			// both, as Keycloak keeps them).
-			have := map[string]bool{}
-			for _, m := range current[role] {
-				have[m.Username], have[m.ID] = true, true
-			}
-			for _, u := range want {
-				if !have[u] {
-					plan = append(plan, Action{Kind: "add-member", Label: c.Label, Role: role, User: u})
-				}
-			}
-			if prune {
-				for _, m := range current[role] {
-					if !slices.Contains(want, m.Username) && !slices.Contains(want, m.ID) {
-						plan = append(plan, Action{Kind: "remove-member", Label: c.Label, Role: role, User: m.Username})
-					}
-				}
-			}
-		}
+		plan = append(plan, actions...)
 	}
 	if prune {
 		for _, e := range existing {
-			if listed[label.Key(e.Label)] {
+			if listed[e.LabelKey] {
 				continue
 			}
 			a := Action{Kind: "delete", Label: e.Label, Detail: e.Name}
 			u, guarded, err := p.svc.LabelledResources(ctx, e.Label)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("community %s: %w", e.Label, err)
 			}
 			if guarded && u.Total > 0 {
 				a.Labelled = u.Total
@@ -271,6 +217,94 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 		}
 	}
 	return plan, nil
+}
+
+// planOne plans c against the realm's active communities (by label key
+// and by name key) and its drift.
+func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, active, named map[string]community.Community,
+	drift []community.Drift, prune bool) ([]Action, error) {
+	conflict := func(format string, args ...any) []Action {
+		return []Action{{Kind: "conflict", Label: c.Label, Detail: fmt.Sprintf(format, args...)}}
+	}
+	row, ok := active[label.Key(c.Label)]
+	if !ok {
+		// A create Apply would find refused is a conflict now, so that the
+		// plan says what Apply will do.
+		switch held, err := p.svc.Holder(ctx, realm, c.Label); {
+		case err == nil:
+			return conflict("label %q is held by community %q, %s; plan again once that has ended", held.Label, held.Name, inProgress[held.State]), nil
+		case !errors.Is(err, community.ErrNotFound):
+			return nil, err
+		}
+		if other, ok := named[label.Key(c.Name)]; ok {
+			return conflict("the realm's community %q is named %q (names are unique ignoring case)", other.Label, other.Name), nil
+		}
+		plan := []Action{{Kind: "create", Label: c.Label, Detail: c.Name}}
+		for _, role := range roles[1:] {
+			for _, u := range wanted(c)[role] {
+				plan = append(plan, Action{Kind: "add-member", Label: c.Label, Role: role, User: u})
+			}
+		}
+		return plan, nil
+	}
+	if row.Label != c.Label || row.Name != c.Name {
+		return conflict("the realm has %q named %q; renaming is not supported", row.Label, row.Name), nil
+	}
+	var plan []Action
+	if len(drift) > 0 {
+		plan = append(plan, Action{Kind: "repair", Label: c.Label, Detail: fmt.Sprint(drift)})
+	}
+	if c.Owners == nil && c.Authors == nil && c.Consumers == nil {
+		return plan, nil
+	}
+	current, err := p.svc.Members(ctx, realm, p.actor, c.Label)
+	switch {
+	case errors.Is(err, community.ErrNotFound):
+		return conflict("it was deleted while the plan was made"), nil
+	case errors.Is(err, fault.NotFound) && len(drift) > 0:
+		// A member group the repair will make again has no members to
+		// compare: every member listed is added (adding is idempotent),
+		// and none is removed until a plan after the repair.
+		current, prune = map[string][]community.Member{}, false
+	case err != nil:
+		return nil, err
+	}
+	for _, role := range roles {
+		want := wanted(c)[role]
+		if want == nil {
+			continue
+		}
+		// The file names a member by username or id (Parse lower-cased
+		// both, as Keycloak keeps them).
+		have := map[string]bool{}
+		for _, m := range current[role] {
+			have[m.Username], have[m.ID] = true, true
+		}
+		for _, u := range want {
+			if !have[u] {
+				plan = append(plan, Action{Kind: "add-member", Label: c.Label, Role: role, User: u})
+			}
+		}
+		if prune {
+			for _, m := range current[role] {
+				if !slices.Contains(want, m.Username) && !slices.Contains(want, m.ID) {
+					plan = append(plan, Action{Kind: "remove-member", Label: c.Label, Role: role, User: m.Username})
+				}
+			}
+		}
+	}
+	return plan, nil
+}
+
+// Conflicts counts the actions of plan that Apply will refuse.
+func Conflicts(plan []Action) int {
+	n := 0
+	for _, a := range plan {
+		if a.Kind == "conflict" {
+			n++
+		}
+	}
+	return n
 }
 
 // Result is what happened to one action.
@@ -337,12 +371,19 @@ func (p *Provisioner) Export(ctx context.Context, realm string) (*File, error) {
 	for _, r := range rows {
 		ms, err := p.svc.Members(ctx, realm, p.actor, r.Label)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("community %s: %w", r.Label, err)
 		}
 		names := func(role string) []string {
 			var out []string
 			for _, m := range ms[role] {
-				out = append(out, m.Username)
+				// A username Parse would refuse (a federated one may hold
+				// spaces) is written as the user's id, so that the file
+				// written can be applied.
+				ref := m.Username
+				if community.ValidateUserRef(ref) != nil {
+					ref = m.ID
+				}
+				out = append(out, ref)
 			}
 			sort.Strings(out)
 			return out

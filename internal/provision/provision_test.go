@@ -178,3 +178,89 @@ func TestPlanSaysWhatApplyWouldRefuse(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanRepairsBeforeMembers: a member group deleted by hand is a repair
+// in the plan, not a failed plan: its members cannot be compared, so every
+// member the file lists for the community is added after the repair (adds
+// are idempotent) and none removed; after apply the next plan is empty.
+// Members are not read at all for a community the file lists none of.
+func TestPlanRepairsBeforeMembers(t *testing.T) {
+	svc, idp, desk := newService()
+	bob := idp.AddUser(realm, "bob")
+	idp.AddUser(realm, "carol")
+	for _, l := range []string{"NDD", "BARE"} {
+		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l + " name"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := svc.ChangeMember(t.Context(), realm, desk, "NDD", community.RoleConsumer, bob, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.ChangeMember(t.Context(), realm, desk, "NDD", community.RoleAuthor, "carol", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"NDD", "BARE"} {
+		if !idp.Delete(realm, "group", "/Communities/"+l+"/consumer") {
+			t.Fatalf("no consumer group of %s to delete: %v", l, idp.Artefacts(realm))
+		}
+	}
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n" +
+		"  - {label: NDD, name: NDD name, authors: [carol], consumers: [bob]}\n" +
+		"  - {label: BARE, name: BARE name}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	plan, err := p.Plan(t.Context(), f, true)
+	if err != nil {
+		t.Fatalf("plan of a realm missing a group: %v", err)
+	}
+	var got []string
+	for _, a := range plan {
+		got = append(got, a.Kind+" "+a.Label+" "+a.Role+" "+a.User)
+	}
+	want := []string{"repair NDD  ", "add-member NDD author carol", "add-member NDD consumer bob", "repair BARE  "}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan %q, want %q", got, want)
+	}
+	if err := p.Apply(t.Context(), f, plan, nil); err != nil {
+		t.Fatal(err)
+	}
+	if plan, err := p.Plan(t.Context(), f, true); err != nil || len(plan) != 0 {
+		t.Errorf("plan after apply: %v %v", plan, err)
+	}
+	ms, err := svc.Members(t.Context(), realm, desk, "NDD")
+	if err != nil || len(ms[community.RoleConsumer]) != 1 || ms[community.RoleConsumer][0].ID != bob || len(ms[community.RoleAuthor]) != 1 {
+		t.Errorf("NDD members after apply: %v %v", ms, err)
+	}
+}
+
+// TestExportWritesWhatPlanReads: a member whose username Parse would
+// refuse (a federated directory may allow spaces) is exported by id, so
+// the exported file plans no change.
+func TestExportWritesWhatPlanReads(t *testing.T) {
+	svc, idp, desk := newService()
+	odd := idp.AddUser(realm, "mary o'brien")
+	if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: "NDD", Name: "National data dictionary"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.ChangeMember(t.Context(), realm, desk, "NDD", community.RoleConsumer, odd, true); err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	exported, err := p.Export(t.Context(), realm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := provision.Marshal(exported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := provision.Parse(data)
+	if err != nil {
+		t.Fatalf("the export does not parse: %v\n%s", err, data)
+	}
+	if plan, err := p.Plan(t.Context(), f, true); err != nil || len(plan) != 0 {
+		t.Errorf("plan of the export: %v %v\n%s", plan, err, data)
+	}
+}

@@ -448,8 +448,8 @@ func TestKeycloakKeysUnreachable(t *testing.T) {
 		}
 	}
 
-	// The service fetches the set again at most every 30 s for tokens
-	// whose key it lacks, so the first request after that works.
+	// The service tries the set again every few seconds while it cannot
+	// fetch it, so requests soon work again.
 	down.Store(false)
 	deadline := time.Now().Add(2 * auth.DefaultUnknownKeyRefetch)
 	for {

@@ -50,7 +50,7 @@ communities:
 		t.Fatal("plan changed something")
 	}
 	out, code = cli("apply", "-f", file)
-	if code != 0 || !strings.Contains(out, "done   create NDD") || !strings.Contains(out, "6 change(s) applied") {
+	if code != 0 || !strings.Contains(out, "done   create NDD") || !strings.Contains(out, "6 change(s) applied, 0 failed") {
 		t.Fatalf("apply exited %d:\n%s", code, out)
 	}
 	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
@@ -127,7 +127,8 @@ communities:
     name: Good
 `)
 	out, code = cli("apply", "-f", bad)
-	if code != 1 || !strings.Contains(out, "FAILED create BAD") || !strings.Contains(out, "done   create GOOD") {
+	if code != 1 || !strings.Contains(out, "FAILED create BAD") || !strings.Contains(out, "done   create GOOD") ||
+		!strings.Contains(out, "1 change(s) applied, 1 failed") {
 		t.Fatalf("apply with a bad item exited %d:\n%s", code, out)
 	}
 	if out, code = cli("plan", "-f", write("typo.yaml", "realm: "+realm+"\ncommunitees: []\n")); code != 1 || !strings.Contains(out, "communitees") {
@@ -149,10 +150,12 @@ communities:
 	// not a create that apply finds refused.
 	clash := write("clash.yaml", "realm: "+realm+"\ncommunities:\n  - {label: CLASH, name: national DATA dictionary}\n")
 	out, code = cli("plan", "-f", clash)
-	if code != 2 || !strings.Contains(out, `conflict CLASH: the realm's community "NDD" is named "National data dictionary"`) {
+	if code != 1 || !strings.Contains(out, `conflict CLASH: the realm's community "NDD" is named "National data dictionary"`) ||
+		!strings.Contains(out, "1 change(s) pending, of which 1 conflict(s) apply will refuse") {
 		t.Fatalf("plan of a name NDD has exited %d:\n%s", code, out)
 	}
-	if out, code = cli("apply", "-f", clash); code != 1 || !strings.Contains(out, "FAILED conflict CLASH") || f.row(t, "CLASH") != nil {
+	if out, code = cli("apply", "-f", clash); code != 1 || !strings.Contains(out, "FAILED conflict CLASH") ||
+		!strings.Contains(out, "0 change(s) applied, 1 failed") || f.row(t, "CLASH") != nil {
 		t.Fatalf("apply of a name NDD has exited %d:\n%s", code, out)
 	}
 
