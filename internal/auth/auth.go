@@ -72,16 +72,18 @@ type Verifier struct {
 	keys map[string]*realmKeys
 }
 
-// errKeysUnreachable: a token's key is not in the realm's key set and the
-// set could not be fetched from Keycloak, so nothing is known about the
-// token. Verify calls that Unavailable, so that callers answer 503 and
-// clients try again rather than throw a good token away; the token is
-// refused all the same.
-var errKeysUnreachable = errors.New("the token's key is not in the key set, which could not be fetched")
+// errKeyNotChecked: a token's key is not in the realm's key set, and the
+// set could not be fetched from Keycloak (or may not be fetched again yet
+// while the token may name a key published since), so nothing is known
+// about the token. Verify calls that Unavailable, so that callers answer
+// 503 and clients try again rather than throw a good token away; the
+// token is refused all the same.
+var errKeyNotChecked = errors.New("the token's key is not in the key set, which could not be fetched again")
 
 // KeyRefresh is how often each realm's key set is fetched again, so that a
 // key Keycloak withdrew stops verifying tokens (with MaxCacheAge, within
-// 10 minutes).
+// about 10 minutes while Keycloak answers; a set that cannot be fetched
+// keeps the keys it holds).
 const KeyRefresh = 5 * time.Minute
 
 // DefaultUnknownKeyRefetch is how often a token naming a key the set lacks
@@ -111,12 +113,12 @@ func (v *Verifier) realmKeys(ctx context.Context, realm string) (*realmKeys, err
 	k, ok := v.keys[realm]
 	if !ok {
 		var err error
-		if k, err = newRealmKeys(v.opts.JWKSURL(realm), v.opts.HTTPClient, v.opts.Logger.With("realm", realm)); err != nil {
+		if k, err = newRealmKeys(v.ctx, v.opts.JWKSURL(realm), v.opts.HTTPClient, v.opts.Logger.With("realm", realm)); err != nil {
 			v.mu.Unlock()
 			return nil, fmt.Errorf("key set of realm %s: %w", realm, err)
 		}
 		v.keys[realm] = k
-		go k.run(v.ctx, KeyRefresh)
+		go k.run(KeyRefresh)
 	}
 	v.mu.Unlock()
 	select {
@@ -147,13 +149,17 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		}
 		// A key the set lacks: Keycloak may have rotated its keys, so the
 		// set is fetched again, at most every UnknownKeyRefetch.
-		if keys.refetch(ctx, v.opts.UnknownKeyRefetch) {
+		fetched := keys.refetch(ctx, v.opts.UnknownKeyRefetch)
+		if fetched {
 			if key, err = keyOf(t); !errors.Is(err, jwkset.ErrKeyNotFound) {
 				return key, err
 			}
 		}
-		if !keys.reachable.Load() {
-			return nil, fmt.Errorf("%w: %w", errKeysUnreachable, err)
+		// Not checked: Keycloak did not answer, or forged kids have spent
+		// the budget while this token may name a key published since.
+		iat, _ := t.Claims.GetIssuedAt()
+		if !keys.reachable.Load() || !fetched && iat != nil && keys.mayBeNewer(iat.Time) {
+			return nil, fmt.Errorf("%w: %w", errKeyNotChecked, err)
 		}
 		return nil, err
 	},
@@ -164,7 +170,7 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(v.opts.Leeway),
 	)
-	if errors.Is(err, errKeysUnreachable) {
+	if errors.Is(err, errKeyNotChecked) {
 		return nil, fault.New(fault.Unavailable, "the realm's signing keys could not be fetched from Keycloak to check the token", err)
 	}
 	if err != nil {

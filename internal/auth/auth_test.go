@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -284,12 +285,12 @@ func TestCachingVerifierForgetsAfterMaxCacheAge(t *testing.T) {
 }
 
 // flakyJWKS serves k.rsa's JWKS (kid "k1") like jwksServer, but answers
-// 503 while down is set, status instead while it is set, "garbage" as the
-// body with garbage, and each answer after delay; it counts the fetches.
+// 503 while down is set, status instead while it is set, body instead
+// while it is set, and each answer after delay; it counts the fetches.
 type flakyJWKS struct {
 	srv     *httptest.Server
 	down    atomic.Bool
-	garbage atomic.Bool
+	body    atomic.Pointer[string]
 	status  atomic.Int32
 	delay   atomic.Int64
 	fetches atomic.Int32
@@ -309,8 +310,8 @@ func newFlakyJWKS(t *testing.T, k keys) *flakyJWKS {
 		case f.status.Load() != 0:
 			http.Error(w, "no", int(f.status.Load()))
 			return
-		case f.garbage.Load():
-			_, _ = io.WriteString(w, "<html>login</html>")
+		case f.body.Load() != nil:
+			_, _ = io.WriteString(w, *f.body.Load())
 			return
 		}
 		resp, err := http.Get(good.URL)
@@ -471,13 +472,17 @@ func TestKeySetAnswersAreReadForWhatTheyAre(t *testing.T) {
 	if err := verify(time.Minute, good); err != nil {
 		t.Fatalf("good token, Keycloak slow: %v", err)
 	}
-	// A forged kid whose sender hangs up during the refetch leaves the
-	// set reachable: the next forged kid is invalid, not unavailable.
+	// A forged kid whose sender hangs up during the refetch is not
+	// checked (its answer is "try again"), and leaves the set reachable:
+	// the next forged kid is invalid, not unavailable.
 	time.Sleep(60 * time.Millisecond)
-	if err := verify(100*time.Millisecond, forgedKid); !errors.Is(err, ErrInvalidToken) {
-		t.Errorf("forged kid, sender gone: %v, want invalid", err)
+	if err := verify(100*time.Millisecond, forgedKid); fault.KindOf(err) != fault.Unavailable {
+		t.Errorf("forged kid, sender gone: %v, want unavailable", err)
 	}
 	time.Sleep(1600 * time.Millisecond) // the abandoned refetch ends
+	if !v.keys["r1"].reachable.Load() {
+		t.Error("a refetch whose caller hung up marked the key set unreachable")
+	}
 	if err := verify(time.Minute, forgedKid); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("forged kid after an abandoned refetch: %v, want invalid", err)
 	}
@@ -489,15 +494,91 @@ func TestKeySetAnswersAreReadForWhatTheyAre(t *testing.T) {
 	if err := verify(time.Minute, forgedKid); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("forged kid, realm unknown to Keycloak: %v, want invalid", err)
 	}
+	time.Sleep(60 * time.Millisecond)
 	if err := verify(time.Minute, sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["sub"] = "u2" }))); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("a new token once Keycloak has no keys for the realm: %v, want invalid", err)
 	}
 	jwks.status.Store(0)
 
 	// An answer that is not a key set (a login page) is no answer.
-	jwks.garbage.Store(true)
+	login := "<html>login</html>"
+	jwks.body.Store(&login)
 	time.Sleep(60 * time.Millisecond)
 	if err := verify(time.Minute, forgedKid); fault.KindOf(err) != fault.Unavailable {
 		t.Errorf("forged kid, answer not a key set: %v, want unavailable", err)
+	}
+}
+
+// TestKeySetIsKeptThroughAnswersThatAreNotOne: a proxy's 403 or a 200
+// without "keys" keeps the keys held (their tokens verify) and makes
+// missing ones unavailable; a shared-secret key in the set is skipped.
+// Forged kids get one refetch per budget, and when they have spent it a
+// token issued after the last fetch began is unavailable, not invalid (it
+// may name a key published since), while an older one is invalid.
+func TestKeySetIsKeptThroughAnswersThatAreNotOne(t *testing.T) {
+	k := newKeys(t)
+	jwks := newFlakyJWKS(t, k)
+	v := NewVerifier(t.Context(), Options{
+		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
+		Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: time.Hour,
+	})
+	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
+	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
+		t.Fatal(err)
+	}
+	old := func(kid string) string {
+		return sign(t, jwt.SigningMethodRS256, k.other, kid, with(func(c jwt.MapClaims) { c["iat"] = time.Now().Add(-time.Minute).Unix() }))
+	}
+	// The budget's one refetch, then none: a burst of forged kids fetches once.
+	before := jwks.fetches.Load()
+	for i := range 20 {
+		if _, err := v.Verify(t.Context(), "r1", old(fmt.Sprint("forged", i))); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("forged kid %d: %v, want invalid", i, err)
+		}
+	}
+	if n := jwks.fetches.Load() - before; n != 1 {
+		t.Errorf("20 forged kids fetched the key set %d times, want 1", n)
+	}
+	if _, err := v.Verify(t.Context(), "r1", sign(t, jwt.SigningMethodRS256, k.other, "k9", validClaims())); fault.KindOf(err) != fault.Unavailable {
+		t.Errorf("unknown kid issued after the last fetch, budget spent: %v, want unavailable", err)
+	}
+
+	for name, answer := range map[string]func(){
+		"a proxy's 403":      func() { jwks.status.Store(http.StatusForbidden) },
+		`a 200 without keys`: func() { empty := "{}"; jwks.body.Store(&empty) },
+	} {
+		answer()
+		v := NewVerifier(t.Context(), Options{
+			JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
+			Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: time.Hour,
+		})
+		jwks.status.Store(0)
+		jwks.body.Store(nil)
+		if _, err := v.Verify(t.Context(), "r1", good); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		answer()
+		v.keys["r1"].refetch(t.Context(), 0)
+		if _, err := v.Verify(t.Context(), "r1", sign(t, jwt.SigningMethodRS256, k.rsa, "k1", with(func(c jwt.MapClaims) { c["sub"] = "u3" }))); err != nil {
+			t.Errorf("%s: a held key stopped verifying: %v", name, err)
+		}
+		if _, err := v.Verify(t.Context(), "r1", old("k9")); fault.KindOf(err) != fault.Unavailable {
+			t.Errorf("%s: a missing key: %v, want unavailable", name, err)
+		}
+		jwks.status.Store(0)
+		jwks.body.Store(nil)
+	}
+
+	// A shared secret beside the realm's key does not spoil the set.
+	n := base64.RawURLEncoding.EncodeToString(k.rsa.N.Bytes())
+	e := base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.rsa.E)).Bytes())
+	withOct := fmt.Sprintf(`{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"},{"kty":"RSA","kid":"k1","use":"sig","alg":"RS256","n":%q,"e":%q}]}`, n, e)
+	jwks.body.Store(&withOct)
+	v = NewVerifier(t.Context(), Options{
+		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
+		Audience: "communities", Algorithms: []string{"RS256"},
+	})
+	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
+		t.Errorf("a set with a shared secret: %v", err)
 	}
 }

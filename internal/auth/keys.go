@@ -23,6 +23,7 @@ import (
 // answering in over a second, would have made a good token look forged.
 // keyfunc and jwkset still parse the keys and pick the token's key.
 type realmKeys struct {
+	ctx    context.Context // the verifier's: fetches end with it, not with a caller
 	url    string
 	client *http.Client
 	log    *slog.Logger
@@ -34,12 +35,14 @@ type realmKeys struct {
 	// key set, or none for a realm it does not know). While it is false
 	// a token whose key is not held may be good.
 	reachable atomic.Bool
+	// fetchedFrom is when the last fetch that stored an answer began (Unix
+	// nanoseconds): a key published after it may be missing.
+	fetchedFrom atomic.Int64
 
 	mu       sync.Mutex
 	inflight chan struct{} // closed when the fetch under way ends
 	// lastAsked is when a token naming a key the set lacks last made it
-	// be fetched; the background fetches do not count, so the first such
-	// token after a rotation is never refused for want of budget.
+	// be fetched; the background fetches do not count.
 	lastAsked time.Time
 }
 
@@ -50,19 +53,19 @@ const keyRetry = 5 * time.Second
 // maxKeySetBytes bounds a key set's answer; Keycloak's is a few KB.
 const maxKeySetBytes = 1 << 20
 
-func newRealmKeys(url string, client *http.Client, log *slog.Logger) (*realmKeys, error) {
+func newRealmKeys(ctx context.Context, url string, client *http.Client, log *slog.Logger) (*realmKeys, error) {
 	store := jwkset.NewMemoryStorage()
 	kf, err := keyfunc.New(keyfunc.Options{Storage: store})
 	if err != nil {
 		return nil, err
 	}
-	return &realmKeys{url: url, client: client, log: log, store: store, kf: kf, ready: make(chan struct{})}, nil
+	return &realmKeys{ctx: ctx, url: url, client: client, log: log, store: store, kf: kf, ready: make(chan struct{})}, nil
 }
 
 // run fetches the key set, then again every refresh while Keycloak
-// answers and every keyRetry while it does not, until ctx ends.
-func (k *realmKeys) run(ctx context.Context, refresh time.Duration) {
-	k.refetch(ctx, 0)
+// answers and every keyRetry while it does not, until k.ctx ends.
+func (k *realmKeys) run(refresh time.Duration) {
+	k.refetch(k.ctx, 0)
 	close(k.ready)
 	for {
 		wait := refresh
@@ -70,19 +73,26 @@ func (k *realmKeys) run(ctx context.Context, refresh time.Duration) {
 			wait = keyRetry
 		}
 		select {
-		case <-ctx.Done():
+		case <-k.ctx.Done():
 			return
 		case <-time.After(wait):
-			k.refetch(ctx, 0)
+			k.refetch(k.ctx, 0)
 		}
 	}
 }
 
+// mayBeNewer reports whether a token issued at iat may be signed by a key
+// published after the last fetch that stored an answer began (iat is in
+// whole seconds: the same second may be later).
+func (k *realmKeys) mayBeNewer(iat time.Time) bool {
+	return iat.Unix() >= time.Unix(0, k.fetchedFrom.Load()).Unix()
+}
+
 // refetch fetches the key set, and waits for it (or for one under way)
 // until ctx ends. With gap, it is a token's request, refused if another
-// token's was made less than gap ago. The fetch runs on
-// its own, bounded by the HTTP client's timeout only: a caller that goes
-// away does not cut it short. It reports whether a fetch ended meanwhile.
+// token's was made less than gap ago. The fetch runs on k.ctx, bounded by
+// the HTTP client's timeout: a caller that goes away does not cut it
+// short. It reports whether a fetch ended meanwhile.
 func (k *realmKeys) refetch(ctx context.Context, gap time.Duration) bool {
 	k.mu.Lock()
 	done := k.inflight
@@ -98,12 +108,12 @@ func (k *realmKeys) refetch(ctx context.Context, gap time.Duration) bool {
 		k.inflight = done
 		go func() {
 			defer close(done)
-			err := k.fetch(context.WithoutCancel(ctx))
+			err := k.fetch(k.ctx)
 			k.mu.Lock()
 			k.inflight = nil
 			k.mu.Unlock()
 			if err != nil {
-				k.log.WarnContext(ctx, "could not fetch a realm's key set; tokens whose key is not held get 503", "url", k.url, "error", err)
+				k.log.WarnContext(k.ctx, "could not fetch a realm's key set; tokens whose key is not held get 503", "url", k.url, "error", err)
 			}
 		}()
 	}
@@ -116,15 +126,19 @@ func (k *realmKeys) refetch(ctx context.Context, gap time.Duration) bool {
 	}
 }
 
-// fetch stores Keycloak's key set. A 4xx answer other than 429 is
-// Keycloak saying the realm has no key set: that is stored as none, and
-// tokens are refused as invalid. No answer, a 5xx, a 429 or a body that
-// is not a key set leaves the keys held as they were and marks the set
-// unreachable.
+// fetch stores Keycloak's key set. A 404 is Keycloak saying the realm
+// does not exist: that is stored as no keys, and tokens are refused as
+// invalid. Anything else that is not a key set (no answer, another status,
+// say a proxy's 403, a body without "keys") leaves the keys held as they
+// were and marks the set unreachable.
 func (k *realmKeys) fetch(ctx context.Context) error {
+	began := time.Now()
 	keys, err := k.get(ctx)
 	if err == nil {
 		err = k.store.KeyReplaceAll(ctx, keys)
+	}
+	if err == nil {
+		k.fetchedFrom.Store(began.UnixNano())
 	}
 	k.reachable.Store(err == nil)
 	return err
@@ -140,20 +154,28 @@ func (k *realmKeys) get(ctx context.Context) ([]jwkset.JWK, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusOK:
-	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests:
-		k.log.WarnContext(ctx, "Keycloak has no key set for the realm; its tokens are refused", "url", k.url, "status", resp.StatusCode)
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		k.log.WarnContext(ctx, "Keycloak has no key set for the realm; its tokens are refused", "url", k.url)
 		return []jwkset.JWK{}, nil
 	default:
 		return nil, fmt.Errorf("key set answered %s", resp.Status)
 	}
-	var set jwkset.JWKSMarshal
+	var set struct {
+		Keys *[]jwkset.JWKMarshal `json:"keys"`
+	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxKeySetBytes)).Decode(&set); err != nil {
 		return nil, fmt.Errorf("key set: %w", err)
 	}
-	keys := make([]jwkset.JWK, 0, len(set.Keys))
-	for _, m := range set.Keys {
+	if set.Keys == nil {
+		return nil, errors.New(`key set: no "keys"`)
+	}
+	keys := make([]jwkset.JWK, 0, len(*set.Keys))
+	for _, m := range *set.Keys {
+		if m.KTY == jwkset.KtyOct {
+			continue // a shared secret is no public key; HS* is refused anyway
+		}
 		j, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 		switch {
 		case errors.Is(err, jwkset.ErrUnsupportedKey):
