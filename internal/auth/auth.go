@@ -73,9 +73,8 @@ type Verifier struct {
 }
 
 // errKeyNotChecked: a token's key is not in the realm's key set, and the
-// set could not be fetched from Keycloak (or may not be fetched again yet
-// while the token may name a key published since), so nothing is known
-// about the token. Verify calls that Unavailable, so that callers answer
+// set could not be fetched from Keycloak, so nothing is known about the
+// token. Verify calls that Unavailable, so that callers answer
 // 503 and clients try again rather than throw a good token away; the
 // token is refused all the same.
 var errKeyNotChecked = errors.New("the token's key is not in the key set, which could not be fetched again")
@@ -147,18 +146,24 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		if !errors.Is(err, jwkset.ErrKeyNotFound) {
 			return key, err
 		}
+		// A token another issuer made, or one expired, is refused on what
+		// it says, unverified: no key could make it good, so it neither
+		// spends the refetch budget nor waits on Keycloak.
+		if iss, _ := t.Claims.GetIssuer(); iss != v.opts.Issuer(realm) {
+			return nil, err
+		}
+		if exp, _ := t.Claims.GetExpirationTime(); exp == nil || time.Since(exp.Time) > v.opts.Leeway {
+			return nil, err
+		}
 		// A key the set lacks: Keycloak may have rotated its keys, so the
 		// set is fetched again, at most every UnknownKeyRefetch.
-		fetched := keys.refetch(ctx, v.opts.UnknownKeyRefetch)
-		if fetched {
+		if keys.refetch(ctx, v.opts.UnknownKeyRefetch) {
 			if key, err = keyOf(t); !errors.Is(err, jwkset.ErrKeyNotFound) {
 				return key, err
 			}
 		}
-		// Not checked: Keycloak did not answer, or forged kids have spent
-		// the budget while this token may name a key published since.
-		iat, _ := t.Claims.GetIssuedAt()
-		if !keys.reachable.Load() || !fetched && iat != nil && keys.mayBeNewer(iat.Time) {
+		// Not checked: Keycloak did not answer the last fetch.
+		if !keys.reachable.Load() {
 			return nil, fmt.Errorf("%w: %w", errKeyNotChecked, err)
 		}
 		return nil, err

@@ -472,12 +472,11 @@ func TestKeySetAnswersAreReadForWhatTheyAre(t *testing.T) {
 	if err := verify(time.Minute, good); err != nil {
 		t.Fatalf("good token, Keycloak slow: %v", err)
 	}
-	// A forged kid whose sender hangs up during the refetch is not
-	// checked (its answer is "try again"), and leaves the set reachable:
-	// the next forged kid is invalid, not unavailable.
+	// A forged kid whose sender hangs up during the refetch leaves the
+	// set reachable: the next forged kid is invalid, not unavailable.
 	time.Sleep(60 * time.Millisecond)
-	if err := verify(100*time.Millisecond, forgedKid); fault.KindOf(err) != fault.Unavailable {
-		t.Errorf("forged kid, sender gone: %v, want unavailable", err)
+	if err := verify(100*time.Millisecond, forgedKid); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("forged kid, sender gone: %v, want invalid", err)
 	}
 	time.Sleep(1600 * time.Millisecond) // the abandoned refetch ends
 	if !v.keys["r1"].reachable.Load() {
@@ -512,9 +511,7 @@ func TestKeySetAnswersAreReadForWhatTheyAre(t *testing.T) {
 // TestKeySetIsKeptThroughAnswersThatAreNotOne: a proxy's 403 or a 200
 // without "keys" keeps the keys held (their tokens verify) and makes
 // missing ones unavailable; a shared-secret key in the set is skipped.
-// Forged kids get one refetch per budget, and when they have spent it a
-// token issued after the last fetch began is unavailable, not invalid (it
-// may name a key published since), while an older one is invalid.
+// Forged kids get one refetch per budget.
 func TestKeySetIsKeptThroughAnswersThatAreNotOne(t *testing.T) {
 	k := newKeys(t)
 	jwks := newFlakyJWKS(t, k)
@@ -538,9 +535,6 @@ func TestKeySetIsKeptThroughAnswersThatAreNotOne(t *testing.T) {
 	}
 	if n := jwks.fetches.Load() - before; n != 1 {
 		t.Errorf("20 forged kids fetched the key set %d times, want 1", n)
-	}
-	if _, err := v.Verify(t.Context(), "r1", sign(t, jwt.SigningMethodRS256, k.other, "k9", validClaims())); fault.KindOf(err) != fault.Unavailable {
-		t.Errorf("unknown kid issued after the last fetch, budget spent: %v, want unavailable", err)
 	}
 
 	for name, answer := range map[string]func(){

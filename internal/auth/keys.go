@@ -35,9 +35,6 @@ type realmKeys struct {
 	// key set, or none for a realm it does not know). While it is false
 	// a token whose key is not held may be good.
 	reachable atomic.Bool
-	// fetchedFrom is when the last fetch that stored an answer began (Unix
-	// nanoseconds): a key published after it may be missing.
-	fetchedFrom atomic.Int64
 
 	mu       sync.Mutex
 	inflight chan struct{} // closed when the fetch under way ends
@@ -79,13 +76,6 @@ func (k *realmKeys) run(refresh time.Duration) {
 			k.refetch(k.ctx, 0)
 		}
 	}
-}
-
-// mayBeNewer reports whether a token issued at iat may be signed by a key
-// published after the last fetch that stored an answer began (iat is in
-// whole seconds: the same second may be later).
-func (k *realmKeys) mayBeNewer(iat time.Time) bool {
-	return iat.Unix() >= time.Unix(0, k.fetchedFrom.Load()).Unix()
 }
 
 // refetch fetches the key set, and waits for it (or for one under way)
@@ -132,13 +122,9 @@ func (k *realmKeys) refetch(ctx context.Context, gap time.Duration) bool {
 // say a proxy's 403, a body without "keys") leaves the keys held as they
 // were and marks the set unreachable.
 func (k *realmKeys) fetch(ctx context.Context) error {
-	began := time.Now()
 	keys, err := k.get(ctx)
 	if err == nil {
 		err = k.store.KeyReplaceAll(ctx, keys)
-	}
-	if err == nil {
-		k.fetchedFrom.Store(began.UnixNano())
 	}
 	k.reachable.Store(err == nil)
 	return err
