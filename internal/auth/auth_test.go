@@ -326,6 +326,15 @@ func newFlakyJWKS(t *testing.T, k keys) *flakyJWKS {
 	return f
 }
 
+// verifierOf verifies tokens of any realm against jwks, fetching it again
+// for an unknown kid at most every refetch (0: the default).
+func verifierOf(t *testing.T, jwks *flakyJWKS, refetch time.Duration) *Verifier {
+	return NewVerifier(t.Context(), Options{
+		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
+		Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: refetch,
+	})
+}
+
 // TestUnreachableKeysAreUnavailable: a token whose key the service does
 // not have, while Keycloak's key set cannot be fetched, is refused as
 // Unavailable (503: try again), not as invalid (401: throw it away); once
@@ -335,10 +344,7 @@ func TestUnreachableKeysAreUnavailable(t *testing.T) {
 	k := newKeys(t)
 	jwks := newFlakyJWKS(t, k)
 	jwks.down.Store(true)
-	v := NewVerifier(t.Context(), Options{
-		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
-		Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: 50 * time.Millisecond,
-	})
+	v := verifierOf(t, jwks, 50*time.Millisecond)
 	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
 	forgedKid := sign(t, jwt.SigningMethodRS256, k.other, "k9", validClaims())
 	forgedKey := sign(t, jwt.SigningMethodRS256, k.other, "k1", validClaims())
@@ -450,10 +456,7 @@ func TestKeySetFetchesAreAlonePerRealm(t *testing.T) {
 func TestKeySetAnswersAreReadForWhatTheyAre(t *testing.T) {
 	k := newKeys(t)
 	jwks := newFlakyJWKS(t, k)
-	v := NewVerifier(t.Context(), Options{
-		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
-		Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: 50 * time.Millisecond,
-	})
+	v := verifierOf(t, jwks, 50*time.Millisecond)
 	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
 	forgedKid := sign(t, jwt.SigningMethodRS256, k.other, "k9", validClaims())
 	verify := func(timeout time.Duration, tok string) error {
@@ -515,10 +518,7 @@ func TestKeySetAnswersAreReadForWhatTheyAre(t *testing.T) {
 func TestKeySetIsKeptThroughAnswersThatAreNotOne(t *testing.T) {
 	k := newKeys(t)
 	jwks := newFlakyJWKS(t, k)
-	v := NewVerifier(t.Context(), Options{
-		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
-		Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: time.Hour,
-	})
+	v := verifierOf(t, jwks, time.Hour)
 	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
 	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
 		t.Fatal(err)
@@ -542,10 +542,7 @@ func TestKeySetIsKeptThroughAnswersThatAreNotOne(t *testing.T) {
 		`a 200 without keys`: func() { empty := "{}"; jwks.body.Store(&empty) },
 	} {
 		answer()
-		v := NewVerifier(t.Context(), Options{
-			JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
-			Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: time.Hour,
-		})
+		v := verifierOf(t, jwks, time.Hour)
 		jwks.status.Store(0)
 		jwks.body.Store(nil)
 		if _, err := v.Verify(t.Context(), "r1", good); err != nil {
@@ -568,10 +565,7 @@ func TestKeySetIsKeptThroughAnswersThatAreNotOne(t *testing.T) {
 	e := base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.rsa.E)).Bytes())
 	withOct := fmt.Sprintf(`{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"},{"kty":"RSA","kid":"k1","use":"sig","alg":"RS256","n":%q,"e":%q}]}`, n, e)
 	jwks.body.Store(&withOct)
-	v = NewVerifier(t.Context(), Options{
-		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
-		Audience: "communities", Algorithms: []string{"RS256"},
-	})
+	v = verifierOf(t, jwks, 0)
 	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
 		t.Errorf("a set with a shared secret: %v", err)
 	}
