@@ -128,9 +128,13 @@ has, a label held by a create or delete under way). A pipeline can gate on it.
 			if err != nil {
 				return err
 			}
-			var plan []provision.Action
+			var (
+				plan      []provision.Action
+				conflicts int
+			)
 			err = withProvisioner(cmd, &p.cfg, f.Realm, stderr, readOnly, p.acceptLabelled, func(pr *provision.Provisioner) error {
 				plan, err = pr.Plan(cmd.Context(), f, p.prune)
+				conflicts = provision.Conflicts(plan)
 				return err
 			})
 			if err != nil {
@@ -147,7 +151,7 @@ has, a label held by a create or delete under way). A pipeline can gate on it.
 				for _, a := range plan {
 					fmt.Fprintln(stdout, a)
 				}
-				switch conflicts := provision.Conflicts(plan); {
+				switch {
 				case len(plan) == 0:
 					fmt.Fprintf(stdout, "%s: no changes; the realm matches the file\n", f.Realm)
 				case conflicts > 0:
@@ -157,7 +161,7 @@ has, a label held by a create or delete under way). A pipeline can gate on it.
 				}
 			}
 			switch {
-			case provision.Conflicts(plan) > 0:
+			case conflicts > 0:
 				return exitError{code: 1}
 			case len(plan) > 0:
 				return exitError{code: 2}
@@ -205,7 +209,7 @@ naming every failed item.
 					}
 					if p.output != "json" {
 						switch {
-						case r.Error == r.Detail && r.Error != "": // a conflict: its detail is the error
+						case r.Kind == "conflict": // its detail is the error
 							fmt.Fprintf(stdout, "FAILED %s\n", r.Action)
 						case r.Error != "":
 							fmt.Fprintf(stdout, "FAILED %s: %s\n", r.Action, r.Error)

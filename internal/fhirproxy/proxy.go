@@ -280,14 +280,15 @@ func (p *Proxy) authenticate(c *call) bool {
 	} else {
 		err = fmt.Errorf("%w: no bearer token", auth.ErrInvalidToken)
 	}
+	var pub *fault.Error
 	switch {
-	case fault.KindOf(err) == fault.Unavailable:
+	case fault.KindOf(err) == fault.Unavailable && errors.As(err, &pub):
 		// The token could not be checked (Keycloak's keys could not be
 		// fetched): refused, but as "try again", as the service does, so
 		// that a client keeps a good one.
 		p.log.Warn("token not checked", "reason", err.Error(), "request_id", c.requestID)
 		c.w.Header().Set("Retry-After", "5")
-		p.fail(c, http.StatusServiceUnavailable, "the realm's signing keys could not be fetched from Keycloak to check the token; try again")
+		p.fail(c, http.StatusServiceUnavailable, pub.Public+"; try again")
 		return false
 	case err != nil && !errors.Is(err, auth.ErrInvalidToken):
 		p.log.Error("token not checked", "error", err.Error(), "request_id", c.requestID)
