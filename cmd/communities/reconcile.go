@@ -29,7 +29,9 @@ func newReconcile(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Find (and with --repair fix) differences between the registry and Keycloak",
 		Long: `Check every community of the managed realms against Keycloak:
 
-  - operations a crashed replica abandoned are undone (creates) or finished (deletes);
+  - operations a crashed replica abandoned are undone (creates) or finished (deletes),
+    and what Keycloak made for a create after its undo (a call it committed
+    late) is removed, even without --repair;
   - missing roles, groups, role mappings, client scopes, scope mappings and
     default client scopes are reported, and recreated with --repair;
   - artefacts that exist but were not made for the community are reported only;
@@ -117,6 +119,9 @@ func writeReports(w io.Writer, format string, reports []community.Report) error 
 				what += " (removed)"
 			}
 			fmt.Fprintf(w, "%s/%s: %s\n", r.Realm, o.Label, what)
+		}
+		for _, l := range r.UndoneFinished {
+			fmt.Fprintf(w, "%s/%s: artefacts Keycloak made for a create after it was undone (removed; not drift)\n", r.Realm, l)
 		}
 		verdict := "no drift"
 		if n := r.DriftCount(); n > 0 {

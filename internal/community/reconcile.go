@@ -18,8 +18,12 @@ type Report struct {
 	Orphans []Orphan `json:"orphans,omitempty"`
 	// OrphansRemoved counts orphans (carrying this service's marker) that
 	// repair removed with their roles and scopes.
-	OrphansRemoved int  `json:"orphansRemoved,omitempty"`
-	Repair         bool `json:"repair"`
+	OrphansRemoved int `json:"orphansRemoved,omitempty"`
+	// UndoneFinished are the labels of undone creates whose artefacts
+	// Keycloak made after the undo (a call committed late): removed in
+	// every mode, as the rest of the undo, and not drift.
+	UndoneFinished []string `json:"undoneFinished,omitempty"`
+	Repair         bool     `json:"repair"`
 }
 
 // DriftCount is the number of differences found (repaired or not).
@@ -171,13 +175,18 @@ func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[str
 // orphan reports o (and with repair removes it, if it carries this
 // service's marker) unless its operation is still in flight, or confirm,
 // which looks again now, finds it gone: the survey may have read it
-// before a delete, whose row is gone now, removed it.
+// before a delete, whose row is gone now, removed it. What a create made
+// after its undo (TraceUndone) is no one's drift but the rest of that
+// undo, so it is removed in every mode.
 func (s *Service) orphan(ctx context.Context, rep *Report, o Orphan, confirm func() (bool, error), repair bool) error {
-	// An artefact of an operation still in flight has a row (not active).
+	trace := TraceNone
 	if o.ID != "" {
-		if inFlight, err := s.store.Exists(ctx, o.ID); err != nil {
+		var err error
+		if trace, err = s.store.Trace(ctx, o.ID); err != nil {
 			return err
-		} else if inFlight {
+		}
+		// An artefact of an operation still in flight has a row (not active).
+		if trace == TraceRow {
 			return nil
 		}
 	}
@@ -186,6 +195,9 @@ func (s *Service) orphan(ctx context.Context, rep *Report, o Orphan, confirm fun
 		return fmt.Errorf("confirm orphan %s/%s: %w", rep.Realm, o.Label, err)
 	case !still:
 		return nil
+	}
+	if trace == TraceUndone {
+		return s.finishUndo(ctx, rep, o)
 	}
 	rep.Orphans = append(rep.Orphans, o)
 	if !repair || o.ID == "" {
@@ -201,6 +213,21 @@ func (s *Service) orphan(ctx context.Context, rep *Report, o Orphan, confirm fun
 	}
 	s.audit(ctx, &AuditEvent{Realm: rep.Realm, Action: "remove-orphan", Label: o.Label,
 		ActorClient: "communities-reconciler"}, "success", what)
+	return nil
+}
+
+// finishUndo removes what Keycloak made for an undone create after its
+// undo: a call the create gave up waiting for, committed late.
+func (s *Service) finishUndo(ctx context.Context, rep *Report, o Orphan) error {
+	cr, err := s.kc.Cleanup(ctx, rep.Realm, s.opts.RootGroup, o.Label, o.ID, s.opts.FHIRClients)
+	if err != nil {
+		return fmt.Errorf("finish undo of %s/%s: %w", rep.Realm, o.Label, err)
+	}
+	rep.UndoneFinished = append(rep.UndoneFinished, o.Label)
+	s.log.WarnContext(ctx, "removed what Keycloak made for a create after the create was undone", "realm", rep.Realm,
+		"label", o.Label, "deleted", cr.Deleted, "kept_foreign", cr.Foreign)
+	s.audit(ctx, &AuditEvent{Realm: rep.Realm, Action: "recover", Label: o.Label, ActorClient: "communities-recovery"},
+		"success", fmt.Sprintf("finished the undo of a failed create, which Keycloak completed late: deleted %v", cr.Deleted))
 	return nil
 }
 

@@ -1137,6 +1137,18 @@ type racingIDP struct {
 	suspect     []string // community ids the survey suspects besides
 	onEnsure    func(community.Spec)
 	afterSurvey func()
+	// late makes Provision fail as a call the service gave up waiting for,
+	// keeping its spec in held for the test to commit late.
+	late bool
+	held []community.Spec
+}
+
+func (r *racingIDP) Provision(ctx context.Context, s community.Spec) (community.Artifacts, error) {
+	if r.late {
+		r.held = append(r.held, s)
+		return community.Artifacts{}, fault.New(fault.Unavailable, "Keycloak did not answer in time", context.DeadlineExceeded)
+	}
+	return r.IDP.Provision(ctx, s)
 }
 
 // racing is a service over a racingIDP, with a service desk actor.
@@ -1353,6 +1365,59 @@ func TestReconcileFindsOrphanRolesAndPermissions(t *testing.T) {
 	}
 	if reps, _, err = svc.Reconcile(ctx, []string{realm}, false); err != nil || reps[0].DriftCount() != 0 {
 		t.Errorf("after the repair: %+v %v", reps, err)
+	}
+}
+
+// TestLateCommitAfterUndoIsFinished: Keycloak commits a create's call
+// after the service gave up waiting for it and undid the create (which
+// found nothing to remove). What it made carries the undone row's id: the
+// next drift check removes it even when it only reports, as the rest of
+// the undo, without calling it drift, and the label can be used again.
+func TestLateCommitAfterUndoIsFinished(t *testing.T) {
+	store, idp, svc, desk := racing()
+	ctx := t.Context()
+	idp.late = true
+	if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "LATE", Name: "Late"}); fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("create whose call went unanswered: %v, want unavailable", err)
+	}
+	idp.late = false
+	if _, err := store.Get(ctx, realm, "late"); !errors.Is(err, community.ErrNoRecord) {
+		t.Fatalf("the undo left the row: %v", err)
+	}
+	undone := idp.held[0].ID
+	if tr, err := store.Trace(ctx, undone); err != nil || tr != community.TraceUndone {
+		t.Fatalf("trace of the undone create: %v %v", tr, err)
+	}
+	if _, err := idp.IDP.Provision(ctx, idp.held[0]); err != nil {
+		t.Fatal(err)
+	}
+	carries := func() bool {
+		return slices.ContainsFunc(idp.Artefacts(realm), func(a string) bool { return strings.Contains(a, undone) })
+	}
+	if !carries() {
+		t.Fatal("the late commit made nothing")
+	}
+
+	reps, _, err := svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := reps[0]; !slices.Equal(r.UndoneFinished, []string{"LATE"}) || len(r.Orphans) != 0 || r.DriftCount() != 0 {
+		t.Errorf("report %+v; want the undone create finished, and no drift", r)
+	}
+	if carries() {
+		t.Errorf("a drift check left what the late commit made: %v", idp.Artefacts(realm))
+	}
+	if !slices.ContainsFunc(store.Events(), func(e community.AuditEvent) bool {
+		return e.Action == "recover" && e.Label == "LATE" && e.Outcome == "success"
+	}) {
+		t.Errorf("no recover event in %+v", store.Events())
+	}
+	if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "LATE", Name: "Late"}); err != nil {
+		t.Errorf("create again: %v", err)
+	}
+	if reps, _, err = svc.Reconcile(ctx, []string{realm}, false); err != nil || reps[0].DriftCount() != 0 || len(reps[0].UndoneFinished) != 0 {
+		t.Errorf("after the second create: %+v %v", reps, err)
 	}
 }
 

@@ -32,6 +32,27 @@ const (
 	StateFailed   = "failed"
 )
 
+// Trace is what the registry holds of a community id, for the drift
+// check to tell what an artefact carrying it is.
+type Trace int
+
+const (
+	// TraceNone: no row, and no create undone within UndoneKept.
+	TraceNone Trace = iota
+	// TraceRow: a row, in any state.
+	TraceRow
+	// TraceUndone: a create undone within UndoneKept. Keycloak may commit a
+	// call the create gave up waiting for after the undo, and what it makes
+	// then carries this id.
+	TraceUndone
+)
+
+// UndoneKept is how long the registry remembers an undone create's id:
+// far longer than Keycloak takes to commit a call (its transactions time
+// out after 5 minutes) plus the drift checks that find what it made,
+// even with the service stopped for a few days.
+const UndoneKept = 7 * 24 * time.Hour
+
 // Community is a community as the registry holds it.
 type Community struct {
 	ID                string
@@ -190,6 +211,8 @@ type Store interface {
 	// ErrStateChanged when the row is not as expected.
 	Transition(ctx context.Context, id, from, to string, expect, lease *time.Time, a *Artifacts, lastErr string) error
 	// Remove deletes row id if it is still in state, else ErrStateChanged.
+	// Removing a create (state creating or failed), which happens only
+	// once its undo is done, keeps its id as TraceUndone for UndoneKept.
 	Remove(ctx context.Context, id, state string) error
 	// ClaimAbandoned takes one row of realms, not active, whose lease ran
 	// out, and extends its lease to now+lease so exactly one caller gets
@@ -197,8 +220,8 @@ type Store interface {
 	ClaimAbandoned(ctx context.Context, realms []string, lease time.Duration) (*Community, error)
 	// SetArtifacts records the artefacts of an active community.
 	SetArtifacts(ctx context.Context, id string, a Artifacts) error
-	// Exists reports whether a row with id exists in any state.
-	Exists(ctx context.Context, id string) (bool, error)
+	// Trace says what the registry holds of community id.
+	Trace(ctx context.Context, id string) (Trace, error)
 	// Audit appends an event to the audit trail.
 	Audit(ctx context.Context, ev *AuditEvent) error
 	// WithCommunityLock runs fn while holding community id's lock, which

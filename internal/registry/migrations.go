@@ -71,6 +71,26 @@ CREATE INDEX audit_events_realm_label ON audit_events (realm, label, at);
 			return tx.Exec(`ALTER TABLE audit_events DROP COLUMN claims`).Error
 		},
 	},
+	{
+		// Ids of undone creates: Keycloak may commit a call a create gave up
+		// waiting for after its undo, and the drift check removes what that
+		// makes by this id.
+		ID: "0003_undone_creates",
+		Migrate: func(tx *gorm.DB) error {
+			return tx.Exec(`
+CREATE TABLE undone_creates (
+	id        uuid PRIMARY KEY,
+	realm     text NOT NULL,
+	label     text NOT NULL,
+	undone_at timestamptz NOT NULL
+);
+CREATE INDEX undone_creates_undone_at ON undone_creates (undone_at);
+`).Error
+		},
+		Rollback: func(tx *gorm.DB) error {
+			return tx.Exec(`DROP TABLE undone_creates`).Error
+		},
+	},
 }
 
 func newMigrator(db *gorm.DB) *gormigrate.Gormigrate {

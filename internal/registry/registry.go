@@ -277,16 +277,32 @@ func (s *Store) Transition(ctx context.Context, id, from, to string, expect, lea
 	return nil
 }
 
-// Remove deletes row id if it is still in state.
+// Remove deletes row id if it is still in state. A create's id (creating
+// or failed) is kept in undone_creates, in the same transaction, for
+// UndoneKept; older ones go then.
 func (s *Store) Remove(ctx context.Context, id, state string) error {
-	res := s.db.WithContext(ctx).Where("id = ? AND state = ?", id, state).Delete(&communityRow{})
-	if res.Error != nil {
-		return fmt.Errorf("remove community %s: %w", id, res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return community.ErrStateChanged
-	}
-	return nil
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var gone []communityRow
+		res := tx.Clauses(clause.Returning{}).Where("id = ? AND state = ?", id, state).Delete(&gone)
+		if res.Error != nil {
+			return fmt.Errorf("remove community %s: %w", id, res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return community.ErrStateChanged
+		}
+		if state != community.StateCreating && state != community.StateFailed {
+			return nil
+		}
+		now := time.Now().UTC()
+		if err := tx.Exec(`INSERT INTO undone_creates (id, realm, label, undone_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET undone_at = EXCLUDED.undone_at`, id, gone[0].Realm, gone[0].Label, now).Error; err != nil {
+			return fmt.Errorf("remember undone create %s: %w", id, err)
+		}
+		if err := tx.Exec(`DELETE FROM undone_creates WHERE undone_at < ?`, now.Add(-community.UndoneKept)).Error; err != nil {
+			return fmt.Errorf("forget old undone creates: %w", err)
+		}
+		return nil
+	})
 }
 
 // ClaimAbandoned takes one unfinished row of realms whose lease has run
@@ -340,13 +356,18 @@ func (s *Store) SetArtifacts(ctx context.Context, id string, a community.Artifac
 	return nil
 }
 
-// Exists reports whether a row with id exists in any state.
-func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
-	var n int64
-	if err := s.db.WithContext(ctx).Model(&communityRow{}).Where("id = ?", id).Count(&n).Error; err != nil {
-		return false, fmt.Errorf("look up community %s: %w", id, err)
+// Trace says what the registry holds of community id.
+func (s *Store) Trace(ctx context.Context, id string) (community.Trace, error) {
+	var t int
+	err := s.db.WithContext(ctx).Raw(`SELECT CASE
+	WHEN EXISTS (SELECT 1 FROM communities WHERE id = ?) THEN CAST(? AS integer)
+	WHEN EXISTS (SELECT 1 FROM undone_creates WHERE id = ? AND undone_at >= ?) THEN CAST(? AS integer)
+	ELSE CAST(? AS integer) END`, id, int(community.TraceRow), id, time.Now().UTC().Add(-community.UndoneKept),
+		int(community.TraceUndone), int(community.TraceNone)).Scan(&t).Error
+	if err != nil {
+		return community.TraceNone, fmt.Errorf("look up community %s: %w", id, err)
 	}
-	return n > 0, nil
+	return community.Trace(t), nil
 }
 
 // communityLockClass is the first half of the advisory lock held while a

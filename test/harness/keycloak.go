@@ -66,13 +66,22 @@ type FaultTransport struct {
 	Sticky bool
 	// Refuse makes a failing call answer HTTP 400, as Keycloak does when
 	// it refuses a request, instead of failing to connect.
-	Refuse   bool
+	Refuse bool
+	// Late makes a failing call go unanswered, as one the caller gave up
+	// waiting for, and keeps it for SendLate to deliver: Keycloak
+	// committing it after the caller moved on.
+	Late     bool
+	late     []*http.Request
 	mutating int
 	injected int
 }
 
-// ErrInjected is the error injected calls fail with.
-var ErrInjected = errors.New("injected fault: connection refused")
+// ErrInjected is the error injected calls fail with; ErrUnanswered the
+// one of calls held with Late.
+var (
+	ErrInjected   = errors.New("injected fault: connection refused")
+	ErrUnanswered = errors.New("injected fault: no answer in time")
+)
 
 // RoundTrip implements http.RoundTripper.
 func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -85,6 +94,17 @@ func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		f.mu.Unlock()
 		switch {
+		case fail && f.Late:
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				return nil, err
+			}
+			held := r.Clone(context.Background())
+			held.Body, held.ContentLength = io.NopCloser(strings.NewReader(string(body))), int64(len(body))
+			f.mu.Lock()
+			f.late = append(f.late, held)
+			f.mu.Unlock()
+			return nil, ErrUnanswered
 		case fail && f.Refuse:
 			return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Request: r,
 				Header: http.Header{"Content-Type": {"application/json"}},
@@ -105,6 +125,30 @@ func (f *FaultTransport) Arm(n int, sticky bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.FailAt, f.Sticky, f.mutating = n, sticky, 0
+}
+
+// SendLate delivers the calls held with Late, in order, and returns
+// Keycloak's status for each.
+func (f *FaultTransport) SendLate() ([]int, error) {
+	f.mu.Lock()
+	held := f.late
+	f.late = nil
+	f.mu.Unlock()
+	base := f.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	var codes []int
+	for _, r := range held {
+		resp, err := base.RoundTrip(r)
+		if err != nil {
+			return codes, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	return codes, nil
 }
 
 // Counts returns how many mutating calls were seen and how many failed.

@@ -150,6 +150,46 @@ func TestUndoThatFailsIsFinishedByRecovery(t *testing.T) {
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "DOWN", "communityName": "Down"}).Expect(t, 201)
 }
 
+// TestKeycloakCommitsAfterTheUndo: the extension's create goes unanswered,
+// the service undoes the create (finding nothing) and answers 503, and
+// Keycloak then commits the create. What it made carries the undone
+// create's id: the drift check serve runs, which only reports, removes it
+// as the rest of the undo, not as drift, and the label can be used again.
+func TestKeycloakCommitsAfterTheUndo(t *testing.T) {
+	realm, svc, faults, base, sd := faultyFixture(t)
+	ctx := context.Background()
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "WARM", "communityName": "Warm"}).Expect(t, 201)
+
+	faults.Late = true
+	faults.Arm(1, false) // the extension's one-transaction create
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "LATE", "communityName": "Late"}).Expect(t, 503)
+	faults.Arm(0, false)
+	if left := realm.Artefacts(t, "Communities", "LATE"); len(left) > 0 {
+		t.Fatalf("the undo left %v", left)
+	}
+	if _, err := svc.Store.Get(ctx, realm.Name, "late"); err != community.ErrNoRecord {
+		t.Fatalf("the undo left the row: %v", err)
+	}
+	if codes, err := faults.SendLate(); err != nil || !slices.Equal(codes, []int{http.StatusCreated}) {
+		t.Fatalf("the late create: %v %v", codes, err)
+	}
+	if left := realm.Artefacts(t, "Communities", "LATE"); len(left) != 3 {
+		t.Fatalf("the late create made %v, want its group and two roles", left)
+	}
+
+	reports, _, err := svc.Server.Service().Reconcile(ctx, []string{realm.Name}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := reports[0]; !slices.Equal(r.UndoneFinished, []string{"LATE"}) || r.DriftCount() != 0 {
+		t.Errorf("drift check: %+v; want the undo of LATE finished, and no drift", r)
+	}
+	if left := realm.Artefacts(t, "Communities", "LATE"); len(left) > 0 {
+		t.Errorf("the drift check left %v", left)
+	}
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "LATE", "communityName": "Late"}).Expect(t, 201)
+}
+
 // TestKeycloakFailsDuringDelete: a delete that Keycloak interrupts answers
 // 503, hides the community, and recovery finishes the delete.
 func TestKeycloakFailsDuringDelete(t *testing.T) {

@@ -26,15 +26,15 @@ func TestMigrateCommand(t *testing.T) {
 		return string(out)
 	}
 	pending := func(out string) int { return strings.Count(out, "pending") }
-	if out := run("status"); pending(out) != 2 {
+	if out := run("status"); pending(out) != 3 {
 		t.Fatalf("fresh database:\n%s", out)
 	}
 	run("up")
-	if out := run("status"); pending(out) != 0 || !strings.Contains(out, "0002_audit_claims") {
+	if out := run("status"); pending(out) != 0 || !strings.Contains(out, "0003_undone_creates") {
 		t.Fatalf("after up:\n%s", out)
 	}
 	run("down")
-	if out := run("status"); pending(out) != 1 || !strings.Contains(out, "0002_audit_claims              pending") {
+	if out := run("status"); pending(out) != 1 || !strings.Contains(out, "0003_undone_creates            pending") {
 		t.Fatalf("after down:\n%s", out)
 	}
 	// A replica that does not migrate (the Kubernetes set-up) is not ready

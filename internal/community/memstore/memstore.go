@@ -28,6 +28,7 @@ import (
 type Store struct {
 	mu      sync.Mutex
 	rows    map[string]*community.Community // by id; never handed out
+	undone  map[string]time.Time            // ids of undone creates, by when
 	events  []community.AuditEvent
 	locks   map[string]*communityLock // by community id, while wanted
 	leaders map[string]bool           // realms whose leader lock is held
@@ -44,6 +45,7 @@ type communityLock struct {
 func New() *Store {
 	return &Store{
 		rows:    map[string]*community.Community{},
+		undone:  map[string]time.Time{},
 		locks:   map[string]*communityLock{},
 		leaders: map[string]bool{},
 	}
@@ -182,7 +184,8 @@ func (s *Store) Transition(ctx context.Context, id, from, to string, expect, lea
 	return nil
 }
 
-// Remove deletes row id if it is still in state.
+// Remove deletes row id if it is still in state, keeping the id of a
+// create (creating or failed) for UndoneKept.
 func (s *Store) Remove(ctx context.Context, id, state string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("remove community %s: %w", id, err)
@@ -198,6 +201,15 @@ func (s *Store) Remove(ctx context.Context, id, state string) error {
 		return community.ErrStateChanged
 	}
 	delete(s.rows, id)
+	now := time.Now()
+	if state == community.StateCreating || state == community.StateFailed {
+		s.undone[id] = now
+	}
+	for u, at := range s.undone {
+		if now.Sub(at) > community.UndoneKept {
+			delete(s.undone, u)
+		}
+	}
 	return nil
 }
 
@@ -261,19 +273,24 @@ func (s *Store) SetArtifacts(ctx context.Context, id string, a community.Artifac
 	return nil
 }
 
-// Exists reports whether a row with id exists in any state.
-func (s *Store) Exists(ctx context.Context, id string) (bool, error) {
+// Trace says what the store holds of community id.
+func (s *Store) Trace(ctx context.Context, id string) (community.Trace, error) {
 	if err := ctx.Err(); err != nil {
-		return false, fmt.Errorf("look up community %s: %w", id, err)
+		return community.TraceNone, fmt.Errorf("look up community %s: %w", id, err)
 	}
 	id, err := canonicalID(id)
 	if err != nil {
-		return false, fmt.Errorf("look up community %s: %w", id, err)
+		return community.TraceNone, fmt.Errorf("look up community %s: %w", id, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.rows[id]
-	return ok, nil
+	if _, ok := s.rows[id]; ok {
+		return community.TraceRow, nil
+	}
+	if at, ok := s.undone[id]; ok && time.Since(at) <= community.UndoneKept {
+		return community.TraceUndone, nil
+	}
+	return community.TraceNone, nil
 }
 
 // Audit appends a copy of ev to the trail; like the PostgreSQL store it

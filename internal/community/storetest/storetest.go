@@ -63,7 +63,7 @@ func Run(t *testing.T, newStore func(t *testing.T) community.Store) {
 		{"ClaimAbandoned", testClaimAbandoned},
 		{"ClaimAbandonedConcurrent", testClaimAbandonedConcurrent},
 		{"SetArtifacts", testSetArtifacts},
-		{"Exists", testExists},
+		{"Trace", testTrace},
 		{"Audit", testAudit},
 		{"CommunityLock", testCommunityLock},
 		{"CommunityLockContext", testCommunityLockContext},
@@ -131,15 +131,15 @@ func (f *fixture) gone(realm, labelKey string) {
 	}
 }
 
-// exists asserts whether a row with id exists.
-func (f *fixture) exists(id string, want bool) {
+// trace asserts what the store holds of id.
+func (f *fixture) trace(id string, want community.Trace) {
 	f.t.Helper()
-	got, err := f.s.Exists(f.ctx, id)
+	got, err := f.s.Trace(f.ctx, id)
 	if err != nil {
-		f.t.Fatalf("exists %s: %v", id, err)
+		f.t.Fatalf("trace %s: %v", id, err)
 	}
 	if got != want {
-		f.t.Errorf("exists %s = %v, want %v", id, got, want)
+		f.t.Errorf("trace %s = %v, want %v", id, got, want)
 	}
 }
 
@@ -351,7 +351,7 @@ func testUnique(f *fixture) {
 		if err := f.s.Reserve(f.ctx, r); !errors.Is(err, c.want) {
 			t.Errorf("reserve %q %q: %v, want %v", c.label, c.name, err, c.want)
 		}
-		f.exists(r.ID, false)
+		f.trace(r.ID, community.TraceNone)
 	}
 	f.gone(f.realm, "fresh")
 	f.gone(f.realm, "fresher")
@@ -454,8 +454,8 @@ func testSchema(f *fixture) {
 		t.Error("reserve with an id that is not a UUID: no error")
 	}
 	f.gone(f.realm, "badid")
-	if _, err := f.s.Exists(f.ctx, "not-a-uuid"); err == nil {
-		t.Error("exists with an id that is not a UUID: no error")
+	if _, err := f.s.Trace(f.ctx, "not-a-uuid"); err == nil {
+		t.Error("trace with an id that is not a UUID: no error")
 	}
 
 	odd := f.newRow(f.realm, "OddState", "Odd state", "pending", nil)
@@ -478,8 +478,8 @@ func testSchema(f *fixture) {
 	if got := f.get(f.realm, "spelt").ID; got != strings.ToLower(u.ID) {
 		t.Errorf("id %q, want %q", got, strings.ToLower(u.ID))
 	}
-	f.exists(strings.ToLower(u.ID), true)
-	f.exists(u.ID, true)
+	f.trace(strings.ToLower(u.ID), community.TraceRow)
+	f.trace(u.ID, community.TraceRow)
 }
 
 // testList: active rows only, of the realm only, by label key, paged.
@@ -670,7 +670,7 @@ func testRemove(f *fixture) {
 		t.Fatal(err)
 	}
 	f.gone(f.realm, "going")
-	f.exists(c.ID, false)
+	f.trace(c.ID, community.TraceNone)
 	if err := f.s.Remove(f.ctx, c.ID, community.StateDeleting); !errors.Is(err, community.ErrStateChanged) {
 		t.Errorf("remove again: %v, want ErrStateChanged", err)
 	}
@@ -695,7 +695,7 @@ func testRemove(f *fixture) {
 	if removed != 1 {
 		t.Errorf("%d of %d concurrent removals succeeded, want exactly 1", removed, n)
 	}
-	f.exists(d.ID, false)
+	f.trace(d.ID, community.TraceUndone)
 }
 
 func testClaimAbandoned(f *fixture) {
@@ -869,19 +869,32 @@ func testSetArtifacts(f *fixture) {
 	if err := f.s.SetArtifacts(f.ctx, id, arts); err != nil {
 		t.Errorf("set artefacts of an unknown id: %v", err)
 	}
-	f.exists(id, false)
+	f.trace(id, community.TraceNone)
 }
 
-func testExists(f *fixture) {
-	for _, state := range []string{community.StateCreating, community.StateActive, community.StateDeleting, community.StateFailed} {
+// testTrace: a row in any state is a row; once removed, a create's id
+// (creating or failed: an undone create) is remembered as undone, and a
+// delete's or an active row's is not.
+func testTrace(f *fixture) {
+	for state, after := range map[string]community.Trace{
+		community.StateCreating: community.TraceUndone,
+		community.StateFailed:   community.TraceUndone,
+		community.StateActive:   community.TraceNone,
+		community.StateDeleting: community.TraceNone,
+	} {
 		c := f.reserve(f.realm, "Is"+state, "Is "+state, state, nil)
-		f.exists(c.ID, true)
+		f.trace(c.ID, community.TraceRow)
 		if err := f.s.Remove(f.ctx, c.ID, state); err != nil {
 			f.t.Fatal(err)
 		}
-		f.exists(c.ID, false)
+		f.trace(c.ID, after)
+		f.trace(strings.ToUpper(c.ID), after)
+		// Its label is free again, and a new row's id is its own.
+		again := f.reserve(f.realm, "Is"+state, "Is "+state, community.StateCreating, nil)
+		f.trace(again.ID, community.TraceRow)
+		f.trace(c.ID, after)
 	}
-	f.exists(uuid.NewString(), false)
+	f.trace(uuid.NewString(), community.TraceNone)
 }
 
 // testAudit: events are kept in order, every field as given, with the time
@@ -1255,7 +1268,7 @@ func testCancelledContext(f *fixture) {
 	}
 	r := f.newRow(f.realm, "Late", "Late", community.StateCreating, nil)
 	isCancel("reserve", f.s.Reserve(done, r))
-	f.exists(r.ID, false)
+	f.trace(r.ID, community.TraceNone)
 	isCancel("transition", f.s.Transition(done, c.ID, community.StateCreating, community.StateActive, nil, nil, nil, ""))
 	isCancel("remove", f.s.Remove(done, c.ID, community.StateCreating))
 	called := false
