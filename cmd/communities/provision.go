@@ -184,7 +184,9 @@ community is dormant and service desk appoints them), recreate drifted
 artefacts (a missing role, scope or mapping), add listed members. Communities
 the file does not list are left alone unless --prune. Running it again changes
 nothing and says so. One line per change, a summary at the end; exit status 1
-naming every failed item.
+naming every failed item. Interrupted (SIGINT, SIGTERM: a cancelled
+pipeline), it starts no further change: the one under way finishes, the
+summary counts the rest as not attempted, and the exit status is 1.
 
 ` + fileFormat,
 		Example: `  communities apply -f communities.yaml
@@ -201,10 +203,14 @@ naming every failed item.
 					return err
 				}
 				var results []provision.Result
-				failed := 0
+				failed, skipped := 0, 0
 				err = pr.Apply(cmd.Context(), f, plan, func(r provision.Result) {
 					results = append(results, r)
-					if r.Error != "" {
+					switch {
+					case r.NotAttempted:
+						skipped++
+						return
+					case r.Error != "":
 						failed++
 					}
 					if p.output != "json" {
@@ -225,6 +231,8 @@ naming every failed item.
 					_ = json.NewEncoder(stdout).Encode(map[string]any{"realm": f.Realm, "results": results})
 				} else if len(plan) == 0 {
 					fmt.Fprintf(stdout, "%s: no changes; the realm already matches the file\n", f.Realm)
+				} else if skipped > 0 {
+					fmt.Fprintf(stdout, "%s: interrupted: %d change(s) applied, %d failed, %d not attempted\n", f.Realm, len(plan)-failed-skipped, failed, skipped)
 				} else {
 					fmt.Fprintf(stdout, "%s: %d change(s) applied, %d failed\n", f.Realm, len(plan)-failed, failed)
 				}

@@ -311,11 +311,16 @@ func Conflicts(plan []Action) int {
 type Result struct {
 	Action
 	Error string `json:"error,omitempty"`
+	// NotAttempted: Apply was interrupted before this action.
+	NotAttempted bool `json:"notAttempted,omitempty"`
 }
 
 // Apply carries out plan, reporting each action as it ends. It goes on
 // after a failure (other communities are independent) and returns an error
-// naming every item that failed.
+// naming every item that failed. Once ctx ends (a pipeline cancelled) it
+// starts nothing more: the action under way finishes (a create or delete
+// runs to its end whatever its caller does), the rest are reported not
+// attempted, and the error says how many.
 func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progress func(Result)) error {
 	byLabel := map[string]Community{}
 	for _, c := range f.Communities {
@@ -323,7 +328,15 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 	}
 	failedCreate := map[string]bool{}
 	var failed []string
-	for _, a := range plan {
+	for i, a := range plan {
+		if ctx.Err() != nil {
+			for _, rest := range plan[i:] {
+				if progress != nil {
+					progress(Result{Action: rest, NotAttempted: true})
+				}
+			}
+			return fmt.Errorf("interrupted (%w): %d of %d changes not attempted, %d failed", context.Cause(ctx), len(plan)-i, len(plan), len(failed))
+		}
 		var err error
 		switch a.Kind {
 		case "create":

@@ -1,6 +1,9 @@
 package provision_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -262,5 +265,42 @@ func TestExportWritesWhatPlanReads(t *testing.T) {
 	}
 	if plan, err := p.Plan(t.Context(), f, true); err != nil || len(plan) != 0 {
 		t.Errorf("plan of the export: %v %v\n%s", plan, err, data)
+	}
+}
+
+// TestApplyStopsWhenInterrupted: a cancelled pipeline's apply starts no
+// change after the one under way; the rest are reported not attempted,
+// and the error says how many.
+func TestApplyStopsWhenInterrupted(t *testing.T) {
+	svc, _, desk := newService()
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - {label: ONE, name: One}\n  - {label: TWO, name: Two}\n  - {label: THREE, name: Three}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := provision.New(svc, desk)
+	plan, err := pr.Plan(t.Context(), f, false)
+	if err != nil || len(plan) != 3 {
+		t.Fatalf("plan %v %v", plan, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var results []provision.Result
+	err = pr.Apply(ctx, f, plan, func(r provision.Result) {
+		results = append(results, r)
+		cancel() // SIGTERM while the first change ends
+	})
+	if err == nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "2 of 3 changes not attempted") {
+		t.Errorf("apply: %v", err)
+	}
+	var got []string
+	for _, r := range results {
+		got = append(got, fmt.Sprintf("%s %s %q %v", r.Kind, r.Label, r.Error, r.NotAttempted))
+	}
+	want := []string{`create ONE "" false`, `create TWO "" true`, `create THREE "" true`}
+	if !slices.Equal(got, want) {
+		t.Errorf("results %q, want %q", got, want)
+	}
+	rows, err := svc.List(t.Context(), realm, 0, 0)
+	if err != nil || len(rows) != 1 || rows[0].Label != "ONE" {
+		t.Errorf("communities after the interrupted apply: %+v %v", rows, err)
 	}
 }
