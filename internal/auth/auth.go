@@ -42,6 +42,9 @@ type Options struct {
 	// UnknownKeyRefetch is how often a token naming a key the set lacks
 	// may make it be fetched again (default DefaultUnknownKeyRefetch).
 	UnknownKeyRefetch time.Duration
+	// MaxKeyAge is how long a key set that cannot be fetched is trusted
+	// after the last fetch that confirmed it (default DefaultMaxKeyAge).
+	MaxKeyAge time.Duration
 }
 
 // Principal is the verified caller.
@@ -79,11 +82,25 @@ type Verifier struct {
 // token is refused all the same.
 var errKeyNotChecked = errors.New("the token's key is not in the key set, which could not be fetched again")
 
+// errKeysUnconfirmed: the realm's key set could not be fetched for longer
+// than MaxKeyAge, so its keys are not trusted; Unavailable, as
+// errKeyNotChecked.
+var errKeysUnconfirmed = errors.New("the realm's key set could not be fetched again")
+
 // KeyRefresh is how often each realm's key set is fetched again, so that a
 // key Keycloak withdrew stops verifying tokens (with MaxCacheAge, within
 // about 10 minutes while Keycloak answers; a set that cannot be fetched
-// keeps the keys it holds).
+// keeps the keys it holds for MaxKeyAge).
 const KeyRefresh = 5 * time.Minute
+
+// DefaultMaxKeyAge is how long a key set that cannot be fetched is
+// trusted after the last fetch that confirmed it. Keycloak being away does
+// not withdraw its keys, and tokens signed before it went live on for
+// their lifespan (5 minutes in the demo realm), so the keys held are kept
+// a while; but a key withdrawn meanwhile (a leaked one) would verify for
+// as long as the service is kept from Keycloak, so every token of the
+// realm is refused as "try again" (503) after this.
+const DefaultMaxKeyAge = time.Hour
 
 // DefaultUnknownKeyRefetch is how often a token naming a key the set lacks
 // may make it be fetched again: forged kids cannot make us hammer
@@ -100,6 +117,9 @@ func NewVerifier(ctx context.Context, o Options) *Verifier {
 	}
 	if o.UnknownKeyRefetch <= 0 {
 		o.UnknownKeyRefetch = DefaultUnknownKeyRefetch
+	}
+	if o.MaxKeyAge <= 0 {
+		o.MaxKeyAge = DefaultMaxKeyAge
 	}
 	return &Verifier{opts: o, ctx: ctx, keys: map[string]*realmKeys{}}
 }
@@ -142,18 +162,24 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		if kid, _ := t.Header["kid"].(string); kid == "" {
 			return nil, errors.New("token names no key (kid)")
 		}
-		key, err := keyOf(t)
-		if !errors.Is(err, jwkset.ErrKeyNotFound) {
-			return key, err
-		}
 		// A token another issuer made, or one expired, is refused on what
 		// it says, unverified: no key could make it good, so it neither
 		// spends the refetch budget nor waits on Keycloak.
 		if iss, _ := t.Claims.GetIssuer(); iss != v.opts.Issuer(realm) {
-			return nil, err
+			return nil, fmt.Errorf("issuer %q is not the realm's", iss)
 		}
 		if exp, _ := t.Claims.GetExpirationTime(); exp == nil || time.Since(exp.Time) > v.opts.Leeway {
-			return nil, err
+			return nil, errors.New("token expired, or without exp")
+		}
+		// Keys not confirmed for too long are not trusted. Keycloak may be
+		// back between background retries: a fetch (within the refetch
+		// budget) tells.
+		if keys.unconfirmedFor(v.opts.MaxKeyAge) && (!keys.refetch(ctx, v.opts.UnknownKeyRefetch) || keys.unconfirmedFor(v.opts.MaxKeyAge)) {
+			return nil, fmt.Errorf("%w: none confirmed for over %s", errKeysUnconfirmed, v.opts.MaxKeyAge)
+		}
+		key, err := keyOf(t)
+		if !errors.Is(err, jwkset.ErrKeyNotFound) {
+			return key, err
 		}
 		// A key the set lacks: Keycloak may have rotated its keys, so the
 		// set is fetched again, at most every UnknownKeyRefetch.
@@ -175,8 +201,11 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(v.opts.Leeway),
 	)
-	if errors.Is(err, errKeyNotChecked) {
+	switch {
+	case errors.Is(err, errKeyNotChecked):
 		return nil, fault.New(fault.Unavailable, "the realm's signing keys could not be fetched from Keycloak to check the token", err)
+	case errors.Is(err, errKeysUnconfirmed):
+		return nil, fault.New(fault.Unavailable, "the realm's signing keys could not be confirmed with Keycloak for too long to check the token", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)

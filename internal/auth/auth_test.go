@@ -391,6 +391,46 @@ func TestUnreachableKeysAreUnavailable(t *testing.T) {
 	invalid("unknown kid, Keycloak up", forgedKid)
 }
 
+// TestKeysUnconfirmedTooLongAreNotTrusted: a key set Keycloak cannot be
+// asked for is kept, so held keys verify through an outage; but only for
+// MaxKeyAge after the last fetch that confirmed it. After that every token
+// of the realm is Unavailable (503), since a key withdrawn meanwhile would
+// still verify; once Keycloak answers, tokens are judged again.
+func TestKeysUnconfirmedTooLongAreNotTrusted(t *testing.T) {
+	k := newKeys(t)
+	jwks := newFlakyJWKS(t, k)
+	v := NewVerifier(t.Context(), Options{
+		JWKSURL: func(string) string { return jwks.srv.URL }, Issuer: func(r string) string { return "http://kc/realms/" + r },
+		Audience: "communities", Algorithms: []string{"RS256"}, UnknownKeyRefetch: 50 * time.Millisecond, MaxKeyAge: 400 * time.Millisecond,
+	})
+	good := sign(t, jwt.SigningMethodRS256, k.rsa, "k1", validClaims())
+	forgedKid := sign(t, jwt.SigningMethodRS256, k.other, "k9", validClaims())
+	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
+		t.Fatal(err)
+	}
+	confirmed := time.Now()
+	jwks.down.Store(true)
+	time.Sleep(60 * time.Millisecond)
+	// An unknown kid makes the set be fetched, which fails.
+	if _, err := v.Verify(t.Context(), "r1", forgedKid); fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("unknown kid, Keycloak down: %v", err)
+	}
+	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
+		t.Errorf("held key within MaxKeyAge, Keycloak down: %v", err)
+	}
+	time.Sleep(time.Until(confirmed.Add(450 * time.Millisecond)))
+	for range 3 {
+		if _, err := v.Verify(t.Context(), "r1", good); fault.KindOf(err) != fault.Unavailable || errors.Is(err, ErrInvalidToken) {
+			t.Errorf("held key past MaxKeyAge, Keycloak down: %v, want unavailable", err)
+		}
+	}
+	jwks.down.Store(false)
+	time.Sleep(60 * time.Millisecond) // past the refetch budget
+	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
+		t.Errorf("Keycloak back: %v", err)
+	}
+}
+
 // TestKeySetFetchesAreAlonePerRealm: the first verifications of one realm
 // wait for one fetch of its key set, and no other realm waits for it.
 func TestKeySetFetchesAreAlonePerRealm(t *testing.T) {

@@ -35,6 +35,8 @@ type realmKeys struct {
 	// key set, or none for a realm it does not know). While it is false
 	// a token whose key is not held may be good.
 	reachable atomic.Bool
+	// confirmed is when a fetch last stored Keycloak's answer (Unix ns).
+	confirmed atomic.Int64
 
 	mu       sync.Mutex
 	inflight chan struct{} // closed when the fetch under way ends
@@ -127,7 +129,16 @@ func (k *realmKeys) fetch(ctx context.Context) error {
 		err = k.store.KeyReplaceAll(ctx, keys)
 	}
 	k.reachable.Store(err == nil)
+	if err == nil {
+		k.confirmed.Store(time.Now().UnixNano())
+	}
 	return err
+}
+
+// unconfirmedFor reports whether the set could not be fetched, and no
+// fetch has confirmed it for longer than age.
+func (k *realmKeys) unconfirmedFor(age time.Duration) bool {
+	return !k.reachable.Load() && time.Since(time.Unix(0, k.confirmed.Load())) > age
 }
 
 func (k *realmKeys) get(ctx context.Context) ([]jwkset.JWK, error) {
