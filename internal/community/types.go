@@ -263,6 +263,10 @@ type IdentityProvider interface {
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
 	RoleReader
 	Members(ctx context.Context, realm, groupID string) ([]Member, error)
+	// MembersOf lists the direct members of each of groupIDs in bulk (a
+	// few calls for thousands of groups); a group that does not exist has
+	// no entry.
+	MembersOf(ctx context.Context, realm string, groupIDs []string) (map[string][]Member, error)
 	AddMember(ctx context.Context, realm, groupID, userID string) error
 	RemoveMember(ctx context.Context, realm, groupID, userID string) error
 	AddDefaultGroup(ctx context.Context, realm, groupID string) error

@@ -109,9 +109,10 @@ func (quietLogger) Warnf(string, ...any)  {}
 func (quietLogger) Debugf(string, ...any) {}
 
 // retryable retries, with backoff, calls that are safe to repeat (GET, PUT,
-// DELETE, and the extension's cleanup, which removes only what is there)
-// when Keycloak did not answer or answered 5xx or 429. Any other POST is
-// never repeated: Keycloak may have done it before the answer was lost.
+// DELETE, the extension's cleanup, which removes only what is there, and
+// its read of members) when Keycloak did not answer or answered 5xx or
+// 429. Any other POST is never repeated: Keycloak may have done it before
+// the answer was lost.
 func retryable(r *resty.Response, err error) bool {
 	if r == nil || r.Request == nil {
 		return false
@@ -119,7 +120,7 @@ func retryable(r *resty.Response, err error) bool {
 	switch r.Request.Method {
 	case http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodHead:
 	case http.MethodPost:
-		if u, perr := url.Parse(r.Request.URL); perr != nil || !strings.HasSuffix(u.Path, cleanupPath) {
+		if u, perr := url.Parse(r.Request.URL); perr != nil || !strings.HasSuffix(u.Path, cleanupPath) && !strings.HasSuffix(u.Path, membersPath) {
 			return false
 		}
 	default:
@@ -158,11 +159,11 @@ func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 type readOnlyTransport struct{ base http.RoundTripper }
 
 func (t readOnlyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	// Logging in, and the extension's survey of a page of communities,
-	// which sends its question as a body because it is too long for a URL,
-	// are POSTs that change nothing.
+	// Logging in, and the extension's survey of a page of communities and
+	// its read of many groups' members, which send their question as a body
+	// because it is too long for a URL, are POSTs that change nothing.
 	read := r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token") ||
-		strings.HasSuffix(r.URL.Path, surveyPath))
+		strings.HasSuffix(r.URL.Path, surveyPath) || strings.HasSuffix(r.URL.Path, membersPath))
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !read {
 		if r.Body != nil {
 			_ = r.Body.Close()

@@ -14,6 +14,7 @@ const (
 	cleanupPath   = "/communities/cleanup"
 	heldPath      = "/communities/held"
 	markedPath    = "/communities/marked"
+	membersPath   = "/communities/members"
 )
 
 // removal is what the extension's POST cleanup removes: the artefacts of

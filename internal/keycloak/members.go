@@ -2,10 +2,15 @@ package keycloak
 
 import (
 	"context"
-	"github.com/nhs-terminology/communities/internal/community"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/internal/community"
 )
 
 // Members lists the direct members of group groupID.
@@ -16,6 +21,73 @@ func (c *Client) Members(ctx context.Context, realm, groupID string) ([]communit
 		return true
 	})
 	return out, err
+}
+
+// membersQuery is what the extension's POST members reads: the direct
+// members of Groups, at most Max in one answer.
+type membersQuery struct {
+	Groups []string `json:"groups"`
+	Max    int      `json:"max"`
+}
+
+// membersAnswer: members by group id; Missing groups do not exist; More
+// were not read (the answer was full), for another call.
+type membersAnswer struct {
+	Members map[string][]community.Member `json:"members"`
+	Missing []string                      `json:"missing"`
+	More    []string                      `json:"more"`
+}
+
+// The extension's bounds on one POST members: groups asked, members
+// answered.
+const (
+	membersGroupsPerCall = 1500
+	membersPerCall       = 50000
+)
+
+// MembersOf lists the direct members of each of groupIDs, in calls of up
+// to 1,500 groups and 50,000 members to the extension (a group that does
+// not exist has no entry); a group with more members than one answer holds
+// is read page by page as Members reads it.
+func (c *Client) MembersOf(ctx context.Context, realm string, groupIDs []string) (map[string][]community.Member, error) {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]community.Member{}
+	op := "list the members of groups of realm " + realm
+	for todo := groupIDs; len(todo) > 0; {
+		ask := todo[:min(len(todo), membersGroupsPerCall)]
+		resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+membersPath, membersQuery{Groups: ask, Max: membersPerCall}, nil)
+		raw, err := extensionAnswer(op, resp, err)
+		if err != nil {
+			return nil, err
+		}
+		var a membersAnswer
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+		}
+		for id, ms := range a.Members {
+			out[id] = ms
+		}
+		rest := todo[len(ask):]
+		if len(a.More) > 0 && a.More[0] == ask[0] {
+			// Its first group alone is more than an answer holds.
+			ms, err := c.Members(ctx, realm, ask[0])
+			switch {
+			case err == nil:
+				out[ask[0]] = ms
+			case !errors.Is(err, ErrNotFound): // else deleted meanwhile: missing
+				return nil, err
+			}
+			a.More = a.More[1:]
+		}
+		if len(a.More) >= len(ask) {
+			return nil, fmt.Errorf("%s: %w: the answer read none of the groups asked", op, ErrUnavailable)
+		}
+		todo = append(slices.Clip(a.More), rest...)
+	}
+	return out, nil
 }
 
 // IsMember reports whether user userID is a direct member of group groupID

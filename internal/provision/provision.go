@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nhs-terminology/communities/internal/community"
-	"github.com/nhs-terminology/communities/internal/fault"
 	"github.com/nhs-terminology/communities/internal/label"
 )
 
@@ -171,8 +170,8 @@ func wanted(c Community) map[string][]string {
 
 // Plan lists what Apply would change, in the order it would. It reads
 // the realm as a drift check does, in bulk (2 + ⌈N/500⌉ Keycloak calls and
-// a few for each community that drifted), then each listed community's
-// members (3 calls), only where the file lists members.
+// a few for each community that drifted), then the members of the
+// communities whose file entry lists members, in bulk too (⌈3N/1500⌉).
 func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, error) {
 	existing, drift, err := p.svc.Drift(ctx, f.Realm)
 	if err != nil {
@@ -184,13 +183,25 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 		active[e.LabelKey] = e
 		named[e.NameKey] = e
 	}
+	var withMembers []community.Community
+	for _, c := range f.Communities {
+		if row, ok := active[label.Key(c.Label)]; ok && (c.Owners != nil || c.Authors != nil || c.Consumers != nil) {
+			withMembers = append(withMembers, row)
+		}
+	}
+	members := map[string]map[string][]community.Member{}
+	if len(withMembers) > 0 {
+		if members, err = p.svc.MembersOfMany(ctx, f.Realm, p.actor, withMembers); err != nil {
+			return nil, err
+		}
+	}
 	var plan []Action
 	listed := map[string]bool{}
 	for _, c := range f.Communities {
 		// A community the file names in another case is listed: it is a
 		// conflict to fix, never one to prune.
 		listed[label.Key(c.Label)] = true
-		actions, err := p.planOne(ctx, f.Realm, c, active, named, drift[c.Label], prune)
+		actions, err := p.planOne(ctx, f.Realm, c, active, named, members, drift[c.Label], prune)
 		if err != nil {
 			return nil, fmt.Errorf("community %s: %w", c.Label, err)
 		}
@@ -220,9 +231,10 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 }
 
 // planOne plans c against the realm's active communities (by label key
-// and by name key) and its drift.
+// and by name key), their members (by label and role; a member group that
+// is gone has none) and c's drift.
 func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, active, named map[string]community.Community,
-	drift []community.Drift, prune bool) ([]Action, error) {
+	members map[string]map[string][]community.Member, drift []community.Drift, prune bool) ([]Action, error) {
 	conflict := func(format string, args ...any) []Action {
 		return []Action{{Kind: "conflict", Label: c.Label, Detail: fmt.Sprintf(format, args...)}}
 	}
@@ -257,36 +269,40 @@ func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, ac
 	if c.Owners == nil && c.Authors == nil && c.Consumers == nil {
 		return plan, nil
 	}
-	current, err := p.svc.Members(ctx, realm, p.actor, c.Label)
-	switch {
-	case errors.Is(err, community.ErrNotFound):
-		return conflict("it was deleted while the plan was made"), nil
-	case errors.Is(err, fault.NotFound) && len(drift) > 0:
-		// A member group the repair will make again has no members to
-		// compare: every member listed is added (adding is idempotent),
-		// and none is removed until a plan after the repair.
-		current, prune = map[string][]community.Member{}, false
-	case err != nil:
-		return nil, err
-	}
+	current := members[row.Label]
 	for _, role := range roles {
 		want := wanted(c)[role]
 		if want == nil {
 			continue
 		}
+		have, read := current[role]
+		pruneRole := prune
+		if !read {
+			if len(drift) == 0 {
+				// Gone since the drift was read.
+				if _, err := p.svc.Get(ctx, realm, c.Label); errors.Is(err, community.ErrNotFound) {
+					return conflict("it was deleted while the plan was made"), nil
+				}
+				return conflict("its %s group went missing while the plan was made; plan again", role), nil
+			}
+			// A member group the repair will make again has no members to
+			// compare: every member listed is added (adding is idempotent),
+			// and none is removed until a plan after the repair.
+			pruneRole = false
+		}
 		// The file names a member by username or id (Parse lower-cased
 		// both, as Keycloak keeps them).
-		have := map[string]bool{}
-		for _, m := range current[role] {
-			have[m.Username], have[m.ID] = true, true
+		known := map[string]bool{}
+		for _, m := range have {
+			known[m.Username], known[m.ID] = true, true
 		}
 		for _, u := range want {
-			if !have[u] {
+			if !known[u] {
 				plan = append(plan, Action{Kind: "add-member", Label: c.Label, Role: role, User: u})
 			}
 		}
-		if prune {
-			for _, m := range current[role] {
+		if pruneRole {
+			for _, m := range have {
 				if !slices.Contains(want, m.Username) && !slices.Contains(want, m.ID) {
 					plan = append(plan, Action{Kind: "remove-member", Label: c.Label, Role: role, User: m.Username})
 				}
@@ -374,21 +390,26 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 	return nil
 }
 
-// Export writes realm's communities and their members as a File.
+// Export writes realm's communities and their members as a File, reading
+// the members in bulk (⌈3N/1500⌉ Keycloak calls). A member group that is
+// missing (drift) is left out, as an empty one is.
 func (p *Provisioner) Export(ctx context.Context, realm string) (*File, error) {
 	rows, err := p.svc.List(ctx, realm, 0, 0)
 	if err != nil {
 		return nil, err
 	}
 	f := &File{Realm: realm, Communities: []Community{}}
+	if len(rows) == 0 {
+		return f, nil
+	}
+	members, err := p.svc.MembersOfMany(ctx, realm, p.actor, rows)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range rows {
-		ms, err := p.svc.Members(ctx, realm, p.actor, r.Label)
-		if err != nil {
-			return nil, fmt.Errorf("community %s: %w", r.Label, err)
-		}
 		names := func(role string) []string {
 			var out []string
-			for _, m := range ms[role] {
+			for _, m := range members[r.Label][role] {
 				// A username Parse would refuse (a federated one may hold
 				// spaces) is written as the user's id, so that the file
 				// written can be applied.

@@ -184,9 +184,11 @@ func TestPlanSaysWhatApplyWouldRefuse(t *testing.T) {
 
 // TestPlanRepairsBeforeMembers: a member group deleted by hand is a repair
 // in the plan, not a failed plan: its members cannot be compared, so every
-// member the file lists for the community is added after the repair (adds
-// are idempotent) and none removed; after apply the next plan is empty.
-// Members are not read at all for a community the file lists none of.
+// member the file lists for that group is added after the repair (adds
+// are idempotent) and none removed, while the community's other groups are
+// compared as usual (carol, an author already, is not added again); after
+// apply the next plan is empty. Members are not read at all for a
+// community the file lists none of.
 func TestPlanRepairsBeforeMembers(t *testing.T) {
 	svc, idp, desk := newService()
 	bob := idp.AddUser(realm, "bob")
@@ -222,7 +224,7 @@ func TestPlanRepairsBeforeMembers(t *testing.T) {
 	for _, a := range plan {
 		got = append(got, a.Kind+" "+a.Label+" "+a.Role+" "+a.User)
 	}
-	want := []string{"repair NDD  ", "add-member NDD author carol", "add-member NDD consumer bob", "repair BARE  "}
+	want := []string{"repair NDD  ", "add-member NDD consumer bob", "repair BARE  "}
 	if !slices.Equal(got, want) {
 		t.Errorf("plan %q, want %q", got, want)
 	}
@@ -302,5 +304,68 @@ func TestApplyStopsWhenInterrupted(t *testing.T) {
 	rows, err := svc.List(t.Context(), realm, 0, 0)
 	if err != nil || len(rows) != 1 || rows[0].Label != "ONE" {
 		t.Errorf("communities after the interrupted apply: %+v %v", rows, err)
+	}
+}
+
+// hookIDP runs beforeMembers before each bulk read of members.
+type hookIDP struct {
+	*fakeidp.IDP
+	beforeMembers func()
+}
+
+func (h *hookIDP) MembersOf(ctx context.Context, realm string, groupIDs []string) (map[string][]community.Member, error) {
+	if h.beforeMembers != nil {
+		h.beforeMembers()
+	}
+	return h.IDP.MembersOf(ctx, realm, groupIDs)
+}
+
+// TestPlanSaysWhatChangedWhileItWasMade: plan reads the realm, then the
+// members. A community deleted in between, or a member group deleted by
+// hand in between (so no drift names it), cannot be compared: each is a
+// conflict that says so, not a plan built on what is gone.
+func TestPlanSaysWhatChangedWhileItWasMade(t *testing.T) {
+	idp := &hookIDP{IDP: fakeidp.New()}
+	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
+		Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}})
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, "service-desk")
+	idp.AddUser(realm, "bob")
+	for _, l := range []string{"GONE", "HALF", "FINE"} {
+		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l + " name"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n" +
+		"  - {label: GONE, name: GONE name, consumers: [bob]}\n" +
+		"  - {label: HALF, name: HALF name, consumers: [bob]}\n" +
+		"  - {label: FINE, name: FINE name, consumers: [bob]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp.beforeMembers = func() {
+		idp.beforeMembers = nil
+		if _, err := svc.Delete(t.Context(), realm, desk, community.DeleteRequest{Label: "GONE"}); err != nil {
+			t.Error(err)
+		}
+		if !idp.Delete(realm, "group", "/Communities/HALF/consumer") {
+			t.Error("no consumer group of HALF to delete")
+		}
+	}
+	plan, err := provision.New(svc, desk).Plan(t.Context(), f, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range plan {
+		got = append(got, a.Kind+" "+a.Label+": "+a.Detail+a.User)
+	}
+	want := []string{
+		"conflict GONE: it was deleted while the plan was made",
+		"conflict HALF: its consumer group went missing while the plan was made; plan again",
+		"add-member FINE: bob",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan %q, want %q", got, want)
 	}
 }

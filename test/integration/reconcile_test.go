@@ -256,6 +256,12 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 		if got := harness.Do(t, "GET", markedURL, tok.token, nil).Status; got != tok.status {
 			t.Errorf("GET marked with %s: %d, want %d", tok.who, got, tok.status)
 		}
+		// An owner may list their community's members one group at a time
+		// (the admin API), not every community's at once.
+		ask := map[string]any{"groups": []string{f.row(t, "SEEN").Artifacts.OwnerGroupID}, "max": 10}
+		if got := harness.Do(t, "POST", base+"/members", tok.token, ask).Status; got != tok.status {
+			t.Errorf("POST members with %s: %d, want %d", tok.who, got, tok.status)
+		}
 	}
 
 	admin := f.realm.AdminToken(t)
@@ -264,6 +270,36 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 	harness.Do(t, "POST", base+"/survey", admin, map[string]any{"root": "Communities", "attribute": "x"}).Expect(t, 400)
 	harness.Do(t, "POST", base+"/survey", admin, map[string]any{"root": "Communities", "attribute": "x",
 		"labels": make([]string, 1001), "roles": []string{}, "policies": []string{}}).Expect(t, 400)
+	for _, bad := range []map[string]any{{"groups": []string{"x"}}, {"max": 5}, {"groups": []string{""}, "max": 5},
+		{"groups": make([]string, 1501), "max": 5}, {"groups": []string{"x"}, "max": 50001}} {
+		harness.Do(t, "POST", base+"/members", admin, bad).Expect(t, 400)
+	}
+
+	// Members in bulk: what the admin API lists, group by group; a group
+	// that does not exist is missing; what does not fit is for another call.
+	seen, unseen := f.row(t, "SEEN").Artifacts, f.row(t, "UNSEEN").Artifacts
+	creatorID := f.realm.UserID(t, "creator")
+	type member struct{ ID, Username string }
+	type answer struct {
+		Members       map[string][]member
+		Missing, More []string
+	}
+	var ms answer
+	harness.Do(t, "POST", base+"/members", admin, map[string]any{"max": 10,
+		"groups": []string{seen.OwnerGroupID, seen.ConsumerGroupID, "no-such-group", unseen.OwnerGroupID}}).Expect(t, 200).JSON(t, &ms)
+	ownedBy := []member{{ID: creatorID, Username: "creator"}}
+	if !slices.Equal(ms.Members[seen.OwnerGroupID], ownedBy) || !slices.Equal(ms.Members[unseen.OwnerGroupID], ownedBy) ||
+		len(ms.Members[seen.ConsumerGroupID]) != 0 || len(ms.Members) != 3 ||
+		!slices.Equal(ms.Missing, []string{"no-such-group"}) || len(ms.More) != 0 {
+		t.Errorf("members: %+v", ms)
+	}
+	ms = answer{}
+	harness.Do(t, "POST", base+"/members", admin, map[string]any{"max": 1,
+		"groups": []string{seen.OwnerGroupID, unseen.OwnerGroupID, seen.ConsumerGroupID}}).Expect(t, 200).JSON(t, &ms)
+	if len(ms.Members) != 1 || !slices.Equal(ms.Members[seen.OwnerGroupID], ownedBy) ||
+		!slices.Equal(ms.More, []string{unseen.OwnerGroupID, seen.ConsumerGroupID}) {
+		t.Errorf("members, room for one: %+v", ms)
+	}
 
 	id := f.row(t, "SEEN").ID
 	marked := func(attrs map[string][]string) bool {

@@ -20,7 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/config"
+	"github.com/nhs-terminology/communities/internal/provision"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -280,6 +282,22 @@ func TestScale(t *testing.T) {
 		t.Errorf("drift pass: ran %v, err %v, drift %v", ran, err, reports)
 	}
 	tb.add("drift pass (time, Keycloak calls)", "≤ 60 s, ≤ 100 calls", "%s, %d", time.Since(start).Round(time.Millisecond), svc.KeycloakRoundTrips()-before)
+
+	// A pipeline's export of the realm, and the plan of that file, which
+	// lists every community's members: both read members in bulk.
+	pr := provision.New(svc.Server.Service(), community.Actor{ClientID: "communities-cli", Username: "scale"})
+	before, start = svc.KeycloakRoundTrips(), time.Now()
+	exported, err := pr.Export(ctx, realm.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.add("export (time, Keycloak calls)", "", "%s, %d", time.Since(start).Round(time.Millisecond), svc.KeycloakRoundTrips()-before)
+	before, start = svc.KeycloakRoundTrips(), time.Now()
+	plan, err := pr.Plan(ctx, exported, true)
+	if err != nil || len(plan) != 0 {
+		t.Errorf("plan of the export: %d changes, %v", len(plan), err)
+	}
+	tb.add("plan of the export, --prune (time, Keycloak calls)", "", "%s, %d", time.Since(start).Round(time.Millisecond), svc.KeycloakRoundTrips()-before)
 
 	// Creates and deletes while drift passes run back to back: none of
 	// them is drift, and the creates are slowed by at most 20 %.

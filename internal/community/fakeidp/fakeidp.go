@@ -18,6 +18,7 @@ package fakeidp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -709,6 +710,29 @@ func (f *IDP) members(ctx context.Context, r *realm, groupID string) ([]communit
 		out = append(out, community.Member{ID: id, Username: r.users[id].username})
 	}
 	slices.SortFunc(out, func(x, y community.Member) int { return strings.Compare(x.Username, y.Username) })
+	return out, nil
+}
+
+// MembersOf lists the members of each of groupIDs that exists, by
+// username; it is one read.
+func (f *IDP) MembersOf(ctx context.Context, realm string, groupIDs []string) (map[string][]community.Member, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := read(ctx, "list members of groups"); err != nil {
+		return nil, err
+	}
+	r := f.realm(realm)
+	out := map[string][]community.Member{}
+	for _, id := range groupIDs {
+		ms, err := f.members(ctx, r, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			out[id] = ms
+		}
+	}
 	return out, nil
 }
 
