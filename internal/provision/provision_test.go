@@ -29,11 +29,18 @@ func newService() (*community.Service, *fakeidp.IDP, community.Actor) {
 // newServiceOver is newService over store.
 func newServiceOver(store community.Store) (*community.Service, *fakeidp.IDP, community.Actor) {
 	idp := fakeidp.New()
-	svc := community.New(store, idp, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
+	svc, desk := newServiceVia(store, idp, idp)
+	return svc, idp, desk
+}
+
+// newServiceVia is the community service over store and kc, in front of
+// idp, with a service desk user of realm.
+func newServiceVia(store community.Store, idp *fakeidp.IDP, kc community.IdentityProvider) (*community.Service, community.Actor) {
+	svc := community.New(store, kc, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
 		Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}})
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
 	idp.GrantRole(realm, desk.Subject, "service-desk")
-	return svc, idp, desk
+	return svc, desk
 }
 
 // TestPruneKeepsWhatTheFileNamesInAnotherCase: labels are unique ignoring
@@ -326,10 +333,7 @@ func (h *hookIDP) MembersOf(ctx context.Context, realm string, groupIDs []string
 // conflict that says so, not a plan built on what is gone.
 func TestPlanSaysWhatChangedWhileItWasMade(t *testing.T) {
 	idp := &hookIDP{IDP: fakeidp.New()}
-	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
-		Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}})
-	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
-	idp.GrantRole(realm, desk.Subject, "service-desk")
+	svc, desk := newServiceVia(memstore.New(), idp.IDP, idp)
 	idp.AddUser(realm, "bob")
 	for _, l := range []string{"GONE", "HALF", "FINE"} {
 		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l + " name"}); err != nil {
