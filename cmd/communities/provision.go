@@ -262,9 +262,12 @@ changes. Like plan, it cannot change anything.
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withProvisioner(cmd, &cfg, realm, stderr, readOnly, false, func(pr *provision.Provisioner) error {
-				f, err := pr.Export(cmd.Context(), realm)
+				f, warnings, err := pr.Export(cmd.Context(), realm)
 				if err != nil {
 					return err
+				}
+				for _, w := range warnings {
+					fmt.Fprintln(stderr, "warning:", w)
 				}
 				if output == "json" {
 					enc := json.NewEncoder(stdout)

@@ -172,9 +172,12 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 			return nil, errors.New("token expired, or without exp")
 		}
 		// Keys not confirmed for too long are not trusted. Keycloak may be
-		// back between background retries: a fetch (within the refetch
-		// budget) tells.
-		if keys.unconfirmedFor(v.opts.MaxKeyAge) && (!keys.refetch(ctx, v.opts.UnknownKeyRefetch) || keys.unconfirmedFor(v.opts.MaxKeyAge)) {
+		// back between background retries, so a fetch is started (within
+		// the refetch budget) for the requests after this one; this one
+		// does not wait for it, as a Keycloak that does not answer would
+		// hold every request for the whole timeout.
+		if keys.unconfirmedFor(v.opts.MaxKeyAge) {
+			keys.nudge(v.opts.UnknownKeyRefetch)
 			return nil, fmt.Errorf("%w: none confirmed for over %s", errKeysUnconfirmed, v.opts.MaxKeyAge)
 		}
 		key, err := keyOf(t)

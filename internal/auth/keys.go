@@ -136,9 +136,19 @@ func (k *realmKeys) fetch(ctx context.Context) error {
 }
 
 // unconfirmedFor reports whether the set could not be fetched, and no
-// fetch has confirmed it for longer than age.
+// fetch has confirmed it for longer than age. A set never fetched holds no
+// keys to distrust: its tokens are not checked (errKeyNotChecked).
 func (k *realmKeys) unconfirmedFor(age time.Duration) bool {
-	return !k.reachable.Load() && time.Since(time.Unix(0, k.confirmed.Load())) > age
+	c := k.confirmed.Load()
+	return c != 0 && !k.reachable.Load() && time.Since(time.Unix(0, c)) > age
+}
+
+// nudge starts a fetch, unless one is under way or a token's was started
+// less than gap ago, and does not wait for it.
+func (k *realmKeys) nudge(gap time.Duration) {
+	now, cancel := context.WithCancel(k.ctx)
+	cancel()
+	k.refetch(now, gap)
 }
 
 func (k *realmKeys) get(ctx context.Context) ([]jwkset.JWK, error) {

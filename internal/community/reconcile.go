@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
 	"github.com/google/uuid"
+
 	"github.com/nhs-terminology/communities/internal/fault"
+	"github.com/nhs-terminology/communities/internal/label"
 )
 
 // Report is what one reconciliation of a realm found.
@@ -182,7 +185,7 @@ func (s *Service) orphan(ctx context.Context, rep *Report, o Orphan, confirm fun
 	trace := TraceNone
 	if o.ID != "" {
 		var err error
-		if trace, err = s.store.Trace(ctx, o.ID); err != nil {
+		if trace, err = s.store.Trace(ctx, rep.Realm, label.Key(o.Label), o.ID); err != nil {
 			return err
 		}
 		// An artefact of an operation still in flight has a row (not active).
@@ -197,7 +200,15 @@ func (s *Service) orphan(ctx context.Context, rep *Report, o Orphan, confirm fun
 		return nil
 	}
 	if trace == TraceUndone {
-		return s.finishUndo(ctx, rep, o)
+		// A pass that only reports must not fail on a write: what could
+		// not be removed is reported as the orphan it is, and the next
+		// pass tries again.
+		if err := s.finishUndo(ctx, rep, o); err != nil {
+			s.log.WarnContext(ctx, "could not finish the undo of a failed create; reported as an orphan", "realm", rep.Realm,
+				"label", o.Label, "error", err)
+			rep.Orphans = append(rep.Orphans, o)
+		}
+		return nil
 	}
 	rep.Orphans = append(rep.Orphans, o)
 	if !repair || o.ID == "" {

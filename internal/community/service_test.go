@@ -1385,7 +1385,7 @@ func TestLateCommitAfterUndoIsFinished(t *testing.T) {
 		t.Fatalf("the undo left the row: %v", err)
 	}
 	undone := idp.held[0].ID
-	if tr, err := store.Trace(ctx, undone); err != nil || tr != community.TraceUndone {
+	if tr, err := store.Trace(ctx, realm, "late", undone); err != nil || tr != community.TraceUndone {
 		t.Fatalf("trace of the undone create: %v %v", tr, err)
 	}
 	if _, err := idp.IDP.Provision(ctx, idp.held[0]); err != nil {
@@ -1398,7 +1398,15 @@ func TestLateCommitAfterUndoIsFinished(t *testing.T) {
 		t.Fatal("the late commit made nothing")
 	}
 
+	// Keycloak refusing the removal does not fail the pass: the leftovers
+	// are reported as an orphan, and the next pass removes them.
+	idp.FailAt(1, true)
 	reps, _, err := svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil || len(reps[0].Orphans) != 1 || len(reps[0].UndoneFinished) != 0 || !carries() {
+		t.Fatalf("pass whose removal failed: %+v %v", reps, err)
+	}
+	idp.FailAt(0, false)
+	reps, _, err = svc.Reconcile(ctx, []string{realm}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1439,5 +1447,33 @@ func TestMemberChangeOnAMissingGroupIsAConflict(t *testing.T) {
 	// Removal is idempotent: no one is a member of a group that is gone.
 	if err := f.svc.ChangeMember(ctx, realm, f.desk, "NDD", community.RoleConsumer, "alice", false); err != nil {
 		t.Errorf("removing from a missing group: %v", err)
+	}
+}
+
+// TestMembersOfManyIsForServiceDesk: the bulk read of members, which plan
+// and export use, is service desk's alone, confirmed in Keycloak: not an
+// owner's (who lists their own community's), nor a token's whose service
+// desk role was taken away.
+func TestMembersOfManyIsForServiceDesk(t *testing.T) {
+	_, idp, svc, desk := racing()
+	ctx := t.Context()
+	c, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "NDD", Name: "National data dictionary"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := community.Actor{Subject: idp.AddUser(realm, "owner")}
+	if err := svc.ChangeMember(ctx, realm, desk, "NDD", community.RoleOwner, owner.Subject, true); err != nil {
+		t.Fatal(err)
+	}
+	former := community.Actor{Subject: idp.AddUser(realm, "former"), ServiceDesk: true}
+	for who, a := range map[string]community.Actor{"an owner": owner, "a token whose role was taken away": former} {
+		if _, err := svc.MembersOfMany(ctx, realm, a, []community.Community{*c}); !errors.Is(err, community.ErrForbidden) {
+			t.Errorf("%s: %v, want forbidden", who, err)
+		}
+	}
+	got, err := svc.MembersOfMany(ctx, realm, desk, []community.Community{*c})
+	if err != nil || len(got["NDD"][community.RoleOwner]) != 1 || got["NDD"][community.RoleOwner][0].ID != owner.Subject ||
+		got["NDD"][community.RoleConsumer] == nil {
+		t.Errorf("service desk: %v %v", got, err)
 	}
 }

@@ -41,9 +41,9 @@ const (
 	TraceNone Trace = iota
 	// TraceRow: a row, in any state.
 	TraceRow
-	// TraceUndone: a create undone within UndoneKept. Keycloak may commit a
-	// call the create gave up waiting for after the undo, and what it makes
-	// then carries this id.
+	// TraceUndone: a create of the realm and label asked about, undone
+	// within UndoneKept. Keycloak may commit a call the create gave up
+	// waiting for after the undo, and what it makes then carries this id.
 	TraceUndone
 )
 
@@ -220,8 +220,9 @@ type Store interface {
 	ClaimAbandoned(ctx context.Context, realms []string, lease time.Duration) (*Community, error)
 	// SetArtifacts records the artefacts of an active community.
 	SetArtifacts(ctx context.Context, id string, a Artifacts) error
-	// Trace says what the registry holds of community id.
-	Trace(ctx context.Context, id string) (Trace, error)
+	// Trace says what the registry holds of community id: a row, in any
+	// realm, or the undone create of that id in realm with labelKey.
+	Trace(ctx context.Context, realm, labelKey, id string) (Trace, error)
 	// Audit appends an event to the audit trail.
 	Audit(ctx context.Context, ev *AuditEvent) error
 	// WithCommunityLock runs fn while holding community id's lock, which

@@ -283,7 +283,8 @@ func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, ac
 				if _, err := p.svc.Get(ctx, realm, c.Label); errors.Is(err, community.ErrNotFound) {
 					return conflict("it was deleted while the plan was made"), nil
 				}
-				return conflict("its %s group went missing while the plan was made; plan again", role), nil
+				return conflict("its %s group could not be read, though the realm's survey found it whole a moment before: "+
+					"check it with 'communities reconcile', then plan again", role), nil
 			}
 			// A member group the repair will make again has no members to
 			// compare: every member listed is added (adding is idempotent),
@@ -334,10 +335,13 @@ type Result struct {
 // Apply carries out plan, reporting each action as it ends. It goes on
 // after a failure (other communities are independent) and returns an error
 // naming every item that failed. Once ctx ends (a pipeline cancelled) it
-// starts nothing more: the action under way finishes (a create or delete
-// runs to its end whatever its caller does), the rest are reported not
+// starts nothing more: the action under way finishes (each Keycloak and
+// PostgreSQL call has its own timeout), the rest are reported not
 // attempted, and the error says how many.
 func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progress func(Result)) error {
+	// A change cut off half-way could still commit in Keycloak after it
+	// was reported failed; so the action under way runs to its end.
+	actx := context.WithoutCancel(ctx)
 	byLabel := map[string]Community{}
 	for _, c := range f.Communities {
 		byLabel[c.Label] = c
@@ -358,19 +362,19 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 		case "create":
 			c := byLabel[a.Label]
 			req := community.CreateRequest{Label: c.Label, Name: c.Name, Owners: c.Owners, Dormant: len(c.Owners) == 0}
-			if _, err = p.svc.Create(ctx, f.Realm, p.actor, req); err != nil {
+			if _, err = p.svc.Create(actx, f.Realm, p.actor, req); err != nil {
 				failedCreate[a.Label] = true
 			}
 		case "repair":
-			_, err = p.svc.Check(ctx, f.Realm, a.Label, true)
+			_, err = p.svc.Check(actx, f.Realm, a.Label, true)
 		case "add-member", "remove-member":
 			if failedCreate[a.Label] {
 				err = errors.New("community was not created")
 				break
 			}
-			err = p.svc.ChangeMember(ctx, f.Realm, p.actor, a.Label, a.Role, a.User, a.Kind == "add-member")
+			err = p.svc.ChangeMember(actx, f.Realm, p.actor, a.Label, a.Role, a.User, a.Kind == "add-member")
 		case "delete":
-			_, err = p.svc.Delete(ctx, f.Realm, p.actor, community.DeleteRequest{Label: a.Label, AcceptLabelled: p.AcceptLabelled})
+			_, err = p.svc.Delete(actx, f.Realm, p.actor, community.DeleteRequest{Label: a.Label, AcceptLabelled: p.AcceptLabelled})
 		case "conflict":
 			err = errors.New(a.Detail)
 		}
@@ -392,22 +396,27 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 
 // Export writes realm's communities and their members as a File, reading
 // the members in bulk (⌈3N/1500⌉ Keycloak calls). A member group that is
-// missing (drift) is left out, as an empty one is.
-func (p *Provisioner) Export(ctx context.Context, realm string) (*File, error) {
+// missing (drift) is left out, as an empty one is, and named in a warning.
+func (p *Provisioner) Export(ctx context.Context, realm string) (*File, []string, error) {
 	rows, err := p.svc.List(ctx, realm, 0, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	f := &File{Realm: realm, Communities: []Community{}}
 	if len(rows) == 0 {
-		return f, nil
+		return f, nil, nil
 	}
 	members, err := p.svc.MembersOfMany(ctx, realm, p.actor, rows)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var warnings []string
 	for _, r := range rows {
 		names := func(role string) []string {
+			if _, ok := members[r.Label][role]; !ok {
+				warnings = append(warnings, fmt.Sprintf("community %s: its %s group is missing in Keycloak, so its %ss are left out; "+
+					"'communities reconcile --repair' restores the group", r.Label, role, role))
+			}
 			var out []string
 			for _, m := range members[r.Label][role] {
 				// A username Parse would refuse (a federated one may hold
@@ -425,5 +434,5 @@ func (p *Provisioner) Export(ctx context.Context, realm string) (*File, error) {
 		f.Communities = append(f.Communities, Community{Label: r.Label, Name: r.Name,
 			Owners: names(community.RoleOwner), Authors: names(community.RoleAuthor), Consumers: names(community.RoleConsumer)})
 	}
-	return f, nil
+	return f, warnings, nil
 }

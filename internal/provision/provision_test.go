@@ -249,7 +249,8 @@ func TestPlanRepairsBeforeMembers(t *testing.T) {
 
 // TestExportWritesWhatPlanReads: a member whose username Parse would
 // refuse (a federated directory may allow spaces) is exported by id, so
-// the exported file plans no change.
+// the exported file plans no change to the members; a member group
+// deleted by hand is left out with a warning, so its plan is the repair.
 func TestExportWritesWhatPlanReads(t *testing.T) {
 	svc, idp, desk := newService()
 	odd := idp.AddUser(realm, "mary o'brien")
@@ -259,10 +260,20 @@ func TestExportWritesWhatPlanReads(t *testing.T) {
 	if err := svc.ChangeMember(t.Context(), realm, desk, "NDD", community.RoleConsumer, odd, true); err != nil {
 		t.Fatal(err)
 	}
+	// A member group deleted by hand is left out, with a warning.
+	if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: "BARE", Name: "Bare"}); err != nil {
+		t.Fatal(err)
+	}
+	if !idp.Delete(realm, "group", "/Communities/BARE/author") {
+		t.Fatal("no author group of BARE to delete")
+	}
 	p := provision.New(svc, desk)
-	exported, err := p.Export(t.Context(), realm)
+	exported, warnings, err := p.Export(t.Context(), realm)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], "community BARE: its author group is missing in Keycloak") {
+		t.Errorf("warnings %q", warnings)
 	}
 	data, err := provision.Marshal(exported)
 	if err != nil {
@@ -272,39 +283,41 @@ func TestExportWritesWhatPlanReads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the export does not parse: %v\n%s", err, data)
 	}
-	if plan, err := p.Plan(t.Context(), f, true); err != nil || len(plan) != 0 {
+	// The one change: BARE's repair (no member of it is added or removed).
+	if plan, err := p.Plan(t.Context(), f, true); err != nil || len(plan) != 1 || plan[0].Kind != "repair" || plan[0].Label != "BARE" {
 		t.Errorf("plan of the export: %v %v\n%s", plan, err, data)
 	}
 }
 
 // TestApplyStopsWhenInterrupted: a cancelled pipeline's apply starts no
-// change after the one under way; the rest are reported not attempted,
-// and the error says how many.
+// change after the one under way, which runs to its end (cut off, a
+// member's add could be reported failed and yet be made); the rest are
+// reported not attempted, and the error says how many.
 func TestApplyStopsWhenInterrupted(t *testing.T) {
-	svc, _, desk := newService()
-	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - {label: ONE, name: One}\n  - {label: TWO, name: Two}\n  - {label: THREE, name: Three}\n"))
+	idp := &hookIDP{IDP: fakeidp.New()}
+	svc, desk := newServiceVia(memstore.New(), idp.IDP, idp)
+	bob := idp.AddUser(realm, "bob")
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - {label: ONE, name: One, consumers: [bob]}\n  - {label: TWO, name: Two}\n  - {label: THREE, name: Three}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pr := provision.New(svc, desk)
 	plan, err := pr.Plan(t.Context(), f, false)
-	if err != nil || len(plan) != 3 {
+	if err != nil || len(plan) != 4 {
 		t.Fatalf("plan %v %v", plan, err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
+	idp.onAdd = cancel // SIGTERM while bob is being added to ONE
 	var results []provision.Result
-	err = pr.Apply(ctx, f, plan, func(r provision.Result) {
-		results = append(results, r)
-		cancel() // SIGTERM while the first change ends
-	})
-	if err == nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "2 of 3 changes not attempted") {
+	err = pr.Apply(ctx, f, plan, func(r provision.Result) { results = append(results, r) })
+	if err == nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "2 of 4 changes not attempted, 0 failed") {
 		t.Errorf("apply: %v", err)
 	}
 	var got []string
 	for _, r := range results {
 		got = append(got, fmt.Sprintf("%s %s %q %v", r.Kind, r.Label, r.Error, r.NotAttempted))
 	}
-	want := []string{`create ONE "" false`, `create TWO "" true`, `create THREE "" true`}
+	want := []string{`create ONE "" false`, `add-member ONE "" false`, `create TWO "" true`, `create THREE "" true`}
 	if !slices.Equal(got, want) {
 		t.Errorf("results %q, want %q", got, want)
 	}
@@ -312,12 +325,24 @@ func TestApplyStopsWhenInterrupted(t *testing.T) {
 	if err != nil || len(rows) != 1 || rows[0].Label != "ONE" {
 		t.Errorf("communities after the interrupted apply: %+v %v", rows, err)
 	}
+	if ms, err := svc.Members(t.Context(), realm, desk, "ONE"); err != nil || len(ms[community.RoleConsumer]) != 1 || ms[community.RoleConsumer][0].ID != bob {
+		t.Errorf("ONE's members: %v %v", ms, err)
+	}
 }
 
-// hookIDP runs beforeMembers before each bulk read of members.
+// hookIDP runs beforeMembers before each bulk read of members, and
+// onAdd when a member is added.
 type hookIDP struct {
 	*fakeidp.IDP
 	beforeMembers func()
+	onAdd         func()
+}
+
+func (h *hookIDP) AddMember(ctx context.Context, realm, groupID, userID string) error {
+	if h.onAdd != nil {
+		h.onAdd()
+	}
+	return h.IDP.AddMember(ctx, realm, groupID, userID)
 }
 
 func (h *hookIDP) MembersOf(ctx context.Context, realm string, groupIDs []string) (map[string][]community.Member, error) {
@@ -366,7 +391,8 @@ func TestPlanSaysWhatChangedWhileItWasMade(t *testing.T) {
 	}
 	want := []string{
 		"conflict GONE: it was deleted while the plan was made",
-		"conflict HALF: its consumer group went missing while the plan was made; plan again",
+		"conflict HALF: its consumer group could not be read, though the realm's survey found it whole a moment before: " +
+			"check it with 'communities reconcile', then plan again",
 		"add-member FINE: bob",
 	}
 	if !slices.Equal(got, want) {

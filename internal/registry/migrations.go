@@ -81,7 +81,7 @@ CREATE INDEX audit_events_realm_label ON audit_events (realm, label, at);
 CREATE TABLE undone_creates (
 	id        uuid PRIMARY KEY,
 	realm     text NOT NULL,
-	label     text NOT NULL,
+	label_key text NOT NULL,
 	undone_at timestamptz NOT NULL
 );
 CREATE INDEX undone_creates_undone_at ON undone_creates (undone_at);

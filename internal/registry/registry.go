@@ -294,8 +294,8 @@ func (s *Store) Remove(ctx context.Context, id, state string) error {
 			return nil
 		}
 		now := time.Now().UTC()
-		if err := tx.Exec(`INSERT INTO undone_creates (id, realm, label, undone_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET undone_at = EXCLUDED.undone_at`, id, gone[0].Realm, gone[0].Label, now).Error; err != nil {
+		if err := tx.Exec(`INSERT INTO undone_creates (id, realm, label_key, undone_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET undone_at = EXCLUDED.undone_at`, id, gone[0].Realm, gone[0].LabelKey, now).Error; err != nil {
 			return fmt.Errorf("remember undone create %s: %w", id, err)
 		}
 		if err := tx.Exec(`DELETE FROM undone_creates WHERE undone_at < ?`, now.Add(-community.UndoneKept)).Error; err != nil {
@@ -356,13 +356,14 @@ func (s *Store) SetArtifacts(ctx context.Context, id string, a community.Artifac
 	return nil
 }
 
-// Trace says what the registry holds of community id.
-func (s *Store) Trace(ctx context.Context, id string) (community.Trace, error) {
+// Trace says what the registry holds of community id: a row, or the
+// undone create of that id in realm with labelKey.
+func (s *Store) Trace(ctx context.Context, realm, labelKey, id string) (community.Trace, error) {
 	var t int
 	err := s.db.WithContext(ctx).Raw(`SELECT CASE
 	WHEN EXISTS (SELECT 1 FROM communities WHERE id = ?) THEN CAST(? AS integer)
-	WHEN EXISTS (SELECT 1 FROM undone_creates WHERE id = ? AND undone_at >= ?) THEN CAST(? AS integer)
-	ELSE CAST(? AS integer) END`, id, int(community.TraceRow), id, time.Now().UTC().Add(-community.UndoneKept),
+	WHEN EXISTS (SELECT 1 FROM undone_creates WHERE id = ? AND realm = ? AND label_key = ? AND undone_at >= ?) THEN CAST(? AS integer)
+	ELSE CAST(? AS integer) END`, id, int(community.TraceRow), id, realm, labelKey, time.Now().UTC().Add(-community.UndoneKept),
 		int(community.TraceUndone), int(community.TraceNone)).Scan(&t).Error
 	if err != nil {
 		return community.TraceNone, fmt.Errorf("look up community %s: %w", id, err)

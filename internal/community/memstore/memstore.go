@@ -28,10 +28,16 @@ import (
 type Store struct {
 	mu      sync.Mutex
 	rows    map[string]*community.Community // by id; never handed out
-	undone  map[string]time.Time            // ids of undone creates, by when
+	undone  map[string]undone               // undone creates, by id
 	events  []community.AuditEvent
 	locks   map[string]*communityLock // by community id, while wanted
 	leaders map[string]bool           // realms whose leader lock is held
+}
+
+// undone is an undone create: its realm, label key and when.
+type undone struct {
+	realm, labelKey string
+	at              time.Time
 }
 
 // communityLock is one community's mutex; refs counts holders and waiters
@@ -45,7 +51,7 @@ type communityLock struct {
 func New() *Store {
 	return &Store{
 		rows:    map[string]*community.Community{},
-		undone:  map[string]time.Time{},
+		undone:  map[string]undone{},
 		locks:   map[string]*communityLock{},
 		leaders: map[string]bool{},
 	}
@@ -203,10 +209,10 @@ func (s *Store) Remove(ctx context.Context, id, state string) error {
 	delete(s.rows, id)
 	now := time.Now()
 	if state == community.StateCreating || state == community.StateFailed {
-		s.undone[id] = now
+		s.undone[id] = undone{realm: r.Realm, labelKey: r.LabelKey, at: now}
 	}
-	for u, at := range s.undone {
-		if now.Sub(at) > community.UndoneKept {
+	for u, c := range s.undone {
+		if now.Sub(c.at) > community.UndoneKept {
 			delete(s.undone, u)
 		}
 	}
@@ -273,8 +279,9 @@ func (s *Store) SetArtifacts(ctx context.Context, id string, a community.Artifac
 	return nil
 }
 
-// Trace says what the store holds of community id.
-func (s *Store) Trace(ctx context.Context, id string) (community.Trace, error) {
+// Trace says what the store holds of community id: a row, or the undone
+// create of that id in realm with labelKey.
+func (s *Store) Trace(ctx context.Context, realm, labelKey, id string) (community.Trace, error) {
 	if err := ctx.Err(); err != nil {
 		return community.TraceNone, fmt.Errorf("look up community %s: %w", id, err)
 	}
@@ -287,7 +294,7 @@ func (s *Store) Trace(ctx context.Context, id string) (community.Trace, error) {
 	if _, ok := s.rows[id]; ok {
 		return community.TraceRow, nil
 	}
-	if at, ok := s.undone[id]; ok && time.Since(at) <= community.UndoneKept {
+	if c, ok := s.undone[id]; ok && c.realm == realm && c.labelKey == labelKey && time.Since(c.at) <= community.UndoneKept {
 		return community.TraceUndone, nil
 	}
 	return community.TraceNone, nil

@@ -131,10 +131,10 @@ func (f *fixture) gone(realm, labelKey string) {
 	}
 }
 
-// trace asserts what the store holds of id.
-func (f *fixture) trace(id string, want community.Trace) {
+// trace asserts what the store holds of id, asked about realm and labelKey.
+func (f *fixture) trace(realm, labelKey, id string, want community.Trace) {
 	f.t.Helper()
-	got, err := f.s.Trace(f.ctx, id)
+	got, err := f.s.Trace(f.ctx, realm, labelKey, id)
 	if err != nil {
 		f.t.Fatalf("trace %s: %v", id, err)
 	}
@@ -351,7 +351,7 @@ func testUnique(f *fixture) {
 		if err := f.s.Reserve(f.ctx, r); !errors.Is(err, c.want) {
 			t.Errorf("reserve %q %q: %v, want %v", c.label, c.name, err, c.want)
 		}
-		f.trace(r.ID, community.TraceNone)
+		f.trace(r.Realm, r.LabelKey, r.ID, community.TraceNone)
 	}
 	f.gone(f.realm, "fresh")
 	f.gone(f.realm, "fresher")
@@ -454,7 +454,7 @@ func testSchema(f *fixture) {
 		t.Error("reserve with an id that is not a UUID: no error")
 	}
 	f.gone(f.realm, "badid")
-	if _, err := f.s.Trace(f.ctx, "not-a-uuid"); err == nil {
+	if _, err := f.s.Trace(f.ctx, f.realm, "badid", "not-a-uuid"); err == nil {
 		t.Error("trace with an id that is not a UUID: no error")
 	}
 
@@ -478,8 +478,8 @@ func testSchema(f *fixture) {
 	if got := f.get(f.realm, "spelt").ID; got != strings.ToLower(u.ID) {
 		t.Errorf("id %q, want %q", got, strings.ToLower(u.ID))
 	}
-	f.trace(strings.ToLower(u.ID), community.TraceRow)
-	f.trace(u.ID, community.TraceRow)
+	f.trace(f.realm, "spelt", strings.ToLower(u.ID), community.TraceRow)
+	f.trace(f.realm, "spelt", u.ID, community.TraceRow)
 }
 
 // testList: active rows only, of the realm only, by label key, paged.
@@ -670,7 +670,7 @@ func testRemove(f *fixture) {
 		t.Fatal(err)
 	}
 	f.gone(f.realm, "going")
-	f.trace(c.ID, community.TraceNone)
+	f.trace(c.Realm, c.LabelKey, c.ID, community.TraceNone)
 	if err := f.s.Remove(f.ctx, c.ID, community.StateDeleting); !errors.Is(err, community.ErrStateChanged) {
 		t.Errorf("remove again: %v, want ErrStateChanged", err)
 	}
@@ -695,7 +695,7 @@ func testRemove(f *fixture) {
 	if removed != 1 {
 		t.Errorf("%d of %d concurrent removals succeeded, want exactly 1", removed, n)
 	}
-	f.trace(d.ID, community.TraceUndone)
+	f.trace(d.Realm, d.LabelKey, d.ID, community.TraceUndone)
 }
 
 func testClaimAbandoned(f *fixture) {
@@ -869,12 +869,12 @@ func testSetArtifacts(f *fixture) {
 	if err := f.s.SetArtifacts(f.ctx, id, arts); err != nil {
 		t.Errorf("set artefacts of an unknown id: %v", err)
 	}
-	f.trace(id, community.TraceNone)
+	f.trace(f.realm, "x", id, community.TraceNone)
 }
 
 // testTrace: a row in any state is a row; once removed, a create's id
-// (creating or failed: an undone create) is remembered as undone, and a
-// delete's or an active row's is not.
+// (creating or failed: an undone create) is remembered as undone, for its
+// realm and label only, and a delete's or an active row's is not.
 func testTrace(f *fixture) {
 	for state, after := range map[string]community.Trace{
 		community.StateCreating: community.TraceUndone,
@@ -883,18 +883,22 @@ func testTrace(f *fixture) {
 		community.StateDeleting: community.TraceNone,
 	} {
 		c := f.reserve(f.realm, "Is"+state, "Is "+state, state, nil)
-		f.trace(c.ID, community.TraceRow)
+		f.trace(c.Realm, c.LabelKey, c.ID, community.TraceRow)
+		f.trace(f.other("x"), "elsewhere", c.ID, community.TraceRow)
 		if err := f.s.Remove(f.ctx, c.ID, state); err != nil {
 			f.t.Fatal(err)
 		}
-		f.trace(c.ID, after)
-		f.trace(strings.ToUpper(c.ID), after)
+		f.trace(c.Realm, c.LabelKey, c.ID, after)
+		f.trace(c.Realm, c.LabelKey, strings.ToUpper(c.ID), after)
+		// Only as the same realm's same label.
+		f.trace(f.other("x"), c.LabelKey, c.ID, community.TraceNone)
+		f.trace(c.Realm, "other", c.ID, community.TraceNone)
 		// Its label is free again, and a new row's id is its own.
 		again := f.reserve(f.realm, "Is"+state, "Is "+state, community.StateCreating, nil)
-		f.trace(again.ID, community.TraceRow)
-		f.trace(c.ID, after)
+		f.trace(again.Realm, again.LabelKey, again.ID, community.TraceRow)
+		f.trace(c.Realm, c.LabelKey, c.ID, after)
 	}
-	f.trace(uuid.NewString(), community.TraceNone)
+	f.trace(f.realm, "x", uuid.NewString(), community.TraceNone)
 }
 
 // testAudit: events are kept in order, every field as given, with the time
@@ -1268,7 +1272,7 @@ func testCancelledContext(f *fixture) {
 	}
 	r := f.newRow(f.realm, "Late", "Late", community.StateCreating, nil)
 	isCancel("reserve", f.s.Reserve(done, r))
-	f.trace(r.ID, community.TraceNone)
+	f.trace(r.Realm, r.LabelKey, r.ID, community.TraceNone)
 	isCancel("transition", f.s.Transition(done, c.ID, community.StateCreating, community.StateActive, nil, nil, nil, ""))
 	isCancel("remove", f.s.Remove(done, c.ID, community.StateCreating))
 	called := false
