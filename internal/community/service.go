@@ -483,7 +483,7 @@ func (s *Service) MembersOfMany(ctx context.Context, realm string, a Actor, rows
 	for i := range rows {
 		roles := map[string][]Member{}
 		for role, gid := range memberGroups(&rows[i]) {
-			if ms, ok := byGroup[gid]; ok && gid != "" {
+			if ms, ok := byGroup[gid]; ok { // never asked, "" is never there
 				if ms == nil {
 					ms = []Member{}
 				}
