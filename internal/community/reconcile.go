@@ -235,10 +235,7 @@ func (s *Service) finishUndo(ctx context.Context, rep *Report, o Orphan) error {
 		return fmt.Errorf("finish undo of %s/%s: %w", rep.Realm, o.Label, err)
 	}
 	rep.UndoneFinished = append(rep.UndoneFinished, o.Label)
-	s.log.WarnContext(ctx, "removed what Keycloak made for a create after the create was undone", "realm", rep.Realm,
-		"label", o.Label, "deleted", cr.Deleted, "kept_foreign", cr.Foreign)
-	s.audit(ctx, &AuditEvent{Realm: rep.Realm, Action: "recover", Label: o.Label, ActorClient: "communities-recovery"},
-		"success", fmt.Sprintf("finished the undo of a failed create, which Keycloak completed late: deleted %v", cr.Deleted))
+	s.lateUndoFinished(ctx, rep.Realm, o.Label, cr)
 	return nil
 }
 

@@ -204,10 +204,17 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 	// while it still runs.
 	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
 	defer cancel()
-	art, err := s.kc.Provision(opCtx, Spec{
+	spec := Spec{
 		ID: row.ID, Realm: realm, Root: s.opts.RootGroup, Label: row.Label, Name: row.Name,
 		Owners: owners, FHIRClients: s.opts.FHIRClients,
-	})
+	}
+	art, err := s.kc.Provision(opCtx, spec)
+	// The clash may be what an earlier create of this label, undone,
+	// made when Keycloak committed it late: the rest of that undo clears
+	// the way (the drift check would, minutes later).
+	if errors.Is(err, fault.Conflict) && s.finishUndone(opCtx, row) {
+		art, err = s.kc.Provision(opCtx, spec)
+	}
 	if err != nil {
 		s.undoCreate(opCtx, row, err)
 		s.audit(ctx, ev, "failed", err.Error())
@@ -255,6 +262,43 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 		}
 	}
 	return ids, nil
+}
+
+// finishUndone removes what Keycloak made late for the creates of row's
+// label undone lately, and reports whether it removed anything. The extension's
+// create is one transaction, so the clash that led here left nothing of
+// row's own to undo before Provision runs again.
+func (s *Service) finishUndone(ctx context.Context, row *Community) bool {
+	ids, err := s.store.Undone(ctx, row.Realm, row.LabelKey)
+	if err != nil {
+		s.log.WarnContext(ctx, "could not look up undone creates of a clashing label", "realm", row.Realm, "label", row.Label,
+			"error", err)
+		return false
+	}
+	removed := false
+	for _, id := range ids {
+		cr, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, id, s.opts.FHIRClients)
+		if err != nil {
+			s.log.WarnContext(ctx, "could not finish the undo of an earlier create of a clashing label", "realm", row.Realm,
+				"label", row.Label, "undone_id", id, "error", err)
+			return removed
+		}
+		if len(cr.Deleted) == 0 {
+			continue
+		}
+		removed = true
+		s.lateUndoFinished(ctx, row.Realm, row.Label, cr)
+	}
+	return removed
+}
+
+// lateUndoFinished logs and audits what Cleanup removed of a create that
+// Keycloak completed after its undo.
+func (s *Service) lateUndoFinished(ctx context.Context, realm, label string, cr CleanupReport) {
+	s.log.WarnContext(ctx, "removed what Keycloak made for a create after the create was undone", "realm", realm,
+		"label", label, "deleted", cr.Deleted, "kept_foreign", cr.Foreign)
+	s.audit(ctx, &AuditEvent{Realm: realm, Action: "recover", Label: label, ActorClient: "communities-recovery"},
+		"success", fmt.Sprintf("finished the undo of a failed create, which Keycloak completed late: deleted %v", cr.Deleted))
 }
 
 // undoCreate removes what Provision made. If Keycloak cannot be reached to

@@ -1429,6 +1429,73 @@ func TestLateCommitAfterUndoIsFinished(t *testing.T) {
 	}
 }
 
+// TestRetriedCreateFinishesALateUndo: a create of a label whose earlier
+// create was undone, and then committed late by Keycloak, finishes that
+// undo and is made at once, without waiting for the drift check. A clash
+// with what no undone create of the label made stays a clash, and so does
+// one whose leftovers cannot be removed now.
+func TestRetriedCreateFinishesALateUndo(t *testing.T) {
+	store, idp, svc, desk := racing()
+	ctx := t.Context()
+	create := func() error {
+		_, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "LATE", Name: "Late"})
+		return err
+	}
+	idp.late = true
+	if err := create(); fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("create whose call went unanswered: %v, want unavailable", err)
+	}
+	idp.late = false
+	undone := idp.held[0].ID
+	if _, err := idp.IDP.Provision(ctx, idp.held[0]); err != nil {
+		t.Fatal(err)
+	}
+	carries := func(id string) bool {
+		return slices.ContainsFunc(idp.Artefacts(realm), func(a string) bool { return strings.Contains(a, id) })
+	}
+
+	// Keycloak refusing the removal: the clash is answered as it is.
+	idp.FailAt(2, false) // the create's call clashes, then the removal fails
+	if err := create(); !errors.Is(err, community.ErrKeycloakClash) {
+		t.Fatalf("create while the removal fails: %v, want the clash", err)
+	}
+	if !carries(undone) {
+		t.Fatal("the failed removal removed something")
+	}
+	idp.FailAt(0, false)
+
+	if err := create(); err != nil {
+		t.Fatalf("create again: %v", err)
+	}
+	row, err := store.Get(ctx, realm, "late")
+	if err != nil || row.State != community.StateActive {
+		t.Fatalf("row after the retry: %+v %v", row, err)
+	}
+	if carries(undone) || !carries(row.ID) {
+		t.Errorf("Keycloak holds %v; want only the artefacts of %s", idp.Artefacts(realm), row.ID)
+	}
+	if !slices.ContainsFunc(store.Events(), func(e community.AuditEvent) bool {
+		return e.Action == "recover" && e.Label == "LATE" && e.Outcome == "success"
+	}) {
+		t.Errorf("no recover event in %+v", store.Events())
+	}
+	if reps, _, err := svc.Reconcile(ctx, []string{realm}, false); err != nil || reps[0].DriftCount() != 0 || len(reps[0].UndoneFinished) != 0 {
+		t.Errorf("drift check after the retry: %+v %v", reps, err)
+	}
+
+	// A clash with what someone made by hand: no undone create of the
+	// label made it, so nothing is removed and the create is refused.
+	idp.Add(realm, "group", "/Communities/HAND", "")
+	_, err = svc.Create(ctx, realm, desk, community.CreateRequest{Label: "HAND", Name: "Hand"})
+	if !errors.Is(err, community.ErrKeycloakClash) {
+		t.Fatalf("create over a hand-made group: %v, want the clash", err)
+	}
+	_, err = svc.Create(ctx, realm, desk, community.CreateRequest{Label: "HAND", Name: "Hand"})
+	if !errors.Is(err, community.ErrKeycloakClash) || !slices.Contains(idp.Artefacts(realm), "group /Communities/HAND") {
+		t.Errorf("second create over a hand-made group: %v; Keycloak holds %v", err, idp.Artefacts(realm))
+	}
+}
+
 // TestMemberChangeOnAMissingGroupIsAConflict: adding to a member group
 // deleted by hand meets drift that a repair restores, not an outage: the answer says so
 // instead of inviting a retry (503) that cannot help.

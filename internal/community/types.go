@@ -53,6 +53,11 @@ const (
 // even with the service stopped for a few days.
 const UndoneKept = 7 * 24 * time.Hour
 
+// MaxUndoneAsked bounds the undone creates a create whose label clashes in
+// Keycloak looks at (Store.Undone): each costs a Keycloak call, and older
+// ones are left to the drift check.
+const MaxUndoneAsked = 5
+
 // Community is a community as the registry holds it.
 type Community struct {
 	ID                string
@@ -223,6 +228,9 @@ type Store interface {
 	// Trace says what the registry holds of community id: a row, in any
 	// realm, or the undone create of that id in realm with labelKey.
 	Trace(ctx context.Context, realm, labelKey, id string) (Trace, error)
+	// Undone returns the ids of realm's creates of labelKey undone within
+	// UndoneKept, newest first, at most MaxUndoneAsked.
+	Undone(ctx context.Context, realm, labelKey string) ([]string, error)
 	// Audit appends an event to the audit trail.
 	Audit(ctx context.Context, ev *AuditEvent) error
 	// WithCommunityLock runs fn while holding community id's lock, which

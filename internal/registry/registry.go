@@ -371,6 +371,21 @@ func (s *Store) Trace(ctx context.Context, realm, labelKey, id string) (communit
 	return community.Trace(t), nil
 }
 
+// Undone returns the ids of realm's creates of labelKey undone within
+// UndoneKept, newest first, at most community.MaxUndoneAsked. The table
+// holds a week of failed creates, so it is read without an index of its
+// own.
+func (s *Store) Undone(ctx context.Context, realm, labelKey string) ([]string, error) {
+	ids := []string{}
+	err := s.db.WithContext(ctx).Raw(`SELECT id::text FROM undone_creates
+WHERE realm = ? AND label_key = ? AND undone_at >= ? ORDER BY undone_at DESC LIMIT ?`,
+		realm, labelKey, time.Now().UTC().Add(-community.UndoneKept), community.MaxUndoneAsked).Scan(&ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("look up undone creates of %s: %w", labelKey, err)
+	}
+	return ids, nil
+}
+
 // communityLockClass is the first half of the advisory lock held while a
 // community's membership is checked and changed; the second is a hash of
 // its id.

@@ -188,6 +188,33 @@ func TestKeycloakCommitsAfterTheUndo(t *testing.T) {
 		t.Errorf("the drift check left %v", left)
 	}
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "LATE", "communityName": "Late"}).Expect(t, 201)
+
+	// Asked again before any drift check, the create finishes the undo
+	// itself: no 409 for what the service itself left.
+	faults.Arm(1, false)
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "AGAIN", "communityName": "Again"}).Expect(t, 503)
+	faults.Arm(0, false)
+	if codes, err := faults.SendLate(); err != nil || !slices.Equal(codes, []int{http.StatusCreated}) {
+		t.Fatalf("the late create: %v %v", codes, err)
+	}
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "AGAIN", "communityName": "Again"}).Expect(t, 201)
+	row, err := svc.Store.Get(ctx, realm.Name, "again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drift, err := svc.Server.Service().Check(ctx, realm.Name, "AGAIN", false); err != nil || len(drift) != 0 {
+		t.Errorf("the community made after finishing the undo: drift %v %v", drift, err)
+	}
+	if left := realm.Artefacts(t, "Communities", "AGAIN"); len(left) != 3 {
+		t.Errorf("Keycloak holds %v of AGAIN (%s), want its group and two roles", left, row.ID)
+	}
+	reports, _, err = svc.Server.Service().Reconcile(ctx, []string{realm.Name}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := reports[0]; len(r.UndoneFinished) != 0 || r.DriftCount() != 0 {
+		t.Errorf("drift check after the retry: %+v; want nothing left to finish, and no drift", r)
+	}
 }
 
 // TestKeycloakFailsDuringDelete: a delete that Keycloak interrupts answers

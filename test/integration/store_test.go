@@ -36,6 +36,25 @@ type auditedStore struct {
 	t  *testing.T
 }
 
+// AgeUndone makes the undone create id older by d.
+func (s auditedStore) AgeUndone(id string, d time.Duration) {
+	s.t.Helper()
+	if err := s.db.Exec(`UPDATE undone_creates SET undone_at = undone_at - make_interval(secs => ?) WHERE id = ?`,
+		d.Seconds(), id).Error; err != nil {
+		s.t.Fatalf("age undone create: %v", err)
+	}
+}
+
+// HoldsUndone reports whether undone_creates still has a row for id.
+func (s auditedStore) HoldsUndone(id string) bool {
+	s.t.Helper()
+	var n int64
+	if err := s.db.Raw(`SELECT count(*) FROM undone_creates WHERE id = ?`, id).Scan(&n).Error; err != nil {
+		s.t.Fatalf("read undone creates: %v", err)
+	}
+	return n > 0
+}
+
 // Events returns every audit event of the database, oldest first.
 func (s auditedStore) Events() []community.AuditEvent {
 	s.t.Helper()

@@ -279,6 +279,52 @@ func (s *Store) SetArtifacts(ctx context.Context, id string, a community.Artifac
 	return nil
 }
 
+// Undone returns the ids of realm's creates of labelKey undone within
+// UndoneKept, newest first, at most community.MaxUndoneAsked.
+func (s *Store) Undone(ctx context.Context, realm, labelKey string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("look up undone creates of %s: %w", labelKey, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type at struct {
+		id string
+		at time.Time
+	}
+	var found []at
+	for id, c := range s.undone {
+		if c.realm == realm && c.labelKey == labelKey && time.Since(c.at) <= community.UndoneKept {
+			found = append(found, at{id, c.at})
+		}
+	}
+	slices.SortFunc(found, func(a, b at) int { return b.at.Compare(a.at) })
+	ids := []string{}
+	for _, f := range found[:min(len(found), community.MaxUndoneAsked)] {
+		ids = append(ids, f.id)
+	}
+	return ids, nil
+}
+
+// AgeUndone makes the undone create id older by d, as if it had been
+// undone d earlier (storetest's check of UndoneKept).
+func (s *Store) AgeUndone(id string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.undone[id]; ok {
+		c.at = c.at.Add(-d)
+		s.undone[id] = c
+	}
+}
+
+// HoldsUndone reports whether the store still keeps the undone create id
+// at all, expired or not (storetest's check that old ones are dropped).
+func (s *Store) HoldsUndone(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.undone[id]
+	return ok
+}
+
 // Trace says what the store holds of community id: a row, or the undone
 // create of that id in realm with labelKey.
 func (s *Store) Trace(ctx context.Context, realm, labelKey, id string) (community.Trace, error) {

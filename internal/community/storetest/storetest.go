@@ -36,6 +36,14 @@ type AuditReader interface {
 	Events() []community.AuditEvent
 }
 
+// UndoneAger is what the suite needs to check UndoneKept: an undone create
+// made older, as if undone earlier, and whether the store still keeps it
+// at all.
+type UndoneAger interface {
+	AgeUndone(id string, d time.Duration)
+	HoldsUndone(id string) bool
+}
+
 // Run runs the suite; newStore returns the store a subtest works on (a new
 // one, or one shared by all subtests).
 func Run(t *testing.T, newStore func(t *testing.T) community.Store) {
@@ -64,6 +72,8 @@ func Run(t *testing.T, newStore func(t *testing.T) community.Store) {
 		{"ClaimAbandonedConcurrent", testClaimAbandonedConcurrent},
 		{"SetArtifacts", testSetArtifacts},
 		{"Trace", testTrace},
+		{"Undone", testUndone},
+		{"UndoneKept", testUndoneKept},
 		{"Audit", testAudit},
 		{"CommunityLock", testCommunityLock},
 		{"CommunityLockContext", testCommunityLockContext},
@@ -899,6 +909,88 @@ func testTrace(f *fixture) {
 		f.trace(c.Realm, c.LabelKey, c.ID, after)
 	}
 	f.trace(f.realm, "x", uuid.NewString(), community.TraceNone)
+}
+
+// testUndone: the undone creates of a realm's label, newest first and at
+// most MaxUndoneAsked; not a removed active row, nor another realm's or
+// label's.
+func testUndone(f *fixture) {
+	undo := func(realm, lbl, state string) string {
+		f.t.Helper()
+		c := f.reserve(realm, lbl, lbl+" name", state, nil)
+		if err := f.s.Remove(f.ctx, c.ID, state); err != nil {
+			f.t.Fatal(err)
+		}
+		return c.ID
+	}
+	undone := func(realm, labelKey string, want ...string) {
+		f.t.Helper()
+		got, err := f.s.Undone(f.ctx, realm, labelKey)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			f.t.Errorf("undone creates of %s/%s = %v, want %v", realm, labelKey, got, want)
+		}
+	}
+	undone(f.realm, "again")
+	var ids []string
+	for i := range community.MaxUndoneAsked + 2 {
+		state := community.StateCreating
+		if i%2 == 1 {
+			state = community.StateFailed
+		}
+		ids = append(ids, undo(f.realm, "Again", state))
+	}
+	undo(f.realm, "Again", community.StateActive)
+	elsewhere := undo(f.other("x"), "AGAIN", community.StateCreating)
+	undo(f.realm, "Other", community.StateCreating)
+	slices.Reverse(ids)
+	undone(f.realm, "again", ids[:community.MaxUndoneAsked]...)
+	undone(f.other("x"), "again", elsewhere)
+	undone(f.realm, "nothing")
+}
+
+// testUndoneKept: an undone create is kept for UndoneKept, then forgotten,
+// and the next removal of a create drops it.
+func testUndoneKept(f *fixture) {
+	ager, ok := f.s.(UndoneAger)
+	if !ok {
+		f.t.Fatalf("%T has no AgeUndone and HoldsUndone; the suite ages undone creates through them", f.s)
+	}
+	undo := func(lbl string) *community.Community {
+		f.t.Helper()
+		c := f.reserve(f.realm, lbl, lbl+" name", community.StateCreating, nil)
+		if err := f.s.Remove(f.ctx, c.ID, community.StateCreating); err != nil {
+			f.t.Fatal(err)
+		}
+		return c
+	}
+	undone := func(c *community.Community, want bool) {
+		f.t.Helper()
+		ids, err := f.s.Undone(f.ctx, c.Realm, c.LabelKey)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if slices.Contains(ids, c.ID) != want {
+			f.t.Errorf("undone creates of %s = %v; want %s there: %v", c.Label, ids, c.ID, want)
+		}
+	}
+	old := undo("Old")
+	ager.AgeUndone(old.ID, community.UndoneKept-time.Minute)
+	f.trace(old.Realm, old.LabelKey, old.ID, community.TraceUndone)
+	undone(old, true)
+	ager.AgeUndone(old.ID, 2*time.Minute)
+	f.trace(old.Realm, old.LabelKey, old.ID, community.TraceNone)
+	undone(old, false)
+	fresh := undo("Fresh")
+	if ager.HoldsUndone(old.ID) {
+		f.t.Errorf("undone create %s, older than UndoneKept, kept after the next removal", old.ID)
+	}
+	if !ager.HoldsUndone(fresh.ID) {
+		f.t.Errorf("undone create %s dropped at once", fresh.ID)
+	}
+	f.trace(fresh.Realm, fresh.LabelKey, fresh.ID, community.TraceUndone)
 }
 
 // testAudit: events are kept in order, every field as given, with the time
