@@ -225,6 +225,71 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 	}
 }
 
+// TestMembersAreForWhoMaySeeEveryUser: the extension's POST members
+// lists users, so seeing the realm and every group, which is all the
+// survey needs, is not enough: a caller given exactly that (the realm's
+// view-realm role and an admin permission to view every group) gets the
+// survey and is refused the members until also allowed to view every
+// user.
+func TestMembersAreForWhoMaySeeEveryUser(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.create(t, f.realm.UserToken(t, "creator"), "SEEN", "Seen").Expect(t, 201)
+	admin := f.realm.AdminToken(t)
+	realmURL := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name
+	id, err := f.realm.GC.CreateUser(ctx, admin, f.realm.Name, gocloak.User{
+		Username: gocloak.StringP("groupviewer"), Enabled: gocloak.BoolP(true), EmailVerified: gocloak.BoolP(true),
+		Email: gocloak.StringP("groupviewer@example.org"), FirstName: gocloak.StringP("Group"), LastName: gocloak.StringP("Viewer"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.realm.GC.SetPassword(ctx, admin, id, f.realm.Name, "groupviewer-pass", false); err != nil {
+		t.Fatal(err)
+	}
+	clients, err := f.realm.GC.GetClients(ctx, admin, f.realm.Name, gocloak.GetClientsParams{ClientID: gocloak.StringP("realm-management")})
+	if err != nil || len(clients) != 1 {
+		t.Fatalf("realm-management: %v %v", clients, err)
+	}
+	grant := func(role string) {
+		t.Helper()
+		r, err := f.realm.GC.GetClientRole(ctx, admin, f.realm.Name, *clients[0].ID, role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.realm.GC.AddClientRolesToUser(ctx, admin, f.realm.Name, *clients[0].ID, id, []gocloak.Role{*r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grant("view-realm")
+	var rep struct{ AdminPermissionsClient struct{ ID string } }
+	harness.Do(t, "GET", realmURL, admin, nil).Expect(t, 200).JSON(t, &rep)
+	authz := realmURL + "/clients/" + rep.AdminPermissionsClient.ID + "/authz/resource-server"
+	harness.Do(t, "POST", authz+"/policy/user", admin, map[string]any{"name": "groupviewer", "users": []string{id}}).Expect(t, 201)
+	harness.Do(t, "POST", authz+"/permission/scope", admin, map[string]any{"name": "groupviewer may view every group",
+		"resourceType": "Groups", "scopes": []string{"view"}, "policies": []string{"groupviewer"}}).Expect(t, 201)
+
+	base := realmURL + "/communities"
+	survey := map[string]any{"root": "Communities", "attribute": keycloak.MarkerAttribute, "labels": []string{"SEEN"},
+		"roles": []string{"PERM_SEEN_READ"}, "policies": []string{}}
+	members := map[string]any{"groups": []string{f.row(t, "SEEN").Artifacts.OwnerGroupID}, "max": 10}
+	viewer := f.realm.PasswordToken(t, "communities-cli", "groupviewer")
+	harness.Do(t, "POST", base+"/survey", viewer, survey).Expect(t, 200)
+	harness.Do(t, "POST", base+"/members", viewer, members).Expect(t, 403)
+
+	// Every user by role: a second admin permission on all users would
+	// not do, as the realm's resource server wants every permission on a
+	// resource to agree, and the realm's own one is for owners.
+	grant("view-users")
+	var ms struct {
+		Members map[string][]struct{ Username string }
+	}
+	harness.Do(t, "POST", base+"/members", f.realm.PasswordToken(t, "communities-cli", "groupviewer"), members).Expect(t, 200).JSON(t, &ms)
+	if got := ms.Members[f.row(t, "SEEN").Artifacts.OwnerGroupID]; len(got) != 1 || got[0].Username != "creator" {
+		t.Errorf("members once every user may be viewed: %+v", ms)
+	}
+}
+
 // TestSurveyIsForWhoMaySeeTheRealm: the extension's survey
 // (deploy/keycloak-extension) shows every community's artefacts, so only a
 // caller who may view the realm and every group gets it; a community owner,
