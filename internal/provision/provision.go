@@ -195,18 +195,16 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 			return nil, err
 		}
 	}
-	var plan []Action
+	// A community the file names in another case is listed: it is a
+	// conflict to fix, never one to prune.
 	listed := map[string]bool{}
 	for _, c := range f.Communities {
-		// A community the file names in another case is listed: it is a
-		// conflict to fix, never one to prune.
 		listed[label.Key(c.Label)] = true
-		actions, err := p.planOne(ctx, f.Realm, c, active, named, members, drift[c.Label], prune)
-		if err != nil {
-			return nil, fmt.Errorf("community %s: %w", c.Label, err)
-		}
-		plan = append(plan, actions...)
 	}
+	// Deletes come first, so that a community the file lists may take the
+	// name of one it drops in the same run; a delete that will be refused
+	// frees nothing.
+	var plan []Action
 	if prune {
 		for _, e := range existing {
 			if listed[e.LabelKey] {
@@ -217,15 +215,26 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 			if err != nil {
 				return nil, fmt.Errorf("community %s: %w", e.Label, err)
 			}
+			refused := false
 			if guarded && u.Total > 0 {
 				a.Labelled = u.Total
 				a.Detail += "; its labels remain on " + u.String()
-				if !p.AcceptLabelled {
+				if refused = !p.AcceptLabelled; refused {
 					a.Detail += ", so the delete will be refused without --accept-labelled-resources"
 				}
 			}
+			if !refused {
+				delete(named, e.NameKey)
+			}
 			plan = append(plan, a)
 		}
+	}
+	for _, c := range f.Communities {
+		actions, err := p.planOne(ctx, f.Realm, c, active, named, members, drift[c.Label], prune)
+		if err != nil {
+			return nil, fmt.Errorf("community %s: %w", c.Label, err)
+		}
+		plan = append(plan, actions...)
 	}
 	return plan, nil
 }

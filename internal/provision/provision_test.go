@@ -15,6 +15,7 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/community/fakeidp"
 	"github.com/nhs-terminology/communities/internal/community/memstore"
+	"github.com/nhs-terminology/communities/internal/fhirguard"
 	"github.com/nhs-terminology/communities/internal/provision"
 )
 
@@ -70,6 +71,79 @@ func TestPruneKeepsWhatTheFileNamesInAnotherCase(t *testing.T) {
 		!strings.Contains(err.Error(), "appears twice") {
 		t.Errorf("a file naming NDD and ndd: %v", err)
 	}
+}
+
+// labelled is a FHIR guard that finds resources carrying the labels of
+// the communities it names.
+type labelled map[string]int
+
+func (g labelled) Count(_ context.Context, l string) (fhirguard.Usage, error) {
+	return fhirguard.Usage{Label: l, ByType: map[string]int{"CodeSystem": g[l]}, Total: g[l]}, nil
+}
+
+// TestPruneFreesANameInTheSameRun: a file that drops a community and gives
+// its name to a new one is applied in one run with --prune: the delete is
+// planned first and frees the name (it took a second run before). A
+// delete that will be refused (labels remain on resources) frees nothing,
+// so the create stays a conflict; without --prune nothing is freed.
+func TestPruneFreesANameInTheSameRun(t *testing.T) {
+	idp := fakeidp.New()
+	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute,
+		Logger: slog.New(slog.DiscardHandler), Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"},
+		Guard: labelled{"KEPT": 3}})
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, "service-desk")
+	for _, c := range [][2]string{{"OLD", "Reference sets"}, {"KEPT", "Kept by its labels"}} {
+		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: c[0], Name: c[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n" +
+		"  - {label: NEW, name: Reference sets}\n" +
+		"  - {label: NEWER, name: Kept by its labels}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	plan := func(prune bool, want ...string) []provision.Action {
+		t.Helper()
+		actions, err := p.Plan(t.Context(), f, prune)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range actions {
+			got = append(got, a.String())
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("plan (prune %v)\n%s\nwant\n%s", prune, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		return actions
+	}
+	plan(false,
+		`conflict NEW: the realm's community "OLD" is named "Reference sets" (names are unique ignoring case)`,
+		`conflict NEWER: the realm's community "KEPT" is named "Kept by its labels" (names are unique ignoring case)`)
+	actions := plan(true,
+		"delete KEPT: Kept by its labels; its labels remain on 3 resources (CodeSystem: 3), so the delete will be refused without --accept-labelled-resources",
+		"delete OLD: Reference sets",
+		"create NEW: Reference sets",
+		`conflict NEWER: the realm's community "KEPT" is named "Kept by its labels" (names are unique ignoring case)`)
+	if err := p.Apply(t.Context(), f, actions, nil); err == nil || !strings.Contains(err.Error(), "2 of 4 changes failed") {
+		t.Errorf("apply: %v", err)
+	}
+	if row, err := svc.Get(t.Context(), realm, "NEW"); err != nil || row.Name != "Reference sets" {
+		t.Errorf("NEW after apply: %+v %v", row, err)
+	}
+	if _, err := svc.Get(t.Context(), realm, "OLD"); !errors.Is(err, community.ErrNotFound) {
+		t.Errorf("OLD after apply: %v", err)
+	}
+	if _, err := svc.Get(t.Context(), realm, "KEPT"); err != nil {
+		t.Errorf("KEPT after apply: %v", err)
+	}
+	p.AcceptLabelled = true
+	plan(true,
+		"delete KEPT: Kept by its labels; its labels remain on 3 resources (CodeSystem: 3)",
+		"create NEWER: Kept by its labels")
 }
 
 // TestParseChecksEverythingBeforeApply: what can be checked without the
