@@ -91,7 +91,9 @@ func New(o Options) http.Handler {
 	e.RedirectFixedPath = false
 	e.UseRawPath = true
 	e.UnescapePathValues = true
-	e.Use(h.recoverer, h.requestID, h.observe, h.headerLimit)
+	// The recoverer runs inside observe, so that a panic's 500 is logged
+	// on the request's one line like any other failure.
+	e.Use(h.requestID, h.observe, h.recoverer, h.headerLimit)
 	if len(o.CORSOrigins) > 0 {
 		// Before routing and authentication, so that preflights (which
 		// carry no token) are answered, for the listed origins only.

@@ -73,6 +73,10 @@ func quietRoutes() map[string]bool {
 	return quiet
 }
 
+// causeKey holds, in the gin context, the cause of a request's 5xx for
+// observe's line: the caller never sees it.
+const causeKey = "communities.cause"
+
 // observe logs every request and counts it. It logs the route template,
 // never the Authorization header or bodies, so no token or secret reaches
 // the logs.
@@ -106,6 +110,9 @@ func (h *handler) observe(c *gin.Context) {
 	}
 	if realm := c.Param("realm"); realm != "" {
 		attrs = append(attrs, "realm", realm)
+	}
+	if cause, ok := c.Get(causeKey); ok {
+		attrs = append(attrs, "error", cause)
 	}
 	h.log.Log(c.Request.Context(), level, "request", attrs...)
 }

@@ -61,7 +61,8 @@ func (h *handler) fail(c *gin.Context, err error) {
 		c.Header("Retry-After", "5")
 	}
 	if status >= 500 {
-		h.log.ErrorContext(c.Request.Context(), "request failed", "status", status, "error", err, "request_id", requestIDOf(c))
+		// observe logs it on the request's line, with its cause.
+		c.Set(causeKey, err)
 	}
 	p := problem.New(status, detail)
 	p.Instance = c.Request.URL.Path
