@@ -183,8 +183,8 @@ create missing communities (owners from the file; without owners the
 community is dormant and service desk appoints them), recreate drifted
 artefacts (a missing role, scope or mapping), add listed members. Communities
 the file does not list are left alone unless --prune, which deletes them
-first, so that a community the file lists may take the name of one it
-drops in the same run. Running it again changes
+(first those whose names the file gives new communities, so that those are
+made in the same run; the rest last). Running it again changes
 nothing and says so. One line per change, a summary at the end; exit status 1
 naming every failed item. Interrupted (SIGINT, SIGTERM: a cancelled
 pipeline), it starts no further change: the one under way finishes, the

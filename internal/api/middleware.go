@@ -92,8 +92,11 @@ func (h *handler) observe(c *gin.Context) {
 	h.opts.Metrics.Requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 	h.opts.Metrics.RequestDuration.WithLabelValues(route, c.Request.Method).Observe(took.Seconds())
 	level := slog.LevelInfo
+	// A failure after the answer's status was written keeps that status:
+	// its cause says it is an error all the same.
+	cause, failed := c.Get(causeKey)
 	switch {
-	case status >= 500:
+	case status >= 500 || failed:
 		level = slog.LevelError
 	case status < 400 && h.quiet[route]:
 		level = slog.LevelDebug
@@ -111,7 +114,7 @@ func (h *handler) observe(c *gin.Context) {
 	if realm := c.Param("realm"); realm != "" {
 		attrs = append(attrs, "realm", realm)
 	}
-	if cause, ok := c.Get(causeKey); ok {
+	if failed {
 		attrs = append(attrs, "error", cause)
 	}
 	h.log.Log(c.Request.Context(), level, "request", attrs...)

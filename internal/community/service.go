@@ -211,9 +211,13 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 	art, err := s.kc.Provision(opCtx, spec)
 	// The clash may be what an earlier create of this label, undone,
 	// made when Keycloak committed it late: the rest of that undo clears
-	// the way (the drift check would, minutes later).
+	// the way (the drift check would, minutes later). What this attempt
+	// made before its clash (an admin permission can clash after the
+	// extension's call) goes first, as the extension refuses what exists.
 	if errors.Is(err, fault.Conflict) && s.finishUndone(opCtx, row) {
-		art, err = s.kc.Provision(opCtx, spec)
+		if _, err = s.kc.Cleanup(opCtx, realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients); err == nil {
+			art, err = s.kc.Provision(opCtx, spec)
+		}
 	}
 	if err != nil {
 		s.undoCreate(opCtx, row, err)
@@ -265,9 +269,7 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 }
 
 // finishUndone removes what Keycloak made late for the creates of row's
-// label undone lately, and reports whether it removed anything. The extension's
-// create is one transaction, so the clash that led here left nothing of
-// row's own to undo before Provision runs again.
+// label undone lately, and reports whether it removed anything.
 func (s *Service) finishUndone(ctx context.Context, row *Community) bool {
 	ids, err := s.store.Undone(ctx, row.Realm, row.LabelKey)
 	if err != nil {

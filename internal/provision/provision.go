@@ -201,10 +201,17 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 	for _, c := range f.Communities {
 		listed[label.Key(c.Label)] = true
 	}
-	// Deletes come first, so that a community the file lists may take the
-	// name of one it drops in the same run; a delete that will be refused
-	// frees nothing.
-	var plan []Action
+	// The deletes of communities whose names the file gives to new ones
+	// come first, so that those creates succeed in the same run (a delete
+	// that will be refused frees nothing); the other deletes come last, so
+	// that an interrupted apply has dropped as little as it can.
+	wantedNames := map[string]bool{}
+	for _, c := range f.Communities {
+		if _, ok := active[label.Key(c.Label)]; !ok {
+			wantedNames[label.Key(c.Name)] = true
+		}
+	}
+	var plan, last []Action
 	if prune {
 		for _, e := range existing {
 			if listed[e.LabelKey] {
@@ -223,6 +230,10 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 					a.Detail += ", so the delete will be refused without --accept-labelled-resources"
 				}
 			}
+			if !wantedNames[e.NameKey] {
+				last = append(last, a)
+				continue
+			}
 			if !refused {
 				delete(named, e.NameKey)
 			}
@@ -236,7 +247,7 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 		}
 		plan = append(plan, actions...)
 	}
-	return plan, nil
+	return append(plan, last...), nil
 }
 
 // planOne plans c against the realm's active communities (by label key

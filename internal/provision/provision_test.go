@@ -83,9 +83,10 @@ func (g labelled) Count(_ context.Context, l string) (fhirguard.Usage, error) {
 
 // TestPruneFreesANameInTheSameRun: a file that drops a community and gives
 // its name to a new one is applied in one run with --prune: the delete is
-// planned first and frees the name (it took a second run before). A
-// delete that will be refused (labels remain on resources) frees nothing,
-// so the create stays a conflict; without --prune nothing is freed.
+// planned first and frees the name (it took a second run before), while a
+// delete that frees no name the file wants stays last. A delete that will
+// be refused (labels remain on resources) frees nothing, so the create
+// stays a conflict; without --prune nothing is freed.
 func TestPruneFreesANameInTheSameRun(t *testing.T) {
 	idp := fakeidp.New()
 	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute,
@@ -93,7 +94,7 @@ func TestPruneFreesANameInTheSameRun(t *testing.T) {
 		Guard: labelled{"KEPT": 3}})
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
 	idp.GrantRole(realm, desk.Subject, "service-desk")
-	for _, c := range [][2]string{{"OLD", "Reference sets"}, {"KEPT", "Kept by its labels"}} {
+	for _, c := range [][2]string{{"OLD", "Reference sets"}, {"KEPT", "Kept by its labels"}, {"ASIDE", "Dropped"}} {
 		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: c[0], Name: c[1]}); err != nil {
 			t.Fatal(err)
 		}
@@ -127,8 +128,9 @@ func TestPruneFreesANameInTheSameRun(t *testing.T) {
 		"delete KEPT: Kept by its labels; its labels remain on 3 resources (CodeSystem: 3), so the delete will be refused without --accept-labelled-resources",
 		"delete OLD: Reference sets",
 		"create NEW: Reference sets",
-		`conflict NEWER: the realm's community "KEPT" is named "Kept by its labels" (names are unique ignoring case)`)
-	if err := p.Apply(t.Context(), f, actions, nil); err == nil || !strings.Contains(err.Error(), "2 of 4 changes failed") {
+		`conflict NEWER: the realm's community "KEPT" is named "Kept by its labels" (names are unique ignoring case)`,
+		"delete ASIDE: Dropped")
+	if err := p.Apply(t.Context(), f, actions, nil); err == nil || !strings.Contains(err.Error(), "2 of 5 changes failed") {
 		t.Errorf("apply: %v", err)
 	}
 	if row, err := svc.Get(t.Context(), realm, "NEW"); err != nil || row.Name != "Reference sets" {

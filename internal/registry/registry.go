@@ -378,7 +378,7 @@ func (s *Store) Trace(ctx context.Context, realm, labelKey, id string) (communit
 func (s *Store) Undone(ctx context.Context, realm, labelKey string) ([]string, error) {
 	ids := []string{}
 	err := s.db.WithContext(ctx).Raw(`SELECT id::text FROM undone_creates
-WHERE realm = ? AND label_key = ? AND undone_at >= ? ORDER BY undone_at DESC LIMIT ?`,
+WHERE realm = ? AND label_key = ? AND undone_at >= ? ORDER BY undone_at DESC, id LIMIT ?`,
 		realm, labelKey, time.Now().UTC().Add(-community.UndoneKept), community.MaxUndoneAsked).Scan(&ids).Error
 	if err != nil {
 		return nil, fmt.Errorf("look up undone creates of %s: %w", labelKey, err)
