@@ -16,8 +16,8 @@ import (
 	"github.com/nhs-terminology/communities/internal/metrics"
 )
 
-// id is the request id of a log line, "" without one.
-func id(line map[string]any) string {
+// requestIDIn is the request id of a log line, "" without one.
+func requestIDIn(line map[string]any) string {
 	s, _ := line["request_id"].(string)
 	return s
 }
@@ -69,7 +69,7 @@ func TestFailureIsOneLogLine(t *testing.T) {
 		}
 		l := lines[0]
 		if l["level"] != "ERROR" || l["msg"] != "request" || l["status"] != float64(c.status) ||
-			!strings.Contains(fmt.Sprint(l["error"]), c.cause) || id(l) == "" {
+			!strings.Contains(fmt.Sprint(l["error"]), c.cause) || requestIDIn(l) == "" {
 			t.Errorf("%s: log line %v; want the request's, at ERROR, with its cause", c.name, l)
 		}
 	}

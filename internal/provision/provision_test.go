@@ -37,8 +37,14 @@ func newServiceOver(store community.Store) (*community.Service, *fakeidp.IDP, co
 // newServiceVia is the community service over store and kc, in front of
 // idp, with a service desk user of realm.
 func newServiceVia(store community.Store, idp *fakeidp.IDP, kc community.IdentityProvider) (*community.Service, community.Actor) {
+	return newServiceGuarded(store, idp, kc, nil)
+}
+
+// newServiceGuarded is newServiceVia with guard counting labelled
+// resources (nil: none).
+func newServiceGuarded(store community.Store, idp *fakeidp.IDP, kc community.IdentityProvider, guard community.Guard) (*community.Service, community.Actor) {
 	svc := community.New(store, kc, community.Options{RootGroup: "Communities", Lease: time.Minute, Logger: slog.New(slog.DiscardHandler),
-		Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}})
+		Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"}, Guard: guard})
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
 	idp.GrantRole(realm, desk.Subject, "service-desk")
 	return svc, desk
@@ -89,11 +95,7 @@ func (g labelled) Count(_ context.Context, l string) (fhirguard.Usage, error) {
 // stays a conflict; without --prune nothing is freed.
 func TestPruneFreesANameInTheSameRun(t *testing.T) {
 	idp := fakeidp.New()
-	svc := community.New(memstore.New(), idp, community.Options{RootGroup: "Communities", Lease: time.Minute,
-		Logger: slog.New(slog.DiscardHandler), Roles: community.Roles{ServiceDesk: "service-desk", Creator: "community-creator"},
-		Guard: labelled{"KEPT": 3}})
-	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "cli", Username: "desk", ServiceDesk: true}
-	idp.GrantRole(realm, desk.Subject, "service-desk")
+	svc, desk := newServiceGuarded(memstore.New(), idp, idp, labelled{"KEPT": 3})
 	for _, c := range [][2]string{{"OLD", "Reference sets"}, {"KEPT", "Kept by its labels"}, {"ASIDE", "Dropped"}} {
 		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: c[0], Name: c[1]}); err != nil {
 			t.Fatal(err)
