@@ -235,7 +235,7 @@ func (s *Service) finishUndo(ctx context.Context, rep *Report, o Orphan) error {
 		return fmt.Errorf("finish undo of %s/%s: %w", rep.Realm, o.Label, err)
 	}
 	rep.UndoneFinished = append(rep.UndoneFinished, o.Label)
-	s.lateUndoFinished(ctx, rep.Realm, o.Label, cr)
+	s.lateUndoFinished(ctx, rep.Realm, o.Label, "", cr)
 	return nil
 }
 

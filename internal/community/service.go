@@ -214,7 +214,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 	// the way (the drift check would, minutes later). What this attempt
 	// made before its clash (an admin permission can clash after the
 	// extension's call) goes first, as the extension refuses what exists.
-	if errors.Is(err, fault.Conflict) && s.finishUndone(opCtx, row) {
+	if errors.Is(err, fault.Conflict) && s.finishUndone(opCtx, row, ev.RequestID) {
 		if _, err = s.kc.Cleanup(opCtx, realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients); err == nil {
 			art, err = s.kc.Provision(opCtx, spec)
 		}
@@ -269,8 +269,9 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 }
 
 // finishUndone removes what Keycloak made late for the creates of row's
-// label undone lately, and reports whether it removed anything.
-func (s *Service) finishUndone(ctx context.Context, row *Community) bool {
+// label undone lately, and reports whether it removed anything. requestID
+// is the create's, whose audit trail the removal joins.
+func (s *Service) finishUndone(ctx context.Context, row *Community, requestID string) bool {
 	ids, err := s.store.Undone(ctx, row.Realm, row.LabelKey)
 	if err != nil {
 		s.log.WarnContext(ctx, "could not look up undone creates of a clashing label", "realm", row.Realm, "label", row.Label,
@@ -289,17 +290,19 @@ func (s *Service) finishUndone(ctx context.Context, row *Community) bool {
 			continue
 		}
 		removed = true
-		s.lateUndoFinished(ctx, row.Realm, row.Label, cr)
+		s.lateUndoFinished(ctx, row.Realm, row.Label, requestID, cr)
 	}
 	return removed
 }
 
 // lateUndoFinished logs and audits what Cleanup removed of a create that
-// Keycloak completed after its undo.
-func (s *Service) lateUndoFinished(ctx context.Context, realm, label string, cr CleanupReport) {
+// Keycloak completed after its undo; requestID is the request that found
+// it, if a request did (a create of the same label).
+func (s *Service) lateUndoFinished(ctx context.Context, realm, label, requestID string, cr CleanupReport) {
 	s.log.WarnContext(ctx, "removed what Keycloak made for a create after the create was undone", "realm", realm,
 		"label", label, "deleted", cr.Deleted, "kept_foreign", cr.Foreign)
-	s.audit(ctx, &AuditEvent{Realm: realm, Action: "recover", Label: label, ActorClient: "communities-recovery"},
+	s.audit(ctx, &AuditEvent{Realm: realm, Action: "recover", Label: label, ActorClient: "communities-recovery",
+		RequestID: requestID},
 		"success", fmt.Sprintf("finished the undo of a failed create, which Keycloak completed late: deleted %v", cr.Deleted))
 }
 

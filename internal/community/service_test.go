@@ -1436,6 +1436,7 @@ func TestLateCommitAfterUndoIsFinished(t *testing.T) {
 // one whose leftovers cannot be removed now.
 func TestRetriedCreateFinishesALateUndo(t *testing.T) {
 	store, idp, svc, desk := racing()
+	desk.RequestID = "req-retry"
 	ctx := t.Context()
 	create := func() error {
 		_, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "LATE", Name: "Late"})
@@ -1475,7 +1476,8 @@ func TestRetriedCreateFinishesALateUndo(t *testing.T) {
 		t.Errorf("Keycloak holds %v; want only the artefacts of %s", idp.Artefacts(realm), row.ID)
 	}
 	if !slices.ContainsFunc(store.Events(), func(e community.AuditEvent) bool {
-		return e.Action == "recover" && e.Label == "LATE" && e.Outcome == "success"
+		// The retry's request id: the removal is part of that request.
+		return e.Action == "recover" && e.Label == "LATE" && e.Outcome == "success" && e.RequestID == "req-retry"
 	}) {
 		t.Errorf("no recover event in %+v", store.Events())
 	}
