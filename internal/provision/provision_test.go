@@ -265,6 +265,13 @@ func TestPlanSaysWhatApplyWouldRefuse(t *testing.T) {
 			t.Errorf("apply made %s for a conflict", a)
 		}
 	}
+	// Not tried at all: a create the registry refused would have left a
+	// "conflict" in the audit trail, and nothing in Keycloak either.
+	for _, e := range store.Events() {
+		if e.Action == "create" && e.Label != "NDD" && e.Label != "NEW" {
+			t.Errorf("apply tried a conflict: %+v", e)
+		}
+	}
 }
 
 // TestPlanRepairsBeforeMembers: a member group deleted by hand is a repair
