@@ -214,6 +214,9 @@ func (c *Client) forget(realm, root string) {
 // one call to the extension and one Keycloak transaction: all of it or, on
 // any error, none. It is idempotent: missing artefacts are skipped, so it
 // can undo a half-made create, finish a delete that failed, or run twice.
+// A group made by hand under the community's groups is kept, and so are
+// the groups above it, unmarked and without role mappings; all are listed
+// as foreign.
 // A foreign client scope of a community scope's name is left in place but
 // taken off fhirClients: once the community's roles are gone it would have
 // no role mapping, and Keycloak would put it into every user's token.

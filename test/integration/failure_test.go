@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -467,6 +468,109 @@ func TestCleanupIsAllOrNothing(t *testing.T) {
 	}
 	if left := policies(); len(left) > 0 {
 		t.Errorf("the delete left the admin permissions %v", left)
+	}
+}
+
+// TestDeleteKeepsGroupsMadeByHand: groups an administrator made under a
+// community's groups are not the community's, so its delete keeps them,
+// with their members, and keeps the community's groups above them; those
+// lose the marker and every role mapping, so that the hand-made groups'
+// members hold nothing through them (the owner group's community-owner
+// role opens the admin console). The community's other groups, its roles
+// and its permissions go. What is kept blocks the label, as any group of
+// its name does, and the drift check reports it as not the service's.
+func TestDeleteKeepsGroupsMadeByHand(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	harness.Do(t, "POST", f.base, sd, map[string]any{"securityLabel": "HANDS", "communityName": "Hands",
+		"owners": []string{"author"}}).Expect(t, 201)
+	admin := f.realm.AdminToken(t)
+	gc, realm := f.realm.GC, f.realm.Name
+	group := func(path string) *gocloak.Group {
+		t.Helper()
+		g, err := gc.GetGroupByPath(ctx, admin, realm, strings.TrimPrefix(path, "/"))
+		if api := (*gocloak.APIError)(nil); errors.As(err, &api) && api.Code == http.StatusNotFound {
+			return nil
+		}
+		if err != nil {
+			t.Fatalf("group %s: %v", path, err)
+		}
+		return g
+	}
+	handMade := func(parent, name, member string) {
+		t.Helper()
+		id, err := gc.CreateChildGroup(ctx, admin, realm, *group(parent).ID, gocloak.Group{Name: gocloak.StringP(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := gc.AddUserToGroup(ctx, admin, realm, f.realm.UserID(t, member), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handMade("/Communities/HANDS", "reviewers", "creator")
+	handMade("/Communities/HANDS/owner", "deputies", "consumer")
+	consumer := f.realm.UserID(t, "consumer")
+	holdsOwnerRole := func() bool {
+		t.Helper()
+		roles, err := gc.GetCompositeRealmRolesByUserID(ctx, admin, realm, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(roles, func(r *gocloak.Role) bool { return *r.Name == keycloak.OwnerRole })
+	}
+	if !holdsOwnerRole() {
+		t.Fatal("a deputy does not inherit the owner group's role; the test proves nothing")
+	}
+
+	harness.Do(t, "DELETE", f.base+"/HANDS", sd, nil).Expect(t, 204)
+	for _, path := range []string{"/Communities/HANDS", "/Communities/HANDS/reviewers", "/Communities/HANDS/owner",
+		"/Communities/HANDS/owner/deputies"} {
+		g := group(path)
+		if g == nil {
+			t.Errorf("the delete removed %s", path)
+			continue
+		}
+		if g.Attributes != nil && len((*g.Attributes)[keycloak.MarkerAttribute]) > 0 {
+			t.Errorf("%s still carries the marker: %v", path, *g.Attributes)
+		}
+		roles, err := gc.GetRoleMappingByGroupID(ctx, admin, realm, *g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if roles.RealmMappings != nil && len(*roles.RealmMappings) > 0 {
+			t.Errorf("%s still maps %d realm roles", path, len(*roles.RealmMappings))
+		}
+	}
+	for _, path := range []string{"/Communities/HANDS/author", "/Communities/HANDS/consumer"} {
+		if group(path) != nil {
+			t.Errorf("the delete kept %s, which holds nothing made by hand", path)
+		}
+	}
+	if got := f.realm.Artefacts(t, "Communities", "HANDS"); !slices.Equal(got, []string{"group /Communities/HANDS"}) {
+		t.Errorf("Keycloak holds %v; want only the kept group", got)
+	}
+	for _, c := range []struct{ path, user string }{{"/Communities/HANDS/reviewers", "creator"}, {"/Communities/HANDS/owner/deputies", "consumer"}} {
+		g := group(c.path)
+		if g == nil {
+			continue // reported above
+		}
+		members, err := gc.GetGroupMembers(ctx, admin, realm, *g.ID, gocloak.GetGroupsParams{})
+		if err != nil || len(members) != 1 || *members[0].Username != c.user {
+			t.Errorf("members of %s: %v %v; want %s", c.path, members, err, c.user)
+		}
+	}
+	if holdsOwnerRole() {
+		t.Error("a deputy still holds the owner role through the kept owner group")
+	}
+
+	f.create(t, sd, "HANDS", "Hands again").Expect(t, 409)
+	reports, _, err := f.svc.Server.Service().Reconcile(ctx, []string{realm}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := reports[0].Orphans; len(o) != 1 || o[0].Label != "HANDS" || o[0].ID != "" {
+		t.Errorf("orphans %+v; want the kept group, unmarked", o)
 	}
 }
 

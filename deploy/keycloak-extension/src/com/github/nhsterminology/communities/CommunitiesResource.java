@@ -262,7 +262,9 @@ public class CommunitiesResource {
      * Policies go first, as over the REST API, since they name the groups;
      * an unmarked client scope of a scopes name is taken off clients (with
      * the community's roles gone it would have no role mapping, and
-     * Keycloak would put it into every user's token). Each removal is
+     * Keycloak would put it into every user's token); a group made by hand
+     * under the community's groups is kept, with the groups above it
+     * (see removeGroup). Each removal is
      * checked with the permission the admin REST API checks for it, and
      * recorded as the same admin event. Answers 200 with what was removed
      * and what was left as someone else's: {@code {"deleted": [...],
@@ -308,11 +310,7 @@ public class CommunitiesResource {
                 foreign.add("group " + path);
             } else {
                 auth.groups().requireManage(group);
-                // Its member groups go with it; members lose the membership, users stay.
-                realm.removeGroup(group);
-                adminEvent.operation(OperationType.DELETE).resource(ResourceType.GROUP)
-                        .resourcePath("groups", group.getId()).representation(Map.of("id", group.getId(), "path", path)).success();
-                deleted.add("group " + path);
+                removeGroup(group, path, body, deleted, foreign);
             }
         }
 
@@ -368,6 +366,47 @@ public class CommunitiesResource {
         out.put("deleted", deleted);
         out.put("foreign", foreign);
         return out;
+    }
+
+    /**
+     * Removes group, which carries body's marker, with its member groups;
+     * members lose the membership, users stay. A group under it that does
+     * not carry the marker was made there by hand: removing it would
+     * remove somebody else's group with its members and roles. It is kept,
+     * and so is every group above it, which stops being the community's:
+     * it loses the marker, so that no clean-up or orphan search takes it
+     * for the community's again, and every role mapping, which the groups
+     * under it would otherwise pass on to their members (an owner group's
+     * community-owner role opens the admin console). Both are listed in
+     * foreign.
+     */
+    private void removeGroup(GroupModel group, String path, Removal body, List<String> deleted, List<String> foreign) {
+        if (wholeTreeMarked(group, body)) {
+            realm.removeGroup(group);
+            adminEvent.operation(OperationType.DELETE).resource(ResourceType.GROUP)
+                    .resourcePath("groups", group.getId()).representation(Map.of("id", group.getId(), "path", path)).success();
+            deleted.add("group " + path);
+            return;
+        }
+        for (GroupModel sub : group.getSubGroupsStream().toList()) {
+            String subPath = path + "/" + sub.getName();
+            if (onlyValue(sub.getAttributeStream(body.attribute), body.marker)) {
+                removeGroup(sub, subPath, body, deleted, foreign);
+            } else {
+                foreign.add("group " + subPath);
+            }
+        }
+        group.removeAttribute(body.attribute);
+        group.getRoleMappingsStream().toList().forEach(group::deleteRoleMapping);
+        adminEvent.operation(OperationType.UPDATE).resource(ResourceType.GROUP)
+                .resourcePath("groups", group.getId()).representation(Map.of("id", group.getId(), "path", path)).success();
+        foreign.add("group " + path);
+    }
+
+    /** Whether group and every group under it carry body's marker as their one value. */
+    private static boolean wholeTreeMarked(GroupModel group, Removal body) {
+        return onlyValue(group.getAttributeStream(body.attribute), body.marker)
+                && group.getSubGroupsStream().allMatch(sub -> wholeTreeMarked(sub, body));
     }
 
     /** Removes body's policies that carry its policy marker, when the realm's admin permissions are on. */
