@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/nhs-terminology/communities/internal/community"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -66,12 +67,12 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 		}
 	}
 
-	regrouped, err := c.ensureGroups(ctx, tok, s, d, roles, repair, &a, note)
-	if err != nil {
-		return drift, a, err
-	}
 	critical := func(what, problem string, contained bool) {
 		drift = append(drift, community.Drift{What: what, Problem: problem, Repaired: contained, Critical: true})
+	}
+	regrouped, err := c.ensureGroups(ctx, tok, s, d, roles, repair, &a, note, critical)
+	if err != nil {
+		return drift, a, err
 	}
 	if err := c.ensureLegacy(ctx, tok, s, d, repair, note, critical); err != nil {
 		return drift, a, err
@@ -135,18 +136,23 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 	return nil
 }
 
-func deref(p *string) string {
+// deref is what p points to, or the zero value if it is nil.
+func deref[T any](p *T) T {
 	if p == nil {
-		return ""
+		var zero T
+		return zero
 	}
 	return *p
 }
 
 // ensureGroups checks the label group, its member groups and their role
-// grants; repair makes what is missing, and made says whether it made a
-// group.
+// grants; repair makes what is missing and takes off what the community
+// did not grant (critical: the group passes it on to its members), and
+// made says whether it made a group. Groups made by hand under a member
+// group are reported (critical too) and left: they are not the
+// community's to remove.
 func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec, d Desired, roles map[string]gocloak.Role,
-	repair bool, a *community.Artifacts, note func(string, string, bool)) (made bool, err error) {
+	repair bool, a *community.Artifacts, note, critical func(string, string, bool)) (made bool, err error) {
 	g, gerr := c.gc.GetGroupByPath(ctx, tok, s.Realm, strings.TrimPrefix(d.Group.Path, "/"))
 	switch {
 	case statusOf(gerr) == http.StatusNotFound:
@@ -170,14 +176,21 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 		return false, nil
 	default:
 		a.GroupID = *g.ID
+		m, err := c.mappings(ctx, tok, s.Realm, d.Group.Path, a.GroupID)
+		if err != nil {
+			return false, err
+		}
+		if err := c.ungrant(ctx, tok, s.Realm, d.Group.Path, a.GroupID, m, d.Legacy.Roles, repair, critical); err != nil {
+			return false, err
+		}
 	}
 
-	var children []gocloak.Group
+	var children []childGroup
 	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/groups/"+a.GroupID+"/children?briefRepresentation=true&max=100", nil, &children); err != nil {
 		return made, fmt.Errorf("list groups under %s: %w", d.Group.Path, err)
 	}
 	for _, want := range d.Children {
-		idx := slices.IndexFunc(children, func(g gocloak.Group) bool { return deref(g.Name) == want.Name })
+		idx := slices.IndexFunc(children, func(g childGroup) bool { return g.Name == want.Name })
 		if idx < 0 {
 			if !repair {
 				note("group "+want.Path, problemMissing, false)
@@ -191,16 +204,24 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 			setGroupID(a, want.Member, id)
 			note("group "+want.Path, problemMissing, true)
 		} else {
-			setGroupID(a, want.Member, *children[idx].ID)
+			setGroupID(a, want.Member, children[idx].ID)
+			if children[idx].SubGroupCount > 0 {
+				critical("group "+want.Path, problemBelow, false)
+			}
 		}
 		id := groupID(*a, want.Member)
-		mapped, err := c.gc.GetRealmRolesByGroupID(ctx, tok, s.Realm, id)
+		m, err := c.mappings(ctx, tok, s.Realm, want.Path, id)
 		if err != nil {
-			return made, classify("read role mappings of "+want.Path, err)
+			return made, err
 		}
+		// An earlier version's owner role goes with the role (ensureLegacy).
+		if err := c.ungrant(ctx, tok, s.Realm, want.Path, id, m, slices.Concat(want.Grants, d.Legacy.Roles), repair, critical); err != nil {
+			return made, err
+		}
+		mapped := deref(m.RealmMappings)
 		var lacking []gocloak.Role
 		for _, name := range want.Grants {
-			if !slices.ContainsFunc(mapped, func(r *gocloak.Role) bool { return deref(r.Name) == name }) {
+			if !slices.ContainsFunc(mapped, func(r gocloak.Role) bool { return deref(r.Name) == name }) {
 				r, ok := roles[name]
 				if ok {
 					lacking = append(lacking, r)
@@ -218,6 +239,71 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 		}
 	}
 	return made, nil
+}
+
+// childGroup is a group as Keycloak lists the children of a group.
+type childGroup struct {
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	SubGroupCount int    `json:"subGroupCount"`
+}
+
+// mappings reads the realm and client role mappings of group id (at path).
+func (c *Client) mappings(ctx context.Context, tok, realm, path, id string) (*gocloak.MappingsRepresentation, error) {
+	m, err := c.gc.GetRoleMappingByGroupID(ctx, tok, realm, id)
+	if err != nil {
+		return nil, classify("read role mappings of "+path, err)
+	}
+	return m, nil
+}
+
+// ungrant reports the roles m maps to group id (at path) that are not in
+// grants, and with repair takes them off, but for the admin roles of
+// adminClient: Keycloak refuses the service's account to take those off a
+// group, even the ones it holds (tried, 403), so they are left to an
+// administrator.
+func (c *Client) ungrant(ctx context.Context, tok, realm, path, id string, m *gocloak.MappingsRepresentation, grants []string,
+	repair bool, critical func(string, string, bool)) error {
+	var names []string
+	var roles []gocloak.Role
+	for _, r := range deref(m.RealmMappings) {
+		if name := deref(r.Name); !slices.Contains(grants, name) {
+			names = append(names, name)
+			roles = append(roles, r)
+		}
+	}
+	for _, what := range ungranted(path, names, nil, grants) {
+		critical(what, problemGranted, repair)
+	}
+	if repair && len(roles) > 0 {
+		if err := c.gc.DeleteRealmRoleFromGroup(ctx, tok, realm, id, roles); err != nil {
+			return classify("take ungranted realm roles off "+path, err)
+		}
+	}
+	for _, client := range slices.Sorted(maps.Keys(m.ClientMappings)) {
+		cm := m.ClientMappings[client]
+		if cm == nil || len(deref(cm.Mappings)) == 0 {
+			continue
+		}
+		mapped := map[string][]string{client: nil}
+		for _, r := range deref(cm.Mappings) {
+			mapped[client] = append(mapped[client], deref(r.Name))
+		}
+		fixable := repair && client != adminClient
+		for _, what := range ungranted(path, nil, mapped, grants) {
+			if client == adminClient {
+				critical(what, problemGranted+problemByHand, false)
+			} else {
+				critical(what, problemGranted, fixable)
+			}
+		}
+		if fixable {
+			if err := c.gc.DeleteClientRoleFromGroup(ctx, tok, realm, deref(cm.ID), id, deref(cm.Mappings)); err != nil {
+				return classify("take client roles of "+client+" off "+path, err)
+			}
+		}
+	}
+	return nil
 }
 
 type scopeRep struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -22,7 +23,33 @@ const (
 	problemMissing = "missing"
 	problemForeign = "exists but is not this community's"
 	problemEarlier = "made by an earlier version; the realm's community-privileges token mapper replaces it"
+	problemGranted = "not granted by the community; its group passes it on to the group's members"
+	problemBelow   = "holds groups made by hand, whose members hold its roles without being the community's members; move them out by hand"
+	// problemByHand follows a problem a repair leaves to an administrator.
+	problemByHand = "; take it off by hand"
 )
+
+// adminClient holds a realm's admin roles, which only an administrator
+// may take off a group.
+const adminClient = "realm-management"
+
+// ungranted returns the role mappings of group path, realm roles by name
+// and client roles by client id and name, that are not in grants: what
+// the community's group passes on that the community did not grant.
+func ungranted(path string, realmRoles []string, clientRoles map[string][]string, grants []string) []string {
+	var out []string
+	for _, name := range realmRoles {
+		if !slices.Contains(grants, name) {
+			out = append(out, "role mapping "+path+" → "+name)
+		}
+	}
+	for _, client := range slices.Sorted(maps.Keys(clientRoles)) {
+		for _, name := range clientRoles[client] {
+			out = append(out, "role mapping "+path+" → "+client+" client role "+name)
+		}
+	}
+	return out
+}
 
 // realmView is what a realm holds of communities, read in bulk: the realm
 // roles by name, the groups under the root by path (label groups and their
@@ -36,8 +63,9 @@ type realmView struct {
 }
 
 // surveyRep is the extension's answer: realm roles with their markers,
-// the groups one and two levels under the root with their markers and
-// realm role mappings, the community admin policies and the client scopes.
+// the groups one and two levels under the root with their markers, role
+// mappings and the groups under them (by name), the community admin
+// policies and the client scopes.
 type surveyRep struct {
 	Roles            []gocloak.Role  `json:"roles"`
 	Groups           []gocloak.Group `json:"groups"`
@@ -352,20 +380,22 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 	case !hasMarker(g.Attributes, s.ID):
 		note("group "+d.Group.Path, problemForeign)
 	default:
+		grantedOnly(note, d.Group.Path, g, d.Legacy.Roles)
 		for _, want := range d.Children {
 			g, ok := v.groups[want.Path]
 			if !ok {
 				note("group "+want.Path, problemMissing)
 				continue
 			}
-			var mapped []string
-			if g.RealmRoles != nil {
-				mapped = *g.RealmRoles
-			}
+			mapped := deref(g.RealmRoles)
 			for _, name := range want.Grants {
 				if !slices.Contains(mapped, name) {
 					note("role mapping "+want.Path+" → "+name, problemMissing)
 				}
+			}
+			grantedOnly(note, want.Path, g, slices.Concat(want.Grants, d.Legacy.Roles))
+			if g.SubGroups != nil && len(*g.SubGroups) > 0 {
+				note("group "+want.Path, problemBelow)
 			}
 		}
 	}
@@ -394,6 +424,25 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 		}
 	}
 	return drift
+}
+
+// grantedOnly notes the roles group g (at path) maps that are not in
+// grants, in Ensure's words.
+func grantedOnly(note func(string, string), path string, g gocloak.Group, grants []string) {
+	for _, what := range ungranted(path, deref(g.RealmRoles), nil, grants) {
+		note(what, problemGranted)
+	}
+	clientRoles := deref(g.ClientRoles)
+	for _, client := range slices.Sorted(maps.Keys(clientRoles)) {
+		names := clientRoles[client]
+		problem := problemGranted
+		if client == adminClient {
+			problem += problemByHand
+		}
+		for _, what := range ungranted(path, nil, map[string][]string{client: names}, grants) {
+			note(what, problem)
+		}
+	}
 }
 
 // CommunityGroup finds the group of label under root now, with its marker.

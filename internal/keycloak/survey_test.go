@@ -30,7 +30,7 @@ func healthy(s community.Spec) realmView {
 	attrs := d.Group.Attributes
 	v.groups[d.Group.Path] = gocloak.Group{Name: gocloak.StringP(d.Group.Name), Attributes: &attrs}
 	for _, c := range d.Children {
-		grants := append([]string{"default-roles-terminology"}, c.Grants...)
+		grants := slices.Clone(c.Grants)
 		v.groups[c.Path] = gocloak.Group{Name: gocloak.StringP(c.Name), Attributes: &marker, RealmRoles: &grants}
 	}
 	for _, p := range d.Policies {
@@ -81,6 +81,30 @@ func TestCompare(t *testing.T) {
 			g.RealmRoles = &[]string{"PERM_NDD_READ"}
 			v.groups["/Communities/NDD/author"] = g
 		}, []string{"role mapping /Communities/NDD/author → PERM_NDD_WRITE: missing"}},
+		{"a role the community did not grant, on a member group and on the label group", func(v realmView) {
+			g := v.groups["/Communities/NDD/consumer"]
+			g.RealmRoles = &[]string{"PERM_NDD_READ", "PERM_READ"}
+			g.ClientRoles = &map[string][]string{"realm-management": {"manage-users"}, "account": {"view-profile"}}
+			v.groups["/Communities/NDD/consumer"] = g
+			l := v.groups["/Communities/NDD"]
+			l.RealmRoles = &[]string{"FHIR_WRITE"}
+			v.groups["/Communities/NDD"] = l
+		}, []string{
+			"role mapping /Communities/NDD → FHIR_WRITE: " + problemGranted,
+			"role mapping /Communities/NDD/consumer → PERM_READ: " + problemGranted,
+			"role mapping /Communities/NDD/consumer → account client role view-profile: " + problemGranted,
+			"role mapping /Communities/NDD/consumer → realm-management client role manage-users: " + problemGranted + problemByHand,
+		}},
+		{"an earlier version's owner role on the owner group is the role's business", func(v realmView) {
+			g := v.groups["/Communities/NDD/owner"]
+			g.RealmRoles = &[]string{OwnerRole, "PERM_NDD_OWNER"}
+			v.groups["/Communities/NDD/owner"] = g
+		}, nil},
+		{"a group made by hand under a member group", func(v realmView) {
+			g := v.groups["/Communities/NDD/author"]
+			g.SubGroups = &[]gocloak.Group{{Name: gocloak.StringP("team"), Path: gocloak.StringP("/Communities/NDD/author/team")}}
+			v.groups["/Communities/NDD/author"] = g
+		}, []string{"group /Communities/NDD/author: " + problemBelow}},
 		{"owner role of an earlier version", func(v realmView) {
 			m := map[string][]string{MarkerAttribute: {ndd.ID}}
 			v.roles["PERM_NDD_OWNER"] = gocloak.Role{Name: gocloak.StringP("PERM_NDD_OWNER"), Attributes: &m}

@@ -225,6 +225,151 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 	}
 }
 
+// TestDriftFindsWhatCommunityGroupsPassOn: a role mapped by hand to a
+// community's groups (realm or client role, on a member group or on the
+// label group) is passed on to the group's members without the community
+// having granted it, and so is everything a group made by hand under a
+// member group inherits, to people the community's member lists do not
+// show. The drift check reports each as critical; a repair takes the
+// mappings off and keeps the community's own grants; an admin role
+// (realm-management's, which Keycloak does not let the service take off)
+// and the hand-made group are left to an administrator, and stay reported.
+func TestDriftFindsWhatCommunityGroupsPassOn(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	harness.Do(t, "POST", f.base, sd, map[string]any{"securityLabel": "PASS", "communityName": "Passed on",
+		"owners": []string{"author"}}).Expect(t, 201)
+	f.create(t, sd, "CALM", "Untouched").Expect(t, 201)
+	admin := f.realm.AdminToken(t)
+	gc, realm := f.realm.GC, f.realm.Name
+	groupID := func(path string) string {
+		t.Helper()
+		g, err := gc.GetGroupByPath(ctx, admin, realm, path)
+		if err != nil {
+			t.Fatalf("group %s: %v", path, err)
+		}
+		return *g.ID
+	}
+	realmRole := func(name string) gocloak.Role {
+		t.Helper()
+		r, err := gc.GetRealmRole(ctx, admin, realm, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *r
+	}
+	for path, role := range map[string]string{"Communities/PASS/consumer": "PERM_READ", "Communities/PASS": "FHIR_WRITE"} {
+		if err := gc.AddRealmRoleToGroup(ctx, admin, realm, groupID(path), []gocloak.Role{realmRole(role)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clients, err := gc.GetClients(ctx, admin, realm, gocloak.GetClientsParams{ClientID: gocloak.StringP("realm-management")})
+	if err != nil || len(clients) != 1 {
+		t.Fatalf("realm-management: %v %v", clients, err)
+	}
+	viewUsers, err := gc.GetClientRole(ctx, admin, realm, *clients[0].ID, "view-users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.AddClientRolesToGroup(ctx, admin, realm, *clients[0].ID, groupID("Communities/PASS/owner"), []gocloak.Role{*viewUsers}); err != nil {
+		t.Fatal(err)
+	}
+	account, err := gc.GetClients(ctx, admin, realm, gocloak.GetClientsParams{ClientID: gocloak.StringP("account")})
+	if err != nil || len(account) != 1 {
+		t.Fatalf("account: %v %v", account, err)
+	}
+	viewProfile, err := gc.GetClientRole(ctx, admin, realm, *account[0].ID, "view-profile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gc.AddClientRolesToGroup(ctx, admin, realm, *account[0].ID, groupID("Communities/PASS/author"), []gocloak.Role{*viewProfile}); err != nil {
+		t.Fatal(err)
+	}
+	team, err := gc.CreateChildGroup(ctx, admin, realm, groupID("Communities/PASS/author"), gocloak.Group{Name: gocloak.StringP("team")})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	svc := f.svc.Server.Service()
+	check := func(repair bool) map[string]bool {
+		t.Helper()
+		reports, ran, err := svc.Reconcile(ctx, []string{realm}, repair)
+		if err != nil || !ran {
+			t.Fatalf("reconcile: ran %v, %v", ran, err)
+		}
+		if d := reports[0].Drift["CALM"]; len(d) != 0 {
+			t.Errorf("drift of an untouched community: %v", d)
+		}
+		found := map[string]bool{}
+		for _, d := range reports[0].Drift["PASS"] {
+			if !d.Critical {
+				t.Errorf("not critical: %v", d)
+			}
+			found[d.What] = d.Repaired
+		}
+		return found
+	}
+	want := []string{
+		"role mapping /Communities/PASS/consumer → PERM_READ",
+		"role mapping /Communities/PASS → FHIR_WRITE",
+		"role mapping /Communities/PASS/owner → realm-management client role view-users",
+		"group /Communities/PASS/author",
+		"role mapping /Communities/PASS/author → account client role view-profile",
+	}
+	found := check(false)
+	for _, w := range want {
+		if _, ok := found[w]; !ok {
+			t.Errorf("the drift check did not report %q; it reported %v", w, found)
+		}
+	}
+	if len(found) != len(want) {
+		t.Errorf("reported %v; want %v", found, want)
+	}
+
+	if found = check(true); !found[want[0]] || !found[want[1]] || found[want[2]] || found[want[3]] || !found[want[4]] {
+		t.Errorf("repair: %v; want the mappings repaired but the admin role and the hand-made group", found)
+	}
+	mapped := func(path string) []string {
+		t.Helper()
+		m, err := gc.GetRoleMappingByGroupID(ctx, admin, realm, groupID(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		if m.RealmMappings != nil {
+			for _, r := range *m.RealmMappings {
+				out = append(out, *r.Name)
+			}
+		}
+		for client, cm := range m.ClientMappings {
+			if cm.Mappings != nil {
+				for _, r := range *cm.Mappings {
+					out = append(out, client+" "+*r.Name)
+				}
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	for path, grants := range map[string][]string{
+		"Communities/PASS":          nil,
+		"Communities/PASS/owner":    {keycloak.OwnerRole, "realm-management view-users"},
+		"Communities/PASS/author":   {"PERM_PASS_READ", "PERM_PASS_WRITE"},
+		"Communities/PASS/consumer": {"PERM_PASS_READ"},
+	} {
+		if got := mapped(path); !slices.Equal(got, grants) {
+			t.Errorf("after the repair %s maps %v; want %v", path, got, grants)
+		}
+	}
+	if _, err := gc.GetGroup(ctx, admin, realm, team); err != nil {
+		t.Errorf("the repair removed the hand-made group: %v", err)
+	}
+	if found = check(false); len(found) != 2 {
+		t.Errorf("after the repair: %v; want only the admin role and the hand-made group", found)
+	}
+}
+
 // TestMembersAreForWhoMaySeeEveryUser: the extension's POST members
 // lists users, so seeing the realm and every group, which is all the
 // survey needs, is not enough: a caller given exactly that (the realm's

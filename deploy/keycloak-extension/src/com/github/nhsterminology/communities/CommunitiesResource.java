@@ -801,18 +801,48 @@ public class CommunitiesResource {
         if (byId.isEmpty()) {
             return List.of();
         }
-        // Role mappings read apart may miss a group's changed since: what
-        // they lack is a suspicion the service confirms, never a verdict.
+        // Role mappings and groups below, read apart, may miss a group's
+        // changed since: what they show is a suspicion the service
+        // confirms, never a verdict. Client roles too: any role a
+        // community's group maps that the community did not grant is
+        // passed on to its members.
         var mappings = em.createQuery(
-                "select m.group.id, r.name from GroupRoleMappingEntity m, RoleEntity r where r.id = m.roleId"
-                        + " and r.clientRole = false and m.group.id in :ids", Object[].class)
+                "select m.group.id, r.name, r.clientRole, r.clientId from GroupRoleMappingEntity m, RoleEntity r"
+                        + " where r.id = m.roleId and m.group.id in :ids", Object[].class)
                 .setParameter("ids", byId.keySet());
+        Map<String, String> clientIds = new HashMap<>();
         for (Object[] row : mappings.getResultList()) {
             Map<String, Object> g = byId.get((String) row[0]);
-            if (g != null) {
+            if (g == null) {
+                continue;
+            }
+            if (!(Boolean) row[2]) {
                 @SuppressWarnings("unchecked")
                 List<String> roles = (List<String>) g.computeIfAbsent("realmRoles", k -> new ArrayList<String>());
                 roles.add((String) row[1]);
+                continue;
+            }
+            String clientId = clientIds.computeIfAbsent((String) row[3], id -> {
+                ClientModel client = realm.getClientById(id);
+                return client == null ? id : client.getClientId();
+            });
+            @SuppressWarnings("unchecked")
+            Map<String, List<String>> roles = (Map<String, List<String>>) g.computeIfAbsent("clientRoles",
+                    k -> new LinkedHashMap<String, List<String>>());
+            roles.computeIfAbsent(clientId, k -> new ArrayList<>()).add((String) row[1]);
+        }
+        // Groups under the member groups: their members hold the member
+        // group's roles too.
+        var below = em.createQuery(
+                "select g.parentId, g.name from GroupEntity g where g.parentId in :ids and g.id not in :ids", Object[].class)
+                .setParameter("ids", byId.keySet());
+        for (Object[] row : below.getResultList()) {
+            Map<String, Object> g = byId.get((String) row[0]);
+            if (g != null) {
+                @SuppressWarnings("unchecked")
+                List<Map<String, Object>> subs = (List<Map<String, Object>>) g.computeIfAbsent("subGroups",
+                        k -> new ArrayList<Map<String, Object>>());
+                subs.add(Map.of("name", row[1], "path", g.get("path") + "/" + row[1]));
             }
         }
         return new ArrayList<>(byId.values());
