@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -323,8 +324,8 @@ func (p *Proxy) publicBase(r *http.Request) string {
 
 // refusedParams names a search or read parameter the proxy will not pass
 // on, or "". Each one either reaches resources other than those returned
-// (so a search would reveal what a denied resource holds: chains, _has,
-// _filter, _list, _query) or returns resources without their meta.security
+// (so a search would reveal what a denied resource holds: chains, a
+// chained _sort, _has, _filter, _list, _query) or returns resources without their meta.security
 // or as separate entries (_elements, _summary, _contained), which would
 // make a labelled resource look unlabelled.
 func refusedParams(q map[string][]string) string {
@@ -339,6 +340,9 @@ func refusedParams(q map[string][]string) string {
 			return "parameter " + base + " is not passed on: it searches resources the caller may not read"
 		case strings.Contains(name, "."):
 			return "chained parameter " + name + " is not passed on: it searches resources the caller may not read"
+		case base == "_sort" && slices.ContainsFunc(q[name], func(v string) bool { return strings.Contains(v, ".") }):
+			// A chained sort orders what is shown by what it refers to.
+			return "a chained _sort is not passed on: it sorts by resources the caller may not read"
 		}
 	}
 	return ""

@@ -23,7 +23,8 @@ import (
 
 func TestRefusedParams(t *testing.T) {
 	for _, q := range []string{"_elements=id", "_summary=true", "_summary:text=x", "_contained=true", "_containedType=contained",
-		"_has:Provenance:target:agent=x", "_filter=name eq x", "_list=x", "_query=x", "subject.name=x", "target:CodeSystem.url=x"} {
+		"_has:Provenance:target:agent=x", "_filter=name eq x", "_list=x", "_query=x", "subject.name=x", "target:CodeSystem.url=x",
+		"_sort=Provenance:target.name", "_sort=-target:CodeSystem.name", "_sort=_id&_sort=target.name"} {
 		v, _ := url.ParseQuery(q)
 		if refusedParams(v) == "" {
 			t.Errorf("%s passed", q)
@@ -57,13 +58,19 @@ func entry(typ, id, mode string, labels []string, refs ...string) map[string]any
 // the caller sees, totals only for wildcard readers with nothing hidden.
 func TestFilterBundle(t *testing.T) {
 	p := New(Options{Upstream: "http://up/fhir"})
-	b := map[string]any{"resourceType": "Bundle", "type": "searchset", "total": 3, "entry": []any{
+	b := map[string]any{"resourceType": "Bundle", "type": "searchset", "total": 3, "entry": []map[string]any{
 		entry("CodeSystem", "hidden", "match", []string{"NDD.read"}),
 		entry("CodeSystem", "open", "match", nil),
 		entry("CodeSystem", "xxx", "match", []string{"XXX.read"}),
 		entry("Provenance", "p1", "include", nil, "CodeSystem/hidden"),
 		entry("Provenance", "p2", "include", nil, "CodeSystem/open/_history/2"),
 		entry("Provenance", "p3", "include", []string{"NDD.read"}, "CodeSystem/xxx"),
+		// Beside the hidden match only: text naming the open one links
+		// nothing, nor does a reference to a type whose name ends in it.
+		{"resource": map[string]any{"resourceType": "Provenance", "id": "p4",
+			"target": []map[string]string{{"reference": "CodeSystem/hidden"}, {"reference": "RelatedCodeSystem/open"}},
+			"reason": []map[string]string{{"text": "see CodeSystem/open"}}}, "search": map[string]string{"mode": "include"}},
+		entry("Provenance", "p5", "include", nil, "http://up/fhir/CodeSystem/open"),
 	}}
 	raw, _ := json.Marshal(b)
 	ids := func(out []byte) ([]string, bool) {
@@ -89,11 +96,13 @@ func TestFilterBundle(t *testing.T) {
 		total       bool
 	}{
 		// p3 (NDD.read) is hidden from XXX readers.
-		{"grouping/XXX.read", []string{"FHIR_READ"}, []string{"CodeSystem/open", "CodeSystem/xxx", "Provenance/p2"}, false},
+		{"grouping/XXX.read", []string{"FHIR_READ"}, []string{"CodeSystem/open", "CodeSystem/xxx", "Provenance/p2", "Provenance/p5"}, false},
 		// p1 is unlabelled, but beside the hidden match only: it goes for
 		// XXX readers above, and stays here.
-		{"grouping/NDD.read", []string{"FHIR_READ"}, []string{"CodeSystem/hidden", "CodeSystem/open", "Provenance/p1", "Provenance/p2"}, false},
-		{"", []string{"FHIR_READ", "PERM_READ"}, []string{"CodeSystem/hidden", "CodeSystem/open", "CodeSystem/xxx", "Provenance/p1", "Provenance/p2", "Provenance/p3"}, true},
+		{"grouping/NDD.read", []string{"FHIR_READ"}, []string{"CodeSystem/hidden", "CodeSystem/open", "Provenance/p1", "Provenance/p2",
+			"Provenance/p4", "Provenance/p5"}, false},
+		{"", []string{"FHIR_READ", "PERM_READ"}, []string{"CodeSystem/hidden", "CodeSystem/open", "CodeSystem/xxx", "Provenance/p1", "Provenance/p2",
+			"Provenance/p3", "Provenance/p4", "Provenance/p5"}, true},
 	} {
 		out, err := p.filterBundle(&call{privs: decision.Parse(c.scope, c.authorities)}, raw, bundleSearch)
 		if err != nil {

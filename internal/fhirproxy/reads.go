@@ -1,10 +1,10 @@
 package fhirproxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/nhs-terminology/communities/pkg/decision"
 )
@@ -30,7 +30,7 @@ func readParams(q url.Values) url.Values {
 }
 
 // fetch reads the current (or, with version, an old) instance upstream:
-// nil when it is missing or deleted.
+// no head when it is missing or deleted (the answer then says which).
 func (p *Proxy) fetch(c *call, typ, id, version string) (*answer, *head, error) {
 	path := typ + "/" + id
 	if version != "" {
@@ -43,7 +43,7 @@ func (p *Proxy) fetch(c *call, typ, id, version string) (*answer, *head, error) 
 	switch a.status {
 	case http.StatusOK:
 	case http.StatusNotFound, http.StatusGone:
-		return nil, nil, nil
+		return a, nil, nil
 	default:
 		return nil, nil, &statusError{a.status}
 	}
@@ -223,10 +223,41 @@ func linked(res json.RawMessage, shown []string, entries []map[string]json.RawMe
 	return false
 }
 
-// refersTo reports whether raw holds a reference to key ("Type/id"),
-// relative, absolute or versioned.
+// refersTo reports whether a reference element of raw names key
+// ("Type/id"), relative, absolute or versioned. Only reference elements
+// count: text elsewhere that names key links nothing.
 func refersTo(raw json.RawMessage, key string) bool {
-	return bytes.Contains(raw, []byte(key+`"`)) || bytes.Contains(raw, []byte(key+`/_history/`))
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return false
+	}
+	return references(v, func(ref string) bool {
+		ref, _, _ = strings.Cut(ref, "/_history/")
+		return ref == key || strings.HasSuffix(ref, "/"+key)
+	})
+}
+
+// references reports whether match holds for a "reference" string of v,
+// at any depth.
+func references(v any, match func(string) bool) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if s, ok := e.(string); ok && k == "reference" && match(s) {
+				return true
+			}
+			if references(e, match) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if references(e, match) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type bundleKind uint8

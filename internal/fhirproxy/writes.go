@@ -154,9 +154,20 @@ func (p *Proxy) update(c *call, typ, id string) {
 	if !ok {
 		return
 	}
-	_, stored, err := p.fetch(c, typ, id, "")
+	was, stored, err := p.fetch(c, typ, id, "")
 	if err != nil {
 		p.unavailable(c, err)
+		return
+	}
+	// The upstream brings a deleted resource back with its history, which
+	// a version readable again would show; the labels its last version
+	// had are not read here, so only who may write every community's
+	// resources may do it.
+	if stored == nil && was.status == http.StatusGone && !c.privs.Communities().AllWrite {
+		p.fail(c, http.StatusConflict, typ+"/"+id+" was deleted; only a caller who may write every community's resources may bring it back; create it under a new id")
+		return
+	}
+	if stored != nil && !p.precondition(c, stored, typ, id) {
 		return
 	}
 	req := decision.Request{ResourceType: typ, Interaction: decision.Create, NewSecurity: h.Meta.Security}
@@ -198,8 +209,14 @@ func (p *Proxy) patch(c *call, typ, id string) {
 		p.unavailable(c, err)
 		return
 	}
-	if stored == nil {
+	// A patch keeps what it does not change: for who may not read the
+	// instance it would be a way to read it (a patch adding the caller's
+	// own read label, or a failing test operation), so it is missing.
+	if stored == nil || !p.readable(c, stored) {
 		p.notFound(c, typ, id)
+		return
+	}
+	if !p.precondition(c, stored, typ, id) {
 		return
 	}
 	patched, err := ops.Apply(cur.body)
@@ -207,13 +224,7 @@ func (p *Proxy) patch(c *call, typ, id string) {
 	if err == nil {
 		h, err = parseHead(patched)
 	}
-
 	if err != nil || h.ResourceType != typ || h.ID != id {
-		// Says nothing of the stored content unless it may be read.
-		if !p.readable(c, stored) {
-			p.notFound(c, typ, id)
-			return
-		}
 		p.fail(c, http.StatusUnprocessableEntity, "the patch does not apply to "+typ+"/"+id+" as stored, or changes its type or id")
 		return
 	}
@@ -250,6 +261,9 @@ func (p *Proxy) delete(c *call, typ, id string) {
 		p.notFound(c, typ, id)
 		return
 	}
+	if !p.precondition(c, stored, typ, id) {
+		return
+	}
 	d := p.decide(c, decision.Request{ResourceType: typ, Interaction: decision.Delete, Security: stored.Meta.Security})
 	if !d.Allowed {
 		p.denyWrite(c, d, stored, typ, id)
@@ -263,19 +277,32 @@ func (p *Proxy) delete(c *call, typ, id string) {
 	p.relayWritten(c, a)
 }
 
-// pinVersion makes the write apply to the version judged: If-Match on it.
-// A caller's own If-Match must name that version too.
+// precondition answers a caller's If-Match that does not name the stored
+// version, before the write is judged: 412 to a caller who may read the
+// instance, and 404 to one who may not, as a denied write is, so that the
+// answer never tells a write that would be allowed from one that would
+// not (a way to test guesses at the labels without writing anything).
+func (p *Proxy) precondition(c *call, stored *head, typ, id string) bool {
+	m := c.r.Header.Get("If-Match")
+	if m == "" || strings.TrimPrefix(m, "W/") == `"`+stored.Meta.VersionID+`"` {
+		return true
+	}
+	if !p.readable(c, stored) {
+		p.notFound(c, typ, id)
+		return false
+	}
+	p.fail(c, http.StatusPreconditionFailed, "If-Match does not name the current version")
+	return false
+}
+
+// pinVersion makes the write apply to the version judged: If-Match on it
+// (a caller's own If-Match was checked by precondition).
 func (p *Proxy) pinVersion(c *call, stored *head, header http.Header) bool {
 	if stored.Meta.VersionID == "" {
 		p.unavailable(c, errors.New("stored instance has no versionId"))
 		return false
 	}
-	etag := `W/"` + stored.Meta.VersionID + `"`
-	if m := c.r.Header.Get("If-Match"); m != "" && strings.TrimPrefix(m, "W/") != strings.TrimPrefix(etag, "W/") {
-		p.fail(c, http.StatusPreconditionFailed, "If-Match does not name the current version")
-		return false
-	}
-	header.Set("If-Match", etag)
+	header.Set("If-Match", `W/"`+stored.Meta.VersionID+`"`)
 	return true
 }
 

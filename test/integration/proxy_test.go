@@ -410,6 +410,65 @@ func TestProxy(t *testing.T) {
 	})
 }
 
+// TestProxyWritesWithoutRead: a caller who may write a resource but not
+// read it (labelled NDD.read only; an XXX author) learns nothing of it by
+// writing: a patch, which keeps what it does not change, is a write they
+// may not make (404 as a missing resource; a patch adding their own read
+// label made the content theirs to read); a wrong If-Match is 404 too,
+// whether the write would have been allowed or not (it was 412 for an
+// allowed one: a way to test guesses at the labels); a reader still gets
+// 412. A deleted resource is brought back only by who may write every
+// community's resources: its restricted past would show again. A chained
+// _sort is refused.
+func TestProxyWritesWithoutRead(t *testing.T) {
+	pf := newProxyFixture(t)
+	id := pf.put(t, "ValueSet", "write-only", "NDD.read")
+	version := func(id string) string {
+		t.Helper()
+		var r struct{ Meta struct{ VersionID string } }
+		harness.DoFHIR(t, "GET", pf.fhir+"/ValueSet/"+id, "", nil).Expect(t, 200).JSON(t, &r)
+		return r.Meta.VersionID
+	}
+	before := version(id)
+	patch := func(ops string, header ...string) *harness.Response {
+		return pf.via(t, "author", "PATCH", "/ValueSet/"+id, ops, append([]string{"Content-Type", "application/json-patch+json"}, header...)...)
+	}
+	patch(`[{"op":"add","path":"/meta/security/-","value":{"system":"` + decision.DefaultSystem + `","code":"XXX.read"}}]`).Expect(t, 404)
+	for _, guess := range []string{"active", "retired"} {
+		patch(`[{"op":"test","path":"/status","value":"`+guess+`"}]`, "If-Match", `W/"999"`).Expect(t, 404)
+	}
+	for _, labels := range [][]string{{"XXX.read"}, {"NDD.read"}} {
+		pf.via(t, "author", "PUT", "/ValueSet/"+id, harness.Resource("ValueSet", id, labels...), "If-Match", `W/"999"`).Expect(t, 404)
+	}
+	pf.via(t, "author", "GET", "/ValueSet/"+id, nil).Expect(t, 404)
+	if got := version(id); got != before {
+		t.Errorf("the FHIR server's version went from %s to %s", before, got)
+	}
+	pf.via(t, "approver", "PUT", "/ValueSet/"+id, harness.Resource("ValueSet", id, "NDD.read"), "If-Match", `W/"999"`).Expect(t, 412)
+	// Allowed and pinned, the write itself goes through, and its answer
+	// shows nothing the writer may not read.
+	resp := pf.via(t, "author", "PUT", "/ValueSet/"+id, harness.Resource("ValueSet", id, "NDD.read"), "If-Match", `W/"`+before+`"`)
+	if resp.Status != 200 || strings.Contains(string(resp.Body), `"url"`) {
+		t.Errorf("an allowed update by a writer who may not read: %s", resp)
+	}
+
+	gone := pf.put(t, "ValueSet", "gone")
+	restricted := harness.Resource("ValueSet", gone, "NDD.read", "NDD.write")
+	restricted["name"] = "Restricted"
+	harness.PutFHIR(t, pf.fhir, restricted)
+	harness.DoFHIR(t, "DELETE", pf.fhir+"/ValueSet/"+gone, "", nil)
+	if s := harness.DoFHIR(t, "GET", pf.fhir+"/ValueSet/"+gone, "", nil).Status; s != 410 {
+		t.Fatalf("the FHIR server answers %d for a deleted resource, not 410: the test proves nothing", s)
+	}
+	pf.via(t, "author", "PUT", "/ValueSet/"+gone, harness.Resource("ValueSet", gone)).Expect(t, 409)
+	pf.via(t, "in neither", "GET", "/ValueSet/"+gone+"/_history/1", nil).Expect(t, 404)
+	if s := pf.via(t, "service desk", "PUT", "/ValueSet/"+gone, restricted).Status; s != 200 && s != 201 {
+		t.Errorf("service desk bringing a deleted resource back: %d", s)
+	}
+
+	pf.via(t, "in neither", "GET", "/Provenance?_sort=target:ValueSet.name", nil).Expect(t, 400)
+}
+
 // TestProxyCommand runs 'communities proxy' as a process, configured only
 // by the environment, in front of the test FHIR server.
 func TestProxyCommand(t *testing.T) {
