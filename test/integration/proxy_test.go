@@ -433,7 +433,7 @@ func TestProxyWritesWithoutRead(t *testing.T) {
 	patch := func(ops string, header ...string) *harness.Response {
 		return pf.via(t, "author", "PATCH", "/ValueSet/"+id, ops, append([]string{"Content-Type", "application/json-patch+json"}, header...)...)
 	}
-	patch(`[{"op":"add","path":"/meta/security/-","value":{"system":"` + decision.DefaultSystem + `","code":"XXX.read"}}]`).Expect(t, 404)
+	patch(`[{"op":"add","path":"/meta/security/-","value":{"system":"`+decision.DefaultSystem+`","code":"XXX.read"}}]`).Expect(t, 404)
 	for _, guess := range []string{"active", "retired"} {
 		patch(`[{"op":"test","path":"/status","value":"`+guess+`"}]`, "If-Match", `W/"999"`).Expect(t, 404)
 	}
