@@ -385,6 +385,13 @@ func (c Config) classify(l Coding, d *Decision) (kind labelKind, community strin
 			d.NearMiss = l.System
 		}
 		return invalidLabel, ""
+	case visible(l.System) == "":
+		// Spaces or invisible characters only: meant as no system, or a
+		// server may read it so, and it is not the permissions system.
+		if c.SystemlessLabels || labelShaped(l.Code) {
+			return invalidLabel, ""
+		}
+		return notPermission, ""
 	default:
 		return notPermission, ""
 	}
@@ -399,9 +406,10 @@ func (c Config) classify(l Coding, d *Decision) (kind labelKind, community strin
 }
 
 // labelShaped reports whether code looks like a permission label in any
-// letter case: it ends in ".read" or ".write".
+// letter case, spaces and invisible characters aside: it ends in ".read"
+// or ".write".
 func labelShaped(code string) bool {
-	code = strings.TrimSpace(code)
+	code = visible(code)
 	for _, suffix := range [...]string{".read", ".write"} {
 		if len(code) > len(suffix) && strings.EqualFold(code[len(code)-len(suffix):], suffix) {
 			return true
@@ -419,12 +427,7 @@ func nearMiss(s, system string) bool {
 }
 
 func canonicalSystem(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
-			return -1
-		}
-		return r
-	}, s)
+	s = visible(s)
 	if i := strings.IndexAny(s, "|#?"); i >= 0 {
 		s = s[:i]
 	}
@@ -435,6 +438,16 @@ func canonicalSystem(s string) string {
 		}
 	}
 	return strings.TrimRight(s, "/")
+}
+
+// visible is s without its spaces and invisible (format) characters.
+func visible(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 func (d Decision) allow(r Rule) Decision {

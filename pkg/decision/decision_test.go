@@ -271,6 +271,17 @@ func TestMistypedLabelsFailClosed(t *testing.T) {
 			rule: RuleInvalidLabel, nearMiss: "http://ontoserver.csiro.au/CodeSystem /ontoserver-permissions"},
 		{name: "a different system is no near miss", scope: read, in: Read, security: near("http://ontoserver.csiro.au/CodeSystem/other", "NDD.read"),
 			allowed: true, rule: RuleUnlabelled},
+		// A system of spaces or invisible characters only is no system:
+		// never the permissions system, and a label shaped like one, or
+		// any with --systemless-labels, restricts (ignored, it opened the
+		// resource).
+		{name: "blank system", scope: read, in: Read, security: near(" ", "NDD.read"), rule: RuleInvalidLabel},
+		{name: "invisible system", scope: read, in: Read, security: near("\u200b", "NDD.read"), rule: RuleInvalidLabel},
+		{name: "tab system, systemless labels", cfg: Config{SystemlessLabels: true}, scope: read, in: Read, security: near("\t", "anything"),
+			rule: RuleInvalidLabel},
+		{name: "blank system, a code no label", scope: read, in: Read, security: near(" ", "draft"), allowed: true, rule: RuleUnlabelled},
+		{name: "no system, an invisible character after the label", scope: read, in: Read, security: near("", "NDD.read\u200b"),
+			rule: RuleInvalidLabel},
 		{name: "only *.read opens to API level", scope: read, in: Read, security: perm("*.read", "NDD.read"), allowed: true, rule: RuleOpenLabel},
 		{name: "*.READ does not open", scope: read, in: Read, security: perm("*.READ"), rule: RuleInvalidLabel},
 	}

@@ -78,14 +78,17 @@ func refClass(cfg Config, l Coding) (kind, community string) {
 	if system == "" {
 		system = DefaultSystem
 	}
-	canon := func(s string) string {
+	strip := func(s string) string {
 		var b strings.Builder
 		for _, r := range s {
 			if !unicode.IsSpace(r) && !unicode.In(r, unicode.Cf) {
 				b.WriteRune(r)
 			}
 		}
-		s = regexp.MustCompile(`[|#?].*$`).ReplaceAllString(b.String(), "")
+		return b.String()
+	}
+	canon := func(s string) string {
+		s = regexp.MustCompile(`[|#?].*$`).ReplaceAllString(strip(s), "")
 		for _, scheme := range []string{"https://", "http://"} {
 			if len(s) >= len(scheme) && strings.ToLower(s[:len(scheme)]) == scheme {
 				s = s[len(scheme):]
@@ -94,11 +97,15 @@ func refClass(cfg Config, l Coding) (kind, community string) {
 		}
 		return strings.TrimRight(s, "/")
 	}
+	shaped := regexp.MustCompile(`(?is)^.+\.(read|write)$`).MatchString(strip(l.Code))
+	blank := strip(l.System) == ""
 	switch {
 	case l.System == system || l.System == "" && cfg.SystemlessLabels:
-	case l.System == "" && regexp.MustCompile(`(?is)^.+\.(read|write)$`).MatchString(strings.TrimSpace(l.Code)):
+	case l.System == "" && shaped:
 		return "invalid", ""
 	case l.System != "" && strings.EqualFold(canon(l.System), canon(system)):
+		return "invalid", ""
+	case l.System != "" && blank && (cfg.SystemlessLabels || shaped):
 		return "invalid", ""
 	default:
 		return "", ""
