@@ -92,6 +92,17 @@ func (h *handler) decide(c *gin.Context) {
 		h.refuse(c, fault.Invalid, `at most 100 labels in "security" and in "newSecurity"`)
 		return
 	}
+	// A label sent where the rules do not read it would be judged as
+	// absent: a create's labels in "security" let any writer plant any
+	// label. So it is refused, not ignored.
+	switch {
+	case in == decision.Create && len(req.Security) > 0:
+		h.refuse(c, fault.Invalid, `a create has no stored labels: send the new content's labels in "newSecurity", not "security"`)
+		return
+	case in != decision.Create && in != decision.Update && len(req.NewSecurity) > 0:
+		h.refuse(c, fault.Invalid, `"newSecurity" is for create, update and patch only`)
+		return
+	}
 	p, claimsProblem, ok := h.subject(c, req.Token)
 	if !ok {
 		return

@@ -74,6 +74,10 @@ func TestDecisionPoint(t *testing.T) {
 		// system (not taken as labels here) opened the resource.
 		{"versioned near-miss system", consumer, "read", []map[string]string{{"system": decision.DefaultSystem + "|1.0", "code": "NDD.read"}}, false, "invalid-label", nil},
 		{"label without a system", consumer, "read", []map[string]string{{"code": "XXX.read"}}, false, "invalid-label", nil},
+		// A third review: a system of spaces or invisible characters only
+		// was taken for another system, and the resource for unlabelled.
+		{"blank system", consumer, "read", []map[string]string{{"system": " ", "code": "NDD.read"}}, false, "invalid-label", nil},
+		{"invisible system", consumer, "read", []map[string]string{{"system": "\u200b", "code": "XXX.read"}}, false, "invalid-label", nil},
 		{"a consumer may not create", consumer, "create", nil, false, "no-api-access", nil},
 		{"open label", consumer, "read", []map[string]string{label("*.read")}, true, "open-label", nil},
 	}
@@ -101,6 +105,11 @@ func TestDecisionPoint(t *testing.T) {
 	ask(fhir, map[string]any{"resourceType": "ValueSet", "interaction": "read", "token": consumer[:len(consumer)-4] + "AAAA"}, 422)
 	ask(consumer, map[string]any{"resourceType": "ValueSet", "interaction": "frobnicate"}, 400)
 	ask(consumer, map[string]any{"interaction": "read"}, 400)
+	// Labels where the rules do not read them are refused, not ignored: a
+	// create's in "security" were judged absent, so any writer could plant
+	// any label.
+	ask(approver, map[string]any{"resourceType": "ValueSet", "interaction": "create", "security": []map[string]string{label("XXX.write")}}, 400)
+	ask(consumer, map[string]any{"resourceType": "ValueSet", "interaction": "read", "newSecurity": []map[string]string{label("NDD.read")}}, 400)
 	ask("", map[string]any{"resourceType": "ValueSet", "interaction": "read"}, 401)
 
 	// Labels for search narrowing.
