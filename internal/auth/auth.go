@@ -239,7 +239,7 @@ func (v *Verifier) Verify(ctx context.Context, realm, raw string) (*Principal, e
 		}
 	}
 	if s, ok := claims["scope"].(string); ok {
-		p.Scopes = strings.Fields(s)
+		p.Scopes = decision.ScopeTokens(s)
 	}
 	p.Privileges = decision.ParseClaims(claims)
 	return p, nil

@@ -3,6 +3,7 @@ package decision
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -107,7 +108,11 @@ func TestAPILevel(t *testing.T) {
 		{name: "unknown context", scope: "admin/*.read", in: Read, rule: RuleNoAPIAccess},
 		{name: "no permission", scope: "system/* system/*. system/.read", in: Read, rule: RuleNoAPIAccess},
 		{name: "unrelated scopes", scope: "openid profile email", in: Read, rule: RuleNoAPIAccess},
-		{name: "tabs and newlines separate scopes", scope: "openid\tsystem/*.read\n", in: Read, allowed: true, rule: RuleUnlabelled},
+		// RFC 6749 separates scopes by spaces only; a token holding a tab
+		// or a newline is no scope (the privileges mapper splits on spaces
+		// only, so reading privileges out of such tokens would bypass it).
+		{name: "tabs and newlines do not separate scopes", scope: "openid\tsystem/*.read\n", in: Read, rule: RuleNoAPIAccess},
+		{name: "spaces do, one or more", scope: "openid  system/*.read", in: Read, allowed: true, rule: RuleUnlabelled},
 		{name: "invalid interaction", scope: "system/*.*", in: 0, rule: RuleInvalidInteraction},
 		{name: "out of range interaction", scope: "system/*.*", in: Search + 1, rule: RuleInvalidInteraction},
 	}
@@ -413,6 +418,24 @@ func TestRuleString(t *testing.T) {
 	}
 	if got := Rule(200).String(); got != "rule(200)" {
 		t.Errorf("Rule(200).String() = %q", got)
+	}
+}
+
+// TestScopeTokens: scopes are split on spaces only, and a token with any
+// other character a scope may not hold grants nothing (the privileges
+// mapper splits on spaces only, so it would pass "x\tgrouping/NDD.read"
+// whole, and splitting on every space character read NDD out of it).
+func TestScopeTokens(t *testing.T) {
+	for scope, want := range map[string][]string{
+		"system/*.read  grouping/NDD.read":       {"NDD"},
+		"system/*.read x\tgrouping/NDD.read":     nil,
+		"system/*.read x\u00a0grouping/NDD.read": nil,
+		"system/*.read x\u0085grouping/NDD.read": nil,
+		"system/*.read grouping/NDD.read\n":      nil,
+	} {
+		if got := Parse(scope, nil).Communities().Read; !slices.Equal(got, want) {
+			t.Errorf("%q reads %v, want %v", scope, got, want)
+		}
 	}
 }
 

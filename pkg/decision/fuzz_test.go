@@ -24,7 +24,7 @@ func refAPI(scope string, auths []string, typ string, in Interaction) bool {
 		slices.Contains(auths, "FHIR_WRITE") && refIsWrite(in) {
 		return true
 	}
-	for _, s := range strings.Fields(scope) {
+	for _, s := range refTokens(scope) {
 		m := refSMART.FindStringSubmatch(s)
 		if m == nil || m[1] != "*" && m[1] != typ {
 			continue
@@ -52,8 +52,22 @@ func refAPI(scope string, auths []string, typ string, in Interaction) bool {
 
 // refCommunities lists the communities named by privileges of kind "read"
 // or "write", and whether a wildcard privilege of that kind is held.
+// refTokens: RFC 6749's scope syntax, tokens of NQCHAR split by single
+// spaces; a token with anything else counts for nothing.
+func refTokens(scope string) []string {
+	var out []string
+	for _, s := range strings.Split(scope, " ") {
+		if refNQChars.MatchString(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var refNQChars = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]+$`)
+
 func refCommunities(scope string, auths []string, kind string) (cs []string, all bool) {
-	tokens := strings.Fields(scope)
+	tokens := refTokens(scope)
 	all = slices.Contains(tokens, "grouping/*."+kind) || slices.Contains(auths, "PERM_"+strings.ToUpper(kind))
 	for _, s := range tokens {
 		if m := refGrouping.FindStringSubmatch(s); m != nil && m[2] == kind {
@@ -258,7 +272,7 @@ func FuzzParse(f *testing.F) {
 		p := Parse(scope, authorities)
 
 		types := []string{"CodeSystem", "", "*"}
-		for _, s := range strings.Fields(scope) {
+		for _, s := range refTokens(scope) {
 			if _, rest, ok := strings.Cut(s, "/"); ok {
 				typ, _, _ := strings.Cut(rest, ".")
 				types = append(types, typ)

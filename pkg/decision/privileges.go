@@ -45,12 +45,27 @@ func interactions(is ...Interaction) (set [numInteractions]bool) {
 	return set
 }
 
+// ScopeTokens splits an OAuth scope string as RFC 6749 (3.3) does, on
+// spaces only, and drops a token holding anything a scope token may not
+// (a tab, another space character, a control or non-ASCII character): a
+// privilege is never read out of it. The realm's privileges mapper also
+// splits on spaces only, so "x\tgrouping/NDD.read" would pass it whole.
+func ScopeTokens(scope string) []string {
+	var out []string
+	for _, s := range strings.Split(scope, " ") {
+		if s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x21 || r == '"' || r == '\\' || r > 0x7e }) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Parse reads a space-separated OAuth scope string and a list of
 // authorities (realm roles). Tokens it does not recognise are ignored, so
 // an unrecognised or malformed scope can only ever grant less.
 func Parse(scope string, authorities []string) *Privileges {
 	p := &Privileges{}
-	for _, s := range strings.Fields(scope) {
+	for _, s := range ScopeTokens(scope) {
 		p.addScope(s)
 	}
 	for _, a := range authorities {
