@@ -626,4 +626,21 @@ func TestKeySetIsKeptThroughAnswersThatAreNotOne(t *testing.T) {
 	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
 		t.Errorf("a set with a shared secret: %v", err)
 	}
+
+	// Keys for encryption, or for anything but verifying, verify no
+	// token, though jwkset would use them (it checks "use" only when told
+	// to, and a key with no "alg" fits any).
+	notForSigning := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"enc1","use":"enc","n":%[1]q,"e":%[2]q},
+		{"kty":"RSA","kid":"ops1","key_ops":["encrypt"],"n":%[1]q,"e":%[2]q},
+		{"kty":"RSA","kid":"k1","use":"sig","key_ops":["verify"],"n":%[1]q,"e":%[2]q}]}`, n, e)
+	jwks.body.Store(&notForSigning)
+	v = verifierOf(t, jwks, 0)
+	for _, kid := range []string{"enc1", "ops1"} {
+		if _, err := v.Verify(t.Context(), "r1", sign(t, jwt.SigningMethodRS256, k.rsa, kid, validClaims())); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("a token naming key %s: %v, want invalid", kid, err)
+		}
+	}
+	if _, err := v.Verify(t.Context(), "r1", good); err != nil {
+		t.Errorf("the signing key beside them: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,6 +183,9 @@ func (k *realmKeys) get(ctx context.Context) ([]jwkset.JWK, error) {
 	for _, m := range *set.Keys {
 		if m.KTY == jwkset.KtyOct {
 			continue // a shared secret is no public key; HS* is refused anyway
+		}
+		if m.USE != "" && m.USE != jwkset.UseSig || len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
+			continue // a key for encryption, or not for verifying, verifies nothing (RFC 7517, 4.2 and 4.3)
 		}
 		j, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 		switch {
