@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/nhs-terminology/communities/pkg/decision"
@@ -203,10 +204,12 @@ func included(e map[string]json.RawMessage) bool {
 }
 
 // linked reports whether an included resource refers to one of the shown
-// matches, or one of them (among the kept entries) refers to it.
-func linked(res json.RawMessage, shown []string, entries []map[string]json.RawMessage, keep []bool) bool {
+// matches, or one of them refers to it (matchRefs: the references of each
+// shown match).
+func linked(res json.RawMessage, shown []string, matchRefs [][]string) bool {
+	own := referencesOf(res)
 	for _, m := range shown {
-		if refersTo(res, m) {
+		if slices.ContainsFunc(own, func(ref string) bool { return names(ref, m) }) {
 			return true
 		}
 	}
@@ -215,49 +218,48 @@ func linked(res json.RawMessage, shown []string, entries []map[string]json.RawMe
 		return false
 	}
 	self := h.ResourceType + "/" + h.ID
-	for i, e := range entries {
-		if keep[i] && !included(e) && refersTo(e["resource"], self) {
+	for _, refs := range matchRefs {
+		if slices.ContainsFunc(refs, func(ref string) bool { return names(ref, self) }) {
 			return true
 		}
 	}
 	return false
 }
 
-// refersTo reports whether a reference element of raw names key
-// ("Type/id"), relative, absolute or versioned. Only reference elements
-// count: text elsewhere that names key links nothing.
-func refersTo(raw json.RawMessage, key string) bool {
-	var v any
-	if json.Unmarshal(raw, &v) != nil {
-		return false
-	}
-	return references(v, func(ref string) bool {
-		ref, _, _ = strings.Cut(ref, "/_history/")
-		return ref == key || strings.HasSuffix(ref, "/"+key)
-	})
+// names reports whether reference ref names key ("Type/id"), relative,
+// absolute or versioned.
+func names(ref, key string) bool {
+	ref, _, _ = strings.Cut(ref, "/_history/")
+	return ref == key || strings.HasSuffix(ref, "/"+key)
 }
 
-// references reports whether match holds for a "reference" string of v,
-// at any depth.
-func references(v any, match func(string) bool) bool {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, e := range v {
-			if s, ok := e.(string); ok && k == "reference" && match(s) {
-				return true
+// referencesOf returns the values of raw's reference elements, at any
+// depth. Only those link resources: text elsewhere that names one links
+// nothing.
+func referencesOf(raw json.RawMessage) []string {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return nil
+	}
+	var out []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				if s, ok := e.(string); ok && k == "reference" {
+					out = append(out, s)
+				}
+				walk(e)
 			}
-			if references(e, match) {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range v {
-			if references(e, match) {
-				return true
+		case []any:
+			for _, e := range v {
+				walk(e)
 			}
 		}
 	}
-	return false
+	walk(v)
+	return out
 }
 
 type bundleKind uint8
@@ -315,9 +317,16 @@ func (p *Proxy) filterBundle(c *call, raw []byte, kind bundleKind) ([]byte, erro
 	// An _include or _revinclude entry is there because of a match: it
 	// stays only if linked to a match the caller sees, so that it cannot
 	// reveal that a hidden resource matched the search.
+	// Each shown match's references are read once, not once an include.
+	var matchRefs [][]string
+	for i, e := range entries {
+		if keep[i] && !included(e) {
+			matchRefs = append(matchRefs, referencesOf(e["resource"]))
+		}
+	}
 	kept := make([]map[string]json.RawMessage, 0, len(entries))
 	for i, e := range entries {
-		if keep[i] && included(e) && !linked(e["resource"], shown, entries, keep) {
+		if keep[i] && included(e) && !linked(e["resource"], shown, matchRefs) {
 			keep[i] = false
 		}
 		if keep[i] {
