@@ -212,6 +212,12 @@ func (p *Proxy) route(c *call, segs []string) {
 		p.fail(c, http.StatusNotFound, "no such resource type: "+typ)
 		return
 	}
+	if typ == "Subscription" && m != http.MethodGet {
+		// On a server with subscriptions on, the server itself would send
+		// whatever a subscription matches, where the proxy never sees it.
+		p.refuse(c, "Subscription writes are not passed on: the server would send the resources a subscription matches without the proxy judging them")
+		return
+	}
 	switch len(segs) {
 	case 1:
 		switch m {

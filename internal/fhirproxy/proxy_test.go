@@ -231,6 +231,29 @@ func TestWritesWithConditionalReferencesAreRefused(t *testing.T) {
 	if sent != 0 {
 		t.Errorf("%d writes reached the FHIR server", sent)
 	}
+
+	// A subscription would make the server send what it matches without
+	// the proxy: no write of one is passed on, whoever asks.
+	for _, c := range []struct{ method, path, contentType, body string }{
+		{http.MethodPost, "/fhir/Subscription", "application/fhir+json", `{"resourceType":"Subscription","criteria":"CodeSystem?"}`},
+		{http.MethodPut, "/fhir/Subscription/s", "application/fhir+json", `{"resourceType":"Subscription","id":"s","criteria":"CodeSystem?"}`},
+		{http.MethodPatch, "/fhir/Subscription/s", "application/json-patch+json", `[]`},
+		{http.MethodDelete, "/fhir/Subscription/s", "", ""},
+	} {
+		r := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+		r.Header.Set("Authorization", "Bearer t")
+		if c.contentType != "" {
+			r.Header.Set("Content-Type", c.contentType)
+		}
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, r)
+		if w.Code != http.StatusNotImplemented {
+			t.Errorf("%s %s: %d %s", c.method, c.path, w.Code, w.Body)
+		}
+	}
+	if sent != 0 {
+		t.Errorf("%d subscription writes reached the FHIR server", sent)
+	}
 }
 
 // verifierOf accepts any token as a principal holding privs.

@@ -467,6 +467,10 @@ func TestProxyWritesWithoutRead(t *testing.T) {
 	}
 
 	pf.via(t, "in neither", "GET", "/Provenance?_sort=target:ValueSet.name", nil).Expect(t, 400)
+	// A subscription would make the server send what it matches past the
+	// proxy: refused even to service desk.
+	pf.via(t, "service desk", "POST", "/Subscription", map[string]any{"resourceType": "Subscription", "status": "requested",
+		"reason": "all", "criteria": "ValueSet?", "channel": map[string]any{"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"}}).Expect(t, 501)
 }
 
 // TestProxyCommand runs 'communities proxy' as a process, configured only
