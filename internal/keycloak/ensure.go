@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nhs-terminology/communities/internal/community"
 	"maps"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/Nerzal/gocloak/v13"
+
+	"github.com/nhs-terminology/communities/internal/community"
 )
 
 // Ensure compares a community's artefacts in Keycloak with Describe(s),
