@@ -331,9 +331,10 @@ func (p *Proxy) publicBase(r *http.Request) string {
 // refusedParams names a search or read parameter the proxy will not pass
 // on, or "". Each one either reaches resources other than those returned
 // (so a search would reveal what a denied resource holds: chains, a
-// chained _sort, _has, _filter, _list, _query) or returns resources without their meta.security
-// or as separate entries (_elements, _summary, _contained), which would
-// make a labelled resource look unlabelled.
+// chained _sort, _has, _filter, _list, _query) or returns resources
+// without their meta.security or as separate entries (_elements,
+// _summary, _contained), which would make a labelled resource look
+// unlabelled.
 func refusedParams(q map[string][]string) string {
 	for name := range q {
 		base, _, _ := strings.Cut(name, ":")

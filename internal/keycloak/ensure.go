@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -265,43 +264,41 @@ func (c *Client) mappings(ctx context.Context, tok, realm, path, id string) (*go
 // administrator.
 func (c *Client) ungrant(ctx context.Context, tok, realm, path, id string, m *gocloak.MappingsRepresentation, grants []string,
 	repair bool, critical func(string, string, bool)) error {
-	var names []string
-	var roles []gocloak.Role
+	var realmNames []string
 	for _, r := range deref(m.RealmMappings) {
-		if name := deref(r.Name); !slices.Contains(grants, name) {
-			names = append(names, name)
-			roles = append(roles, r)
+		realmNames = append(realmNames, deref(r.Name))
+	}
+	clientNames := map[string][]string{}
+	for client, cm := range m.ClientMappings {
+		if cm != nil {
+			for _, r := range deref(cm.Mappings) {
+				clientNames[client] = append(clientNames[client], deref(r.Name))
+			}
 		}
 	}
-	for _, what := range ungranted(path, names, nil, grants) {
-		critical(what, problemGranted, repair)
+	ungranted(path, realmNames, clientNames, grants, func(what, problem string) {
+		critical(what, problem, repair && problem == problemGranted)
+	})
+	if !repair {
+		return nil
 	}
-	if repair && len(roles) > 0 {
-		if err := c.gc.DeleteRealmRoleFromGroup(ctx, tok, realm, id, roles); err != nil {
+	var off []gocloak.Role
+	for _, r := range deref(m.RealmMappings) {
+		if !slices.Contains(grants, deref(r.Name)) {
+			off = append(off, r)
+		}
+	}
+	if len(off) > 0 {
+		if err := c.gc.DeleteRealmRoleFromGroup(ctx, tok, realm, id, off); err != nil {
 			return classify("take ungranted realm roles off "+path, err)
 		}
 	}
-	for _, client := range slices.Sorted(maps.Keys(m.ClientMappings)) {
-		cm := m.ClientMappings[client]
-		if cm == nil || len(deref(cm.Mappings)) == 0 {
+	for client, cm := range m.ClientMappings {
+		if client == adminClient || cm == nil || len(deref(cm.Mappings)) == 0 {
 			continue
 		}
-		mapped := map[string][]string{client: nil}
-		for _, r := range deref(cm.Mappings) {
-			mapped[client] = append(mapped[client], deref(r.Name))
-		}
-		fixable := repair && client != adminClient
-		for _, what := range ungranted(path, nil, mapped, grants) {
-			if client == adminClient {
-				critical(what, problemGranted+problemByHand, false)
-			} else {
-				critical(what, problemGranted, fixable)
-			}
-		}
-		if fixable {
-			if err := c.gc.DeleteClientRoleFromGroup(ctx, tok, realm, deref(cm.ID), id, deref(cm.Mappings)); err != nil {
-				return classify("take client roles of "+client+" off "+path, err)
-			}
+		if err := c.gc.DeleteClientRoleFromGroup(ctx, tok, realm, deref(cm.ID), id, deref(cm.Mappings)); err != nil {
+			return classify("take client roles of "+client+" off "+path, err)
 		}
 	}
 	return nil

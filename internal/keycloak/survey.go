@@ -33,22 +33,24 @@ const (
 // may take off a group.
 const adminClient = "realm-management"
 
-// ungranted returns the role mappings of group path, realm roles by name
-// and client roles by client id and name, that are not in grants: what
-// the community's group passes on that the community did not grant.
-func ungranted(path string, realmRoles []string, clientRoles map[string][]string, grants []string) []string {
-	var out []string
+// ungranted notes each role group path maps that the community did not
+// grant it: a realm role not in grants, and any client role (a community
+// grants none), in the words the survey and Ensure share.
+func ungranted(path string, realmRoles []string, clientRoles map[string][]string, grants []string, note func(what, problem string)) {
 	for _, name := range realmRoles {
 		if !slices.Contains(grants, name) {
-			out = append(out, "role mapping "+path+" → "+name)
+			note("role mapping "+path+" → "+name, problemGranted)
 		}
 	}
 	for _, client := range slices.Sorted(maps.Keys(clientRoles)) {
+		problem := problemGranted
+		if client == adminClient {
+			problem += problemByHand
+		}
 		for _, name := range clientRoles[client] {
-			out = append(out, "role mapping "+path+" → "+client+" client role "+name)
+			note("role mapping "+path+" → "+client+" client role "+name, problem)
 		}
 	}
-	return out
 }
 
 // realmView is what a realm holds of communities, read in bulk: the realm
@@ -380,7 +382,7 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 	case !hasMarker(g.Attributes, s.ID):
 		note("group "+d.Group.Path, problemForeign)
 	default:
-		grantedOnly(note, d.Group.Path, g, d.Legacy.Roles)
+		ungranted(d.Group.Path, deref(g.RealmRoles), deref(g.ClientRoles), d.Legacy.Roles, note)
 		for _, want := range d.Children {
 			g, ok := v.groups[want.Path]
 			if !ok {
@@ -393,7 +395,7 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 					note("role mapping "+want.Path+" → "+name, problemMissing)
 				}
 			}
-			grantedOnly(note, want.Path, g, slices.Concat(want.Grants, d.Legacy.Roles))
+			ungranted(want.Path, mapped, deref(g.ClientRoles), slices.Concat(want.Grants, d.Legacy.Roles), note)
 			if g.SubGroups != nil && len(*g.SubGroups) > 0 {
 				note("group "+want.Path, problemBelow)
 			}
@@ -424,25 +426,6 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 		}
 	}
 	return drift
-}
-
-// grantedOnly notes the roles group g (at path) maps that are not in
-// grants, in Ensure's words.
-func grantedOnly(note func(string, string), path string, g gocloak.Group, grants []string) {
-	for _, what := range ungranted(path, deref(g.RealmRoles), nil, grants) {
-		note(what, problemGranted)
-	}
-	clientRoles := deref(g.ClientRoles)
-	for _, client := range slices.Sorted(maps.Keys(clientRoles)) {
-		names := clientRoles[client]
-		problem := problemGranted
-		if client == adminClient {
-			problem += problemByHand
-		}
-		for _, what := range ungranted(path, nil, map[string][]string{client: names}, grants) {
-			note(what, problem)
-		}
-	}
 }
 
 // CommunityGroup finds the group of label under root now, with its marker.
