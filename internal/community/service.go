@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -589,7 +590,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 			if err != nil {
 				return err
 			}
-			if len(owners) == 1 && owners[0].ID == userID {
+			if isLastOwner(owners, userID) {
 				return errLastOwner
 			}
 			return s.kc.RemoveMember(ctx, realm, gid, userID)
@@ -615,6 +616,18 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 }
 
 var errLastOwner = errors.New("last owner")
+
+// isLastOwner reports whether removing user userID from owners leaves no
+// enabled owner while it is one: a disabled owner cannot manage the
+// community, so it does not count as another.
+func isLastOwner(owners []Member, userID string) bool {
+	for _, o := range owners {
+		if o.Enabled && o.ID != userID {
+			return false
+		}
+	}
+	return slices.ContainsFunc(owners, func(o Member) bool { return o.ID == userID && o.Enabled })
+}
 
 // refusal is the audit trail's word for err, which stopped an operation
 // before it changed anything: "denied" when the caller may not, "failed"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -507,9 +508,6 @@ func TestWhoManagesMembers(t *testing.T) {
 	}
 }
 
-// TestLastOwner: an owner cannot remove the last owner, themselves
-// included; service desk can, leaving a dormant community whose owners
-// only service desk appoints.
 // TestMissingOwnerGroupIsDrift: with the owner group gone, an owner's
 // membership calls once answered "unavailable, try again", which trying
 // again never fixes; it is a conflict that points to the repair.
@@ -528,6 +526,9 @@ func TestMissingOwnerGroupIsDrift(t *testing.T) {
 	}
 }
 
+// TestLastOwner: an owner cannot remove the last owner, themselves
+// included; service desk can, leaving a dormant community whose owners
+// only service desk appoints.
 func TestLastOwner(t *testing.T) {
 	f := newFixture(t, time.Minute)
 	ctx := t.Context()
@@ -566,6 +567,40 @@ func TestLastOwner(t *testing.T) {
 	}
 	if err := f.svc.ChangeMember(ctx, realm, f.desk, "NDD", community.RoleOwner, "alice", true); err != nil {
 		t.Errorf("service desk appoints an owner: %v", err)
+	}
+	if got := f.owners(t, "NDD"); !slices.Equal(got, []string{alice.Subject}) {
+		t.Errorf("owners %v", got)
+	}
+}
+
+// TestDisabledOwnerIsNoOther: a disabled owner cannot manage the community,
+// so the last enabled owner cannot leave on the strength of it; the
+// disabled one may be removed.
+func TestDisabledOwnerIsNoOther(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	alice, bob := f.creator("alice"), f.creator("bob")
+	f.create(t, alice, "NDD")
+	if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleOwner, "bob", true); err != nil {
+		t.Fatal(err)
+	}
+	f.idp.DisableUser(realm, bob.Subject)
+	if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleOwner, "alice", false); !errors.Is(err, community.ErrLastOwner) {
+		t.Fatalf("the last enabled owner removes themselves beside a disabled one: %v", err)
+	}
+	ms, err := f.svc.Members(ctx, realm, alice, "NDD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	enabled := map[string]bool{}
+	for _, m := range ms[community.RoleOwner] {
+		enabled[m.Username] = m.Enabled
+	}
+	if !maps.Equal(enabled, map[string]bool{"alice": true, "bob": false}) {
+		t.Errorf("owners and whether each is enabled: %v", enabled)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleOwner, "bob", false); err != nil {
+		t.Fatalf("an owner removes a disabled owner: %v", err)
 	}
 	if got := f.owners(t, "NDD"); !slices.Equal(got, []string{alice.Subject}) {
 		t.Errorf("owners %v", got)

@@ -123,10 +123,12 @@ type Spec struct {
 	FHIRClients []string // clientIds that get the scopes as defaults
 }
 
-// Member is a user in one of a community's groups.
+// Member is a user in one of a community's groups. A disabled member
+// holds the membership but cannot use it (nor sign in).
 type Member struct {
 	ID       string `json:"id"`
 	Username string `json:"username"`
+	Enabled  bool   `json:"enabled"`
 }
 
 // GroupRef is a group a user is in.

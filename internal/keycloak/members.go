@@ -17,7 +17,7 @@ import (
 func (c *Client) Members(ctx context.Context, realm, groupID string) ([]community.Member, error) {
 	var out []community.Member
 	err := c.eachMember(ctx, realm, groupID, func(u *gocloak.User) bool {
-		out = append(out, community.Member{ID: deref(u.ID), Username: deref(u.Username)})
+		out = append(out, community.Member{ID: deref(u.ID), Username: deref(u.Username), Enabled: u.Enabled != nil && *u.Enabled})
 		return true
 	})
 	return out, err

@@ -9,7 +9,10 @@ import (
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
-type members map[string][]struct{ ID, Username string }
+type members map[string][]struct {
+	ID, Username string
+	Enabled      bool
+}
 
 func (m members) usernames(role string) []string {
 	var out []string
@@ -115,6 +118,38 @@ func TestMembershipAPI(t *testing.T) {
 		if !slices.Contains(actions, want) {
 			t.Errorf("audit trail lacks %s: %v", want, actions)
 		}
+	}
+}
+
+// TestDisabledOwnerIsNoOther: a disabled owner cannot manage the
+// community (its membership counts for nothing), so beside it the one
+// enabled owner is the last and cannot leave; the list says which owner
+// is disabled, and the enabled one may remove it.
+func TestDisabledOwnerIsNoOther(t *testing.T) {
+	f := newFixture(t)
+	author := f.realm.UserToken(t, "author")
+	f.create(t, author, "DIS", "Disabled owner").Expect(t, 201)
+	harness.Do(t, "PUT", f.base+"/DIS/owner/approver", author, nil).Expect(t, 204)
+	approver := f.realm.UserID(t, "approver")
+	harness.Do(t, "PUT", f.env.KeycloakURL+"/admin/realms/"+f.realm.Name+"/users/"+approver, f.realm.AdminToken(t),
+		map[string]any{"enabled": false}).Expect(t, 204)
+
+	var m members
+	resp := harness.Do(t, "GET", f.base+"/DIS/members", author, nil).Expect(t, 200)
+	harness.ConformsToOpenAPI(t, "GET", f.base+"/DIS/members", resp)
+	resp.JSON(t, &m)
+	enabled := map[string]bool{}
+	for _, o := range m["owner"] {
+		enabled[o.Username] = o.Enabled
+	}
+	if len(enabled) != 2 || !enabled["author"] || enabled["approver"] {
+		t.Fatalf("owners and whether each is enabled: %v", enabled)
+	}
+	harness.Do(t, "DELETE", f.base+"/DIS/owner/author", author, nil).Expect(t, 409)
+	harness.Do(t, "DELETE", f.base+"/DIS/owner/approver", author, nil).Expect(t, 204)
+	harness.Do(t, "GET", f.base+"/DIS/members", author, nil).Expect(t, 200).JSON(t, &m)
+	if got := m.usernames("owner"); !slices.Equal(got, []string{"author"}) {
+		t.Errorf("owners %v", got)
 	}
 }
 

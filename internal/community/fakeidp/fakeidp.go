@@ -71,6 +71,7 @@ type realm struct {
 type user struct {
 	username string
 	roles    map[string]bool
+	disabled bool
 }
 
 type artefact struct {
@@ -99,6 +100,15 @@ func (f *IDP) AddUser(realm, username string) string {
 	id := uuid.NewString()
 	f.realm(realm).users[id] = &user{username: username, roles: map[string]bool{}}
 	return id
+}
+
+// DisableUser disables user userID of realm: it stays in its groups.
+func (f *IDP) DisableUser(realm, userID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if u, ok := f.realm(realm).users[userID]; ok {
+		u.disabled = true
+	}
 }
 
 // GrantRole grants user userID of realm the realm role role directly (the
@@ -707,7 +717,8 @@ func (f *IDP) members(ctx context.Context, r *realm, groupID string) ([]communit
 	}
 	var out []community.Member
 	for id := range g.members {
-		out = append(out, community.Member{ID: id, Username: r.users[id].username})
+		u := r.users[id]
+		out = append(out, community.Member{ID: id, Username: u.username, Enabled: !u.disabled})
 	}
 	slices.SortFunc(out, func(x, y community.Member) int { return strings.Compare(x.Username, y.Username) })
 	return out, nil
@@ -736,12 +747,12 @@ func (f *IDP) MembersOf(ctx context.Context, realm string, groupIDs []string) (m
 	return out, nil
 }
 
-// IsMember reports whether user userID is in group groupID.
+// IsMember reports whether user userID is in group groupID and enabled.
 func (f *IDP) IsMember(ctx context.Context, realm, groupID, userID string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ms, err := f.members(ctx, f.realm(realm), groupID)
-	return slices.ContainsFunc(ms, func(m community.Member) bool { return m.ID == userID }), err
+	return slices.ContainsFunc(ms, func(m community.Member) bool { return m.ID == userID && m.Enabled }), err
 }
 
 // AddMember makes user userID a member of group groupID (idempotent).

@@ -542,7 +542,8 @@ public class CommunitiesResource {
     private static final int MAX_MEMBERS = 50000;
 
     /**
-     * The direct members of many groups ({@code id}, {@code username}),
+     * The direct members of many groups ({@code id}, {@code username},
+     * {@code enabled}),
      * through Keycloak's user storage as the admin API lists them (federated
      * users included): {@code {"members": {groupId: [...]}, "missing":
      * [ids], "more": [ids]}}. A group that does not exist is in
@@ -589,6 +590,7 @@ public class CommunitiesResource {
                 Map<String, Object> rep = new LinkedHashMap<>();
                 rep.put("id", u.getId());
                 rep.put("username", u.getUsername());
+                rep.put("enabled", u.isEnabled());
                 return rep;
             }).toList();
             if (page.size() > left) {
