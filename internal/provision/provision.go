@@ -5,13 +5,16 @@
 package provision
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strings"
 
+	yaml3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nhs-terminology/communities/internal/community"
@@ -20,8 +23,8 @@ import (
 
 // File is the provisioning format (YAML or JSON).
 type File struct {
-	Realm       string      `json:"realm"`
-	Communities []Community `json:"communities"`
+	Realm       string      `json:"realm" yaml:"realm"`
+	Communities []Community `json:"communities" yaml:"communities"`
 }
 
 // Community is one community of a File. Member lists name users by
@@ -29,19 +32,22 @@ type File struct {
 // converged to (members missing are added; extra members are removed only
 // with prune).
 type Community struct {
-	Label     string   `json:"label"`
-	Name      string   `json:"name"`
-	Owners    []string `json:"owners,omitempty"`
-	Authors   []string `json:"authors,omitempty"`
-	Consumers []string `json:"consumers,omitempty"`
+	Label     string   `json:"label" yaml:"label"`
+	Name      string   `json:"name" yaml:"name"`
+	Owners    []string `json:"owners,omitempty" yaml:"owners"`
+	Authors   []string `json:"authors,omitempty" yaml:"authors"`
+	Consumers []string `json:"consumers,omitempty" yaml:"consumers"`
 }
 
 // MaxFileBytes bounds a communities file: 10,000 communities with a few
 // dozen members each fit many times over.
 const MaxFileBytes = 64 << 20
 
-// Parse reads a File strictly: unknown keys are errors, so a typo does not
-// silently drop a setting. Everything that can be checked without the
+// Parse reads a File strictly: unknown keys (in any case) and keys given
+// twice are errors, so a typo does not silently drop a setting; and as
+// YAML 1.2, so every value is read as written: YAML 1.1 would read the
+// label ON as "true" and the user 0123 as "83", and apply --prune would
+// then delete the community ON for one it does not name. Everything that can be checked without the
 // realm is checked here, before apply changes anything: labels, names
 // (trimmed, as the registry stores them), user references (lower-cased,
 // as Keycloak stores usernames; listed once), the number of owners, and
@@ -53,8 +59,15 @@ func Parse(data []byte) (*File, error) {
 		return nil, fmt.Errorf("communities file: larger than %d bytes", MaxFileBytes)
 	}
 	var f File
-	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+	dec := yaml3.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); errors.Is(err, io.EOF) {
+		return nil, errors.New("communities file: empty")
+	} else if err != nil {
 		return nil, fmt.Errorf("communities file: %w", err)
+	}
+	if err := dec.Decode(new(yaml3.Node)); !errors.Is(err, io.EOF) {
+		return nil, errors.New("communities file: more than one YAML document")
 	}
 	if f.Realm == "" {
 		return nil, errors.New("communities file: realm is required")

@@ -174,10 +174,36 @@ func TestParseChecksEverythingBeforeApply(t *testing.T) {
 		{"realm: r\ncommunities:\n  - {label: NDD, name: A, consumers: [\"../x\"]}\n", "user"},
 		{"realm: r\ncommunities:\n  - {label: NDD, name: A, owners: " + many + "}\n", "at most 50 owners"},
 		{"realm: r\ncommunities: []\n" + strings.Repeat("#", provision.MaxFileBytes), "larger than"},
+		{"", "empty"},
+		{"realm: r\ncommunities: []\n---\nrealm: s\n", "more than one"},
+		{"realm: r\ncommunities:\n  - {label: NDD, name: A, consumers: [a], Consumers: []}\n", "Consumers not found"},
+		{"realm: r\ncommunities:\n  - {label: NDD, name: A, label: SNOMED}\n", "already defined"},
+		{"realm: r\ncommunities:\n  - {label: [NDD], name: A}\n", "cannot unmarshal"},
 	} {
 		if _, err := provision.Parse([]byte(bad.file)); err == nil || !strings.Contains(err.Error(), bad.says) {
 			t.Errorf("%.60q: %v, want an error saying %q", bad.file, err, bad.says)
 		}
+	}
+}
+
+// TestParseReadsValuesAsWritten: YAML 1.1 read an unquoted ON as the
+// label "true" and the user 0123 as "83" (review of 2026-11-24: apply
+// --prune then deleted the community ON); every value is the text written.
+func TestParseReadsValuesAsWritten(t *testing.T) {
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - label: ON\n    name: yes\n    consumers: [no, 0123, 1_000, 1e3, null-ish]\n" +
+		"  - {label: 1_000, name: 0x1F}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.Communities
+	if got[0].Label != "ON" || got[0].Name != "yes" || !slices.Equal(got[0].Consumers, []string{"no", "0123", "1_000", "1e3", "null-ish"}) ||
+		got[1].Label != "1_000" || got[1].Name != "0x1F" {
+		t.Errorf("parsed %+v", got)
+	}
+	// JSON is YAML too.
+	j, err := provision.Parse([]byte(`{"realm": "r", "communities": [{"label": "NDD", "name": "N", "owners": ["bob"]}]}`))
+	if err != nil || j.Communities[0].Label != "NDD" || !slices.Equal(j.Communities[0].Owners, []string{"bob"}) {
+		t.Errorf("JSON: %+v %v", j, err)
 	}
 }
 
