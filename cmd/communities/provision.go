@@ -121,7 +121,8 @@ conflict apply would refuse (a renamed community, a name another community
 has, a label held by a create or delete under way). A pipeline can gate on it.
 
 ` + fileFormat,
-		Example: `  communities plan -f communities.yaml || [ $? -eq 2 ] && echo "changes pending"`,
+		Example: `  communities plan -f communities.yaml; rc=$?
+  [ $rc -eq 2 ] && echo "changes pending"`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := p.load(cmd)
