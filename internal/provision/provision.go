@@ -181,6 +181,23 @@ func wanted(c Community) map[string][]string {
 	return map[string][]string{community.RoleOwner: c.Owners, community.RoleAuthor: c.Authors, community.RoleConsumer: c.Consumers}
 }
 
+// unrepaired names the drift a repair left as it was (a group of somebody
+// else's where the community's should be, an admin role mapped by hand):
+// only a person can mend it, and a repair that reported success would
+// leave it in place behind a green pipeline.
+func unrepaired(drift []community.Drift) error {
+	var left []string
+	for _, d := range drift {
+		if !d.Repaired {
+			left = append(left, d.String())
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("not repaired, to be mended by hand: %s", strings.Join(left, "; "))
+	}
+	return nil
+}
+
 // Plan lists what Apply would change, in the order it would. It reads
 // the realm as a drift check does, in bulk (2 + ⌈N/500⌉ Keycloak calls and
 // a few for each community that drifted), then the members of the
@@ -399,7 +416,10 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 				failedCreate[a.Label] = true
 			}
 		case "repair":
-			_, err = p.svc.Check(actx, f.Realm, a.Label, true)
+			var drift []community.Drift
+			if drift, err = p.svc.Check(actx, f.Realm, a.Label, true); err == nil {
+				err = unrepaired(drift)
+			}
 		case "add-member", "remove-member":
 			if failedCreate[a.Label] {
 				err = errors.New("community was not created")

@@ -300,6 +300,36 @@ func TestPlanSaysWhatApplyWouldRefuse(t *testing.T) {
 	}
 }
 
+// TestApplyFailsARepairThatLeftDrift: drift a repair cannot mend (a group
+// of somebody else's where the community's consumer group should be) is a
+// failed repair, named, not "done" (review of 2026-11-24: apply reported
+// done and exited 0 while the drift stayed).
+func TestApplyFailsARepairThatLeftDrift(t *testing.T) {
+	svc, idp, desk := newService()
+	if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: "NDD", Name: "NDD name"}); err != nil {
+		t.Fatal(err)
+	}
+	if !idp.Delete(realm, "group", "/Communities/NDD/consumer") {
+		t.Fatalf("no consumer group to delete: %v", idp.Artefacts(realm))
+	}
+	idp.Add(realm, "group", "/Communities/NDD/consumer", "somebody else")
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - {label: NDD, name: NDD name}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	plan, err := p.Plan(t.Context(), f, false)
+	if err != nil || len(plan) != 1 || plan[0].Kind != "repair" {
+		t.Fatalf("plan %v, %v: want one repair", plan, err)
+	}
+	var results []provision.Result
+	err = p.Apply(t.Context(), f, plan, func(r provision.Result) { results = append(results, r) })
+	if err == nil || len(results) != 1 || !strings.Contains(results[0].Error, "not repaired") ||
+		!strings.Contains(results[0].Error, "group /Communities/NDD/consumer: exists but is not this community's") {
+		t.Errorf("apply: %v, results %+v", err, results)
+	}
+}
+
 // TestPlanRepairsBeforeMembers: a member group deleted by hand is a repair
 // in the plan, not a failed plan: its members cannot be compared, so every
 // member the file lists for that group is added after the repair (adds
