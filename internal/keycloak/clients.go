@@ -2,6 +2,7 @@ package keycloak
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -25,8 +26,9 @@ type SystemClient struct {
 }
 
 // CreateSystemClient makes a confidential client with only the client
-// credentials grant and a service account with the given roles, and
-// returns its secret. On error, whatever was made is removed again.
+// credentials grant and a service account with the given roles and no
+// others, and returns its secret. On error, whatever was made is removed
+// again (an error says so if that failed too).
 func (c *Client) CreateSystemClient(ctx context.Context, realm string, s SystemClient) (secret string, err error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
@@ -62,12 +64,17 @@ func (c *Client) CreateSystemClient(ctx context.Context, realm string, s SystemC
 	}
 	defer func() {
 		if err != nil {
-			_ = c.gc.DeleteClient(context.WithoutCancel(ctx), tok, realm, id)
+			if derr := c.gc.DeleteClient(context.WithoutCancel(ctx), tok, realm, id); derr != nil {
+				err = errors.Join(err, classify("remove the half-made client "+s.ClientID+" again (delete it by hand)", derr))
+			}
 		}
 	}()
 	user, err := c.gc.GetClientServiceAccount(ctx, tok, realm, id)
 	if err != nil {
 		return "", classify("find the service account of "+s.ClientID, err)
+	}
+	if err := c.onlyItsOwn(ctx, tok, realm, *user.ID); err != nil {
+		return "", fmt.Errorf("%s: %w", s.ClientID, err)
 	}
 	if s.Organization != "" {
 		user.Attributes = &map[string][]string{"organization": {s.Organization}}
@@ -94,6 +101,37 @@ func (c *Client) CreateSystemClient(ctx context.Context, realm string, s SystemC
 		return "", fmt.Errorf("read the secret of %s: %w: the answer holds no secret", s.ClientID, ErrUnavailable)
 	}
 	return *cred.Value, nil
+}
+
+// onlyItsOwn takes from the service account userID what Keycloak gives
+// every new user: the realm's default roles (in the demo realm the role
+// consumer, FHIR_READ and published-content with it) and its default
+// groups, a default community's consumer group among them. An account
+// holds what its profile says and nothing else.
+func (c *Client) onlyItsOwn(ctx context.Context, tok, realm, userID string) error {
+	held, err := c.gc.GetRealmRolesByUserID(ctx, tok, realm, userID)
+	if err != nil {
+		return classify("read the default roles of the service account", err)
+	}
+	if len(held) > 0 {
+		roles := make([]gocloak.Role, len(held))
+		for i, r := range held {
+			roles[i] = *r
+		}
+		if err := c.gc.DeleteRealmRoleFromUser(ctx, tok, realm, userID, roles); err != nil {
+			return classify("take the default roles from the service account", err)
+		}
+	}
+	groups, err := c.UserGroups(ctx, realm, userID)
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		if err := c.gc.DeleteUserFromGroup(ctx, tok, realm, userID, g.ID); err != nil {
+			return classify("take the service account out of default group "+g.Path, err)
+		}
+	}
+	return nil
 }
 
 // SystemClientInfo describes a system account without its secret.

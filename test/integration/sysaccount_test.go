@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"context"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/Nerzal/gocloak/v13"
 
 	"github.com/nhs-terminology/communities/test/harness"
 )
@@ -42,6 +45,16 @@ func TestSystemAccounts(t *testing.T) {
 			"client_id": {clientID}, "client_secret": {secret}})
 	}
 
+	// A default community (its consumer group a realm default group):
+	// Keycloak puts every new user in it, service accounts included.
+	f.create(t, sd, "DEF", "Default community").Expect(t, 201)
+	ctx, admin := context.Background(), f.realm.AdminToken(t)
+	g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/DEF/consumer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Do(t, "PUT", f.env.KeycloakURL+"/admin/realms/"+f.realm.Name+"/default-groups/"+*g.ID, admin, nil).Expect(t, 204)
+
 	syn := issue(map[string]string{"clientId": "acme-syndication", "description": "ACME nightly sync",
 		"purpose": "syndication", "content": "published", "organization": "ACME"})
 	tok, err := tokenOf("acme-syndication", syn.Secret)
@@ -59,6 +72,21 @@ func TestSystemAccounts(t *testing.T) {
 	mustLack(t, "syndication scopes", scopesOf(t, tok), "system/*.write")
 	mustContain(t, "syndication authorities", authoritiesOf(t, tok), "FHIR_READ", "published-content")
 	mustLack(t, "syndication authorities", authoritiesOf(t, tok), "FHIR_WRITE", "unpublished-content", "service-desk", "community-creator")
+	// Only its profile: not the realm's default roles (the demo realm's
+	// include the role consumer), not a default community.
+	mustLack(t, "syndication authorities", authoritiesOf(t, tok), "consumer", "offline_access", "default-roles-"+f.realm.Name, "PERM_DEF_READ")
+	mustLack(t, "syndication scopes", scopesOf(t, tok), "grouping/DEF.read")
+	clients, err := f.realm.GC.GetClients(ctx, admin, f.realm.Name, gocloak.GetClientsParams{ClientID: gocloak.StringP("acme-syndication")})
+	if err != nil || len(clients) != 1 {
+		t.Fatalf("client acme-syndication: %v (%d found)", err, len(clients))
+	}
+	sa, err := f.realm.GC.GetClientServiceAccount(ctx, admin, f.realm.Name, *clients[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if groups, err := f.realm.GC.GetUserGroups(ctx, admin, f.realm.Name, *sa.ID, gocloak.GetGroupsParams{}); err != nil || len(groups) != 0 {
+		t.Errorf("the service account's groups: %d, %v", len(groups), err)
+	}
 
 	dc := issue(map[string]string{"clientId": "gp-direct-care", "purpose": "direct-care", "content": "published"})
 	tok, _ = tokenOf("gp-direct-care", dc.Secret)
