@@ -185,7 +185,8 @@ community is dormant and service desk appoints them), recreate drifted
 artefacts (a missing role, scope or mapping), add listed members. Communities
 the file does not list are left alone unless --prune, which deletes them
 (first those whose names the file gives new communities, so that those are
-made in the same run; the rest last). Running it again changes
+made in the same run; the rest last). It first undoes what an earlier
+run left half-way (as serve and reconcile do). Running it again changes
 nothing and says so. One line per change, a summary at the end; exit status 1
 naming every failed item. Interrupted (SIGINT, SIGTERM: a cancelled
 pipeline), it starts no further change: the one under way finishes, the
@@ -201,6 +202,15 @@ summary counts the rest as not attempted, and the exit status is 1.
 				return err
 			}
 			return withProvisioner(cmd, &p.cfg, f.Realm, stderr, core.Options{}, p.acceptLabelled, func(pr *provision.Provisioner) error {
+				// What a failed or killed earlier run left half-way holds
+				// its labels until undone; nothing else may be running to
+				// undo it. One that cannot be undone now is planned as the
+				// conflict it is.
+				if n, err := pr.Recover(cmd.Context(), f.Realm); err != nil {
+					fmt.Fprintf(stderr, "warning: %s: abandoned operations not undone yet: %v\n", f.Realm, err)
+				} else if n > 0 {
+					fmt.Fprintf(stderr, "%s: undid %d abandoned operation(s) of an earlier run\n", f.Realm, n)
+				}
 				plan, err := pr.Plan(cmd.Context(), f, p.prune)
 				if err != nil {
 					return err

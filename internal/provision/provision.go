@@ -168,13 +168,22 @@ func New(svc *community.Service, actor community.Actor) *Provisioner {
 	return &Provisioner{svc: svc, actor: actor}
 }
 
+// Recover undoes the realm's abandoned operations whose lease has run
+// out (a create or delete a killed run or replica left half-way), as
+// serve and reconcile do: a pipeline with no service running would
+// otherwise find their labels held for good. It returns how many it
+// undid; one it cannot undo now stays for the next run.
+func (p *Provisioner) Recover(ctx context.Context, realm string) (int, error) {
+	return p.svc.Recover(ctx, []string{realm})
+}
+
 var roles = community.MemberRoles
 
 // inProgress says what holds a label whose community is not active.
 var inProgress = map[string]string{
 	community.StateCreating: "being created",
 	community.StateDeleting: "being deleted",
-	community.StateFailed:   "whose failed create is yet to be undone by recovery",
+	community.StateFailed:   "whose failed create is yet to be undone by recovery (apply, serve and 'communities reconcile' run it)",
 }
 
 func wanted(c Community) map[string][]string {

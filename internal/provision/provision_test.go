@@ -273,7 +273,7 @@ func TestPlanSaysWhatApplyWouldRefuse(t *testing.T) {
 	}
 	want := []string{
 		`conflict NDD2: the realm's community "NDD" is named "National data dictionary" (names are unique ignoring case)`,
-		`conflict HALF: label "HALF" is held by community "Half made", whose failed create is yet to be undone by recovery; plan again once that has ended`,
+		`conflict HALF: label "HALF" is held by community "Half made", whose failed create is yet to be undone by recovery (apply, serve and 'communities reconcile' run it); plan again once that has ended`,
 		"create NEW: New",
 	}
 	if !slices.Equal(got, want) {
@@ -297,6 +297,31 @@ func TestPlanSaysWhatApplyWouldRefuse(t *testing.T) {
 		if e.Action == "create" && e.Label != "NDD" && e.Label != "NEW" {
 			t.Errorf("apply tried a conflict: %+v", e)
 		}
+	}
+}
+
+// TestRecoverFreesWhatAnAbandonedCreateHeld: a create whose undo failed
+// holds its label until recovery runs; a pipeline runs no service, so
+// apply recovers first, and the label is then free to create.
+func TestRecoverFreesWhatAnAbandonedCreateHeld(t *testing.T) {
+	store := memstore.New()
+	svc, _, desk := newServiceOver(store)
+	half := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "HALF", LabelKey: "half", Name: "Half made", NameKey: "half made",
+		State: community.StateFailed}
+	if err := store.Reserve(t.Context(), half); err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	if n, err := p.Recover(t.Context(), realm); n != 1 || err != nil {
+		t.Fatalf("recover: %d, %v", n, err)
+	}
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - {label: HALF, name: Half made}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := p.Plan(t.Context(), f, false)
+	if err != nil || len(plan) != 1 || plan[0].String() != "create HALF: Half made" {
+		t.Fatalf("plan after recovery: %v, %v", plan, err)
 	}
 }
 

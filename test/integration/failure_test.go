@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -149,6 +151,30 @@ func TestUndoThatFailsIsFinishedByRecovery(t *testing.T) {
 		t.Fatalf("recovery left the row: %v", err)
 	}
 	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "DOWN", "communityName": "Down"}).Expect(t, 201)
+}
+
+// TestApplyUndoesWhatAnEarlierRunLeft: a pipeline runs no service, so
+// nothing else undoes a create whose undo failed; apply does, first, and
+// then makes the community the file asks for (it once planned a conflict
+// on every run until a service or reconcile came by).
+func TestApplyUndoesWhatAnEarlierRunLeft(t *testing.T) {
+	realm, svc, faults, base, sd := faultyFixture(t)
+	faults.Arm(6, true)
+	harness.Do(t, "POST", base, sd, map[string]string{"securityLabel": "LEFT", "communityName": "Left"}).Expect(t, 503)
+	faults.Arm(0, false)
+	if row, err := svc.Store.Get(context.Background(), realm.Name, "left"); err != nil || row.State != community.StateFailed {
+		t.Fatalf("row after the failed undo: %+v %v", row, err)
+	}
+	file := filepath.Join(t.TempDir(), "communities.yaml")
+	if err := os.WriteFile(file, []byte("realm: "+realm.Name+"\ncommunities:\n  - {label: LEFT, name: Left}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := harness.Current(t)
+	out, code := runCLI(t, env, env.DatabaseURL, nil, "apply", "-f", file)
+	if code != 0 || !strings.Contains(out, "undid 1 abandoned operation") || !strings.Contains(out, "done   create LEFT") {
+		t.Fatalf("apply exited %d:\n%s", code, out)
+	}
+	harness.Do(t, "GET", base+"/LEFT", sd, nil).Expect(t, 200)
 }
 
 // TestKeycloakCommitsAfterTheUndo: the extension's create goes unanswered,
