@@ -163,7 +163,7 @@ func Open(ctx context.Context, dsn string, readOnly bool) (*gorm.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	sqlDB.SetMaxOpenConns(20)
+	sqlDB.SetMaxOpenConns(maxOpenConns)
 	sqlDB.SetMaxIdleConns(5)
 	sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -175,11 +175,21 @@ func Open(ctx context.Context, dsn string, readOnly bool) (*gorm.DB, error) {
 	return db, nil
 }
 
+// maxOpenConns bounds the connections a process opens to PostgreSQL.
+const maxOpenConns = 20
+
 // Store reads and writes the registry; it is the PostgreSQL community.Store.
-type Store struct{ db *gorm.DB }
+type Store struct {
+	db *gorm.DB
+	// lockers bounds the holders of, and waiters for, community locks:
+	// each keeps a connection for its transaction while its fn uses the
+	// store through another, so a pool full of them would leave every fn
+	// waiting for a connection none of them gives back. Half the pool.
+	lockers chan struct{}
+}
 
 // New wraps a migrated database.
-func New(db *gorm.DB) *Store { return &Store{db: db} }
+func New(db *gorm.DB) *Store { return &Store{db: db, lockers: make(chan struct{}, maxOpenConns/2)} }
 
 // Ping checks the database answers (readiness).
 func (s *Store) Ping(ctx context.Context) error {
@@ -396,6 +406,12 @@ const communityLockClass = 0x6f776e72 // "ownr"
 // ends, and keeps it until fn returns. The lock goes with the transaction,
 // so a lost connection frees it.
 func (s *Store) WithCommunityLock(ctx context.Context, id string, fn func(context.Context) error) error {
+	select {
+	case s.lockers <- struct{}{}:
+		defer func() { <-s.lockers }()
+	case <-ctx.Done():
+		return fmt.Errorf("lock community %s: %w", id, context.Cause(ctx))
+	}
 	// The transaction, which holds the lock, must not end with ctx while fn
 	// runs (database/sql rolls back a transaction whose context ends); only
 	// the wait for the lock honours ctx.

@@ -78,6 +78,7 @@ func Run(t *testing.T, newStore func(t *testing.T) community.Store) {
 		{"CommunityLock", testCommunityLock},
 		{"CommunityLockContext", testCommunityLockContext},
 		{"CommunityLockOutlivesContext", testCommunityLockOutlivesContext},
+		{"CommunityLockCrowd", testCommunityLockCrowd},
 		{"AsLeader", testAsLeader},
 		{"CancelledContext", testCancelledContext},
 	} {
@@ -1154,6 +1155,31 @@ func testCommunityLock(f *fixture) {
 	ran = false
 	if err := f.s.WithCommunityLock(ctx, id, func(context.Context) error { ran = true; return nil }); err != nil || !ran {
 		t.Errorf("lock after a failed fn: ran %v, %v", ran, err)
+	}
+}
+
+// testCommunityLockCrowd: more callers of two communities' locks than
+// a store has connections, each fn using the store as the sagas do, all
+// get through (PostgreSQL's store once gave each waiter a connection of
+// its pool of 20, and a holder's fn then waited for a free one until its
+// context ended).
+func testCommunityLockCrowd(f *fixture) {
+	t := f.t
+	ids := []string{uuid.NewString(), uuid.NewString()}
+	const goroutines = 60
+	ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
+	defer cancel()
+	errs := make([]error, goroutines)
+	together(goroutines, func(i int) {
+		errs[i] = f.s.WithCommunityLock(ctx, ids[i%2], func(ctx context.Context) error {
+			_, err := f.s.List(ctx, f.realm, 0, 1)
+			return err
+		})
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("caller %d: %v", i, err)
+		}
 	}
 }
 
