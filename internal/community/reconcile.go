@@ -292,14 +292,21 @@ func (s *Service) ensureActive(ctx context.Context, row *Community, repair bool)
 			active, err = s.stillActive(ctx, row)
 			return err
 		}
-		if len(drift) == 0 {
+		// Ids recorded wrong with nothing to mend (a repair whose record
+		// failed, a group made again by hand) are recorded anew too: the
+		// member calls find groups by them.
+		if len(drift) == 0 && art == row.Artifacts {
 			return nil
 		}
 		if err := s.store.SetArtifacts(ctx, row.ID, art); err != nil {
 			return err
 		}
+		detail := fmt.Sprint(drift)
+		if len(drift) == 0 {
+			detail = "recorded the ids of its groups and roles anew"
+		}
 		s.audit(ctx, &AuditEvent{Realm: row.Realm, Action: "repair", Label: row.Label, Name: row.Name,
-			ActorClient: "communities-reconciler"}, "success", fmt.Sprint(drift))
+			ActorClient: "communities-reconciler"}, "success", detail)
 		return nil
 	}
 	if !repair {

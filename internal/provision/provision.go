@@ -322,7 +322,8 @@ func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, ac
 		return conflict("the realm has %q named %q; renaming is not supported", row.Label, row.Name), nil
 	}
 	var plan []Action
-	if len(drift) > 0 {
+	repair := len(drift) > 0
+	if repair {
 		plan = append(plan, Action{Kind: "repair", Label: c.Label, Detail: fmt.Sprint(drift)})
 	}
 	if c.Owners == nil && c.Authors == nil && c.Consumers == nil {
@@ -337,13 +338,27 @@ func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, ac
 		have, read := current[role]
 		pruneRole := prune
 		if !read {
-			if len(drift) == 0 {
+			if !repair {
 				// Gone since the drift was read.
 				if _, err := p.svc.Get(ctx, realm, c.Label); errors.Is(err, community.ErrNotFound) {
 					return conflict("it was deleted while the plan was made"), nil
 				}
-				return conflict("its %s group could not be read, though the realm's survey found it whole a moment before: "+
-					"check it with 'communities reconcile', then plan again", role), nil
+				// The survey finds groups by path. Whole by path now too,
+				// the registry's record of the group's id is what is
+				// stale (a repair whose record failed, a group made
+				// again by hand), which a repair records anew; else the
+				// group went while the plan was made.
+				now, err := p.svc.Check(ctx, realm, c.Label, false)
+				if err != nil {
+					return nil, err
+				}
+				if len(now) > 0 {
+					return conflict("its %s group could not be read, though the realm's survey found it whole a moment before: "+
+						"check it with 'communities reconcile', then plan again", role), nil
+				}
+				repair = true
+				plan = append([]Action{{Kind: "repair", Label: c.Label,
+					Detail: "the registry's record of its " + role + " group's id names no group: record its groups' and roles' ids anew"}}, plan...)
 			}
 			// A member group the repair will make again has no members to
 			// compare: every member listed is added (adding is idempotent),

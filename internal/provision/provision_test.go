@@ -325,6 +325,49 @@ func TestRecoverFreesWhatAnAbandonedCreateHeld(t *testing.T) {
 	}
 }
 
+// TestPlanRecordsStaleIdsAnew: the registry's id of a member group that
+// names no group (a repair whose record failed, a group made again by
+// hand), though the group is whole by its path, once made every plan a
+// conflict whose advice, reconcile, found nothing to do. It is a repair
+// that records the ids anew, after which members compare as usual.
+func TestPlanRecordsStaleIdsAnew(t *testing.T) {
+	store := memstore.New()
+	svc, idp, desk := newServiceOver(store)
+	idp.AddUser(realm, "bob")
+	c, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: "NDD", Name: "NDD name"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := store.Get(t.Context(), realm, "ndd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := row.Artifacts
+	stale.ConsumerGroupID = uuid.NewString()
+	if err := store.SetArtifacts(t.Context(), c.ID, stale); err != nil {
+		t.Fatal(err)
+	}
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - {label: NDD, name: NDD name, consumers: [bob]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	plan, err := p.Plan(t.Context(), f, true)
+	if err != nil || len(plan) != 2 || plan[0].Kind != "repair" || !strings.Contains(plan[0].Detail, "record") ||
+		plan[1].String() != "add-member NDD consumer bob" {
+		t.Fatalf("plan %v, %v: want a repair recording the ids, then bob", plan, err)
+	}
+	if err := p.Apply(t.Context(), f, plan, nil); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if row, err := store.Get(t.Context(), realm, "ndd"); err != nil || row.Artifacts.ConsumerGroupID != idp.ID(realm, fakeidp.Group, "/Communities/NDD/consumer") {
+		t.Errorf("recorded %+v, %v", row.Artifacts, err)
+	}
+	if plan, err := p.Plan(t.Context(), f, true); err != nil || len(plan) != 0 {
+		t.Errorf("plan after apply: %v, %v", plan, err)
+	}
+}
+
 // TestApplyFailsARepairThatLeftDrift: drift a repair cannot mend (a group
 // of somebody else's where the community's consumer group should be) is a
 // failed repair, named, not "done" (review of 2026-11-24: apply reported
