@@ -360,6 +360,15 @@ func TestArtefactsAreAllOrNothing(t *testing.T) {
 	nested := body("NESTED", "PERM_NESTED_READ", owner)
 	subs := nested["group"].(map[string]any)["subGroups"].([]map[string]any)
 	subs[1]["subGroups"] = []map[string]any{{"name": "deeper"}}
+	// Nulls and excess once answered 500 half-way (a null pointer).
+	nullRole := body("NULLROLE", "PERM_NULLROLE_READ", owner)
+	nullRole["roles"] = append(nullRole["roles"].([]map[string]any), nil)
+	nullMember := body("NULLMEMBER", "PERM_NULLMEMBER_READ", owner)
+	nullMember["members"] = map[string][]*string{"owner": {nil}}
+	nullAttribute := body("NULLATTR", "PERM_NULLATTR_READ", owner)
+	nullAttribute["group"].(map[string]any)["attributes"] = map[string]any{"x": nil}
+	crowd := body("CROWD", "PERM_CROWD_READ", owner)
+	crowd["members"] = map[string][]string{"owner": slices.Repeat([]string{owner}, 65)}
 
 	for _, c := range []struct {
 		why    string
@@ -372,6 +381,10 @@ func TestArtefactsAreAllOrNothing(t *testing.T) {
 		{"a grant of a role that does not exist, after the roles and groups are made", admin, body("NOROLE", "PERM_NOSUCH_READ", owner), 400},
 		{"an owner who is no user, made last", admin, body("NOUSER", "PERM_NOUSER_READ", "no-such-user"), 404},
 		{"subgroups two levels deep", admin, nested, 400},
+		{"a null role", admin, nullRole, 400},
+		{"a null member", admin, nullMember, 400},
+		{"a null attribute", admin, nullAttribute, 400},
+		{"more members than a call makes", admin, crowd, 400},
 		{"no body", admin, nil, 400},
 	} {
 		resp := harness.Do(t, "POST", u, c.token, c.body)

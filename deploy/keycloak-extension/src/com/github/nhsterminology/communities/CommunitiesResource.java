@@ -1,10 +1,12 @@
 package com.github.nhsterminology.communities;
 
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.function.Function;
 import java.util.stream.Stream;
 
@@ -115,6 +117,58 @@ public class CommunitiesResource {
         public Map<String, List<String>> members = Map.of();
     }
 
+    /** The most roles, subgroups and members one {@code POST artefacts} makes (a community needs 2, 3 and 50). */
+    private static final int MAX_CREATE_ITEMS = 64;
+
+    /**
+     * Refuses (400) a body with a null where a value belongs, or more than
+     * {@link #MAX_CREATE_ITEMS} of a kind, before any lookup: it would
+     * otherwise fail half-way with a 500.
+     */
+    private static void requireWellFormed(Artefacts body) {
+        List<GroupRepresentation> subs = body.group.getSubGroups() == null ? List.of() : body.group.getSubGroups();
+        int members = 0;
+        for (List<String> ids : body.members.values()) {
+            if (ids == null || hasNull(ids)) {
+                throw ErrorResponse.error("a member list is null or holds a null", Response.Status.BAD_REQUEST);
+            }
+            members += ids.size();
+        }
+        if (body.roles.size() > MAX_CREATE_ITEMS || subs.size() > MAX_CREATE_ITEMS || members > MAX_CREATE_ITEMS) {
+            throw ErrorResponse.error("at most " + MAX_CREATE_ITEMS + " roles, subgroups and members a call", Response.Status.BAD_REQUEST);
+        }
+        if (hasNull(body.roles) || hasNull(subs)) {
+            throw ErrorResponse.error("a role or subgroup is null", Response.Status.BAD_REQUEST);
+        }
+        for (RoleRepresentation r : body.roles) {
+            requireValues(r.getAttributes());
+        }
+        List<GroupRepresentation> groups = new ArrayList<>(subs);
+        groups.add(body.group);
+        for (GroupRepresentation g : groups) {
+            requireValues(g.getAttributes());
+            if (g.getRealmRoles() != null && hasNull(g.getRealmRoles())) {
+                throw ErrorResponse.error("a role mapping names no role", Response.Status.BAD_REQUEST);
+            }
+        }
+    }
+
+    /** Unlike {@code contains(null)}, which {@code List.of()} answers with an exception. */
+    private static boolean hasNull(Collection<?> c) {
+        return c.stream().anyMatch(Objects::isNull);
+    }
+
+    private static void requireValues(Map<String, List<String>> attributes) {
+        if (attributes == null) {
+            return;
+        }
+        for (Map.Entry<String, List<String>> e : attributes.entrySet()) {
+            if (e.getKey() == null || e.getValue() == null || hasNull(e.getValue())) {
+                throw ErrorResponse.error("an attribute is null or holds a null", Response.Status.BAD_REQUEST);
+            }
+        }
+    }
+
     /**
      * Makes body's roles and groups and answers 201 with their ids:
      * {@code {"roles": {name: id}, "groups": {path: id}}}. A role or group
@@ -131,6 +185,7 @@ public class CommunitiesResource {
                 || body.roles == null || body.members == null) {
             throw ErrorResponse.error("parent and group.name are required", Response.Status.BAD_REQUEST);
         }
+        requireWellFormed(body);
         GroupModel parent = realm.getGroupById(body.parent);
         if (parent == null) {
             throw new NotFoundException("parent group not found");
@@ -338,17 +393,27 @@ public class CommunitiesResource {
                 continue;
             }
             if (!body.marker.equals(scope.getAttribute(body.attribute))) {
-                for (String clientId : body.clients) {
+                // Somebody else's: taken off the FHIR clients only if it
+                // maps no role, so would be in every token of theirs; one
+                // with a role mapping is only in its holders' and stays.
+                boolean open = scope.getScopeMappingsStream().findAny().isEmpty();
+                List<String> takenOff = new ArrayList<>();
+                for (String clientId : open ? body.clients : List.<String>of()) {
                     ClientModel client = realm.getClientByClientId(clientId);
                     if (client == null) {
                         throw new NotFoundException("client " + clientId + " not found");
                     }
+                    if (!client.getClientScopes(true).containsKey(name) && !client.getClientScopes(false).containsKey(name)) {
+                        continue;
+                    }
                     auth.clients().requireConfigure(client);
                     client.removeClientScope(scope);
+                    takenOff.add(clientId);
                     adminEvent.operation(OperationType.DELETE).resource(ResourceType.CLIENT)
-                            .resourcePath("clients", client.getId(), "default-client-scopes", scope.getId()).success();
+                            .resourcePath("clients", client.getId(), "default-client-scopes", scope.getId())
+                            .representation(Map.of("id", scope.getId(), "name", name)).success();
                 }
-                foreign.add("client scope " + name + " (taken off the FHIR clients)");
+                foreign.add("client scope " + name + (takenOff.isEmpty() ? "" : " (taken off " + String.join(", ", takenOff) + ")"));
                 continue;
             }
             auth.clients().requireManage(scope);
@@ -359,7 +424,7 @@ public class CommunitiesResource {
                 throw ErrorResponse.error("client scope " + name + ": " + e.getMessage(), Response.Status.CONFLICT);
             }
             adminEvent.operation(OperationType.DELETE).resource(ResourceType.CLIENT_SCOPE)
-                    .resourcePath("client-scopes", scope.getId()).success();
+                    .resourcePath("client-scopes", scope.getId()).representation(Map.of("id", scope.getId(), "name", name)).success();
             deleted.add("client scope " + name);
         }
         Map<String, Object> out = new LinkedHashMap<>();
