@@ -123,7 +123,7 @@ has, a label held by a create or delete under way). A pipeline can gate on it.
 ` + fileFormat,
 		Example: `  communities plan -f communities.yaml; rc=$?
   [ $rc -eq 2 ] && echo "changes pending"`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := p.load(cmd)
 			if err != nil {
