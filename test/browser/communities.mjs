@@ -16,8 +16,11 @@
 //               problem detail (nothing is listed twice)
 //   no-access   expect no Communities entry in the bar, then open the page's
 //               URL by hand and expect no list and no form
-//   add-member  --label L --user U --role R: open the community, find the
-//               user by name, add them as R, expect them listed as R
+//   add-member  --label L --user U --role R [--typed-label T]: open the
+//               community, find the user by name, add them as R, expect
+//               them listed as R; with --typed-label, then open it by a URL
+//               typed by hand with its label spelt T and expect the page at
+//               L with the caller's rights, listing the new member
 //   delete      --label L: open the community, Delete, type the label,
 //               confirm; expect "Community deleted" and the row gone
 //
@@ -29,7 +32,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --caller-role R --user U --role R] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
+const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --caller-role R --user U --role R --typed-label T] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
 
 let args;
 try {
@@ -45,6 +48,7 @@ try {
       'taken-label': { type: 'string' },
       'taken-name': { type: 'string' },
       user: { type: 'string' },
+      'typed-label': { type: 'string' },
       role: { type: 'string', default: 'consumer' },
       'caller-role': { type: 'string', default: 'owner' },
       'screenshot-dir': { type: 'string', default: 'screenshots' },
@@ -233,6 +237,18 @@ async function noAccess() {
   return { navEntry: entry, table, form, inputs, explained, listCalls, bodyText: (await page.locator('body').innerText()).slice(0, 2000) };
 }
 
+// Opens the community by a URL typed by hand, its label spelt typed (labels
+// match ignoring case): the page must come to the label as it is, with
+// the caller's rights, not "not managed".
+async function openTypedCommunity(typed) {
+  step = `open community ${typed} by its URL`;
+  await page.goto(`${consoleUrl}#/${encodeURIComponent(args.realm)}/communities/${encodeURIComponent(typed)}`, { waitUntil: 'domcontentloaded' });
+  await page.getByTestId('members-owner').or(page.getByTestId('community-not-managed')).first().waitFor({ state: 'visible' });
+  await screenshot(`community-typed-${typed}`);
+  if (await page.getByTestId('community-not-managed').count()) throw new Error(`opened as ${typed}, the page says the caller does not manage ${args.label}`);
+  if (!page.url().endsWith(`/communities/${encodeURIComponent(args.label)}`)) throw new Error(`opened as ${typed}, the page is at ${page.url()}`);
+}
+
 async function addMember() {
   await openCommunity(args.label);
   step = `find ${args.user}`;
@@ -248,6 +264,10 @@ async function addMember() {
   step = `${args.user} listed as ${args.role}`;
   await page.getByTestId(`member-${args.role}-${args.user}`).waitFor({ state: 'visible' });
   await screenshot('member-added');
+  if (args['typed-label']) {
+    await openTypedCommunity(args['typed-label']);
+    await page.getByTestId(`member-${args.role}-${args.user}`).waitFor({ state: 'visible' });
+  }
   return { added: args.user, role: args.role, alert: added.text };
 }
 

@@ -144,8 +144,8 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 	if !strings.Contains(got["alert"].(string), "Community created") {
 		t.Errorf("success alert %q", got["alert"])
 	}
-	if alert := got["takenAlert"].(string); !strings.Contains(alert, `a community labelled "TAKEN" already exists`) {
-		t.Errorf("the taken label's alert does not carry the service's problem detail: %q", alert)
+	if alert := got["takenAlert"].(string); !strings.Contains(alert, `a community labelled "TAKEN" already exists`) || !strings.Contains(alert, "(request id ") {
+		t.Errorf("the taken label's alert does not carry the service's problem detail and request id: %q", alert)
 	}
 	calls := serviceCalls(got)
 	if n := len(slices.DeleteFunc(slices.Clone(calls), func(c string) bool { return !strings.Contains(c, "/communities-authz/access") })); n != 1 {
@@ -191,8 +191,10 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 		t.Errorf("consumer's page shows community data: %q", body)
 	}
 
-	// The owner (creator) adds consumer as author on the page.
-	got = f.browser(t, "add-member", "creator", "--label", "PAGE", "--user", "consumer", "--role", "author")
+	// The owner (creator) adds consumer as author on the page, then opens
+	// it by a URL typed in lower case (labels match ignoring case; the
+	// page once said "not managed" there).
+	got = f.browser(t, "add-member", "creator", "--label", "PAGE", "--typed-label", "page", "--user", "consumer", "--role", "author")
 	if !isMemberOf(t, f.realm, "consumer", "/Communities/PAGE/author") {
 		t.Errorf("after the page said %q, consumer is not in PAGE's author group", got["alert"])
 	}

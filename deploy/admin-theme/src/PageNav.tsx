@@ -52,10 +52,11 @@ const CommunitiesNav = () => {
   const { t } = useTranslation();
   const { realm } = useRealm();
   const { environment } = useEnvironment<AdminEnvironment>();
-  const { access } = useCommunitiesAccess();
+  const { access, error } = useCommunitiesAccess();
   // The console's token is of the realm the user logged in to: the service
-  // answers only for that realm.
-  if (!access?.console || realm !== environment.realm) {
+  // answers only for that realm. Without an answer the entry is there when
+  // the service failed, so that its page can say why.
+  if (!(access ? access.console : error) || realm !== environment.realm) {
     return null;
   }
   return (

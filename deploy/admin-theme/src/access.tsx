@@ -1,12 +1,16 @@
 import { useEnvironment } from "@keycloak/keycloak-admin-ui";
 import { createContext, PropsWithChildren, useContext, useEffect, useMemo, useState } from "react";
 import { serviceBaseUrl, type Environment } from "./environment";
-import { serviceClient, type Access, type ServiceClient } from "./service";
+import { ServiceError, serviceClient, type Access, type ServiceClient } from "./service";
+
+/** Longest wait between two tries of an access call that failed for now. */
+const MAX_RETRY_SECONDS = 60;
 
 type AccessState = {
   client: ServiceClient;
   /** undefined while the service has not answered. */
   access?: Access;
+  /** Why the service has not answered; shown while it is tried again if it may yet. */
   error?: string;
   /** Records a change this page made, without asking the service again. */
   update: (change: (a: Access) => Access) => void;
@@ -16,9 +20,12 @@ const AccessContext = createContext<AccessState | undefined>(undefined);
 
 /**
  * Asks the communities service once per console load what the caller may
- * do (GET .../communities-authz/access). The nav entry and the pages follow
- * its answer; nothing is guessed from the token. Every call the pages make
- * is checked by the service again.
+ * do (GET .../communities-authz/access), and again, waiting longer each
+ * time (as long as it says in Retry-After, at least), while it cannot be
+ * reached or answers "try again": a service starting up or briefly down
+ * must not hide Communities for the rest of the session. The nav entry and
+ * the pages follow its answer; nothing is guessed from the token. Every
+ * call the pages make is checked by the service again.
  */
 export const CommunitiesAccessProvider = ({ children }: PropsWithChildren) => {
   const { keycloak, environment } = useEnvironment<Environment>();
@@ -31,12 +38,28 @@ export const CommunitiesAccessProvider = ({ children }: PropsWithChildren) => {
 
   useEffect(() => {
     let live = true;
-    client
-      .access()
-      .then((a) => live && setAccess(a))
-      .catch((e: Error) => live && setError(e.message));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ask = (wait: number) => {
+      client
+        .access()
+        .then((a) => {
+          if (!live) return;
+          setAccess(a);
+          setError(undefined);
+        })
+        .catch((e: Error) => {
+          if (!live) return;
+          setError(e.message);
+          if (e instanceof ServiceError && e.transient) {
+            const next = Math.min(Math.max(wait, e.retryAfter ?? 0), MAX_RETRY_SECONDS);
+            timer = setTimeout(() => ask(Math.min(wait * 2, MAX_RETRY_SECONDS)), next * 1000);
+          }
+        });
+    };
+    ask(2);
     return () => {
       live = false;
+      clearTimeout(timer);
     };
   }, [client]);
 

@@ -16,17 +16,28 @@ export type Access = {
 
 export type Community = { securityLabel: string; communityName: string };
 
-export type Member = { id: string; username: string };
+/** A disabled member keeps the membership but can use none of it. */
+export type Member = { id: string; username: string; enabled: boolean };
 
 export type Members = Record<string, Member[]>;
 
-/** A refusal or failure of the service, with its problem detail. */
+/**
+ * A refusal or failure of the service, with its problem detail and, when
+ * the service answered, the request id service desk finds it by in the log.
+ */
 export class ServiceError extends Error {
   constructor(
     readonly status: number,
     readonly detail: string,
+    /** Seconds the service asked to wait before trying again, if it did. */
+    readonly retryAfter?: number,
   ) {
     super(detail);
+  }
+
+  /** Trying again may succeed: the service was unreachable, or said so. */
+  get transient() {
+    return this.status === 0 || this.status === 502 || this.status === 503 || this.status === 504;
   }
 }
 
@@ -61,13 +72,21 @@ export const serviceClient = (keycloak: Keycloak, baseUrl: string, realm: string
     }
     if (!res.ok) {
       let detail = `HTTP ${res.status}`;
+      let requestId = res.headers.get("X-Request-ID");
       try {
         const problem = await res.json();
         detail = problem.detail || problem.title || detail;
+        requestId = problem.requestId || requestId;
       } catch {
         // not problem+json: keep the status
       }
-      throw new ServiceError(res.status, detail);
+      // Details of failures ask the user to quote it.
+      const wait = Number(res.headers.get("Retry-After"));
+      throw new ServiceError(
+        res.status,
+        requestId ? `${detail} (request id ${requestId})` : detail,
+        Number.isFinite(wait) && wait > 0 ? wait : undefined,
+      );
     }
     return (res.status === 204 ? undefined : await res.json()) as T;
   };

@@ -5,8 +5,12 @@ import {
   Alert,
   AlertVariant,
   Button,
+  Label,
   Form,
   FormGroup,
+  FormHelperText,
+  HelperText,
+  HelperTextItem,
   FormSelect,
   FormSelectOption,
   List,
@@ -18,19 +22,25 @@ import {
   TextInput,
   Title,
 } from "@patternfly/react-core";
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useNavigate, useParams } from "react-router-dom";
 import { useAlerts } from "../alerts";
 import { mayChangeMembers, mayDelete, mayManage, useCommunitiesAccess } from "../access";
-import { toCommunities } from "../routes";
-import type { Access, Community, Members } from "../service";
+import { toCommunities, toCommunity } from "../routes";
+import type { Access, Community, Member, Members } from "../service";
 import { ServiceError } from "../service";
 import { rolesText, WithAccess } from "./common";
 
 const ROLES = ["owner", "author", "consumer"] as const;
 
 const detailOf = (e: unknown) => (e instanceof ServiceError ? e.detail : String(e));
+
+/** Users one search shows; one more is asked for, to tell that there are more. */
+const SEARCH_MAX = 20;
+
+/** A disabled owner cannot manage the community: it does not count. */
+const hasEnabledOwner = (members: Members) => (members.owner ?? []).some((m: Member) => m.enabled);
 
 /** Finds a user as the Users page does (Keycloak's admin API, the console's token). */
 const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole: string; onAdded: () => void }) => {
@@ -47,7 +57,7 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
   const find = async () => {
     setPicked(undefined);
     try {
-      setFound(await adminClient.users.find({ search, first: 0, max: 20, briefRepresentation: true }));
+      setFound(await adminClient.users.find({ search, first: 0, max: SEARCH_MAX + 1, briefRepresentation: true }));
     } catch (e) {
       setFound([]);
       addAlert(t("userSearchFailed"), AlertVariant.danger, String(e));
@@ -97,7 +107,7 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
       {found && found.length === 0 && <div data-testid="member-search-empty">{t("noSearchResults")}</div>}
       {found && found.length > 0 && (
         <FormGroup role="radiogroup" label={t("users")} fieldId="member-pick" isStack>
-          {found.map((u) => (
+          {found.slice(0, SEARCH_MAX).map((u) => (
             <Radio
               key={u.id}
               id={`pick-${u.id}`}
@@ -108,6 +118,13 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
               onChange={() => setPicked(u)}
             />
           ))}
+          {found.length > SEARCH_MAX && (
+            <FormHelperText>
+              <HelperText>
+                <HelperTextItem data-testid="member-search-more">{t("moreSearchResults", { max: SEARCH_MAX })}</HelperTextItem>
+              </HelperText>
+            </FormHelperText>
+          )}
         </FormGroup>
       )}
       <FormGroup label={t("communityRole")} fieldId="member-role">
@@ -171,6 +188,11 @@ const MemberLists = ({
               {(members[role] ?? []).map((m) => (
                 <ListItem key={m.id} data-testid={`member-${role}-${m.username}`}>
                   {m.username}{" "}
+                  {!m.enabled && (
+                    <Label isCompact data-testid={`disabled-${role}-${m.username}`}>
+                      {t("memberDisabled")}
+                    </Label>
+                  )}{" "}
                   {canChange && (
                     <Button
                       variant="link"
@@ -263,20 +285,37 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
   const [members, setMembers] = useState<Members>();
   const [error, setError] = useState<string>();
   const manage = mayManage(access, label);
+  // Only the newest load shows: one started before a change of access
+  // (an owner removing themselves) must not answer for the page after it.
+  const loads = useRef(0);
 
   const load = useCallback(async () => {
+    const mine = ++loads.current;
     try {
-      setCommunity(await client.get(label));
-      if (manage) setMembers(await client.members(label));
+      const c = await client.get(label);
+      if (mine !== loads.current) return;
+      if (c.securityLabel !== label) {
+        // Labels match ignoring case; access names them as they are.
+        navigate(toCommunity(realm, c.securityLabel), { replace: true });
+        return;
+      }
+      setCommunity(c);
+      const m = manage ? await client.members(label) : undefined;
+      if (mine !== loads.current) return;
+      setMembers(m);
       setError(undefined);
     } catch (e) {
-      setError(detailOf(e));
+      if (mine === loads.current) setError(detailOf(e));
     }
-  }, [client, label, manage]);
+  }, [client, label, manage, navigate, realm]);
 
   useEffect(() => {
     void load();
   }, [load]);
+  // What a change reloads with: the newest load, whatever access it saw.
+  const latest = useRef(load);
+  latest.current = load;
+  const reload = () => void latest.current();
 
   if (error) {
     return (
@@ -299,20 +338,20 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
         {!manage && <div data-testid="community-not-managed">{t("communityNotManaged")}</div>}
         {manage && members && (
           <>
-            {(members.owner ?? []).length === 0 && (
+            {!hasEnabledOwner(members) && (
               <Alert variant="info" isInline title={t("communityDormant")} className="pf-v5-u-mb-md" />
             )}
             <MemberLists
               label={label}
               members={members}
               canChange={mayChangeMembers(access, label)}
-              onChanged={() => void load()}
+              onChanged={reload}
             />
             {mayChangeMembers(access, label) && (
               <AddMember
                 label={label}
-                defaultRole={(members.owner ?? []).length === 0 ? "owner" : "consumer"}
-                onAdded={() => void load()}
+                defaultRole={hasEnabledOwner(members) ? "consumer" : "owner"}
+                onAdded={reload}
               />
             )}
           </>
