@@ -419,7 +419,7 @@ func TestLastOwnerUnderConcurrency(t *testing.T) {
 		}
 		wg.Wait()
 		sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
-		var m map[string][]map[string]string
+		var m members
 		harness.Do(t, "GET", f.base+"/RACE/members", sd, nil).Expect(t, 200).JSON(t, &m)
 		if len(m["owner"]) == 0 {
 			t.Fatalf("round %d: answers %v and no owner left", round, statuses)
