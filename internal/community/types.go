@@ -124,7 +124,8 @@ type Spec struct {
 }
 
 // Member is a user in one of a community's groups. A disabled member
-// holds the membership but cannot use it (nor sign in).
+// keeps the membership but cannot sign in, and the live owner checks
+// take it for no owner.
 type Member struct {
 	ID       string `json:"id"`
 	Username string `json:"username"`

@@ -21,7 +21,7 @@ const AccessContext = createContext<AccessState | undefined>(undefined);
 /**
  * Asks the communities service once per console load what the caller may
  * do (GET .../communities-authz/access), and again, waiting longer each
- * time (as long as it says in Retry-After, at least), while it cannot be
+ * time (at least its Retry-After, at most a minute), while it cannot be
  * reached or answers "try again": a service starting up or briefly down
  * must not hide Communities for the rest of the session. The nav entry and
  * the pages follow its answer; nothing is guessed from the token. Every

@@ -16,7 +16,7 @@ export type Access = {
 
 export type Community = { securityLabel: string; communityName: string };
 
-/** A disabled member keeps the membership but can use none of it. */
+/** A disabled member keeps the membership but cannot sign in, and is no owner. */
 export type Member = { id: string; username: string; enabled: boolean };
 
 export type Members = Record<string, Member[]>;
