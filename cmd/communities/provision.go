@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +35,15 @@ func cliActor() community.Actor {
 // delete communities whose labels remain on FHIR resources.
 func withProvisioner(cmd *cobra.Command, cfg *config.Config, realm string, stderr io.Writer, o core.Options, acceptLabelled bool,
 	fn func(*provision.Provisioner) error) error {
+	// Realms named (--realms, COMMUNITIES_REALMS) are the only ones a
+	// deployment's pipeline may touch: a file that names another (a typo,
+	// master) is refused before anything is read.
+	if err := config.ApplyEnv(cmd.Flags(), nil); err != nil {
+		return err
+	}
+	if cmd.Flags().Changed("realms") && !slices.Contains(cfg.Realms, realm) {
+		return fmt.Errorf("realm %q is not one of --realms (%s); name it there to manage it", realm, strings.Join(cfg.Realms, ","))
+	}
 	c, err := openCore(cmd, cfg, stderr, o, func(c *config.Config) {
 		c.Realms = []string{realm}
 		c.DefaultCommunities = nil
@@ -77,7 +88,7 @@ type provisionFlags struct {
 	file           string
 	prune          bool
 	acceptLabelled bool
-	output         string
+	output         *format
 }
 
 func (p *provisionFlags) bind(cmd *cobra.Command, withPrune bool) {
@@ -88,7 +99,7 @@ func (p *provisionFlags) bind(cmd *cobra.Command, withPrune bool) {
 		cmd.Flags().BoolVar(&p.prune, "prune", false, "also delete communities the file does not list, and remove members its lists do not name")
 		cmd.Flags().BoolVar(&p.acceptLabelled, "accept-labelled-resources", false, "with --prune and --guard-fhir-urls: delete communities even while their labels remain on FHIR resources (seed 000: users lose access to them)")
 	}
-	cmd.Flags().StringVarP(&p.output, "output", "o", "text", "text or json")
+	p.output = outputFlag(cmd.Flags(), "text", "json")
 }
 
 const fileFormat = `The file:
@@ -141,7 +152,7 @@ has, a label held by a create or delete under way). A pipeline can gate on it.
 			if err != nil {
 				return err
 			}
-			if p.output == "json" {
+			if p.output.value == "json" {
 				if plan == nil {
 					plan = []provision.Action{}
 				}
@@ -226,7 +237,7 @@ summary counts the rest as not attempted, and the exit status is 1.
 					case r.Error != "":
 						failed++
 					}
-					if p.output != "json" {
+					if p.output.value != "json" {
 						switch {
 						case r.Kind == "conflict": // its detail is the error
 							fmt.Fprintf(stdout, "FAILED %s\n", r.Action)
@@ -237,7 +248,7 @@ summary counts the rest as not attempted, and the exit status is 1.
 						}
 					}
 				})
-				if p.output == "json" {
+				if p.output.value == "json" {
 					if results == nil {
 						results = []provision.Result{}
 					}
@@ -261,7 +272,7 @@ func newExport(stdout, stderr io.Writer) *cobra.Command {
 	var (
 		cfg    config.Config
 		realm  string
-		output string
+		output *format
 	)
 	cmd := &cobra.Command{
 		Use:   "export --realm terminology",
@@ -282,7 +293,7 @@ changes. Like plan, it cannot change anything.
 				for _, w := range warnings {
 					fmt.Fprintln(stderr, "warning:", w)
 				}
-				if output == "json" {
+				if output.value == "json" {
 					enc := json.NewEncoder(stdout)
 					enc.SetIndent("", "  ")
 					return enc.Encode(f)
@@ -298,6 +309,6 @@ changes. Like plan, it cannot change anything.
 	}
 	config.Bind(cmd.Flags(), &cfg)
 	cmd.Flags().StringVar(&realm, "realm", "terminology", "realm to export")
-	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "yaml or json")
+	output = outputFlag(cmd.Flags(), "yaml", "json")
 	return cmd
 }

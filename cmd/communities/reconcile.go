@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -22,7 +23,7 @@ func newReconcile(stdout, stderr io.Writer) *cobra.Command {
 	var (
 		cfg    config.Config
 		repair bool
-		output string
+		output *format
 	)
 	cmd := &cobra.Command{
 		Use:   "reconcile",
@@ -56,14 +57,18 @@ repairable), 1 error. It takes the same settings as serve.`,
 			}
 			defer srv.Close()
 			reports, ran, err := srv.Service().Reconcile(cmd.Context(), cfg.Realms, repair)
+			// The realms done are reported even when another failed or
+			// was locked: their repairs happened, and a pipeline must see them.
+			if len(reports) > 0 || (err == nil && ran) {
+				if werr := writeReports(stdout, output.value, reports); werr != nil {
+					return werr
+				}
+			}
 			if err != nil {
 				return err
 			}
 			if !ran {
-				return fmt.Errorf("another reconciler is running for one of the realms; try again later")
-			}
-			if err := writeReports(stdout, output, reports); err != nil {
-				return err
+				return fmt.Errorf("another reconciler is running for %s; try again later", strings.Join(skipped(cfg.Realms, reports), ", "))
 			}
 			for _, r := range reports {
 				if remaining(r) > 0 {
@@ -75,8 +80,19 @@ repairable), 1 error. It takes the same settings as serve.`,
 	}
 	config.Bind(cmd.Flags(), &cfg)
 	cmd.Flags().BoolVar(&repair, "repair", false, "recreate missing artefacts and remove orphans this service made")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	output = outputFlag(cmd.Flags(), "text", "json")
 	return cmd
+}
+
+// skipped lists the realms of realms that have no report.
+func skipped(realms []string, reports []community.Report) []string {
+	var out []string
+	for _, r := range realms {
+		if !slices.ContainsFunc(reports, func(rep community.Report) bool { return rep.Realm == r }) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // remaining counts differences still there after the run.
@@ -93,14 +109,13 @@ func remaining(r community.Report) int {
 }
 
 func writeReports(w io.Writer, format string, reports []community.Report) error {
-	switch format {
-	case "json":
+	if format == "json" {
+		if reports == nil {
+			reports = []community.Report{}
+		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(reports)
-	case "text":
-	default:
-		return fmt.Errorf("--output %q: use text or json", format)
 	}
 	for _, r := range reports {
 		for label, ds := range r.Drift {

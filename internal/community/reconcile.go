@@ -38,6 +38,10 @@ func (r Report) DriftCount() int {
 	return n
 }
 
+// reconciler is who the audit trail names for what the drift check and
+// its repairs change.
+var reconciler = Actor{ClientID: "communities-reconciler", Username: "communities-reconciler"}
+
 // Reconcile checks every active community of each realm against Keycloak,
 // and every community group in Keycloak against the registry. With repair
 // it recreates missing artefacts and removes orphans this service made;
@@ -148,7 +152,7 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 		if len(survey.Suspects[row.ID]) == 0 {
 			continue
 		}
-		drift, active, err := s.ensureActive(ctx, &row, repair)
+		drift, active, err := s.ensureActive(ctx, &row, repair, reconciler)
 		if err != nil {
 			return nil, survey, fmt.Errorf("reconcile %s/%s: %w", realm, row.Label, err)
 		}
@@ -222,8 +226,7 @@ func (s *Service) orphan(ctx context.Context, rep *Report, o Orphan, confirm fun
 	if o.Artefact != "" {
 		what = o.Artefact + " without a registry row or group"
 	}
-	s.audit(ctx, &AuditEvent{Realm: rep.Realm, Action: "remove-orphan", Label: o.Label,
-		ActorClient: "communities-reconciler"}, "success", what)
+	s.audit(ctx, s.event(rep.Realm, "remove-orphan", reconciler, o.Label, ""), "success", what)
 	return nil
 }
 
@@ -257,14 +260,23 @@ func (s *Service) spec(row *Community) Spec {
 		FHIRClients: s.opts.FHIRClients}
 }
 
-// Check compares one active community's artefacts with their definition,
-// and with repair recreates what is missing (as Reconcile does for all).
-func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]Drift, error) {
+// Check compares one active community's artefacts with their definition.
+func (s *Service) Check(ctx context.Context, realm, l string) ([]Drift, error) {
+	return s.check(ctx, realm, l, false, Actor{})
+}
+
+// Repair recreates what one active community's artefacts lack (as
+// Reconcile does for all), audited as a's.
+func (s *Service) Repair(ctx context.Context, realm, l string, a Actor) ([]Drift, error) {
+	return s.check(ctx, realm, l, true, a)
+}
+
+func (s *Service) check(ctx context.Context, realm, l string, repair bool, by Actor) ([]Drift, error) {
 	row, err := s.Get(ctx, realm, l)
 	if err != nil {
 		return nil, err
 	}
-	drift, active, err := s.ensureActive(ctx, row, repair)
+	drift, active, err := s.ensureActive(ctx, row, repair, by)
 	if err == nil && !active {
 		return nil, fmt.Errorf("%w: %s is being deleted", ErrNotFound, row.Label)
 	}
@@ -272,14 +284,14 @@ func (s *Service) Check(ctx context.Context, realm, l string, repair bool) ([]Dr
 }
 
 // ensureActive compares row's artefacts with their definition, and with
-// repair makes what is missing, while row is the active community of its
-// label; active says whether it still was. A repair holds the community's
+// repair makes what is missing (audited as by's), while row is the active
+// community of its label; active says whether it still was. A repair holds the community's
 // lock, which a delete takes to leave the active state: without it, a
 // repair that found the row active could re-make what a delete removed
 // meanwhile, leaving artefacts with no row. A check that only reports
 // reads the state again afterwards instead, so that a delete begun
 // meanwhile is not reported as drift.
-func (s *Service) ensureActive(ctx context.Context, row *Community, repair bool) (drift []Drift, active bool, err error) {
+func (s *Service) ensureActive(ctx context.Context, row *Community, repair bool, by Actor) (drift []Drift, active bool, err error) {
 	run := func(ctx context.Context) error {
 		if active, err = s.stillActive(ctx, row); err != nil || !active {
 			return err
@@ -305,8 +317,7 @@ func (s *Service) ensureActive(ctx context.Context, row *Community, repair bool)
 		if len(drift) == 0 {
 			detail = "recorded the ids of its groups and roles anew"
 		}
-		s.audit(ctx, &AuditEvent{Realm: row.Realm, Action: "repair", Label: row.Label, Name: row.Name,
-			ActorClient: "communities-reconciler"}, "success", detail)
+		s.audit(ctx, s.event(row.Realm, "repair", by, row.Label, row.Name), "success", detail)
 		return nil
 	}
 	if !repair {

@@ -1100,10 +1100,10 @@ func TestReconcile(t *testing.T) {
 		row.Artifacts.OwnerGroupID != ndd.Artifacts.OwnerGroupID {
 		t.Errorf("the row's artefacts after repair %+v; the author group is now %s", row.Artifacts, author)
 	}
-	if ev := f.last(t, "repair"); ev.Label != "NDD" || ev.Outcome != "success" {
+	if ev := f.last(t, "repair"); ev.Label != "NDD" || ev.Outcome != "success" || ev.ActorClient != "communities-reconciler" {
 		t.Errorf("audit %+v", ev)
 	}
-	if ev := f.last(t, "remove-orphan"); ev.Label != "ORPHAN" || ev.Outcome != "success" {
+	if ev := f.last(t, "remove-orphan"); ev.Label != "ORPHAN" || ev.Outcome != "success" || ev.ActorClient != "communities-reconciler" {
 		t.Errorf("audit %+v", ev)
 	}
 	// The row names the recreated group: a member can be added to it.
@@ -1116,11 +1116,20 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("after repair: %+v %v", reports, err)
 	}
 
-	// Check repairs one community the same way.
+	// Check reports one community's drift; Repair mends it the same way,
+	// audited as its caller's (apply's, from the command line).
 	f.idp.Delete(realm, fakeidp.Role, "PERM_OK_WRITE")
-	drift, err := f.svc.Check(ctx, realm, "ok", true)
-	if err != nil || len(drift) == 0 || drift[0].What != "realm role PERM_OK_WRITE" || !drift[0].Repaired {
+	drift, err := f.svc.Check(ctx, realm, "ok")
+	if err != nil || len(drift) == 0 || drift[0].What != "realm role PERM_OK_WRITE" || drift[0].Repaired {
 		t.Errorf("check: %v %v", drift, err)
+	}
+	cli := community.Actor{ClientID: "communities-cli", Username: "pipeline"}
+	drift, err = f.svc.Repair(ctx, realm, "ok", cli)
+	if err != nil || len(drift) == 0 || drift[0].What != "realm role PERM_OK_WRITE" || !drift[0].Repaired {
+		t.Errorf("repair: %v %v", drift, err)
+	}
+	if ev := f.last(t, "repair"); ev.Label != "OK" || ev.ActorClient != cli.ClientID || ev.ActorUsername != cli.Username {
+		t.Errorf("repair audited as %+v", ev)
 	}
 	if f.row(t, "OK").Artifacts.WriteRoleID != f.idp.ID(realm, fakeidp.Role, "PERM_OK_WRITE") {
 		t.Error("check did not record the recreated role")
@@ -1320,7 +1329,7 @@ func TestRepairAndDeleteDoNotInterleave(t *testing.T) {
 			if via == "Reconcile" {
 				_, _, err = svc.Reconcile(ctx, []string{realm}, true)
 			} else {
-				_, err = svc.Check(ctx, realm, "NDD", true)
+				_, err = svc.Repair(ctx, realm, "NDD", desk)
 			}
 			if err != nil {
 				t.Fatal(err)

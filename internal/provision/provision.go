@@ -348,7 +348,7 @@ func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, ac
 				// stale (a repair whose record failed, a group made
 				// again by hand), which a repair records anew; else the
 				// group went while the plan was made.
-				now, err := p.svc.Check(ctx, realm, c.Label, false)
+				now, err := p.svc.Check(ctx, realm, c.Label)
 				if err != nil {
 					return nil, err
 				}
@@ -441,7 +441,7 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 			}
 		case "repair":
 			var drift []community.Drift
-			if drift, err = p.svc.Check(actx, f.Realm, a.Label, true); err == nil {
+			if drift, err = p.svc.Repair(actx, f.Realm, a.Label, p.actor); err == nil {
 				err = unrepaired(drift)
 			}
 		case "add-member", "remove-member":

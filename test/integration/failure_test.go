@@ -237,7 +237,7 @@ func TestKeycloakCommitsAfterTheUndo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if drift, err := svc.Server.Service().Check(ctx, realm.Name, l, false); err != nil || len(drift) != 0 {
+		if drift, err := svc.Server.Service().Check(ctx, realm.Name, l); err != nil || len(drift) != 0 {
 			t.Errorf("%s, made after finishing the undo: drift %v %v", l, drift, err)
 		}
 		if left := realm.Artefacts(t, "Communities", l); len(left) != 3 {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 
+	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/keycloak"
 	"github.com/nhs-terminology/communities/test/harness"
 )
@@ -643,5 +645,30 @@ func TestOneReconcilerAtATime(t *testing.T) {
 	}
 	if _, ran, err := other.Server.Service().Reconcile(ctx, []string{f.realm.Name}, false); err != nil || !ran {
 		t.Errorf("after release the second did not run: %v, %v", ran, err)
+	}
+
+	// The command line, asked for two realms of which another holds one,
+	// still reports the realm it did, and names the one it could not.
+	locked := f.realm.Name + "-held"
+	held, release, done = make(chan struct{}), make(chan struct{}), make(chan bool)
+	go func() {
+		ran, err := f.svc.Store.AsLeader(ctx, locked, func(context.Context) error {
+			close(held)
+			<-release
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- ran
+	}()
+	<-held
+	out, code := runCLI(t, f.env, f.env.DatabaseURL, nil, "reconcile", "--realms", f.realm.Name+","+locked, "-o", "json")
+	close(release)
+	<-done
+	var reports []community.Report
+	if code != 1 || !strings.Contains(out, "another reconciler is running for "+locked+";") ||
+		json.NewDecoder(strings.NewReader(out)).Decode(&reports) != nil || len(reports) != 1 || reports[0].Realm != f.realm.Name {
+		t.Errorf("reconcile of a free and a held realm: exit %d\n%s", code, out)
 	}
 }
