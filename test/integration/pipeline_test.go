@@ -89,6 +89,12 @@ communities:
 	if out, code = cli("apply", "-f", file); code != 0 {
 		t.Fatalf("repairing apply exited %d:\n%s", code, out)
 	}
+	// The repair is apply's, and the audit trail says so.
+	var actors []string
+	if err := f.svc.Store.DB().Raw("SELECT actor_client FROM audit_events WHERE realm = ? AND action = 'repair'", realm).
+		Scan(&actors).Error; err != nil || !slices.Equal(actors, []string{"communities-cli"}) {
+		t.Errorf("repair audited as %v (%v), want communities-cli", actors, err)
+	}
 	if out, code = cli("plan", "-f", file); code != 0 {
 		t.Fatalf("plan after repair exited %d:\n%s", code, out)
 	}
