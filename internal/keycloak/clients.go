@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 
 	"github.com/Nerzal/gocloak/v13"
 )
@@ -142,41 +143,63 @@ type SystemClientInfo struct {
 	Attributes  map[string]string
 }
 
-// SystemClients lists the system accounts of realm.
+type clientRep struct {
+	ID          string            `json:"id"`
+	ClientID    string            `json:"clientId"`
+	Description string            `json:"description"`
+	Attributes  map[string]string `json:"attributes"`
+}
+
+func (o clientRep) system() (SystemClientInfo, bool) {
+	return SystemClientInfo{ID: o.ID, ClientID: o.ClientID, Description: o.Description, Attributes: o.Attributes},
+		o.Attributes[SystemAccountAttribute] == "true"
+}
+
+// clientsPage is how many clients one call of SystemClients reads.
+const clientsPage = 500
+
+// SystemClients lists the system accounts of realm. Keycloak only
+// searches attributes it is told are searchable, so the realm's clients
+// are read a page at a time, all of them, and filtered here.
 func (c *Client) SystemClients(ctx context.Context, realm string) ([]SystemClientInfo, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return nil, err
 	}
-	var out []struct {
-		ID          string            `json:"id"`
-		ClientID    string            `json:"clientId"`
-		Description string            `json:"description"`
-		Attributes  map[string]string `json:"attributes"`
-	}
-	// Keycloak only searches attributes it is told are searchable, so the
-	// clients are filtered here.
-	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+"/clients?first=0&max=10000", nil, &out); err != nil {
-		return nil, fmt.Errorf("list system accounts: %w", err)
-	}
 	var res []SystemClientInfo
-	for _, o := range out {
-		if o.Attributes[SystemAccountAttribute] == "true" {
-			res = append(res, SystemClientInfo{ID: o.ID, ClientID: o.ClientID, Description: o.Description, Attributes: o.Attributes})
+	for first := 0; ; first += clientsPage {
+		var page []clientRep
+		path := fmt.Sprintf("%s/clients?first=%d&max=%d", pathEscape(realm), first, clientsPage)
+		if _, err := c.raw(ctx, tok, http.MethodGet, path, nil, &page); err != nil {
+			return nil, fmt.Errorf("list system accounts: %w", err)
+		}
+		for _, o := range page {
+			if s, ok := o.system(); ok {
+				res = append(res, s)
+			}
+		}
+		if len(page) < clientsPage {
+			return res, nil
 		}
 	}
-	return res, nil
 }
 
-// SystemClient finds one system account by clientId; ErrNotFound when there
-// is none, or the client is not a system account this service made.
+// SystemClient finds one system account by clientId, in one call;
+// ErrNotFound when there is none, or the client is not a system account
+// this service made.
 func (c *Client) SystemClient(ctx context.Context, realm, clientID string) (*SystemClientInfo, error) {
-	all, err := c.SystemClients(ctx, realm)
+	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range all {
-		if s.ClientID == clientID {
+	// search=false: Keycloak matches the clientId exactly, not as a part.
+	var found []clientRep
+	path := pathEscape(realm) + "/clients?search=false&clientId=" + url.QueryEscape(clientID)
+	if _, err := c.raw(ctx, tok, http.MethodGet, path, nil, &found); err != nil {
+		return nil, fmt.Errorf("find system account %s: %w", clientID, err)
+	}
+	for _, o := range found {
+		if s, ok := o.system(); ok && s.ClientID == clientID {
 			return &s, nil
 		}
 	}

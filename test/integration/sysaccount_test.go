@@ -140,7 +140,9 @@ func TestSystemAccounts(t *testing.T) {
 	if one.Purpose != "authoring" || one.Content != "unpublished" || one.Justification == "" || one.Secret != "" {
 		t.Errorf("account %+v", one)
 	}
-	check("GET", base+"/service-desk", sd, nil, 404) // not a system account
+	check("GET", base+"/service-desk", sd, nil, 404)   // not a system account
+	check("GET", base+"/acme-author", sd, nil, 404)    // a part of one's clientId names none
+	check("GET", base+"/ACME-AUTHORING", sd, nil, 404) // clientIds are matched as spelt
 
 	// Rotation: the new secret works, the old one no longer.
 	var rotated struct{ Secret string }
