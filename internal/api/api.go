@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
@@ -20,6 +21,7 @@ import (
 	"github.com/nhs-terminology/communities/internal/auth"
 	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/fault"
+	"github.com/nhs-terminology/communities/internal/label"
 	"github.com/nhs-terminology/communities/internal/metrics"
 	"github.com/nhs-terminology/communities/internal/sysaccount"
 	"github.com/nhs-terminology/communities/pkg/decision"
@@ -164,7 +166,22 @@ func (h *handler) list(c *gin.Context) {
 		h.refuse(c, fault.Invalid, err.Error())
 		return
 	}
-	cs, err := h.opts.Service.List(c.Request.Context(), c.Param("realm"), first, max)
+	search := c.Query("search")
+	if utf8.RuneCountInString(search) > label.MaxNameLen {
+		h.refuse(c, fault.Invalid, "query parameter search must be at most "+strconv.Itoa(label.MaxNameLen)+" characters")
+		return
+	}
+	var mine bool
+	switch v, _ := c.GetQuery("mine"); v {
+	case "", "false":
+	case "true":
+		mine = true
+	default:
+		h.refuse(c, fault.Invalid, "query parameter mine must be true or false")
+		return
+	}
+	cs, err := h.opts.Service.Find(c.Request.Context(), c.Param("realm"), h.actor(c),
+		community.ListFilter{Search: search, Mine: mine}, first, max)
 	if err != nil {
 		h.fail(c, err)
 		return

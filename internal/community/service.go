@@ -92,11 +92,63 @@ func New(store Store, kc IdentityProvider, o Options) *Service {
 
 // List returns the active communities of realm, by label.
 func (s *Service) List(ctx context.Context, realm string, first, max int) ([]Community, error) {
-	cs, err := s.store.List(ctx, realm, first, max)
+	return s.Find(ctx, realm, Actor{}, ListFilter{}, first, max)
+}
+
+// ListFilter narrows a list of communities: at 10,000, nobody pages to
+// theirs.
+type ListFilter struct {
+	// Search keeps the communities whose label or name contains it,
+	// ignoring case.
+	Search string
+	// Mine keeps the communities the caller is in one of the groups of now.
+	Mine bool
+}
+
+// Find returns the active communities of realm that f keeps, by label. Mine
+// costs what Access does (one paged read of the caller's groups), whatever
+// the number of communities.
+func (s *Service) Find(ctx context.Context, realm string, a Actor, f ListFilter, first, max int) ([]Community, error) {
+	key := label.Key(f.Search)
+	var (
+		cs  []Community
+		err error
+	)
+	switch {
+	case f.Mine:
+		return s.mine(ctx, realm, a, key, first, max)
+	case key != "":
+		cs, err = s.store.Search(ctx, realm, key, first, max)
+	default:
+		cs, err = s.store.List(ctx, realm, first, max)
+	}
 	if err != nil {
 		return nil, fault.Upstream("the registry is unavailable", err)
 	}
 	return cs, nil
+}
+
+func (s *Service) mine(ctx context.Context, realm string, a Actor, key string, first, max int) ([]Community, error) {
+	acc, err := s.Access(ctx, realm, a)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(acc.Memberships))
+	for l := range acc.Memberships {
+		keys = append(keys, label.Key(l))
+	}
+	rows, err := s.store.ByLabels(ctx, realm, keys)
+	if err != nil {
+		return nil, fault.Upstream("the registry is unavailable", err)
+	}
+	rows = slices.DeleteFunc(rows, func(c Community) bool {
+		return !strings.Contains(c.LabelKey, key) && !strings.Contains(c.NameKey, key)
+	})
+	rows = rows[min(first, len(rows)):]
+	if max > 0 && max < len(rows) {
+		rows = rows[:max]
+	}
+	return rows, nil
 }
 
 // Get returns the active community of realm labelled l (ignoring case).

@@ -1590,3 +1590,44 @@ func TestMembersOfManyIsForServiceDesk(t *testing.T) {
 		t.Errorf("service desk: %v %v", got, err)
 	}
 }
+
+// TestFind: a search keeps label or name matches ignoring case; mine keeps
+// the caller's memberships now, searched and paged alike.
+func TestFind(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	alice := f.creator("alice")
+	f.create(t, alice, "NDD")
+	f.create(t, alice, "Dict")
+	f.create(t, f.desk, "SNOMED")
+	if err := f.svc.ChangeMember(ctx, realm, f.desk, "SNOMED", community.RoleConsumer, "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	f.create(t, f.desk, "Other")
+	for _, c := range []struct {
+		a          community.Actor
+		filter     community.ListFilter
+		first, max int
+		want       []string
+	}{
+		{f.desk, community.ListFilter{}, 0, 0, []string{"Dict", "NDD", "Other", "SNOMED"}},
+		{f.desk, community.ListFilter{Search: "DI"}, 0, 0, []string{"Dict"}},
+		{f.desk, community.ListFilter{Search: "community ndd"}, 0, 0, []string{"NDD"}},
+		{f.desk, community.ListFilter{Search: "Y S"}, 0, 0, []string{"SNOMED"}},
+		{f.desk, community.ListFilter{Mine: true}, 0, 0, nil},
+		{alice, community.ListFilter{Mine: true}, 0, 0, []string{"Dict", "NDD", "SNOMED"}},
+		{alice, community.ListFilter{Mine: true, Search: "nd"}, 0, 0, []string{"NDD"}},
+		{alice, community.ListFilter{Mine: true, Search: "other"}, 0, 0, nil},
+		{alice, community.ListFilter{Mine: true}, 1, 1, []string{"NDD"}},
+		{alice, community.ListFilter{Mine: true}, 5, 0, nil},
+	} {
+		got, err := f.svc.Find(ctx, realm, c.a, c.filter, c.first, c.max)
+		var labels []string
+		for _, r := range got {
+			labels = append(labels, r.Label)
+		}
+		if err != nil || !slices.Equal(labels, c.want) {
+			t.Errorf("%s %+v first %d max %d: %v %v, want %v", c.a.Username, c.filter, c.first, c.max, labels, err, c.want)
+		}
+	}
+}

@@ -211,6 +211,9 @@ type Store interface {
 	// List returns the active communities of realm by label key; max <= 0
 	// means all.
 	List(ctx context.Context, realm string, first, max int) ([]Community, error)
+	// Search returns, as List does, the active communities of realm whose
+	// label key or name key contains key.
+	Search(ctx context.Context, realm, key string, first, max int) ([]Community, error)
 	// ByLabels returns the active communities of realm among labelKeys.
 	ByLabels(ctx context.Context, realm string, labelKeys []string) ([]Community, error)
 	// Transition moves row id from state from to to, setting its lease

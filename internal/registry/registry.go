@@ -237,8 +237,19 @@ func (s *Store) Get(ctx context.Context, realm, labelKey string) (*community.Com
 // List returns the active communities of realm ordered by label; max <= 0
 // means no limit.
 func (s *Store) List(ctx context.Context, realm string, first, max int) ([]community.Community, error) {
-	q := s.db.WithContext(ctx).Where("realm = ? AND state = ?", realm, community.StateActive).
-		Order("label_key, label").Offset(first)
+	return s.list(ctx, realm, s.db.WithContext(ctx), first, max)
+}
+
+// Search is List of the communities whose label key or name key contains
+// key. strpos, not LIKE, so that no character of key is a pattern: the
+// keys were folded in Go, the same way for both stores. Without an index
+// it reads the realm's rows, about 10 ms at 10,000.
+func (s *Store) Search(ctx context.Context, realm, key string, first, max int) ([]community.Community, error) {
+	return s.list(ctx, realm, s.db.WithContext(ctx).Where("strpos(label_key, ?) > 0 OR strpos(name_key, ?) > 0", key, key), first, max)
+}
+
+func (s *Store) list(ctx context.Context, realm string, q *gorm.DB, first, max int) ([]community.Community, error) {
+	q = q.Where("realm = ? AND state = ?", realm, community.StateActive).Order("label_key, label").Offset(first)
 	if max > 0 {
 		q = q.Limit(max)
 	}

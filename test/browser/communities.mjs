@@ -32,7 +32,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --caller-role R --user U --role R --typed-label T] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
+const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --caller-role R --user U --role R --typed-label T --mine] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
 
 let args;
 try {
@@ -49,6 +49,7 @@ try {
       'taken-name': { type: 'string' },
       user: { type: 'string' },
       'typed-label': { type: 'string' },
+      mine: { type: 'boolean', default: false },
       role: { type: 'string', default: 'consumer' },
       'caller-role': { type: 'string', default: 'owner' },
       'screenshot-dir': { type: 'string', default: 'screenshots' },
@@ -166,8 +167,46 @@ async function openCommunities() {
   await screenshot('communities');
 }
 
+// findCommunity types label into the list's search, as an owner among
+// thousands of communities does, and waits until the list is only what
+// matches it (the label in another case, so the search ignores case).
+async function findCommunity(label) {
+  step = `search for ${label}`;
+  await page.getByTestId('communities-search').locator('input').fill(label.toLowerCase());
+  const rows = page.getByTestId('communities-table').locator('tbody tr');
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const texts = (await rows.allInnerTexts()).map((r) => r.toLowerCase());
+    if (texts.length > 0 && texts.every((r) => r.includes(label.toLowerCase()))) break;
+    if (Date.now() > deadline) throw new Error(`searching ${label} left rows ${JSON.stringify(texts)}`);
+    await page.waitForTimeout(100);
+  }
+  await page.getByTestId(`community-row-${label}`).waitFor({ state: 'visible' });
+  await screenshot(`search-${label}`);
+}
+
+// onlyMine turns on "Only communities I am in" and waits until every row
+// listed names a role of the caller's.
+async function onlyMine() {
+  step = 'only communities I am in';
+  // The switch's input is drawn over by its toggle: click the label, as a person does.
+  await page.locator('label[for="communities-mine"]').click();
+  if (!(await page.getByTestId('communities-mine').isChecked())) throw new Error('the switch did not turn on');
+  const rows = page.getByTestId('communities-table').locator('tbody tr');
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const roles = await rows.locator('td[data-label="Your role"]').allInnerTexts();
+    if (roles.length > 0 && roles.every((r) => r.trim() !== '—')) break;
+    if (Date.now() > deadline) throw new Error(`only mine left rows with roles ${JSON.stringify(roles)}`);
+    await page.waitForTimeout(100);
+  }
+  await screenshot('mine');
+}
+
 async function openCommunity(label) {
   await openCommunities();
+  if (args.mine) await onlyMine();
+  await findCommunity(label);
   step = `open community ${label}`;
   await page.getByTestId(`community-row-${label}`).getByRole('link', { name: label, exact: true }).click();
   await page.getByTestId('members-owner').or(page.getByTestId('community-not-managed')).first().waitFor({ state: 'visible' });

@@ -194,7 +194,7 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 	// The owner (creator) adds consumer as author on the page, then opens
 	// it by a URL typed in lower case (labels match ignoring case; the
 	// page once said "not managed" there).
-	got = f.browser(t, "add-member", "creator", "--label", "PAGE", "--typed-label", "page", "--user", "consumer", "--role", "author")
+	got = f.browser(t, "add-member", "creator", "--label", "PAGE", "--typed-label", "page", "--user", "consumer", "--role", "author", "--mine")
 	if !isMemberOf(t, f.realm, "consumer", "/Communities/PAGE/author") {
 		t.Errorf("after the page said %q, consumer is not in PAGE's author group", got["alert"])
 	}

@@ -318,8 +318,49 @@ func TestListSortedAndPaginated(t *testing.T) {
 	if len(page) != 0 {
 		t.Errorf("first past the end gave %v", page)
 	}
-	for _, q := range []string{"first=-1", "max=0", "max=abc", "max=1001", "first=1.5"} {
+	for _, q := range []string{"first=-1", "max=0", "max=abc", "max=1001", "first=1.5", "mine=yes", "mine=1",
+		"search=" + strings.Repeat("x", 201)} {
 		harness.Do(t, "GET", f.base+"?"+q, consumer, nil).Expect(t, 400)
+	}
+
+	// Search: label or name, ignoring case, as text; mine: the caller's
+	// memberships now, searched and paged the same way.
+	get := func(tok, q string) []string {
+		t.Helper()
+		var out []map[string]string
+		harness.Do(t, "GET", f.base+"?"+q, tok, nil).Expect(t, 200).JSON(t, &out)
+		return labels(out)
+	}
+	for q, want := range map[string][]string{
+		"search=ALPH":                        {"Alpha"},
+		"search=community%20":                {"Alpha", "bravo", "charlie", "DELTA"},
+		"search=a&first=1&max=2":             {"bravo", "charlie"},
+		"search=%25":                         nil,
+		"search=":                            {"Alpha", "bravo", "charlie", "DELTA"},
+		"mine=false&search=delta":            {"DELTA"},
+		"mine=true":                          nil,
+		"search=" + strings.Repeat("x", 200): nil,
+	} {
+		if got := get(consumer, q); !slices.Equal(got, want) {
+			t.Errorf("%s gave %v, want %v", q, got, want)
+		}
+	}
+	harness.Do(t, "PUT", f.base+"/DELTA/consumer/consumer", sd, nil).Expect(t, 204)
+	harness.Do(t, "PUT", f.base+"/bravo/author/consumer", sd, nil).Expect(t, 204)
+	for q, want := range map[string][]string{
+		"mine=true":                  {"bravo", "DELTA"},
+		"mine=true&search=COMMUNITY": {"bravo", "DELTA"},
+		"mine=true&search=d":         {"DELTA"},
+		"mine=true&first=1":          {"DELTA"},
+		"mine=true&max=1":            {"bravo"},
+	} {
+		if got := get(consumer, q); !slices.Equal(got, want) {
+			t.Errorf("%s gave %v, want %v", q, got, want)
+		}
+	}
+	// A service account is in no community's groups.
+	if got := get(sd, "mine=true"); len(got) != 0 {
+		t.Errorf("service desk's own communities: %v", got)
 	}
 	// An empty realm lists [] (not null).
 	g := setup(t)

@@ -94,8 +94,13 @@ export const serviceClient = (keycloak: Keycloak, baseUrl: string, realm: string
   const seg = encodeURIComponent;
   return {
     access: () => call<Access>("GET", "/communities-authz/access"),
-    list: (first: number, max: number) =>
-      call<Community[]>("GET", `/communities?first=${first}&max=${max}`),
+    list: (first: number, max: number, search = "", mine = false) =>
+      call<Community[]>(
+        "GET",
+        `/communities?first=${first}&max=${max}` +
+          (search ? `&search=${encodeURIComponent(search)}` : "") +
+          (mine ? "&mine=true" : ""),
+      ),
     create: (c: Community) => call<Community>("POST", "/communities", c),
     get: (label: string) => call<Community>("GET", `/communities/${seg(label)}`),
     // Seed 000's DELETE: the community exactly as listed.

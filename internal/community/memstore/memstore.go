@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,12 +119,24 @@ func (s *Store) Get(ctx context.Context, realm, labelKey string) (*community.Com
 // List returns the active communities of realm ordered by label key,
 // skipping first; max <= 0 means no limit.
 func (s *Store) List(ctx context.Context, realm string, first, max int) ([]community.Community, error) {
+	return s.list(ctx, realm, func(*community.Community) bool { return true }, first, max)
+}
+
+// Search is List of the communities whose label key or name key contains
+// key.
+func (s *Store) Search(ctx context.Context, realm, key string, first, max int) ([]community.Community, error) {
+	return s.list(ctx, realm, func(c *community.Community) bool {
+		return strings.Contains(c.LabelKey, key) || strings.Contains(c.NameKey, key)
+	}, first, max)
+}
+
+func (s *Store) list(ctx context.Context, realm string, keep func(*community.Community) bool, first, max int) ([]community.Community, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list communities of %s: %w", realm, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := s.active(realm, func(*community.Community) bool { return true })
+	out := s.active(realm, keep)
 	if first > 0 {
 		out = out[min(first, len(out)):]
 	}

@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T) community.Store) {
 		{"Realms", testRealms},
 		{"Schema", testSchema},
 		{"List", testList},
+		{"Search", testSearch},
 		{"ByLabels", testByLabels},
 		{"Transition", testTransition},
 		{"TransitionConcurrent", testTransitionConcurrent},
@@ -544,6 +545,48 @@ func testList(f *fixture) {
 	}
 	if cs, err := f.s.List(f.ctx, f.other("empty"), 0, 0); err != nil || len(cs) != 0 {
 		t.Errorf("list of a realm without communities: %v, %v", labelsOf(cs), err)
+	}
+}
+
+// testSearch: List of the rows whose label key or name key contains the
+// key given, matched as text (no character is a pattern).
+func testSearch(f *fixture) {
+	t := f.t
+	for _, c := range [][2]string{
+		{"NDD", "National data dictionary"},
+		{"SNOMED", "SNOMED CT"},
+		{"Pct", "100% coverage"},
+		{"Under_1", "Snake case"},
+		{"Dict", "Dictionaries of Wales"},
+		{"Other", "Ünïcode name"},
+	} {
+		f.reserve(f.realm, c[0], c[1], community.StateActive, nil)
+	}
+	f.reserve(f.realm, "DictNew", "Dictionary in creation", community.StateCreating, in(time.Minute))
+	f.reserve(f.other("s"), "DictElse", "Dictionary of another realm", community.StateActive, nil)
+	for _, c := range []struct {
+		key        string
+		first, max int
+		want       []string
+	}{
+		{"dict", 0, 0, []string{"Dict", "NDD"}}, // label of one, name of both
+		{"dict", 1, 0, []string{"NDD"}},         // paged like List
+		{"dict", 0, 1, []string{"Dict"}},        //
+		{"snomed ct", 0, 0, []string{"SNOMED"}}, // a space is text
+		{"%", 0, 0, []string{"Pct"}},            // not a pattern
+		{"_", 0, 0, []string{"Under_1"}},        // nor this
+		{`\`, 0, 0, nil},                        // nor an escape
+		{"ünï", 0, 0, []string{"Other"}},        // folded keys, any script
+		{"zzz", 0, 0, nil},                      //
+		{"", 0, 0, []string{"Dict", "NDD", "Other", "Pct", "SNOMED", "Under_1"}},
+	} {
+		got, err := f.s.Search(f.ctx, f.realm, c.key, c.first, c.max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(labelsOf(got), c.want) {
+			t.Errorf("search %q first %d max %d: %v, want %v", c.key, c.first, c.max, labelsOf(got), c.want)
+		}
 	}
 }
 

@@ -10,8 +10,13 @@ import {
   HelperTextItem,
   PageSection,
   Pagination,
+  SearchInput,
+  Switch,
   TextInput,
   Title,
+  Toolbar,
+  ToolbarContent,
+  ToolbarItem,
 } from "@patternfly/react-core";
 import { Table, Tbody, Td, Th, Thead, Tr } from "@patternfly/react-table";
 import { useEffect, useState } from "react";
@@ -111,6 +116,8 @@ const CreateCommunity = ({ onCreated }: { onCreated: (c: Community) => void }) =
 };
 
 const PAGE = 20;
+// How long typing pauses before the list is asked again.
+const SEARCH_DELAY_MS = 300;
 
 const CommunityList = ({ access, reload }: { access: Access; reload: number }) => {
   const { t } = useTranslation();
@@ -118,25 +125,67 @@ const CommunityList = ({ access, reload }: { access: Access; reload: number }) =
   const { client } = useCommunitiesAccess();
   const [first, setFirst] = useState(0);
   const [max, setMax] = useState(PAGE);
+  const [typed, setTyped] = useState("");
+  const [search, setSearch] = useState("");
+  const [mine, setMine] = useState(false);
   const [rows, setRows] = useState<Community[]>();
   const [error, setError] = useState<string>();
+
+  useEffect(() => {
+    const timer = setTimeout(() => (setSearch(typed.trim()), setFirst(0)), SEARCH_DELAY_MS);
+    return () => clearTimeout(timer);
+  }, [typed]);
 
   useEffect(() => {
     let live = true;
     // One more than shown tells whether there is a next page.
     client
-      .list(first, max + 1)
+      .list(first, max + 1, search, mine)
       .then((cs) => live && (setRows(cs), setError(undefined)))
       .catch((e: Error) => live && setError(e.message));
     return () => {
       live = false;
     };
-  }, [client, first, max, reload]);
+  }, [client, first, max, search, mine, reload]);
 
-  if (error) return <HelperText><HelperTextItem variant="error">{error}</HelperTextItem></HelperText>;
-  if (!rows) return null;
+  const filters = (
+    <Toolbar>
+      <ToolbarContent>
+        <ToolbarItem>
+          <SearchInput
+            data-testid="communities-search"
+            aria-label={t("searchCommunities")}
+            placeholder={t("searchCommunities")}
+            value={typed}
+            onChange={(_e, v) => setTyped(v)}
+            onClear={() => setTyped("")}
+          />
+        </ToolbarItem>
+        <ToolbarItem>
+          <Switch
+            id="communities-mine"
+            data-testid="communities-mine"
+            label={t("onlyMine")}
+            isChecked={mine}
+            onChange={(_e, on) => (setMine(on), setFirst(0))}
+          />
+        </ToolbarItem>
+      </ToolbarContent>
+    </Toolbar>
+  );
+  if (error)
+    return (
+      <>
+        {filters}
+        <HelperText>
+          <HelperTextItem variant="error">{error}</HelperTextItem>
+        </HelperText>
+      </>
+    );
+  if (!rows) return filters;
   return (
     <>
+      {filters}
       <Pagination
         itemCount={first + rows.length}
         page={first / max + 1}
@@ -174,7 +223,7 @@ const CommunityList = ({ access, reload }: { access: Access; reload: number }) =
           ))}
           {rows.length === 0 && (
             <Tr>
-              <Td colSpan={3}>{t("noCommunities")}</Td>
+              <Td colSpan={3}>{t(search || mine ? "noMatchingCommunities" : "noCommunities")}</Td>
             </Tr>
           )}
         </Tbody>
