@@ -109,7 +109,8 @@ func New(o Options) http.Handler {
 	}
 	e.NoRoute(func(c *gin.Context) { h.refuse(c, fault.NotFound, "no such resource: "+c.Request.URL.Path) })
 	e.NoMethod(func(c *gin.Context) {
-		h.refuse(c, fault.MethodNotAllowed, c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+		// The caller's method is named only when it is one of HTTP's.
+		h.refuse(c, fault.MethodNotAllowed, "method "+methodLabel(c.Request.Method)+" is not allowed on "+c.Request.URL.Path)
 	})
 
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "UP"}) })

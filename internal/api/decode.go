@@ -62,7 +62,9 @@ func decodeJSON(r *http.Request, v any) error {
 		return errTooLarge
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %w", errBody, err)
+		// The cause (a network error: the server's read deadline on a body
+		// sent too slowly, a connection cut) names this host's addresses.
+		return fault.New(fault.Invalid, errBody.Error()+": it could not be read to its end", err)
 	}
 	if len(bytes.TrimSpace(body.Bytes())) == 0 {
 		return fmt.Errorf("%w: empty; send a JSON object", errBody)

@@ -2,10 +2,14 @@ package api
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/gin-gonic/gin"
 )
 
 type sample struct {
@@ -77,4 +81,35 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		_ = decodeString("application/json", body)
 	})
+}
+
+// failingBody sends part of a body, then fails as a connection does when
+// the server's read deadline passes.
+type failingBody struct{ sent bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, `{"a":`), nil
+	}
+	return 0, &net.OpError{Op: "read", Net: "tcp", Source: &net.TCPAddr{IP: net.IPv4(10, 42, 7, 13), Port: 8081},
+		Addr: &net.TCPAddr{IP: net.IPv4(10, 42, 0, 1), Port: 51234}, Err: os.ErrDeadlineExceeded}
+}
+
+func (*failingBody) Close() error { return nil }
+
+// TestBodyCutOffHidesAddresses: a body that cannot be read to its end is a
+// 400 whose detail says so and names none of the connection's addresses.
+func TestBodyCutOffHidesAddresses(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/realms/r/communities", nil)
+	r.Body = &failingBody{}
+	r.Header.Set("Content-Type", "application/json")
+	err := decodeJSON(r, &sample{})
+	w := httptest.NewRecorder()
+	c, _ := gin.CreateTestContext(w)
+	c.Request = r
+	(&handler{}).fail(c, err)
+	if w.Code != 400 || strings.Contains(w.Body.String(), "10.42") || !strings.Contains(w.Body.String(), "could not be read to its end") {
+		t.Errorf("%d %s", w.Code, w.Body)
+	}
 }

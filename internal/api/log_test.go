@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/nhs-terminology/communities/internal/auth"
 	"github.com/nhs-terminology/communities/internal/fault"
 	"github.com/nhs-terminology/communities/internal/metrics"
@@ -72,5 +74,32 @@ func TestFailureIsOneLogLine(t *testing.T) {
 			!strings.Contains(fmt.Sprint(l["error"]), c.cause) || requestIDIn(l) == "" {
 			t.Errorf("%s: log line %v; want the request's, at ERROR, with its cause", c.name, l)
 		}
+	}
+}
+
+// TestMethodsNeverMakeSeries: Go's server takes any token as a method;
+// each one a label would be a series kept for good, so any method that is
+// not HTTP's is counted, logged and answered as "other".
+func TestMethodsNeverMakeSeries(t *testing.T) {
+	var logs bytes.Buffer
+	m := metrics.New()
+	h := New(Options{Realms: []string{"r"}, Metrics: m, MaxHeaderBytes: 32 << 10, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	for i := range 50 {
+		method := fmt.Sprintf("M%04d%s", i, strings.Repeat("X", 500))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(method, "/healthz", nil))
+		if w.Code != 405 || strings.Contains(w.Body.String(), "XXXX") {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/healthz", nil))
+	if n := testutil.CollectAndCount(m.Requests); n != 2 {
+		t.Errorf("%d series of requests, want 2 (GET and other)", n)
+	}
+	if got := testutil.ToFloat64(m.Requests.WithLabelValues("unmatched", "other", "405")); got != 50 {
+		t.Errorf("other: %v", got)
+	}
+	if strings.Contains(logs.String(), "XXXX") {
+		t.Error("a caller's method reached the log")
 	}
 }

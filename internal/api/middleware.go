@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -49,7 +50,7 @@ func requestIDOf(c *gin.Context) string {
 // token outgrew the limit learns why instead of meeting Go's bare 431
 // (the http.Server's own limit is headerlimit.ServerLimit, well above).
 func (h *handler) headerLimit(c *gin.Context) {
-	e, over := headerlimit.Check(c.Request.Header, h.opts.MaxHeaderBytes)
+	e, over := headerlimit.Check(c.Request, h.opts.MaxHeaderBytes)
 	if !over {
 		c.Next()
 		return
@@ -89,8 +90,9 @@ func (h *handler) observe(c *gin.Context) {
 	}
 	status := c.Writer.Status()
 	took := time.Since(start)
-	h.opts.Metrics.Requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
-	h.opts.Metrics.RequestDuration.WithLabelValues(route, c.Request.Method).Observe(took.Seconds())
+	method := methodLabel(c.Request.Method)
+	h.opts.Metrics.Requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	h.opts.Metrics.RequestDuration.WithLabelValues(route, method).Observe(took.Seconds())
 	level := slog.LevelInfo
 	// A failure after the answer's status was written keeps that status:
 	// its cause says it is an error all the same.
@@ -106,7 +108,7 @@ func (h *handler) observe(c *gin.Context) {
 	if !h.log.Enabled(c.Request.Context(), level) {
 		return
 	}
-	attrs := []any{"method", c.Request.Method, "route", route, "status", status,
+	attrs := []any{"method", method, "route", route, "status", status,
 		"duration_ms", took.Milliseconds(), "request_id", requestIDOf(c)}
 	if p, ok := c.Request.Context().Value(principalKey).(*auth.Principal); ok {
 		attrs = append(attrs, "sub", p.Subject, "azp", p.ClientID)
@@ -118,6 +120,17 @@ func (h *handler) observe(c *gin.Context) {
 		attrs = append(attrs, "error", cause)
 	}
 	h.log.Log(c.Request.Context(), level, "request", attrs...)
+}
+
+// methodLabel is the method as metrics and logs name it: Go's server takes
+// any token as a method, and each new label value is a series kept for
+// the life of the process, so a method no route has is "other".
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 func (h *handler) recoverer(c *gin.Context) {

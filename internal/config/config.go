@@ -294,7 +294,7 @@ func (c *Config) Issuer(realm string) string {
 // bindMaxHeaderKiB and validMaxHeaderKiB describe --max-header-kib once
 // for the service and the FHIR proxy, which share its variable.
 func bindMaxHeaderKiB(fs *pflag.FlagSet, p *int, def int) {
-	fs.IntVar(p, "max-header-kib", def, "largest request headers accepted, in KiB; over it the answer is a 431 naming the largest header (a token of a user in 100 communities is under 8 KiB)")
+	fs.IntVar(p, "max-header-kib", def, "largest request line and headers accepted, in KiB; over it the answer is a 431 naming the largest header (a token of a user in 100 communities is under 8 KiB)")
 }
 
 func validMaxHeaderKiB(n int) []error {

@@ -142,7 +142,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	// First, as the service does: a token too large to accept is the one
 	// failure its holder cannot see the cause of (issue 14).
-	if e, over := headerlimit.Check(r.Header, p.opts.MaxHeaderBytes); over {
+	if e, over := headerlimit.Check(r, p.opts.MaxHeaderBytes); over {
 		p.opts.Metrics.OversizedHeaders.WithLabelValues(e.Kind()).Inc()
 		p.log.Warn("request headers too large", append(e.LogAttrs(), "request_id", c.requestID)...)
 		p.fail(c, http.StatusRequestHeaderFieldsTooLarge, e.Detail())

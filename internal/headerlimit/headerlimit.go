@@ -20,26 +20,39 @@ type Excess struct {
 	LargestBytes int
 }
 
-// Check measures h as it was on the wire ("Name: value\r\n" per value) and
-// reports whether it exceeds limit bytes. A limit of 0 or less checks
-// nothing.
-func Check(h http.Header, limit int) (Excess, bool) {
+// Check measures r's request line and headers as they were on the wire
+// ("Name: value\r\n" per value) and reports whether they exceed limit
+// bytes. Go takes Host out of the header map, and the request line is in
+// none: both are counted, so that a long URL or Host is refused like a
+// long header. A limit of 0 or less checks nothing.
+func Check(r *http.Request, limit int) (Excess, bool) {
 	if limit <= 0 {
 		return Excess{}, false
 	}
 	e := Excess{Limit: limit}
-	for name, values := range h {
-		size := 0
-		for _, v := range values {
-			size += len(name) + len(v) + 4
-		}
+	add := func(name string, size int) {
 		e.Total += size
 		if size > e.LargestBytes {
 			e.Largest, e.LargestBytes = name, size
 		}
 	}
+	add(RequestLine, len(r.Method)+len(r.RequestURI)+len(r.Proto)+4)
+	if r.Host != "" {
+		add("Host", len("Host")+len(r.Host)+4)
+	}
+	for name, values := range r.Header {
+		size := 0
+		for _, v := range values {
+			size += len(name) + len(v) + 4
+		}
+		add(name, size)
+	}
 	return e, e.Total > limit
 }
+
+// RequestLine is Excess.Largest when the request line (method, URL,
+// protocol) is the largest part.
+const RequestLine = "request line"
 
 // Kind is the metric label for the largest header: authorization, cookie
 // or other, never the caller's own header name, which would let callers
@@ -54,7 +67,7 @@ func (e Excess) Kind() string {
 
 // Detail says what was too large and, for a token, why it grows.
 func (e Excess) Detail() string {
-	d := fmt.Sprintf("request headers are %d bytes, over this service's limit of %d; the largest is %s (%d bytes)",
+	d := fmt.Sprintf("the request line and headers are %d bytes, over this service's limit of %d; the largest is %s (%d bytes)",
 		e.Total, e.Limit, e.Largest, e.LargestBytes)
 	if e.Largest == "Authorization" {
 		d += ": the token carries too many roles or scopes (see docs/operations.md, \"Token size\")"
