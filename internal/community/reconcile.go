@@ -46,11 +46,17 @@ var reconciler = Actor{ClientID: "communities-reconciler", Username: "communitie
 // and every community group in Keycloak against the registry. With repair
 // it recreates missing artefacts and removes orphans this service made;
 // artefacts someone else made are only reported. Abandoned operations are
-// recovered first. Only one replica reconciles a realm at a time: a realm
-// another holds is skipped, and ran is false unless every realm was done.
+// recovered first; what cannot be yet is the error returned with the
+// reports. Only one replica reconciles a realm at a time: a realm another
+// holds is skipped, and ran is false unless every realm was done.
 func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (reports []Report, ran bool, err error) {
-	if _, err := s.Recover(ctx, realms); err != nil {
-		return nil, false, err
+	// An operation that cannot be recovered yet is its own error; it must
+	// not stop the check of every other community (a community scope in
+	// every token is detached by this check, repair or not). It is
+	// returned with the reports, after them.
+	_, unrecovered := s.Recover(ctx, realms)
+	if unrecovered != nil {
+		s.log.WarnContext(ctx, "abandoned operations not recovered yet; checking for drift all the same", "error", unrecovered)
 	}
 	ran = true
 	for _, realm := range realms {
@@ -63,11 +69,11 @@ func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (
 			return nil
 		})
 		if err != nil {
-			return reports, false, err
+			return reports, false, errors.Join(unrecovered, err)
 		}
 		ran = ran && done
 	}
-	return reports, ran, nil
+	return reports, ran, unrecovered
 }
 
 // reconcileRealm surveys the realm in bulk, confirms each suspect with

@@ -1631,3 +1631,51 @@ func TestFind(t *testing.T) {
 		}
 	}
 }
+
+// stuckIDP refuses the clean-up of one label (a delete Keycloak keeps
+// refusing to finish), and is the fake otherwise.
+type stuckIDP struct {
+	*fakeidp.IDP
+	label string
+}
+
+func (s stuckIDP) Cleanup(ctx context.Context, realm, root, l, id string, fhirClients []string) (community.CleanupReport, error) {
+	if l == s.label {
+		return community.CleanupReport{}, errors.New("keycloak refused the clean-up of " + l)
+	}
+	return s.IDP.Cleanup(ctx, realm, root, l, id, fhirClients)
+}
+
+// TestReconcileGoesOnPastAStuckRecovery: an abandoned operation that
+// cannot be recovered yet is reported as the error it is, after the drift
+// check of everything else, which it once stopped (nothing was checked or
+// repaired while it stayed stuck).
+func TestReconcileGoesOnPastAStuckRecovery(t *testing.T) {
+	ctx := t.Context()
+	store, idp := memstore.New(), fakeidp.New()
+	svc := community.New(store, stuckIDP{IDP: idp, label: "STUCK"}, options(50*time.Millisecond))
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	for _, l := range []string{"NDD", "STUCK"} {
+		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stuck, err := store.Get(ctx, realm, "stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Second)
+	if err := store.Transition(ctx, stuck.ID, community.StateActive, community.StateDeleting, nil, &past, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	idp.Delete(realm, fakeidp.Group, "/Communities/NDD/author")
+
+	reports, ran, err := svc.Reconcile(ctx, []string{realm}, true)
+	if err == nil || !strings.Contains(err.Error(), "STUCK") || !ran || len(reports) != 1 {
+		t.Fatalf("reconcile: %+v ran=%v err=%v; want NDD's report and STUCK's error", reports, ran, err)
+	}
+	if d := reports[0].Drift["NDD"]; len(d) == 0 || !d[0].Repaired {
+		t.Errorf("NDD's missing author group: %+v", reports[0].Drift)
+	}
+}

@@ -211,8 +211,8 @@ func (c *Config) Validate() error {
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("--database-url (DATABASE_URL) is required"))
 	}
-	if u, err := url.Parse(c.KeycloakURL); err != nil || u.Scheme == "" || u.Host == "" {
-		errs = append(errs, fmt.Errorf("--keycloak-url %q is not an absolute URL", c.KeycloakURL))
+	if u, err := url.Parse(c.KeycloakURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("--keycloak-url %q is not an absolute http or https URL", c.KeycloakURL))
 	}
 	if c.IssuerBaseURL != "" {
 		if u, err := url.Parse(c.IssuerBaseURL); err != nil || u.Scheme == "" || u.Host == "" {
@@ -250,6 +250,17 @@ func (c *Config) Validate() error {
 	if c.OperationLease <= 0 || c.KeycloakTimeout <= 0 {
 		errs = append(errs, errors.New("--operation-lease and --keycloak-timeout must be positive"))
 	}
+	// A ticker of 0 panics once the server is up; recovery cannot be
+	// turned off, the drift check can (0).
+	if c.RecoveryInterval <= 0 || c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--recovery-interval and --shutdown-timeout must be positive"))
+	}
+	if c.ReconcileInterval < 0 {
+		errs = append(errs, errors.New("--reconcile-interval must be 0 (never) or positive"))
+	}
+	if len(c.Algorithms) == 0 {
+		errs = append(errs, errors.New("--algorithms must name at least one algorithm"))
+	}
 	// A trailing comma ("service-desk,") makes an empty entry, which would
 	// let a token without azp through the client allow-lists.
 	for _, l := range []struct {
@@ -259,6 +270,10 @@ func (c *Config) Validate() error {
 		{"fhir-clients", c.FHIRClients}, {"algorithms", c.Algorithms}} {
 		if slices.ContainsFunc(l.list, func(e string) bool { return strings.TrimSpace(e) == "" }) {
 			errs = append(errs, fmt.Errorf("--%s has an empty entry (a stray comma?)", l.flag))
+		}
+		// " security-admin-console" would never match a client, silently.
+		if slices.ContainsFunc(l.list, func(e string) bool { return e != strings.TrimSpace(e) }) {
+			errs = append(errs, fmt.Errorf("--%s has an entry with spaces around it (write a,b, not a, b)", l.flag))
 		}
 	}
 	// The extension's cleanup takes at most this many clients.

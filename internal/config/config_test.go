@@ -62,9 +62,22 @@ func TestValidate(t *testing.T) {
 	bad.Algorithms = []string{"RS256", "none", "HS256"}
 	bad.OperationLease = 0
 	bad.ChangeClients = []string{"service-desk", ""}
+	bad.DecisionClients = []string{" terminology-server"}
+	bad.RecoveryInterval = 0
+	bad.ReconcileInterval = -time.Minute
 	err := bad.Validate()
 	for _, want := range []string{"database-url", "keycloak-url", "realms", "admin-client-secret", "audience", "none", "HS256", "operation-lease",
-		"--change-clients has an empty entry"} {
+		"--change-clients has an empty entry", "--decision-clients has an entry with spaces around it", "--recovery-interval",
+		"--reconcile-interval must be 0 (never) or positive"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate did not report %s: %v", want, err)
+		}
+	}
+	other := Default()
+	other.DatabaseURL, other.AdminClientSecret = "postgres://x", "s"
+	other.KeycloakURL, other.Algorithms, other.ShutdownTimeout = "ftp://kc", nil, -time.Second
+	err = other.Validate()
+	for _, want := range []string{"--keycloak-url \"ftp://kc\" is not an absolute http or https URL", "--algorithms must name at least one", "--shutdown-timeout"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate did not report %s: %v", want, err)
 		}

@@ -136,6 +136,10 @@ type Action struct {
 	Detail string `json:"detail,omitempty"`
 	Role   string `json:"role,omitempty"`
 	User   string `json:"user,omitempty"`
+	// UserID is the Keycloak id of a member to remove: a username Keycloak
+	// took from a directory may be one no reference can name (a space in
+	// "john smith"), and the removal must still happen.
+	UserID string `json:"userId,omitempty"`
 	// Labelled counts the resources still labelled by a community to delete.
 	Labelled int `json:"labelledResources,omitempty"`
 }
@@ -379,7 +383,7 @@ func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, ac
 		if pruneRole {
 			for _, m := range have {
 				if !slices.Contains(want, m.Username) && !slices.Contains(want, m.ID) {
-					plan = append(plan, Action{Kind: "remove-member", Label: c.Label, Role: role, User: m.Username})
+					plan = append(plan, Action{Kind: "remove-member", Label: c.Label, Role: role, User: m.Username, UserID: m.ID})
 				}
 			}
 		}
@@ -449,7 +453,11 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 				err = errors.New("community was not created")
 				break
 			}
-			err = p.svc.ChangeMember(actx, f.Realm, p.actor, a.Label, a.Role, a.User, a.Kind == "add-member")
+			who := a.User
+			if a.UserID != "" {
+				who = a.UserID
+			}
+			err = p.svc.ChangeMember(actx, f.Realm, p.actor, a.Label, a.Role, who, a.Kind == "add-member")
 		case "delete":
 			_, err = p.svc.Delete(actx, f.Realm, p.actor, community.DeleteRequest{Label: a.Label, AcceptLabelled: p.AcceptLabelled})
 		case "conflict":

@@ -608,3 +608,37 @@ func TestPlanSaysWhatChangedWhileItWasMade(t *testing.T) {
 		t.Errorf("plan %q, want %q", got, want)
 	}
 }
+
+// TestPruneRemovesAMemberNoReferenceNames: a username Keycloak took from a
+// directory ("john smith") is no user reference the service takes; the
+// removal --prune plans goes by the member's id, and happens.
+func TestPruneRemovesAMemberNoReferenceNames(t *testing.T) {
+	svc, idp, desk := newService()
+	ctx := t.Context()
+	if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "NDD", Name: "NDD", Dormant: true}); err != nil {
+		t.Fatal(err)
+	}
+	john := idp.AddUser(realm, "john smith")
+	if err := svc.ChangeMember(ctx, realm, desk, "NDD", community.RoleConsumer, john, true); err != nil {
+		t.Fatal(err)
+	}
+	f, err := provision.Parse([]byte("realm: " + realm + "\ncommunities:\n  - {label: NDD, name: NDD, consumers: []}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := provision.New(svc, desk)
+	plan, err := pr.Plan(ctx, f, true)
+	if err != nil || len(plan) != 1 || plan[0].String() != "remove-member NDD consumer john smith" || plan[0].UserID != john {
+		t.Fatalf("plan %v %v", plan, err)
+	}
+	if err := pr.Apply(ctx, f, plan, func(r provision.Result) {
+		if r.Error != "" {
+			t.Errorf("%s: %s", r.Action, r.Error)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if plan, err = pr.Plan(ctx, f, true); err != nil || len(plan) != 0 {
+		t.Errorf("plan after apply: %v %v", plan, err)
+	}
+}

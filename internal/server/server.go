@@ -141,16 +141,16 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 // replica is checking, and publishes what it found.
 func (s *Server) ReconcileOnce(ctx context.Context) {
 	reports, _, err := s.core.Service().Reconcile(ctx, s.cfg.Realms, false)
-	if err != nil {
-		s.log.WarnContext(ctx, "drift check stopped; will retry", "error", err)
-		return
+	// What was checked is published even when something failed (an
+	// operation not recovered yet, a realm whose check stopped).
+	if len(reports) > 0 {
+		s.metrics.ReconcileRuns.Inc()
 	}
-	if len(reports) == 0 {
-		return
-	}
-	s.metrics.ReconcileRuns.Inc()
 	for _, r := range reports {
 		s.metrics.DriftFound.WithLabelValues(r.Realm).Set(float64(r.DriftCount()))
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "drift check incomplete; will retry", "error", err)
 	}
 }
 
