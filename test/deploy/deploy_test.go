@@ -20,6 +20,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -136,6 +138,55 @@ func TestKubernetesManifests(t *testing.T) {
 	job := objs["Job"][0].(*batchv1.Job)
 	if args := job.Spec.Template.Spec.Containers[0].Args; strings.Join(args, " ") != "migrate up" {
 		t.Errorf("migration job runs %v", args)
+	}
+	// Selectors, as built: the replicas are the Service's, the PDB's and
+	// the NetworkPolicy's; the Job's pod is the NetworkPolicy's only; the
+	// policy's peers are PostgreSQL's and Keycloak's pods, not ours (a
+	// selector left out matches every pod of the namespace for a policy,
+	// none for a PDB).
+	pods, jobPod := labels.Set(d.Spec.Template.Labels), labels.Set(job.Spec.Template.Labels)
+	matches := func(what string, sel *metav1.LabelSelector, set labels.Set) bool {
+		t.Helper()
+		if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
+			t.Errorf("%s selects every pod or none", what)
+			return false
+		}
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return s.Matches(set)
+	}
+	if !matches("the Deployment", d.Spec.Selector, pods) {
+		t.Error("the Deployment's selector does not match its pods")
+	}
+	svc := objs["Service"][0].(*corev1.Service)
+	if sel := labels.SelectorFromSet(svc.Spec.Selector); len(svc.Spec.Selector) == 0 || !sel.Matches(pods) || sel.Matches(jobPod) {
+		t.Errorf("the Service selects %v: want the replicas, not the migration", svc.Spec.Selector)
+	}
+	pdb := objs["PodDisruptionBudget"][0].(*policyv1.PodDisruptionBudget)
+	if !matches("the PodDisruptionBudget", pdb.Spec.Selector, pods) || matches("the PodDisruptionBudget", pdb.Spec.Selector, jobPod) {
+		t.Errorf("the PodDisruptionBudget selects %v: want the replicas only", pdb.Spec.Selector)
+	}
+	np := objs["NetworkPolicy"][0].(*networkingv1.NetworkPolicy)
+	if !matches("the NetworkPolicy", &np.Spec.PodSelector, pods) || !matches("the NetworkPolicy", &np.Spec.PodSelector, jobPod) {
+		t.Errorf("the NetworkPolicy selects %v: want the replicas and the migration", np.Spec.PodSelector)
+	}
+	peers := map[string]bool{}
+	for _, e := range np.Spec.Egress {
+		for _, to := range e.To {
+			if to.PodSelector == nil {
+				continue
+			}
+			for _, name := range []string{"postgresql", "keycloak"} {
+				if matches("an egress peer", to.PodSelector, labels.Set{"app.kubernetes.io/name": name}) {
+					peers[name] = true
+				}
+			}
+		}
+	}
+	if !peers["postgresql"] || !peers["keycloak"] {
+		t.Errorf("the NetworkPolicy lets the pods reach %v, want PostgreSQL and Keycloak", peers)
 	}
 	for path, want := range map[string]string{
 		"/realms/terminology/communities":                        "communities /realms/terminology/communities",
