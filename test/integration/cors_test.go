@@ -44,6 +44,13 @@ func TestCORSFromConfiguredOriginsOnly(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
+	// Another origin is refused as problem details, saying why (the
+	// library's own refusal was a bare 403 with no body).
+	refused := harness.DoWith(t, http.MethodGet, withCORS.URL+"/realms/"+realm.Name+"/communities", token, nil,
+		http.Header{"Origin": {other}}).Expect(t, 403)
+	if refused.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(refused.Body), "not in --cors-origins") {
+		t.Errorf("another origin refused with %s %v", refused, refused.Header)
+	}
 
 	// The listed origin: preflight answered (without a token), the call too.
 	pre := send(withCORS, http.MethodOptions, allowed, "")
