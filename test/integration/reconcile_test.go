@@ -621,26 +621,29 @@ func TestOneReconcilerAtATime(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	other := f.env.StartService(t, f.env.Config(f.realm.Name))
-	held := make(chan struct{})
-	release := make(chan struct{})
-	done := make(chan bool)
-	go func() {
-		ran, err := f.svc.Store.AsLeader(ctx, f.realm.Name, func(context.Context) error {
-			close(held)
-			<-release
-			return nil
-		})
-		if err != nil {
-			t.Error(err)
-		}
-		done <- ran
-	}()
-	<-held
+	// hold takes realm's reconciler lock until release is called, which
+	// says whether the lock was had.
+	hold := func(realm string) (release func() bool) {
+		held, stop, done := make(chan struct{}), make(chan struct{}), make(chan bool)
+		go func() {
+			ran, err := f.svc.Store.AsLeader(ctx, realm, func(context.Context) error {
+				close(held)
+				<-stop
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			done <- ran
+		}()
+		<-held
+		return func() bool { close(stop); return <-done }
+	}
+	release := hold(f.realm.Name)
 	if _, ran, err := other.Server.Service().Reconcile(ctx, []string{f.realm.Name}, false); err != nil || ran {
 		t.Errorf("a second reconciler ran (%v, %v) while the first held the lock", ran, err)
 	}
-	close(release)
-	if !<-done {
+	if !release() {
 		t.Error("the first reconciler did not run")
 	}
 	if _, ran, err := other.Server.Service().Reconcile(ctx, []string{f.realm.Name}, false); err != nil || !ran {
@@ -650,22 +653,9 @@ func TestOneReconcilerAtATime(t *testing.T) {
 	// The command line, asked for two realms of which another holds one,
 	// still reports the realm it did, and names the one it could not.
 	locked := f.realm.Name + "-held"
-	held, release, done = make(chan struct{}), make(chan struct{}), make(chan bool)
-	go func() {
-		ran, err := f.svc.Store.AsLeader(ctx, locked, func(context.Context) error {
-			close(held)
-			<-release
-			return nil
-		})
-		if err != nil {
-			t.Error(err)
-		}
-		done <- ran
-	}()
-	<-held
+	release = hold(locked)
 	out, code := runCLI(t, f.env, f.env.DatabaseURL, nil, "reconcile", "--realms", f.realm.Name+","+locked, "-o", "json")
-	close(release)
-	<-done
+	release()
 	var reports []community.Report
 	if code != 1 || !strings.Contains(out, "another reconciler is running for "+locked+";") ||
 		json.NewDecoder(strings.NewReader(out)).Decode(&reports) != nil || len(reports) != 1 || reports[0].Realm != f.realm.Name {
