@@ -291,12 +291,12 @@ func (s *Service) check(ctx context.Context, realm, l string, repair bool, by Ac
 
 // ensureActive compares row's artefacts with their definition, and with
 // repair makes what is missing (audited as by's), while row is the active
-// community of its label; active says whether it still was. A repair holds the community's
-// lock, which a delete takes to leave the active state: without it, a
-// repair that found the row active could re-make what a delete removed
-// meanwhile, leaving artefacts with no row. A check that only reports
-// reads the state again afterwards instead, so that a delete begun
-// meanwhile is not reported as drift.
+// community of its label; active says whether it still was. A repair
+// holds the community's lock, which a delete takes to leave the active
+// state: without it, a repair that found the row active could re-make
+// what a delete removed meanwhile, leaving artefacts with no row. A check
+// that only reports reads the state again afterwards instead, so that a
+// delete begun meanwhile is not reported as drift.
 func (s *Service) ensureActive(ctx context.Context, row *Community, repair bool, by Actor) (drift []Drift, active bool, err error) {
 	run := func(ctx context.Context) error {
 		if active, err = s.stillActive(ctx, row); err != nil || !active {
