@@ -43,12 +43,30 @@ func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, e
 	}
 	out := &Access{Creator: a.Creator, ServiceDesk: a.ServiceDesk, CanCreate: a.Creator && a.APIAuthor || a.ServiceDesk,
 		Owned: []string{}, Memberships: map[string][]string{}}
-	if a.Subject == "" {
-		return out, nil
-	}
-	groups, err := s.kc.UserGroups(ctx, realm, a.Subject)
+	rows, roles, err := s.memberships(ctx, realm, a.Subject)
 	if err != nil {
-		return nil, fault.Upstream("Keycloak could not list your groups", err)
+		return nil, err
+	}
+	for _, row := range rows {
+		out.Memberships[row.Label] = roles[row.ID]
+		if slices.Contains(roles[row.ID], RoleOwner) {
+			out.Owned = append(out.Owned, row.Label)
+		}
+	}
+	return out, nil
+}
+
+// memberships returns the active communities of realm that user is in now,
+// by label, with user's roles in each by community id: one paged read of
+// the user's groups and one registry query. A user without a subject (a
+// token of no user) is in none.
+func (s *Service) memberships(ctx context.Context, realm, user string) ([]Community, map[string][]string, error) {
+	if user == "" {
+		return nil, nil, nil
+	}
+	groups, err := s.kc.UserGroups(ctx, realm, user)
+	if err != nil {
+		return nil, nil, fault.Upstream("Keycloak could not list your groups", err)
 	}
 	// Group paths name candidates; only a registry row whose group ids
 	// match makes a membership, so a group made by hand under the root
@@ -72,19 +90,20 @@ func (s *Service) Access(ctx context.Context, realm string, a Actor) (*Access, e
 	}
 	rows, err := s.store.ByLabels(ctx, realm, keys)
 	if err != nil {
-		return nil, fault.Upstream("the registry is unavailable", err)
+		return nil, nil, fault.Upstream("the registry is unavailable", err)
 	}
-	for i := range rows {
-		row := &rows[i]
-		ids := memberGroups(row)
+	roles := map[string][]string{}
+	member := rows[:0]
+	for _, row := range rows {
+		ids := memberGroups(&row)
 		for _, role := range MemberRoles {
 			if slices.ContainsFunc(byKey[row.LabelKey], func(g GroupRef) bool { return g.ID == ids[role] }) {
-				out.Memberships[row.Label] = append(out.Memberships[row.Label], role)
-				if role == RoleOwner {
-					out.Owned = append(out.Owned, row.Label)
-				}
+				roles[row.ID] = append(roles[row.ID], role)
 			}
 		}
+		if len(roles[row.ID]) > 0 {
+			member = append(member, row)
+		}
 	}
-	return out, nil
+	return member, roles, nil
 }

@@ -106,8 +106,8 @@ type ListFilter struct {
 }
 
 // Find returns the active communities of realm that f keeps, by label. Mine
-// costs what Access does (one paged read of the caller's groups), whatever
-// the number of communities.
+// costs one paged read of the caller's groups and one registry query,
+// whatever the number of communities.
 func (s *Service) Find(ctx context.Context, realm string, a Actor, f ListFilter, first, max int) ([]Community, error) {
 	key := label.Key(f.Search)
 	var (
@@ -129,17 +129,9 @@ func (s *Service) Find(ctx context.Context, realm string, a Actor, f ListFilter,
 }
 
 func (s *Service) mine(ctx context.Context, realm string, a Actor, key string, first, max int) ([]Community, error) {
-	acc, err := s.Access(ctx, realm, a)
+	rows, _, err := s.memberships(ctx, realm, a.Subject)
 	if err != nil {
 		return nil, err
-	}
-	keys := make([]string, 0, len(acc.Memberships))
-	for l := range acc.Memberships {
-		keys = append(keys, label.Key(l))
-	}
-	rows, err := s.store.ByLabels(ctx, realm, keys)
-	if err != nil {
-		return nil, fault.Upstream("the registry is unavailable", err)
 	}
 	rows = slices.DeleteFunc(rows, func(c Community) bool {
 		return !strings.Contains(c.LabelKey, key) && !strings.Contains(c.NameKey, key)
