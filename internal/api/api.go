@@ -178,18 +178,18 @@ func (h *handler) list(c *gin.Context) {
 		h.refuse(c, fault.Invalid, err.Error())
 		return
 	}
-	search := c.Query("search")
+	search, _, err := queryValue(c, "search")
+	if err != nil {
+		h.refuse(c, fault.Invalid, err.Error())
+		return
+	}
 	if utf8.RuneCountInString(search) > label.MaxNameLen {
 		h.refuse(c, fault.Invalid, "query parameter search must be at most "+strconv.Itoa(label.MaxNameLen)+" characters")
 		return
 	}
-	var mine bool
-	switch v, _ := c.GetQuery("mine"); v {
-	case "", "false":
-	case "true":
-		mine = true
-	default:
-		h.refuse(c, fault.Invalid, "query parameter mine must be true or false")
+	mine, err := queryBool(c, "mine")
+	if err != nil {
+		h.refuse(c, fault.Invalid, err.Error())
 		return
 	}
 	cs, err := h.opts.Service.Find(c.Request.Context(), c.Param("realm"), h.actor(c),
@@ -268,14 +268,12 @@ func (h *handler) deleteByLabel(c *gin.Context) {
 func (h *handler) delete(c *gin.Context, req community.DeleteRequest) {
 	// ?acceptLabelledResources=true: service desk deletes although the
 	// community's labels remain on FHIR resources.
-	switch v, given := c.GetQuery("acceptLabelledResources"); {
-	case !given || v == "false":
-	case v == "true":
-		req.AcceptLabelled = true
-	default:
-		h.refuse(c, fault.Invalid, "query parameter acceptLabelledResources must be true or false")
+	accept, err := queryBool(c, "acceptLabelledResources")
+	if err != nil {
+		h.refuse(c, fault.Invalid, err.Error())
 		return
 	}
+	req.AcceptLabelled = accept
 	if _, err := h.opts.Service.Delete(c.Request.Context(), c.Param("realm"), h.actor(c), req); err != nil {
 		h.fail(c, err)
 		return
@@ -348,10 +346,36 @@ func prefixOf(c *gin.Context) string {
 	return ""
 }
 
+// queryValue is a query parameter's one value. A parameter given twice is
+// refused, not read as its first value: a proxy or client that reads the
+// last one would otherwise see another request than the service does.
+func queryValue(c *gin.Context, name string) (v string, given bool, err error) {
+	switch vs := c.QueryArray(name); len(vs) {
+	case 0:
+		return "", false, nil
+	case 1:
+		return vs[0], true, nil
+	}
+	return "", true, errors.New("query parameter " + name + " is given more than once")
+}
+
+// queryBool is a query parameter that is true, false, or absent (false).
+func queryBool(c *gin.Context, name string) (bool, error) {
+	switch v, given, err := queryValue(c, name); {
+	case err != nil:
+		return false, err
+	case !given || v == "false":
+		return false, nil
+	case v == "true":
+		return true, nil
+	}
+	return false, errors.New("query parameter " + name + " must be true or false")
+}
+
 func queryInt(c *gin.Context, name string, def, min, max int) (int, error) {
-	s, ok := c.GetQuery(name)
-	if !ok {
-		return def, nil
+	s, given, err := queryValue(c, name)
+	if err != nil || !given {
+		return def, err
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < min || n > max {

@@ -319,7 +319,7 @@ func TestListSortedAndPaginated(t *testing.T) {
 		t.Errorf("first past the end gave %v", page)
 	}
 	for _, q := range []string{"first=-1", "max=0", "max=abc", "max=1001", "first=1.5", "mine=yes", "mine=1",
-		"search=" + strings.Repeat("x", 201)} {
+		"search=" + strings.Repeat("x", 201), "max=1&max=2", "mine=true&mine=false", "search=a&search=b"} {
 		harness.Do(t, "GET", f.base+"?"+q, consumer, nil).Expect(t, 400)
 	}
 

@@ -191,6 +191,10 @@ func TestHostileInput(t *testing.T) {
 		get("encoded dot-dot realm", "/realms/%2e%2e/communities", sd, 404),
 		get("realm not managed", "/realms/master/communities", sd, 404),
 		get("negative first", api+"?first=-1", sd, 400),
+		// A parameter given twice is refused: a proxy that reads the last
+		// value would otherwise see another request than the service.
+		get("first given twice", api+"?first=0&first=5", sd, 400),
+		{name: "acceptLabelledResources given twice", method: "DELETE", path: api + "/NDD?acceptLabelledResources=false&acceptLabelledResources=true", token: sd, want: 400},
 		{name: "DELETE with a name that does not match", method: "DELETE", path: api, token: sd, ctype: "application/json", body: create("NDD", "Something else"), want: 409},
 		{name: "DELETE of an unknown label", method: "DELETE", path: api, token: sd, ctype: "application/json", body: create("NOPE", "x"), want: 404},
 		{name: "PUT is not a method here", method: "PUT", path: api, token: sd, ctype: "application/json", body: create("H4", "h"), want: 405},
