@@ -239,9 +239,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, validMaxHeaderKiB(c.MaxHeaderKiB)...)
 	errs = append(errs, validAlgorithms(c.Algorithms)...)
 	for _, o := range c.CORSOrigins {
-		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-			u.Path != "" || u.RawQuery != "" || u.User != nil {
-			errs = append(errs, fmt.Errorf("--cors-origins: %q is not an origin (scheme://host[:port], no path; \"*\" is not allowed)", o))
+		if !exactOrigin(o) {
+			errs = append(errs, fmt.Errorf("--cors-origins: %q is not an origin as browsers send it (scheme://host[:port] in lower case, "+
+				"no path, no default port; no wildcard)", o))
 		}
 	}
 	if c.TokenCacheSize <= 0 {
@@ -317,4 +317,22 @@ func validMaxHeaderKiB(n int) []error {
 		return []error{fmt.Errorf("--max-header-kib %d: must be between 8 and 1024", n)}
 	}
 	return nil
+}
+
+// exactOrigin reports whether o is an origin spelt as a browser sends it in
+// Origin: the only spelling that matches, so any other (a wildcard, upper
+// case, ":443" after https) would be a setting that never lets anyone in.
+func exactOrigin(o string) bool {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
+		o != u.Scheme+"://"+u.Host || o != strings.ToLower(o) || strings.Contains(u.Host, "*") {
+		return false
+	}
+	switch u.Port() {
+	case "80":
+		return u.Scheme != "http"
+	case "443":
+		return u.Scheme != "https"
+	}
+	return true
 }

@@ -87,12 +87,14 @@ func TestValidate(t *testing.T) {
 func TestCORSOriginsMustBeExactOrigins(t *testing.T) {
 	c := Default()
 	c.DatabaseURL, c.AdminClientSecret = "postgres://x", "s"
-	c.CORSOrigins = []string{"https://console.example.org", "http://localhost:3000"}
+	c.CORSOrigins = []string{"https://console.example.org", "http://localhost:3000", "http://console.example.org:443", "https://[::1]:8443"}
 	if err := c.Validate(); err != nil {
 		t.Fatalf("origins refused: %v", err)
 	}
 	for _, bad := range []string{"*", "https://console.example.org/", "https://console.example.org/admin", "console.example.org",
-		"ftp://console.example.org", "https://user@console.example.org", "https://console.example.org?x=1"} {
+		"ftp://console.example.org", "https://user@console.example.org", "https://console.example.org?x=1",
+		"https://*.example.org", "https://Console.example.org", "HTTPS://console.example.org", "https://console.example.org:443",
+		"http://localhost:80", "https://console.example.org#x", "https://:8443"} {
 		c.CORSOrigins = []string{bad}
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--cors-origins") {
 			t.Errorf("origin %q accepted: %v", bad, err)
