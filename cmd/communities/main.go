@@ -165,10 +165,16 @@ func newProbe(stdout io.Writer) *cobra.Command {
 		Use:   "probe",
 		Short: "Check a health endpoint (for container health checks)",
 		Long: `Send GET to --url and exit 0 if it answers 2xx, 1 otherwise. The container
-image has no shell or curl, so its HEALTHCHECK runs this.`,
+image has no shell or curl, so its HEALTHCHECK runs this. Without --url the
+URL is $COMMUNITIES_PROBE_URL, else the service's /healthz on 8081: a
+container running 'communities proxy' sets
+COMMUNITIES_PROBE_URL=http://127.0.0.1:8082/healthz.`,
 		Example: `  communities probe --url http://127.0.0.1:8081/readyz`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if env, ok := os.LookupEnv("COMMUNITIES_PROBE_URL"); ok && !cmd.Flags().Changed("url") {
+				target = env
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
@@ -187,7 +193,7 @@ image has no shell or curl, so its HEALTHCHECK runs this.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&target, "url", "http://127.0.0.1:8081/healthz", "URL to check")
+	cmd.Flags().StringVar(&target, "url", "http://127.0.0.1:8081/healthz", "URL to check [$COMMUNITIES_PROBE_URL]")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
 	return cmd
 }

@@ -46,16 +46,22 @@ func NewProxy(ctx context.Context, cfg config.Proxy, log *slog.Logger) (*Proxy, 
 		Metrics:        m,
 		Logger:         log,
 	})
-	// /metrics beside the FHIR API, as the service serves it beside its
-	// own; not a ServeMux, whose path cleaning and redirects would come
-	// before the proxy's own reading of the path.
+	// /metrics and /healthz beside the FHIR API, as the service serves
+	// them beside its own; not a ServeMux, whose path cleaning and
+	// redirects would come before the proxy's own reading of the path.
 	metricsHandler := m.Handler()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
+		switch {
+		case r.URL.Path == "/metrics" && r.Method == http.MethodGet:
 			metricsHandler.ServeHTTP(w, r)
-			return
+		case r.URL.Path == "/healthz" && r.Method == http.MethodGet:
+			// Liveness, for the image's health check (communities probe):
+			// the process serves HTTP.
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"status":"UP"}`))
+		default:
+			h.ServeHTTP(w, r)
 		}
-		h.ServeHTTP(w, r)
 	})
 	return &Proxy{cfg: cfg, log: log, handler: handler, cancel: cancel}, nil
 }

@@ -524,6 +524,13 @@ func TestProxyCommand(t *testing.T) {
 		!strings.Contains(detail, "the largest is Authorization") || !strings.Contains(detail, "too many roles or scopes") {
 		t.Errorf("431 answer %s %s", resp.Header.Get("Content-Type"), resp.Body)
 	}
+	// The image's health check, set for a proxy container as
+	// operations.md says.
+	probe := exec.Command(binary(t), "probe")
+	probe.Env = append(os.Environ(), "COMMUNITIES_PROBE_URL=http://127.0.0.1:"+port+"/healthz")
+	if out, err := probe.CombinedOutput(); err != nil || !strings.Contains(string(out), "/healthz: HTTP 200") {
+		t.Errorf("probe of the proxy's /healthz: %v\n%s", err, out)
+	}
 	metrics := string(harness.Do(t, "GET", "http://127.0.0.1:"+port+"/metrics", "", nil).Expect(t, 200).Body)
 	if !strings.Contains(metrics, `communities_request_headers_too_large_total{largest="authorization"} 1`) {
 		t.Errorf("the proxy's /metrics does not count the 431:\n%s", metrics)
