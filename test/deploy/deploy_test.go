@@ -7,6 +7,7 @@ package deploy
 
 import (
 	"bytes"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -187,6 +188,27 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if !peers["postgresql"] || !peers["keycloak"] {
 		t.Errorf("the NetworkPolicy lets the pods reach %v, want PostgreSQL and Keycloak", peers)
+	}
+	// Every host the Ingresses serve is served over TLS, and it is the
+	// host of the issuer the service expects in tokens.
+	issuer, err := url.Parse(cm.Data["COMMUNITIES_ISSUER_BASE_URL"])
+	if err != nil || issuer.Scheme != "https" {
+		t.Errorf("the example's issuer %q is not https", cm.Data["COMMUNITIES_ISSUER_BASE_URL"])
+	}
+	for _, o := range objs["Ingress"] {
+		ing := o.(*networkingv1.Ingress)
+		var tlsHosts []string
+		for _, tls := range ing.Spec.TLS {
+			tlsHosts = append(tlsHosts, tls.Hosts...)
+		}
+		for _, r := range ing.Spec.Rules {
+			if !slices.Contains(tlsHosts, r.Host) {
+				t.Errorf("Ingress %s serves %s without TLS (tls hosts %v)", ing.Name, r.Host, tlsHosts)
+			}
+			if issuer != nil && r.Host != issuer.Host {
+				t.Errorf("Ingress %s serves %s, the issuer is %s", ing.Name, r.Host, issuer.Host)
+			}
+		}
 	}
 	for path, want := range map[string]string{
 		"/realms/terminology/communities":                        "communities /realms/terminology/communities",
