@@ -532,12 +532,23 @@ func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) 
 	if err != nil {
 		return nil, err
 	}
+	out, err := s.members(ctx, a, row)
+	if row, err = s.recordAnewIfStale(ctx, row, a, err); row != nil {
+		out, err = s.members(ctx, a, row)
+	}
+	return out, err
+}
+
+func (s *Service) members(ctx context.Context, a Actor, row *Community) (map[string][]Member, error) {
 	if _, err := s.mayManage(ctx, a, row); err != nil {
 		return nil, err
 	}
 	out := map[string][]Member{}
 	for role, gid := range memberGroups(row) {
-		ms, err := s.kc.Members(ctx, realm, gid)
+		ms, err := s.kc.Members(ctx, row.Realm, gid)
+		if errors.Is(err, fault.NotFound) {
+			return nil, missingGroup(row, role, nil, err)
+		}
 		if err != nil {
 			return nil, fault.Upstream("Keycloak could not list the members", err)
 		}
@@ -602,16 +613,44 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	if err != nil {
 		return err
 	}
-	ev := s.event(realm, action, a, row.Label, row.Name)
-	gid, ok := memberGroups(row)[role]
-	if !ok {
+	if _, ok := memberGroups(row)[role]; !ok {
 		return fmt.Errorf("%w: %q is not a community role; use owner, author or consumer", ErrNotFound, role)
 	}
 	if err := ValidateUserRef(userRef); err != nil {
 		return err
 	}
+	err = s.changeMember(ctx, a, row, action, role, userRef, add)
+	fresh, err := s.recordAnewIfStale(ctx, row, a, err)
+	if fresh != nil {
+		err = s.changeMember(ctx, a, fresh, action, role, userRef, add)
+	}
+	var gone *noGroupByID
+	if !errors.As(err, &gone) {
+		return err // audited by changeMember
+	}
+	ev := s.event(realm, action, a, row.Label, row.Name)
+	if gone.removal {
+		// The group is missing indeed (not a stale record of its id), or
+		// the user was deleted meanwhile: no membership is left.
+		s.audit(ctx, ev, "success", role+" "+gone.userID+": the group or the user is missing in Keycloak, so no membership is left")
+		return nil
+	}
+	s.audit(ctx, ev, "failed", err.Error())
+	return err
+}
+
+// changeMember is one try of ChangeMember with row's recorded group ids.
+// It audits its outcome, except a group missing by its recorded id, which
+// ChangeMember looks into first.
+func (s *Service) changeMember(ctx context.Context, a Actor, row *Community, action, role, userRef string, add bool) error {
+	realm := row.Realm
+	ev := s.event(realm, action, a, row.Label, row.Name)
+	gid := memberGroups(row)[role]
+	var err error
 	if a, err = s.mayManage(ctx, a, row); err != nil {
-		s.audit(ctx, ev, refusal(err), err.Error())
+		if !isNoGroupByID(err) {
+			s.audit(ctx, ev, refusal(err), err.Error())
+		}
 		return err
 	}
 	userID, err := s.kc.ResolveUser(ctx, realm, userRef)
@@ -646,13 +685,13 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	default:
 		err = s.kc.RemoveMember(ctx, realm, gid, userID)
 	}
+	if errors.Is(err, fault.NotFound) {
+		// The user was found a moment ago: the group is what is gone by
+		// its recorded id (or the user was deleted just now).
+		return missingGroup(row, role, &noGroupByID{removal: !add, userID: userID}, err)
+	}
 	if err != nil {
 		s.audit(ctx, ev, "failed", detail+": "+err.Error())
-		if errors.Is(err, fault.NotFound) {
-			// The user was found a moment ago: the group is what is gone
-			// (or the user was deleted just now).
-			return missingGroup(row, role, err)
-		}
 		return fault.Upstream("the membership could not be changed", err)
 	}
 	s.audit(ctx, ev, "success", detail)
@@ -737,19 +776,83 @@ func (s *Service) isOwner(ctx context.Context, a Actor, row *Community) (bool, e
 	owner, err := s.kc.IsMember(ctx, row.Realm, row.Artifacts.OwnerGroupID, a.Subject)
 	switch {
 	case errors.Is(err, fault.NotFound):
-		return false, missingGroup(row, RoleOwner, err)
+		return false, missingGroup(row, RoleOwner, nil, err)
 	case err != nil:
 		return false, fault.Upstream("Keycloak could not confirm who owns "+row.Label, err)
 	}
 	return owner, nil
 }
 
-// missingGroup is the answer when Keycloak no longer has row's member
-// group of role: drift, which a repair restores, not an outage that
-// retrying could help.
-func missingGroup(row *Community, role string, cause error) error {
+// missingGroup is the answer when Keycloak has no group by the id the
+// registry records for row's member group of role: drift, which a repair
+// restores, not an outage that retrying could help. recordAnewIfStale
+// first tells it from a stale record. why says what looked the group up
+// (nil: a check or a listing).
+func missingGroup(row *Community, role string, why *noGroupByID, cause error) error {
+	if why == nil {
+		why = &noGroupByID{}
+	}
 	return fault.New(fault.Conflict, "community "+row.Label+"'s "+role+" group is missing in Keycloak; "+
-		"service desk can restore it with 'communities reconcile --repair'", cause)
+		"service desk can restore it with 'communities reconcile --repair'", fmt.Errorf("%w: %w", why, cause))
+}
+
+// noGroupByID marks missingGroup's errors; removal says a removal of
+// userID met it, which is done when the group is missing indeed.
+type noGroupByID struct {
+	removal bool
+	userID  string
+}
+
+func (*noGroupByID) Error() string { return "no group by its recorded id" }
+
+func isNoGroupByID(err error) bool {
+	var n *noGroupByID
+	return errors.As(err, &n)
+}
+
+// recordAnewIfStale handles err, a member call's failure, when it is
+// missingGroup's: the group may be whole at its path with the registry's
+// record of its id stale (a repair whose record failed, a group made again
+// by hand), which the survey of a drift check, reading by path, never
+// sees. Under the community's lock it checks the community as a repair
+// does, without making anything; whole, and a may manage it, it records
+// the ids anew (audited as a repair by a) and returns the row to try
+// again with, once. Else err stands, or what the check met instead. Any
+// other err is returned as it is, with no row.
+func (s *Service) recordAnewIfStale(ctx context.Context, row *Community, a Actor, err error) (*Community, error) {
+	if !isNoGroupByID(err) {
+		return nil, err
+	}
+	var fresh *Community
+	lockErr := s.store.WithCommunityLock(ctx, row.ID, func(ctx context.Context) error {
+		switch active, aerr := s.stillActive(ctx, row); {
+		case aerr != nil:
+			return aerr
+		case !active:
+			return fmt.Errorf("%w: %s", ErrNotFound, row.Label)
+		}
+		drift, art, cerr := s.kc.Ensure(ctx, s.spec(row), false)
+		if cerr != nil {
+			return fault.Upstream("Keycloak could not check community "+row.Label, cerr)
+		}
+		if len(drift) > 0 || art == row.Artifacts {
+			return err // missing indeed: a repair's work
+		}
+		c := *row
+		c.Artifacts = art
+		// Only who may manage the community has its record changed: the
+		// owner check could not be made on the stale id.
+		if _, merr := s.mayManage(ctx, a, &c); merr != nil {
+			return merr
+		}
+		if serr := s.store.SetArtifacts(ctx, row.ID, art); serr != nil {
+			return serr
+		}
+		s.audit(ctx, s.event(row.Realm, "repair", a, row.Label, row.Name), "success", "recorded the ids of its groups and roles anew")
+		fresh = &c
+		return nil
+	})
+	return fresh, lockErr
 }
 
 func memberGroups(row *Community) map[string]string {

@@ -1679,3 +1679,96 @@ func TestReconcileGoesOnPastAStuckRecovery(t *testing.T) {
 		t.Errorf("NDD's missing author group: %+v", reports[0].Drift)
 	}
 }
+
+// TestMemberCallsRecordStaleIdsAnew: a member group whole at its path but
+// recorded under an id naming no group (a repair whose record failed, a
+// group made again by hand) is recorded anew by the next member call of
+// someone who may manage the community, which then goes on; the drift
+// check, reading by path, never sees such a record, so the old answer
+// ("restore it with reconcile --repair") pointed at a repair that found
+// nothing to do. A group missing indeed is still that conflict, and a
+// caller who may not manage the community changes no record.
+func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, time.Minute)
+	olive := f.user("olive")
+	f.user("bob")
+	mallory := f.user("mallory")
+	if _, err := f.svc.Create(ctx, realm, f.desk, community.CreateRequest{Label: "NDD", Name: "Community NDD", Owners: []string{"olive"}}); err != nil {
+		t.Fatal(err)
+	}
+	whole := f.row(t, "NDD").Artifacts
+	stale := whole
+	stale.OwnerGroupID, stale.ConsumerGroupID = uuid.NewString(), uuid.NewString()
+	if err := f.store.SetArtifacts(ctx, f.row(t, "NDD").ID, stale); err != nil {
+		t.Fatal(err)
+	}
+
+	err := f.svc.ChangeMember(ctx, realm, mallory, "NDD", community.RoleConsumer, "bob", true)
+	if !errors.Is(err, fault.Forbidden) {
+		t.Errorf("a non-owner adding a member over a stale record: %v, want forbidden", err)
+	}
+	if got := f.row(t, "NDD").Artifacts; got != stale {
+		t.Errorf("a non-owner's call changed the record to %+v", got)
+	}
+
+	if err := f.svc.ChangeMember(ctx, realm, olive, "NDD", community.RoleConsumer, "bob", true); err != nil {
+		t.Fatalf("the owner adding a member over a stale record: %v", err)
+	}
+	if got := f.row(t, "NDD").Artifacts; got != whole {
+		t.Errorf("recorded %+v, want %+v", got, whole)
+	}
+	if ev := f.last(t, "repair"); ev.ActorUsername != "olive" || ev.Outcome != "success" || !strings.Contains(ev.Detail, "anew") {
+		t.Errorf("repair audit event %+v", ev)
+	}
+	ms, err := f.svc.Members(ctx, realm, olive, "NDD")
+	if err != nil || len(ms[community.RoleConsumer]) != 1 || ms[community.RoleConsumer][0].Username != "bob" {
+		t.Errorf("members %+v, %v: want bob a consumer", ms, err)
+	}
+
+	// Listing members records anew too.
+	stale = whole
+	stale.AuthorGroupID = uuid.NewString()
+	if err := f.store.SetArtifacts(ctx, f.row(t, "NDD").ID, stale); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Members(ctx, realm, olive, "NDD"); err != nil || f.row(t, "NDD").Artifacts != whole {
+		t.Errorf("members over a stale author id: %v, recorded %+v", err, f.row(t, "NDD").Artifacts)
+	}
+
+	// A removal over a stale record removes from the group itself: it
+	// answered done, and left the member in it with the privileges.
+	stale = whole
+	stale.ConsumerGroupID = uuid.NewString()
+	if err := f.store.SetArtifacts(ctx, f.row(t, "NDD").ID, stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, olive, "NDD", community.RoleConsumer, "bob", false); err != nil {
+		t.Fatalf("removing over a stale record: %v", err)
+	}
+	if ms, err := f.svc.Members(ctx, realm, olive, "NDD"); err != nil || len(ms[community.RoleConsumer]) != 0 {
+		t.Errorf("consumers after the removal %+v, %v: want none", ms, err)
+	}
+
+	// A group gone from its path is missing indeed: adding to it is a
+	// repair's work; removing from it is done, as no one is in it.
+	if !f.idp.Delete(realm, "group", "/Communities/NDD/author") {
+		t.Fatal("no author group to delete")
+	}
+	err = f.svc.ChangeMember(ctx, realm, olive, "NDD", community.RoleAuthor, "bob", true)
+	if !errors.Is(err, fault.Conflict) || !strings.Contains(err.Error(), "reconcile --repair") {
+		t.Errorf("adding to a missing group: %v, want the conflict naming the repair", err)
+	}
+	if ev := f.last(t, "add-member"); ev.Outcome != "failed" {
+		t.Errorf("add to a missing group audited %+v", ev)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, olive, "NDD", community.RoleAuthor, "bob", false); err != nil {
+		t.Errorf("removing from a missing group: %v", err)
+	}
+	if ev := f.last(t, "remove-member"); ev.Outcome != "success" || !strings.Contains(ev.Detail, "missing") {
+		t.Errorf("removal from a missing group audited %+v", ev)
+	}
+	if got := f.row(t, "NDD").Artifacts; got != whole {
+		t.Errorf("a missing group changed the record to %+v", got)
+	}
+}

@@ -283,6 +283,8 @@ type IdentityProvider interface {
 	// no entry.
 	MembersOf(ctx context.Context, realm string, groupIDs []string) (map[string][]Member, error)
 	AddMember(ctx context.Context, realm, groupID, userID string) error
+	// RemoveMember is idempotent for a user who is not a member; a group
+	// or user that does not exist is fault.NotFound.
 	RemoveMember(ctx context.Context, realm, groupID, userID string) error
 	AddDefaultGroup(ctx context.Context, realm, groupID string) error
 	UserGroups(ctx context.Context, realm, userID string) ([]GroupRef, error)

@@ -174,3 +174,56 @@ func TestMissingOwnerGroupIsConflict(t *testing.T) {
 		t.Errorf("the answer does not point to the repair: %s", resp.Body)
 	}
 }
+
+// TestStaleGroupIdIsRecordedAnew: a member group whole at its path but
+// recorded under an id naming no group (a repair whose record failed) is
+// found again by the owner's next member call, which records the ids anew
+// and goes on; before, an addition was a 409 pointing to a repair that,
+// reading by path, found nothing to do, and a removal a 204 that removed
+// no one.
+func TestStaleGroupIdIsRecordedAnew(t *testing.T) {
+	f := newFixture(t)
+	creator := f.realm.UserToken(t, "creator")
+	f.create(t, creator, "STALE", "Stale record").Expect(t, 201)
+	db := f.svc.Store.DB()
+	recorded := func() string {
+		var id string
+		if err := db.Raw("SELECT artifacts->>'consumerGroupId' FROM communities WHERE realm = ? AND label_key = 'stale'", f.realm.Name).
+			Scan(&id).Error; err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	whole := recorded()
+	stale := func() {
+		t.Helper()
+		if err := db.Exec("UPDATE communities SET artifacts = jsonb_set(artifacts, '{consumerGroupId}', to_jsonb(?::text)) "+
+			"WHERE realm = ? AND label_key = 'stale'", "00000000-0000-4000-8000-000000000000", f.realm.Name).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale()
+	harness.Do(t, "PUT", f.base+"/STALE/consumer/consumer", creator, nil).Expect(t, 204)
+	if got := recorded(); got != whole {
+		t.Errorf("recorded consumer group %s, want %s", got, whole)
+	}
+	var m members
+	harness.Do(t, "GET", f.base+"/STALE/members", creator, nil).Expect(t, 200).JSON(t, &m)
+	if got := m.usernames("consumer"); !slices.Equal(got, []string{"consumer"}) {
+		t.Errorf("consumers %v", got)
+	}
+	// A removal over a stale record removes from the group itself: Keycloak's
+	// 404 for the stale id was taken for "not a member", answered 204, and
+	// the consumer kept the privileges.
+	stale()
+	harness.Do(t, "DELETE", f.base+"/STALE/consumer/consumer", creator, nil).Expect(t, 204)
+	harness.Do(t, "GET", f.base+"/STALE/members", creator, nil).Expect(t, 200).JSON(t, &m)
+	if got := m.usernames("consumer"); len(got) != 0 {
+		t.Errorf("consumers after the removal %v", got)
+	}
+	var n int64
+	if err := db.Raw("SELECT count(*) FROM audit_events WHERE realm = ? AND action = 'repair' AND label = 'STALE' AND outcome = 'success'",
+		f.realm.Name).Scan(&n).Error; err != nil || n != 2 {
+		t.Errorf("%d repair events, %v: want each record audited", n, err)
+	}
+}

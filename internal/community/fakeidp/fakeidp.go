@@ -782,9 +782,15 @@ func (f *IDP) RemoveMember(ctx context.Context, realm, groupID, userID string) e
 	if err := f.step(ctx, "remove user "+userID+" from group "+groupID); err != nil {
 		return err
 	}
-	if g := f.realm(realm).group(groupID); g != nil {
-		delete(g.members, userID)
+	r := f.realm(realm)
+	g := r.group(groupID)
+	if g == nil {
+		return fmt.Errorf("group %s: %w", groupID, ErrNotFound)
 	}
+	if _, ok := r.users[userID]; !ok {
+		return fmt.Errorf("user %s: %w", userID, ErrNotFound)
+	}
+	delete(g.members, userID)
 	return nil
 }
 
