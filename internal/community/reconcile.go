@@ -311,8 +311,10 @@ func (s *Service) ensureActive(ctx context.Context, row *Community, repair bool,
 			return err
 		}
 		// Ids recorded wrong with nothing to mend (a repair whose record
-		// failed, a group made again by hand) are recorded anew too: the
-		// member calls find groups by them.
+		// failed) are recorded anew too: the member calls find groups by
+		// them. What the check did not find as the community's (someone
+		// else's group in its place) keeps its recorded id, not none.
+		art = art.Or(row.Artifacts)
 		if len(drift) == 0 && art == row.Artifacts {
 			return nil
 		}

@@ -1771,4 +1771,22 @@ func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
 	if got := f.row(t, "NDD").Artifacts; got != whole {
 		t.Errorf("a missing group changed the record to %+v", got)
 	}
+
+	// A group made by hand in the place of the consumer group is not the
+	// community's: not taken for it by a member call, and a repair, which
+	// cannot mend it, keeps the recorded id instead of recording none.
+	if !f.idp.Delete(realm, "group", "/Communities/NDD/consumer") {
+		t.Fatal("no consumer group to delete")
+	}
+	f.idp.Add(realm, "group", "/Communities/NDD/consumer", "somebody else")
+	err = f.svc.ChangeMember(ctx, realm, olive, "NDD", community.RoleConsumer, "bob", true)
+	if !errors.Is(err, fault.Conflict) {
+		t.Errorf("adding to a group made by hand: %v, want a conflict", err)
+	}
+	if drift, err := f.svc.Repair(ctx, realm, "NDD", f.desk); err != nil || len(drift) == 0 {
+		t.Errorf("repair beside a group made by hand: %v, %v: want it reported", drift, err)
+	}
+	if got := f.row(t, "NDD").Artifacts; got.ConsumerGroupID != whole.ConsumerGroupID || got.OwnerGroupID != whole.OwnerGroupID {
+		t.Errorf("recorded %+v, want the consumer group's recorded id kept", got)
+	}
 }

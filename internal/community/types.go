@@ -1,6 +1,7 @@
 package community
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -88,6 +89,15 @@ type Artifacts struct {
 	ConsumerGroupID string `json:"consumerGroupId,omitempty"`
 	ReadRoleID      string `json:"readRoleId,omitempty"`
 	WriteRoleID     string `json:"writeRoleId,omitempty"`
+}
+
+// Or is a with each id it lacks taken from b.
+func (a Artifacts) Or(b Artifacts) Artifacts {
+	return Artifacts{
+		GroupID: cmp.Or(a.GroupID, b.GroupID), OwnerGroupID: cmp.Or(a.OwnerGroupID, b.OwnerGroupID),
+		AuthorGroupID: cmp.Or(a.AuthorGroupID, b.AuthorGroupID), ConsumerGroupID: cmp.Or(a.ConsumerGroupID, b.ConsumerGroupID),
+		ReadRoleID: cmp.Or(a.ReadRoleID, b.ReadRoleID), WriteRoleID: cmp.Or(a.WriteRoleID, b.WriteRoleID),
+	}
 }
 
 // Claims are the provenance claims of the caller's token (seed 004:

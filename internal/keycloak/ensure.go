@@ -186,7 +186,7 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 	}
 
 	var children []childGroup
-	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/groups/"+a.GroupID+"/children?briefRepresentation=true&max=100", nil, &children); err != nil {
+	if _, err := c.raw(ctx, tok, http.MethodGet, pathEscape(s.Realm)+"/groups/"+a.GroupID+"/children?briefRepresentation=false&max=100", nil, &children); err != nil {
 		return made, fmt.Errorf("list groups under %s: %w", d.Group.Path, err)
 	}
 	for _, want := range d.Children {
@@ -204,6 +204,14 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 			setGroupID(a, want.Member, id)
 			note("group "+want.Path, problemMissing, true)
 		} else {
+			// A group of the member's name that is not this community's
+			// (made by hand in the place of one deleted) is reported, and
+			// neither recorded as the community's nor given its roles: the
+			// admin permissions name the community's own.
+			if !hasMarker(&children[idx].Attributes, s.ID) {
+				note("group "+want.Path, problemForeign, false)
+				continue
+			}
 			setGroupID(a, want.Member, children[idx].ID)
 			if children[idx].SubGroupCount > 0 {
 				critical("group "+want.Path, problemBelow, false)
@@ -243,9 +251,10 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 
 // childGroup is a group as Keycloak lists the children of a group.
 type childGroup struct {
-	ID            string `json:"id"`
-	Name          string `json:"name"`
-	SubGroupCount int    `json:"subGroupCount"`
+	ID            string              `json:"id"`
+	Name          string              `json:"name"`
+	SubGroupCount int                 `json:"subGroupCount"`
+	Attributes    map[string][]string `json:"attributes"`
 }
 
 // mappings reads the realm and client role mappings of group id (at path).

@@ -385,8 +385,12 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 		ungranted(d.Group.Path, deref(g.RealmRoles), deref(g.ClientRoles), d.Legacy.Roles, note)
 		for _, want := range d.Children {
 			g, ok := v.groups[want.Path]
-			if !ok {
+			switch {
+			case !ok:
 				note("group "+want.Path, problemMissing)
+				continue
+			case !hasMarker(g.Attributes, s.ID):
+				note("group "+want.Path, problemForeign)
 				continue
 			}
 			mapped := deref(g.RealmRoles)

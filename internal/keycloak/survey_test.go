@@ -76,6 +76,10 @@ func TestCompare(t *testing.T) {
 		}, []string{"group /Communities/NDD: exists but is not this community's"}},
 		{"member group missing", func(v realmView) { delete(v.groups, "/Communities/NDD/consumer") },
 			[]string{"group /Communities/NDD/consumer: missing"}},
+		{"member group made by hand in the place of the community's, its roles mapped too", func(v realmView) {
+			grants := []string{"PERM_NDD_READ"}
+			v.groups["/Communities/NDD/consumer"] = gocloak.Group{Name: gocloak.StringP("consumer"), RealmRoles: &grants}
+		}, []string{"group /Communities/NDD/consumer: exists but is not this community's"}},
 		{"role mapping missing", func(v realmView) {
 			g := v.groups["/Communities/NDD/author"]
 			g.RealmRoles = &[]string{"PERM_NDD_READ"}

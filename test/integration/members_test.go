@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/Nerzal/gocloak/v13"
+
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -225,5 +227,27 @@ func TestStaleGroupIdIsRecordedAnew(t *testing.T) {
 	if err := db.Raw("SELECT count(*) FROM audit_events WHERE realm = ? AND action = 'repair' AND label = 'STALE' AND outcome = 'success'",
 		f.realm.Name).Scan(&n).Error; err != nil || n != 2 {
 		t.Errorf("%d repair events, %v: want each record audited", n, err)
+	}
+
+	// A group made by hand in the consumer group's place is someone
+	// else's: a member call does not take it for the community's.
+	ctx, admin := context.Background(), f.realm.AdminToken(t)
+	g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/STALE/consumer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.realm.GC.DeleteGroup(ctx, admin, f.realm.Name, *g.ID); err != nil {
+		t.Fatal(err)
+	}
+	parent, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/STALE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.realm.GC.CreateChildGroup(ctx, admin, f.realm.Name, *parent.ID, gocloak.Group{Name: gocloak.StringP("consumer")}); err != nil {
+		t.Fatal(err)
+	}
+	harness.Do(t, "PUT", f.base+"/STALE/consumer/consumer", creator, nil).Expect(t, 409)
+	if got := recorded(); got != *g.ID {
+		t.Errorf("recorded consumer group %s after a group made by hand, want the community's own %s kept", got, *g.ID)
 	}
 }
