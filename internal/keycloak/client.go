@@ -145,6 +145,12 @@ func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	start := time.Now()
 	resp, err := t.base.RoundTrip(r)
+	if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+		// Keycloak no longer takes the admin token (restarted with new
+		// keys, the session ended): the next call logs in again instead
+		// of failing until the cached token's renewal.
+		t.c.dropToken(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+	}
 	if t.c.opts.Observe != nil {
 		status := 0
 		if resp != nil {
@@ -261,6 +267,20 @@ func (c *Client) token(ctx context.Context, realm string) (string, error) {
 	c.tokens[authRealm] = cachedToken{token: jwt.AccessToken, expires: time.Now().Add(life)}
 	c.mu.Unlock()
 	return jwt.AccessToken, nil
+}
+
+// dropToken forgets the cached admin token tok, if it is one.
+func (c *Client) dropToken(tok string) {
+	if tok == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for realm, t := range c.tokens {
+		if t.token == tok {
+			delete(c.tokens, realm)
+		}
+	}
 }
 
 // raw sends a request gocloak has no method for. out may be nil.

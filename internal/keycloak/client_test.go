@@ -7,10 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-resty/resty/v2"
+
+	"github.com/nhs-terminology/communities/internal/community"
 )
 
 // TestRetryable: calls safe to repeat are retried when Keycloak did not
@@ -66,5 +69,67 @@ func TestExtensionNotFound(t *testing.T) {
 		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), c.want) || (c.not != "" && strings.Contains(err.Error(), c.not)) {
 			t.Errorf("Keycloak's 404 %s: got %v, want ErrNotFound saying %q", c.body, err, c.want)
 		}
+	}
+}
+
+// TestRefusedTokenIsDropped: an admin token Keycloak answers 401 (a
+// restart with new keys, an ended session) is not used again: the next
+// call logs in anew, where every call failed until the token's renewal.
+func TestRefusedTokenIsDropped(t *testing.T) {
+	var logins atomic.Int32
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token") {
+			fmt.Fprintf(w, `{"access_token":"t%d","expires_in":300}`, logins.Add(1))
+			return
+		}
+		if r.Header.Get("Authorization") == "Bearer t1" {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":"HTTP 401 Unauthorized"}`)
+			return
+		}
+		fmt.Fprint(w, `[]`)
+	}))
+	defer kc.Close()
+	cl := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second})
+	user := "6f1c2b9e-0000-4000-8000-000000000002"
+	if _, err := cl.UserGroups(context.Background(), "r", user); err == nil {
+		t.Fatal("a call with a refused token succeeded")
+	}
+	if _, err := cl.UserGroups(context.Background(), "r", user); err != nil || logins.Load() != 2 {
+		t.Errorf("the call after a 401: %v, %d logins: want a new login and success", err, logins.Load())
+	}
+}
+
+// TestRecreatedClientIsLookedUpAgain: a FHIR client made again under a new
+// id is found again by the check of an unmapped scope, where its cached id
+// failed every drift check of the realm until a restart.
+func TestRecreatedClientIsLookedUpAgain(t *testing.T) {
+	var lookups, removed atomic.Int32
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token"):
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.URL.Path == "/admin/realms/r/clients" && r.URL.Query().Get("clientId") == "fhir":
+			lookups.Add(1)
+			fmt.Fprint(w, `[{"id":"new-id","clientId":"fhir"}]`)
+		case r.URL.Path == "/admin/realms/r/clients/new-id/default-client-scopes" && r.Method == http.MethodGet:
+			fmt.Fprint(w, `[{"id":"sc","name":"grouping/NDD.read"}]`)
+		case r.URL.Path == "/admin/realms/r/clients/new-id/default-client-scopes/sc" && r.Method == http.MethodDelete:
+			removed.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error":"Could not find client"}`)
+		}
+	}))
+	defer kc.Close()
+	cl := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second})
+	cl.clients["r/fhir"] = "old-id" // looked up before the client was made again
+	s := community.Spec{ID: "6f1c2b9e-0000-4000-8000-000000000001", Realm: "r", Root: "Communities", Label: "NDD", FHIRClients: []string{"fhir"}}
+	err := cl.detachUnmapped(context.Background(), "t", s, scopeRep{ID: "sc", Name: "grouping/NDD.read"}, func(string, string, bool) {})
+	if err != nil || lookups.Load() != 1 || removed.Load() != 1 {
+		t.Errorf("detach after the client was made again: %v, %d lookups, %d removed: want one lookup and the scope off", err, lookups.Load(), removed.Load())
 	}
 }

@@ -35,7 +35,11 @@ func (c *Client) CreateSystemClient(ctx context.Context, realm string, s SystemC
 	if err != nil {
 		return "", err
 	}
-	attrs := map[string]string{SystemAccountAttribute: "true"}
+	// Pending until the account holds only what its profile gives it: a
+	// create whose answer is lost leaves a client that is no system
+	// account, never listed, found or rotated (only deleted), so no one
+	// gets a secret for an account that kept Keycloak's defaults.
+	attrs := map[string]string{SystemAccountAttribute: systemAccountPending}
 	for k, v := range s.Attributes {
 		attrs[k] = v
 	}
@@ -94,6 +98,17 @@ func (c *Client) CreateSystemClient(ctx context.Context, realm string, s SystemC
 	if err := c.gc.AddRealmRoleToUser(ctx, tok, realm, *user.ID, roles); err != nil {
 		return "", classify("grant roles to "+s.ClientID, err)
 	}
+	made, err := c.gc.GetClient(ctx, tok, realm, id)
+	if err != nil {
+		return "", classify("read the client "+s.ClientID, err)
+	}
+	if made.Attributes == nil {
+		made.Attributes = &map[string]string{}
+	}
+	(*made.Attributes)[SystemAccountAttribute] = systemAccountDone
+	if err := c.gc.UpdateClient(ctx, tok, realm, *made); err != nil {
+		return "", classify("mark "+s.ClientID+" a system account", err)
+	}
 	cred, err := c.gc.GetClientSecret(ctx, tok, realm, id)
 	if err != nil {
 		return "", classify("read the secret of "+s.ClientID, err)
@@ -150,9 +165,17 @@ type clientRep struct {
 	Attributes  map[string]string `json:"attributes"`
 }
 
+// The values of SystemAccountAttribute: a finished system account, and
+// one whose create has not finished (or never will).
+const (
+	systemAccountDone    = "true"
+	systemAccountPending = "pending"
+)
+
+// system is o as a system account, and whether it is a finished one.
 func (o clientRep) system() (SystemClientInfo, bool) {
 	return SystemClientInfo{ID: o.ID, ClientID: o.ClientID, Description: o.Description, Attributes: o.Attributes},
-		o.Attributes[SystemAccountAttribute] == "true"
+		o.Attributes[SystemAccountAttribute] == systemAccountDone
 }
 
 // clientsPage is how many clients one call of SystemClients reads.
@@ -188,6 +211,12 @@ func (c *Client) SystemClients(ctx context.Context, realm string) ([]SystemClien
 // ErrNotFound when there is none, or the client is not a system account
 // this service made.
 func (c *Client) SystemClient(ctx context.Context, realm, clientID string) (*SystemClientInfo, error) {
+	return c.systemClient(ctx, realm, clientID, false)
+}
+
+// systemClient is SystemClient; pending also finds a client whose create
+// did not finish.
+func (c *Client) systemClient(ctx context.Context, realm, clientID string, pending bool) (*SystemClientInfo, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return nil, err
@@ -199,7 +228,8 @@ func (c *Client) SystemClient(ctx context.Context, realm, clientID string) (*Sys
 		return nil, fmt.Errorf("find system account %s: %w", clientID, err)
 	}
 	for _, o := range found {
-		if s, ok := o.system(); ok && s.ClientID == clientID {
+		s, done := o.system()
+		if s.ClientID == clientID && (done || pending && o.Attributes[SystemAccountAttribute] == systemAccountPending) {
 			return &s, nil
 		}
 	}
@@ -207,8 +237,9 @@ func (c *Client) SystemClient(ctx context.Context, realm, clientID string) (*Sys
 }
 
 // DeleteSystemClient removes a system account (and its service account).
+// One whose create did not finish is deleted too: that is how it goes.
 func (c *Client) DeleteSystemClient(ctx context.Context, realm, clientID string) error {
-	s, err := c.SystemClient(ctx, realm, clientID)
+	s, err := c.systemClient(ctx, realm, clientID, true)
 	if err != nil {
 		return err
 	}
@@ -216,7 +247,13 @@ func (c *Client) DeleteSystemClient(ctx context.Context, realm, clientID string)
 	if err != nil {
 		return err
 	}
-	return classify("delete client "+clientID, c.gc.DeleteClient(ctx, tok, realm, s.ID))
+	err = c.gc.DeleteClient(ctx, tok, realm, s.ID)
+	if statusOf(err) == http.StatusNotFound {
+		// Found a moment ago: gone since, by this delete's own first try
+		// (retried when its answer was lost) or by another.
+		return nil
+	}
+	return classify("delete client "+clientID, err)
 }
 
 // RotateSystemClientSecret gives a system account a new secret; the old one

@@ -202,6 +202,13 @@ func (c *Client) clientUUID(ctx context.Context, tok, realm, clientID string) (s
 	return *cl[0].ID, nil
 }
 
+// forgetClient drops the cached id of realm's client clientID.
+func (c *Client) forgetClient(realm, clientID string) {
+	c.mu.Lock()
+	delete(c.clients, realm+"/"+clientID)
+	c.mu.Unlock()
+}
+
 // forget drops cached ids of realm, after a clean-up found them stale.
 func (c *Client) forget(realm, root string) {
 	c.mu.Lock()

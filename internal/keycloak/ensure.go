@@ -387,6 +387,15 @@ func (c *Client) detachUnmapped(ctx context.Context, tok string, s community.Spe
 			return err
 		}
 		defaults, err := c.gc.GetClientsDefaultScopes(ctx, tok, s.Realm, cid)
+		if statusOf(err) == http.StatusNotFound {
+			// The client was made again under a new id since it was
+			// looked up: look again, or every check fails until a restart.
+			c.forgetClient(s.Realm, clientID)
+			if cid, err = c.clientUUID(ctx, tok, s.Realm, clientID); err != nil {
+				return err
+			}
+			defaults, err = c.gc.GetClientsDefaultScopes(ctx, tok, s.Realm, cid)
+		}
 		if err != nil {
 			return classify("read default client scopes of "+clientID, err)
 		}

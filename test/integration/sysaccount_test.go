@@ -163,6 +163,24 @@ func TestSystemAccounts(t *testing.T) {
 	}
 	f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
 
+	// A create whose answer was lost leaves a client still marked pending,
+	// with Keycloak's defaults on its service account: no account, never
+	// listed, read or rotated; deleted, so that it can be made again.
+	if _, err := f.realm.GC.CreateClient(ctx, admin, f.realm.Name, gocloak.Client{ClientID: gocloak.StringP("acme-half"),
+		ServiceAccountsEnabled: gocloak.BoolP(true), PublicClient: gocloak.BoolP(false),
+		Attributes: &map[string]string{"communities.systemAccount": "pending"}}); err != nil {
+		t.Fatal(err)
+	}
+	check("GET", base+"/acme-half", sd, nil, 404)
+	check("POST", base+"/acme-half/secret", sd, nil, 404)
+	check("GET", base, sd, nil, 200).JSON(t, &list)
+	if slices.ContainsFunc(list, func(a issued) bool { return a.ClientID == "acme-half" }) {
+		t.Error("an unfinished account is listed")
+	}
+	check("POST", base, sd, map[string]string{"clientId": "acme-half", "purpose": "consumer", "content": "published"}, 409)
+	check("DELETE", base+"/acme-half", sd, nil, 204)
+	issue(map[string]string{"clientId": "acme-half", "purpose": "consumer", "content": "published"})
+
 	// Audited, with the justification for unpublished access.
 	trail := f.svc.AuditTrail(t, f.realm.Name, "acme-authoring")
 	if len(trail) == 0 {
