@@ -237,7 +237,8 @@ func (c *Client) systemClient(ctx context.Context, realm, clientID string, pendi
 }
 
 // DeleteSystemClient removes a system account (and its service account).
-// One whose create did not finish is deleted too: that is how it goes.
+// One whose create did not finish is deleted too: deleting it is how its
+// clientId is freed to be made again.
 func (c *Client) DeleteSystemClient(ctx context.Context, realm, clientID string) error {
 	s, err := c.systemClient(ctx, realm, clientID, true)
 	if err != nil {
