@@ -479,10 +479,16 @@ func (s *Service) mayDelete(ctx context.Context, token, a Actor, row *Community)
 // half-made creates, creates whose undo failed, and half-done deletes all
 // end with nothing in Keycloak and no row. A row it cannot recover now
 // (Keycloak down, realm gone) keeps its renewed lease and is retried after
-// it; the others are recovered meanwhile. It returns how many it recovered.
+// it; the others are recovered meanwhile. A pass tries each row once:
+// failures that together outlast a lease would otherwise hand the first
+// rows back to it again, and the pass, which the drift check waits for,
+// would end only when Keycloak came back. It returns how many it
+// recovered.
 func (s *Service) Recover(ctx context.Context, realms []string) (int, error) {
 	n := 0
 	var errs []error
+	tried := map[string]bool{}
+	again := 0 // rows tried before, claimed again in a row
 	for {
 		row, err := s.store.ClaimAbandoned(ctx, realms, s.opts.Lease)
 		if err != nil {
@@ -491,6 +497,16 @@ func (s *Service) Recover(ctx context.Context, realms []string) (int, error) {
 		if row == nil {
 			return n, errors.Join(errs...)
 		}
+		if tried[row.ID] {
+			// Its lease ran out again while this pass tried others: the
+			// claim renewed it, for the next pass. Once every row claimed
+			// is one tried, none is left for this pass.
+			if again++; again >= len(tried) {
+				return n, errors.Join(errs...)
+			}
+			continue
+		}
+		tried[row.ID], again = true, 0
 		rep, err := s.kc.Cleanup(ctx, row.Realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("recover %s/%s (%s): %w", row.Realm, row.Label, row.State, err))

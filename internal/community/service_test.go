@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1788,5 +1789,53 @@ func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
 	}
 	if got := f.row(t, "NDD").Artifacts; got.ConsumerGroupID != whole.ConsumerGroupID || got.OwnerGroupID != whole.OwnerGroupID {
 		t.Errorf("recorded %+v, want the consumer group's recorded id kept", got)
+	}
+}
+
+// slowFailingCleanup fails every clean-up after took, as a Keycloak that
+// hangs does.
+type slowFailingCleanup struct {
+	*fakeidp.IDP
+	calls atomic.Int64
+	took  time.Duration
+}
+
+func (s *slowFailingCleanup) Cleanup(ctx context.Context, realm, root, label, id string, fc []string) (community.CleanupReport, error) {
+	s.calls.Add(1)
+	time.Sleep(s.took)
+	return community.CleanupReport{}, errors.New("keycloak: no answer")
+}
+
+// TestRecoveryPassTriesEachRowOnce: clean-ups that fail slowly enough to
+// outlast a lease together do not hand the first rows back to the same
+// pass, which then ended only when Keycloak came back, holding up the
+// drift check that runs after it (review of the registry and server,
+// 2026-11-24: 60 clean-ups of 5 rows in 3 s).
+func TestRecoveryPassTriesEachRowOnce(t *testing.T) {
+	lease := 200 * time.Millisecond
+	st := memstore.New()
+	idp := &slowFailingCleanup{IDP: fakeidp.New(), took: lease / 4}
+	svc := community.New(st, idp, options(lease))
+	past := time.Now().UTC().Add(-time.Hour)
+	for _, l := range []string{"A", "B", "C", "D", "E"} {
+		c := &community.Community{ID: uuid.NewString(), Realm: realm, Label: l, LabelKey: strings.ToLower(l), Name: l, NameKey: strings.ToLower(l),
+			State: community.StateFailed, LeaseUntil: &past, CreatedAt: past, UpdatedAt: past}
+		if err := st.Reserve(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	n, err := svc.Recover(ctx, []string{realm})
+	if ctx.Err() != nil || n != 0 || err == nil || idp.calls.Load() != 5 {
+		t.Errorf("a pass over 5 rows whose clean-ups fail: %d recovered, %d clean-ups, context %v, %v: want each tried once and the failures returned",
+			n, idp.calls.Load(), ctx.Err(), err)
+	}
+	// The next pass tries them again.
+	time.Sleep(lease)
+	ctx, cancel = context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if _, err := svc.Recover(ctx, []string{realm}); err == nil || idp.calls.Load() != 10 {
+		t.Errorf("the next pass: %d clean-ups in all, %v", idp.calls.Load(), err)
 	}
 }
