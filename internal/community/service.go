@@ -635,16 +635,22 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 	if err := ValidateUserRef(userRef); err != nil {
 		return err
 	}
+	ev := s.event(realm, action, a, row.Label, row.Name)
 	err = s.changeMember(ctx, a, row, action, role, userRef, add)
-	fresh, err := s.recordAnewIfStale(ctx, row, a, err)
-	if fresh != nil {
-		err = s.changeMember(ctx, a, fresh, action, role, userRef, add)
+	if isNoGroupByID(err) {
+		var fresh *Community
+		if fresh, err = s.recordAnewIfStale(ctx, row, a, err); fresh != nil {
+			err = s.changeMember(ctx, a, fresh, action, role, userRef, add)
+		} else if err != nil && !isNoGroupByID(err) {
+			// The look at the stale record refused the caller or failed.
+			s.audit(ctx, ev, refusal(err), err.Error())
+			return err
+		}
 	}
 	var gone *noGroupByID
 	if !errors.As(err, &gone) {
 		return err // audited by changeMember
 	}
-	ev := s.event(realm, action, a, row.Label, row.Name)
 	if gone.removal {
 		// The group is missing indeed (not a stale record of its id), or
 		// the user was deleted meanwhile: no membership is left.

@@ -1712,6 +1712,9 @@ func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
 	if got := f.row(t, "NDD").Artifacts; got != stale {
 		t.Errorf("a non-owner's call changed the record to %+v", got)
 	}
+	if ev := f.last(t, "add-member"); ev.ActorUsername != "mallory" || ev.Outcome != "denied" {
+		t.Errorf("the non-owner's attempt audited %+v", ev)
+	}
 
 	if err := f.svc.ChangeMember(ctx, realm, olive, "NDD", community.RoleConsumer, "bob", true); err != nil {
 		t.Fatalf("the owner adding a member over a stale record: %v", err)

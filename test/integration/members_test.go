@@ -162,14 +162,7 @@ func TestMissingOwnerGroupIsConflict(t *testing.T) {
 	f := newFixture(t)
 	creator := f.realm.UserToken(t, "creator")
 	f.create(t, creator, "NOOWN", "No owner group").Expect(t, 201)
-	ctx, admin := context.Background(), f.realm.AdminToken(t)
-	g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/NOOWN/owner")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.realm.GC.DeleteGroup(ctx, admin, f.realm.Name, *g.ID); err != nil {
-		t.Fatal(err)
-	}
+	deleteGroupByHand(t, f, "Communities/NOOWN/owner")
 	resp := harness.Do(t, "GET", f.base+"/NOOWN/members", creator, nil).Expect(t, 409)
 	harness.ConformsToOpenAPI(t, "GET", f.base+"/NOOWN/members", resp)
 	if !strings.Contains(string(resp.Body), "reconcile --repair") {
@@ -231,14 +224,8 @@ func TestStaleGroupIdIsRecordedAnew(t *testing.T) {
 
 	// A group made by hand in the consumer group's place is someone
 	// else's: a member call does not take it for the community's.
+	gone := deleteGroupByHand(t, f, "Communities/STALE/consumer")
 	ctx, admin := context.Background(), f.realm.AdminToken(t)
-	g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/STALE/consumer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.realm.GC.DeleteGroup(ctx, admin, f.realm.Name, *g.ID); err != nil {
-		t.Fatal(err)
-	}
 	parent, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, "Communities/STALE")
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +234,22 @@ func TestStaleGroupIdIsRecordedAnew(t *testing.T) {
 		t.Fatal(err)
 	}
 	harness.Do(t, "PUT", f.base+"/STALE/consumer/consumer", creator, nil).Expect(t, 409)
-	if got := recorded(); got != *g.ID {
-		t.Errorf("recorded consumer group %s after a group made by hand, want the community's own %s kept", got, *g.ID)
+	if got := recorded(); got != gone {
+		t.Errorf("recorded consumer group %s after a group made by hand, want the community's own %s kept", got, gone)
 	}
+}
+
+// deleteGroupByHand deletes the group at path in Keycloak, as an
+// administrator would by hand, and returns its id.
+func deleteGroupByHand(t *testing.T, f *fixture, path string) string {
+	t.Helper()
+	ctx, admin := context.Background(), f.realm.AdminToken(t)
+	g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.realm.GC.DeleteGroup(ctx, admin, f.realm.Name, *g.ID); err != nil {
+		t.Fatal(err)
+	}
+	return *g.ID
 }
