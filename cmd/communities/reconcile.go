@@ -138,9 +138,15 @@ func writeReports(w io.Writer, format string, reports []community.Report) error 
 		for _, l := range r.UndoneFinished {
 			fmt.Fprintf(w, "%s/%s: artefacts Keycloak made for a create after it was undone (removed; not drift)\n", r.Realm, l)
 		}
+		for _, l := range r.Unchecked {
+			fmt.Fprintf(w, "%s/%s: not checked (the error below says why)\n", r.Realm, l)
+		}
 		verdict := "no drift"
 		if n := r.DriftCount(); n > 0 {
 			verdict = fmt.Sprintf("%d difference(s), %d left", n, remaining(r))
+		}
+		if r.Incomplete {
+			verdict += "; the check did not finish"
 		}
 		fmt.Fprintf(w, "%s: %d communities checked, %s\n", r.Realm, r.Communities, strings.TrimSpace(verdict))
 	}

@@ -27,6 +27,14 @@ type Report struct {
 	// every mode, as the rest of the undo, and not drift.
 	UndoneFinished []string `json:"undoneFinished,omitempty"`
 	Repair         bool     `json:"repair"`
+	// Unchecked are the labels of communities (and orphans) whose check
+	// failed; the error returned with the report says why. The pass goes
+	// on past them.
+	Unchecked []string `json:"unchecked,omitempty"`
+	// Incomplete is set when the pass did not check the whole realm: its
+	// survey failed, a community could not be checked, or the pass stopped
+	// because Keycloak could not be reached.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
 // DriftCount is the number of differences found (repaired or not).
@@ -47,8 +55,11 @@ var reconciler = Actor{ClientID: "communities-reconciler", Username: "communitie
 // it recreates missing artefacts and removes orphans this service made;
 // artefacts someone else made are only reported. Abandoned operations are
 // recovered first; what cannot be yet is the error returned with the
-// reports. Only one replica reconciles a realm at a time: a realm another
-// holds is skipped, and ran is false unless every realm was done.
+// reports. A realm whose check fails does not stop the check of the
+// others: its report, marked Incomplete, says what was checked, and the
+// errors are returned joined, after the reports. Only one replica
+// reconciles a realm at a time: a realm another holds is skipped, and ran
+// is false unless every realm was done.
 func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (reports []Report, ran bool, err error) {
 	// An operation that cannot be recovered yet is its own error; it must
 	// not stop the check of every other community (a community scope in
@@ -59,27 +70,77 @@ func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (
 		s.log.WarnContext(ctx, "abandoned operations not recovered yet; checking for drift all the same", "error", unrecovered)
 	}
 	ran = true
+	errs := []error{unrecovered}
 	for _, realm := range realms {
+		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
+			break
+		}
 		done, err := s.store.AsLeader(ctx, realm, func(ctx context.Context) error {
 			rep, err := s.reconcileRealm(ctx, realm, repair)
-			if err != nil {
-				return err
-			}
+			rep.Incomplete = err != nil
 			reports = append(reports, rep)
-			return nil
+			return err
 		})
 		if err != nil {
-			return reports, false, errors.Join(unrecovered, err)
+			errs = append(errs, err)
 		}
-		ran = ran && done
+		ran = ran && done && err == nil
 	}
-	return reports, ran, unrecovered
+	return reports, ran, errors.Join(errs...)
+}
+
+// failures gathers what one realm's pass could not check, so that one
+// community's failure (a refusal, a Keycloak error on its data) does not
+// stop the check of the others. An outage does: two checks in a row that
+// could not reach Keycloak, or the end of the pass's context, stop it,
+// for every check after them would wait out its timeout to fail alike.
+type failures struct {
+	rep         *Report
+	errs        []error
+	unavailable int // checks in a row that could not reach Keycloak
+}
+
+// maxFailureErrors bounds the errors kept (each names its community); the
+// report's Unchecked names them all.
+const maxFailureErrors = 10
+
+// add records a failed check of label l, and says whether the pass must
+// stop.
+func (f *failures) add(ctx context.Context, l string, err error) (stop bool) {
+	f.rep.Unchecked = append(f.rep.Unchecked, l)
+	if len(f.errs) < maxFailureErrors {
+		f.errs = append(f.errs, err)
+	}
+	if fault.KindOf(err) == fault.Unavailable {
+		f.unavailable++
+	} else {
+		f.unavailable = 0
+	}
+	return f.unavailable >= 2 || ctx.Err() != nil
+}
+
+// ok records a check that succeeded.
+func (f *failures) ok() { f.unavailable = 0 }
+
+// err is the pass's error: nil if every check succeeded.
+func (f *failures) err() error {
+	if len(f.rep.Unchecked) == 0 {
+		return nil
+	}
+	err := errors.Join(f.errs...)
+	if n := len(f.rep.Unchecked) - len(f.errs); n > 0 {
+		err = fmt.Errorf("%w\n(and %d more)", err, n)
+	}
+	return fmt.Errorf("%s: %d check(s) failed: %w", f.rep.Realm, len(f.rep.Unchecked), err)
 }
 
 // reconcileRealm surveys the realm in bulk, confirms each suspect with
 // Ensure (repairing it with repair), and looks for orphans. A community
 // that is not active, or not the same row, before and after its
 // confirmation is being created or deleted: what it lacks is not drift.
+// A community or orphan whose check fails is named in Unchecked and the
+// pass goes on, unless Keycloak cannot be reached.
 func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool) (Report, error) {
 	rep := Report{Realm: realm, Repair: repair}
 	rows, err := s.store.List(ctx, realm, 0, 0)
@@ -91,11 +152,12 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 	for _, row := range rows {
 		byLabel[row.Label] = row
 	}
-	drift, survey, err := s.drifted(ctx, realm, rows, repair)
-	if err != nil {
-		return rep, err
-	}
+	failed := &failures{rep: &rep}
+	drift, survey, stopped, err := s.drifted(ctx, realm, rows, repair, failed)
 	rep.Drift = drift
+	if err != nil || stopped {
+		return rep, errors.Join(err, failed.err())
+	}
 	for l, d := range drift {
 		s.log.WarnContext(ctx, "community drifted from its definition", "realm", realm, "label", l,
 			"drift", fmt.Sprint(d), "repair", repair)
@@ -122,8 +184,12 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 			return ok && ourMarker(now.ID) == g.ID, err
 		}
 		if err := s.orphan(ctx, &rep, g, confirm, repair); err != nil {
-			return rep, err
+			if failed.add(ctx, g.Label, err) {
+				return rep, failed.err()
+			}
+			continue
 		}
+		failed.ok()
 	}
 	// Roles and permissions whose group is gone: left by a create Keycloak
 	// committed after its undo, or by a delete while the realm's admin
@@ -135,38 +201,46 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		seen[m.ID] = true
 		confirm := func() (bool, error) { return s.kc.CarriesMarker(ctx, realm, s.opts.RootGroup, m.Label, m.ID) }
 		if err := s.orphan(ctx, &rep, m, confirm, repair); err != nil {
-			return rep, err
+			if failed.add(ctx, m.Label, err) {
+				return rep, failed.err()
+			}
+			continue
 		}
+		failed.ok()
 	}
-	return rep, nil
+	return rep, failed.err()
 }
 
 // drifted surveys rows' artefacts in bulk and confirms each suspect with
 // Ensure (repairing it with repair): what each row still active lacks (or
-// lacked), by label.
-func (s *Service) drifted(ctx context.Context, realm string, rows []Community, repair bool) (map[string][]Drift, Survey, error) {
+// lacked), by label. A suspect whose confirmation fails goes to failed;
+// stopped says failed stopped the pass.
+func (s *Service) drifted(ctx context.Context, realm string, rows []Community, repair bool, failed *failures) (out map[string][]Drift, survey Survey, stopped bool, err error) {
 	specs := make([]Spec, 0, len(rows))
 	for _, row := range rows {
 		specs = append(specs, s.spec(&row))
 	}
-	survey, err := s.kc.Survey(ctx, realm, s.opts.RootGroup, specs)
-	if err != nil {
-		return nil, survey, fmt.Errorf("survey %s: %w", realm, err)
+	if survey, err = s.kc.Survey(ctx, realm, s.opts.RootGroup, specs); err != nil {
+		return nil, survey, false, fmt.Errorf("survey %s: %w", realm, err)
 	}
-	out := map[string][]Drift{}
+	out = map[string][]Drift{}
 	for _, row := range rows {
 		if len(survey.Suspects[row.ID]) == 0 {
 			continue
 		}
 		drift, active, err := s.ensureActive(ctx, &row, repair, reconciler)
 		if err != nil {
-			return nil, survey, fmt.Errorf("reconcile %s/%s: %w", realm, row.Label, err)
+			if failed.add(ctx, row.Label, fmt.Errorf("reconcile %s/%s: %w", realm, row.Label, err)) {
+				return out, survey, true, nil
+			}
+			continue
 		}
+		failed.ok()
 		if len(drift) > 0 && active {
 			out[row.Label] = drift
 		}
 	}
-	return out, survey, nil
+	return out, survey, false, nil
 }
 
 // Drift returns realm's active communities and what each lacks, read as a
@@ -178,8 +252,10 @@ func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[str
 	if err != nil {
 		return nil, nil, err
 	}
-	drift, _, err := s.drifted(ctx, realm, rows, false)
-	if err != nil {
+	// A plan needs every community's answer: any failed check fails it.
+	failed := &failures{rep: &Report{Realm: realm}}
+	drift, _, _, err := s.drifted(ctx, realm, rows, false, failed)
+	if err = errors.Join(err, failed.err()); err != nil {
 		return nil, nil, err
 	}
 	return rows, drift, nil

@@ -1842,3 +1842,79 @@ func TestRecoveryPassTriesEachRowOnce(t *testing.T) {
 		t.Errorf("the next pass: %d clean-ups in all, %v", idp.calls.Load(), err)
 	}
 }
+
+// failingEnsureIDP fails the check of the labels in fail with err, and is
+// the fake otherwise.
+type failingEnsureIDP struct {
+	*fakeidp.IDP
+	fail map[string]error
+}
+
+func (f failingEnsureIDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
+	if err := f.fail[s.Label]; err != nil {
+		return nil, community.Artifacts{}, err
+	}
+	return f.IDP.Ensure(ctx, s, repair)
+}
+
+// TestDriftCheckGoesOnPastAFailingCommunity: one community whose check
+// fails (Keycloak refusing it, or erring on its data) once stopped its
+// realm's pass, so the communities after it went unchecked and unrepaired
+// for as long as it failed. The pass now goes on, names it, and ends with
+// its error; an outage (Keycloak unreachable for two checks in a row)
+// still stops it, as every later check would wait to fail alike.
+func TestDriftCheckGoesOnPastAFailingCommunity(t *testing.T) {
+	ctx := t.Context()
+	store, idp := memstore.New(), fakeidp.New()
+	fail := map[string]error{}
+	svc := community.New(store, failingEnsureIDP{IDP: idp, fail: fail}, options(time.Minute))
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	labels := []string{"AAA", "BBB", "CCC", "DDD"}
+	for _, l := range labels {
+		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
+			t.Fatal(err)
+		}
+		// Every community drifts, so that every one is checked in turn.
+		idp.Delete(realm, fakeidp.Group, "/Communities/"+l+"/author")
+	}
+	refused := fault.New(fault.Refused, "Keycloak refused", errors.New("HTTP 403"))
+	fail["BBB"] = refused
+
+	reports, ran, err := svc.Reconcile(ctx, []string{realm}, true)
+	if err == nil || !strings.Contains(err.Error(), "BBB") || ran || len(reports) != 1 {
+		t.Fatalf("reconcile: %+v ran=%v err=%v; want the realm's report and BBB's error", reports, ran, err)
+	}
+	rep := reports[0]
+	if !rep.Incomplete || !slices.Equal(rep.Unchecked, []string{"BBB"}) {
+		t.Errorf("report: incomplete=%v unchecked=%v; want incomplete, BBB unchecked", rep.Incomplete, rep.Unchecked)
+	}
+	for _, l := range []string{"AAA", "CCC", "DDD"} {
+		if d := rep.Drift[l]; len(d) == 0 || !d[0].Repaired {
+			t.Errorf("%s, after the failing BBB or before it, was not repaired: %+v", l, rep.Drift[l])
+		}
+	}
+
+	// Keycloak unreachable: the pass stops after two checks in a row.
+	down := fault.New(fault.Unavailable, "Keycloak could not check", errors.New("connection refused"))
+	for _, l := range labels {
+		idp.Delete(realm, fakeidp.Group, "/Communities/"+l+"/author")
+		fail[l] = down
+	}
+	delete(fail, "AAA")
+	reports, _, err = svc.Reconcile(ctx, []string{realm}, true)
+	if err == nil || len(reports) != 1 {
+		t.Fatalf("reconcile with Keycloak down: %+v err=%v", reports, err)
+	}
+	if rep := reports[0]; !rep.Incomplete || !slices.Equal(rep.Unchecked, []string{"BBB", "CCC"}) || len(rep.Drift["AAA"]) == 0 {
+		t.Errorf("report with Keycloak down: incomplete=%v unchecked=%v drift=%v; want AAA repaired, stopped after BBB and CCC",
+			rep.Incomplete, rep.Unchecked, rep.Drift)
+	}
+
+	// A plan needs every answer: Drift fails on any failed check.
+	fail = map[string]error{"CCC": refused}
+	svc = community.New(store, failingEnsureIDP{IDP: idp, fail: fail}, options(time.Minute))
+	if _, _, err := svc.Drift(ctx, realm); err == nil || !strings.Contains(err.Error(), "CCC") {
+		t.Errorf("drift with CCC failing: %v", err)
+	}
+}

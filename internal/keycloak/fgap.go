@@ -8,6 +8,7 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // Fine-grained admin permissions (v2) let a community's owners manage its
@@ -101,20 +102,31 @@ func (c *Client) findPolicy(ctx context.Context, tok, base, name string) (*polic
 	return nil, nil
 }
 
-// communityPolicies finds, in one call, the policies and permissions named
-// for label (policyPrefix + label + ":"), by name. Keycloak matches the
-// name as a substring, and the colons keep one label's from another's.
+// communityPolicies finds the policies and permissions named for label
+// (policyPrefix + label + ":"), by name: one call, unless other names
+// match too. Keycloak matches the name as a substring, and the colons keep
+// one label's from another's; but it is a LIKE, in which a label's "_"
+// matches any character, so A_B's search also finds AxB's and A1B's. The
+// search is read page by page until a short one, so that look-alikes never
+// crowd the label's own out of the answer (they are dropped by name).
 func (c *Client) communityPolicies(ctx context.Context, tok, base, label string) (map[string]policyRep, error) {
-	var found []policyRep
-	q := "/policy?first=0&max=100&name=" + url.QueryEscape(policyPrefix+label+":")
-	if _, err := c.raw(ctx, tok, http.MethodGet, base+q, nil, &found); err != nil {
-		return nil, fmt.Errorf("find admin permissions of %s: %w", label, err)
-	}
+	const page = 100
 	out := map[string]policyRep{}
-	for _, p := range found {
-		out[p.Name] = p
+	for first := 0; ; first += page {
+		var found []policyRep
+		q := fmt.Sprintf("/policy?first=%d&max=%d&name=%s", first, page, url.QueryEscape(policyPrefix+label+":"))
+		if _, err := c.raw(ctx, tok, http.MethodGet, base+q, nil, &found); err != nil {
+			return nil, fmt.Errorf("find admin permissions of %s: %w", label, err)
+		}
+		for _, p := range found {
+			if strings.HasPrefix(p.Name, policyPrefix+label+":") {
+				out[p.Name] = p
+			}
+		}
+		if len(found) < page {
+			return out, nil
+		}
 	}
-	return out, nil
 }
 
 // createPolicy makes a policy or permission of kind (role, group, aggregate,

@@ -25,8 +25,15 @@ type Metrics struct {
 	RecoveryErrors  prometheus.Counter
 	ReconcileRuns   prometheus.Counter
 	DriftFound      *prometheus.GaugeVec
-	Decisions       *prometheus.CounterVec
-	NearMissSystems prometheus.Counter
+	// DriftErrors and DriftChecked say, by realm, whether the drift check
+	// is running at all: DriftFound keeps the last finished check's count.
+	DriftErrors  *prometheus.CounterVec
+	DriftChecked *prometheus.GaugeVec
+	// BackgroundPanics counts background passes (recovery, drift check,
+	// default communities) that panicked; the loop goes on.
+	BackgroundPanics prometheus.Counter
+	Decisions        *prometheus.CounterVec
+	NearMissSystems  prometheus.Counter
 	// OversizedHeaders counts 431 answers by the largest header:
 	// authorization, cookie or other (never the caller's own header name,
 	// which would let callers make new series).
@@ -69,8 +76,20 @@ func New() *Metrics {
 		}),
 		DriftFound: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "communities_drift_found",
-			Help: "Differences between the registry and Keycloak found by the last drift check, by realm.",
+			Help: "Differences between the registry and Keycloak found by the last drift check that finished, by realm.",
 		}, []string{"realm"}),
+		DriftErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "communities_drift_check_errors_total",
+			Help: "Drift checks of a realm that ended with an error (a community not checked, the realm not surveyed, or an abandoned operation not recovered), by realm.",
+		}, []string{"realm"}),
+		DriftChecked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "communities_drift_check_last_finished_timestamp_seconds",
+			Help: "When this replica last finished a drift check of every community of the realm (Unix time), by realm.",
+		}, []string{"realm"}),
+		BackgroundPanics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "communities_background_panics_total",
+			Help: "Background passes (recovery, drift check, default communities) that panicked; each is logged with its stack, and the pass runs again at its next interval.",
+		}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "communities_decisions_total",
 			Help: "Authorisation decisions answered, by outcome (allow, deny) and the rule that settled them.",
@@ -81,7 +100,7 @@ func New() *Metrics {
 		}),
 		OversizedHeaders: oversizedHeaders(),
 	}
-	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound, m.Decisions, m.NearMissSystems, m.OversizedHeaders)
+	m.Registry.MustRegister(m.ReconcileRuns, m.DriftFound, m.DriftErrors, m.DriftChecked, m.BackgroundPanics, m.Decisions, m.NearMissSystems, m.OversizedHeaders)
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.KeycloakCalls, m.RecoveryRuns, m.Recovered, m.RecoveryErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nhs-terminology/communities/internal/api"
 	"github.com/nhs-terminology/communities/internal/auth"
@@ -138,19 +141,30 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 }
 
 // ReconcileOnce checks for drift (without repairing) the realms no other
-// replica is checking, and publishes what it found.
+// replica is checking, and publishes what it found. Each realm is checked
+// on its own, so that one whose check fails neither stops the others nor
+// leaves its own failure unseen: it is counted, and the time of its last
+// finished check stays where it was.
 func (s *Server) ReconcileOnce(ctx context.Context) {
-	reports, _, err := s.core.Service().Reconcile(ctx, s.cfg.Realms, false)
-	// What was checked is published even when something failed (an
-	// operation not recovered yet, a realm whose check stopped).
-	if len(reports) > 0 {
+	ran := false
+	for _, realm := range s.cfg.Realms {
+		reports, _, err := s.core.Service().Reconcile(ctx, []string{realm}, false)
+		for _, r := range reports {
+			ran = true
+			// An unfinished check's count is a part: the gauge keeps the
+			// last whole one.
+			if !r.Incomplete {
+				s.metrics.DriftFound.WithLabelValues(r.Realm).Set(float64(r.DriftCount()))
+				s.metrics.DriftChecked.WithLabelValues(r.Realm).SetToCurrentTime()
+			}
+		}
+		if err != nil {
+			s.metrics.DriftErrors.WithLabelValues(realm).Inc()
+			s.log.WarnContext(ctx, "drift check incomplete; will retry", "realm", realm, "error", err)
+		}
+	}
+	if ran {
 		s.metrics.ReconcileRuns.Inc()
-	}
-	for _, r := range reports {
-		s.metrics.DriftFound.WithLabelValues(r.Realm).Set(float64(r.DriftCount()))
-	}
-	if err != nil {
-		s.log.WarnContext(ctx, "drift check incomplete; will retry", "error", err)
 	}
 }
 
@@ -168,8 +182,10 @@ func (s *Server) EnsureDefaults(ctx context.Context) bool {
 }
 
 func (s *Server) recoveryLoop(ctx context.Context) {
-	s.RecoverOnce(ctx)
-	defaultsDone := s.EnsureDefaults(ctx)
+	s.guard(ctx, "recovery", s.RecoverOnce)
+	defaultsDone := false
+	ensureDefaults := func(ctx context.Context) { defaultsDone = s.EnsureDefaults(ctx) }
+	s.guard(ctx, "default communities", ensureDefaults)
 	recovery := time.NewTicker(s.cfg.RecoveryInterval)
 	defer recovery.Stop()
 	var reconcile <-chan time.Time
@@ -183,14 +199,34 @@ func (s *Server) recoveryLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-recovery.C:
-			s.RecoverOnce(ctx)
+			s.guard(ctx, "recovery", s.RecoverOnce)
 			if !defaultsDone {
-				defaultsDone = s.EnsureDefaults(ctx)
+				s.guard(ctx, "default communities", ensureDefaults)
 			}
 		case <-reconcile:
-			s.ReconcileOnce(ctx)
+			s.guard(ctx, "drift check", s.ReconcileOnce)
 		}
 	}
+}
+
+// guard runs one background pass. A panic in it is logged with its stack
+// and counted, and the loop goes on: unrecovered, it would end the process
+// (and the API with it) on every pass that meets whatever caused it. The
+// pass's deferred calls have run by then, releasing its locks and
+// transactions.
+func (s *Server) guard(ctx context.Context, pass string, run func(context.Context)) {
+	guard(ctx, s.log, s.metrics.BackgroundPanics, pass, run)
+}
+
+func guard(ctx context.Context, log *slog.Logger, panics prometheus.Counter, pass string, run func(context.Context)) {
+	defer func() {
+		if p := recover(); p != nil {
+			panics.Inc()
+			log.ErrorContext(ctx, "background pass panicked; it runs again at its next interval", "pass", pass,
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	run(ctx)
 }
 
 // Close releases the database and background work.

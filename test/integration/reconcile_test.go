@@ -662,3 +662,53 @@ func TestOneReconcilerAtATime(t *testing.T) {
 		t.Errorf("reconcile of a free and a held realm: exit %d\n%s", code, out)
 	}
 }
+
+// TestDriftCheckGoesOnPastAFailingRealm: a realm whose drift check fails
+// (here: no such realm in Keycloak) once stopped the check of the realms
+// after it in --realms, and the metrics kept its last count with nothing
+// saying the check had stopped. Each realm is now checked on its own: the
+// good realm's drift is found and published, the failing one is counted
+// as an error and has no time of a finished check. The command line
+// reports the realm it checked, and exits 1 for the other.
+func TestDriftCheckGoesOnPastAFailingRealm(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "GONE", "A group deleted by hand").Expect(t, 201)
+	deleteGroupByHand(t, f, "Communities/GONE/consumer")
+	missing := f.realm.Name + "-missing"
+
+	svc := f.env.StartService(t, f.env.Config(missing, f.realm.Name))
+	svc.Server.ReconcileOnce(context.Background())
+	metrics := string(harness.Do(t, "GET", svc.URL+"/metrics", "", nil).Expect(t, 200).Body)
+	for _, want := range []string{
+		`communities_drift_found{realm="` + f.realm.Name + `"} 1`,
+		`communities_drift_check_errors_total{realm="` + missing + `"} 1`,
+		`communities_drift_check_last_finished_timestamp_seconds{realm="` + f.realm.Name + `"} `,
+		"communities_reconcile_runs_total 1",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	for _, unwanted := range []string{
+		`communities_drift_found{realm="` + missing + `"}`,
+		`communities_drift_check_last_finished_timestamp_seconds{realm="` + missing + `"}`,
+		`communities_drift_check_errors_total{realm="` + f.realm.Name + `"}`,
+	} {
+		if strings.Contains(metrics, unwanted) {
+			t.Errorf("metrics hold %q", unwanted)
+		}
+	}
+
+	out, code := runCLI(t, f.env, f.env.DatabaseURL, nil, "reconcile", "--realms", missing+","+f.realm.Name, "-o", "json")
+	var reports []community.Report
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(&reports); err != nil || code != 1 || len(reports) != 2 {
+		t.Fatalf("reconcile of a failing and a good realm: exit %d, %v\n%s", code, err, out)
+	}
+	if r := reports[0]; r.Realm != missing || !r.Incomplete {
+		t.Errorf("the failing realm's report: %+v", r)
+	}
+	if r := reports[1]; r.Realm != f.realm.Name || r.Incomplete || len(r.Drift["GONE"]) == 0 {
+		t.Errorf("the good realm's report: %+v", r)
+	}
+}
