@@ -98,6 +98,11 @@ func skipped(realms []string, reports []community.Report) []string {
 // remaining counts differences still there after the run.
 func remaining(r community.Report) int {
 	n := len(r.Orphans) - r.OrphansRemoved
+	for _, d := range r.RealmDrift {
+		if !d.Repaired {
+			n++
+		}
+	}
 	for _, ds := range r.Drift {
 		for _, d := range ds {
 			if !d.Repaired {
@@ -118,6 +123,9 @@ func writeReports(w io.Writer, format string, reports []community.Report) error 
 		return enc.Encode(reports)
 	}
 	for _, r := range reports {
+		for _, d := range r.RealmDrift {
+			fmt.Fprintf(w, "%s: %s\n", r.Realm, d)
+		}
 		for label, ds := range r.Drift {
 			for _, d := range ds {
 				fmt.Fprintf(w, "%s/%s: %s\n", r.Realm, label, d)

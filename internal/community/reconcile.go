@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 
@@ -13,9 +14,12 @@ import (
 
 // Report is what one reconciliation of a realm found.
 type Report struct {
-	Realm       string             `json:"realm"`
-	Communities int                `json:"communities"`
-	Drift       map[string][]Drift `json:"drift,omitempty"`
+	Realm       string `json:"realm"`
+	Communities int    `json:"communities"`
+	// RealmDrift are differences of the realm itself (admin permissions
+	// switched off), said once.
+	RealmDrift []Drift            `json:"realmDrift,omitempty"`
+	Drift      map[string][]Drift `json:"drift,omitempty"`
 	// Orphans are community groups in Keycloak without a registry row,
 	// and community roles and admin permissions without either.
 	Orphans []Orphan `json:"orphans,omitempty"`
@@ -39,7 +43,7 @@ type Report struct {
 
 // DriftCount is the number of differences found (repaired or not).
 func (r Report) DriftCount() int {
-	n := len(r.Orphans)
+	n := len(r.Orphans) + len(r.RealmDrift)
 	for _, d := range r.Drift {
 		n += len(d)
 	}
@@ -154,7 +158,10 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 	}
 	failed := &failures{rep: &rep}
 	drift, survey, stopped, err := s.drifted(ctx, realm, rows, repair, failed)
-	rep.Drift = drift
+	rep.Drift, rep.RealmDrift = drift, survey.Realm
+	for _, d := range survey.Realm {
+		s.log.WarnContext(ctx, "realm drifted from what communities need", "realm", realm, "drift", d.String(), "repair", repair)
+	}
 	if err != nil || stopped {
 		return rep, errors.Join(err, failed.err())
 	}
@@ -223,6 +230,21 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 	if survey, err = s.kc.Survey(ctx, realm, s.opts.RootGroup, specs); err != nil {
 		return nil, survey, false, fmt.Errorf("survey %s: %w", realm, err)
 	}
+	if len(survey.Realm) > 0 {
+		// Confirmed (and mended) once for the realm; a repair that
+		// switched admin permissions on surveys again, so that the
+		// communities' own are checked now that they count.
+		realmDrift, err := s.kc.EnsureRealm(ctx, realm, repair)
+		if err != nil {
+			return nil, survey, false, fmt.Errorf("check realm %s: %w", realm, err)
+		}
+		if slices.ContainsFunc(realmDrift, func(d Drift) bool { return d.Repaired }) {
+			if survey, err = s.kc.Survey(ctx, realm, s.opts.RootGroup, specs); err != nil {
+				return nil, survey, false, fmt.Errorf("survey %s: %w", realm, err)
+			}
+		}
+		survey.Realm = realmDrift
+	}
 	out = map[string][]Drift{}
 	for _, row := range rows {
 		if len(survey.Suspects[row.ID]) == 0 {
@@ -236,6 +258,10 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 			continue
 		}
 		failed.ok()
+		// What is the realm's is said once, as the realm's.
+		drift = slices.DeleteFunc(drift, func(d Drift) bool {
+			return slices.ContainsFunc(survey.Realm, func(r Drift) bool { return r.What == d.What })
+		})
 		if len(drift) > 0 && active {
 			out[row.Label] = drift
 		}
@@ -254,9 +280,16 @@ func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[str
 	}
 	// A plan needs every community's answer: any failed check fails it.
 	failed := &failures{rep: &Report{Realm: realm}}
-	drift, _, _, err := s.drifted(ctx, realm, rows, false, failed)
+	drift, survey, _, err := s.drifted(ctx, realm, rows, false, failed)
 	if err = errors.Join(err, failed.err()); err != nil {
 		return nil, nil, err
+	}
+	// A plan is by community: the realm's drift is each one's, and the
+	// first community's repair mends it.
+	if len(survey.Realm) > 0 {
+		for _, row := range rows {
+			drift[row.Label] = append(drift[row.Label], survey.Realm...)
+		}
 	}
 	return rows, drift, nil
 }

@@ -1918,3 +1918,74 @@ func TestDriftCheckGoesOnPastAFailingCommunity(t *testing.T) {
 		t.Errorf("drift with CCC failing: %v", err)
 	}
 }
+
+// countingEnsureIDP counts the per-community checks the service asks for.
+type countingEnsureIDP struct {
+	*fakeidp.IDP
+	ensures *atomic.Int32
+}
+
+func (c countingEnsureIDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
+	c.ensures.Add(1)
+	return c.IDP.Ensure(ctx, s, repair)
+}
+
+// TestAdminPermissionsOffAreTheRealmsDrift: a realm whose admin
+// permissions were switched off made every community a suspect, each
+// confirmed in its own calls (about ten), on every pass: at 10,000
+// communities, 100,000 calls a pass. It is now the realm's drift, said
+// and confirmed once; a repair switches them on and checks the
+// communities again; a plan, by community, still gives it to each.
+func TestAdminPermissionsOffAreTheRealmsDrift(t *testing.T) {
+	ctx := t.Context()
+	store, idp := memstore.New(), fakeidp.New()
+	var ensures atomic.Int32
+	svc := community.New(store, countingEnsureIDP{IDP: idp, ensures: &ensures}, options(time.Minute))
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	for _, l := range []string{"AAA", "BBB", "CCC"} {
+		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idp.SwitchPermissionsOff(realm)
+	off := community.Drift{What: "admin permissions of realm " + realm, Problem: "not enabled"}
+
+	reports, _, err := svc.Reconcile(ctx, []string{realm}, false)
+	if err != nil || len(reports) != 1 {
+		t.Fatalf("check: %+v %v", reports, err)
+	}
+	if rep := reports[0]; !slices.Equal(rep.RealmDrift, []community.Drift{off}) || len(rep.Drift) != 0 || rep.DriftCount() != 1 || ensures.Load() != 0 {
+		t.Errorf("check: realm drift %v, communities' %v, count %d, %d per-community checks; want the realm's once and none",
+			rep.RealmDrift, rep.Drift, rep.DriftCount(), ensures.Load())
+	}
+
+	// A community that drifted besides: its own drift, not the realm's again.
+	idp.Delete(realm, fakeidp.Group, "/Communities/BBB/author")
+	_, drift, err := svc.Drift(ctx, realm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"AAA", "BBB", "CCC"} {
+		if n := slices.Index(drift[l], off); n < 0 || slices.Index(drift[l][n+1:], off) >= 0 {
+			t.Errorf("plan's drift of %s: %v; want the realm's once", l, drift[l])
+		}
+	}
+	if len(drift["BBB"]) != 2 || ensures.Load() != 1 {
+		t.Errorf("plan's drift of BBB: %v, %d per-community checks; want its author group and the realm's, one check", drift["BBB"], ensures.Load())
+	}
+
+	reports, _, err = svc.Reconcile(ctx, []string{realm}, true)
+	if err != nil || len(reports) != 1 {
+		t.Fatalf("repair: %+v %v", reports, err)
+	}
+	repaired := off
+	repaired.Repaired = true
+	if rep := reports[0]; !slices.Equal(rep.RealmDrift, []community.Drift{repaired}) || len(rep.Drift) != 1 || len(rep.Drift["BBB"]) == 0 ||
+		slices.ContainsFunc(rep.Drift["BBB"], func(d community.Drift) bool { return !d.Repaired || d.What == off.What }) {
+		t.Errorf("repair: realm drift %v, communities' %v; want the realm's repaired and BBB's author group", rep.RealmDrift, rep.Drift)
+	}
+	if reports, _, err = svc.Reconcile(ctx, []string{realm}, false); err != nil || reports[0].DriftCount() != 0 {
+		t.Errorf("after the repair: %+v %v", reports, err)
+	}
+}

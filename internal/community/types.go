@@ -186,6 +186,11 @@ type Orphan struct {
 // reported or repaired.
 type Survey struct {
 	Suspects map[string][]Drift // by community id
+	// Realm are differences of the realm itself (its admin permissions
+	// switched off), said once rather than of each community: every
+	// community would otherwise be a suspect, each confirmed in its own
+	// calls, on every pass until someone switched them on.
+	Realm []Drift
 	Groups   []Orphan           // every community group under the root
 	// Marked are the realm's community roles and admin permissions that
 	// carry a marker, one per marker (with the label of its name), where
@@ -275,6 +280,10 @@ type IdentityProvider interface {
 	// call, not calls per community. It changes nothing, and lists the
 	// community groups under root.
 	Survey(ctx context.Context, realm, root string, specs []Spec) (Survey, error)
+	// EnsureRealm confirms a survey's realm-wide differences by reading
+	// the realm now, and with repair mends them (switches its admin
+	// permissions on).
+	EnsureRealm(ctx context.Context, realm string, repair bool) ([]Drift, error)
 	// CommunityGroup finds the group of label under root now, with its
 	// marker; ok is false when there is none.
 	CommunityGroup(ctx context.Context, realm, root, label string) (g Orphan, ok bool, err error)

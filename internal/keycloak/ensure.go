@@ -98,7 +98,8 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 	repair, regrouped bool, note func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm, repair)
 	if errors.Is(err, errPermissionsOff) {
-		note("admin permissions of realm "+s.Realm, "not enabled", false)
+		off := permissionsOff(s.Realm)
+		note(off.What, off.Problem, false)
 		return nil
 	}
 	if err != nil {

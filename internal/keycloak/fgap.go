@@ -88,6 +88,39 @@ func (c *Client) permissionsBase(ctx context.Context, tok, realm string, enable 
 // may not switch them on.
 var errPermissionsOff = errors.New("admin permissions are not enabled in the realm")
 
+// permissionsOff is the drift of a realm whose admin permissions are off.
+func permissionsOff(realm string) community.Drift {
+	return community.Drift{What: "admin permissions of realm " + realm, Problem: "not enabled"}
+}
+
+// EnsureRealm reads whether realm's admin permissions are on now, not as
+// this process first found them (someone may have switched them off
+// since, leaving owners without the console's membership management), and
+// with repair switches them on: 1 call, 3 when it repairs.
+func (c *Client) EnsureRealm(ctx context.Context, realm string, repair bool) ([]community.Drift, error) {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	delete(c.fgap, realm)
+	c.mu.Unlock()
+	switch _, err := c.permissionsBase(ctx, tok, realm, false); {
+	case err == nil:
+		return nil, nil
+	case !errors.Is(err, errPermissionsOff):
+		return nil, err
+	}
+	d := permissionsOff(realm)
+	if repair && !c.opts.ReadOnly {
+		if _, err := c.permissionsBase(ctx, tok, realm, true); err != nil {
+			return nil, err
+		}
+		d.Repaired = true
+	}
+	return []community.Drift{d}, nil
+}
+
 // findPolicy looks a policy or permission up by exact name.
 func (c *Client) findPolicy(ctx context.Context, tok, base, name string) (*policyRep, error) {
 	var found []policyRep

@@ -331,6 +331,9 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 		if err != nil {
 			return out, err
 		}
+		if v.policies == nil && out.Realm == nil {
+			out.Realm = []community.Drift{permissionsOff(realm)}
+		}
 		for _, s := range page {
 			if d := v.compare(s); len(d) > 0 {
 				if out.Suspects == nil {
@@ -417,8 +420,9 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 			note("client scope "+name, "exists")
 		}
 	}
+	// Admin permissions off are the realm's drift (Survey.Realm), not
+	// each community's.
 	if v.policies == nil {
-		note("admin permissions of realm "+s.Realm, "not enabled")
 		return drift
 	}
 	for _, want := range d.Policies {

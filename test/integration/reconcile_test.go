@@ -712,3 +712,54 @@ func TestDriftCheckGoesOnPastAFailingRealm(t *testing.T) {
 		t.Errorf("the good realm's report: %+v", r)
 	}
 }
+
+// TestAdminPermissionsSwitchedOffAreFoundAndMended: an administrator
+// switches the realm's admin permissions off after the service made its
+// communities (owners lose the console's membership management). The
+// service read them once per process, so no check confirmed it, and the
+// survey made every community a suspect, each confirmed in its own calls,
+// on every pass. Now the drift check reports the realm's drift once, in a
+// number of calls that does not grow with the communities, and a repair
+// switches them on and leaves every community whole.
+func TestAdminPermissionsSwitchedOffAreFoundAndMended(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	for _, l := range []string{"OFFA", "OFFB", "OFFC"} {
+		f.create(t, sd, l, "Permissions off "+l).Expect(t, 201)
+	}
+	realmURL := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name
+	harness.Do(t, "PUT", realmURL, f.realm.AdminToken(t), map[string]any{"adminPermissionsEnabled": false}).Expect(t, 204)
+
+	svc := f.svc.Server.Service()
+	before := f.svc.KeycloakRoundTrips()
+	reports, _, err := svc.Reconcile(ctx, []string{f.realm.Name}, false)
+	calls := f.svc.KeycloakRoundTrips() - before
+	if err != nil || len(reports) != 1 {
+		t.Fatalf("check: %+v %v", reports, err)
+	}
+	want := community.Drift{What: "admin permissions of realm " + f.realm.Name, Problem: "not enabled"}
+	if rep := reports[0]; !slices.Equal(rep.RealmDrift, []community.Drift{want}) || len(rep.Drift) != 0 {
+		t.Errorf("check: realm drift %v, communities' %v; want the realm's alone", rep.RealmDrift, rep.Drift)
+	}
+	// The survey's three calls, and one to confirm: no call per community.
+	t.Logf("a check of 3 communities with admin permissions off: %d Keycloak calls", calls)
+	if calls > 5 {
+		t.Errorf("the check made %d Keycloak calls for 3 communities, want at most 5", calls)
+	}
+
+	reports, _, err = svc.Reconcile(ctx, []string{f.realm.Name}, true)
+	if err != nil || len(reports) != 1 || len(reports[0].RealmDrift) != 1 || !reports[0].RealmDrift[0].Repaired {
+		t.Fatalf("repair: %+v %v", reports, err)
+	}
+	var rep struct {
+		AdminPermissionsEnabled bool `json:"adminPermissionsEnabled"`
+	}
+	harness.Do(t, "GET", realmURL, f.realm.AdminToken(t), nil).Expect(t, 200).JSON(t, &rep)
+	if !rep.AdminPermissionsEnabled {
+		t.Error("admin permissions still off after the repair")
+	}
+	if reports, _, err = svc.Reconcile(ctx, []string{f.realm.Name}, false); err != nil || reports[0].DriftCount() != 0 {
+		t.Errorf("after the repair: %+v %v", reports, err)
+	}
+}

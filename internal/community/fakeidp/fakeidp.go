@@ -66,6 +66,8 @@ type realm struct {
 	users    map[string]*user     // by id
 	things   map[string]*artefact // by key: kind + " " + name
 	defaults map[string]bool      // default group ids
+	// permissionsOff: the realm's admin permissions are switched off.
+	permissionsOff bool
 }
 
 type user struct {
@@ -515,6 +517,13 @@ func (f *IDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]comm
 			}
 		}
 	}
+	if r.permissionsOff {
+		d, err := f.ensurePermissions(ctx, r, s.Realm, repair)
+		drift = append(drift, d...)
+		if err != nil {
+			return drift, a, err
+		}
+	}
 	roles, scopes := legacy(s)
 	for _, name := range slices.Sorted(maps.Keys(scopes)) {
 		key := Scope + " " + name
@@ -568,6 +577,9 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 		return out, err
 	}
 	r := f.realm(realm)
+	if r.permissionsOff {
+		out.Realm = []community.Drift{{What: "admin permissions of realm " + realm, Problem: "not enabled"}}
+	}
 	for _, s := range specs {
 		var drift []community.Drift
 		for _, batch := range describe(s) {
@@ -612,6 +624,40 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 	}
 	slices.SortFunc(out.Marked, func(x, y community.Orphan) int { return strings.Compare(x.Artefact, y.Artefact) })
 	return out, nil
+}
+
+// SwitchPermissionsOff switches realm's admin permissions off, as an
+// administrator may in the console.
+func (f *IDP) SwitchPermissionsOff(realm string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.realm(realm).permissionsOff = true
+}
+
+// EnsureRealm reports the realm's admin permissions switched off, and with
+// repair switches them on (one mutating call).
+func (f *IDP) EnsureRealm(ctx context.Context, realm string, repair bool) ([]community.Drift, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := read(ctx, "ensure realm "+realm); err != nil {
+		return nil, err
+	}
+	r := f.realm(realm)
+	if !r.permissionsOff {
+		return nil, nil
+	}
+	return f.ensurePermissions(ctx, r, realm, repair)
+}
+
+func (f *IDP) ensurePermissions(ctx context.Context, r *realm, name string, repair bool) ([]community.Drift, error) {
+	d := community.Drift{What: "admin permissions of realm " + name, Problem: "not enabled"}
+	if repair {
+		if err := f.step(ctx, "enable admin permissions of "+name); err != nil {
+			return []community.Drift{d}, err
+		}
+		r.permissionsOff, d.Repaired = false, true
+	}
+	return []community.Drift{d}, nil
 }
 
 // labelOf is the label of a community role's or admin permission's key,
