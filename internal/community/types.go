@@ -190,8 +190,8 @@ type Survey struct {
 	// switched off), said once rather than of each community: every
 	// community would otherwise be a suspect, each confirmed in its own
 	// calls, on every pass until someone switched them on.
-	Realm []Drift
-	Groups   []Orphan           // every community group under the root
+	Realm  []Drift
+	Groups []Orphan // every community group under the root
 	// Marked are the realm's community roles and admin permissions that
 	// carry a marker, one per marker (with the label of its name), where
 	// an orphan whose group is gone is found.
