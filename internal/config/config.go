@@ -9,10 +9,12 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/pflag"
 
@@ -230,6 +232,19 @@ func (c *Config) Validate() error {
 	if len(c.Realms) == 0 {
 		errs = append(errs, errors.New("--realms must name at least one realm"))
 	}
+	// Realm names go into issuer, key set and admin URLs, and the root
+	// group's name into group paths: anything that would need escaping in
+	// one of them (or, as "/", change a path's meaning) is refused at start.
+	for _, r := range c.Realms {
+		if r != "" && !realmName.MatchString(r) {
+			errs = append(errs, fmt.Errorf("--realms: %q is not a realm name this service takes (letters, digits, '.', '_' and '-', "+
+				"beginning with a letter or digit)", r))
+		}
+	}
+	if c.RootGroup == "" || strings.Contains(c.RootGroup, "/") || c.RootGroup != strings.TrimSpace(c.RootGroup) ||
+		strings.ContainsFunc(c.RootGroup, unicode.IsControl) {
+		errs = append(errs, fmt.Errorf("--root-group %q must be a group name: not empty, no '/', no control characters or spaces around it", c.RootGroup))
+	}
 	if c.AdminClientSecret == "" {
 		errs = append(errs, errors.New("--admin-client-secret (COMMUNITIES_ADMIN_CLIENT_SECRET) is required"))
 	}
@@ -282,6 +297,10 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// realmName is a realm name the service takes: one that reads the same in
+// a URL's path, escaped or not.
+var realmName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // maxFHIRClients is the cap of the extension's cleanup on each of its
 // lists (CommunitiesResource.MAX_NAMES).

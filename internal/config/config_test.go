@@ -73,6 +73,27 @@ func TestValidate(t *testing.T) {
 			t.Errorf("Validate did not report %s: %v", want, err)
 		}
 	}
+	// Names that would need escaping in a URL or change a group path.
+	for _, realm := range []string{"a/b", "..", "terminology?x=1", "t%2Fx", "-t", "termin ology", "é"} {
+		c := Default()
+		c.DatabaseURL, c.AdminClientSecret, c.Realms = "postgres://x", "s", []string{"terminology", realm}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--realms: ") {
+			t.Errorf("realm %q accepted: %v", realm, err)
+		}
+	}
+	for _, root := range []string{"", "Communities/x", " Communities", "Comm\nunities"} {
+		c := Default()
+		c.DatabaseURL, c.AdminClientSecret, c.RootGroup = "postgres://x", "s", root
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--root-group") {
+			t.Errorf("root group %q accepted: %v", root, err)
+		}
+	}
+	good := Default()
+	good.DatabaseURL, good.AdminClientSecret = "postgres://x", "s"
+	good.Realms, good.RootGroup = []string{"terminology", "t-reconcile-1a2b", "NHS.England_2"}, "Communities of practice"
+	if err := good.Validate(); err != nil {
+		t.Errorf("good realm and root group names refused: %v", err)
+	}
 	other := Default()
 	other.DatabaseURL, other.AdminClientSecret = "postgres://x", "s"
 	other.KeycloakURL, other.Algorithms, other.ShutdownTimeout = "ftp://kc", nil, -time.Second
