@@ -223,7 +223,13 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		}
 	}
 
-	now := time.Now().UTC().Truncate(time.Microsecond)
+	// The lease is the registry's time; the saga's deadline, half the
+	// lease, runs from before that time was read, whatever waits follow.
+	started := time.Now()
+	now, err := s.registryNow(ctx)
+	if err != nil {
+		return nil, fault.Upstream("the registry is unavailable; nothing was created", err)
+	}
 	lease := now.Add(s.opts.Lease)
 	row := &Community{
 		ID: uuid.NewString(), Realm: realm,
@@ -247,7 +253,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 	// The saga runs to its end even if the caller goes away, within a
 	// deadline well inside the lease so no other replica recovers it
 	// while it still runs.
-	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
+	opCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), started.Add(s.opts.Lease/2))
 	defer cancel()
 	spec := Spec{
 		ID: row.ID, Realm: realm, Root: s.opts.RootGroup, Label: row.Label, Name: row.Name,
@@ -283,6 +289,15 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 	row.State, row.LeaseUntil = StateActive, nil
 	s.audit(ctx, ev, "success", fmt.Sprintf("owners %v", owners))
 	return row, nil
+}
+
+// registryNow is the registry's time, as leases are written in it.
+func (s *Service) registryNow(ctx context.Context) (time.Time, error) {
+	now, err := s.store.Now(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the registry's clock: %w", err)
+	}
+	return now.UTC().Truncate(time.Microsecond), nil
 }
 
 func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs []string) ([]string, error) {
@@ -364,8 +379,9 @@ func (s *Service) undoCreate(ctx context.Context, row *Community, cause error) {
 			"cause", cause.Error(), "deleted", rep.Deleted, "kept_foreign", rep.Foreign)
 		return
 	}
-	now := time.Now().UTC()
-	if terr := s.store.Transition(ctx, row.ID, StateCreating, StateFailed, nil, &now, nil, cause.Error()); terr != nil {
+	// Expired by the registry's clock: the lease's start.
+	expired := row.LeaseUntil.Add(-s.opts.Lease)
+	if terr := s.store.Transition(ctx, row.ID, StateCreating, StateFailed, nil, &expired, nil, cause.Error()); terr != nil {
 		s.log.ErrorContext(ctx, "could not mark failed create", "label", row.Label, "error", terr)
 	}
 	s.log.ErrorContext(ctx, "create failed and could not be undone yet; recovery will retry", "realm", row.Realm,
@@ -419,10 +435,20 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 		s.audit(ctx, ev, "refused", err.Error())
 		return nil, err
 	}
-	lease := time.Now().UTC().Add(s.opts.Lease)
 	// Under the community's lock, so that a repair under way finishes
-	// before the delete begins, and none begins after (ensureActive).
+	// before the delete begins, and none begins after (ensureActive). The
+	// lease, by the registry's clock, starts once the lock is held.
+	var (
+		started time.Time
+		lease   time.Time
+	)
 	err = s.store.WithCommunityLock(ctx, row.ID, func(ctx context.Context) error {
+		started = time.Now()
+		now, err := s.registryNow(ctx)
+		if err != nil {
+			return err
+		}
+		lease = now.Add(s.opts.Lease)
 		return s.store.Transition(ctx, row.ID, StateActive, StateDeleting, nil, &lease, nil, "")
 	})
 	switch {
@@ -431,13 +457,14 @@ func (s *Service) Delete(ctx context.Context, realm string, a Actor, req DeleteR
 	case err != nil:
 		return nil, fault.Upstream("the registry is unavailable; nothing was deleted", err)
 	}
-	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Lease/2)
+	opCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), started.Add(s.opts.Lease/2))
 	defer cancel()
 	if _, err := s.kc.Cleanup(opCtx, realm, s.opts.RootGroup, row.Label, row.ID, s.opts.FHIRClients); err != nil {
 		// Stays "deleting": it is gone from lists, and Recover finishes it
-		// when Keycloak is back.
-		now := time.Now().UTC()
-		if terr := s.store.Transition(opCtx, row.ID, StateDeleting, StateDeleting, nil, &now, nil, err.Error()); terr != nil {
+		// when Keycloak is back. Expired by the registry's clock: the
+		// lease's start.
+		expired := lease.Add(-s.opts.Lease)
+		if terr := s.store.Transition(opCtx, row.ID, StateDeleting, StateDeleting, nil, &expired, nil, err.Error()); terr != nil {
 			s.log.ErrorContext(ctx, "could not release delete lease", "label", row.Label, "error", terr)
 		}
 		s.audit(ctx, ev, "failed", err.Error())

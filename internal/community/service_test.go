@@ -1989,3 +1989,49 @@ func TestAdminPermissionsOffAreTheRealmsDrift(t *testing.T) {
 		t.Errorf("after the repair: %+v %v", reports, err)
 	}
 }
+
+// heldIDP holds Provision until release is closed, saying when it began.
+type heldIDP struct {
+	*fakeidp.IDP
+	began, release chan struct{}
+}
+
+func (h heldIDP) Provision(ctx context.Context, s community.Spec) (community.Artifacts, error) {
+	close(h.began)
+	<-h.release
+	return h.IDP.Provision(ctx, s)
+}
+
+// TestLeasesAreTheRegistrysTime: a replica whose clock is an hour behind
+// the registry's wrote its create's lease an hour in the registry's past,
+// so another replica's recovery took the create, still running, for
+// abandoned and undid it; the create then failed. Leases are now the
+// registry's time, so the running create is left alone and succeeds.
+func TestLeasesAreTheRegistrysTime(t *testing.T) {
+	ctx := t.Context()
+	store, idp := memstore.New(), fakeidp.New()
+	store.SetClock(func() time.Time { return time.Now().Add(time.Hour) })
+	held := heldIDP{IDP: idp, began: make(chan struct{}), release: make(chan struct{})}
+	slow := community.New(store, held, options(time.Minute))
+	other := community.New(store, idp, options(time.Minute))
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+
+	created := make(chan error, 1)
+	go func() {
+		_, err := slow.Create(ctx, realm, desk, community.CreateRequest{Label: "SKEW", Name: "Skewed clocks"})
+		created <- err
+	}()
+	<-held.began
+	n, err := other.Recover(ctx, []string{realm})
+	close(held.release)
+	if err != nil || n != 0 {
+		t.Errorf("recovery during the create: %d recovered, %v; want none", n, err)
+	}
+	if err := <-created; err != nil {
+		t.Errorf("create: %v", err)
+	}
+	if c, err := store.Get(ctx, realm, "skew"); err != nil || c.State != community.StateActive {
+		t.Errorf("row: %+v %v; want active", c, err)
+	}
+}

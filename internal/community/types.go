@@ -231,6 +231,11 @@ type Store interface {
 	Search(ctx context.Context, realm, key string, first, max int) ([]Community, error)
 	// ByLabels returns the active communities of realm among labelKeys.
 	ByLabels(ctx context.Context, realm string, labelKeys []string) ([]Community, error)
+	// Now is the time by the registry's clock. Leases are written and
+	// compared by it alone: replicas' own clocks may disagree, and one
+	// slow by half a lease would write leases another takes for run out
+	// while their operations still run.
+	Now(ctx context.Context) (time.Time, error)
 	// Transition moves row id from state from to to, setting its lease
 	// (nil clears it), artefacts (nil keeps them) and last error; with
 	// expect set the row must still hold exactly that lease.

@@ -326,22 +326,31 @@ ON CONFLICT (id) DO UPDATE SET undone_at = EXCLUDED.undone_at`, id, gone[0].Real
 	})
 }
 
+// Now is PostgreSQL's time, which every replica's leases are written and
+// compared by.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	var now time.Time
+	if err := s.db.WithContext(ctx).Raw(`SELECT statement_timestamp()`).Scan(&now).Error; err != nil {
+		return time.Time{}, fmt.Errorf("read the registry's clock: %w", err)
+	}
+	return now.UTC(), nil
+}
+
 // ClaimAbandoned takes one unfinished row of realms whose lease has run
-// out and extends the lease to now+lease, so that exactly one replica
-// recovers it. It returns nil, nil when there is none.
+// out, by PostgreSQL's clock, and extends the lease to now+lease, so that
+// exactly one replica recovers it. It returns nil, nil when there is none.
 func (s *Store) ClaimAbandoned(ctx context.Context, realms []string, lease time.Duration) (*community.Community, error) {
 	var rows []communityRow
-	now := time.Now().UTC()
-	until := now.Add(lease)
 	err := s.db.WithContext(ctx).Raw(`
-UPDATE communities SET lease_until = ?, updated_at = ?
+UPDATE communities SET lease_until = statement_timestamp() + make_interval(secs => ?),
+	updated_at = statement_timestamp()
 WHERE id = (
 	SELECT id FROM communities
-	WHERE state <> 'active' AND (lease_until IS NULL OR lease_until < ?) AND realm IN ?
+	WHERE state <> 'active' AND (lease_until IS NULL OR lease_until < statement_timestamp()) AND realm IN ?
 	ORDER BY lease_until NULLS FIRST
 	LIMIT 1
 	FOR UPDATE SKIP LOCKED)
-RETURNING *`, until, now, now, realms).Scan(&rows).Error
+RETURNING *`, lease.Seconds(), realms).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("claim abandoned community: %w", err)
 	}

@@ -33,6 +33,7 @@ type Store struct {
 	events  []community.AuditEvent
 	locks   map[string]*communityLock // by community id, while wanted
 	leaders map[string]bool           // realms whose leader lock is held
+	clock   func() time.Time          // leases are compared by it
 }
 
 // undone is an undone create: its realm, label key and when.
@@ -48,9 +49,29 @@ type communityLock struct {
 	refs int
 }
 
+// SetClock makes now the store's clock (time.Now by default), which its
+// leases are compared by: a test of replicas whose clocks disagree with
+// the registry's.
+func (s *Store) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clock = now
+}
+
+// Now is the time by the store's clock.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, fmt.Errorf("read the clock: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return micro(s.clock()), nil
+}
+
 // New returns an empty store.
 func New() *Store {
 	return &Store{
+		clock:   time.Now,
 		rows:    map[string]*community.Community{},
 		undone:  map[string]undone{},
 		locks:   map[string]*communityLock{},
@@ -240,7 +261,7 @@ func (s *Store) ClaimAbandoned(ctx context.Context, realms []string, lease time.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := s.clock()
 	var best *community.Community
 	for _, r := range s.rows {
 		if r.State == community.StateActive || !slices.Contains(realms, r.Realm) ||

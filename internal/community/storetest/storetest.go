@@ -71,6 +71,7 @@ func Run(t *testing.T, newStore func(t *testing.T) community.Store) {
 		{"Remove", testRemove},
 		{"ClaimAbandoned", testClaimAbandoned},
 		{"ClaimAbandonedConcurrent", testClaimAbandonedConcurrent},
+		{"LeasesByNow", testLeasesByNow},
 		{"SetArtifacts", testSetArtifacts},
 		{"Trace", testTrace},
 		{"Undone", testUndone},
@@ -822,6 +823,38 @@ func testClaimAbandoned(f *fixture) {
 	}
 	if !second.LeaseUntil.After(*first.LeaseUntil) {
 		t.Errorf("second claim's lease %s, want after the first's %s", fmtLease(second.LeaseUntil), fmtLease(first.LeaseUntil))
+	}
+}
+
+// testLeasesByNow: the store's Now is the clock its leases are compared
+// and written by, so replicas that write leases from Now agree on them
+// whatever their own clocks say.
+func testLeasesByNow(f *fixture) {
+	t := f.t
+	clock := func() time.Time {
+		t.Helper()
+		n, err := f.s.Now(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	realm := f.other("now")
+	n := clock()
+	running := n.Add(time.Minute)
+	f.reserve(realm, "Running", "Lease a minute past Now", community.StateCreating, &running)
+	ran := n.Add(-time.Millisecond)
+	out := f.reserve(realm, "RanOut", "Lease just before Now", community.StateCreating, &ran)
+	const lease = 10 * time.Minute
+	before := clock()
+	got, err := f.s.ClaimAbandoned(f.ctx, []string{realm}, lease)
+	after := clock()
+	if err != nil || got == nil || got.ID != out.ID {
+		t.Fatalf("claim: %+v, %v; want %s alone", got, err, out.Label)
+	}
+	within(t, "lease of the claim", *got.LeaseUntil, before.Add(lease), after.Add(lease))
+	if got, err := f.s.ClaimAbandoned(f.ctx, []string{realm}, lease); err != nil || got != nil {
+		t.Errorf("a lease a minute past Now was claimed: %+v, %v", got, err)
 	}
 }
 
