@@ -61,6 +61,7 @@ type Config struct {
 	RecoveryInterval  time.Duration
 	ReconcileInterval time.Duration
 	ShutdownTimeout   time.Duration
+	ShutdownDelay     time.Duration
 }
 
 // Default returns the documented defaults (README, --help).
@@ -90,6 +91,7 @@ func Default() Config {
 		RecoveryInterval:  time.Minute,
 		ReconcileInterval: 15 * time.Minute,
 		ShutdownTimeout:   20 * time.Second,
+		ShutdownDelay:     5 * time.Second,
 	}
 }
 
@@ -129,6 +131,7 @@ var envName = map[string]string{
 	"recovery-interval":   "COMMUNITIES_RECOVERY_INTERVAL",
 	"reconcile-interval":  "COMMUNITIES_RECONCILE_INTERVAL",
 	"shutdown-timeout":    "COMMUNITIES_SHUTDOWN_TIMEOUT",
+	"shutdown-delay":      "COMMUNITIES_SHUTDOWN_DELAY",
 }
 
 // Bind registers the flags of c on fs. Call ApplyEnv after parsing.
@@ -168,6 +171,7 @@ func Bind(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.RecoveryInterval, "recovery-interval", d.RecoveryInterval, "how often to look for abandoned creates and deletes")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", d.ReconcileInterval, "how often one replica checks every community's Keycloak artefacts for drift and reports it (0: never; repair with 'communities reconcile --repair')")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long shutdown waits for in-flight requests")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", d.ShutdownDelay, "how long, once told to stop, the service answers /readyz 503 and goes on serving before it stops accepting requests (time for load balancers to stop sending them)")
 	for name, env := range envName {
 		if f := fs.Lookup(name); f != nil {
 			f.Usage += " [$" + env + "]"
@@ -269,6 +273,9 @@ func (c *Config) Validate() error {
 	// turned off, the drift check can (0).
 	if c.RecoveryInterval <= 0 || c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--recovery-interval and --shutdown-timeout must be positive"))
+	}
+	if c.ShutdownDelay < 0 {
+		errs = append(errs, errors.New("--shutdown-delay must not be negative"))
 	}
 	if c.ReconcileInterval < 0 {
 		errs = append(errs, errors.New("--reconcile-interval must be 0 (never) or positive"))

@@ -96,9 +96,10 @@ func TestValidate(t *testing.T) {
 	}
 	other := Default()
 	other.DatabaseURL, other.AdminClientSecret = "postgres://x", "s"
-	other.KeycloakURL, other.Algorithms, other.ShutdownTimeout = "ftp://kc", nil, -time.Second
+	other.KeycloakURL, other.Algorithms, other.ShutdownTimeout, other.ShutdownDelay = "ftp://kc", nil, -time.Second, -time.Second
 	err = other.Validate()
-	for _, want := range []string{"--keycloak-url \"ftp://kc\" is not an absolute http or https URL", "--algorithms must name at least one", "--shutdown-timeout"} {
+	for _, want := range []string{"--keycloak-url \"ftp://kc\" is not an absolute http or https URL", "--algorithms must name at least one", "--shutdown-timeout",
+		"--shutdown-delay must not be negative"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate did not report %s: %v", want, err)
 		}

@@ -80,7 +80,7 @@ func (p *Proxy) Run(ctx context.Context, ready func(addr string)) error {
 		WriteTimeout:      2*p.cfg.UpstreamTimeout + time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    headerlimit.ServerLimit(p.cfg.MaxHeaderKiB << 10),
-	}, 20*time.Second, func(addr string) {
+	}, stopping{drain: 20 * time.Second}, func(addr string) {
 		p.log.Info("FHIR proxy listening", "addr", addr, "realm", p.cfg.Realm, "base_path", p.cfg.BasePath)
 		if ready != nil {
 			ready(addr)

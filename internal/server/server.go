@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/config"
 	"github.com/nhs-terminology/communities/internal/core"
+	"github.com/nhs-terminology/communities/internal/fault"
 	"github.com/nhs-terminology/communities/internal/headerlimit"
 	"github.com/nhs-terminology/communities/internal/metrics"
 	"github.com/nhs-terminology/communities/pkg/decision"
@@ -46,6 +48,8 @@ type Server struct {
 	metrics  *metrics.Metrics
 	handler  http.Handler
 	cancel   context.CancelFunc
+	// draining is set once Run is told to stop: readiness fails.
+	draining atomic.Bool
 }
 
 // New builds the core and the HTTP API in front of it. It does not need
@@ -73,7 +77,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s := &Server{cfg: cfg, defaults: defaults, log: log, core: c, metrics: m, cancel: cancel}
 	s.handler = api.New(api.Options{
 		Realms: cfg.Realms, CreatorRole: cfg.CreatorRole, ServiceDeskRole: cfg.ServiceDeskRole,
-		Service: c.Service(), Verifier: verifier, Ready: c.Ready, Metrics: m, Logger: log,
+		Service: c.Service(), Verifier: verifier, Ready: s.ready, Metrics: m, Logger: log,
 		Decisions:       decision.Config{System: cfg.PermissionsSystem, SystemlessLabels: cfg.SystemlessLabels},
 		DecisionClients: cfg.DecisionClients,
 		ChangeClients:   cfg.ChangeClients,
@@ -119,10 +123,27 @@ func (s *Server) RecoverOnce(ctx context.Context) {
 	}
 }
 
-// Run serves on cfg.Listen until ctx ends, then drains in-flight requests
-// for up to cfg.ShutdownTimeout. ready, if not nil, gets the bound address.
+// ready is readiness: not once shutting down, else the core's.
+func (s *Server) ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return fault.New(fault.Unavailable, "shutting down", nil)
+	}
+	return s.core.Ready(ctx)
+}
+
+// Run serves on cfg.Listen until ctx ends. Then /readyz fails at once, and
+// requests are still served for cfg.ShutdownDelay, so that load balancers
+// stop sending new ones before the port closes; in-flight ones are then
+// drained for up to cfg.ShutdownTimeout, and Run returns once the
+// background loop's pass in flight, cut short by ctx, has ended too.
+// ready, if not nil, gets the bound address.
 func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
-	go s.recoveryLoop(ctx)
+	loop := make(chan struct{})
+	go func() {
+		defer close(loop)
+		s.recoveryLoop(ctx)
+	}()
+	defer func() { <-loop }()
 	return serve(ctx, s.log, s.cfg.Listen, &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -132,7 +153,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		// Well above --max-header-kib, so that the API's own check, which
 		// answers 431 with a reason, logs and counts it, is what callers meet.
 		MaxHeaderBytes: headerlimit.ServerLimit(s.cfg.MaxHeaderKiB << 10),
-	}, s.cfg.ShutdownTimeout, func(addr string) {
+	}, stopping{draining: func() { s.draining.Store(true) }, delay: s.cfg.ShutdownDelay, drain: s.cfg.ShutdownTimeout}, func(addr string) {
 		s.log.Info("listening", "addr", addr, "realms", s.cfg.Realms, "keycloak", s.cfg.KeycloakURL)
 		if ready != nil {
 			ready(addr)

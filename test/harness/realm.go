@@ -234,6 +234,9 @@ func (e *Env) Config(realms ...string) config.Config {
 	cfg.AdminClientSecret = ServiceSecret
 	cfg.OperationLease = 20 * time.Second
 	cfg.KeycloakTimeout = 5 * time.Second
+	// No load balancer to wait for (TestGracefulShutdownDrainsInFlightRequests
+	// sets one).
+	cfg.ShutdownDelay = 0
 	// Tests that want the default communities ask for them.
 	cfg.DefaultCommunities = nil
 	// Tests act as people through the FHIR-facing client, which the

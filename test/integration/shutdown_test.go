@@ -13,8 +13,11 @@ import (
 )
 
 // TestGracefulShutdownDrainsInFlightRequests stops the service while a
-// create is half-way through Keycloak: the create still completes, and the
-// service then stops. It also checks the request id reaches Keycloak.
+// create is half-way through Keycloak: /readyz fails at once, requests
+// are still served for --shutdown-delay (load balancers that have not yet
+// seen the failed readiness would otherwise meet a closed port), then no
+// new request is accepted, the create still completes, and the service
+// stops. It also checks the request id reaches Keycloak.
 func TestGracefulShutdownDrainsInFlightRequests(t *testing.T) {
 	t.Parallel()
 	env := harness.Current(t)
@@ -25,6 +28,7 @@ func TestGracefulShutdownDrainsInFlightRequests(t *testing.T) {
 	cfg.KeycloakURL = proxy.URL
 	cfg.IssuerBaseURL = env.KeycloakURL
 	cfg.Listen = "127.0.0.1:0"
+	cfg.ShutdownDelay = 3 * time.Second
 	srv, err := server.New(context.Background(), cfg, slog.New(slog.NewJSONHandler(harness.LogWriter(t), nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +38,9 @@ func TestGracefulShutdownDrainsInFlightRequests(t *testing.T) {
 	addr := make(chan string, 1)
 	ran := make(chan error, 1)
 	go func() { ran <- srv.Run(ctx, func(a string) { addr <- a }) }()
-	base := "http://" + <-addr + "/realms/" + realm.Name + "/communities"
+	root := "http://" + <-addr
+	base := root + "/realms/" + realm.Name + "/communities"
+	harness.Do(t, "GET", root+"/readyz", "", nil).Expect(t, 200)
 	sd := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
 
 	proxy.holdAt(3)
@@ -59,9 +65,19 @@ func TestGracefulShutdownDrainsInFlightRequests(t *testing.T) {
 		t.Fatal("create never reached Keycloak")
 	}
 	stop() // as SIGTERM does
-	time.Sleep(300 * time.Millisecond)
+	harness.Eventually(t, time.Second, "/readyz failing once told to stop", func() bool {
+		resp, err := http.Get(root + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	// Within the delay, a request is still answered.
+	harness.Do(t, "GET", base, sd, nil).Expect(t, 200)
+	time.Sleep(cfg.ShutdownDelay + 300*time.Millisecond)
 	if _, err := http.Get(base); err == nil {
-		t.Error("a new request was accepted during shutdown")
+		t.Error("a new request was accepted after the delay")
 	}
 	close(proxy.released)
 	if resp := <-answer; resp == nil || resp.StatusCode != 201 {
