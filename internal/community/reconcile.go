@@ -97,8 +97,10 @@ func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (
 // failures gathers what one realm's pass could not check, so that one
 // community's failure (a refusal, a Keycloak error on its data) does not
 // stop the check of the others. An outage does: two checks in a row that
-// could not reach Keycloak, or the end of the pass's context, stop it,
-// for every check after them would wait out its timeout to fail alike.
+// could not reach Keycloak or the registry, or the end of the pass's
+// context, stop it, for every check after them would wait out its timeout
+// to fail alike. (The pass checks last what failed in the one before, so
+// two communities that keep failing alike cannot starve the rest.)
 type failures struct {
 	rep         *Report
 	errs        []error
@@ -116,7 +118,8 @@ func (f *failures) add(ctx context.Context, l string, err error) (stop bool) {
 	if len(f.errs) < maxFailureErrors {
 		f.errs = append(f.errs, err)
 	}
-	if fault.KindOf(err) == fault.Unavailable {
+	// Keycloak's failures say Unavailable; the registry's have no kind.
+	if k := fault.KindOf(err); k == fault.Unavailable || k == nil {
 		f.unavailable++
 	} else {
 		f.unavailable = 0
@@ -157,7 +160,8 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		byLabel[row.Label] = row
 	}
 	failed := &failures{rep: &rep}
-	drift, survey, stopped, err := s.drifted(ctx, realm, rows, repair, failed)
+	defer func() { s.rememberUnchecked(realm, rep.Unchecked) }()
+	drift, survey, stopped, err := s.drifted(ctx, realm, s.uncheckedLast(realm, rows), repair, failed)
 	rep.Drift, rep.RealmDrift = drift, survey.Realm
 	for _, d := range survey.Realm {
 		s.log.WarnContext(ctx, "realm drifted from what communities need", "realm", realm, "drift", d.String(), "repair", repair)
@@ -218,6 +222,43 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 	return rep, failed.err()
 }
 
+// uncheckedLast orders rows so that the communities whose check failed in
+// realm's last pass come last: two that keep failing alike (Keycloak
+// erring on their data) would otherwise stop every pass at the same place.
+func (s *Service) uncheckedLast(realm string, rows []Community) []Community {
+	s.mu.Lock()
+	last := s.unchecked[realm]
+	s.mu.Unlock()
+	if len(last) == 0 {
+		return rows
+	}
+	out := slices.Clone(rows)
+	slices.SortStableFunc(out, func(a, b Community) int {
+		switch {
+		case last[a.Label] == last[b.Label]:
+			return 0
+		case last[a.Label]:
+			return 1
+		default:
+			return -1
+		}
+	})
+	return out
+}
+
+func (s *Service) rememberUnchecked(realm string, labels []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unchecked == nil {
+		s.unchecked = map[string]map[string]bool{}
+	}
+	set := map[string]bool{}
+	for _, l := range labels {
+		set[l] = true
+	}
+	s.unchecked[realm] = set
+}
+
 // drifted surveys rows' artefacts in bulk and confirms each suspect with
 // Ensure (repairing it with repair): what each row still active lacks (or
 // lacked), by label. A suspect whose confirmation fails goes to failed;
@@ -236,9 +277,13 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 		// communities' own are checked now that they count.
 		realmDrift, err := s.kc.EnsureRealm(ctx, realm, repair)
 		if err != nil {
+			survey.Realm = nil // not confirmed: not reported
 			return nil, survey, false, fmt.Errorf("check realm %s: %w", realm, err)
 		}
-		if slices.ContainsFunc(realmDrift, func(d Drift) bool { return d.Repaired }) {
+		// Switched on since the survey read them off (by this repair, or
+		// by someone meanwhile): the survey compared no community's
+		// permissions, so it is read again.
+		if len(realmDrift) == 0 || slices.ContainsFunc(realmDrift, func(d Drift) bool { return d.Repaired }) {
 			if survey, err = s.kc.Survey(ctx, realm, s.opts.RootGroup, specs); err != nil {
 				return nil, survey, false, fmt.Errorf("survey %s: %w", realm, err)
 			}
@@ -270,7 +315,8 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 }
 
 // Drift returns realm's active communities and what each lacks, read as a
-// drift check reads them: 2 + ⌈N/500⌉ Keycloak calls for the realm, and
+// drift check reads them: 2 + ⌈N/500⌉ Keycloak calls for the realm (one
+// more when its admin permissions are off), and
 // Ensure's few for each community the survey suspects. It changes
 // nothing; Check with repair mends one community.
 func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[string][]Drift, error) {

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -79,6 +80,12 @@ type Service struct {
 	kc    IdentityProvider
 	opts  Options
 	log   *slog.Logger
+
+	// unchecked holds, by realm, the labels whose check failed in this
+	// process's last drift pass: the next pass checks them last, so that
+	// communities that keep failing never starve the ones after them.
+	mu        sync.Mutex
+	unchecked map[string]map[string]bool
 }
 
 // New builds a Service.

@@ -1895,25 +1895,50 @@ func TestDriftCheckGoesOnPastAFailingCommunity(t *testing.T) {
 		}
 	}
 
-	// Keycloak unreachable: the pass stops after two checks in a row.
-	down := fault.New(fault.Unavailable, "Keycloak could not check", errors.New("connection refused"))
-	for _, l := range labels {
-		idp.Delete(realm, fakeidp.Group, "/Communities/"+l+"/author")
-		fail[l] = down
+	// Keycloak unreachable for two checks in a row stops the pass; one
+	// success between two such failures does not.
+	down := fault.New(fault.Unavailable, "Keycloak could not check", errors.New("HTTP 500"))
+	pass := func(failing ...string) community.Report {
+		t.Helper()
+		clear(fail)
+		for _, l := range labels {
+			idp.Delete(realm, fakeidp.Group, "/Communities/"+l+"/author")
+		}
+		for _, l := range failing {
+			fail[l] = down
+		}
+		reports, _, err := svc.Reconcile(ctx, []string{realm}, true)
+		if (err == nil) != (len(failing) == 0) || len(reports) != 1 {
+			t.Fatalf("reconcile with %v failing: %+v err=%v", failing, reports, err)
+		}
+		slices.Sort(reports[0].Unchecked)
+		return reports[0]
 	}
-	delete(fail, "AAA")
-	reports, _, err = svc.Reconcile(ctx, []string{realm}, true)
-	if err == nil || len(reports) != 1 {
-		t.Fatalf("reconcile with Keycloak down: %+v err=%v", reports, err)
+	repaired := func(rep community.Report) (out []string) {
+		for _, l := range labels {
+			if len(rep.Drift[l]) > 0 {
+				out = append(out, l)
+			}
+		}
+		return out
 	}
-	if rep := reports[0]; !rep.Incomplete || !slices.Equal(rep.Unchecked, []string{"BBB", "CCC"}) || len(rep.Drift["AAA"]) == 0 {
-		t.Errorf("report with Keycloak down: incomplete=%v unchecked=%v drift=%v; want AAA repaired, stopped after BBB and CCC",
-			rep.Incomplete, rep.Unchecked, rep.Drift)
+	if rep := pass("BBB", "DDD"); !slices.Equal(rep.Unchecked, []string{"BBB", "DDD"}) || !slices.Equal(repaired(rep), []string{"AAA", "CCC"}) {
+		t.Errorf("BBB and DDD failing: unchecked %v, repaired %v; want the pass to go on past both", rep.Unchecked, repaired(rep))
+	}
+	// AAA and BBB keep failing, side by side: the first pass stops at them;
+	// the next checks them last, so CCC and DDD are not starved.
+	pass()
+	if rep := pass("AAA", "BBB"); !slices.Equal(rep.Unchecked, []string{"AAA", "BBB"}) || len(repaired(rep)) != 0 {
+		t.Errorf("AAA and BBB failing: unchecked %v, repaired %v; want a stop after both", rep.Unchecked, repaired(rep))
+	}
+	if rep := pass("AAA", "BBB"); !rep.Incomplete || !slices.Equal(repaired(rep), []string{"CCC", "DDD"}) {
+		t.Errorf("AAA and BBB failing again: unchecked %v, repaired %v; want CCC and DDD checked first", rep.Unchecked, repaired(rep))
 	}
 
 	// A plan needs every answer: Drift fails on any failed check.
 	fail = map[string]error{"CCC": refused}
 	svc = community.New(store, failingEnsureIDP{IDP: idp, fail: fail}, options(time.Minute))
+	idp.Delete(realm, fakeidp.Group, "/Communities/CCC/author")
 	if _, _, err := svc.Drift(ctx, realm); err == nil || !strings.Contains(err.Error(), "CCC") {
 		t.Errorf("drift with CCC failing: %v", err)
 	}

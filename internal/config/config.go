@@ -245,9 +245,13 @@ func (c *Config) Validate() error {
 				"beginning with a letter or digit)", r))
 		}
 	}
-	if c.RootGroup == "" || strings.Contains(c.RootGroup, "/") || c.RootGroup != strings.TrimSpace(c.RootGroup) ||
+	// The admin client puts the root group's name into a URL's path as it
+	// is: "?" or "#" would end the path there, "%" would be read as an
+	// escape ("50%2F" as "50/").
+	if c.RootGroup == "" || strings.ContainsAny(c.RootGroup, `/?#%\`) || c.RootGroup != strings.TrimSpace(c.RootGroup) ||
 		strings.ContainsFunc(c.RootGroup, unicode.IsControl) {
-		errs = append(errs, fmt.Errorf("--root-group %q must be a group name: not empty, no '/', no control characters or spaces around it", c.RootGroup))
+		errs = append(errs, fmt.Errorf("--root-group %q must be a group name: not empty; no '/', '?', '#', '%%' or '\\'; "+
+			"no control characters or spaces around it", c.RootGroup))
 	}
 	if c.AdminClientSecret == "" {
 		errs = append(errs, errors.New("--admin-client-secret (COMMUNITIES_ADMIN_CLIENT_SECRET) is required"))

@@ -81,7 +81,7 @@ func TestValidate(t *testing.T) {
 			t.Errorf("realm %q accepted: %v", realm, err)
 		}
 	}
-	for _, root := range []string{"", "Communities/x", " Communities", "Comm\nunities"} {
+	for _, root := range []string{"", "Communities/x", " Communities", "Comm\nunities", "A?B", "A#B", "50%", "50%2F", `A\B`} {
 		c := Default()
 		c.DatabaseURL, c.AdminClientSecret, c.RootGroup = "postgres://x", "s", root
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--root-group") {

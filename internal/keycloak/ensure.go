@@ -105,7 +105,7 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 	if err != nil {
 		return err
 	}
-	found, err := c.communityPolicies(ctx, tok, base, s.Label)
+	found, err := c.communityPolicies(ctx, tok, base, d)
 	if err != nil {
 		return err
 	}

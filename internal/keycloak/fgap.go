@@ -8,7 +8,6 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"net/url"
-	"strings"
 )
 
 // Fine-grained admin permissions (v2) let a community's owners manage its
@@ -96,7 +95,7 @@ func permissionsOff(realm string) community.Drift {
 // EnsureRealm reads whether realm's admin permissions are on now, not as
 // this process first found them (someone may have switched them off
 // since, leaving owners without the console's membership management), and
-// with repair switches them on: 1 call, 3 when it repairs.
+// with repair switches them on: 1 call, 4 when it repairs.
 func (c *Client) EnsureRealm(ctx context.Context, realm string, repair bool) ([]community.Drift, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
@@ -135,31 +134,24 @@ func (c *Client) findPolicy(ctx context.Context, tok, base, name string) (*polic
 	return nil, nil
 }
 
-// communityPolicies finds the policies and permissions named for label
-// (policyPrefix + label + ":"), by name: one call, unless other names
-// match too. Keycloak matches the name as a substring, and the colons keep
-// one label's from another's; but it is a LIKE, in which a label's "_"
-// matches any character, so A_B's search also finds AxB's and A1B's. The
-// search is read page by page until a short one, so that look-alikes never
-// crowd the label's own out of the answer (they are dropped by name).
-func (c *Client) communityPolicies(ctx context.Context, tok, base, label string) (map[string]policyRep, error) {
-	const page = 100
+// communityPolicies finds the policies and permissions Describe names for
+// label, each by its exact name: one call a name, whatever the realm
+// holds. Keycloak's name search is a LIKE in which a label's "_" matches
+// any character (A_B's finds A0B's, A1B's, …), so one search a label had
+// its own crowded out of a page by look-alikes, and paging it costs calls
+// in proportion to them (a label "____" matches every 4-character label).
+func (c *Client) communityPolicies(ctx context.Context, tok, base string, d Desired) (map[string]policyRep, error) {
 	out := map[string]policyRep{}
-	for first := 0; ; first += page {
-		var found []policyRep
-		q := fmt.Sprintf("/policy?first=%d&max=%d&name=%s", first, page, url.QueryEscape(policyPrefix+label+":"))
-		if _, err := c.raw(ctx, tok, http.MethodGet, base+q, nil, &found); err != nil {
-			return nil, fmt.Errorf("find admin permissions of %s: %w", label, err)
+	for _, want := range d.Policies {
+		p, err := c.findPolicy(ctx, tok, base, want.Name)
+		if err != nil {
+			return nil, err
 		}
-		for _, p := range found {
-			if strings.HasPrefix(p.Name, policyPrefix+label+":") {
-				out[p.Name] = p
-			}
-		}
-		if len(found) < page {
-			return out, nil
+		if p != nil {
+			out[p.Name] = *p
 		}
 	}
+	return out, nil
 }
 
 // createPolicy makes a policy or permission of kind (role, group, aggregate,

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -64,12 +63,14 @@ func TestOnlyARepairSwitchesAdminPermissionsOn(t *testing.T) {
 	}
 }
 
-// TestCommunityPoliciesReadsEveryPageOfLookAlikes: Keycloak's policy name
+// TestCommunityPoliciesAreFoundByExactName: Keycloak's policy name
 // search is a LIKE, in which a label's "_" matches any character. A_B's
 // search once read one page of 100, so 25 look-alike communities (A0B,
 // A1B, …, four policies each) crowded A_B's own out of it, and its
-// permissions were reported missing, and repaired, over and over.
-func TestCommunityPoliciesReadsEveryPageOfLookAlikes(t *testing.T) {
+// permissions were reported missing, and repaired, over and over. Each is
+// now looked up by its exact name: one call a name, however many
+// look-alikes the realm holds.
+func TestCommunityPoliciesAreFoundByExactName(t *testing.T) {
 	s := community.Spec{ID: "6f1c2b9e-0000-4000-8000-000000000001", Realm: "r", Root: "Communities", Label: "A_B", Name: "n"}
 	var stored []policyRep
 	for _, c := range "0123456789abcdefghijklmnopqrstuvwxyz" {
@@ -82,37 +83,32 @@ func TestCommunityPoliciesReadsEveryPageOfLookAlikes(t *testing.T) {
 		stored = append(stored, policyRep{ID: fmt.Sprint(len(stored)), Name: p.Name, Description: p.Description})
 		own = append(own, p.Name)
 	}
-	// Keycloak's LIKE, '_' being any one character.
-	like := regexp.MustCompile(strings.ReplaceAll(regexp.QuoteMeta("community:A_B:"), "_", "."))
 	calls := 0
 	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls++
 		q := r.URL.Query()
-		first, _ := strconv.Atoi(q.Get("first"))
-		limit, _ := strconv.Atoi(q.Get("max"))
-		if q.Get("name") != "community:A_B:" || limit == 0 {
-			t.Errorf("search %s", r.URL.RawQuery)
-		}
+		// Keycloak's search: a LIKE ("_" any one character, first 100),
+		// or equality with exact=true.
+		like := regexp.MustCompile(strings.ReplaceAll(regexp.QuoteMeta(q.Get("name")), "_", "."))
 		var match []policyRep
 		for _, p := range stored {
-			if like.MatchString(p.Name) {
+			if q.Get("exact") == "true" && p.Name == q.Get("name") || q.Get("exact") != "true" && like.MatchString(p.Name) {
 				match = append(match, p)
 			}
 		}
-		page := match[min(first, len(match)):min(first+limit, len(match))]
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(page)
+		_ = json.NewEncoder(w).Encode(match[:min(len(match), 100)])
 	}))
 	defer kc.Close()
 	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second})
-	found, err := c.communityPolicies(t.Context(), "t", "r/clients/perm/authz/resource-server", "A_B")
+	found, err := c.communityPolicies(t.Context(), "t", "r/clients/perm/authz/resource-server", Describe(s))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := slices.Sorted(maps.Keys(found)); !slices.Equal(got, slices.Sorted(slices.Values(own))) {
 		t.Errorf("found %q, want A_B's own %q", got, own)
 	}
-	if want := len(stored)/100 + 1; calls != want {
-		t.Errorf("%d calls for %d look-alike policies, want %d", calls, len(stored)-len(own), want)
+	if calls != len(own) {
+		t.Errorf("%d calls for %d look-alike policies, want one a name (%d)", calls, len(stored)-len(own), len(own))
 	}
 }

@@ -76,7 +76,7 @@ func New() *Metrics {
 		}),
 		DriftFound: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "communities_drift_found",
-			Help: "Differences between the registry and Keycloak found by the last drift check that finished, by realm.",
+			Help: "Differences between the registry and Keycloak found by the last drift check, by realm (a check that did not finish sets it only when it found some).",
 		}, []string{"realm"}),
 		DriftErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "communities_drift_check_errors_total",
@@ -84,7 +84,7 @@ func New() *Metrics {
 		}, []string{"realm"}),
 		DriftChecked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "communities_drift_check_last_finished_timestamp_seconds",
-			Help: "When this replica last finished a drift check of every community of the realm (Unix time), by realm.",
+			Help: "When this replica last finished a drift check of every community of the realm, or started (Unix time), by realm.",
 		}, []string{"realm"}),
 		BackgroundPanics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "communities_background_panics_total",

@@ -75,6 +75,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	verifier := newVerifier(bg, log, cfg.KeycloakURL, cfg.Issuer, cfg.Audience, cfg.Algorithms, cfg.KeycloakTimeout, cfg.TokenCacheSize)
 	s := &Server{cfg: cfg, defaults: defaults, log: log, core: c, metrics: m, cancel: cancel}
+	// Every realm's series exist from the start, so that an alert on a
+	// drift check that never finishes after a restart has one to read:
+	// no error yet, and the last finished check "now".
+	for _, realm := range cfg.Realms {
+		m.DriftErrors.WithLabelValues(realm)
+		m.DriftChecked.WithLabelValues(realm).SetToCurrentTime()
+	}
 	s.handler = api.New(api.Options{
 		Realms: cfg.Realms, CreatorRole: cfg.CreatorRole, ServiceDeskRole: cfg.ServiceDeskRole,
 		Service: c.Service(), Verifier: verifier, Ready: s.ready, Metrics: m, Logger: log,
@@ -172,10 +179,14 @@ func (s *Server) ReconcileOnce(ctx context.Context) {
 		reports, _, err := s.core.Service().Reconcile(ctx, []string{realm}, false)
 		for _, r := range reports {
 			ran = true
-			// An unfinished check's count is a part: the gauge keeps the
-			// last whole one.
-			if !r.Incomplete {
+			// An unfinished check's count is what it found before it
+			// stopped: published when it found something (a community
+			// that keeps failing must not hide the others' drift), never
+			// as a 0 that would clear an alert on what it did not check.
+			if !r.Incomplete || r.DriftCount() > 0 {
 				s.metrics.DriftFound.WithLabelValues(r.Realm).Set(float64(r.DriftCount()))
+			}
+			if !r.Incomplete {
 				s.metrics.DriftChecked.WithLabelValues(r.Realm).SetToCurrentTime()
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -683,21 +684,34 @@ func TestDriftCheckGoesOnPastAFailingRealm(t *testing.T) {
 	for _, want := range []string{
 		`communities_drift_found{realm="` + f.realm.Name + `"} 1`,
 		`communities_drift_check_errors_total{realm="` + missing + `"} 1`,
-		`communities_drift_check_last_finished_timestamp_seconds{realm="` + f.realm.Name + `"} `,
+		`communities_drift_check_errors_total{realm="` + f.realm.Name + `"} 0`,
 		"communities_reconcile_runs_total 1",
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	for _, unwanted := range []string{
-		`communities_drift_found{realm="` + missing + `"}`,
-		`communities_drift_check_last_finished_timestamp_seconds{realm="` + missing + `"}`,
-		`communities_drift_check_errors_total{realm="` + f.realm.Name + `"}`,
-	} {
-		if strings.Contains(metrics, unwanted) {
-			t.Errorf("metrics hold %q", unwanted)
+	// The failed realm has no count (not a 0 that would clear an alert),
+	// and its last finished check is still the service's start.
+	if strings.Contains(metrics, `communities_drift_found{realm="`+missing+`"}`) {
+		t.Errorf("metrics hold a count for the realm not checked")
+	}
+	finished := func(realm string) float64 {
+		t.Helper()
+		for _, line := range strings.Split(metrics, "\n") {
+			if v, ok := strings.CutPrefix(line, `communities_drift_check_last_finished_timestamp_seconds{realm="`+realm+`"} `); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return f
+			}
 		}
+		t.Fatalf("no last finished check of %s", realm)
+		return 0
+	}
+	if finished(f.realm.Name) <= finished(missing) {
+		t.Errorf("the good realm's last finished check (%v) is not after the failed one's, the start (%v)", finished(f.realm.Name), finished(missing))
 	}
 
 	out, code := runCLI(t, f.env, f.env.DatabaseURL, nil, "reconcile", "--realms", missing+","+f.realm.Name, "-o", "json")
