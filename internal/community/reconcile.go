@@ -37,7 +37,7 @@ type Report struct {
 	Unchecked []string `json:"unchecked,omitempty"`
 	// Incomplete is set when the pass did not check the whole realm: its
 	// survey failed, a community could not be checked, or the pass stopped
-	// because Keycloak could not be reached.
+	// because Keycloak or the registry could not be reached.
 	Incomplete bool `json:"incomplete,omitempty"`
 }
 
@@ -104,7 +104,7 @@ func (s *Service) Reconcile(ctx context.Context, realms []string, repair bool) (
 type failures struct {
 	rep         *Report
 	errs        []error
-	unavailable int // checks in a row that could not reach Keycloak
+	unavailable int // checks in a row that could not reach Keycloak or the registry
 }
 
 // maxFailureErrors bounds the errors kept (each names its community); the
@@ -147,7 +147,7 @@ func (f *failures) err() error {
 // that is not active, or not the same row, before and after its
 // confirmation is being created or deleted: what it lacks is not drift.
 // A community or orphan whose check fails is named in Unchecked and the
-// pass goes on, unless Keycloak cannot be reached.
+// pass goes on, unless Keycloak or the registry cannot be reached.
 func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool) (Report, error) {
 	rep := Report{Realm: realm, Repair: repair}
 	rows, err := s.store.List(ctx, realm, 0, 0)
