@@ -53,11 +53,14 @@ type Client struct {
 
 	mu        sync.Mutex
 	tokens    map[string]cachedToken
-	roots     map[string]string // realm + "/" + root group name → id
-	owners    map[string]string // realm → id of its OwnerRole
-	clients   map[string]string // realm + "/" + clientId → id
-	fgap      map[string]string // realm → admin permissions API path
-	fgapReady map[string]bool   // realm → realm-wide permissions made
+	roots     map[string]string    // realm + "/" + root group name → id
+	owners    map[string]string    // realm → id of its OwnerRole
+	clients   map[string]string    // realm + "/" + clientId → id
+	fgap      map[string]fgapEntry // realm → admin permissions API path
+	fgapReady map[string]bool      // realm → realm-wide permissions made
+
+	// now is the clock of the caches that expire; tests move it.
+	now func() time.Time
 }
 
 type cachedToken struct {
@@ -87,8 +90,9 @@ func New(o Options) *Client {
 		roots:     map[string]string{},
 		owners:    map[string]string{},
 		clients:   map[string]string{},
-		fgap:      map[string]string{},
+		fgap:      map[string]fgapEntry{},
 		fgapReady: map[string]bool{},
+		now:       time.Now,
 	}
 	if o.ReadOnly {
 		base = readOnlyTransport{base: base}
@@ -260,8 +264,10 @@ func (c *Client) token(ctx context.Context, realm string) (string, error) {
 	if err != nil {
 		return "", classify("log in as "+c.opts.ClientID+" to realm "+authRealm, err)
 	}
-	// Renew well before expiry so a long operation never runs on a token
-	// that expires half-way.
+	// Renew well before expiry so a call never goes out on a token that
+	// expires on its way. A read of many pages asks for the token before
+	// each page: one token for all of them would expire half-way through
+	// a large group's members or a realm's clients.
 	life := time.Duration(jwt.ExpiresIn) * time.Second / 2
 	c.mu.Lock()
 	c.tokens[authRealm] = cachedToken{token: jwt.AccessToken, expires: time.Now().Add(life)}

@@ -185,12 +185,12 @@ const clientsPage = 500
 // searches attributes it is told are searchable, so the realm's clients
 // are read a page at a time, all of them, and filtered here.
 func (c *Client) SystemClients(ctx context.Context, realm string) ([]SystemClientInfo, error) {
-	tok, err := c.token(ctx, realm)
-	if err != nil {
-		return nil, err
-	}
 	var res []SystemClientInfo
 	for first := 0; ; first += clientsPage {
+		tok, err := c.token(ctx, realm)
+		if err != nil {
+			return nil, err
+		}
 		var page []clientRep
 		path := fmt.Sprintf("%s/clients?first=%d&max=%d", pathEscape(realm), first, clientsPage)
 		if _, err := c.raw(ctx, tok, http.MethodGet, path, nil, &page); err != nil {

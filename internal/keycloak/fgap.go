@@ -8,6 +8,7 @@ import (
 	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // Fine-grained admin permissions (v2) let a community's owners manage its
@@ -45,17 +46,32 @@ type policyRep struct {
 	Description string `json:"description,omitempty"`
 }
 
+// fgapEntry is a realm's admin-permissions path as found at a time.
+type fgapEntry struct {
+	base  string
+	found time.Time
+}
+
+// permissionsFresh is how long a replica takes a realm's admin permissions
+// to be on, as it found them, before it reads the setting again: someone
+// may switch them off, and a create that made its owners' permissions in
+// a realm where they are off would leave the owners without the console's
+// membership management until a drift pass. One read a minute a realm,
+// whatever the number of creates.
+const permissionsFresh = time.Minute
+
 // permissionsBase is the admin-permissions client's authorization path in
 // realm. With enable (a create or a repair, never a check that only
 // reports) it switches the realm's admin permissions on if they are off;
 // otherwise, and for a read-only client, off is errPermissionsOff.
 func (c *Client) permissionsBase(ctx context.Context, tok, realm string, enable bool) (string, error) {
 	c.mu.Lock()
-	base, ok := c.fgap[realm]
+	e, ok := c.fgap[realm]
 	c.mu.Unlock()
-	if ok {
-		return base, nil
+	if ok && c.now().Sub(e.found) < permissionsFresh {
+		return e.base, nil
 	}
+	asked := c.now()
 	var rep struct {
 		AdminPermissionsEnabled bool `json:"adminPermissionsEnabled"`
 		AdminPermissionsClient  *struct {
@@ -76,9 +92,9 @@ func (c *Client) permissionsBase(ctx context.Context, tok, realm string, enable 
 			return "", fmt.Errorf("read admin permissions client of realm %s: %w", realm, err)
 		}
 	}
-	base = pathEscape(realm) + "/clients/" + rep.AdminPermissionsClient.ID + "/authz/resource-server"
+	base := pathEscape(realm) + "/clients/" + rep.AdminPermissionsClient.ID + "/authz/resource-server"
 	c.mu.Lock()
-	c.fgap[realm] = base
+	c.fgap[realm] = fgapEntry{base: base, found: asked}
 	c.mu.Unlock()
 	return base, nil
 }

@@ -112,3 +112,59 @@ func TestCommunityPoliciesAreFoundByExactName(t *testing.T) {
 		t.Errorf("%d calls for %d look-alike policies, want one a name (%d)", calls, len(stored)-len(own), len(own))
 	}
 }
+
+// TestAdminPermissionsAreReadAgainAfterAMinute: a replica that found a
+// realm's admin permissions on takes them as on for permissionsFresh, one
+// read of the realm for every create meanwhile, and then reads again, so
+// that one switched off is seen by the next create within a minute where
+// it was seen only by the replica's drift pass or a restart.
+func TestAdminPermissionsAreReadAgainAfterAMinute(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		reads int
+		on    = true
+	)
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.URL.Path == "/realms/r/protocol/openid-connect/token":
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r":
+			reads++
+			fmt.Fprintf(w, `{"adminPermissionsEnabled":%v,"adminPermissionsClient":{"id":"perms"}}`, on)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	cl := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second})
+	cl.now = func() time.Time { return now }
+	ctx := context.Background()
+	for range 3 {
+		if base, err := cl.permissionsBase(ctx, "t", "r", false); err != nil || base != "r/clients/perms/authz/resource-server" {
+			t.Fatalf("permissions on: %q, %v", base, err)
+		}
+	}
+	readsNow := func() int { mu.Lock(); defer mu.Unlock(); return reads }
+	if n := readsNow(); n != 1 {
+		t.Errorf("three lookups within the minute read the realm %d times, want 1", n)
+	}
+	mu.Lock()
+	on = false
+	mu.Unlock()
+	now = now.Add(permissionsFresh - time.Second)
+	if _, err := cl.permissionsBase(ctx, "t", "r", false); err != nil {
+		t.Errorf("within the minute, the permissions as found: %v", err)
+	}
+	now = now.Add(time.Second)
+	if _, err := cl.permissionsBase(ctx, "t", "r", false); !errors.Is(err, errPermissionsOff) {
+		t.Errorf("a minute after they were found, permissions switched off: %v, want errPermissionsOff", err)
+	}
+	if n := readsNow(); n != 2 {
+		t.Errorf("the realm read %d times, want 2", n)
+	}
+}

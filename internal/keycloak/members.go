@@ -51,13 +51,15 @@ const (
 // not exist has no entry); a group with more members than one answer holds
 // is read page by page as Members reads it.
 func (c *Client) MembersOf(ctx context.Context, realm string, groupIDs []string) (map[string][]community.Member, error) {
-	tok, err := c.token(ctx, realm)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string][]community.Member{}
 	op := "list the members of groups of realm " + realm
 	for todo := groupIDs; len(todo) > 0; {
+		// Asked for each call, not once: a read of many calls may outlive
+		// one token (see token).
+		tok, err := c.token(ctx, realm)
+		if err != nil {
+			return nil, err
+		}
 		ask := todo[:min(len(todo), membersGroupsPerCall)]
 		resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+membersPath, membersQuery{Groups: ask, Max: membersPerCall}, nil)
 		raw, err := extensionAnswer(op, resp, err)
@@ -106,13 +108,13 @@ func (c *Client) IsMember(ctx context.Context, realm, groupID, userID string) (b
 // eachMember calls fn for each direct member of group groupID, a page at a
 // time, until fn returns false.
 func (c *Client) eachMember(ctx context.Context, realm, groupID string, fn func(*gocloak.User) bool) error {
-	tok, err := c.token(ctx, realm)
-	if err != nil {
-		return err
-	}
 	const page = 100
 	brief := true
 	for first := 0; ; first += page {
+		tok, err := c.token(ctx, realm)
+		if err != nil {
+			return err
+		}
 		f, m := first, page
 		users, err := c.gc.GetGroupMembers(ctx, tok, realm, groupID, gocloak.GetGroupsParams{First: &f, Max: &m, BriefRepresentation: &brief})
 		if err != nil {
@@ -163,14 +165,14 @@ func (c *Client) AddDefaultGroup(ctx context.Context, realm, groupID string) err
 // UserGroups lists the groups user userID is a direct member of; a user
 // that does not exist is in none.
 func (c *Client) UserGroups(ctx context.Context, realm, userID string) ([]community.GroupRef, error) {
-	tok, err := c.token(ctx, realm)
-	if err != nil {
-		return nil, err
-	}
 	const page = 100
 	brief := true
 	var out []community.GroupRef
 	for first := 0; ; first += page {
+		tok, err := c.token(ctx, realm)
+		if err != nil {
+			return nil, err
+		}
 		f, m := first, page
 		groups, err := c.gc.GetUserGroups(ctx, tok, realm, userID, gocloak.GetGroupsParams{First: &f, Max: &m, BriefRepresentation: &brief})
 		if statusOf(err) == http.StatusNotFound {

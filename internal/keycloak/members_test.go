@@ -1,11 +1,13 @@
 package keycloak
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,5 +107,80 @@ func TestMembersOfAsksAgainForWhatDidNotFit(t *testing.T) {
 	// 350 groups of 2 members, one a call at most (room 3): about 350 calls.
 	if most.Load() > membersGroupsPerCall || calls.Load() < 350 || calls.Load() > 360 {
 		t.Errorf("%d calls, at most %d groups in one", calls.Load(), most.Load())
+	}
+}
+
+// TestPagedReadsRenewTheirToken: a read of many pages asks for the admin
+// token before each page, so that one outliving the token renews it
+// where it used to send the rest on an expired one. The fake Keycloak
+// takes each token for one call only (expires_in 0 makes every token
+// stale at once), as a real one would after a long read.
+func TestPagedReadsRenewTheirToken(t *testing.T) {
+	var mu sync.Mutex
+	issued, used := 0, map[string]bool{}
+	page := func(n int, item string) string {
+		return "[" + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + "]"
+	}
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/realms/r/protocol/openid-connect/token" {
+			issued++
+			fmt.Fprintf(w, `{"access_token":"t%d","expires_in":0}`, issued)
+			return
+		}
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if used[tok] {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":"HTTP 401 Unauthorized"}`)
+			return
+		}
+		used[tok] = true
+		full := r.URL.Query().Get("first") == "0"
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/groups/g/members":
+			if full {
+				fmt.Fprint(w, page(100, `{"id":"u","username":"u","enabled":true}`))
+			} else {
+				fmt.Fprint(w, page(1, `{"id":"last","username":"last","enabled":true}`))
+			}
+		case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/groups"):
+			if full {
+				fmt.Fprint(w, page(100, `{"id":"g","path":"/g"}`))
+			} else {
+				fmt.Fprint(w, `[]`)
+			}
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/clients":
+			if full {
+				fmt.Fprint(w, page(clientsPage, `{"id":"c","clientId":"c"}`))
+			} else {
+				fmt.Fprint(w, `[]`)
+			}
+		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+membersPath:
+			var q membersQuery
+			_ = json.NewDecoder(r.Body).Decode(&q)
+			// One group an answer: the rest are "more", for another call.
+			_ = json.NewEncoder(w).Encode(membersAnswer{Members: map[string][]community.Member{q.Groups[0]: {}},
+				Missing: []string{}, More: q.Groups[1:]})
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	cl := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second})
+	ctx := context.Background()
+	if found, err := cl.IsMember(ctx, "r", "g", "last"); err != nil || !found {
+		t.Errorf("IsMember over two pages: %v, %v; want found", found, err)
+	}
+	if gs, err := cl.UserGroups(ctx, "r", "6f1c2b9e-0000-4000-8000-000000000002"); err != nil || len(gs) != 100 {
+		t.Errorf("UserGroups over two pages: %d groups, %v; want 100", len(gs), err)
+	}
+	if _, err := cl.SystemClients(ctx, "r"); err != nil {
+		t.Errorf("SystemClients over two pages: %v", err)
+	}
+	if m, err := cl.MembersOf(ctx, "r", []string{"a", "b", "c"}); err != nil || len(m) != 3 {
+		t.Errorf("MembersOf over three calls: %d groups, %v; want 3", len(m), err)
 	}
 }
