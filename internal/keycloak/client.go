@@ -130,6 +130,9 @@ func retryable(r *resty.Response, err error) bool {
 	default:
 		return false
 	}
+	if errors.Is(err, ErrReadOnly) {
+		return false
+	}
 	return err != nil || r.StatusCode() >= 500 || r.StatusCode() == http.StatusTooManyRequests
 }
 
@@ -185,8 +188,10 @@ func (t readOnlyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // Errors callers branch on.
 var (
-	// ErrReadOnly is a change refused by a read-only client.
-	ErrReadOnly = errors.New("read-only: a change to Keycloak was refused")
+	// ErrReadOnly is a change refused by a read-only client, before it
+	// left the process: a refusal, never retried, and no sign of an
+	// outage (which would stop a drift pass).
+	ErrReadOnly = fault.Sentinel(fault.Refused, "read-only: a change to Keycloak was refused")
 	// ErrUnavailable wraps failures to reach Keycloak or 5xx answers.
 	ErrUnavailable = fault.Sentinel(fault.Unavailable, "keycloak unavailable")
 	// ErrNotFound is a 404 from Keycloak.
@@ -226,6 +231,9 @@ func classify(op string, err error) error {
 	var api *gocloak.APIError
 	if errors.As(err, &api) {
 		switch {
+		// gocloak keeps only the text of what the transport refused.
+		case api.Code == 0 && strings.Contains(api.Message, ErrReadOnly.Error()):
+			return fmt.Errorf("%s: %w", op, ErrReadOnly)
 		case api.Code == http.StatusNotFound:
 			return fmt.Errorf("%s: %w", op, ErrNotFound)
 		case api.Code == 0 || api.Code >= 500:
@@ -299,7 +307,10 @@ func (c *Client) raw(ctx context.Context, token, method, path string, body, out 
 		req.SetResult(out)
 	}
 	resp, err := req.Execute(method, strings.TrimRight(c.opts.BaseURL, "/")+"/admin/realms/"+path)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrReadOnly):
+		return nil, fmt.Errorf("%s %s: %w", method, path, ErrReadOnly)
+	case err != nil:
 		return nil, fmt.Errorf("%s %s: %w: %w", method, path, ErrUnavailable, err)
 	}
 	switch {

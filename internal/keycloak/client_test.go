@@ -14,6 +14,7 @@ import (
 	"github.com/go-resty/resty/v2"
 
 	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/fault"
 )
 
 // TestRetryable: calls safe to repeat are retried when Keycloak did not
@@ -131,5 +132,51 @@ func TestRecreatedClientIsLookedUpAgain(t *testing.T) {
 	err := cl.detachUnmapped(context.Background(), "t", s, scopeRep{ID: "sc", Name: "grouping/NDD.read"}, func(string, string, bool) {})
 	if err != nil || lookups.Load() != 1 || removed.Load() != 1 {
 		t.Errorf("detach after the client was made again: %v, %d lookups, %d removed: want one lookup and the scope off", err, lookups.Load(), removed.Load())
+	}
+}
+
+// TestReadOnlyRefusalIsNoOutage: a change a read-only client refuses
+// (plan, export) is a refusal, sent once and never retried, and no sign
+// that Keycloak is down: counted as an outage, two in a row stopped a
+// drift pass, and each was tried three times.
+func TestReadOnlyRefusalIsNoOutage(t *testing.T) {
+	var sent atomic.Int32
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token") {
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+			return
+		}
+		sent.Add(1)
+		fmt.Fprint(w, `{}`)
+	}))
+	defer kc.Close()
+	cl := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ReadOnly: true})
+	ctx := context.Background()
+	user, group := "6f1c2b9e-0000-4000-8000-000000000002", "6f1c2b9e-0000-4000-8000-000000000003"
+	if _, err := cl.token(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func() error{
+		"a gocloak PUT":          func() error { return cl.AddMember(ctx, "r", group, user) },
+		"a gocloak PUT, no body": func() error { return cl.AddDefaultGroup(ctx, "r", group) },
+		"a raw PUT":              func() error { _, err := cl.raw(ctx, "t", http.MethodPut, "r", map[string]any{}, nil); return err },
+		"a raw DELETE":           func() error { _, err := cl.raw(ctx, "t", http.MethodDelete, "r/groups/"+group, nil, nil); return err },
+		"a raw POST": func() error {
+			_, err := cl.raw(ctx, "t", http.MethodPost, "r/groups", map[string]any{}, nil)
+			return err
+		},
+	} {
+		before := cl.RoundTrips()
+		err := change()
+		if !errors.Is(err, ErrReadOnly) || fault.KindOf(err) != fault.Refused || errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: %v (kind %v), want ErrReadOnly, a refusal, not unavailable", name, err, fault.KindOf(err))
+		}
+		if n := cl.RoundTrips() - before; n != 1 {
+			t.Errorf("%s: tried %d times, want once", name, n)
+		}
+	}
+	if n := sent.Load(); n != 0 {
+		t.Errorf("%d changes reached Keycloak", n)
 	}
 }
