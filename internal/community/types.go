@@ -260,10 +260,11 @@ type Store interface {
 	// Audit appends an event to the audit trail.
 	Audit(ctx context.Context, ev *AuditEvent) error
 	// WithCommunityLock runs fn while holding community id's lock, which
-	// excludes every other holder in any replica.
+	// excludes every other holder in any replica. fn's context ends if
+	// the lock is lost (its connection to the registry goes).
 	WithCommunityLock(ctx context.Context, id string, fn func(context.Context) error) error
 	// AsLeader runs fn unless another holder runs it for realm, reporting
-	// whether it ran.
+	// whether it ran; fn's context ends if the lock is lost.
 	AsLeader(ctx context.Context, realm string, fn func(context.Context) error) (bool, error)
 }
 

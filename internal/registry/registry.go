@@ -25,6 +25,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/fault"
 )
 
 // communityRow is a community as the communities table holds it.
@@ -439,8 +440,65 @@ func (s *Store) WithCommunityLock(ctx context.Context, id string, fn func(contex
 		if err := tx.WithContext(ctx).Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", communityLockClass, id).Error; err != nil {
 			return fmt.Errorf("lock community %s: %w", id, err)
 		}
-		return fn(ctx)
+		held, finish := watchLock(ctx, tx, "community "+id)
+		return finish(fn(held))
 	})
+}
+
+// lockCheckEvery is how often a held lock's connection is asked whether
+// it is still there, and lockCheckTimeout how long it has to answer.
+const (
+	lockCheckEvery   = 2 * time.Second
+	lockCheckTimeout = 5 * time.Second
+)
+
+// ErrLockLost ends the work of a holder whose lock went with its
+// connection: another replica may hold it now.
+var ErrLockLost = fault.Sentinel(fault.Unavailable, "the lock's connection to the registry was lost")
+
+// watchLock returns ctx for the work a lock on what guards, ended with
+// ErrLockLost once conn, which holds the lock, no longer answers
+// (PostgreSQL ended its session, or the network between took it): the
+// lock went with it, and the work must stop rather than run on beside
+// another holder. The check is a "SELECT 1" on conn every lockCheckEvery.
+// finish ends the watch, before conn is released, and returns the work's
+// error, or the loss of the lock if the work failed after it.
+func watchLock(ctx context.Context, conn *gorm.DB, what string) (context.Context, func(error) error) {
+	held, cancel := context.WithCancelCause(ctx)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(lockCheckEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-held.Done():
+				return
+			case <-tick.C:
+			}
+			ask, end := context.WithTimeout(context.WithoutCancel(ctx), lockCheckTimeout)
+			err := conn.WithContext(ask).Exec("SELECT 1").Error
+			end()
+			if err != nil {
+				cancel(fmt.Errorf("lock of %s: %w: %w", what, ErrLockLost, err))
+				return
+			}
+		}
+	}()
+	return held, func(err error) error {
+		close(quit)
+		<-done
+		lost := context.Cause(held)
+		cancel(nil)
+		if err != nil && errors.Is(lost, ErrLockLost) {
+			// What the work met (a call cut off) is the lock's loss; its
+			// own error's kind would hide that.
+			return fmt.Errorf("%w (the work it guarded stopped: %v)", lost, err)
+		}
+		return err
+	}
 }
 
 // reconcileLockClass is the first half of the advisory lock a reconciler
@@ -465,7 +523,8 @@ func (s *Store) AsLeader(ctx context.Context, realm string, fn func(context.Cont
 		// connection closes and the next leader is refused meanwhile.
 		defer conn.WithContext(context.WithoutCancel(ctx)).Exec("SELECT pg_advisory_unlock(?, hashtext(?))", reconcileLockClass, realm)
 		ran = true
-		return fn(ctx)
+		held, finish := watchLock(ctx, conn, "the reconciler of realm "+realm)
+		return finish(fn(held))
 	})
 	return ran, err
 }
