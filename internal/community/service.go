@@ -246,7 +246,15 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		CreatedBySub: a.Subject, CreatedByUsername: a.Username, CreatedByClient: a.ClientID,
 		LeaseUntil: &lease, CreatedAt: now, UpdatedAt: now,
 	}
-	switch err := s.store.Reserve(ctx, row); {
+	// A deleted community's label may still be on resources (a delete
+	// does not remove labels, seed 000): a new community of it would give
+	// its members them. Only service desk, who may see and relabel every
+	// resource, may give it out again.
+	switch err := s.store.Reserve(ctx, row, a.ServiceDesk); {
+	case errors.Is(err, ErrLabelRetired):
+		s.audit(ctx, ev, "conflict", "security label of a deleted community")
+		return nil, fmt.Errorf("%w (%s): resources may still carry it, and a new community of that label would give its members them; "+
+			"only service desk may reuse it", ErrLabelRetired, req.Label)
 	case errors.Is(err, ErrLabelTaken):
 		s.audit(ctx, ev, "conflict", "security label taken")
 		return nil, fmt.Errorf("%w: a community labelled %q already exists (labels are unique ignoring case)", ErrDuplicate, req.Label)

@@ -236,8 +236,20 @@ func TestCreateAndDelete(t *testing.T) {
 	if _, err := f.svc.Get(ctx, realm, "NDD"); !errors.Is(err, community.ErrNotFound) {
 		t.Errorf("get after delete: %v", err)
 	}
-	// The label is free again.
-	f.create(t, alice, "NDD")
+	// The label may still be on resources: a creator may not take it
+	// again, nor change anything trying; service desk may.
+	held := f.idp.Artefacts(realm)
+	_, err = f.svc.Create(ctx, realm, alice, community.CreateRequest{Label: "ndd", Name: "Another"})
+	if !errors.Is(err, community.ErrLabelRetired) || fault.KindOf(err) != fault.Conflict || !strings.Contains(err.Error(), "only service desk may reuse it") {
+		t.Errorf("a creator's create of a deleted community's label: %v, want ErrLabelRetired (a conflict) naming who may", err)
+	}
+	if ev := f.last(t, "create"); ev.Outcome != "conflict" || ev.Label != "ndd" {
+		t.Errorf("refused create audited as %+v", ev)
+	}
+	if after := f.idp.Artefacts(realm); !slices.Equal(after, held) || f.row(t, "NDD") != nil {
+		t.Errorf("the refused create changed something: %v, row %+v", after, f.row(t, "NDD"))
+	}
+	f.create(t, f.desk, "NDD")
 }
 
 // TestDuplicateLabelOrName: labels and names are unique ignoring case; a
@@ -940,7 +952,7 @@ func TestRecoverAbandoned(t *testing.T) {
 	until := time.Now().Add(lease)
 	half := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "HALF", LabelKey: "half", Name: "Half", NameKey: "half",
 		State: community.StateCreating, LeaseUntil: &until}
-	if err := f.store.Reserve(ctx, half); err != nil {
+	if err := f.store.Reserve(ctx, half, false); err != nil {
 		t.Fatal(err)
 	}
 	f.idp.FailAt(6, false)
@@ -1036,7 +1048,7 @@ func TestReconcile(t *testing.T) {
 	until := time.Now().Add(time.Minute)
 	flight := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "FLIGHT", LabelKey: "flight", Name: "Flight",
 		NameKey: "flight", State: community.StateCreating, LeaseUntil: &until}
-	if err := f.store.Reserve(ctx, flight); err != nil {
+	if err := f.store.Reserve(ctx, flight, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.idp.Provision(ctx, community.Spec{ID: flight.ID, Realm: realm, Root: root, Label: "FLIGHT", Name: "Flight",
@@ -1823,7 +1835,7 @@ func TestRecoveryPassTriesEachRowOnce(t *testing.T) {
 	for _, l := range []string{"A", "B", "C", "D", "E"} {
 		c := &community.Community{ID: uuid.NewString(), Realm: realm, Label: l, LabelKey: strings.ToLower(l), Name: l, NameKey: strings.ToLower(l),
 			State: community.StateFailed, LeaseUntil: &past, CreatedAt: past, UpdatedAt: past}
-		if err := st.Reserve(t.Context(), c); err != nil {
+		if err := st.Reserve(t.Context(), c, false); err != nil {
 			t.Fatal(err)
 		}
 	}

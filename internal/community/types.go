@@ -211,6 +211,10 @@ var (
 	ErrLabelTaken   = fault.Sentinel(fault.Conflict, "a community with this security label already exists")
 	ErrNameTaken    = fault.Sentinel(fault.Conflict, "a community with this name already exists")
 	ErrStateChanged = fault.Sentinel(fault.Conflict, "community changed state concurrently")
+	// ErrLabelRetired: the label was a deleted community's. Resources may
+	// still carry it (a delete does not remove labels, seed 000), and a
+	// new community of the label would give its members them.
+	ErrLabelRetired = fault.Sentinel(fault.Conflict, "the security label was a deleted community's")
 )
 
 // Store keeps the registry and the audit trail. Its contract, which every
@@ -219,8 +223,10 @@ var (
 // leases, and locks that hold across replicas.
 type Store interface {
 	// Reserve inserts c; ErrLabelTaken or ErrNameTaken if either is used
-	// in c's realm (by keys), whatever the other row's state.
-	Reserve(ctx context.Context, c *Community) error
+	// in c's realm (by keys), whatever the other row's state;
+	// ErrLabelRetired, inserting nothing, if c's label was a deleted
+	// community's, unless reuseRetired.
+	Reserve(ctx context.Context, c *Community, reuseRetired bool) error
 	// Get finds a community of realm by label key, in any state.
 	Get(ctx context.Context, realm, labelKey string) (*Community, error)
 	// List returns the active communities of realm by label key; max <= 0
@@ -243,7 +249,9 @@ type Store interface {
 	Transition(ctx context.Context, id, from, to string, expect, lease *time.Time, a *Artifacts, lastErr string) error
 	// Remove deletes row id if it is still in state, else ErrStateChanged.
 	// Removing a create (state creating or failed), which happens only
-	// once its undo is done, keeps its id as TraceUndone for UndoneKept.
+	// once its undo is done, keeps its id as TraceUndone for UndoneKept;
+	// removing a delete (state deleting) retires its label for good, in
+	// the same change.
 	Remove(ctx context.Context, id, state string) error
 	// ClaimAbandoned takes one row of realms, not active, whose lease ran
 	// out, and extends its lease to now+lease so exactly one caller gets

@@ -252,7 +252,7 @@ func TestPlanSaysWhatApplyWouldRefuse(t *testing.T) {
 	// A create whose undo failed: its row holds the label until recovery.
 	half := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "HALF", LabelKey: "half", Name: "Half made", NameKey: "half made",
 		State: community.StateFailed}
-	if err := store.Reserve(t.Context(), half); err != nil {
+	if err := store.Reserve(t.Context(), half, false); err != nil {
 		t.Fatal(err)
 	}
 	f, err := provision.Parse([]byte("realm: r\ncommunities:\n" +
@@ -308,7 +308,7 @@ func TestRecoverFreesWhatAnAbandonedCreateHeld(t *testing.T) {
 	svc, _, desk := newServiceOver(store)
 	half := &community.Community{ID: uuid.NewString(), Realm: realm, Label: "HALF", LabelKey: "half", Name: "Half made", NameKey: "half made",
 		State: community.StateFailed}
-	if err := store.Reserve(t.Context(), half); err != nil {
+	if err := store.Reserve(t.Context(), half, false); err != nil {
 		t.Fatal(err)
 	}
 	p := provision.New(svc, desk)

@@ -91,6 +91,32 @@ CREATE INDEX undone_creates_undone_at ON undone_creates (undone_at);
 			return tx.Exec(`DROP TABLE undone_creates`).Error
 		},
 	},
+	{
+		// Labels of deleted communities: resources may still carry them,
+		// so only service desk may give one to a new community. Those
+		// deleted before this migration are found in the audit trail (a
+		// delete that succeeded, or one that recovery finished).
+		ID: "0004_retired_labels",
+		Migrate: func(tx *gorm.DB) error {
+			return tx.Exec(`
+CREATE TABLE retired_labels (
+	realm      text NOT NULL,
+	label_key  text NOT NULL,
+	label      text NOT NULL,
+	name       text NOT NULL DEFAULT '',
+	retired_at timestamptz NOT NULL,
+	PRIMARY KEY (realm, label_key)
+);
+INSERT INTO retired_labels (realm, label_key, label, name, retired_at)
+SELECT DISTINCT ON (realm, lower(label)) realm, lower(label), label, name, at FROM audit_events
+WHERE outcome = 'success' AND (action = 'delete' OR action = 'recover' AND detail LIKE 'undid deleting operation%')
+ORDER BY realm, lower(label), at DESC;
+`).Error
+		},
+		Rollback: func(tx *gorm.DB) error {
+			return tx.Exec(`DROP TABLE retired_labels`).Error
+		},
+	},
 }
 
 func newMigrator(db *gorm.DB) *gormigrate.Gormigrate {

@@ -205,9 +205,31 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) DB() *gorm.DB { return s.db }
 
 // Reserve inserts c (state creating). The unique indexes make exactly one of
-// two concurrent reservations of a label or name win.
-func (s *Store) Reserve(ctx context.Context, c *community.Community) error {
-	err := s.db.WithContext(ctx).Create(rowOf(c)).Error
+// two concurrent reservations of a label or name win. A retired label is
+// looked for after the insert, in its transaction: an insert that clashed
+// with the row of a delete then finishing waited for it, and so sees the
+// label it retired.
+func (s *Store) Reserve(ctx context.Context, c *community.Community, reuseRetired bool) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(rowOf(c)).Error; err != nil {
+			return err
+		}
+		if reuseRetired {
+			return nil
+		}
+		var retired bool
+		if err := tx.Raw(`SELECT EXISTS (SELECT 1 FROM retired_labels WHERE realm = ? AND label_key = ?)`,
+			c.Realm, c.LabelKey).Scan(&retired).Error; err != nil {
+			return err
+		}
+		if retired {
+			return community.ErrLabelRetired
+		}
+		return nil
+	})
+	if errors.Is(err, community.ErrLabelRetired) {
+		return err
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		if pgErr.ConstraintName == "communities_realm_name_key" {
@@ -301,7 +323,8 @@ func (s *Store) Transition(ctx context.Context, id, from, to string, expect, lea
 
 // Remove deletes row id if it is still in state. A create's id (creating
 // or failed) is kept in undone_creates, in the same transaction, for
-// UndoneKept; older ones go then.
+// UndoneKept; older ones go then. A delete's label (deleting) is retired
+// in the same transaction.
 func (s *Store) Remove(ctx context.Context, id, state string) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var gone []communityRow
@@ -312,10 +335,18 @@ func (s *Store) Remove(ctx context.Context, id, state string) error {
 		if res.RowsAffected == 0 {
 			return community.ErrStateChanged
 		}
+		now := time.Now().UTC()
+		if state == community.StateDeleting {
+			if err := tx.Exec(`INSERT INTO retired_labels (realm, label_key, label, name, retired_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (realm, label_key) DO UPDATE SET label = EXCLUDED.label, name = EXCLUDED.name, retired_at = EXCLUDED.retired_at`,
+				gone[0].Realm, gone[0].LabelKey, gone[0].Label, gone[0].Name, now).Error; err != nil {
+				return fmt.Errorf("retire label %s: %w", gone[0].Label, err)
+			}
+			return nil
+		}
 		if state != community.StateCreating && state != community.StateFailed {
 			return nil
 		}
-		now := time.Now().UTC()
 		if err := tx.Exec(`INSERT INTO undone_creates (id, realm, label_key, undone_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET undone_at = EXCLUDED.undone_at`, id, gone[0].Realm, gone[0].LabelKey, now).Error; err != nil {
 			return fmt.Errorf("remember undone create %s: %w", id, err)

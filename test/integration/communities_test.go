@@ -297,6 +297,18 @@ func TestCreateMakesOntoserverCompatibleArtefacts(t *testing.T) {
 	f.realm.UserID(t, "consumer")
 	mustLack(t, "consumer's scopes after delete", scopesOf(t, f.realm.UserToken(t, "consumer")), "grouping/NDD.read")
 	mustLack(t, "consumer's authorities after delete", authoritiesOf(t, f.realm.UserToken(t, "consumer")), "PERM_NDD_READ")
+
+	// Resources may still carry NDD's labels (a delete leaves them, seed
+	// 000): a creator may not take the label again, and whoever joined
+	// the new community would get them. Service desk may.
+	again := f.create(t, author, "ndd", "Not the dictionary").Expect(t, 409)
+	if again.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(again.Body), "only service desk may reuse it") {
+		t.Errorf("a creator's create of a deleted community's label: %s %s", again.Header.Get("Content-Type"), again.Body)
+	}
+	if left := f.realm.Artefacts(t, "Communities", "ndd"); len(left) > 0 {
+		t.Errorf("the refused create made %v", left)
+	}
+	f.create(t, f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret), "NDD", "National data dictionary").Expect(t, 201)
 }
 
 func TestListSortedAndPaginated(t *testing.T) {

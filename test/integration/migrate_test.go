@@ -26,17 +26,35 @@ func TestMigrateCommand(t *testing.T) {
 		return string(out)
 	}
 	pending := func(out string) int { return strings.Count(out, "pending") }
-	if out := run("status"); pending(out) != 3 {
+	if out := run("status"); pending(out) != 4 {
 		t.Fatalf("fresh database:\n%s", out)
 	}
 	run("up")
-	if out := run("status"); pending(out) != 0 || !strings.Contains(out, "0003_undone_creates") {
+	if out := run("status"); pending(out) != 0 || !strings.Contains(out, "0004_retired_labels") {
 		t.Fatalf("after up:\n%s", out)
 	}
 	run("down")
-	if out := run("status"); pending(out) != 1 || !strings.Contains(out, "0003_undone_creates            pending") {
+	if out := run("status"); pending(out) != 1 || !strings.Contains(out, "0004_retired_labels            pending") {
 		t.Fatalf("after down:\n%s", out)
 	}
+	// Labels retired before retired_labels was made are found in the
+	// audit trail: deletes that succeeded and those recovery finished,
+	// not a failed delete or an undone create.
+	db := mustOpen(t, dsn)
+	if err := db.Exec(`INSERT INTO audit_events (at, realm, action, label, name, outcome, detail) VALUES
+	(now(), 'r', 'delete', 'Gone', 'Gone for good', 'success', ''),
+	(now(), 'r', 'delete', 'Kept', 'Kept', 'failed', 'Keycloak unavailable'),
+	(now(), 'r', 'recover', 'Finished', 'Finished', 'success', 'undid deleting operation: deleted [group]'),
+	(now(), 'r', 'recover', 'Undone', 'Undone', 'success', 'undid creating operation: deleted [group]')`).Error; err != nil {
+		t.Fatal(err)
+	}
+	run("up")
+	var retired []string
+	if err := db.Raw(`SELECT label_key FROM retired_labels WHERE realm = 'r' ORDER BY label_key`).Scan(&retired).Error; err != nil ||
+		strings.Join(retired, ",") != "finished,gone" {
+		t.Errorf("labels retired from the audit trail: %v, %v; want finished, gone", retired, err)
+	}
+	run("down")
 	// A replica that does not migrate (the Kubernetes set-up) is not ready
 	// while a migration is pending, and is once the job has run.
 	realm := env.NewRealm(t)

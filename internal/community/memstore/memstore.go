@@ -30,6 +30,7 @@ type Store struct {
 	mu      sync.Mutex
 	rows    map[string]*community.Community // by id; never handed out
 	undone  map[string]undone               // undone creates, by id
+	retired map[string]bool                 // realm + "\x00" + label key of deleted communities
 	events  []community.AuditEvent
 	locks   map[string]*communityLock // by community id, while wanted
 	leaders map[string]bool           // realms whose leader lock is held
@@ -74,6 +75,7 @@ func New() *Store {
 		clock:   time.Now,
 		rows:    map[string]*community.Community{},
 		undone:  map[string]undone{},
+		retired: map[string]bool{},
 		locks:   map[string]*communityLock{},
 		leaders: map[string]bool{},
 	}
@@ -82,8 +84,9 @@ func New() *Store {
 var _ community.Store = (*Store)(nil)
 
 // Reserve inserts a copy of c. A clash on the label is reported before one
-// on the name, as the database checks its unique indexes in that order.
-func (s *Store) Reserve(ctx context.Context, c *community.Community) error {
+// on the name, as the database checks its unique indexes in that order,
+// and both before a retired label, as the database inserts first.
+func (s *Store) Reserve(ctx context.Context, c *community.Community, reuseRetired bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("reserve community %s: %w", c.Label, err)
 	}
@@ -108,6 +111,9 @@ func (s *Store) Reserve(ctx context.Context, c *community.Community) error {
 		if r.Realm == c.Realm && r.NameKey == c.NameKey {
 			return community.ErrNameTaken
 		}
+	}
+	if !reuseRetired && s.retired[c.Realm+"\x00"+c.LabelKey] {
+		return community.ErrLabelRetired
 	}
 	row := clone(c)
 	row.ID = id
@@ -242,8 +248,11 @@ func (s *Store) Remove(ctx context.Context, id, state string) error {
 	}
 	delete(s.rows, id)
 	now := time.Now()
-	if state == community.StateCreating || state == community.StateFailed {
+	switch state {
+	case community.StateCreating, community.StateFailed:
 		s.undone[id] = undone{realm: r.Realm, labelKey: r.LabelKey, at: now}
+	case community.StateDeleting:
+		s.retired[r.Realm+"\x00"+r.LabelKey] = true
 	}
 	for u, c := range s.undone {
 		if now.Sub(c.at) > community.UndoneKept {

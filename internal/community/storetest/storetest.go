@@ -69,6 +69,7 @@ func Run(t *testing.T, newStore func(t *testing.T) community.Store) {
 		{"Transition", testTransition},
 		{"TransitionConcurrent", testTransitionConcurrent},
 		{"Remove", testRemove},
+		{"RetiredLabels", testRetiredLabels},
 		{"ClaimAbandoned", testClaimAbandoned},
 		{"ClaimAbandonedConcurrent", testClaimAbandonedConcurrent},
 		{"LeasesByNow", testLeasesByNow},
@@ -119,7 +120,7 @@ func (f *fixture) newRow(realm, lbl, name, state string, lease *time.Time) *comm
 func (f *fixture) reserve(realm, lbl, name, state string, lease *time.Time) *community.Community {
 	f.t.Helper()
 	c := f.newRow(realm, lbl, name, state, lease)
-	if err := f.s.Reserve(f.ctx, c); err != nil {
+	if err := f.s.Reserve(f.ctx, c, false); err != nil {
 		f.t.Fatalf("reserve %s/%s: %v", realm, lbl, err)
 	}
 	return c
@@ -266,7 +267,7 @@ func testReserveGet(f *fixture) {
 		c.Artifacts = community.Artifacts{GroupID: "g", OwnerGroupID: "og", AuthorGroupID: "ag", ConsumerGroupID: "cg",
 			ReadRoleID: "rr", WriteRoleID: "wr"}
 		c.LastError = "last error of " + state
-		if err := f.s.Reserve(f.ctx, c); err != nil {
+		if err := f.s.Reserve(f.ctx, c, false); err != nil {
 			t.Fatalf("reserve %s: %v", state, err)
 		}
 		same(t, "get "+state, f.get(f.realm, c.LabelKey), c)
@@ -283,7 +284,7 @@ func testReserveGet(f *fixture) {
 	z := f.newRow(f.realm, "Stamped", "Stamped by the store", community.StateCreating, nil)
 	z.CreatedAt, z.UpdatedAt = time.Time{}, time.Time{}
 	before := now()
-	if err := f.s.Reserve(f.ctx, z); err != nil {
+	if err := f.s.Reserve(f.ctx, z, false); err != nil {
 		t.Fatal(err)
 	}
 	after := time.Now()
@@ -299,7 +300,7 @@ func testCopies(f *fixture) {
 	want := *c
 	wantLease := *c.LeaseUntil
 	want.LeaseUntil = &wantLease
-	if err := f.s.Reserve(f.ctx, c); err != nil {
+	if err := f.s.Reserve(f.ctx, c, false); err != nil {
 		f.t.Fatal(err)
 	}
 	c.Name, c.Artifacts.GroupID, c.State = "changed by the caller", "changed", community.StateActive
@@ -361,7 +362,7 @@ func testUnique(f *fixture) {
 		{"dUP", "Duplicate NAME", community.ErrLabelTaken},
 	} {
 		r := f.newRow(f.realm, c.label, c.name, community.StateCreating, in(time.Minute))
-		if err := f.s.Reserve(f.ctx, r); !errors.Is(err, c.want) {
+		if err := f.s.Reserve(f.ctx, r, false); !errors.Is(err, c.want) {
 			t.Errorf("reserve %q %q: %v, want %v", c.label, c.name, err, c.want)
 		}
 		f.trace(r.Realm, r.LabelKey, r.ID, community.TraceNone)
@@ -373,10 +374,10 @@ func testUnique(f *fixture) {
 	// Rows in every other state hold their label and name too.
 	for _, state := range []string{community.StateCreating, community.StateDeleting, community.StateFailed} {
 		held := f.reserve(f.realm, "Held"+state, "Held by "+state, state, in(time.Minute))
-		if err := f.s.Reserve(f.ctx, f.newRow(f.realm, "HELD"+state, "Free "+state, community.StateCreating, nil)); !errors.Is(err, community.ErrLabelTaken) {
+		if err := f.s.Reserve(f.ctx, f.newRow(f.realm, "HELD"+state, "Free "+state, community.StateCreating, nil), false); !errors.Is(err, community.ErrLabelTaken) {
 			t.Errorf("label held by a %s row: %v, want ErrLabelTaken", state, err)
 		}
-		if err := f.s.Reserve(f.ctx, f.newRow(f.realm, "Free"+state, "HELD BY "+state, community.StateCreating, nil)); !errors.Is(err, community.ErrNameTaken) {
+		if err := f.s.Reserve(f.ctx, f.newRow(f.realm, "Free"+state, "HELD BY "+state, community.StateCreating, nil), false); !errors.Is(err, community.ErrNameTaken) {
 			t.Errorf("name held by a %s row: %v, want ErrNameTaken", state, err)
 		}
 		f.gone(f.realm, label.Key("Free"+state))
@@ -386,7 +387,7 @@ func testUnique(f *fixture) {
 	// A row's id is its own: reusing it fails and changes nothing.
 	clash := f.newRow(f.realm, "SameID", "Same id", community.StateCreating, nil)
 	clash.ID = taken.ID
-	if err := f.s.Reserve(f.ctx, clash); err == nil {
+	if err := f.s.Reserve(f.ctx, clash, false); err == nil {
 		t.Error("reserve with an id already used: no error")
 	}
 	f.gone(f.realm, "sameid")
@@ -417,7 +418,7 @@ func testUniqueConcurrent(f *fixture) {
 		}, community.ErrNameTaken},
 	} {
 		errs := make([]error, n)
-		together(n, func(i int) { errs[i] = f.s.Reserve(f.ctx, c.row(i)) })
+		together(n, func(i int) { errs[i] = f.s.Reserve(f.ctx, c.row(i), false) })
 		won := 0
 		for i, err := range errs {
 			switch {
@@ -463,7 +464,7 @@ func testSchema(f *fixture) {
 	t := f.t
 	bad := f.newRow(f.realm, "BadID", "Bad id", community.StateCreating, nil)
 	bad.ID = "not-a-uuid"
-	if err := f.s.Reserve(f.ctx, bad); err == nil {
+	if err := f.s.Reserve(f.ctx, bad, false); err == nil {
 		t.Error("reserve with an id that is not a UUID: no error")
 	}
 	f.gone(f.realm, "badid")
@@ -472,7 +473,7 @@ func testSchema(f *fixture) {
 	}
 
 	odd := f.newRow(f.realm, "OddState", "Odd state", "pending", nil)
-	if err := f.s.Reserve(f.ctx, odd); err == nil {
+	if err := f.s.Reserve(f.ctx, odd, false); err == nil {
 		t.Error("reserve in state pending: no error")
 	}
 	f.gone(f.realm, "oddstate")
@@ -485,7 +486,7 @@ func testSchema(f *fixture) {
 
 	u := f.newRow(f.realm, "Spelt", "Spelt in capitals", community.StateCreating, nil)
 	u.ID = strings.ToUpper(u.ID)
-	if err := f.s.Reserve(f.ctx, u); err != nil {
+	if err := f.s.Reserve(f.ctx, u, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.get(f.realm, "spelt").ID; got != strings.ToLower(u.ID) {
@@ -753,6 +754,44 @@ func testRemove(f *fixture) {
 	f.trace(d.Realm, d.LabelKey, d.ID, community.TraceUndone)
 }
 
+// testRetiredLabels: removing a delete retires its label in the realm,
+// whatever its case; Reserve then refuses it, inserting nothing, unless
+// reuse is asked. Names, undone creates and other realms are not retired.
+func testRetiredLabels(f *fixture) {
+	t := f.t
+	gone := f.reserve(f.realm, "Gone", "Gone for good", community.StateDeleting, in(time.Minute))
+	undone := f.reserve(f.realm, "Undone", "Never made", community.StateCreating, in(time.Minute))
+	for _, c := range []*community.Community{gone, undone} {
+		if err := f.s.Remove(f.ctx, c.ID, c.State); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := f.newRow(f.realm, "GONE", "Another", community.StateCreating, in(time.Minute))
+	if err := f.s.Reserve(f.ctx, again, false); !errors.Is(err, community.ErrLabelRetired) {
+		t.Fatalf("reserve a deleted community's label: %v, want ErrLabelRetired", err)
+	}
+	f.gone(f.realm, "gone")
+	// The label clash comes first: a live community's label is taken.
+	live := f.reserve(f.realm, "Live", "Live", community.StateActive, nil)
+	if err := f.s.Reserve(f.ctx, f.newRow(f.realm, "live", "Live again", community.StateCreating, nil), false); !errors.Is(err, community.ErrLabelTaken) {
+		t.Errorf("reserve a live label: %v, want ErrLabelTaken", err)
+	}
+	f.unchanged(live)
+	f.reserve(f.realm, "Undone", "Never made", community.StateCreating, nil)
+	f.reserve(f.other("b"), "Gone", "Gone for good", community.StateCreating, nil)
+	f.reserve(f.realm, "Fresh", "Gone for good", community.StateCreating, nil)
+	if err := f.s.Reserve(f.ctx, again, true); err != nil {
+		t.Fatalf("reserve a deleted community's label, reuse asked: %v", err)
+	}
+	// Still retired once reused: a second taker is refused.
+	if err := f.s.Remove(f.ctx, again.ID, community.StateCreating); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.Reserve(f.ctx, f.newRow(f.realm, "gone", "Third", community.StateCreating, nil), false); !errors.Is(err, community.ErrLabelRetired) {
+		t.Errorf("reserve after a reuse was undone: %v, want ErrLabelRetired", err)
+	}
+}
+
 func testClaimAbandoned(f *fixture) {
 	t := f.t
 	ago := func(d time.Duration) *time.Time { return in(-d) }
@@ -980,8 +1019,12 @@ func testTrace(f *fixture) {
 		// Only as the same realm's same label.
 		f.trace(f.other("x"), c.LabelKey, c.ID, community.TraceNone)
 		f.trace(c.Realm, "other", c.ID, community.TraceNone)
-		// Its label is free again, and a new row's id is its own.
-		again := f.reserve(f.realm, "Is"+state, "Is "+state, community.StateCreating, nil)
+		// Its label is free again (a deleted community's to reuse when
+		// asked), and a new row's id is its own.
+		again := f.newRow(f.realm, "Is"+state, "Is "+state, community.StateCreating, nil)
+		if err := f.s.Reserve(f.ctx, again, true); err != nil {
+			f.t.Fatal(err)
+		}
 		f.trace(again.Realm, again.LabelKey, again.ID, community.TraceRow)
 		f.trace(c.Realm, c.LabelKey, c.ID, after)
 	}
@@ -1465,7 +1508,7 @@ func testCancelledContext(f *fixture) {
 		}
 	}
 	r := f.newRow(f.realm, "Late", "Late", community.StateCreating, nil)
-	isCancel("reserve", f.s.Reserve(done, r))
+	isCancel("reserve", f.s.Reserve(done, r, false))
 	f.trace(r.Realm, r.LabelKey, r.ID, community.TraceNone)
 	isCancel("transition", f.s.Transition(done, c.ID, community.StateCreating, community.StateActive, nil, nil, nil, ""))
 	isCancel("remove", f.s.Remove(done, c.ID, community.StateCreating))
