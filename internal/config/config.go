@@ -233,6 +233,14 @@ func (c *Config) Validate() error {
 	if len(c.GuardFHIRURLs) > 0 && (len(c.GuardTypes) == 0 || c.GuardTimeout <= 0) {
 		errs = append(errs, errors.New("--guard-types must name a type and --guard-timeout be positive when --guard-fhir-urls is set"))
 	}
+	// A type goes into the guard's search path as it is: "" would search
+	// the whole server, "x/y" another path.
+	for _, t := range c.GuardTypes {
+		if t != "" && !resourceType.MatchString(t) {
+			errs = append(errs, fmt.Errorf("--guard-types: %q is not a FHIR resource type", t))
+		}
+	}
+	errs = append(errs, validSystem(c.PermissionsSystem)...)
 	if len(c.Realms) == 0 {
 		errs = append(errs, errors.New("--realms must name at least one realm"))
 	}
@@ -293,7 +301,7 @@ func (c *Config) Validate() error {
 		flag string
 		list []string
 	}{{"realms", c.Realms}, {"decision-clients", c.DecisionClients}, {"change-clients", c.ChangeClients},
-		{"fhir-clients", c.FHIRClients}, {"algorithms", c.Algorithms}} {
+		{"fhir-clients", c.FHIRClients}, {"algorithms", c.Algorithms}, {"guard-fhir-urls", c.GuardFHIRURLs}, {"guard-types", c.GuardTypes}} {
 		if slices.ContainsFunc(l.list, func(e string) bool { return strings.TrimSpace(e) == "" }) {
 			errs = append(errs, fmt.Errorf("--%s has an empty entry (a stray comma?)", l.flag))
 		}
@@ -309,6 +317,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// resourceType is a FHIR resource type's name.
+var resourceType = regexp.MustCompile(`^[A-Z][A-Za-z]{0,63}$`)
+
 // realmName is a realm name the service takes: one that reads the same in
 // a URL's path, escaped or not.
 var realmName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
@@ -316,6 +327,18 @@ var realmName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 // maxFHIRClients is the cap of the extension's cleanup on each of its
 // lists (CommunitiesResource.MAX_NAMES).
 const maxFHIRClients = 32
+
+// validSystem checks the permissions code system. It goes into token
+// searches (the delete guard's), where "," separates values, "|" system
+// from code and "$" and "\" are escapes; empty, the guard would count
+// labels without a system only, and so let every delete through.
+func validSystem(system string) []error {
+	if system == "" || strings.ContainsAny(system, ",|$\\ ") || strings.ContainsFunc(system, unicode.IsControl) {
+		return []error{fmt.Errorf("--permissions-system %q must be a code system URI: not empty; no ',', '|', '$', '\\', "+
+			"spaces or control characters", system)}
+	}
+	return nil
+}
 
 func validAlgorithms(algs []string) []error {
 	var errs []error

@@ -88,8 +88,31 @@ func TestValidate(t *testing.T) {
 			t.Errorf("root group %q accepted: %v", root, err)
 		}
 	}
+	// The delete guard's search: an empty system would count labels
+	// without one only (every delete let through), and these characters
+	// split or escape a token search; an empty type searches the server.
+	for _, system := range []string{"", "http://x|y", "http://x,y", "http://x$y", `http://x\y`, "http://x y", "http://x\ny"} {
+		c := Default()
+		c.DatabaseURL, c.AdminClientSecret, c.PermissionsSystem = "postgres://x", "s", system
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--permissions-system") {
+			t.Errorf("permissions system %q accepted: %v", system, err)
+		}
+		p := DefaultProxy()
+		p.Upstream, p.PermissionsSystem = "http://fhir", system
+		if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "--permissions-system") {
+			t.Errorf("the proxy's permissions system %q accepted: %v", system, err)
+		}
+	}
+	for _, types := range [][]string{{"CodeSystem", ""}, {"Code/System"}, {"valueSet"}, {"ValueSet?x=1"}} {
+		c := Default()
+		c.DatabaseURL, c.AdminClientSecret, c.GuardFHIRURLs, c.GuardTypes = "postgres://x", "s", []string{"http://fhir"}, types
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--guard-types") {
+			t.Errorf("guard types %q accepted: %v", types, err)
+		}
+	}
 	good := Default()
 	good.DatabaseURL, good.AdminClientSecret = "postgres://x", "s"
+	good.PermissionsSystem, good.GuardFHIRURLs, good.GuardTypes = "urn:oid:1.2.36.1", []string{"http://fhir"}, []string{"ValueSet", "Library"}
 	good.Realms, good.RootGroup = []string{"terminology", "t-reconcile-1a2b", "NHS.England_2"}, "Communities of practice"
 	if err := good.Validate(); err != nil {
 		t.Errorf("good realm and root group names refused: %v", err)

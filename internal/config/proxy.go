@@ -131,6 +131,7 @@ func (c *Proxy) Validate() error {
 	}
 	errs = append(errs, validAlgorithms(c.Algorithms)...)
 	errs = append(errs, validMaxHeaderKiB(c.MaxHeaderKiB)...)
+	errs = append(errs, validSystem(c.PermissionsSystem)...)
 	if c.TokenCacheSize <= 0 || c.MaxBodyMiB <= 0 || c.UpstreamTimeout <= 0 || c.KeycloakTimeout <= 0 {
 		errs = append(errs, errors.New("--token-cache-size, --max-body-mib, --upstream-timeout and --keycloak-timeout must be positive"))
 	}

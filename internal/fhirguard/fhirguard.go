@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/nhs-terminology/communities/internal/fault"
+	"github.com/nhs-terminology/communities/pkg/decision"
 )
 
 // DefaultTypes are the resource types a terminology server holds.
@@ -39,7 +40,9 @@ type Options struct {
 	BaseURLs []string
 	// Types are the resource types counted (default DefaultTypes).
 	Types []string
-	// System is the permissions code system of the labels.
+	// System is the permissions code system of the labels (default
+	// decision.DefaultSystem, as the decisions': empty, the searches would
+	// count labels without a system only).
 	System string
 	// SystemlessLabels also counts labels without a system.
 	SystemlessLabels bool
@@ -58,6 +61,9 @@ type Guard struct {
 func New(o Options) *Guard {
 	if len(o.Types) == 0 {
 		o.Types = DefaultTypes
+	}
+	if o.System == "" {
+		o.System = decision.DefaultSystem
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
@@ -177,7 +183,7 @@ func (g *Guard) count(ctx context.Context, base, typ, label string) (int, error)
 		ResourceType string `json:"resourceType"`
 		Total        *int   `json:"total"`
 	}
-	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Total == nil {
+	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Total == nil || *b.Total < 0 {
 		return 0, fmt.Errorf("%s %s: the answer is not a Bundle with a total", base, typ)
 	}
 	return *b.Total, nil
