@@ -338,7 +338,17 @@ func TestComposeMatchesLocalStack(t *testing.T) {
 		}
 	}
 	defaults := config.Default()
-	if svc["COMMUNITIES_LISTEN"] != defaults.Listen || !slices.Contains(c.Services["communities"].Ports, "8081:8081") {
+	// Published on this machine only, as deploy/local binds 127.0.0.1:
+	// Keycloak's bootstrap admin is admin/admin, and the master realm
+	// lets a private address in over plain http.
+	for name, s := range c.Services {
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("compose publishes %s's %s on every interface; bind it to 127.0.0.1", name, p)
+			}
+		}
+	}
+	if svc["COMMUNITIES_LISTEN"] != defaults.Listen || !slices.Contains(c.Services["communities"].Ports, "127.0.0.1:8081:8081") {
 		t.Errorf("service port: compose %q %v, default %q", svc["COMMUNITIES_LISTEN"], c.Services["communities"].Ports, defaults.Listen)
 	}
 	if !strings.HasSuffix(svc["KEYCLOAK_URL"], ":8080") || svc["COMMUNITIES_ADMIN_CLIENT_ID"] != defaults.AdminClientID {
@@ -379,7 +389,7 @@ func TestComposeMatchesLocalStack(t *testing.T) {
 	if ngx["COMMUNITIES_UPSTREAM"] != "communities:8081" || ngx["KEYCLOAK_UPSTREAM"] != "keycloak:8080" {
 		t.Errorf("nginx upstreams %v", ngx)
 	}
-	if !strings.HasSuffix(svc["COMMUNITIES_ISSUER_BASE_URL"], ":"+strings.Split(c.Services["nginx"].Ports[0], ":")[0]) {
+	if !strings.HasSuffix(svc["COMMUNITIES_ISSUER_BASE_URL"], ":"+strings.Split(c.Services["nginx"].Ports[0], ":")[1]) {
 		t.Errorf("issuer base %s is not the front door's published port %v", svc["COMMUNITIES_ISSUER_BASE_URL"], c.Services["nginx"].Ports)
 	}
 }
