@@ -11,7 +11,6 @@ import (
 
 	"github.com/nhs-terminology/communities/internal/fault"
 	"github.com/nhs-terminology/communities/internal/registry"
-	"github.com/nhs-terminology/communities/test/harness"
 )
 
 // TestLockLostWithItsConnectionEndsTheWork: a lock (a community's, or a
@@ -21,11 +20,7 @@ import (
 // seconds, and the holder's answer names the loss.
 func TestLockLostWithItsConnectionEndsTheWork(t *testing.T) {
 	t.Parallel()
-	env := harness.Current(t)
-	db := mustOpen(t, ownDatabase(t, env))
-	if err := registry.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedDatabase(t)
 	st := registry.New(db)
 	ctx := context.Background()
 	// Every advisory lock of the test's own database is the one it holds.

@@ -19,13 +19,19 @@ import (
 // (the suite's subtests share it, each in realms of its own).
 func TestStoreConformance(t *testing.T) {
 	t.Parallel()
-	env := harness.Current(t)
-	db := mustOpen(t, ownDatabase(t, env))
+	db := migratedDatabase(t)
+	st := registry.New(db)
+	storetest.Run(t, func(t *testing.T) community.Store { return auditedStore{Store: st, db: db, t: t} })
+}
+
+// migratedDatabase opens a database of the test's own, migrated.
+func migratedDatabase(t *testing.T) *gorm.DB {
+	t.Helper()
+	db := mustOpen(t, ownDatabase(t, harness.Current(t)))
 	if err := registry.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
-	st := registry.New(db)
-	storetest.Run(t, func(t *testing.T) community.Store { return auditedStore{Store: st, db: db, t: t} })
+	return db
 }
 
 // auditedStore is the PostgreSQL store with the audit trail read back
