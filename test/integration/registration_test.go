@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"html"
 	"io"
 	"net/http"
@@ -46,8 +49,19 @@ func TestSelfRegistrationJoinsDefaultCommunities(t *testing.T) {
 		}}
 	const redirect = "http://localhost/cb"
 	base := env.KeycloakURL + "/realms/" + realm.Name + "/protocol/openid-connect"
-	page, err := client.Get(base + "/registrations?" + url.Values{"client_id": {"terminology-client"},
-		"response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {redirect}}.Encode())
+	// The client takes PKCE (S256) only: asked without it, Keycloak sends
+	// the browser back with an error, not to the form.
+	ask := url.Values{"client_id": {"terminology-client"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {redirect}}
+	if refused, err := client.Get(base + "/registrations?" + ask.Encode()); err != nil {
+		t.Fatal(err)
+	} else if loc, _ := url.Parse(refused.Header.Get("Location")); refused.Body.Close() != nil || loc == nil || loc.Query().Get("error") == "" {
+		t.Errorf("a registration without PKCE: %d %s, want sent back with an error", refused.StatusCode, refused.Header.Get("Location"))
+	}
+	verifier := rand.Text() + rand.Text()
+	challenge := sha256.Sum256([]byte(verifier))
+	ask.Set("code_challenge", base64.RawURLEncoding.EncodeToString(challenge[:]))
+	ask.Set("code_challenge_method", "S256")
+	page, err := client.Get(base + "/registrations?" + ask.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +88,7 @@ func TestSelfRegistrationJoinsDefaultCommunities(t *testing.T) {
 
 	// The newcomer's first token.
 	tok, err := realm.TryToken(url.Values{"grant_type": {"authorization_code"}, "client_id": {"terminology-client"},
-		"code": {loc.Query().Get("code")}, "redirect_uri": {redirect}})
+		"code": {loc.Query().Get("code")}, "redirect_uri": {redirect}, "code_verifier": {verifier}})
 	if err != nil {
 		t.Fatal(err)
 	}
