@@ -13,7 +13,10 @@ import (
 // TestDemoRealmIsSafeToCopy: the demo realm offers password login (two
 // public clients with the password grant, open registration), so it
 // locks out guessing and refuses short passwords, and its public clients
-// with a browser flow take PKCE; whoever copies it inherits these.
+// with a browser flow take PKCE; the service accounts of the service and
+// of the FHIR server hold no realm role (the default roles give
+// consumer's FHIR_READ, so either secret alone would read through the
+// proxy); whoever copies it inherits these.
 func TestDemoRealmIsSafeToCopy(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(harness.RepoDir(), "realm-export", "terminology-realm.json"))
 	if err != nil {
@@ -30,6 +33,10 @@ func TestDemoRealmIsSafeToCopy(t *testing.T) {
 			StandardFlowEnabled *bool             `json:"standardFlowEnabled"`
 			Attributes          map[string]string `json:"attributes"`
 		} `json:"clients"`
+		Users []struct {
+			ServiceAccountClientID string   `json:"serviceAccountClientId"`
+			RealmRoles             []string `json:"realmRoles"`
+		} `json:"users"`
 	}
 	if err := json.Unmarshal(raw, &realm); err != nil {
 		t.Fatal(err)
@@ -47,5 +54,19 @@ func TestDemoRealmIsSafeToCopy(t *testing.T) {
 		if c.PublicClient && browser && c.Attributes["pkce.code.challenge.method"] != "S256" {
 			t.Errorf("public client %s has a browser flow without PKCE (S256)", c.ClientID)
 		}
+	}
+	accounts := map[string]bool{}
+	for _, u := range realm.Users {
+		switch u.ServiceAccountClientID {
+		case "fhir-server", "communities-service":
+			accounts[u.ServiceAccountClientID] = true
+			if len(u.RealmRoles) > 0 {
+				t.Errorf("%s's service account holds realm roles %v; want none", u.ServiceAccountClientID, u.RealmRoles)
+			}
+		}
+	}
+	if len(accounts) != 2 {
+		// Left out, Keycloak would make the account with the default roles.
+		t.Errorf("service accounts listed: %v; want fhir-server's and communities-service's", accounts)
 	}
 }

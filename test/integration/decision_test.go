@@ -97,9 +97,15 @@ func TestDecisionPoint(t *testing.T) {
 	if !a.Allowed {
 		t.Errorf("fhir-server judging the consumer: %+v", a)
 	}
+	// The FHIR server's own account holds no API access (the demo realm
+	// gives its service account no role), so its secret alone reads nothing.
 	a = ask(fhir, map[string]any{"resourceType": "ValueSet", "interaction": "read", "security": []map[string]string{label("NDD.read")}}, 200)
-	if a.Allowed || a.Rule != "no-community-privilege" {
-		t.Errorf("fhir-server's own token (not in NDD): %+v", a)
+	if a.Allowed || a.Rule != "no-api-access" {
+		t.Errorf("fhir-server's own token: %+v", a)
+	}
+	a = ask(fhir, map[string]any{"resourceType": "ValueSet", "interaction": "read"}, 200)
+	if a.Allowed || a.Rule != "no-api-access" {
+		t.Errorf("fhir-server's own token, an unlabelled resource: %+v", a)
 	}
 	ask(consumer, map[string]any{"resourceType": "ValueSet", "interaction": "read", "token": approver}, 403)
 	ask(fhir, map[string]any{"resourceType": "ValueSet", "interaction": "read", "token": consumer[:len(consumer)-4] + "AAAA"}, 422)

@@ -50,7 +50,7 @@ func newProxyFixture(t *testing.T) *proxyFixture {
 	}
 	pf.tokens = map[string]string{
 		"service desk": desk,
-		"in neither":   f.realm.ClientToken(t, "fhir-server", "fhir-server-secret"), // API read, no community
+		"in neither":   f.realm.UserToken(t, "creator"), // API read and write, no community
 	}
 	for _, u := range []string{"consumer", "approver", "author", "applicant"} {
 		pf.tokens[u] = f.realm.UserToken(t, u)
