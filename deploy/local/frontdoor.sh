@@ -11,7 +11,10 @@
 #   frontdoor.sh stop DIR    stop it
 #
 # Environment: COMMUNITIES_UPSTREAM and KEYCLOAK_UPSTREAM (host:port, required),
-# FRONTDOOR_PORT (default 8000; listens on 127.0.0.1 only).
+# KEYCLOAK_REALMS (required: the realms whose Keycloak endpoints and admin
+# console the door forwards, comma-separated, as COMMUNITIES_REALMS; no
+# other realm's, the master realm's included), FRONTDOOR_PORT (default
+# 8000; listens on 127.0.0.1 only).
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 nginx_bin() {
@@ -28,6 +31,10 @@ start() {
 	local dir="$1" port bin user="" pid
 	: "${COMMUNITIES_UPSTREAM:?COMMUNITIES_UPSTREAM (host:port of the service) is required}"
 	: "${KEYCLOAK_UPSTREAM:?KEYCLOAK_UPSTREAM (host:port of Keycloak) is required}"
+	: "${KEYCLOAK_REALMS:?KEYCLOAK_REALMS (the realms to forward, comma-separated) is required}"
+	# The names go into a regex: plain names only, so none can widen it.
+	[[ "$KEYCLOAK_REALMS" =~ ^[A-Za-z0-9_-]+(,[A-Za-z0-9_-]+)*$ ]] ||
+		die "KEYCLOAK_REALMS=$KEYCLOAK_REALMS: want realm names of letters, digits, _ and -, comma-separated"
 	port="${FRONTDOOR_PORT:-8000}"
 	port_free "$port" || die "port $port is in use; set FRONTDOOR_PORT to another port"
 	bin="$(nginx_bin)" || {
@@ -37,9 +44,10 @@ start() {
 		bin="$(nginx_bin)" || die "nginx not found after installing it"
 	}
 	mkdir -p "$dir"
-	# envsubst's job, limited to the template's three names (nginx's own
+	# envsubst's job, limited to the template's four names (nginx's own
 	# $variables stay as they are).
 	sed -e "s|\${COMMUNITIES_UPSTREAM}|$COMMUNITIES_UPSTREAM|g" \
+		-e "s/\${KEYCLOAK_REALMS}/${KEYCLOAK_REALMS//,/|}/g" \
 		-e "s|\${KEYCLOAK_UPSTREAM}|$KEYCLOAK_UPSTREAM|g" \
 		-e "s|\${NGINX_PORT}|127.0.0.1:$port|g" \
 		"$DEPLOY_DIR/nginx/templates/communities.conf.template" >"$dir/communities.conf"

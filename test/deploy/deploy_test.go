@@ -218,8 +218,25 @@ func TestKubernetesManifests(t *testing.T) {
 		"/realms/terminology/authz/protection/resource_set":      "keycloak /realms/terminology/authz/protection/resource_set",
 		"/realms/terminology/protocol/openid-connect/token":      "keycloak /realms/terminology/protocol/openid-connect/token",
 		"/auth/realms/terminology/protocol/openid-connect/token": "keycloak /realms/terminology/protocol/openid-connect/token",
-		"/auth/admin/master/console/":                            "keycloak /admin/master/console/",
-		"/authority":                                             "keycloak /authority",
+		"/admin/terminology/console/":                            "keycloak /admin/terminology/console/",
+		"/auth/admin/terminology/console/":                       "keycloak /admin/terminology/console/",
+		"/admin/realms/terminology/groups":                       "keycloak /admin/realms/terminology/groups",
+		"/auth/admin/realms/terminology/groups":                  "keycloak /admin/realms/terminology/groups",
+		"/admin/serverinfo":                                      "keycloak /admin/serverinfo",
+		"/resources/abc/admin/communities/index.js":              "keycloak /resources/abc/admin/communities/index.js",
+		// Nothing else of Keycloak's: not the master realm, another
+		// realm, /admin/ as a whole, health or metrics.
+		"/auth/admin/master/console/":                  "nowhere",
+		"/admin/master/console/":                       "nowhere",
+		"/realms/master/protocol/openid-connect/token": "nowhere",
+		"/auth/realms/master/account/":                 "nowhere",
+		"/admin/realms/master/users":                   "nowhere",
+		"/admin/realms/terminology2/users":             "nowhere",
+		"/realms/terminology2/protocol/openid-connect": "nowhere",
+		"/admin/":       "nowhere",
+		"/health/ready": "nowhere",
+		"/metrics":      "nowhere",
+		"/authority":    "nowhere",
 	} {
 		if got := ingressRoute(t, objs["Ingress"], path); got != want {
 			t.Errorf("the Ingresses send %s to %s, want %s", path, got, want)
@@ -388,6 +405,20 @@ func TestComposeMatchesLocalStack(t *testing.T) {
 	}
 	if ngx["COMMUNITIES_UPSTREAM"] != "communities:8081" || ngx["KEYCLOAK_UPSTREAM"] != "keycloak:8080" {
 		t.Errorf("nginx upstreams %v", ngx)
+	}
+	// The door forwards Keycloak for the realms the service manages, no other.
+	if ngx["KEYCLOAK_REALMS"] != strings.ReplaceAll(svc["COMMUNITIES_REALMS"], ",", "|") {
+		t.Errorf("nginx forwards realms %q, the service manages %q", ngx["KEYCLOAK_REALMS"], svc["COMMUNITIES_REALMS"])
+	}
+	// The official image substitutes only the names its filter matches.
+	filter, err := regexp.Compile(ngx["NGINX_ENVSUBST_FILTER"])
+	if err != nil {
+		t.Fatalf("NGINX_ENVSUBST_FILTER: %v", err)
+	}
+	for _, m := range regexp.MustCompile(`\$\{([A-Z_]+)\}`).FindAllStringSubmatch(string(tmpl), -1) {
+		if !filter.MatchString(m[1]) {
+			t.Errorf("nginx template uses ${%s}, which compose's NGINX_ENVSUBST_FILTER leaves out", m[1])
+		}
 	}
 	if !strings.HasSuffix(svc["COMMUNITIES_ISSUER_BASE_URL"], ":"+strings.Split(c.Services["nginx"].Ports[0], ":")[1]) {
 		t.Errorf("issuer base %s is not the front door's published port %v", svc["COMMUNITIES_ISSUER_BASE_URL"], c.Services["nginx"].Ports)

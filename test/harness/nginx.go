@@ -28,9 +28,10 @@ func FreePort(t testing.TB) int {
 
 // StartNginx runs the front door make run uses (deploy/local/frontdoor.sh:
 // Debian's nginx with deploy/nginx's template) in front of the given service
-// and Keycloak URLs, on port. It stops when the test ends. It returns the
-// front door's URL, http://localhost:port.
-func StartNginx(t testing.TB, port int, serviceURL, keycloakURL string) string {
+// and Keycloak URLs, on port, forwarding Keycloak's endpoints of realm only.
+// It stops when the test ends. It returns the front door's URL,
+// http://localhost:port.
+func StartNginx(t testing.TB, port int, serviceURL, keycloakURL, realm string) string {
 	t.Helper()
 	host := func(raw string) string {
 		u, err := url.Parse(raw)
@@ -45,7 +46,7 @@ func StartNginx(t testing.TB, port int, serviceURL, keycloakURL string) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, script, "start", dir)
 	cmd.Env = append(os.Environ(),
-		"COMMUNITIES_UPSTREAM="+host(serviceURL), "KEYCLOAK_UPSTREAM="+host(keycloakURL),
+		"COMMUNITIES_UPSTREAM="+host(serviceURL), "KEYCLOAK_UPSTREAM="+host(keycloakURL), "KEYCLOAK_REALMS="+realm,
 		fmt.Sprintf("FRONTDOOR_PORT=%d", port))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -41,7 +41,7 @@ func newFrontFixture(t *testing.T, edit func(*config.Config)) *frontFixture {
 		edit(&cfg)
 	}
 	svc := env.StartService(t, cfg)
-	harness.StartNginx(t, port, svc.URL, env.KeycloakURL)
+	harness.StartNginx(t, port, svc.URL, env.KeycloakURL, realm.Name)
 	f := &fixture{env: env, realm: realm, svc: svc, base: front + "/realms/" + realm.Name + "/communities"}
 	return &frontFixture{fixture: f, front: front}
 }

@@ -41,14 +41,39 @@ func TestFrontDoor(t *testing.T) {
 	front := fmt.Sprintf("http://127.0.0.1:%d", port)
 	cfg.IssuerBaseURL = front
 	svc := env.StartService(t, cfg)
-	harness.StartNginx(t, port, svc.URL, env.KeycloakURL)
+	harness.StartNginx(t, port, svc.URL, env.KeycloakURL, realm.Name)
 	token := seedCurlFlow(t, realm, svc.Store, front+"/auth/realms/"+realm.Name, front+"/auth/realms/"+realm.Name, nil)
 	if iss := claims(t, token)["iss"]; iss != front+"/realms/"+realm.Name {
 		t.Errorf("token through the front door has iss %v", iss)
 	}
-	// Both prefixes reach the service; other paths reach Keycloak.
+	// Both prefixes reach the service; the realm's own paths reach Keycloak.
 	harness.Do(t, "GET", front+"/realms/"+realm.Name+"/communities", token, nil).Expect(t, 200)
 	harness.Do(t, "GET", front+"/realms/"+realm.Name+"/.well-known/openid-configuration", "", nil).Expect(t, 200)
+	harness.Do(t, "GET", front+"/auth/realms/"+realm.Name+"/.well-known/openid-configuration", "", nil).Expect(t, 200)
+	harness.Do(t, "GET", front+"/admin/"+realm.Name+"/console/", "", nil).Expect(t, 200)
+	// Nothing else of Keycloak's: the master realm's login and console,
+	// Keycloak's other realms, its admin API beyond this realm (Keycloak
+	// itself answers these, so the door must not forward them).
+	for _, path := range []string{
+		"/realms/master/.well-known/openid-configuration",
+		"/auth/realms/master/.well-known/openid-configuration",
+		"/realms/master/protocol/openid-connect/auth?client_id=security-admin-console",
+		"/admin/master/console/",
+		"/auth/admin/master/console/",
+		"/admin/",
+		"/admin/realms/master",
+		"/admin/realms",
+		"/realms/" + realm.Name + "x/.well-known/openid-configuration",
+		"/admin/realms/" + realm.Name + "x",
+	} {
+		resp := harness.Do(t, "GET", front+path, "", nil).Expect(t, 404)
+		if resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s through the front door: %s %s", path, resp.Header.Get("Content-Type"), resp.Body)
+		}
+	}
+	if resp := harness.Do(t, "GET", env.KeycloakURL+"/realms/master/.well-known/openid-configuration", "", nil); resp.Status != 200 {
+		t.Fatalf("Keycloak itself does not answer for the master realm (%d), so the check above proves nothing", resp.Status)
+	}
 	// A token Keycloak issued to a direct caller names another issuer and
 	// is refused through the front door's service configuration.
 	direct := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
