@@ -7,22 +7,39 @@
 //     --username U --password P [scenario options] --screenshot-dir DIR
 //
 // Scenarios:
-//   create      --label L --name N [--caller-role R] [--taken-label T --taken-name M]
+//   create      --label L --name N [--caller-role R] [--dormant]
+//               [--taken-label T --taken-name M]
 //               fill in name and label, Save, expect "Community created" and
-//               the row in the list, with the caller's role R (default owner;
-//               "—" for service desk, whose community is dormant); with
-//               --taken-label, then try a label
-//               that exists and expect an error alert carrying the service's
-//               problem detail (nothing is listed twice)
-//   no-access   expect no Communities entry in the bar, then open the page's
-//               URL by hand and expect no list and no form
-//   add-member  --label L --user U --role R [--typed-label T]: open the
-//               community, find the user by name, add them as R, expect
-//               them listed as R; with --typed-label, then open it by a URL
-//               typed by hand with its label spelt T and expect the page at
-//               L with the caller's rights, listing the new member
+//               the new community's page, with the caller's role R (default
+//               owner; "none" for service desk, whose community is dormant:
+//               --dormant expects the notice), then its row in the list;
+//               with --taken-label, then try a label that exists and expect
+//               an error alert carrying the service's problem detail
+//   no-access   for a user Keycloak lets into the console whom the service
+//               gives no Communities pages: expect the service asked, no
+//               Communities entry in the bar, and the page's URL opened by
+//               hand to explain, with no list and no form
+//   add-member  --label L --user U --role R [--typed-label T] [--dormant]
+//               open the community, find the user by name, add them as R,
+//               expect them listed as R and the role picker back at its
+//               default (consumer, as the community has an owner); with
+//               --dormant, expect the notice and the picker at owner
+//               first, and no notice after; with --typed-label, then open
+//               it by a URL typed by hand with its label spelt T and expect
+//               the page at L, drawn anew, with the caller's rights, listing
+//               the new member
+//   remove-member --label L --user U --role R [--and-self]
+//               open the community, Remove U as R (the button named so),
+//               cancel, Remove again and confirm with a double click:
+//               expect one call, the alert, U gone; with --and-self, then
+//               remove the caller as owner, expect the dialog to warn, and
+//               the page to say the caller no longer manages it
 //   delete      --label L: open the community, Delete, type the label,
 //               confirm; expect "Community deleted" and the row gone
+//
+// --refuse-first-access answers the page's first access call with 401 in
+// the browser (as for a token revoked under the page): the page must ask
+// again with a fresh token and go on.
 //
 // Exit 0 on success with a JSON summary as the last stdout line; 1 on
 // failure with the step, a failure screenshot and the page's HTML; 2 on
@@ -32,7 +49,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --caller-role R --user U --role R --typed-label T --mine] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
+const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|remove-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --caller-role R --dormant --user U --role R --typed-label T --mine --and-self --refuse-first-access] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
 
 let args;
 try {
@@ -50,6 +67,9 @@ try {
       user: { type: 'string' },
       'typed-label': { type: 'string' },
       mine: { type: 'boolean', default: false },
+      dormant: { type: 'boolean', default: false },
+      'and-self': { type: 'boolean', default: false },
+      'refuse-first-access': { type: 'boolean', default: false },
       role: { type: 'string', default: 'consumer' },
       'caller-role': { type: 'string', default: 'owner' },
       'screenshot-dir': { type: 'string', default: 'screenshots' },
@@ -63,7 +83,7 @@ try {
   process.stderr.write(`communities: ${err.message}\n${USAGE}`);
   process.exit(2);
 }
-const need = { create: ['label', 'name'], 'no-access': [], 'add-member': ['label', 'user'], delete: ['label'] }[args.scenario];
+const need = { create: ['label', 'name'], 'no-access': [], 'add-member': ['label', 'user'], 'remove-member': ['label', 'user'], delete: ['label'] }[args.scenario];
 if (!need) {
   process.stderr.write(`communities: unknown --scenario ${args.scenario}\n${USAGE}`);
   process.exit(2);
@@ -90,7 +110,7 @@ let step = 'start';
 let shot = 0;
 const serviceCalls = []; // the Communities page's calls to the service
 const httpErrors = [];
-let accessAnswered = false;
+let accessAnswered = 0; // access calls the service answered (not the ones refused here)
 
 async function screenshot(name) {
   shot += 1;
@@ -153,7 +173,7 @@ async function consoleReady() {
   step = 'wait for the console';
   await page.getByTestId('currentRealm').waitFor({ state: 'visible' });
   const deadline = Date.now() + stepTimeout;
-  while (!accessAnswered && Date.now() < deadline) await page.waitForTimeout(100);
+  while (accessAnswered === 0 && Date.now() < deadline) await page.waitForTimeout(100);
   if (!accessAnswered) throw new Error('the page did not ask the communities service what the caller may do');
 }
 
@@ -172,7 +192,11 @@ async function openCommunities() {
 // matches it (the label in another case, so the search ignores case).
 async function findCommunity(label) {
   step = `search for ${label}`;
+  // The rows are read only after the list answered this search: a list
+  // that happened to show only matching rows before it proves nothing.
+  const searched = page.waitForResponse((r) => /\/communities\?/.test(r.url()) && new URL(r.url()).searchParams.get('search') === label.toLowerCase());
   await page.getByTestId('communities-search').locator('input').fill(label.toLowerCase());
+  await searched;
   const rows = page.getByTestId('communities-table').locator('tbody tr');
   const deadline = Date.now() + 15_000;
   for (;;) {
@@ -225,20 +249,29 @@ async function create() {
   if (created.kind !== 'success' || !created.text.includes('Community created')) {
     throw new Error(`after Save the console said (${created.kind}) "${created.text}", not "Community created"`);
   }
-  step = 'the community is listed';
-  const row = page.getByTestId(`community-row-${args.label}`);
-  await row.waitFor({ state: 'visible' });
-  const rowText = (await row.innerText()).replace(/\s+/g, ' ');
-  // A creator owns what they made; service desk's community is dormant (--role —).
+  step = "the new community's page";
+  await page.waitForURL((u) => u.href.endsWith(`/communities/${encodeURIComponent(args.label)}`));
+  const header = page.getByRole('heading', { name: `${args.label}: ${args.name}` });
+  await header.waitFor({ state: 'visible' });
+  // A creator owns what they made; service desk's community is dormant.
   const role = args['caller-role'];
-  if (!rowText.includes(args.name) || !rowText.includes(role)) {
-    throw new Error(`the row of ${args.label} reads "${rowText}": not its name and the caller's role ${role}`);
-  }
+  const pageText = (await page.locator('main, body').first().innerText()).replace(/\s+/g, ' ');
+  if (!pageText.includes(`Your role: ${role}`)) throw new Error(`the page of ${args.label} does not say "Your role: ${role}": ${pageText.slice(0, 500)}`);
+  // The notice is drawn with the member lists.
+  await page.getByTestId('members-owner').waitFor({ state: 'visible' });
+  const dormant = await page.getByTestId('community-dormant').isVisible();
+  if (dormant !== args.dormant) throw new Error(`the dormant notice is ${dormant ? 'shown' : 'not shown'}`);
   await screenshot('created');
+  step = 'the community is listed';
+  await openCommunities();
+  await findCommunity(args.label);
+  const rowText = (await page.getByTestId(`community-row-${args.label}`).innerText()).replace(/\s+/g, ' ');
+  if (!rowText.includes(args.name)) throw new Error(`the row of ${args.label} reads "${rowText}": not its name`);
   const out = { created: args.label, alert: created.text, row: rowText };
   if (args['taken-label']) {
     await closeAlerts();
     step = `try the taken label ${args['taken-label']}`;
+    await page.getByTestId('communities-search').locator('input').fill('');
     await page.getByTestId('communityName').fill(args['taken-name'] || `${args.name} again`);
     await page.getByTestId('securityLabel').fill(args['taken-label']);
     await page.getByTestId('save').click();
@@ -253,20 +286,15 @@ async function create() {
 }
 
 async function noAccess() {
-  step = 'wait for the console';
-  // The console may show its left bar, or an error page for a user with no
-  // admin role at all: either way, settle first.
-  await Promise.race([
-    page.getByTestId('currentRealm').waitFor({ state: 'visible' }),
-    page.waitForTimeout(stepTimeout / 2),
-  ]).catch(() => {});
-  await page.waitForTimeout(2000);
+  await consoleReady();
   await screenshot('console');
+  // The bar is drawn from the service's answer, which has come.
+  await page.waitForTimeout(500);
   const entry = await page.getByTestId('nav-item-communities').count();
   step = 'open the Communities page by its URL';
   const url = `${consoleUrl}#/${encodeURIComponent(args.realm)}/communities`;
   await page.goto(url, { waitUntil: 'domcontentloaded' });
-  await page.waitForTimeout(4000);
+  await page.getByTestId('communities-no-access').waitFor({ state: 'visible' });
   await screenshot('typed-url');
   const table = await page.getByTestId('communities-table').count();
   const form = await page.getByTestId('create-community-form').count();
@@ -281,15 +309,26 @@ async function noAccess() {
 // the caller's rights, not "not managed".
 async function openTypedCommunity(typed) {
   step = `open community ${typed} by its URL`;
+  // What is on screen now is marked, so that only a page drawn anew passes.
+  await page.evaluate(() => document.querySelectorAll('[data-testid="members-owner"], [data-testid="community-not-managed"]').forEach((e) => e.setAttribute('data-stale', '')));
   await page.goto(`${consoleUrl}#/${encodeURIComponent(args.realm)}/communities/${encodeURIComponent(typed)}`, { waitUntil: 'domcontentloaded' });
-  await page.getByTestId('members-owner').or(page.getByTestId('community-not-managed')).first().waitFor({ state: 'visible' });
+  await page.locator('[data-testid="members-owner"]:not([data-stale]), [data-testid="community-not-managed"]:not([data-stale])').first().waitFor({ state: 'visible' });
   await screenshot(`community-typed-${typed}`);
   if (await page.getByTestId('community-not-managed').count()) throw new Error(`opened as ${typed}, the page says the caller does not manage ${args.label}`);
   if (!page.url().endsWith(`/communities/${encodeURIComponent(args.label)}`)) throw new Error(`opened as ${typed}, the page is at ${page.url()}`);
 }
 
+async function roleChosen() {
+  return page.getByTestId('member-role').inputValue();
+}
+
 async function addMember() {
   await openCommunity(args.label);
+  step = 'the dormant notice and the role offered first';
+  const dormant = await page.getByTestId('community-dormant').isVisible();
+  if (dormant !== args.dormant) throw new Error(`the dormant notice is ${dormant ? 'shown' : 'not shown'}`);
+  const offered = await roleChosen();
+  if (offered !== (args.dormant ? 'owner' : 'consumer')) throw new Error(`the role picker starts at ${offered}`);
   step = `find ${args.user}`;
   await page.getByTestId('member-search').fill(args.user);
   await page.getByTestId('member-search-button').click();
@@ -303,11 +342,68 @@ async function addMember() {
   step = `${args.user} listed as ${args.role}`;
   await page.getByTestId(`member-${args.role}-${args.user}`).waitFor({ state: 'visible' });
   await screenshot('member-added');
+  step = 'the role picker back at its default';
+  // The community has an owner now (the caller, or the one just added).
+  const deadline = Date.now() + 10_000;
+  while ((await roleChosen()) !== 'consumer' && Date.now() < deadline) await page.waitForTimeout(100);
+  if ((await roleChosen()) !== 'consumer') throw new Error(`after adding, the role picker is at ${await roleChosen()}`);
+  if (args.dormant) await page.getByTestId('community-dormant').waitFor({ state: 'hidden' });
   if (args['typed-label']) {
     await openTypedCommunity(args['typed-label']);
     await page.getByTestId(`member-${args.role}-${args.user}`).waitFor({ state: 'visible' });
   }
   return { added: args.user, role: args.role, alert: added.text };
+}
+
+const roleNames = { owner: 'owner', author: 'author', consumer: 'consumer' };
+
+// removeOne removes user as role through the confirmation dialog: the
+// button is found by its accessible name, a first Cancel removes nothing,
+// and a double click on the dialog's Remove sends one call.
+async function removeOne(user, role, self) {
+  step = `Remove ${user} as ${role}`;
+  const button = page.getByRole('button', { name: `Remove ${user} as ${roleNames[role]}`, exact: true });
+  const calls = () => serviceCalls.filter((c) => c.startsWith('DELETE ') && c.includes(`/${role}/`)).length;
+  const before = calls();
+  await button.click();
+  const dialog = page.getByTestId('remove-member-dialog');
+  await dialog.waitFor({ state: 'visible' });
+  // The dialog as a whole, its title included (the test id is on its body).
+  const text = (await page.getByRole('dialog').innerText()).replace(/\s+/g, ' ');
+  if (!text.includes(`Remove ${user} as ${roleNames[role]}?`)) throw new Error(`the dialog reads "${text}"`);
+  const warned = await page.getByTestId('remove-self-owner').isVisible();
+  if (warned !== self) throw new Error(`the dialog ${warned ? 'warns' : 'does not warn'} of removing oneself as owner: "${text}"`);
+  await screenshot(`remove-${user}-dialog`);
+  await page.getByTestId('cancel-remove').click();
+  await dialog.waitFor({ state: 'hidden' });
+  await page.waitForTimeout(300);
+  if (calls() !== before) throw new Error('Cancel removed the member');
+  await page.getByTestId(`member-${role}-${user}`).waitFor({ state: 'visible' });
+  await button.click();
+  await dialog.waitFor({ state: 'visible' });
+  await page.getByTestId('confirm-remove').dblclick();
+  const removed = await lastAlert();
+  if (removed.kind !== 'success') throw new Error(`removing ${user}: (${removed.kind}) "${removed.text}"`);
+  await page.getByTestId(`member-${role}-${user}`).waitFor({ state: 'detached' }).catch(async (e) => {
+    if (!self) throw e;
+  });
+  await page.waitForTimeout(300);
+  if (calls() !== before + 1) throw new Error(`removing ${user} sent ${calls() - before} calls`);
+  await screenshot(`removed-${user}`);
+  return removed.text;
+}
+
+async function removeMember() {
+  await openCommunity(args.label);
+  const out = { removed: args.user, role: args.role, alert: await removeOne(args.user, args.role, false) };
+  if (args['and-self']) {
+    await closeAlerts();
+    out.selfAlert = await removeOne(args.username, 'owner', true);
+    step = 'the page says the caller no longer manages it';
+    await page.getByTestId('community-not-managed').waitFor({ state: 'visible' });
+    if (await page.getByTestId('members-owner').count()) throw new Error('the member lists are still shown');
+  }
+  return out;
 }
 
 async function remove() {
@@ -351,8 +447,17 @@ try {
   page.on('request', (r) => {
     if (/\/realms\/[^/]+\/communities/.test(r.url())) serviceCalls.push(`${r.method()} ${r.url().slice(keycloak.length)}`);
   });
+  if (args['refuse-first-access']) {
+    let refused = false;
+    await page.route('**/communities-authz/access', async (route) => {
+      if (refused) return route.continue();
+      refused = true;
+      log('answering the first access call with 401');
+      await route.fulfill({ status: 401, contentType: 'application/problem+json', body: JSON.stringify({ title: 'Unauthorized', status: 401, detail: 'token refused (by the test)' }) });
+    });
+  }
   page.on('response', (r) => {
-    if (r.url().includes('/communities-authz/access')) accessAnswered = true;
+    if (r.url().includes('/communities-authz/access') && r.status() === 200) accessAnswered += 1;
     if (r.status() >= 400) httpErrors.push(`${r.status()} ${r.request().method()} ${r.url()}`);
   });
   await login();
@@ -361,11 +466,11 @@ try {
     result = await noAccess();
   } else {
     await consoleReady();
-    result = await { create, 'add-member': addMember, delete: remove }[args.scenario]();
+    result = await { create, 'add-member': addMember, 'remove-member': removeMember, delete: remove }[args.scenario]();
   }
   await browser.close();
   log('ok');
-  process.stdout.write(`${JSON.stringify({ scenario: args.scenario, user: args.username, ...result, serviceCalls, seconds: (Date.now() - started) / 1000 })}\n`);
+  process.stdout.write(`${JSON.stringify({ scenario: args.scenario, user: args.username, ...result, serviceCalls, accessAnswered, seconds: (Date.now() - started) / 1000 })}\n`);
   process.exit(0);
 } catch (err) {
   await fail(String(err?.message ?? err).split('\n').slice(0, 6).join('\n  '));

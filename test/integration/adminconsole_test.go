@@ -125,10 +125,11 @@ func isMemberOf(t *testing.T, r *harness.Realm, username, path string) bool {
 // console. Click on Communities in the bar on the left. Enter your community
 // name and security label. Click Save - you will get a success message pop
 // up", in Debian's Chromium, through the front door, as the demo user
-// creator (a community creator, not a realm administrator); then the owner
-// and service desk parts of the page, each checked in Keycloak and the
-// registry outside the browser, and service desk appointing the owner of
-// a community that has none.
+// creator (a community creator, not a realm administrator); then the
+// page's own refusal, the owner and service desk parts of the page, each
+// checked in Keycloak and the registry outside the browser, service desk
+// appointing the owner of a community that has none, and an owner removing
+// a member and then themselves through the page's confirmation.
 func TestAdminConsoleCommunitiesPage(t *testing.T) {
 	// Open, a default community, is made without owners (dormant).
 	f := newFrontFixture(t, func(c *config.Config) { c.DefaultCommunities = []string{"Open=Open"} })
@@ -175,28 +176,40 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 		t.Errorf("communities after the page: %v", l)
 	}
 
-	// Consumer: no entry, and the page's URL typed by hand shows no data
-	// and no form (Keycloak's console refuses a user without any admin role
-	// before the page is drawn; the service is not even asked).
-	got = f.browser(t, "no-access", "consumer")
+	// Applicant (granted community-creator, which lets them into
+	// Keycloak's console, but without API-level author access, so the
+	// service gives them no Communities pages): no entry, and the page's
+	// URL typed by hand explains, with no data and no form. (A user without
+	// any admin role, consumer, is refused by Keycloak's console before the
+	// page is drawn, which would test none of the page's own refusal.)
+	got = f.browser(t, "no-access", "applicant")
 	for _, k := range []string{"navEntry", "table", "form", "inputs"} {
 		if got[k].(float64) != 0 {
-			t.Errorf("consumer sees %s: %v", k, got[k])
+			t.Errorf("applicant sees %s: %v", k, got[k])
 		}
 	}
+	if got["explained"].(float64) != 1 || got["accessAnswered"].(float64) < 1 {
+		t.Errorf("applicant's page: explained %v, access answered %v times; want the service asked and its refusal explained", got["explained"], got["accessAnswered"])
+	}
 	if len(got["listCalls"].([]any)) != 0 {
-		t.Errorf("the page listed communities for consumer: %v", got["listCalls"])
+		t.Errorf("the page listed communities for applicant: %v", got["listCalls"])
 	}
 	if body := got["bodyText"].(string); strings.Contains(body, "PAGE") || strings.Contains(body, "TAKEN") {
-		t.Errorf("consumer's page shows community data: %q", body)
+		t.Errorf("applicant's page shows community data: %q", body)
 	}
 
 	// The owner (creator) adds consumer as author on the page, then opens
 	// it by a URL typed in lower case (labels match ignoring case; the
-	// page once said "not managed" there).
-	got = f.browser(t, "add-member", "creator", "--label", "PAGE", "--typed-label", "page", "--user", "consumer", "--role", "author", "--mine")
+	// page once said "not managed" there). The page's first question to
+	// the service is refused with 401 in the browser, as for a token
+	// revoked under it: the page asks again with a fresh token and goes on.
+	got = f.browser(t, "add-member", "creator", "--label", "PAGE", "--typed-label", "page", "--user", "consumer", "--role", "author", "--mine", "--refuse-first-access")
 	if !isMemberOf(t, f.realm, "consumer", "/Communities/PAGE/author") {
 		t.Errorf("after the page said %q, consumer is not in PAGE's author group", got["alert"])
+	}
+	calls = serviceCalls(got)
+	if n := len(slices.DeleteFunc(slices.Clone(calls), func(c string) bool { return !strings.Contains(c, "/communities-authz/access") })); n != 2 || got["accessAnswered"].(float64) != 1 {
+		t.Errorf("after a refused access call the page asked %d times (%v answered), want twice (once answered): %v", n, got["accessAnswered"], calls)
 	}
 
 	// Service desk deletes PAGE on the page: its artefacts and row are gone.
@@ -213,14 +226,28 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 
 	// Service desk creates a community on the page: it is dormant, and the
 	// page does not call service desk its owner.
-	f.browser(t, "create", "servicedesk", "--label", "DESKPAGE", "--name", "Made by service desk", "--caller-role", "—")
+	f.browser(t, "create", "servicedesk", "--label", "DESKPAGE", "--name", "Made by service desk", "--caller-role", "none", "--dormant")
 	if isMemberOf(t, f.realm, "servicedesk", "/Communities/DESKPAGE/owner") {
 		t.Error("service desk became owner of what it made on the page")
 	}
 
-	// Service desk appoints an owner of the dormant Open on the page.
-	f.browser(t, "add-member", "servicedesk", "--label", "Open", "--user", "author", "--role", "owner")
+	// Service desk appoints an owner of the dormant Open on the page (the
+	// page says it is dormant and offers owner first).
+	f.browser(t, "add-member", "servicedesk", "--label", "Open", "--user", "author", "--role", "owner", "--dormant")
 	if !isMemberOf(t, f.realm, "author", "/Communities/Open/owner") {
 		t.Error("service desk's appointment did not make author an owner of Open")
+	}
+
+	// The new owner removes an author, then themselves (creator stays
+	// owner: only service desk may remove the last one), each through a
+	// confirmation (the second warns them), each with one call.
+	harness.Do(t, "PUT", f.base+"/Open/author/consumer", sd, nil).Expect(t, 204)
+	harness.Do(t, "PUT", f.base+"/Open/owner/creator", sd, nil).Expect(t, 204)
+	got = f.browser(t, "remove-member", "author", "--label", "Open", "--user", "consumer", "--role", "author", "--and-self")
+	if isMemberOf(t, f.realm, "consumer", "/Communities/Open/author") {
+		t.Errorf("after the page said %q, consumer is still in Open's author group", got["alert"])
+	}
+	if isMemberOf(t, f.realm, "author", "/Communities/Open/owner") {
+		t.Errorf("after the page said %q, author is still in Open's owner group", got["selfAlert"])
 	}
 }

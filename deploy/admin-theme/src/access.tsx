@@ -1,10 +1,13 @@
 import { useEnvironment } from "@keycloak/keycloak-admin-ui";
-import { createContext, PropsWithChildren, useContext, useEffect, useMemo, useState } from "react";
+import { createContext, PropsWithChildren, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
 import { serviceBaseUrl, type Environment } from "./environment";
 import { ServiceError, serviceClient, type Access, type ServiceClient } from "./service";
 
 /** Longest wait between two tries of an access call that failed for now. */
 const MAX_RETRY_SECONDS = 60;
+
+/** How old an answer may be when a Communities page opens before it is asked again. */
+const FRESH_MS = 60_000;
 
 type AccessState = {
   client: ServiceClient;
@@ -14,18 +17,22 @@ type AccessState = {
   error?: string;
   /** Records a change this page made, without asking the service again. */
   update: (change: (a: Access) => Access) => void;
+  /** Asks the service again if its answer is over a minute old (a page opens). */
+  refresh: () => void;
 };
 
 const AccessContext = createContext<AccessState | undefined>(undefined);
 
 /**
- * Asks the communities service once per console load what the caller may
- * do (GET .../communities-authz/access), and again, waiting longer each
- * time (at least its Retry-After, at most a minute), while it cannot be
- * reached or answers "try again": a service starting up or briefly down
- * must not hide Communities for the rest of the session. The nav entry and
- * the pages follow its answer; nothing is guessed from the token. Every
- * call the pages make is checked by the service again.
+ * Asks the communities service what the caller may do (GET
+ * .../communities-authz/access) when the console loads, and again when a
+ * Communities page opens over a minute after the last answer: roles and
+ * ownerships change under a console left open. While the service cannot be
+ * reached or answers "try again" it is asked again, waiting longer each
+ * time (at least its Retry-After, at most a minute): a service starting up
+ * or briefly down must not hide Communities for the rest of the session.
+ * The nav entry and the pages follow its answer; nothing is guessed from
+ * the token. Every call the pages make is checked by the service again.
  */
 export const CommunitiesAccessProvider = ({ children }: PropsWithChildren) => {
   const { keycloak, environment } = useEnvironment<Environment>();
@@ -35,6 +42,8 @@ export const CommunitiesAccessProvider = ({ children }: PropsWithChildren) => {
   );
   const [access, setAccess] = useState<Access>();
   const [error, setError] = useState<string>();
+  const [asks, setAsks] = useState(0);
+  const answeredAt = useRef(0);
 
   useEffect(() => {
     let live = true;
@@ -44,12 +53,15 @@ export const CommunitiesAccessProvider = ({ children }: PropsWithChildren) => {
         .access()
         .then((a) => {
           if (!live) return;
+          answeredAt.current = Date.now();
           setAccess(a);
           setError(undefined);
         })
         .catch((e: Error) => {
           if (!live) return;
-          setError(e.message);
+          // A page already drawn keeps its last answer: the service checks
+          // each call it makes anyway.
+          if (!answeredAt.current) setError(e.message);
           if (e instanceof ServiceError && e.transient) {
             const next = Math.min(Math.max(wait, e.retryAfter ?? 0), MAX_RETRY_SECONDS);
             timer = setTimeout(() => ask(Math.min(wait * 2, MAX_RETRY_SECONDS)), next * 1000);
@@ -61,11 +73,18 @@ export const CommunitiesAccessProvider = ({ children }: PropsWithChildren) => {
       live = false;
       clearTimeout(timer);
     };
-  }, [client]);
+  }, [client, asks]);
+
+  const refresh = useCallback(() => {
+    if (answeredAt.current && Date.now() - answeredAt.current > FRESH_MS) {
+      answeredAt.current = Date.now();
+      setAsks((n) => n + 1);
+    }
+  }, []);
 
   const value = useMemo<AccessState>(
-    () => ({ client, access, error, update: (change) => setAccess((a) => (a ? change(a) : a)) }),
-    [client, access, error],
+    () => ({ client, access, error, refresh, update: (change) => setAccess((a) => (a ? change(a) : a)) }),
+    [client, access, error, refresh],
   );
   return <AccessContext.Provider value={value}>{children}</AccessContext.Provider>;
 };

@@ -44,14 +44,19 @@ export class ServiceError extends Error {
 /**
  * Calls the communities service with the console's own access token
  * (refreshed when about to expire), as the console calls Keycloak's admin
- * API with it.
+ * API with it. A 401 (the token expired or was revoked under the page) is
+ * sent once more with a token just refreshed, and so is a read's 403 (the
+ * token may predate a role the service asks for): without that, a page
+ * refused once stayed refused until it was reloaded. A change refused with
+ * 403 is not sent again.
  */
 export const serviceClient = (keycloak: Keycloak, baseUrl: string, realm: string) => {
   const root = `${baseUrl}/realms/${encodeURIComponent(realm)}`;
 
-  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+  const send = async (method: string, path: string, body: unknown, refresh: boolean): Promise<Response> => {
     try {
-      await keycloak.updateToken(5);
+      // -1 refreshes whatever the token's age.
+      await keycloak.updateToken(refresh ? -1 : 5);
     } catch {
       await keycloak.login();
     }
@@ -60,15 +65,21 @@ export const serviceClient = (keycloak: Keycloak, baseUrl: string, realm: string
       Accept: "application/json, application/problem+json",
     };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    let res: Response;
     try {
-      res = await fetch(root + path, {
+      return await fetch(root + path, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
       throw new ServiceError(0, `the communities service cannot be reached (${String(e)})`);
+    }
+  };
+
+  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+    let res = await send(method, path, body, false);
+    if (res.status === 401 || (res.status === 403 && method === "GET")) {
+      res = await send(method, path, body, true);
     }
     if (!res.ok) {
       let detail = `HTTP ${res.status}`;

@@ -19,9 +19,9 @@ import {
   ToolbarItem,
 } from "@patternfly/react-core";
 import { Table, Tbody, Td, Th, Thead, Tr } from "@patternfly/react-table";
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { useTranslation } from "react-i18next";
-import { Link } from "react-router-dom";
+import { Link, useNavigate } from "react-router-dom";
 import { useAlerts } from "../alerts";
 import { mayManage, useCommunitiesAccess } from "../access";
 import { labelProblem, MAX_LABEL, MAX_NAME, nameProblem } from "../label";
@@ -38,10 +38,15 @@ const CreateCommunity = ({ onCreated }: { onCreated: (c: Community) => void }) =
   const [name, setName] = useState("");
   const [label, setLabel] = useState("");
   const [saving, setSaving] = useState(false);
+  // A double click (or Enter and a click) reaches save twice before saving
+  // disables the button: the second would be refused as a duplicate.
+  const inFlight = useRef(false);
   const nameErr = nameProblem(name);
   const labelErr = labelProblem(label);
 
   const save = async () => {
+    if (inFlight.current) return;
+    inFlight.current = true;
     setSaving(true);
     try {
       const created = await client.create({ securityLabel: label, communityName: name.trim() });
@@ -56,6 +61,7 @@ const CreateCommunity = ({ onCreated }: { onCreated: (c: Community) => void }) =
         e instanceof ServiceError ? e.detail : String(e),
       );
     } finally {
+      inFlight.current = false;
       setSaving(false);
     }
   };
@@ -76,10 +82,15 @@ const CreateCommunity = ({ onCreated }: { onCreated: (c: Community) => void }) =
           value={name}
           onChange={(_e, v) => setName(v)}
           validated={name !== "" && nameErr ? "error" : "default"}
+          aria-describedby="communityName-helper"
         />
         <FormHelperText>
           <HelperText>
-            <HelperTextItem variant={name !== "" && nameErr ? "error" : "default"} data-testid="communityName-help">
+            <HelperTextItem
+              id="communityName-helper"
+              variant={name !== "" && nameErr ? "error" : "default"}
+              data-testid="communityName-help"
+            >
               {name !== "" && nameErr ? nameErr : t("communityNameRules", { max: MAX_NAME })}
             </HelperTextItem>
           </HelperText>
@@ -92,10 +103,15 @@ const CreateCommunity = ({ onCreated }: { onCreated: (c: Community) => void }) =
           value={label}
           onChange={(_e, v) => setLabel(v)}
           validated={label !== "" && labelErr ? "error" : label !== "" ? "success" : "default"}
+          aria-describedby="securityLabel-helper"
         />
         <FormHelperText>
           <HelperText>
-            <HelperTextItem variant={label !== "" && labelErr ? "error" : "default"} data-testid="securityLabel-help">
+            <HelperTextItem
+              id="securityLabel-helper"
+              variant={label !== "" && labelErr ? "error" : "default"}
+              data-testid="securityLabel-help"
+            >
               {label !== "" && labelErr ? labelErr : t("securityLabelRules", { max: MAX_LABEL })}
             </HelperTextItem>
           </HelperText>
@@ -119,7 +135,7 @@ const PAGE = 20;
 // How long typing pauses before the list is asked again.
 const SEARCH_DELAY_MS = 300;
 
-const CommunityList = ({ access, reload }: { access: Access; reload: number }) => {
+const CommunityList = ({ access }: { access: Access }) => {
   const { t } = useTranslation();
   const { realm } = useRealm();
   const { client } = useCommunitiesAccess();
@@ -146,7 +162,7 @@ const CommunityList = ({ access, reload }: { access: Access; reload: number }) =
     return () => {
       live = false;
     };
-  }, [client, first, max, search, mine, reload]);
+  }, [client, first, max, search, mine]);
 
   const filters = (
     <Toolbar>
@@ -234,7 +250,8 @@ const CommunityList = ({ access, reload }: { access: Access; reload: number }) =
 
 export default function CommunitiesSection() {
   const { update } = useCommunitiesAccess();
-  const [reload, setReload] = useState(0);
+  const { realm } = useRealm();
+  const navigate = useNavigate();
   return (
     <WithAccess>
       {(access) => (
@@ -254,13 +271,15 @@ export default function CommunitiesSection() {
                       memberships: { ...a.memberships, [c.securityLabel]: ["owner"] },
                     }));
                   }
-                  setReload((n) => n + 1);
+                  // Its page, where its members are added: among thousands
+                  // the list would not show it unless searched for.
+                  navigate(toCommunity(realm, c.securityLabel));
                 }}
               />
             )}
           </PageSection>
           <PageSection variant="light">
-            <CommunityList access={access} reload={reload} />
+            <CommunityList access={access} />
           </PageSection>
         </>
       )}

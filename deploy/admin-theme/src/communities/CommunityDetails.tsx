@@ -53,19 +53,31 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
   const [picked, setPicked] = useState<UserRepresentation>();
   const [role, setRole] = useState(defaultRole);
   const [busy, setBusy] = useState(false);
+  // Only the newest search answers: a slow one must not replace a later one.
+  const searches = useRef(0);
+  // A double click reaches add twice before busy disables the button.
+  const adding = useRef(false);
+
+  // The default follows the community: owner while it has none, consumer
+  // once it has (a choice left from the last member must not carry over).
+  useEffect(() => setRole(defaultRole), [defaultRole]);
 
   const find = async () => {
+    const mine = ++searches.current;
     setPicked(undefined);
     try {
-      setFound(await adminClient.users.find({ search, first: 0, max: SEARCH_MAX + 1, briefRepresentation: true }));
+      const users = await adminClient.users.find({ search, first: 0, max: SEARCH_MAX + 1, briefRepresentation: true });
+      if (mine === searches.current) setFound(users);
     } catch (e) {
+      if (mine !== searches.current) return;
       setFound([]);
       addAlert(t("userSearchFailed"), AlertVariant.danger, String(e));
     }
   };
 
   const add = async () => {
-    if (!picked?.id) return;
+    if (!picked?.id || adding.current) return;
+    adding.current = true;
     setBusy(true);
     try {
       await client.addMember(label, role, picked.id);
@@ -73,10 +85,12 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
       setPicked(undefined);
       setFound(undefined);
       setSearch("");
+      setRole(defaultRole);
       onAdded();
     } catch (e) {
       addAlert(t("memberNotAdded"), AlertVariant.danger, detailOf(e));
     } finally {
+      adding.current = false;
       setBusy(false);
     }
   };
@@ -106,7 +120,13 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
       </ActionGroup>
       {found && found.length === 0 && <div data-testid="member-search-empty">{t("noSearchResults")}</div>}
       {found && found.length > 0 && (
-        <FormGroup role="radiogroup" label={t("users")} fieldId="member-pick" isStack>
+        <FormGroup
+          role="radiogroup"
+          label={t("users")}
+          fieldId="member-pick"
+          isStack
+          aria-describedby={found.length > SEARCH_MAX ? "member-search-more" : undefined}
+        >
           {found.slice(0, SEARCH_MAX).map((u) => (
             <Radio
               key={u.id}
@@ -121,7 +141,7 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
           {found.length > SEARCH_MAX && (
             <FormHelperText>
               <HelperText>
-                <HelperTextItem data-testid="member-search-more">{t("moreSearchResults", { max: SEARCH_MAX })}</HelperTextItem>
+                <HelperTextItem id="member-search-more" data-testid="member-search-more">{t("moreSearchResults", { max: SEARCH_MAX })}</HelperTextItem>
               </HelperText>
             </FormHelperText>
           )}
@@ -159,7 +179,18 @@ const MemberLists = ({
   const { addAlert } = useAlerts();
   const { whoAmI } = useWhoAmI();
 
-  const remove = async (role: string, id: string, username: string) => {
+  // The member whose removal waits for confirmation.
+  const [pending, setPending] = useState<{ role: string; id: string; username: string }>();
+  const [busy, setBusy] = useState(false);
+  // A double click reaches remove twice before busy disables the button.
+  const inFlight = useRef(false);
+  const self = pending?.id === whoAmI.userId;
+
+  const remove = async () => {
+    if (!pending || inFlight.current) return;
+    inFlight.current = true;
+    const { role, id, username } = pending;
+    setBusy(true);
     try {
       await client.removeMember(label, role, id);
       addAlert(t("memberRemoved", { user: username, role }), AlertVariant.success);
@@ -173,6 +204,10 @@ const MemberLists = ({
       onChanged();
     } catch (e) {
       addAlert(t("memberNotRemoved"), AlertVariant.danger, detailOf(e));
+    } finally {
+      inFlight.current = false;
+      setBusy(false);
+      setPending(undefined);
     }
   };
 
@@ -198,7 +233,8 @@ const MemberLists = ({
                       variant="link"
                       isInline
                       data-testid={`remove-${role}-${m.username}`}
-                      onClick={() => void remove(role, m.id, m.username)}
+                      aria-label={t("removeMemberNamed", { user: m.username, role: t(`communityRoleName.${role}`) })}
+                      onClick={() => setPending({ role, id: m.id, username: m.username })}
                     >
                       {t("remove")}
                     </Button>
@@ -209,6 +245,44 @@ const MemberLists = ({
           )}
         </section>
       ))}
+      <Modal
+        variant={ModalVariant.small}
+        title={t("removeMemberTitle", {
+          user: pending?.username ?? "",
+          role: pending ? t(`communityRoleName.${pending.role}`) : "",
+        })}
+        titleIconVariant={self ? "warning" : undefined}
+        isOpen={!!pending}
+        onClose={() => !busy && setPending(undefined)}
+        data-testid="remove-member-dialog"
+        actions={[
+          <Button
+            key="confirm"
+            variant="danger"
+            data-testid="confirm-remove"
+            isDisabled={busy}
+            isLoading={busy}
+            onClick={() => void remove()}
+          >
+            {t("remove")}
+          </Button>,
+          <Button key="cancel" variant="link" data-testid="cancel-remove" isDisabled={busy} onClick={() => setPending(undefined)}>
+            {t("cancel")}
+          </Button>,
+        ]}
+      >
+        <p>{t("removeMemberText", { user: pending?.username ?? "", label })}</p>
+        {self && pending?.role === "owner" && (
+          <Alert
+            variant="warning"
+            isInline
+            isPlain
+            className="pf-v5-u-mt-md"
+            title={t("removeSelfOwner")}
+            data-testid="remove-self-owner"
+          />
+        )}
+      </Modal>
     </>
   );
 };
@@ -221,8 +295,12 @@ const DeleteCommunity = ({ community, onDeleted }: { community: Community; onDel
   const [open, setOpen] = useState(false);
   const [typed, setTyped] = useState("");
   const [busy, setBusy] = useState(false);
+  // A double click reaches remove twice before busy disables the button.
+  const inFlight = useRef(false);
 
   const remove = async () => {
+    if (inFlight.current) return;
+    inFlight.current = true;
     setBusy(true);
     try {
       await client.remove(community);
@@ -232,6 +310,7 @@ const DeleteCommunity = ({ community, onDeleted }: { community: Community; onDel
     } catch (e) {
       addAlert(t("communityNotDeleted"), AlertVariant.danger, detailOf(e));
     } finally {
+      inFlight.current = false;
       setBusy(false);
     }
   };
@@ -281,6 +360,7 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
   const { realm } = useRealm();
   const navigate = useNavigate();
   const { client, update } = useCommunitiesAccess();
+  const { addAlert } = useAlerts();
   const [community, setCommunity] = useState<Community>();
   const [members, setMembers] = useState<Members>();
   const [error, setError] = useState<string>();
@@ -288,6 +368,9 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
   // Only the newest load shows: one started before a change of access
   // (an owner removing themselves) must not answer for the page after it.
   const loads = useRef(0);
+  // Once the page is drawn, a reload that fails (after a change) says so
+  // in an alert and leaves the page, Delete included, as it was.
+  const shown = useRef(false);
 
   const load = useCallback(async () => {
     const mine = ++loads.current;
@@ -304,10 +387,13 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
       if (mine !== loads.current) return;
       setMembers(m);
       setError(undefined);
+      shown.current = true;
     } catch (e) {
-      if (mine === loads.current) setError(detailOf(e));
+      if (mine !== loads.current) return;
+      if (shown.current) addAlert(t("communityNotReloaded"), AlertVariant.danger, detailOf(e));
+      else setError(detailOf(e));
     }
-  }, [client, label, manage, navigate, realm]);
+  }, [client, label, manage, navigate, realm, addAlert, t]);
 
   useEffect(() => {
     void load();
@@ -339,7 +425,13 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
         {manage && members && (
           <>
             {!hasEnabledOwner(members) && (
-              <Alert variant="info" isInline title={t("communityDormant")} className="pf-v5-u-mb-md" />
+              <Alert
+                variant="info"
+                isInline
+                title={t("communityDormant")}
+                className="pf-v5-u-mb-md"
+                data-testid="community-dormant"
+              />
             )}
             <MemberLists
               label={label}
@@ -378,5 +470,7 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
 
 export default function CommunityDetails() {
   const { label = "" } = useParams();
-  return <WithAccess>{(access) => <Details access={access} label={label} />}</WithAccess>;
+  // Keyed by label: another community's page starts empty, never showing
+  // the last one's members while its own load.
+  return <WithAccess>{(access) => <Details key={label} access={access} label={label} />}</WithAccess>;
 }

@@ -1,6 +1,6 @@
 import { KeycloakSpinner } from "@keycloak/keycloak-ui-shared";
 import { Alert, EmptyState, EmptyStateBody, EmptyStateHeader, PageSection } from "@patternfly/react-core";
-import type { ReactNode } from "react";
+import { useEffect, type ReactNode } from "react";
 import { useTranslation } from "react-i18next";
 import { useCommunitiesAccess } from "../access";
 import type { Access } from "../service";
@@ -11,7 +11,8 @@ import type { Access } from "../service";
  */
 export const WithAccess = ({ children }: { children: (a: Access) => ReactNode }) => {
   const { t } = useTranslation();
-  const { access, error } = useCommunitiesAccess();
+  const { access, error, refresh } = useCommunitiesAccess();
+  useEffect(refresh, [refresh]);
   if (error) {
     return (
       <PageSection>
