@@ -116,7 +116,9 @@ type ListFilter struct {
 // costs one paged read of the caller's groups and one registry query,
 // whatever the number of communities.
 func (s *Service) Find(ctx context.Context, realm string, a Actor, f ListFilter, first, max int) ([]Community, error) {
-	key := label.Key(f.Search)
+	// Names and labels are matched as they are keyed (labels are ASCII,
+	// where NameKey is Key with spaces collapsed).
+	key := label.NameKey(f.Search)
 	var (
 		cs  []Community
 		err error
@@ -241,7 +243,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 	row := &Community{
 		ID: uuid.NewString(), Realm: realm,
 		Label: req.Label, LabelKey: label.Key(req.Label),
-		Name: name, NameKey: label.Key(name),
+		Name: name, NameKey: label.NameKey(name),
 		State:        StateCreating,
 		CreatedBySub: a.Subject, CreatedByUsername: a.Username, CreatedByClient: a.ClientID,
 		LeaseUntil: &lease, CreatedAt: now, UpdatedAt: now,
@@ -260,7 +262,7 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 		return nil, fmt.Errorf("%w: a community labelled %q already exists (labels are unique ignoring case)", ErrDuplicate, req.Label)
 	case errors.Is(err, ErrNameTaken):
 		s.audit(ctx, ev, "conflict", "name taken")
-		return nil, fmt.Errorf("%w: a community named %q already exists (names are unique ignoring case)", ErrDuplicate, name)
+		return nil, fmt.Errorf("%w: a community named %q already exists (names are unique ignoring case, spacing, character width and accents written either way)", ErrDuplicate, name)
 	case err != nil:
 		return nil, fault.Upstream("the registry is unavailable; nothing was created", err)
 	}

@@ -13,6 +13,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/cases"
+	"golang.org/x/text/secure/precis"
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/nhs-terminology/communities/internal/fault"
 )
 
@@ -44,7 +48,11 @@ func ValidateLabel(s string) error {
 }
 
 // NormalizeName trims a community name and validates it: 1 to MaxNameLen
-// characters, valid UTF-8, no control characters.
+// characters, valid UTF-8, no control characters, and nothing the PRECIS
+// Nickname profile (RFC 8266) disallows: invisible and formatting
+// characters (zero-width spaces, soft hyphens, direction overrides) would
+// let two names that look alike, or one that displays as another, be
+// distinct.
 func NormalizeName(s string) (string, error) {
 	if !utf8.ValidString(s) {
 		return "", fmt.Errorf("%w communityName: not valid UTF-8", ErrInvalid)
@@ -61,11 +69,33 @@ func NormalizeName(s string) (string, error) {
 			return "", fmt.Errorf("%w communityName: control characters are not allowed (found %U)", ErrInvalid, r)
 		}
 	}
+	if _, err := precis.Nickname.CompareKey(s); err != nil {
+		return "", fmt.Errorf("%w communityName: invisible or formatting characters (zero-width spaces, soft hyphens, direction overrides and the like) and unassigned code points are not allowed", ErrInvalid)
+	}
 	return s, nil
 }
 
-// Key is the case-folded form under which labels and names are unique.
+// Key is the case-folded form under which labels are unique (labels are
+// ASCII).
 func Key(s string) string { return strings.ToLower(s) }
+
+// fold is stateless once made, and safe for concurrent use.
+var fold = cases.Fold()
+
+// NameKey is the form under which names are unique and searched: the
+// PRECIS Nickname comparison key (width and spaces mapped, runs of spaces
+// made one, NFKC, lower case), case-folded, so that "ΟΔΟΣ" and "οδος",
+// "Café" composed and decomposed, "ＮＤＤ" and "NDD", "Straße" and
+// "STRASSE", one space or two, are one name. For ASCII it is Key with
+// spaces collapsed. A string the profile refuses (a search, or a name
+// stored before NormalizeName checked the profile) keeps Key's form.
+func NameKey(s string) string {
+	k, err := precis.Nickname.CompareKey(s)
+	if err != nil {
+		return Key(s)
+	}
+	return norm.NFKC.String(fold.String(k))
+}
 
 func firstRune(s string) rune {
 	r, _ := utf8.DecodeRuneInString(s)

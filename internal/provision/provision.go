@@ -87,15 +87,15 @@ func Parse(data []byte) (*File, error) {
 			return nil, fmt.Errorf("%s: %w", at, err)
 		}
 		c.Name = name
-		// Labels and names are unique ignoring case, as the registry keeps them.
+		// Labels and names are unique as the registry keys them.
 		if labels[label.Key(c.Label)] {
 			return nil, fmt.Errorf("communities file: label %s appears twice", c.Label)
 		}
 		labels[label.Key(c.Label)] = true
-		if other, ok := names[label.Key(name)]; ok {
+		if other, ok := names[label.NameKey(name)]; ok {
 			return nil, fmt.Errorf("communities file: %s and %s are both named %q", other, c.Label, name)
 		}
-		names[label.Key(name)] = c.Label
+		names[label.NameKey(name)] = c.Label
 		if len(c.Owners) > community.MaxOwners {
 			return nil, fmt.Errorf("%s: at most %d owners", at, community.MaxOwners)
 		}
@@ -251,7 +251,7 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 	wantedNames := map[string]bool{}
 	for _, c := range f.Communities {
 		if _, ok := active[label.Key(c.Label)]; !ok {
-			wantedNames[label.Key(c.Name)] = true
+			wantedNames[label.NameKey(c.Name)] = true
 		}
 	}
 	var plan, last []Action
@@ -311,8 +311,8 @@ func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, ac
 		case !errors.Is(err, community.ErrNotFound):
 			return nil, err
 		}
-		if other, ok := named[label.Key(c.Name)]; ok {
-			return conflict("the realm's community %q is named %q (names are unique ignoring case)", other.Label, other.Name), nil
+		if other, ok := named[label.NameKey(c.Name)]; ok {
+			return conflict("the realm's community %q is named %q (names are unique ignoring case, spacing, character width and accents written either way)", other.Label, other.Name), nil
 		}
 		plan := []Action{{Kind: "create", Label: c.Label, Detail: c.Name}}
 		for _, role := range roles[1:] {

@@ -124,13 +124,13 @@ func TestPruneFreesANameInTheSameRun(t *testing.T) {
 		return actions
 	}
 	plan(false,
-		`conflict NEW: the realm's community "OLD" is named "Reference sets" (names are unique ignoring case)`,
-		`conflict NEWER: the realm's community "KEPT" is named "Kept by its labels" (names are unique ignoring case)`)
+		`conflict NEW: the realm's community "OLD" is named "Reference sets" (names are unique ignoring case, spacing, character width and accents written either way)`,
+		`conflict NEWER: the realm's community "KEPT" is named "Kept by its labels" (names are unique ignoring case, spacing, character width and accents written either way)`)
 	actions := plan(true,
 		"delete KEPT: Kept by its labels; its labels remain on 3 resources (CodeSystem: 3), so the delete will be refused without --accept-labelled-resources",
 		"delete OLD: Reference sets",
 		"create NEW: Reference sets",
-		`conflict NEWER: the realm's community "KEPT" is named "Kept by its labels" (names are unique ignoring case)`,
+		`conflict NEWER: the realm's community "KEPT" is named "Kept by its labels" (names are unique ignoring case, spacing, character width and accents written either way)`,
 		"delete ASIDE: Dropped")
 	if err := p.Apply(t.Context(), f, actions, nil); err == nil || !strings.Contains(err.Error(), "2 of 5 changes failed") {
 		t.Errorf("apply: %v", err)
@@ -272,7 +272,7 @@ func TestPlanSaysWhatApplyWouldRefuse(t *testing.T) {
 		got = append(got, a.String())
 	}
 	want := []string{
-		`conflict NDD2: the realm's community "NDD" is named "National data dictionary" (names are unique ignoring case)`,
+		`conflict NDD2: the realm's community "NDD" is named "National data dictionary" (names are unique ignoring case, spacing, character width and accents written either way)`,
 		`conflict HALF: label "HALF" is held by community "Half made", whose failed create is yet to be undone by recovery (apply, serve and 'communities reconcile' run it); plan again once that has ended`,
 		"create NEW: New",
 	}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/go-gormigrate/gormigrate/v2"
 	"gorm.io/gorm"
+
+	"github.com/nhs-terminology/communities/internal/label"
 )
 
 // migrationLockKey serialises migrations of replicas starting together.
@@ -117,6 +119,50 @@ ORDER BY realm, lower(label), at DESC;
 			return tx.Exec(`DROP TABLE retired_labels`).Error
 		},
 	},
+	{
+		// Names keyed by label.NameKey (PRECIS Nickname, case-folded),
+		// not lower-cased: "ΟΔΟΣ" and "οδος", composed and decomposed
+		// accents, one space or two, are one name from now on.
+		ID: "0005_name_keys",
+		Migrate: func(tx *gorm.DB) error {
+			return rekeyNames(tx, label.NameKey)
+		},
+		Rollback: func(tx *gorm.DB) error {
+			return rekeyNames(tx, label.Key)
+		},
+	},
+}
+
+// rekeyNames writes key(name) into every community's name_key. Keys are
+// first set to a placeholder no name yields (a control character and the
+// id), so that no row meets another's old key half-way. Where rows that
+// were distinct share the new key, the oldest keeps it and the others get
+// it followed by a control character and their id: all stay, under their
+// names, found by a search of them, and no new community can take the
+// name.
+func rekeyNames(tx *gorm.DB, key func(string) string) error {
+	var rows []struct {
+		ID, Realm, Name string
+	}
+	if err := tx.Raw(`SELECT id, realm, name FROM communities ORDER BY realm, created_at, id`).Scan(&rows).Error; err != nil {
+		return fmt.Errorf("read names: %w", err)
+	}
+	if err := tx.Exec(`UPDATE communities SET name_key = chr(1) || id::text`).Error; err != nil {
+		return fmt.Errorf("clear name keys: %w", err)
+	}
+	taken := map[[2]string]bool{}
+	for _, r := range rows {
+		k := key(r.Name)
+		if taken[[2]string{r.Realm, k}] {
+			// Still found by a search of its name (a substring of the key).
+			k += "\x01" + r.ID
+		}
+		taken[[2]string{r.Realm, k}] = true
+		if err := tx.Exec(`UPDATE communities SET name_key = ? WHERE id = ?`, k, r.ID).Error; err != nil {
+			return fmt.Errorf("key the name of %s: %w", r.ID, err)
+		}
+	}
+	return nil
 }
 
 func newMigrator(db *gorm.DB) *gormigrate.Gormigrate {

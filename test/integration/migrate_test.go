@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"maps"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/nhs-terminology/communities/internal/label"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -26,21 +29,63 @@ func TestMigrateCommand(t *testing.T) {
 		return string(out)
 	}
 	pending := func(out string) int { return strings.Count(out, "pending") }
-	if out := run("status"); pending(out) != 4 {
+	// pendingOnly: exactly one migration, id, is pending.
+	pendingOnly := func(out, id string) bool {
+		return pending(out) == 1 && regexp.MustCompile(`(?m)^`+id+` +pending$`).MatchString(out)
+	}
+	if out := run("status"); pending(out) != 5 {
 		t.Fatalf("fresh database:\n%s", out)
 	}
 	run("up")
-	if out := run("status"); pending(out) != 0 || !strings.Contains(out, "0004_retired_labels") {
+	if out := run("status"); pending(out) != 0 || !strings.Contains(out, "0005_name_keys") {
 		t.Fatalf("after up:\n%s", out)
 	}
 	run("down")
-	if out := run("status"); pending(out) != 1 || !strings.Contains(out, "0004_retired_labels            pending") {
+	if out := run("status"); !pendingOnly(out, "0005_name_keys") {
+		t.Fatalf("after down:\n%s", out)
+	}
+	// Names keyed lower-cased before 0005 are keyed by label.NameKey after
+	// it; of two that are now one name, the older keeps the key and the
+	// younger is still found by it.
+	db := mustOpen(t, dsn)
+	if err := db.Exec(`INSERT INTO communities (id, realm, label, label_key, name, name_key, state, created_at, updated_at) VALUES
+	('00000000-0000-0000-0000-000000000001', 'r', 'CafeA', 'cafea', 'Caf` + "\u00e9" + `', 'caf` + "\u00e9" + `', 'active', now() - interval '2 hours', now()),
+	('00000000-0000-0000-0000-000000000002', 'r', 'CafeB', 'cafeb', 'Cafe` + "\u0301" + `', 'cafe` + "\u0301" + `', 'active', now() - interval '1 hour', now()),
+	('00000000-0000-0000-0000-000000000003', 'r', 'Greek', 'greek', '` + "\u039f\u0394\u039f\u03a3" + `', '` + "\u03bf\u03b4\u03bf\u03c3" + `', 'active', now(), now()),
+	('00000000-0000-0000-0000-000000000004', 'r', 'Spaced', 'spaced', 'Two  spaces', 'two  spaces', 'active', now(), now())`).Error; err != nil {
+		t.Fatal(err)
+	}
+	keys := func() map[string]string {
+		var rows []struct{ Label, NameKey string }
+		if err := db.Raw(`SELECT label, name_key FROM communities WHERE realm = 'r'`).Scan(&rows).Error; err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, r := range rows {
+			out[r.Label] = r.NameKey
+		}
+		return out
+	}
+	run("up")
+	want := map[string]string{"CafeA": label.NameKey("Caf\u00e9"), "CafeB": label.NameKey("Caf\u00e9") + "\x01" + "00000000-0000-0000-0000-000000000002",
+		"Greek": label.NameKey("\u03bf\u03b4\u03bf\u03c2"), "Spaced": "two spaces"}
+	if got := keys(); !maps.Equal(got, want) {
+		t.Errorf("name keys after 0005: %q, want %q", got, want)
+	}
+	run("down")
+	if got := keys(); got["CafeB"] != "cafe\u0301" || got["Spaced"] != "two  spaces" {
+		t.Errorf("name keys after rolling 0005 back: %q", got)
+	}
+	if err := db.Exec(`DELETE FROM communities WHERE realm = 'r'`).Error; err != nil {
+		t.Fatal(err)
+	}
+	run("down")
+	if out := run("status"); pending(out) != 2 || !strings.Contains(out, "0004_retired_labels            pending") {
 		t.Fatalf("after down:\n%s", out)
 	}
 	// Labels retired before retired_labels was made are found in the
 	// audit trail: deletes that succeeded and those recovery finished,
 	// not a failed delete or an undone create.
-	db := mustOpen(t, dsn)
 	if err := db.Exec(`INSERT INTO audit_events (at, realm, action, label, name, outcome, detail) VALUES
 	(now(), 'r', 'delete', 'Gone', 'Gone for good', 'success', ''),
 	(now(), 'r', 'delete', 'Kept', 'Kept', 'failed', 'Keycloak unavailable'),

@@ -108,7 +108,7 @@ func (f *fixture) newRow(realm, lbl, name, state string, lease *time.Time) *comm
 	n := now()
 	return &community.Community{
 		ID: uuid.NewString(), Realm: realm,
-		Label: lbl, LabelKey: label.Key(lbl), Name: name, NameKey: label.Key(name),
+		Label: lbl, LabelKey: label.Key(lbl), Name: name, NameKey: label.NameKey(name),
 		State:        state,
 		Artifacts:    community.Artifacts{GroupID: "g-" + lbl, ReadRoleID: "r-" + lbl},
 		CreatedBySub: "sub-1", CreatedByUsername: "alice", CreatedByClient: "cli",
