@@ -9,7 +9,8 @@
 // Scenarios:
 //   create      --label L --name N [--caller-role R] [--dormant]
 //               [--taken-label T --taken-name M]
-//               fill in name and label, Save, expect "Community created" and
+//               fill in name and label, Save (clicked twice in one task of
+//               the page: one create is sent), expect "Community created" and
 //               the new community's page, with the caller's role R (default
 //               owner; "none" for service desk, whose community is dormant:
 //               --dormant expects the notice), then its row in the list;
@@ -30,7 +31,8 @@
 //               the new member
 //   remove-member --label L --user U --role R [--and-self]
 //               open the community, Remove U as R (the button named so),
-//               cancel, Remove again and confirm with a double click:
+//               cancel, Remove again and confirm with two clicks in one
+//               task of the page (before React can disable the button):
 //               expect one call, the alert, U gone; with --and-self, then
 //               remove the caller as owner, expect the dialog to warn, and
 //               the page to say the caller no longer manages it
@@ -39,7 +41,10 @@
 //
 // --refuse-first-access answers the page's first access call with 401 in
 // the browser (as for a token revoked under the page): the page must ask
-// again with a fresh token and go on.
+// again with a fresh token (another one: retriedWithNewToken) and go on.
+//
+// Every scenario fails if the front door refused anything the console
+// asked for.
 //
 // Exit 0 on success with a JSON summary as the last stdout line; 1 on
 // failure with the step, a failure screenshot and the page's HTML; 2 on
@@ -111,6 +116,9 @@ let shot = 0;
 const serviceCalls = []; // the Communities page's calls to the service
 const httpErrors = [];
 let accessAnswered = 0; // access calls the service answered (not the ones refused here)
+let refusedToken; // the token of the access call refused here
+let retriedWithNewToken = false; // the next access call carried another token
+const doorRefusals = []; // console requests the front door does not forward
 
 async function screenshot(name) {
   shot += 1;
@@ -243,8 +251,8 @@ async function create() {
   await page.getByTestId('communityName').fill(args.name);
   await page.getByTestId('securityLabel').fill(args.label);
   await screenshot('filled');
-  step = 'Save';
-  await page.getByTestId('save').click();
+  step = 'Save (twice, in one go)';
+  await doubleClick('save');
   const created = await lastAlert();
   if (created.kind !== 'success' || !created.text.includes('Community created')) {
     throw new Error(`after Save the console said (${created.kind}) "${created.text}", not "Community created"`);
@@ -262,6 +270,8 @@ async function create() {
   const dormant = await page.getByTestId('community-dormant').isVisible();
   if (dormant !== args.dormant) throw new Error(`the dormant notice is ${dormant ? 'shown' : 'not shown'}`);
   await screenshot('created');
+  const posts = serviceCalls.filter((c) => c.startsWith('POST ') && /\/communities$/.test(c)).length;
+  if (posts !== 1) throw new Error(`Save clicked twice in one go sent ${posts} creates`);
   step = 'the community is listed';
   await openCommunities();
   await findCommunity(args.label);
@@ -355,6 +365,17 @@ async function addMember() {
   return { added: args.user, role: args.role, alert: added.text };
 }
 
+// doubleClick clicks the element twice in one task of the page, before
+// React can draw it disabled: only the page's own guard stops the second.
+async function doubleClick(testId) {
+  await page.getByTestId(testId).waitFor({ state: 'visible' });
+  await page.evaluate((id) => {
+    const b = document.querySelector(`[data-testid="${id}"]`);
+    b.click();
+    b.click();
+  }, testId);
+}
+
 const roleNames = { owner: 'owner', author: 'author', consumer: 'consumer' };
 
 // removeOne removes user as role through the confirmation dialog: the
@@ -381,7 +402,7 @@ async function removeOne(user, role, self) {
   await page.getByTestId(`member-${role}-${user}`).waitFor({ state: 'visible' });
   await button.click();
   await dialog.waitFor({ state: 'visible' });
-  await page.getByTestId('confirm-remove').dblclick();
+  await doubleClick('confirm-remove');
   const removed = await lastAlert();
   if (removed.kind !== 'success') throw new Error(`removing ${user}: (${removed.kind}) "${removed.text}"`);
   await page.getByTestId(`member-${role}-${user}`).waitFor({ state: 'detached' }).catch(async (e) => {
@@ -450,14 +471,24 @@ try {
   if (args['refuse-first-access']) {
     let refused = false;
     await page.route('**/communities-authz/access', async (route) => {
-      if (refused) return route.continue();
+      const token = route.request().headers().authorization;
+      if (refused) {
+        // A retry with the token refused would prove nothing.
+        if (token && token !== refusedToken) retriedWithNewToken = true;
+        return route.continue();
+      }
       refused = true;
+      refusedToken = token;
       log('answering the first access call with 401');
       await route.fulfill({ status: 401, contentType: 'application/problem+json', body: JSON.stringify({ title: 'Unauthorized', status: 401, detail: 'token refused (by the test)' }) });
     });
   }
   page.on('response', (r) => {
     if (r.url().includes('/communities-authz/access') && r.status() === 200) accessAnswered += 1;
+    // The console must need nothing the front door keeps back.
+    if (r.status() === 404) {
+      r.text().then((body) => body.includes('the front door forwards only') && doorRefusals.push(`${r.request().method()} ${r.url()}`)).catch(() => {});
+    }
     if (r.status() >= 400) httpErrors.push(`${r.status()} ${r.request().method()} ${r.url()}`);
   });
   await login();
@@ -468,9 +499,11 @@ try {
     await consoleReady();
     result = await { create, 'add-member': addMember, 'remove-member': removeMember, delete: remove }[args.scenario]();
   }
+  await page.waitForTimeout(200);
+  if (doorRefusals.length) throw new Error(`the front door refused what the console asked for: ${doorRefusals.join(', ')}`);
   await browser.close();
   log('ok');
-  process.stdout.write(`${JSON.stringify({ scenario: args.scenario, user: args.username, ...result, serviceCalls, accessAnswered, seconds: (Date.now() - started) / 1000 })}\n`);
+  process.stdout.write(`${JSON.stringify({ scenario: args.scenario, user: args.username, ...result, serviceCalls, accessAnswered, retriedWithNewToken, seconds: (Date.now() - started) / 1000 })}\n`);
   process.exit(0);
 } catch (err) {
   await fail(String(err?.message ?? err).split('\n').slice(0, 6).join('\n  '));

@@ -51,6 +51,7 @@ func TestFrontDoor(t *testing.T) {
 	harness.Do(t, "GET", front+"/realms/"+realm.Name+"/.well-known/openid-configuration", "", nil).Expect(t, 200)
 	harness.Do(t, "GET", front+"/auth/realms/"+realm.Name+"/.well-known/openid-configuration", "", nil).Expect(t, 200)
 	harness.Do(t, "GET", front+"/admin/"+realm.Name+"/console/", "", nil).Expect(t, 200)
+	harness.Do(t, "GET", front+"/.well-known/oauth-authorization-server/realms/"+realm.Name, "", nil).Expect(t, 200)
 	// Nothing else of Keycloak's: the master realm's login and console,
 	// Keycloak's other realms, its admin API beyond this realm (Keycloak
 	// itself answers these, so the door must not forward them).
@@ -65,6 +66,13 @@ func TestFrontDoor(t *testing.T) {
 		"/admin/realms",
 		"/realms/" + realm.Name + "x/.well-known/openid-configuration",
 		"/admin/realms/" + realm.Name + "x",
+		"/.well-known/oauth-authorization-server/realms/master",
+		// Encoded dot segments are resolved before the door decides.
+		"/realms/" + realm.Name + "/..%2F..%2Fadmin%2Frealms%2Fmaster",
+		"/auth/realms/" + realm.Name + "/%2e%2e/%2e%2e/admin/realms/master",
+		"/resources/..%2Fadmin%2Frealms%2Fmaster",
+		"/admin/%2e%2e/admin/master/console/",
+		"/admin/" + realm.Name + "/console/%2e%2e/%2e%2e/master/console/",
 	} {
 		resp := harness.Do(t, "GET", front+path, "", nil).Expect(t, 404)
 		if resp.Header.Get("Content-Type") != "application/problem+json" {

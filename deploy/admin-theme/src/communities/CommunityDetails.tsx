@@ -58,9 +58,13 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
   // A double click reaches add twice before busy disables the button.
   const adding = useRef(false);
 
-  // The default follows the community: owner while it has none, consumer
-  // once it has (a choice left from the last member must not carry over).
-  useEffect(() => setRole(defaultRole), [defaultRole]);
+  // The default follows the community (owner while it has none, consumer
+  // once it has) until the user chooses: a reload after another change
+  // must not swap a role chosen for the user picked.
+  const chosen = useRef(false);
+  useEffect(() => {
+    if (!chosen.current) setRole(defaultRole);
+  }, [defaultRole]);
 
   const find = async () => {
     const mine = ++searches.current;
@@ -85,6 +89,8 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
       setPicked(undefined);
       setFound(undefined);
       setSearch("");
+      // The next member starts from the default again.
+      chosen.current = false;
       setRole(defaultRole);
       onAdded();
     } catch (e) {
@@ -148,7 +154,15 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
         </FormGroup>
       )}
       <FormGroup label={t("communityRole")} fieldId="member-role">
-        <FormSelect id="member-role" data-testid="member-role" value={role} onChange={(_e, v) => setRole(v)}>
+        <FormSelect
+          id="member-role"
+          data-testid="member-role"
+          value={role}
+          onChange={(_e, v) => {
+            chosen.current = true;
+            setRole(v);
+          }}
+        >
           {ROLES.map((r) => (
             <FormSelectOption key={r} value={r} label={t(`communityRole.${r}`)} />
           ))}
