@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"slices"
 	"strings"
@@ -646,5 +647,44 @@ func TestConcurrentCreatesOfOneLabel(t *testing.T) {
 		Get(f.env.KeycloakURL + "/admin/realms/" + f.realm.Name + "/groups/" + *root.ID + "/children")
 	if err != nil || len(children) != 1 {
 		t.Fatalf("root group has %d children, want 1 (%v)", len(children), err)
+	}
+}
+
+// TestNamesThatReadAlikeAreOne: names are unique by their PRECIS Nickname
+// key, case-folded, so a name that reads as another's is refused (409), a
+// name with invisible or formatting characters is refused (400), neither
+// makes anything in Keycloak, and a search finds a name however it is
+// written.
+func TestNamesThatReadAlikeAreOne(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	for _, c := range []struct{ label, name, alike string }{
+		{"GREEK", "\u039f\u0394\u039f\u03a3", "\u03bf\u03b4\u03bf\u03c2"}, // ΟΔΟΣ, οδος
+		{"CAFE", "Caf\u00e9 society", "CAFE\u0301 SOCIETY"},               // composed, decomposed
+		{"WIDE", "\uff2e\uff24\uff24 mirror", "NDD mirror"},               // full width
+		{"SPACED", "Two words", "two   words"},
+	} {
+		f.create(t, sd, c.label, c.name).Expect(t, 201)
+		resp := f.create(t, sd, c.label+"2", c.alike).Expect(t, 409)
+		if resp.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(resp.Body), "already exists") {
+			t.Errorf("%q after %q: %s %s", c.alike, c.name, resp.Header.Get("Content-Type"), resp.Body)
+		}
+		if left := f.realm.Artefacts(t, "Communities", c.label+"2"); len(left) > 0 {
+			t.Errorf("the refused create of %q made %v", c.alike, left)
+		}
+		var found []map[string]string
+		harness.Do(t, "GET", f.base+"?search="+url.QueryEscape(c.alike), sd, nil).Expect(t, 200).JSON(t, &found)
+		if got := labels(found); !slices.Equal(got, []string{c.label}) {
+			t.Errorf("search %q found %v, want %s", c.alike, got, c.label)
+		}
+	}
+	for _, name := range []string{"National\u200b data dictionary", "abc\u202egfe", "Nat\u00adional"} {
+		resp := f.create(t, sd, "HIDDEN", name).Expect(t, 400)
+		if resp.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(resp.Body), "invisible or formatting characters") {
+			t.Errorf("name %q: %s %s", name, resp.Header.Get("Content-Type"), resp.Body)
+		}
+	}
+	if left := f.realm.Artefacts(t, "Communities", "HIDDEN"); len(left) > 0 {
+		t.Errorf("the refused creates made %v", left)
 	}
 }
