@@ -19,10 +19,11 @@ import {
   ToolbarItem,
 } from "@patternfly/react-core";
 import { Table, Tbody, Td, Th, Thead, Tr } from "@patternfly/react-table";
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { Link, useNavigate } from "react-router-dom";
 import { useAlerts } from "../alerts";
+import { useOneAtATime } from "../oneAtATime";
 import { mayManage, useCommunitiesAccess } from "../access";
 import { labelProblem, MAX_LABEL, MAX_NAME, nameProblem } from "../label";
 import { toCommunity } from "../routes";
@@ -37,34 +38,27 @@ const CreateCommunity = ({ onCreated }: { onCreated: (c: Community) => void }) =
   const { client } = useCommunitiesAccess();
   const [name, setName] = useState("");
   const [label, setLabel] = useState("");
-  const [saving, setSaving] = useState(false);
-  // A double click (or Enter and a click) reaches save twice before saving
-  // disables the button: the second would be refused as a duplicate.
-  const inFlight = useRef(false);
+  // A second Save while one runs would be refused as a duplicate.
+  const [saving, oneAtATime] = useOneAtATime();
   const nameErr = nameProblem(name);
   const labelErr = labelProblem(label);
 
-  const save = async () => {
-    if (inFlight.current) return;
-    inFlight.current = true;
-    setSaving(true);
-    try {
-      const created = await client.create({ securityLabel: label, communityName: name.trim() });
-      addAlert(t("communityCreated"), AlertVariant.success);
-      setName("");
-      setLabel("");
-      onCreated(created);
-    } catch (e) {
-      addAlert(
-        t("communityNotCreated"),
-        AlertVariant.danger,
-        e instanceof ServiceError ? e.detail : String(e),
-      );
-    } finally {
-      inFlight.current = false;
-      setSaving(false);
-    }
-  };
+  const save = () =>
+    oneAtATime(async () => {
+      try {
+        const created = await client.create({ securityLabel: label, communityName: name.trim() });
+        addAlert(t("communityCreated"), AlertVariant.success);
+        setName("");
+        setLabel("");
+        onCreated(created);
+      } catch (e) {
+        addAlert(
+          t("communityNotCreated"),
+          AlertVariant.danger,
+          e instanceof ServiceError ? e.detail : String(e),
+        );
+      }
+    });
 
   return (
     <Form

@@ -26,6 +26,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useNavigate, useParams } from "react-router-dom";
 import { useAlerts } from "../alerts";
+import { useOneAtATime } from "../oneAtATime";
 import { mayChangeMembers, mayDelete, mayManage, useCommunitiesAccess } from "../access";
 import { toCommunities, toCommunity } from "../routes";
 import type { Access, Community, Member, Members } from "../service";
@@ -52,11 +53,9 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
   const [found, setFound] = useState<UserRepresentation[]>();
   const [picked, setPicked] = useState<UserRepresentation>();
   const [role, setRole] = useState(defaultRole);
-  const [busy, setBusy] = useState(false);
+  const [busy, oneAtATime] = useOneAtATime();
   // Only the newest search answers: a slow one must not replace a later one.
   const searches = useRef(0);
-  // A double click reaches add twice before busy disables the button.
-  const adding = useRef(false);
 
   // The default follows the community (owner while it has none, consumer
   // once it has) until the user chooses: a reload after another change
@@ -79,27 +78,23 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
     }
   };
 
-  const add = async () => {
-    if (!picked?.id || adding.current) return;
-    adding.current = true;
-    setBusy(true);
-    try {
-      await client.addMember(label, role, picked.id);
-      addAlert(t("memberAdded", { user: picked.username, role }), AlertVariant.success);
-      setPicked(undefined);
-      setFound(undefined);
-      setSearch("");
-      // The next member starts from the default again.
-      chosen.current = false;
-      setRole(defaultRole);
-      onAdded();
-    } catch (e) {
-      addAlert(t("memberNotAdded"), AlertVariant.danger, detailOf(e));
-    } finally {
-      adding.current = false;
-      setBusy(false);
-    }
-  };
+  const add = () =>
+    oneAtATime(async () => {
+      if (!picked?.id) return;
+      try {
+        await client.addMember(label, role, picked.id);
+        addAlert(t("memberAdded", { user: picked.username, role }), AlertVariant.success);
+        setPicked(undefined);
+        setFound(undefined);
+        setSearch("");
+        // The next member starts from the default again.
+        chosen.current = false;
+        setRole(defaultRole);
+        onAdded();
+      } catch (e) {
+        addAlert(t("memberNotAdded"), AlertVariant.danger, detailOf(e));
+      }
+    });
 
   return (
     <Form
@@ -195,35 +190,30 @@ const MemberLists = ({
 
   // The member whose removal waits for confirmation.
   const [pending, setPending] = useState<{ role: string; id: string; username: string }>();
-  const [busy, setBusy] = useState(false);
-  // A double click reaches remove twice before busy disables the button.
-  const inFlight = useRef(false);
+  const [busy, oneAtATime] = useOneAtATime();
   const self = pending?.id === whoAmI.userId;
 
-  const remove = async () => {
-    if (!pending || inFlight.current) return;
-    inFlight.current = true;
-    const { role, id, username } = pending;
-    setBusy(true);
-    try {
-      await client.removeMember(label, role, id);
-      addAlert(t("memberRemoved", { user: username, role }), AlertVariant.success);
-      if (id === whoAmI.userId) {
-        update((a) => ({
-          ...a,
-          owned: role === "owner" ? a.owned.filter((l) => l !== label) : a.owned,
-          memberships: { ...a.memberships, [label]: (a.memberships[label] ?? []).filter((r) => r !== role) },
-        }));
+  const remove = () =>
+    oneAtATime(async () => {
+      if (!pending) return;
+      const { role, id, username } = pending;
+      try {
+        await client.removeMember(label, role, id);
+        addAlert(t("memberRemoved", { user: username, role }), AlertVariant.success);
+        if (id === whoAmI.userId) {
+          update((a) => ({
+            ...a,
+            owned: role === "owner" ? a.owned.filter((l) => l !== label) : a.owned,
+            memberships: { ...a.memberships, [label]: (a.memberships[label] ?? []).filter((r) => r !== role) },
+          }));
+        }
+        onChanged();
+      } catch (e) {
+        addAlert(t("memberNotRemoved"), AlertVariant.danger, detailOf(e));
+      } finally {
+        setPending(undefined);
       }
-      onChanged();
-    } catch (e) {
-      addAlert(t("memberNotRemoved"), AlertVariant.danger, detailOf(e));
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-      setPending(undefined);
-    }
-  };
+    });
 
   return (
     <>
@@ -308,26 +298,19 @@ const DeleteCommunity = ({ community, onDeleted }: { community: Community; onDel
   const { addAlert } = useAlerts();
   const [open, setOpen] = useState(false);
   const [typed, setTyped] = useState("");
-  const [busy, setBusy] = useState(false);
-  // A double click reaches remove twice before busy disables the button.
-  const inFlight = useRef(false);
+  const [busy, oneAtATime] = useOneAtATime();
 
-  const remove = async () => {
-    if (inFlight.current) return;
-    inFlight.current = true;
-    setBusy(true);
-    try {
-      await client.remove(community);
-      addAlert(t("communityDeleted"), AlertVariant.success);
-      setOpen(false);
-      onDeleted();
-    } catch (e) {
-      addAlert(t("communityNotDeleted"), AlertVariant.danger, detailOf(e));
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-    }
-  };
+  const remove = () =>
+    oneAtATime(async () => {
+      try {
+        await client.remove(community);
+        addAlert(t("communityDeleted"), AlertVariant.success);
+        setOpen(false);
+        onDeleted();
+      } catch (e) {
+        addAlert(t("communityNotDeleted"), AlertVariant.danger, detailOf(e));
+      }
+    });
 
   return (
     <>
