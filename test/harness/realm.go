@@ -124,9 +124,49 @@ func (r *Realm) token(t testing.TB, form url.Values) string {
 	t.Helper()
 	tok, err := r.TryToken(form)
 	if err != nil {
-		t.Fatalf("token for %v: %v", form.Get("username")+form.Get("client_id"), err)
+		t.Fatalf("token for %v: %v%s", form.Get("username")+form.Get("client_id"), err, r.whyRefused(form.Get("username")))
 	}
 	return tok
+}
+
+// whyRefused gathers what Keycloak knows of a refused login that should
+// have worked: its answer says "Invalid user credentials" whether the
+// password was wrong, the user unknown or the user locked out, and a test
+// that fails once in CI must say which.
+func (r *Realm) whyRefused(username string) string {
+	var out strings.Builder
+	if path := os.Getenv("KEYCLOAK_LOG"); path != "" {
+		if raw, err := os.ReadFile(path); err == nil {
+			last := ""
+			for _, line := range strings.Split(string(raw), "\n") {
+				if strings.Contains(line, `realmName="`+r.Name+`"`) && strings.Contains(line, `_ERROR"`) {
+					last = line
+				}
+			}
+			fmt.Fprintf(&out, "\n\tKeycloak's last error event in the realm: %s", last)
+		}
+	}
+	if username == "" {
+		return out.String()
+	}
+	ctx := context.Background()
+	admin, err := r.GC.LoginAdmin(ctx, r.env.AdminUser, r.env.AdminPassword, "master")
+	if err != nil {
+		return out.String()
+	}
+	exact := true
+	users, err := r.GC.GetUsers(ctx, admin.AccessToken, r.Name, gocloak.GetUsersParams{Username: &username, Exact: &exact})
+	if err != nil || len(users) != 1 {
+		fmt.Fprintf(&out, "\n\tthe user: %v (%d found)", err, len(users))
+		return out.String()
+	}
+	fmt.Fprintf(&out, "\n\tthe user: enabled %v, required actions %v", gocloak.PBool(users[0].Enabled), gocloak.PStringSlice(users[0].RequiredActions))
+	resp, err := r.GC.GetRequestWithBearerAuth(ctx, admin.AccessToken).
+		Get(r.env.KeycloakURL + "/admin/realms/" + r.Name + "/attack-detection/brute-force/users/" + *users[0].ID)
+	if err == nil {
+		fmt.Fprintf(&out, "\n\tbrute-force detection: %s", resp.String())
+	}
+	return out.String()
 }
 
 // TryToken asks the realm's token endpoint for an access token with form,
