@@ -275,7 +275,7 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 		// Confirmed (and mended) once for the realm; a repair that
 		// switched admin permissions on surveys again, so that the
 		// communities' own are checked now that they count.
-		realmDrift, err := s.kc.EnsureRealm(ctx, realm, repair)
+		realmDrift, err := s.kc.EnsureRealm(ctx, realm, s.opts.RootGroup, repair)
 		if err != nil {
 			survey.Realm = nil // not confirmed: not reported
 			return nil, survey, false, fmt.Errorf("check realm %s: %w", realm, err)
@@ -315,8 +315,8 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 }
 
 // Drift returns realm's active communities and what each lacks, read as a
-// drift check reads them: 2 + ⌈N/500⌉ Keycloak calls for the realm (one
-// more when its admin permissions are off), and
+// drift check reads them: 3 + ⌈N/500⌉ Keycloak calls for the realm (one
+// or two more when the realm itself drifted), and
 // Ensure's few for each community the survey suspects. It changes
 // nothing; Check with repair mends one community.
 func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[string][]Drift, error) {

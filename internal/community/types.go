@@ -296,8 +296,9 @@ type IdentityProvider interface {
 	Survey(ctx context.Context, realm, root string, specs []Spec) (Survey, error)
 	// EnsureRealm confirms a survey's realm-wide differences by reading
 	// the realm now, and with repair mends them (switches its admin
-	// permissions on).
-	EnsureRealm(ctx context.Context, realm string, repair bool) ([]Drift, error)
+	// permissions on, makes the realm-wide ones, which name root, as
+	// Provision makes them).
+	EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]Drift, error)
 	// CommunityGroup finds the group of label under root now, with its
 	// marker; ok is false when there is none.
 	CommunityGroup(ctx context.Context, realm, root, label string) (g Orphan, ok bool, err error)

@@ -77,7 +77,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	kc := keycloak.New(keycloak.Options{
 		BaseURL: cfg.KeycloakURL, ClientID: cfg.AdminClientID, ClientSecret: cfg.AdminClientSecret,
 		AdminRealm: cfg.AdminRealm, Timeout: cfg.KeycloakTimeout, Transport: o.KeycloakTransport,
-		Observe: o.ObserveKeycloak, ReadOnly: o.ReadOnly,
+		Observe: o.ObserveKeycloak, ReadOnly: o.ReadOnly, ServiceDeskRole: cfg.ServiceDeskRole,
 	})
 	store := registry.New(db)
 	roles := community.Roles{ServiceDesk: cfg.ServiceDeskRole, Creator: cfg.CreatorRole}

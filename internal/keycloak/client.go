@@ -42,6 +42,10 @@ type Options struct {
 	// and makes checks report what they would otherwise create or detach:
 	// plan and export are read-only by construction, not by care.
 	ReadOnly bool
+	// ServiceDeskRole is the realm role of --service-desk-role, which the
+	// realm-wide admin permissions name: service desk manages every
+	// community's membership in the admin console.
+	ServiceDeskRole string
 }
 
 // Client is a Keycloak admin API client for the realms the service manages.

@@ -1,6 +1,12 @@
 package keycloak
 
-import "github.com/nhs-terminology/communities/internal/community"
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nhs-terminology/communities/internal/community"
+)
 
 // What a community is in Keycloak, said once. Provision makes it, Ensure
 // compares Keycloak with it (and repairs), Cleanup removes what of it
@@ -43,6 +49,7 @@ type PolicySpec struct {
 	Kind         string // role, group, aggregate or scope
 	Name         string
 	Description  string
+	Roles        []string // role policies: realm roles named
 	Groups       []string // group policies: member roles of the groups named
 	Policies     []string // aggregates and permissions: policies named
 	ResourceType string   // permissions
@@ -127,16 +134,46 @@ func (d Desired) RoleNames() []string {
 	return out
 }
 
-// body is the representation Keycloak takes for p, with the groups of
-// artefacts a.
-func (p PolicySpec) body(a community.Artifacts) map[string]any {
+// RealmPolicies are the realm's own admin policies and permissions, made
+// once per realm, which every community's permissions build on: community
+// owners and service desk (serviceDesk, the realm role of
+// --service-desk-role) may see users and change their group membership
+// (the user side of joining a group), and browse the root group (Resources
+// "") in the console's group picker; service desk may manage every
+// community's membership. They are found by name, so the service compares
+// what they say with this whenever it relies on them (RealmPolicyProblems).
+func RealmPolicies(serviceDesk string) []PolicySpec {
+	return []PolicySpec{
+		{Kind: "role", Name: policyAdmins, Description: "Holders of realm role " + OwnerRole + " or " + serviceDesk,
+			Roles: []string{OwnerRole, serviceDesk}},
+		{Kind: "role", Name: policyServiceDesk, Roles: []string{serviceDesk}},
+		{Kind: "scope", Name: permUsers, ResourceType: "Users",
+			Description: "Community owners and service desk may see users and change their group membership",
+			Scopes:      []string{"view", "manage-group-membership"}, Policies: []string{policyAdmins}},
+		{Kind: "scope", Name: permRoot, ResourceType: "Groups", Resources: []string{""},
+			Description: "Community owners and service desk may browse the communities in the group picker",
+			Scopes:      []string{"view"}, Policies: []string{policyAdmins}},
+	}
+}
+
+// body is the representation Keycloak takes for p, with groupID the id of
+// the group of a member role ("" the label group, or the root for a
+// realm-wide permission) and roleID the ids of realm roles by name.
+func (p PolicySpec) body(groupID func(member string) string, roleID map[string]string) map[string]any {
 	b := map[string]any{"name": p.Name, "description": p.Description}
 	switch p.Kind {
+	case "role":
+		b["logic"] = "POSITIVE"
+		var roles []map[string]any
+		for _, name := range p.Roles {
+			roles = append(roles, map[string]any{"id": roleID[name], "required": false})
+		}
+		b["roles"] = roles
 	case "group":
 		b["logic"] = "POSITIVE"
 		var groups []map[string]any
 		for _, m := range p.Groups {
-			groups = append(groups, map[string]any{"id": groupID(a, m), "extendChildren": false})
+			groups = append(groups, map[string]any{"id": groupID(m), "extendChildren": false})
 		}
 		b["groups"] = groups
 	case "aggregate":
@@ -144,11 +181,72 @@ func (p PolicySpec) body(a community.Artifacts) map[string]any {
 	case "scope":
 		var resources []string
 		for _, m := range p.Resources {
-			resources = append(resources, groupID(a, m))
+			resources = append(resources, groupID(m))
 		}
 		b["resourceType"], b["resources"], b["scopes"], b["policies"] = p.ResourceType, resources, p.Scopes, p.Policies
 	}
 	return b
+}
+
+// policyContent is what a stored policy or permission says, as the
+// extension's GET policies reads it: roles by name, groups and group
+// resources by path, each list sorted.
+type policyContent struct {
+	ID               string   `json:"id"`
+	Name             string   `json:"name"`
+	Description      string   `json:"description"`
+	Type             string   `json:"type"`
+	Logic            string   `json:"logic"`
+	DecisionStrategy string   `json:"decisionStrategy"`
+	ResourceType     string   `json:"resourceType"`
+	Roles            []string `json:"roles"`
+	Groups           []string `json:"groups"`
+	Policies         []string `json:"policies"`
+	Scopes           []string `json:"scopes"`
+	Resources        []string `json:"resources"`
+}
+
+// problems says how got differs from p in what it grants (not its
+// description), with groupPath the path of the group of a member role: ""
+// if it says what p says. A permission on no group in particular is
+// Keycloak's on the resource named for its type (all users). It is pure.
+func (p PolicySpec) problems(got policyContent, groupPath func(member string) string) string {
+	var out []string
+	differ := func(what string, have, want []string) {
+		have, want = slices.Sorted(slices.Values(have)), slices.Sorted(slices.Values(want))
+		if !slices.Equal(have, want) {
+			out = append(out, fmt.Sprintf("%s %q, not %q", what, have, want))
+		}
+	}
+	same := func(what, have, want string) {
+		if have != want {
+			out = append(out, fmt.Sprintf("%s %q, not %q", what, have, want))
+		}
+	}
+	same("type", got.Type, p.Kind)
+	same("logic", got.Logic, "POSITIVE")
+	var groups, resources []string
+	for _, m := range p.Groups {
+		groups = append(groups, groupPath(m))
+	}
+	for _, m := range p.Resources {
+		resources = append(resources, groupPath(m))
+	}
+	switch p.Kind {
+	case "aggregate":
+		same("decision strategy", got.DecisionStrategy, p.Strategy)
+	case "scope":
+		same("resource type", got.ResourceType, p.ResourceType)
+		if len(resources) == 0 {
+			resources = []string{p.ResourceType}
+		}
+	}
+	differ("roles", got.Roles, p.Roles)
+	differ("groups", got.Groups, groups)
+	differ("policies", got.Policies, p.Policies)
+	differ("scopes", got.Scopes, p.Scopes)
+	differ("resources", got.Resources, resources)
+	return strings.Join(out, "; ")
 }
 
 // groupID is the id of the label group ("") or of a member group.

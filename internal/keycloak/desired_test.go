@@ -117,7 +117,7 @@ func TestDescribePolicies(t *testing.T) {
 			t.Errorf("policy %d: %s %s, want %s %s (made in this order, deleted in reverse)", i, p.Kind, p.Name, c.kind, c.name)
 			continue
 		}
-		body := p.body(a)
+		body := p.body(func(m string) string { return groupID(a, m) }, nil)
 		for k, v := range c.want {
 			if !reflect.DeepEqual(body[k], v) {
 				t.Errorf("%s: %s = %v, want %v", p.Name, k, body[k], v)
@@ -134,5 +134,76 @@ func TestDescribeIsPure(t *testing.T) {
 	other.ID = "id-2"
 	if reflect.DeepEqual(Describe(ndd), Describe(other)) {
 		t.Error("the description ignores the community's id")
+	}
+}
+
+// TestPolicyProblems: what a stored policy grants is compared with the
+// description in names (roles by name, groups by path), and any
+// difference that changes who is granted what is named; its description
+// is not compared (a community's marker is checked on its own).
+func TestPolicyProblems(t *testing.T) {
+	byName := map[string]PolicySpec{}
+	for _, p := range append(RealmPolicies("service-desk"), Describe(ndd).Policies...) {
+		byName[p.Name] = p
+	}
+	path := func(m string) string {
+		if m == "" {
+			return "/Communities/NDD"
+		}
+		return "/Communities/NDD/" + m
+	}
+	root := func(string) string { return "/Communities" }
+	admins := policyContent{Type: "role", Logic: "POSITIVE", Roles: []string{"service-desk", OwnerRole}}
+	users := policyContent{Type: "scope", Logic: "POSITIVE", ResourceType: "Users", Scopes: []string{"view", "manage-group-membership"},
+		Policies: []string{policyAdmins}, Resources: []string{"Users"}}
+	owners := policyContent{Type: "group", Logic: "POSITIVE", Groups: []string{"/Communities/NDD/owner"}}
+	either := policyContent{Type: "aggregate", Logic: "POSITIVE", DecisionStrategy: "AFFIRMATIVE",
+		Policies: []string{"community:NDD:owners", policyServiceDesk}}
+	with := func(c policyContent, change func(*policyContent)) policyContent { change(&c); return c }
+	cases := []struct {
+		policy string
+		got    policyContent
+		paths  func(string) string
+		want   string
+	}{
+		{policyAdmins, admins, root, ""},
+		{policyAdmins, with(admins, func(c *policyContent) { c.Description = "changed" }), root, ""},
+		{policyAdmins, with(admins, func(c *policyContent) { c.Roles = append(c.Roles, "default-roles-r") }), root,
+			`roles ["community-owner" "default-roles-r" "service-desk"], not ["community-owner" "service-desk"]`},
+		{policyAdmins, with(admins, func(c *policyContent) { c.Roles = []string{"community-owner (required)", "service-desk"} }), root,
+			`roles ["community-owner (required)" "service-desk"], not ["community-owner" "service-desk"]`},
+		{policyAdmins, with(admins, func(c *policyContent) { c.Logic = "NEGATIVE" }), root, `logic "NEGATIVE", not "POSITIVE"`},
+		{policyAdmins, with(admins, func(c *policyContent) { c.Type = "js" }), root, `type "js", not "role"`},
+		{permUsers, users, root, ""},
+		{permUsers, with(users, func(c *policyContent) { c.Resources = []string{"/Communities/NDD/owner"} }), root,
+			`resources ["/Communities/NDD/owner"], not ["Users"]`},
+		{permUsers, with(users, func(c *policyContent) { c.Scopes = append(c.Scopes, "impersonate") }), root,
+			`scopes ["impersonate" "manage-group-membership" "view"], not ["manage-group-membership" "view"]`},
+		{permRoot, policyContent{Type: "scope", Logic: "POSITIVE", ResourceType: "Groups", Scopes: []string{"view"},
+			Policies: []string{policyAdmins}, Resources: []string{"/Communities"}}, root, ""},
+		{permRoot, policyContent{Type: "scope", Logic: "POSITIVE", ResourceType: "Groups", Scopes: []string{"view"},
+			Policies: []string{policyAdmins, "anyone"}, Resources: []string{"/Communities"}}, root,
+			`policies ["anyone" "role:community-admins"], not ["role:community-admins"]`},
+		{"community:NDD:owners", owners, path, ""},
+		{"community:NDD:owners", with(owners, func(c *policyContent) { c.Groups = []string{"/Communities/NDD/owner (and subgroups)"} }), path,
+			`groups ["/Communities/NDD/owner (and subgroups)"], not ["/Communities/NDD/owner"]`},
+		{"community:NDD:membership-admins", either, path, ""},
+		{"community:NDD:membership-admins", with(either, func(c *policyContent) { c.DecisionStrategy = "UNANIMOUS" }), path,
+			`decision strategy "UNANIMOUS", not "AFFIRMATIVE"`},
+	}
+	for _, c := range cases {
+		if got := byName[c.policy].problems(c.got, c.paths); got != c.want {
+			t.Errorf("%s %+v:\n got %s\nwant %s", c.policy, c.got, got, c.want)
+		}
+	}
+}
+
+// TestRealmPoliciesName: the realm-wide policies name the configured
+// service-desk role, not one spelled into the code.
+func TestRealmPoliciesName(t *testing.T) {
+	for _, p := range RealmPolicies("helpdesk") {
+		if p.Kind == "role" && !slices.Contains(p.Roles, "helpdesk") || slices.Contains(p.Roles, "service-desk") {
+			t.Errorf("%s names roles %q, want helpdesk's", p.Name, p.Roles)
+		}
 	}
 }

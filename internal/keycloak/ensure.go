@@ -85,17 +85,20 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 	// Keycloak takes a deleted group out of the policies and permissions
 	// that named it (keycloak-fgap.md), so a group this repair made anew is
 	// named by none of them: they are made again around it.
-	if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair && groups, regrouped, note); err != nil {
+	if err := c.ensureOwnerPermissions(ctx, tok, s, d, a, repair && groups, regrouped, note, critical); err != nil {
 		return drift, a, err
 	}
 	return drift, a, nil
 }
 
-// ensureOwnerPermissions checks the community's admin policies and
-// permissions; repair makes what is missing, and with regrouped first
-// removes the community's own ones, which name its groups as they were.
+// ensureOwnerPermissions checks the realm-wide admin policies the
+// community's build on (the realm's drift, which a plan reports with every
+// community and apply repairs with the first) and the community's own
+// policies and permissions; repair mends the realm-wide ones and makes
+// what is missing, and with regrouped first removes the community's own
+// ones, which name its groups as they were.
 func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts,
-	repair, regrouped bool, note func(string, string, bool)) error {
+	repair, regrouped bool, note, critical func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm, repair)
 	if errors.Is(err, errPermissionsOff) {
 		off := permissionsOff(s.Realm)
@@ -104,6 +107,17 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 	}
 	if err != nil {
 		return err
+	}
+	realmWide, err := c.ensureRealmPolicies(ctx, tok, s.Realm, s.Root, base, repair)
+	if err != nil {
+		return err
+	}
+	for _, r := range realmWide {
+		if r.Critical {
+			critical(r.What, r.Problem, r.Repaired)
+		} else {
+			note(r.What, r.Problem, r.Repaired)
+		}
 	}
 	found, err := c.communityPolicies(ctx, tok, base, d)
 	if err != nil {

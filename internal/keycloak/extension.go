@@ -15,6 +15,7 @@ const (
 	heldPath      = "/communities/held"
 	markedPath    = "/communities/marked"
 	membersPath   = "/communities/members"
+	policiesPath  = "/communities/policies"
 )
 
 // removal is what the extension's POST cleanup removes: the artefacts of

@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nhs-terminology/communities/internal/community"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/nhs-terminology/communities/internal/community"
 )
 
 // Fine-grained admin permissions (v2) let a community's owners manage its
@@ -111,29 +112,172 @@ func permissionsOff(realm string) community.Drift {
 // EnsureRealm reads whether realm's admin permissions are on now, not as
 // this process first found them (someone may have switched them off
 // since, leaving owners without the console's membership management), and
-// with repair switches them on: 1 call, 4 when it repairs.
-func (c *Client) EnsureRealm(ctx context.Context, realm string, repair bool) ([]community.Drift, error) {
+// whether the realm-wide policies say what RealmPolicies says; with repair
+// it switches the permissions on and makes the policies say it again. 2
+// calls (1 while the permissions stay off); a repair adds 3 to switch
+// them on, 3 to look the roles and the root group up, and 1 a policy.
+func (c *Client) EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]community.Drift, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return nil, err
 	}
+	repair = repair && !c.opts.ReadOnly
 	c.mu.Lock()
 	delete(c.fgap, realm)
 	c.mu.Unlock()
-	switch _, err := c.permissionsBase(ctx, tok, realm, false); {
-	case err == nil:
-		return nil, nil
-	case !errors.Is(err, errPermissionsOff):
-		return nil, err
-	}
-	d := permissionsOff(realm)
-	if repair && !c.opts.ReadOnly {
-		if _, err := c.permissionsBase(ctx, tok, realm, true); err != nil {
+	var drift []community.Drift
+	base, err := c.permissionsBase(ctx, tok, realm, false)
+	switch {
+	case errors.Is(err, errPermissionsOff):
+		d := permissionsOff(realm)
+		if !repair {
+			return []community.Drift{d}, nil
+		}
+		if base, err = c.permissionsBase(ctx, tok, realm, true); err != nil {
 			return nil, err
 		}
 		d.Repaired = true
+		drift = append(drift, d)
+	case err != nil:
+		return nil, err
 	}
-	return []community.Drift{d}, nil
+	policies, err := c.ensureRealmPolicies(ctx, tok, realm, root, base, repair)
+	if err != nil {
+		return nil, err
+	}
+	return append(drift, policies...), nil
+}
+
+// ensureRealmPolicies compares the realm-wide policies with RealmPolicies
+// (1 call), and with repair makes each that differs say what the
+// service's says, in base (the realm's admin permissions, on): what was
+// changed widened or narrowed, for every community at once, who manages
+// memberships.
+func (c *Client) ensureRealmPolicies(ctx context.Context, tok, realm, root, base string, repair bool) ([]community.Drift, error) {
+	drift, found, err := c.realmPolicyDrift(ctx, tok, realm, root)
+	if err != nil || len(drift) == 0 || !repair {
+		return drift, err
+	}
+	c.mu.Lock()
+	delete(c.fgapReady, realm)
+	c.mu.Unlock()
+	bodies, err := c.realmPolicyBodies(ctx, tok, realm, root)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range drift {
+		p := bodies[d.What]
+		if id, ok := found[p.spec.Name]; ok {
+			path := base + "/policy/role/" + id
+			if p.spec.Kind == "scope" {
+				path = base + "/permission/scope/" + id
+			}
+			p.body["id"] = id
+			if _, err := c.raw(ctx, tok, http.MethodPut, path, p.body, nil); err != nil {
+				return nil, fmt.Errorf("repair admin permission %s: %w", p.spec.Name, err)
+			}
+		} else if err := c.createPolicy(ctx, tok, base, p.spec.Kind, p.body, nil); err != nil {
+			return nil, err
+		}
+		drift[i].Repaired = true
+	}
+	return drift, nil
+}
+
+// problemChanged begins the problem of a realm-wide policy that does not
+// say what RealmPolicies says.
+const problemChanged = "does not say what the service made it say: "
+
+// realmPolicyDrift reads what realm's realm-wide policies say, in one
+// call, and returns how each differs from RealmPolicies (one that grants
+// otherwise is critical: it may grant more), with the ids of those found.
+// With the realm's admin permissions off it finds nothing: that is
+// permissionsOff's drift.
+func (c *Client) realmPolicyDrift(ctx context.Context, tok, realm, root string) ([]community.Drift, map[string]string, error) {
+	specs, err := c.realmPolicies()
+	if err != nil {
+		return nil, nil, err
+	}
+	q := url.Values{}
+	for _, p := range specs {
+		q.Add("name", p.Name)
+	}
+	op := "read the realm-wide admin permissions of realm " + realm
+	resp, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+policiesPath+"?"+q.Encode(), nil, nil)
+	raw, err := extensionAnswer(op, resp, err)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rep struct {
+		AdminPermissions bool            `json:"adminPermissions"`
+		Policies         []policyContent `json:"policies"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	if !rep.AdminPermissions {
+		return nil, nil, nil
+	}
+	stored := map[string]policyContent{}
+	found := map[string]string{}
+	for _, p := range rep.Policies {
+		stored[p.Name], found[p.Name] = p, p.ID
+	}
+	rootPath := func(string) string { return "/" + root }
+	var drift []community.Drift
+	for _, want := range specs {
+		got, ok := stored[want.Name]
+		switch problem := want.problems(got, rootPath); {
+		case !ok:
+			drift = append(drift, community.Drift{What: "admin permission " + want.Name, Problem: problemMissing})
+		case problem != "":
+			drift = append(drift, community.Drift{What: "admin permission " + want.Name, Problem: problemChanged + problem, Critical: true})
+		}
+	}
+	return drift, found, nil
+}
+
+// realmPolicies is RealmPolicies for the configured service-desk role.
+func (c *Client) realmPolicies() ([]PolicySpec, error) {
+	if c.opts.ServiceDeskRole == "" {
+		return nil, errors.New("no service-desk role is configured: the realm-wide admin permissions name it")
+	}
+	return RealmPolicies(c.opts.ServiceDeskRole), nil
+}
+
+// realmPolicyBody is a realm-wide policy and the representation Keycloak
+// takes for it.
+type realmPolicyBody struct {
+	spec PolicySpec
+	body map[string]any
+}
+
+// realmPolicyBodies are RealmPolicies' representations by "admin
+// permission " and name, in the order to make them, with the ids of the
+// roles and the root group they name: 3 calls the first time in a realm.
+func (c *Client) realmPolicyBodies(ctx context.Context, tok, realm, root string) (map[string]realmPolicyBody, error) {
+	specs, err := c.realmPolicies()
+	if err != nil {
+		return nil, err
+	}
+	rootID, err := c.rootGroup(ctx, tok, realm, root)
+	if err != nil {
+		return nil, err
+	}
+	owner, err := c.ownerRole(ctx, tok, realm)
+	if err != nil {
+		return nil, err
+	}
+	sd, err := c.gc.GetRealmRole(ctx, tok, realm, c.opts.ServiceDeskRole)
+	if err != nil {
+		return nil, classify("find realm role "+c.opts.ServiceDeskRole, err)
+	}
+	roleIDs := map[string]string{OwnerRole: deref(owner.ID), c.opts.ServiceDeskRole: deref(sd.ID)}
+	out := map[string]realmPolicyBody{}
+	for _, p := range specs {
+		out["admin permission "+p.Name] = realmPolicyBody{spec: p, body: p.body(func(string) string { return rootID }, roleIDs)}
+	}
+	return out, nil
 }
 
 // findPolicy looks a policy or permission up by exact name.
@@ -208,11 +352,13 @@ func (c *Client) createPolicy(ctx context.Context, tok, base, kind string, body 
 	return nil
 }
 
-// ensureRealmPermissions makes, once per realm, the policies and the
-// permission that let every community owner and service desk see users
-// and change their group membership (the user side of joining a group),
-// and browse the root group in the console's group picker.
-func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, rootID string) (string, error) {
+// ensureRealmPermissions makes, once per realm, the realm-wide policies and
+// permissions (RealmPolicies). One of the same name made before, by anyone,
+// counts only if it says what the service's would: taken as it was found,
+// one that names another role would give that role's holders every
+// community's membership management (a create then fails with a conflict
+// until a repair makes it say so again).
+func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, root string) (string, error) {
 	base, err := c.permissionsBase(ctx, tok, realm, true)
 	if err != nil {
 		return "", err
@@ -223,34 +369,25 @@ func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, rootID 
 	if done {
 		return base, nil
 	}
-	owner, err := c.ownerRole(ctx, tok, realm)
+	bodies, err := c.realmPolicyBodies(ctx, tok, realm, root)
 	if err != nil {
 		return "", err
 	}
-	sd, err := c.gc.GetRealmRole(ctx, tok, realm, "service-desk")
+	specs, err := c.realmPolicies()
 	if err != nil {
-		return "", classify("find realm role service-desk", err)
+		return "", err
 	}
-	steps := []struct {
-		kind string
-		body map[string]any
-	}{
-		{"role", map[string]any{"name": policyAdmins, "logic": "POSITIVE",
-			"description": "Holders of realm role " + OwnerRole + " or service-desk",
-			"roles":       []map[string]any{{"id": *owner.ID, "required": false}, {"id": *sd.ID, "required": false}}}},
-		{"role", map[string]any{"name": policyServiceDesk, "logic": "POSITIVE",
-			"roles": []map[string]any{{"id": *sd.ID, "required": false}}}},
-		{"scope", map[string]any{"name": permUsers, "resourceType": "Users",
-			"description": "Community owners and service desk may see users and change their group membership",
-			"scopes":      []string{"view", "manage-group-membership"}, "policies": []string{policyAdmins}}},
-		{"scope", map[string]any{"name": permRoot, "resourceType": "Groups", "resources": []string{rootID},
-			"description": "Community owners and service desk may browse the communities in the group picker",
-			"scopes":      []string{"view"}, "policies": []string{policyAdmins}}},
-	}
-	for _, s := range steps {
-		if err := c.createPolicy(ctx, tok, base, s.kind, s.body, nil); err != nil {
+	for _, p := range specs {
+		if err := c.createPolicy(ctx, tok, base, p.Kind, bodies["admin permission "+p.Name].body, nil); err != nil {
 			return "", err
 		}
+	}
+	drift, _, err := c.realmPolicyDrift(ctx, tok, realm, root)
+	if err != nil {
+		return "", err
+	}
+	if len(drift) > 0 {
+		return "", &ConflictError{What: drift[0].String()}
 	}
 	c.mu.Lock()
 	c.fgapReady[realm] = true
@@ -263,17 +400,14 @@ func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, rootID 
 // owners manage its membership in the admin console. Each carries the
 // community's marker in its description.
 func (c *Client) grantOwners(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts) error {
-	rootID, err := c.rootGroup(ctx, tok, s.Realm, s.Root)
-	if err != nil {
-		return err
-	}
-	base, err := c.ensureRealmPermissions(ctx, tok, s.Realm, rootID)
+	base, err := c.ensureRealmPermissions(ctx, tok, s.Realm, s.Root)
 	if err != nil {
 		return err
 	}
 	verify := verifyOwnPolicy(markerDescription(s.ID), a.OwnerGroupID)
+	ids := func(member string) string { return groupID(a, member) }
 	for _, p := range d.Policies {
-		if err := c.createPolicy(ctx, tok, base, p.Kind, p.body(a), verify); err != nil {
+		if err := c.createPolicy(ctx, tok, base, p.Kind, p.body(ids, nil), verify); err != nil {
 			return err
 		}
 	}

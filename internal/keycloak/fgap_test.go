@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/fault"
 )
 
 // TestOnlyARepairSwitchesAdminPermissionsOn: a check that only reports
@@ -50,7 +51,7 @@ func TestOnlyARepairSwitchesAdminPermissionsOn(t *testing.T) {
 	s := community.Spec{ID: "6f1c2b9e-0000-4000-8000-000000000001", Realm: "r", Root: "Communities", Label: "NDD", Name: "n"}
 	var noted []string
 	err := c.ensureOwnerPermissions(context.Background(), "t", s, Describe(s), community.Artifacts{}, false, false,
-		func(what, problem string, _ bool) { noted = append(noted, what+": "+problem) })
+		func(what, problem string, _ bool) { noted = append(noted, what+": "+problem) }, nil)
 	if err != nil || puts != 0 || !slices.Equal(noted, []string{"admin permissions of realm r: not enabled"}) {
 		t.Errorf("a check: %v, %d PUTs of the realm, noted %q", err, puts, noted)
 	}
@@ -166,5 +167,102 @@ func TestAdminPermissionsAreReadAgainAfterAMinute(t *testing.T) {
 	}
 	if n := readsNow(); n != 2 {
 		t.Errorf("the realm read %d times, want 2", n)
+	}
+}
+
+// storedRealmPolicies is what the extension's GET policies answered for a
+// realm's realm-wide admin permissions as the service makes them (read on
+// Keycloak 26.7.3): a permission on all users is on the resource named
+// "Users".
+func storedRealmPolicies(serviceDeskRoles string) string {
+	return `{"adminPermissions":true,"policies":[
+	{"id":"p1","name":"role:community-admins","type":"role","logic":"POSITIVE","decisionStrategy":"UNANIMOUS","resourceType":"",
+	 "roles":["community-owner","service-desk"],"groups":[],"policies":[],"scopes":[],"resources":[]},
+	{"id":"p2","name":"role:service-desk","type":"role","logic":"POSITIVE","decisionStrategy":"UNANIMOUS","resourceType":"",
+	 "roles":` + serviceDeskRoles + `,"groups":[],"policies":[],"scopes":[],"resources":[]},
+	{"id":"p3","name":"users:community-admins","type":"scope","logic":"POSITIVE","decisionStrategy":"UNANIMOUS","resourceType":"Users",
+	 "roles":[],"groups":[],"policies":["role:community-admins"],"scopes":["manage-group-membership","view"],"resources":["Users"]},
+	{"id":"p4","name":"groups:communities-root","type":"scope","logic":"POSITIVE","decisionStrategy":"UNANIMOUS","resourceType":"Groups",
+	 "roles":[],"groups":[],"policies":["role:community-admins"],"scopes":["view"],"resources":["/Communities"]}]}`
+}
+
+// TestChangedRealmPoliciesAreRefusedAndRepaired: the realm-wide policies every
+// community's permissions name were taken as found by name, and never
+// checked again. One that names another role (here every user's default
+// roles) gave its holders every community's membership management. Now a
+// create refuses to build on it (a conflict, checked again by the next
+// create), a check reports it as critical, and a repair makes it name the
+// service-desk role again.
+func TestChangedRealmPoliciesAreRefusedAndRepaired(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		roles = `["default-roles-r"]`
+		put   map[string]any
+	)
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
+		base := "/admin/realms/r/clients/perms/authz/resource-server"
+		switch {
+		case r.URL.Path == "/realms/r/protocol/openid-connect/token":
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r":
+			fmt.Fprint(w, `{"adminPermissionsEnabled":true,"adminPermissionsClient":{"id":"perms"}}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/group-by-path/Communities":
+			fmt.Fprint(w, `{"id":"root","name":"Communities","path":"/Communities"}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/roles/"+OwnerRole:
+			fmt.Fprint(w, `{"id":"owner-id","name":"`+OwnerRole+`"}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/roles/service-desk":
+			fmt.Fprint(w, `{"id":"sd-id","name":"service-desk"}`)
+		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, base+"/"):
+			w.WriteHeader(http.StatusConflict) // all four exist
+			fmt.Fprint(w, `{"errorMessage":"Policy with name [x] already exists"}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
+			if got := r.URL.Query()["name"]; len(got) != 4 {
+				t.Errorf("asked for %q, want the 4 realm-wide names", got)
+			}
+			fmt.Fprint(w, storedRealmPolicies(roles))
+		case r.Method == http.MethodPut && r.URL.Path == base+"/policy/role/p2":
+			if err := json.NewDecoder(r.Body).Decode(&put); err != nil {
+				t.Error(err)
+			}
+			roles = `["service-desk"]`
+			w.WriteHeader(http.StatusCreated)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"})
+	ctx := t.Context()
+
+	for range 2 {
+		if _, err := c.ensureRealmPermissions(ctx, "t", "r", "Communities"); !errors.Is(err, fault.Conflict) ||
+			!strings.Contains(err.Error(), `role:service-desk: `+problemChanged+`roles ["default-roles-r"], not ["service-desk"]`) {
+			t.Errorf("a create on a changed role:service-desk: %v, want a conflict naming it", err)
+		}
+	}
+	want := community.Drift{What: "admin permission role:service-desk",
+		Problem: problemChanged + `roles ["default-roles-r"], not ["service-desk"]`, Critical: true}
+	if got, err := c.EnsureRealm(ctx, "r", "Communities", false); err != nil || !slices.Equal(got, []community.Drift{want}) {
+		t.Errorf("a check: %+v %v, want %+v", got, err, want)
+	}
+	if put != nil {
+		t.Errorf("a check changed the policy: %v", put)
+	}
+	want.Repaired = true
+	if got, err := c.EnsureRealm(ctx, "r", "Communities", true); err != nil || !slices.Equal(got, []community.Drift{want}) {
+		t.Errorf("a repair: %+v %v, want %+v", got, err, want)
+	}
+	if fmt.Sprintf("%v %v", put["id"], put["roles"]) != "p2 [map[id:sd-id required:false]]" {
+		t.Errorf("the repair sent %v, want role:service-desk naming the service-desk role alone", put)
+	}
+	if got, err := c.EnsureRealm(ctx, "r", "Communities", false); err != nil || len(got) != 0 {
+		t.Errorf("after the repair: %+v %v", got, err)
+	}
+	if _, err := c.ensureRealmPermissions(ctx, "t", "r", "Communities"); err != nil {
+		t.Errorf("a create after the repair: %v", err)
 	}
 }

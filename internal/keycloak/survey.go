@@ -302,9 +302,10 @@ const (
 )
 
 // Survey compares every community of specs, all of realm under root, with
-// Describe. It reads the realm in 2 + N/500 calls to the extension: the
-// groups under the root, the markers on roles and admin permissions (one
-// of each per marker), then a page of communities at a time (their
+// Describe, and the realm-wide admin permissions with RealmPolicies. It
+// reads the realm in 3 + N/500 calls to the extension: the groups under
+// the root, the markers on roles and admin permissions (one of each per
+// marker), what the realm-wide permissions say, then a page of communities at a time (their
 // groups, roles and admin policies, one database query each inside
 // Keycloak, and the client scopes). The admin API reads those one entity
 // at a time through Keycloak's cache: at 10,000 communities a pass over it
@@ -322,6 +323,19 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 	if out.Marked, err = c.marked(ctx, realm); err != nil {
 		return out, err
 	}
+	// Every community's permissions build on the realm-wide ones, made at
+	// the realm's first create: with no community, none is missing yet,
+	// but one that says otherwise refuses every create.
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return out, err
+	}
+	if out.Realm, _, err = c.realmPolicyDrift(ctx, tok, realm, root); err != nil {
+		return out, err
+	}
+	if len(specs) == 0 {
+		out.Realm = slices.DeleteFunc(out.Realm, func(d community.Drift) bool { return d.Problem == problemMissing })
+	}
 	specs = slices.SortedFunc(slices.Values(specs), func(a, b community.Spec) int { return strings.Compare(a.Label, b.Label) })
 	for page := range slices.Chunk(specs, surveyPageSize) {
 		if err := rest(); err != nil {
@@ -331,8 +345,8 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 		if err != nil {
 			return out, err
 		}
-		if v.policies == nil && out.Realm == nil {
-			out.Realm = []community.Drift{permissionsOff(realm)}
+		if v.policies == nil && !slices.Contains(out.Realm, permissionsOff(realm)) {
+			out.Realm = append(out.Realm, permissionsOff(realm))
 		}
 		for _, s := range page {
 			if d := v.compare(s); len(d) > 0 {

@@ -174,6 +174,8 @@ func TestSurveyPagesAndRests(t *testing.T) {
 				{"name":"PERM_TWICE_READ","marker":"m5"},{"name":"PERM_TWICE_READ","marker":"m6"}],
 				"adminPermissions":true,"policies":[{"name":"community:LOST:owners","description":"`+MarkerAttribute+`=m3"},
 				{"name":"role:service-desk","description":"`+MarkerAttribute+`=m4"},{"name":"community:HAND:view","description":"by hand"}]}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
+			fmt.Fprint(w, storedRealmPolicies(`["service-desk"]`))
 		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+surveyPath:
 			var p surveyPage
 			if err := json.UnmarshalRead(r.Body, &p); err != nil {
@@ -191,7 +193,7 @@ func TestSurveyPagesAndRests(t *testing.T) {
 		time.Sleep(took)
 	}))
 	defer kc.Close()
-	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ReadOnly: true})
+	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ReadOnly: true, ServiceDeskRole: "service-desk"})
 
 	var specs []community.Spec
 	for i := range 1201 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,10 +206,11 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 		t.Error("repair did not make admin permission community:DRIFT:view again")
 	}
 
-	// Issue 14: a pass reads the realm in three calls up to 500
+	// Issue 14: a pass reads the realm in four calls up to 500
 	// communities (the extension's groups under the root, the markers on
-	// roles and permissions, then a page of the survey), and looks the
-	// hand-made group up again before reporting it (1).
+	// roles and permissions, what the realm-wide permissions say, then a
+	// page of the survey), and looks the hand-made group up again before
+	// reporting it (1).
 	pass := func() int64 {
 		t.Helper()
 		before := f.svc.KeycloakRoundTrips()
@@ -223,7 +225,7 @@ func TestReconcileFindsAndRepairsDrift(t *testing.T) {
 	for _, l := range []string{"MORE1", "MORE2", "MORE3", "MORE4", "MORE5"} {
 		f.create(t, sd, l, "Community "+l).Expect(t, 201)
 	}
-	if many := pass(); many != few || few > 4 {
+	if many := pass(); many != few || few > 5 {
 		t.Errorf("Keycloak calls of a clean drift pass: %d with 2 communities, %d with 7", few, many)
 	}
 }
@@ -756,7 +758,7 @@ func TestAdminPermissionsSwitchedOffAreFoundAndMended(t *testing.T) {
 	if rep := reports[0]; !slices.Equal(rep.RealmDrift, []community.Drift{want}) || len(rep.Drift) != 0 {
 		t.Errorf("check: realm drift %v, communities' %v; want the realm's alone", rep.RealmDrift, rep.Drift)
 	}
-	// The survey's three calls, and one to confirm: no call per community.
+	// The survey's four calls, and one to confirm: no call per community.
 	t.Logf("a check of 3 communities with admin permissions off: %d Keycloak calls", calls)
 	if calls > 5 {
 		t.Errorf("the check made %d Keycloak calls for 3 communities, want at most 5", calls)
@@ -775,5 +777,124 @@ func TestAdminPermissionsSwitchedOffAreFoundAndMended(t *testing.T) {
 	}
 	if reports, _, err = svc.Reconcile(ctx, []string{f.realm.Name}, false); err != nil || reports[0].DriftCount() != 0 {
 		t.Errorf("after the repair: %+v %v", reports, err)
+	}
+}
+
+// TestRealmWidePoliciesAreVerified: the realm-wide admin policies that
+// every community's permissions name were found by name and taken as they
+// were. One someone else had made, naming every user's default roles,
+// gave every user the admin console's membership management of every
+// community the service then made. Now a create refuses to build on it (a
+// 409 that names it and leaves nothing), the drift check reports it as
+// critical in a few calls, before any community exists too, and a repair
+// makes it name the service-desk role again, after which creates go on.
+// One changed after creates is found by the next check, and mended by a
+// community's repair too (apply's).
+func TestRealmWidePoliciesAreVerified(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	admin := f.realm.AdminToken(t)
+	realmURL := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name
+	harness.Do(t, "PUT", realmURL, admin, map[string]any{"adminPermissionsEnabled": true}).Expect(t, 204)
+	var realm struct {
+		Client struct {
+			ID string `json:"id"`
+		} `json:"adminPermissionsClient"`
+	}
+	harness.Do(t, "GET", realmURL, admin, nil).Expect(t, 200).JSON(t, &realm)
+	base := realmURL + "/clients/" + realm.Client.ID + "/authz/resource-server"
+	roleID := func(name string) string {
+		r, err := f.realm.GC.GetRealmRole(ctx, admin, f.realm.Name, name)
+		if err != nil {
+			t.Fatalf("role %s: %v", name, err)
+		}
+		return *r.ID
+	}
+	everyone, serviceDesk := roleID("default-roles-"+f.realm.Name), roleID("service-desk")
+	harness.Do(t, "POST", base+"/policy/role", admin, map[string]any{"name": "role:service-desk", "logic": "POSITIVE",
+		"roles": []map[string]any{{"id": everyone, "required": false}}}).Expect(t, 201)
+
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	refused := f.create(t, sd, "PRE", "Before the repair").Expect(t, 409)
+	if refused.Header.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(string(refused.Body), "role:service-desk") || !strings.Contains(string(refused.Body), "default-roles-") {
+		t.Errorf("a create on a foreign role:service-desk: %s %s", refused.Header.Get("Content-Type"), refused.Body)
+	}
+	if left := f.realm.Artefacts(t, "Communities", "PRE"); len(left) > 0 {
+		t.Errorf("the refused create left %v", left)
+	}
+
+	svc := f.svc.Server.Service()
+	check := func(repair bool) community.Report {
+		t.Helper()
+		before := f.svc.KeycloakRoundTrips()
+		reports, _, err := svc.Reconcile(ctx, []string{f.realm.Name}, repair)
+		if err != nil || len(reports) != 1 {
+			t.Fatalf("reconcile (repair %v): %+v %v", repair, reports, err)
+		}
+		t.Logf("reconcile (repair %v) of %d communities: %d Keycloak calls", repair, reports[0].Communities, f.svc.KeycloakRoundTrips()-before)
+		return reports[0]
+	}
+	wrong := func(rep community.Report, policy string, repaired bool) {
+		t.Helper()
+		if len(rep.RealmDrift) != 1 {
+			t.Fatalf("realm drift %+v, want %s's alone", rep.RealmDrift, policy)
+		}
+		if d := rep.RealmDrift[0]; d.What != "admin permission "+policy || !d.Critical || d.Repaired != repaired ||
+			!strings.Contains(d.Problem, "default-roles-"+f.realm.Name) {
+			t.Errorf("realm drift %+v, want %s critical, naming the default roles (repaired %v)", d, policy, repaired)
+		}
+	}
+	before := f.svc.KeycloakRoundTrips()
+	wrong(check(false), "role:service-desk", false)
+	// The survey's 3 calls and 2 to confirm, with no community.
+	if calls := f.svc.KeycloakRoundTrips() - before; calls > 5 {
+		t.Errorf("the check made %d Keycloak calls, want at most 5", calls)
+	}
+	wrong(check(true), "role:service-desk", true)
+	roles := func(policy string) []string {
+		t.Helper()
+		var found []struct{ ID string }
+		harness.Do(t, "GET", base+"/policy?exact=true&name="+url.QueryEscape(policy), admin, nil).Expect(t, 200).JSON(t, &found)
+		if len(found) != 1 {
+			t.Fatalf("policy %s: %d found", policy, len(found))
+		}
+		var p struct {
+			Roles []struct{ ID string }
+		}
+		harness.Do(t, "GET", base+"/policy/role/"+found[0].ID, admin, nil).Expect(t, 200).JSON(t, &p)
+		var ids []string
+		for _, r := range p.Roles {
+			ids = append(ids, r.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if got := roles("role:service-desk"); !slices.Equal(got, []string{serviceDesk}) {
+		t.Errorf("after the repair role:service-desk names %v, want the service-desk role %s alone", got, serviceDesk)
+	}
+	f.create(t, sd, "PRE", "After the repair").Expect(t, 201)
+
+	// Changed after the service made communities on it.
+	var found []struct{ ID string }
+	harness.Do(t, "GET", base+"/policy?exact=true&name=role:community-admins", admin, nil).Expect(t, 200).JSON(t, &found)
+	owner := roleID(keycloak.OwnerRole)
+	harness.Do(t, "PUT", base+"/policy/role/"+found[0].ID, admin, map[string]any{"id": found[0].ID, "name": "role:community-admins",
+		"logic": "POSITIVE", "roles": []map[string]any{{"id": owner}, {"id": serviceDesk}, {"id": everyone}}}).Expect(t, 201)
+	wrong(check(false), "role:community-admins", false)
+	// apply repairs the realm's drift with its first community's repair.
+	repaired, err := svc.Repair(ctx, f.realm.Name, "PRE", community.Actor{ClientID: "communities-cli", ServiceDesk: true})
+	if err != nil || !slices.ContainsFunc(repaired, func(d community.Drift) bool {
+		return d.What == "admin permission role:community-admins" && d.Critical && d.Repaired
+	}) {
+		t.Errorf("a community's repair: %+v %v, want role:community-admins repaired", repaired, err)
+	}
+	want := []string{owner, serviceDesk}
+	slices.Sort(want)
+	if got := roles("role:community-admins"); !slices.Equal(got, want) {
+		t.Errorf("after the repair role:community-admins names %v, want %v", got, want)
+	}
+	if rep := check(false); rep.DriftCount() != 0 || len(rep.RealmDrift) != 0 {
+		t.Errorf("after the repairs: %+v", rep)
 	}
 }

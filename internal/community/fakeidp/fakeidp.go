@@ -636,7 +636,7 @@ func (f *IDP) SwitchPermissionsOff(realm string) {
 
 // EnsureRealm reports the realm's admin permissions switched off, and with
 // repair switches them on (one mutating call).
-func (f *IDP) EnsureRealm(ctx context.Context, realm string, repair bool) ([]community.Drift, error) {
+func (f *IDP) EnsureRealm(ctx context.Context, realm, _ string, repair bool) ([]community.Drift, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := read(ctx, "ensure realm "+realm); err != nil {

@@ -23,6 +23,8 @@ import jakarta.ws.rs.core.Response;
 
 import org.keycloak.authorization.AuthorizationProvider;
 import org.keycloak.authorization.model.Policy;
+import org.keycloak.authorization.model.Resource;
+import org.keycloak.authorization.model.Scope;
 import org.keycloak.authorization.model.ResourceServer;
 import org.keycloak.authorization.policy.provider.PolicyProviderFactory;
 import org.keycloak.authorization.store.PolicyStore;
@@ -45,6 +47,7 @@ import org.keycloak.representations.idm.RoleRepresentation;
 import org.keycloak.services.ErrorResponse;
 import org.keycloak.services.resources.admin.AdminEventBuilder;
 import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
+import org.keycloak.util.JsonSerialization;
 
 /**
  * The service's bulk operations on a realm, under
@@ -81,6 +84,10 @@ import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
  *
  * <p>{@code GET marked}: every marker on realm roles and community admin
  * policies, one row each, for the drift check's orphans.
+ *
+ * <p>{@code GET policies}: what named policies and permissions of the
+ * admin-permissions client say, for the service to compare the realm-wide
+ * ones every community's permissions build on.
  *
  * <p>{@code POST members}: the direct members of many groups, for
  * {@code plan} and {@code export}.
@@ -592,6 +599,123 @@ public class CommunitiesResource {
             addAttribute(byName.computeIfAbsent(name, n -> representation(n, "/" + root + "/" + n)), attribute, (String) row[1]);
         }
         return new ArrayList<>(byName.values());
+    }
+
+    /**
+     * What the policies and permissions of the admin-permissions client of
+     * the names given say: {@code adminPermissions} (whether the realm's
+     * admin permissions are on) and {@code policies}, each with
+     * {@code id}, {@code name}, {@code description}, {@code type},
+     * {@code logic}, {@code decisionStrategy}, {@code resourceType} and
+     * the sorted lists {@code roles}, {@code groups}, {@code policies},
+     * {@code scopes} and {@code resources}. Each is named as the service
+     * names it in its own description, never by id: a role by name (a
+     * client's as {@code client/role}), a group, and a resource that is a
+     * group, by path; {@code " (required)"} and {@code " (and subgroups)"}
+     * follow where set, and what names nothing that exists is
+     * {@code "?"} and the id. The realm-wide policies are found by name
+     * alone, so one someone else made or changed would grant, through
+     * every community's permissions, what the service never meant: the
+     * service compares them whenever it relies on them.
+     */
+    @GET
+    @Path("policies")
+    @Produces(MediaType.APPLICATION_JSON)
+    public Map<String, Object> policyContents(@QueryParam("name") List<String> names) {
+        requireSurvey();
+        if (names == null || names.isEmpty() || names.size() > MAX_NAMES || names.stream().anyMatch(CommunitiesResource::blank)) {
+            throw ErrorResponse.error("1 to " + MAX_NAMES + " names, none blank", Response.Status.BAD_REQUEST);
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        List<Map<String, Object>> policies = new ArrayList<>();
+        ClientModel admin = realm.getAdminPermissionsClient();
+        boolean on = realm.isAdminPermissionsEnabled() && admin != null;
+        out.put("adminPermissions", on);
+        out.put("policies", policies);
+        if (!on) {
+            return out;
+        }
+        AuthorizationProvider authz = session.getProvider(AuthorizationProvider.class);
+        ResourceServer rs = authz.getStoreFactory().getResourceServerStore().findByClient(admin);
+        if (rs == null) {
+            return out;
+        }
+        PolicyStore store = authz.getStoreFactory().getPolicyStore();
+        for (String name : names) {
+            Policy p = store.findByName(rs, name);
+            if (p != null) {
+                policies.add(content(p));
+            }
+        }
+        return out;
+    }
+
+    /** What p says, as {@code GET policies} answers it. */
+    private Map<String, Object> content(Policy p) {
+        Map<String, String> config = p.getConfig() == null ? Map.of() : p.getConfig();
+        String resourceType = config.getOrDefault("defaultResourceType", p.getResourceType() == null ? "" : p.getResourceType());
+        Map<String, Object> rep = new LinkedHashMap<>();
+        rep.put("id", p.getId());
+        rep.put("name", p.getName());
+        rep.put("description", p.getDescription() == null ? "" : p.getDescription());
+        rep.put("type", p.getType());
+        rep.put("logic", String.valueOf(p.getLogic()));
+        rep.put("decisionStrategy", String.valueOf(p.getDecisionStrategy()));
+        rep.put("resourceType", resourceType);
+        rep.put("roles", sorted(references(config.get("roles"), "required", " (required)", id -> {
+            RoleModel role = realm.getRoleById(id);
+            if (role == null) {
+                return null;
+            }
+            return role.isClientRole() ? ((ClientModel) role.getContainer()).getClientId() + "/" + role.getName() : role.getName();
+        })));
+        rep.put("groups", sorted(references(config.get("groups"), "extendChildren", " (and subgroups)", this::groupPath)));
+        rep.put("policies", sorted(p.getAssociatedPolicies().stream().map(Policy::getName)));
+        rep.put("scopes", sorted(p.getScopes().stream().map(Scope::getName)));
+        rep.put("resources", sorted(p.getResources().stream().map(Resource::getName).map(name -> {
+            String path = name.equals(resourceType) ? null : groupPath(name);
+            return path == null ? name : path;
+        })));
+        return rep;
+    }
+
+    /**
+     * The names of the entries of a policy's JSON list raw ({@code id} and
+     * a flag), each followed by mark when its flag is set; an entry whose
+     * id names nothing is {@code "?"} and the id, and a list that cannot
+     * be read is one entry saying so, so that it never matches.
+     */
+    private static List<String> references(String raw, String flag, String mark, Function<String, String> name) {
+        if (raw == null || raw.isBlank()) {
+            return List.of();
+        }
+        List<Map<String, Object>> entries;
+        try {
+            entries = JsonSerialization.readValue(raw, new com.fasterxml.jackson.core.type.TypeReference<List<Map<String, Object>>>() {});
+        } catch (java.io.IOException | RuntimeException e) {
+            return List.of("(unreadable: " + raw + ")");
+        }
+        List<String> out = new ArrayList<>();
+        for (Map<String, Object> e : entries) {
+            String id = String.valueOf(e.get("id"));
+            String n = name.apply(id);
+            out.add((n == null ? "?" + id : n) + (Boolean.parseBoolean(String.valueOf(e.get(flag))) ? mark : ""));
+        }
+        return out;
+    }
+
+    /** The path of the group of id, or null if there is none. */
+    private String groupPath(String id) {
+        GroupModel g = realm.getGroupById(id);
+        return g == null ? null : KeycloakModelUtils.buildGroupPath(g);
+    }
+
+    private static List<String> sorted(Collection<String> c) {
+        return c.stream().sorted().toList();
+    }
+
+    private static List<String> sorted(Stream<String> s) {
+        return s.sorted().toList();
     }
 
     /** What {@code POST members} reads. */
