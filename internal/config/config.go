@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nhs-terminology/communities/internal/fhirguard"
+	"github.com/nhs-terminology/communities/internal/keycloak"
 )
 
 // Config is everything the service can be told at start-up.
@@ -263,6 +264,12 @@ func (c *Config) Validate() error {
 	}
 	if c.AdminClientSecret == "" {
 		errs = append(errs, errors.New("--admin-client-secret (COMMUNITIES_ADMIN_CLIENT_SECRET) is required"))
+	}
+	// The realm-wide admin permissions name the service-desk role beside
+	// every owner's: empty, or the owners' own, they could never be as
+	// the service makes them, and every create would be refused.
+	if c.ServiceDeskRole == "" || c.ServiceDeskRole == keycloak.OwnerRole {
+		errs = append(errs, fmt.Errorf("--service-desk-role %q must name a realm role other than %s", c.ServiceDeskRole, keycloak.OwnerRole))
 	}
 	if c.Audience == "" {
 		errs = append(errs, errors.New("--audience must not be empty: tokens meant for other services must be refused"))

@@ -103,6 +103,14 @@ func TestValidate(t *testing.T) {
 			t.Errorf("the proxy's permissions system %q accepted: %v", system, err)
 		}
 	}
+	// The realm-wide admin permissions name it beside every owner's role.
+	for _, role := range []string{"", "community-owner"} {
+		c := Default()
+		c.DatabaseURL, c.AdminClientSecret, c.ServiceDeskRole = "postgres://x", "s", role
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--service-desk-role") {
+			t.Errorf("service-desk role %q accepted: %v", role, err)
+		}
+	}
 	for _, types := range [][]string{{"CodeSystem", ""}, {"Code/System"}, {"valueSet"}, {"ValueSet?x=1"}} {
 		c := Default()
 		c.DatabaseURL, c.AdminClientSecret, c.GuardFHIRURLs, c.GuardTypes = "postgres://x", "s", []string{"http://fhir"}, types

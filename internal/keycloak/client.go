@@ -55,13 +55,13 @@ type Client struct {
 
 	roundTrips atomic.Int64
 
-	mu        sync.Mutex
-	tokens    map[string]cachedToken
-	roots     map[string]string    // realm + "/" + root group name → id
-	owners    map[string]string    // realm → id of its OwnerRole
-	clients   map[string]string    // realm + "/" + clientId → id
-	fgap      map[string]fgapEntry // realm → admin permissions API path
-	fgapReady map[string]bool      // realm → realm-wide permissions made
+	mu          sync.Mutex
+	tokens      map[string]cachedToken
+	roots       map[string]string    // realm + "/" + root group name → id
+	owners      map[string]string    // realm → id of its OwnerRole
+	clients     map[string]string    // realm + "/" + clientId → id
+	fgap        map[string]fgapEntry // realm → admin permissions API path
+	fgapChecked map[string]time.Time // realm → when its realm-wide permissions were last found as the service's
 
 	// now is the clock of the caches that expire; tests move it.
 	now func() time.Time
@@ -88,15 +88,15 @@ func New(o Options) *Client {
 		base = http.DefaultTransport
 	}
 	c := &Client{
-		gc:        gocloak.NewClient(strings.TrimRight(o.BaseURL, "/")),
-		opts:      o,
-		tokens:    map[string]cachedToken{},
-		roots:     map[string]string{},
-		owners:    map[string]string{},
-		clients:   map[string]string{},
-		fgap:      map[string]fgapEntry{},
-		fgapReady: map[string]bool{},
-		now:       time.Now,
+		gc:          gocloak.NewClient(strings.TrimRight(o.BaseURL, "/")),
+		opts:        o,
+		tokens:      map[string]cachedToken{},
+		roots:       map[string]string{},
+		owners:      map[string]string{},
+		clients:     map[string]string{},
+		fgap:        map[string]fgapEntry{},
+		fgapChecked: map[string]time.Time{},
+		now:         time.Now,
 	}
 	if o.ReadOnly {
 		base = readOnlyTransport{base: base}

@@ -179,7 +179,9 @@ func (p PolicySpec) body(groupID func(member string) string, roleID map[string]s
 	case "aggregate":
 		b["logic"], b["decisionStrategy"], b["policies"] = "POSITIVE", p.Strategy, p.Policies
 	case "scope":
-		var resources []string
+		// Empty, not null: a repair's PUT leaves resources as they are
+		// when given none.
+		resources := []string{}
 		for _, m := range p.Resources {
 			resources = append(resources, groupID(m))
 		}
@@ -189,8 +191,9 @@ func (p PolicySpec) body(groupID func(member string) string, roleID map[string]s
 }
 
 // policyContent is what a stored policy or permission says, as the
-// extension's GET policies reads it: roles by name, groups and group
-// resources by path, each list sorted.
+// extension's GET policies reads it: realm and client roles by name (a
+// client's as client/role), groups by path, and resources that are
+// groups as "group " and the path, each list sorted.
 type policyContent struct {
 	ID               string   `json:"id"`
 	Name             string   `json:"name"`
@@ -199,7 +202,9 @@ type policyContent struct {
 	Logic            string   `json:"logic"`
 	DecisionStrategy string   `json:"decisionStrategy"`
 	ResourceType     string   `json:"resourceType"`
+	FetchRoles       bool     `json:"fetchRoles"`
 	Roles            []string `json:"roles"`
+	ClientRoles      []string `json:"clientRoles"`
 	Groups           []string `json:"groups"`
 	Policies         []string `json:"policies"`
 	Scopes           []string `json:"scopes"`
@@ -230,7 +235,12 @@ func (p PolicySpec) problems(got policyContent, groupPath func(member string) st
 		groups = append(groups, groupPath(m))
 	}
 	for _, m := range p.Resources {
-		resources = append(resources, groupPath(m))
+		resources = append(resources, "group "+groupPath(m))
+	}
+	if got.FetchRoles {
+		// Roles read from the user instead of the token: not what the
+		// service made, and it changes whom they match.
+		out = append(out, "fetches roles")
 	}
 	switch p.Kind {
 	case "aggregate":
@@ -242,6 +252,7 @@ func (p PolicySpec) problems(got policyContent, groupPath func(member string) st
 		}
 	}
 	differ("roles", got.Roles, p.Roles)
+	differ("client roles", got.ClientRoles, nil)
 	differ("groups", got.Groups, groups)
 	differ("policies", got.Policies, p.Policies)
 	differ("scopes", got.Scopes, p.Scopes)

@@ -91,12 +91,13 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 	return drift, a, nil
 }
 
-// ensureOwnerPermissions checks the realm-wide admin policies the
-// community's build on (the realm's drift, which a plan reports with every
-// community and apply repairs with the first) and the community's own
-// policies and permissions; repair mends the realm-wide ones and makes
-// what is missing, and with regrouped first removes the community's own
-// ones, which name its groups as they were.
+// ensureOwnerPermissions checks the community's own admin policies and
+// permissions; repair first mends the realm-wide ones they build on (the
+// realm's drift, which a plan reports with every community and apply
+// repairs with the first; a check leaves them to the drift check's
+// reading of the realm), and makes what is missing, and with regrouped
+// first removes the community's own ones, which name its groups as they
+// were.
 func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts,
 	repair, regrouped bool, note, critical func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm, repair)
@@ -108,15 +109,17 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 	if err != nil {
 		return err
 	}
-	realmWide, err := c.ensureRealmPolicies(ctx, tok, s.Realm, s.Root, base, repair)
-	if err != nil {
-		return err
-	}
-	for _, r := range realmWide {
-		if r.Critical {
-			critical(r.What, r.Problem, r.Repaired)
-		} else {
-			note(r.What, r.Problem, r.Repaired)
+	if repair {
+		realmWide, err := c.ensureRealmPolicies(ctx, tok, s.Realm, s.Root, base, true)
+		if err != nil {
+			return err
+		}
+		for _, r := range realmWide {
+			if r.Critical {
+				critical(r.What, r.Problem, r.Repaired)
+			} else {
+				note(r.What, r.Problem, r.Repaired)
+			}
 		}
 	}
 	found, err := c.communityPolicies(ctx, tok, base, d)

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/fault"
 )
 
 // Fine-grained admin permissions (v2) let a community's owners manage its
@@ -150,39 +152,73 @@ func (c *Client) EnsureRealm(ctx context.Context, realm, root string, repair boo
 
 // ensureRealmPolicies compares the realm-wide policies with RealmPolicies
 // (1 call), and with repair makes each that differs say what the
-// service's says, in base (the realm's admin permissions, on): what was
-// changed widened or narrowed, for every community at once, who manages
-// memberships.
+// service's says, in base (the realm's admin permissions, on), and reads
+// them again (1 call): what was changed widened or narrowed, for every
+// community at once, who manages memberships. Only what says it now is
+// reported repaired; one whose type was changed cannot be changed back
+// and is left to an administrator.
 func (c *Client) ensureRealmPolicies(ctx context.Context, tok, realm, root, base string, repair bool) ([]community.Drift, error) {
-	drift, found, err := c.realmPolicyDrift(ctx, tok, realm, root)
-	if err != nil || len(drift) == 0 || !repair {
+	drift, stored, err := c.realmPolicyDrift(ctx, tok, realm, root)
+	switch {
+	case errors.Is(err, errPermissionsOff):
+		return []community.Drift{permissionsOff(realm)}, nil
+	case err != nil || len(drift) == 0:
 		return drift, err
 	}
+	// The next create reads them again instead of trusting them.
 	c.mu.Lock()
-	delete(c.fgapReady, realm)
+	delete(c.fgapChecked, realm)
 	c.mu.Unlock()
+	if !repair {
+		return drift, nil
+	}
 	bodies, err := c.realmPolicyBodies(ctx, tok, realm, root)
 	if err != nil {
 		return nil, err
 	}
 	for i, d := range drift {
 		p := bodies[d.What]
-		if id, ok := found[p.spec.Name]; ok {
-			path := base + "/policy/role/" + id
+		got, ok := stored[p.spec.Name]
+		switch {
+		case !ok:
+			err = c.createPolicy(ctx, tok, base, p.spec.Kind, p.body, nil)
+		case got.Type != p.spec.Kind:
+			drift[i].Problem += problemByHand
+			continue
+		default:
+			path := base + "/policy/role/" + got.ID
 			if p.spec.Kind == "scope" {
-				path = base + "/permission/scope/" + id
+				path = base + "/permission/scope/" + got.ID
 			}
-			p.body["id"] = id
-			if _, err := c.raw(ctx, tok, http.MethodPut, path, p.body, nil); err != nil {
-				return nil, fmt.Errorf("repair admin permission %s: %w", p.spec.Name, err)
+			p.body["id"] = got.ID
+			if _, err = c.raw(ctx, tok, http.MethodPut, path, p.body, nil); err != nil {
+				err = fmt.Errorf("repair admin permission %s: %w", p.spec.Name, err)
 			}
-		} else if err := c.createPolicy(ctx, tok, base, p.spec.Kind, p.body, nil); err != nil {
+		}
+		if err != nil {
 			return nil, err
 		}
-		drift[i].Repaired = true
+	}
+	still, _, err := c.realmPolicyDrift(ctx, tok, realm, root)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range drift {
+		drift[i].Repaired = !slices.ContainsFunc(still, func(s community.Drift) bool { return s.What == d.What })
 	}
 	return drift, nil
 }
+
+// realmPolicyConflict: a realm-wide admin permission does not say what the
+// service made it say, so no community is built on it.
+type realmPolicyConflict struct{ d community.Drift }
+
+func (e *realmPolicyConflict) Error() string {
+	return e.d.What + " " + e.d.Problem + "; 'communities reconcile --repair' makes it so again"
+}
+
+// Is makes it a conflict in the service's vocabulary.
+func (e *realmPolicyConflict) Is(target error) bool { return target == fault.Conflict }
 
 // problemChanged begins the problem of a realm-wide policy that does not
 // say what RealmPolicies says.
@@ -190,10 +226,10 @@ const problemChanged = "does not say what the service made it say: "
 
 // realmPolicyDrift reads what realm's realm-wide policies say, in one
 // call, and returns how each differs from RealmPolicies (one that grants
-// otherwise is critical: it may grant more), with the ids of those found.
-// With the realm's admin permissions off it finds nothing: that is
-// permissionsOff's drift.
-func (c *Client) realmPolicyDrift(ctx context.Context, tok, realm, root string) ([]community.Drift, map[string]string, error) {
+// otherwise is critical: it may grant more), in RealmPolicies' order,
+// with what those found say. With the realm's admin permissions off it is
+// errPermissionsOff.
+func (c *Client) realmPolicyDrift(ctx context.Context, tok, realm, root string) ([]community.Drift, map[string]policyContent, error) {
 	specs, err := c.realmPolicies()
 	if err != nil {
 		return nil, nil, err
@@ -216,12 +252,11 @@ func (c *Client) realmPolicyDrift(ctx context.Context, tok, realm, root string) 
 		return nil, nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
 	if !rep.AdminPermissions {
-		return nil, nil, nil
+		return nil, nil, errPermissionsOff
 	}
 	stored := map[string]policyContent{}
-	found := map[string]string{}
 	for _, p := range rep.Policies {
-		stored[p.Name], found[p.Name] = p, p.ID
+		stored[p.Name] = p
 	}
 	rootPath := func(string) string { return "/" + root }
 	var drift []community.Drift
@@ -234,7 +269,7 @@ func (c *Client) realmPolicyDrift(ctx context.Context, tok, realm, root string) 
 			drift = append(drift, community.Drift{What: "admin permission " + want.Name, Problem: problemChanged + problem, Critical: true})
 		}
 	}
-	return drift, found, nil
+	return drift, stored, nil
 }
 
 // realmPolicies is RealmPolicies for the configured service-desk role.
@@ -352,45 +387,56 @@ func (c *Client) createPolicy(ctx context.Context, tok, base, kind string, body 
 	return nil
 }
 
-// ensureRealmPermissions makes, once per realm, the realm-wide policies and
-// permissions (RealmPolicies). One of the same name made before, by anyone,
-// counts only if it says what the service's would: taken as it was found,
-// one that names another role would give that role's holders every
-// community's membership management (a create then fails with a conflict
-// until a repair makes it say so again).
+// ensureRealmPermissions makes the realm-wide policies and permissions
+// (RealmPolicies) that are missing, and checks what they all say, at most
+// once per permissionsFresh a realm (1 call; 5 more where one is missing,
+// 9 at a realm's first create): found by name, one made before, by
+// anyone, or changed since, counts only if it says what the service's
+// would. Taken as found, one that names another role would give that
+// role's holders, through the permissions every create makes, every
+// community's membership management: a create fails with a conflict
+// naming it until a repair makes it say so again.
 func (c *Client) ensureRealmPermissions(ctx context.Context, tok, realm, root string) (string, error) {
 	base, err := c.permissionsBase(ctx, tok, realm, true)
 	if err != nil {
 		return "", err
 	}
 	c.mu.Lock()
-	done := c.fgapReady[realm]
+	checked, ok := c.fgapChecked[realm]
 	c.mu.Unlock()
-	if done {
+	if ok && c.now().Sub(checked) < permissionsFresh {
 		return base, nil
 	}
-	bodies, err := c.realmPolicyBodies(ctx, tok, realm, root)
-	if err != nil {
-		return "", err
-	}
-	specs, err := c.realmPolicies()
-	if err != nil {
-		return "", err
-	}
-	for _, p := range specs {
-		if err := c.createPolicy(ctx, tok, base, p.Kind, bodies["admin permission "+p.Name].body, nil); err != nil {
-			return "", err
-		}
-	}
+	asked := c.now()
 	drift, _, err := c.realmPolicyDrift(ctx, tok, realm, root)
 	if err != nil {
 		return "", err
 	}
+	if slices.ContainsFunc(drift, func(d community.Drift) bool { return d.Problem == problemMissing }) {
+		bodies, err := c.realmPolicyBodies(ctx, tok, realm, root)
+		if err != nil {
+			return "", err
+		}
+		// In RealmPolicies' order: a permission names policies before it.
+		// One someone makes meanwhile (409) is judged by the read below.
+		for _, d := range drift {
+			if d.Problem != problemMissing {
+				continue
+			}
+			b := bodies[d.What]
+			if err := c.createPolicy(ctx, tok, base, b.spec.Kind, b.body, nil); err != nil {
+				return "", err
+			}
+		}
+		if drift, _, err = c.realmPolicyDrift(ctx, tok, realm, root); err != nil {
+			return "", err
+		}
+	}
 	if len(drift) > 0 {
-		return "", &ConflictError{What: drift[0].String()}
+		return "", &realmPolicyConflict{drift[0]}
 	}
 	c.mu.Lock()
-	c.fgapReady[realm] = true
+	c.fgapChecked[realm] = asked
 	c.mu.Unlock()
 	return base, nil
 }

@@ -183,7 +183,7 @@ func storedRealmPolicies(serviceDeskRoles string) string {
 	{"id":"p3","name":"users:community-admins","type":"scope","logic":"POSITIVE","decisionStrategy":"UNANIMOUS","resourceType":"Users",
 	 "roles":[],"groups":[],"policies":["role:community-admins"],"scopes":["manage-group-membership","view"],"resources":["Users"]},
 	{"id":"p4","name":"groups:communities-root","type":"scope","logic":"POSITIVE","decisionStrategy":"UNANIMOUS","resourceType":"Groups",
-	 "roles":[],"groups":[],"policies":["role:community-admins"],"scopes":["view"],"resources":["/Communities"]}]}`
+	 "roles":[],"groups":[],"policies":["role:community-admins"],"scopes":["view"],"resources":["group /Communities"]}]}`
 }
 
 // TestChangedRealmPoliciesAreRefusedAndRepaired: the realm-wide policies every
@@ -198,6 +198,7 @@ func TestChangedRealmPoliciesAreRefusedAndRepaired(t *testing.T) {
 		mu    sync.Mutex
 		roles = `["default-roles-r"]`
 		put   map[string]any
+		off   bool
 	)
 	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -222,6 +223,10 @@ func TestChangedRealmPoliciesAreRefusedAndRepaired(t *testing.T) {
 			if got := r.URL.Query()["name"]; len(got) != 4 {
 				t.Errorf("asked for %q, want the 4 realm-wide names", got)
 			}
+			if off {
+				fmt.Fprint(w, `{"adminPermissions":false,"policies":[]}`)
+				return
+			}
 			fmt.Fprint(w, storedRealmPolicies(roles))
 		case r.Method == http.MethodPut && r.URL.Path == base+"/policy/role/p2":
 			if err := json.NewDecoder(r.Body).Decode(&put); err != nil {
@@ -236,11 +241,13 @@ func TestChangedRealmPoliciesAreRefusedAndRepaired(t *testing.T) {
 	}))
 	defer kc.Close()
 	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"})
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	c.now = func() time.Time { return now }
 	ctx := t.Context()
 
 	for range 2 {
 		if _, err := c.ensureRealmPermissions(ctx, "t", "r", "Communities"); !errors.Is(err, fault.Conflict) ||
-			!strings.Contains(err.Error(), `role:service-desk: `+problemChanged+`roles ["default-roles-r"], not ["service-desk"]`) {
+			!strings.Contains(err.Error(), `role:service-desk `+problemChanged+`roles ["default-roles-r"], not ["service-desk"]`) {
 			t.Errorf("a create on a changed role:service-desk: %v, want a conflict naming it", err)
 		}
 	}
@@ -264,5 +271,33 @@ func TestChangedRealmPoliciesAreRefusedAndRepaired(t *testing.T) {
 	}
 	if _, err := c.ensureRealmPermissions(ctx, "t", "r", "Communities"); err != nil {
 		t.Errorf("a create after the repair: %v", err)
+	}
+
+	// Changed again after a create: creates trust what they found for a
+	// minute, then read it again.
+	mu.Lock()
+	roles = `["default-roles-r"]`
+	mu.Unlock()
+	now = now.Add(permissionsFresh - time.Second)
+	if _, err := c.ensureRealmPermissions(ctx, "t", "r", "Communities"); err != nil {
+		t.Errorf("a create within the minute: %v", err)
+	}
+	now = now.Add(time.Second)
+	if _, err := c.ensureRealmPermissions(ctx, "t", "r", "Communities"); !errors.Is(err, fault.Conflict) {
+		t.Errorf("a create a minute later, on a changed role:service-desk: %v, want a conflict", err)
+	}
+	// Read as off (switched off since the realm was read): nothing is
+	// taken as checked.
+	mu.Lock()
+	roles, off = `["service-desk"]`, true
+	mu.Unlock()
+	if _, err := c.ensureRealmPermissions(ctx, "t", "r", "Communities"); !errors.Is(err, errPermissionsOff) {
+		t.Errorf("a create while the policies read as off: %v, want errPermissionsOff", err)
+	}
+	mu.Lock()
+	off = false
+	mu.Unlock()
+	if _, err := c.ensureRealmPermissions(ctx, "t", "r", "Communities"); err != nil {
+		t.Errorf("a create once they read as on again: %v", err)
 	}
 }

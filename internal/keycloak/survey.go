@@ -330,7 +330,8 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 	if err != nil {
 		return out, err
 	}
-	if out.Realm, _, err = c.realmPolicyDrift(ctx, tok, realm, root); err != nil {
+	// Admin permissions off are found by the pages below.
+	if out.Realm, _, err = c.realmPolicyDrift(ctx, tok, realm, root); err != nil && !errors.Is(err, errPermissionsOff) {
 		return out, err
 	}
 	if len(specs) == 0 {

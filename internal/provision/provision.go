@@ -212,7 +212,7 @@ func unrepaired(drift []community.Drift) error {
 }
 
 // Plan lists what Apply would change, in the order it would. It reads
-// the realm as a drift check does, in bulk (2 + ⌈N/500⌉ Keycloak calls and
+// the realm as a drift check does, in bulk (3 + ⌈N/500⌉ Keycloak calls and
 // a few for each community that drifted), then the members of the
 // communities whose file entry lists members, in bulk too (⌈3N/1500⌉).
 func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, error) {

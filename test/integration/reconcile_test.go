@@ -894,6 +894,20 @@ func TestRealmWidePoliciesAreVerified(t *testing.T) {
 	if got := roles("role:community-admins"); !slices.Equal(got, want) {
 		t.Errorf("after the repair role:community-admins names %v, want %v", got, want)
 	}
+	// A permission widened to impersonation, narrowed to one user: the
+	// repair's read-back says whether the PUT made it so.
+	harness.Do(t, "GET", base+"/policy?exact=true&name=users:community-admins", admin, nil).Expect(t, 200).JSON(t, &found)
+	harness.Do(t, "PUT", base+"/permission/scope/"+found[0].ID, admin, map[string]any{"id": found[0].ID, "name": "users:community-admins",
+		"resourceType": "Users", "resources": []string{f.realm.UserID(t, "consumer")}, "scopes": []string{"view", "manage-group-membership", "impersonate"},
+		"policies": []string{"role:community-admins"}}).Expect(t, 201)
+	rep := check(false)
+	if len(rep.RealmDrift) != 1 || rep.RealmDrift[0].What != "admin permission users:community-admins" || !rep.RealmDrift[0].Critical ||
+		!strings.Contains(rep.RealmDrift[0].Problem, "impersonate") {
+		t.Errorf("realm drift %+v, want users:community-admins critical, naming impersonate", rep.RealmDrift)
+	}
+	if rep = check(true); len(rep.RealmDrift) != 1 || !rep.RealmDrift[0].Repaired {
+		t.Errorf("repair: realm drift %+v, want users:community-admins repaired", rep.RealmDrift)
+	}
 	if rep := check(false); rep.DriftCount() != 0 || len(rep.RealmDrift) != 0 {
 		t.Errorf("after the repairs: %+v", rep)
 	}

@@ -606,14 +606,15 @@ public class CommunitiesResource {
      * the names given say: {@code adminPermissions} (whether the realm's
      * admin permissions are on) and {@code policies}, each with
      * {@code id}, {@code name}, {@code description}, {@code type},
-     * {@code logic}, {@code decisionStrategy}, {@code resourceType} and
-     * the sorted lists {@code roles}, {@code groups}, {@code policies},
-     * {@code scopes} and {@code resources}. Each is named as the service
-     * names it in its own description, never by id: a role by name (a
-     * client's as {@code client/role}), a group, and a resource that is a
-     * group, by path; {@code " (required)"} and {@code " (and subgroups)"}
-     * follow where set, and what names nothing that exists is
-     * {@code "?"} and the id. The realm-wide policies are found by name
+     * {@code logic}, {@code decisionStrategy}, {@code resourceType},
+     * {@code fetchRoles} and the sorted lists {@code roles} (realm roles),
+     * {@code clientRoles}, {@code groups}, {@code policies}, {@code scopes}
+     * and {@code resources}. Each is named as the service names it in its
+     * own description, never by id: a role by name (a client's as
+     * {@code client/role}), a group by path, and a resource that is a group
+     * as {@code "group "} and its path; {@code " (required)"} and
+     * {@code " (and subgroups)"} follow where set, and what names nothing
+     * that exists is {@code "?"} and the id. The realm-wide policies are found by name
      * alone, so one someone else made or changed would grant, through
      * every community's permissions, what the service never meant: the
      * service compares them whenever it relies on them.
@@ -640,6 +641,7 @@ public class CommunitiesResource {
         if (rs == null) {
             return out;
         }
+        auth.realm().requireViewAuthorization(rs);
         PolicyStore store = authz.getStoreFactory().getPolicyStore();
         for (String name : names) {
             Policy p = store.findByName(rs, name);
@@ -662,46 +664,57 @@ public class CommunitiesResource {
         rep.put("logic", String.valueOf(p.getLogic()));
         rep.put("decisionStrategy", String.valueOf(p.getDecisionStrategy()));
         rep.put("resourceType", resourceType);
-        rep.put("roles", sorted(references(config.get("roles"), "required", " (required)", id -> {
-            RoleModel role = realm.getRoleById(id);
+        rep.put("fetchRoles", Boolean.parseBoolean(config.get("fetchRoles")));
+        List<String> realmRoles = new ArrayList<>();
+        List<String> clientRoles = new ArrayList<>();
+        for (Map<String, Object> e : entries(config.get("roles"), realmRoles)) {
+            RoleModel role = realm.getRoleById(String.valueOf(e.get("id")));
+            String mark = flagged(e, "required", " (required)");
             if (role == null) {
-                return null;
+                realmRoles.add("?" + e.get("id") + mark);
+            } else if (role.isClientRole()) {
+                clientRoles.add(((ClientModel) role.getContainer()).getClientId() + "/" + role.getName() + mark);
+            } else {
+                realmRoles.add(role.getName() + mark);
             }
-            return role.isClientRole() ? ((ClientModel) role.getContainer()).getClientId() + "/" + role.getName() : role.getName();
-        })));
-        rep.put("groups", sorted(references(config.get("groups"), "extendChildren", " (and subgroups)", this::groupPath)));
+        }
+        rep.put("roles", sorted(realmRoles));
+        rep.put("clientRoles", sorted(clientRoles));
+        List<String> groups = new ArrayList<>();
+        for (Map<String, Object> e : entries(config.get("groups"), groups)) {
+            String path = groupPath(String.valueOf(e.get("id")));
+            groups.add((path == null ? "?" + e.get("id") : path) + flagged(e, "extendChildren", " (and subgroups)"));
+        }
+        rep.put("groups", sorted(groups));
         rep.put("policies", sorted(p.getAssociatedPolicies().stream().map(Policy::getName)));
         rep.put("scopes", sorted(p.getScopes().stream().map(Scope::getName)));
         rep.put("resources", sorted(p.getResources().stream().map(Resource::getName).map(name -> {
             String path = name.equals(resourceType) ? null : groupPath(name);
-            return path == null ? name : path;
+            return path == null ? name : "group " + path;
         })));
         return rep;
     }
 
     /**
-     * The names of the entries of a policy's JSON list raw ({@code id} and
-     * a flag), each followed by mark when its flag is set; an entry whose
-     * id names nothing is {@code "?"} and the id, and a list that cannot
-     * be read is one entry saying so, so that it never matches.
+     * The entries of a policy's JSON list raw (each an {@code id} and a
+     * flag); a list that cannot be read adds an entry saying so to out, so
+     * that it never matches, and has none.
      */
-    private static List<String> references(String raw, String flag, String mark, Function<String, String> name) {
+    private static List<Map<String, Object>> entries(String raw, List<String> out) {
         if (raw == null || raw.isBlank()) {
             return List.of();
         }
-        List<Map<String, Object>> entries;
         try {
-            entries = JsonSerialization.readValue(raw, new com.fasterxml.jackson.core.type.TypeReference<List<Map<String, Object>>>() {});
+            return JsonSerialization.readValue(raw, new com.fasterxml.jackson.core.type.TypeReference<List<Map<String, Object>>>() {});
         } catch (java.io.IOException | RuntimeException e) {
-            return List.of("(unreadable: " + raw + ")");
+            out.add("(unreadable: " + raw + ")");
+            return List.of();
         }
-        List<String> out = new ArrayList<>();
-        for (Map<String, Object> e : entries) {
-            String id = String.valueOf(e.get("id"));
-            String n = name.apply(id);
-            out.add((n == null ? "?" + id : n) + (Boolean.parseBoolean(String.valueOf(e.get(flag))) ? mark : ""));
-        }
-        return out;
+    }
+
+    /** mark if entry e's flag is set, else nothing. */
+    private static String flagged(Map<String, Object> e, String flag, String mark) {
+        return Boolean.parseBoolean(String.valueOf(e.get(flag))) ? mark : "";
     }
 
     /** The path of the group of id, or null if there is none. */
