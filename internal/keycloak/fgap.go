@@ -117,7 +117,8 @@ func permissionsOff(realm string) community.Drift {
 // whether the realm-wide policies say what RealmPolicies says; with repair
 // it switches the permissions on and makes the policies say it again. 2
 // calls (1 while the permissions stay off); a repair adds 3 to switch
-// them on, 3 to look the roles and the root group up, and 1 a policy.
+// them on, 3 to look the roles and the root group up, 1 a policy and 1
+// to read them back.
 func (c *Client) EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]community.Drift, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
