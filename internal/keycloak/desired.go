@@ -141,7 +141,7 @@ func (d Desired) RoleNames() []string {
 // (the user side of joining a group), and browse the root group (Resources
 // "") in the console's group picker; service desk may manage every
 // community's membership. They are found by name, so the service compares
-// what they say with this whenever it relies on them (RealmPolicyProblems).
+// what they say with this whenever it relies on them (PolicySpec.problems).
 func RealmPolicies(serviceDesk string) []PolicySpec {
 	return []PolicySpec{
 		{Kind: "role", Name: policyAdmins, Description: "Holders of realm role " + OwnerRole + " or " + serviceDesk,

@@ -390,8 +390,9 @@ func (c *Client) createPolicy(ctx context.Context, tok, base, kind string, body 
 
 // ensureRealmPermissions makes the realm-wide policies and permissions
 // (RealmPolicies) that are missing, and checks what they all say, at most
-// once per permissionsFresh a realm (1 call; 5 more where one is missing,
-// 9 at a realm's first create): found by name, one made before, by
+// once per permissionsFresh a realm (1 call; where any is missing, up to 3
+// more to look the roles and the root group up, 1 a policy made and 1 to
+// read them again): found by name, one made before, by
 // anyone, or changed since, counts only if it says what the service's
 // would. Taken as found, one that names another role would give that
 // role's holders, through the permissions every create makes, every
