@@ -134,6 +134,17 @@ func (d Desired) RoleNames() []string {
 	return out
 }
 
+// groupPath is the path of the community's group of a member role ("" is
+// the label group).
+func (d Desired) groupPath(member string) string {
+	for _, c := range d.Children {
+		if c.Member == member {
+			return c.Path
+		}
+	}
+	return d.Group.Path
+}
+
 // RealmPolicies are the realm's own admin policies and permissions, made
 // once per realm, which every community's permissions build on: community
 // owners and service desk (serviceDesk, the realm role of

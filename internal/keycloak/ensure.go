@@ -92,12 +92,14 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 }
 
 // ensureOwnerPermissions checks the community's own admin policies and
-// permissions; repair first mends the realm-wide ones they build on (the
-// realm's drift, which a plan reports with every community and apply
-// repairs with the first; a check leaves them to the drift check's
-// reading of the realm), and makes what is missing, and with regrouped
-// first removes the community's own ones, which name its groups as they
-// were.
+// permissions: what they say, read in one call (ownPolicyDrift). Repair
+// first mends the realm-wide ones they build on (the realm's drift, which
+// a plan reports with every community and apply repairs with the first; a
+// check leaves them to the drift check's reading of the realm); then it
+// makes what is missing, makes what grants otherwise say what Describe
+// says again (one whose type was changed is left to an administrator) and
+// reads them back (1 call), and with regrouped first removes the
+// community's own ones, which name its groups as they were.
 func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts,
 	repair, regrouped bool, note, critical func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm, repair)
@@ -122,21 +124,25 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 			}
 		}
 	}
-	found, err := c.communityPolicies(ctx, tok, base, d)
+	found, err := c.policyContents(ctx, tok, s.Realm, d.Policies, "the admin permissions of community "+s.Label)
 	if err != nil {
 		return err
 	}
 	missing := false
-	for _, want := range d.Policies {
-		switch p, ok := found[want.Name]; {
-		case !ok:
+	var changed []community.Drift
+	ownPolicyDrift(d, found, func(dr community.Drift, _ PolicySpec) {
+		switch {
+		case dr.Problem == problemMissing:
 			missing = true
-			note("admin permission "+want.Name, problemMissing, repair)
-		case p.Description != want.Description:
-			note("admin permission "+want.Name, problemForeign, false)
+			note(dr.What, dr.Problem, repair)
+		case dr.Critical:
+			changed = append(changed, dr)
+		default:
+			note(dr.What, dr.Problem, false)
 		}
-	}
-	if repair && regrouped {
+	})
+	switch {
+	case repair && regrouped:
 		// Permissions first: each names the policies before it.
 		for i := len(d.Policies) - 1; i >= 0; i-- {
 			want := d.Policies[i]
@@ -147,9 +153,57 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 				missing = true
 			}
 		}
+		for i := range changed {
+			changed[i].Repaired = true // made again below
+		}
+	case repair && len(changed) > 0:
+		if err := c.mendOwnPolicies(ctx, tok, s, d, a, base, found, changed); err != nil {
+			return err
+		}
+	}
+	for _, dr := range changed {
+		critical(dr.What, dr.Problem, dr.Repaired)
 	}
 	if repair && missing {
 		return c.grantOwners(ctx, tok, s, d, a)
+	}
+	return nil
+}
+
+// mendOwnPolicies makes the community's own policies and permissions of
+// changed (found as they were) say what Describe says again, one call
+// each, and reads them back: only what says it then is repaired. One
+// whose type was changed cannot be changed back and is left to an
+// administrator.
+func (c *Client) mendOwnPolicies(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts,
+	base string, found map[string]policyContent, changed []community.Drift) error {
+	ids := func(member string) string { return groupID(a, member) }
+	put := false
+	for i, dr := range changed {
+		want := d.Policies[slices.IndexFunc(d.Policies, func(p PolicySpec) bool { return "admin permission "+p.Name == dr.What })]
+		got := found[want.Name]
+		if got.Type != want.Kind {
+			changed[i].Problem += problemByHand
+			continue
+		}
+		body := want.body(ids, nil)
+		body["id"] = got.ID
+		if _, err := c.raw(ctx, tok, http.MethodPut, policyKindPath(base, want.Kind)+"/"+got.ID, body, nil); err != nil {
+			return fmt.Errorf("repair admin permission %s: %w", want.Name, err)
+		}
+		put = true
+	}
+	if !put {
+		return nil
+	}
+	now, err := c.policyContents(ctx, tok, s.Realm, d.Policies, "the admin permissions of community "+s.Label)
+	if err != nil {
+		return err
+	}
+	var still []string
+	ownPolicyDrift(d, now, func(dr community.Drift, _ PolicySpec) { still = append(still, dr.What) })
+	for i := range changed {
+		changed[i].Repaired = !slices.Contains(still, changed[i].What)
 	}
 	return nil
 }

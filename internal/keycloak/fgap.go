@@ -187,12 +187,8 @@ func (c *Client) ensureRealmPolicies(ctx context.Context, tok, realm, root, base
 			drift[i].Problem += problemByHand
 			continue
 		default:
-			path := base + "/policy/role/" + got.ID
-			if p.spec.Kind == "scope" {
-				path = base + "/permission/scope/" + got.ID
-			}
 			p.body["id"] = got.ID
-			if _, err = c.raw(ctx, tok, http.MethodPut, path, p.body, nil); err != nil {
+			if _, err = c.raw(ctx, tok, http.MethodPut, policyKindPath(base, p.spec.Kind)+"/"+got.ID, p.body, nil); err != nil {
 				err = fmt.Errorf("repair admin permission %s: %w", p.spec.Name, err)
 			}
 		}
@@ -235,29 +231,9 @@ func (c *Client) realmPolicyDrift(ctx context.Context, tok, realm, root string) 
 	if err != nil {
 		return nil, nil, err
 	}
-	q := url.Values{}
-	for _, p := range specs {
-		q.Add("name", p.Name)
-	}
-	op := "read the realm-wide admin permissions of realm " + realm
-	resp, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+policiesPath+"?"+q.Encode(), nil, nil)
-	raw, err := extensionAnswer(op, resp, err)
+	stored, err := c.policyContents(ctx, tok, realm, specs, "the realm-wide admin permissions")
 	if err != nil {
 		return nil, nil, err
-	}
-	var rep struct {
-		AdminPermissions bool            `json:"adminPermissions"`
-		Policies         []policyContent `json:"policies"`
-	}
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-	}
-	if !rep.AdminPermissions {
-		return nil, nil, errPermissionsOff
-	}
-	stored := map[string]policyContent{}
-	for _, p := range rep.Policies {
-		stored[p.Name] = p
 	}
 	rootPath := func(string) string { return "/" + root }
 	var drift []community.Drift
@@ -271,6 +247,69 @@ func (c *Client) realmPolicyDrift(ctx context.Context, tok, realm, root string) 
 		}
 	}
 	return drift, stored, nil
+}
+
+// policyContents reads what the policies and permissions of specs' names
+// say in realm (what, for errors), in one call to the extension, by name;
+// with the realm's admin permissions off it is errPermissionsOff.
+func (c *Client) policyContents(ctx context.Context, tok, realm string, specs []PolicySpec, what string) (map[string]policyContent, error) {
+	q := url.Values{}
+	for _, p := range specs {
+		q.Add("name", p.Name)
+	}
+	op := "read " + what + " of realm " + realm
+	resp, err := c.raw(ctx, tok, http.MethodGet, pathEscape(realm)+policiesPath+"?"+q.Encode(), nil, nil)
+	raw, err := extensionAnswer(op, resp, err)
+	if err != nil {
+		return nil, err
+	}
+	var rep struct {
+		AdminPermissions bool            `json:"adminPermissions"`
+		Policies         []policyContent `json:"policies"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	if !rep.AdminPermissions {
+		return nil, errPermissionsOff
+	}
+	stored := map[string]policyContent{}
+	for _, p := range rep.Policies {
+		stored[p.Name] = p
+	}
+	return stored, nil
+}
+
+// ownPolicyDrift compares the community's own admin policies and
+// permissions (d.Policies) with what those of their names in stored say,
+// and notes each that differs with its spec: one missing; one without the
+// community's marker, someone else's, which is never touched; and one
+// that grants otherwise (critical: it may grant more, and a realm-wide
+// policy deleted and made again is no longer named by the community's
+// permissions). Survey and Ensure share it. It is pure.
+func ownPolicyDrift(d Desired, stored map[string]policyContent, note func(community.Drift, PolicySpec)) {
+	for _, want := range d.Policies {
+		what := "admin permission " + want.Name
+		p, ok := stored[want.Name]
+		switch problem := want.problems(p, d.groupPath); {
+		case !ok:
+			note(community.Drift{What: what, Problem: problemMissing}, want)
+		case p.Description != want.Description:
+			note(community.Drift{What: what, Problem: problemForeign}, want)
+		case problem != "":
+			note(community.Drift{What: what, Problem: problemChanged + problem, Critical: true}, want)
+		}
+	}
+}
+
+// policyKindPath is where Keycloak makes policies of kind (role, group,
+// aggregate) or scope permissions in base; one of them is there under
+// its id.
+func policyKindPath(base, kind string) string {
+	if kind == "scope" {
+		return base + "/permission/scope"
+	}
+	return base + "/policy/" + kind
 }
 
 // realmPolicies is RealmPolicies for the configured service-desk role.
@@ -330,37 +369,13 @@ func (c *Client) findPolicy(ctx context.Context, tok, base, name string) (*polic
 	return nil, nil
 }
 
-// communityPolicies finds the policies and permissions Describe names for
-// label, each by its exact name: one call a name, whatever the realm
-// holds. Keycloak's name search is a LIKE in which a label's "_" matches
-// any character (A_B's finds A0B's, A1B's, …), so one search a label had
-// its own crowded out of a page by look-alikes, and paging it costs calls
-// in proportion to them (a label "____" matches every 4-character label).
-func (c *Client) communityPolicies(ctx context.Context, tok, base string, d Desired) (map[string]policyRep, error) {
-	out := map[string]policyRep{}
-	for _, want := range d.Policies {
-		p, err := c.findPolicy(ctx, tok, base, want.Name)
-		if err != nil {
-			return nil, err
-		}
-		if p != nil {
-			out[p.Name] = *p
-		}
-	}
-	return out, nil
-}
-
 // createPolicy makes a policy or permission of kind (role, group, aggregate,
 // scope). When one of the same name exists already (409) it counts as made
 // only if verify, given it, accepts what is stored: a stale policy of an
 // earlier community of the same label may name other groups, and taking it
 // as ours would give their members this community.
 func (c *Client) createPolicy(ctx context.Context, tok, base, kind string, body map[string]any, verify func(*policyDetail) error) error {
-	path := base + "/policy/" + kind
-	if kind == "scope" {
-		path = base + "/permission/scope"
-	}
-	_, err := c.raw(ctx, tok, http.MethodPost, path, body, nil)
+	_, err := c.raw(ctx, tok, http.MethodPost, policyKindPath(base, kind), body, nil)
 	if statusOf(err) == http.StatusConflict {
 		if verify == nil {
 			return nil

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -64,53 +63,154 @@ func TestOnlyARepairSwitchesAdminPermissionsOn(t *testing.T) {
 	}
 }
 
-// TestCommunityPoliciesAreFoundByExactName: Keycloak's policy name
-// search is a LIKE, in which a label's "_" matches any character. A_B's
-// search once read one page of 100, so 25 look-alike communities (A0B,
-// A1B, …, four policies each) crowded A_B's own out of it, and its
-// permissions were reported missing, and repaired, over and over. Each is
-// now looked up by its exact name: one call a name, however many
-// look-alikes the realm holds.
-func TestCommunityPoliciesAreFoundByExactName(t *testing.T) {
+// storedPolicy is what the extension's GET policies answers for p as a
+// create makes it for the community of d, with id.
+func storedPolicy(d Desired, p PolicySpec, id string) policyContent {
+	c := policyContent{ID: id, Name: p.Name, Description: p.Description, Type: p.Kind, Logic: "POSITIVE",
+		DecisionStrategy: "UNANIMOUS", ResourceType: p.ResourceType, Roles: []string{}, ClientRoles: []string{},
+		Groups: []string{}, Policies: slices.Clone(p.Policies), Scopes: slices.Clone(p.Scopes), Resources: []string{}}
+	if p.Strategy != "" {
+		c.DecisionStrategy = p.Strategy
+	}
+	for _, m := range p.Groups {
+		c.Groups = append(c.Groups, d.groupPath(m))
+	}
+	for _, m := range p.Resources {
+		c.Resources = append(c.Resources, "group "+d.groupPath(m))
+	}
+	return c
+}
+
+// TestChangedOwnPoliciesAreReportedAndRepaired: a community's own admin
+// policies were checked by name and marker only, so one changed to name
+// another group, or an aggregate that lost role:service-desk when someone
+// deleted it (Keycloak takes a deleted policy out of those that name it),
+// passed every check. They are now read in one call by exact name (a
+// label's "_" once matched any character in Keycloak's name search) and
+// compared with Describe: a check reports what grants otherwise as
+// critical and changes nothing; a repair PUTs each back, leaves one whose
+// type was changed to an administrator, and reads them back; someone
+// else's is never touched.
+func TestChangedOwnPoliciesAreReportedAndRepaired(t *testing.T) {
 	s := community.Spec{ID: "6f1c2b9e-0000-4000-8000-000000000001", Realm: "r", Root: "Communities", Label: "A_B", Name: "n"}
-	var stored []policyRep
-	for _, c := range "0123456789abcdefghijklmnopqrstuvwxyz" {
-		for _, p := range Describe(community.Spec{Label: "A" + string(c) + "B"}).Policies {
-			stored = append(stored, policyRep{ID: fmt.Sprint(len(stored)), Name: p.Name})
+	d := Describe(s)
+	owners, admins, view, membership := fgapNames(s.Label)
+	var (
+		mu     sync.Mutex
+		stored = map[string]policyContent{}
+		puts   = map[string]map[string]any{}
+		reads  int
+	)
+	reset := func() {
+		for i, p := range d.Policies {
+			stored[p.Name] = storedPolicy(d, p, fmt.Sprint("p", i))
 		}
+		o := stored[owners]
+		o.Groups = append(o.Groups, "/Communities/A_B/consumer")
+		stored[owners] = o
+		a := stored[admins]
+		a.Policies = []string{owners}
+		stored[admins] = a
+		v := stored[view]
+		v.Type = "resource"
+		stored[view] = v
+		m := stored[membership]
+		m.Description = markerDescription("someone-else")
+		m.Scopes = []string{"manage-membership", "manage-members"}
+		stored[membership] = m
+		clear(puts)
 	}
-	var own []string
-	for _, p := range Describe(s).Policies {
-		stored = append(stored, policyRep{ID: fmt.Sprint(len(stored)), Name: p.Name, Description: p.Description})
-		own = append(own, p.Name)
-	}
-	calls := 0
-	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls++
-		q := r.URL.Query()
-		// Keycloak's search: a LIKE ("_" any one character, first 100),
-		// or equality with exact=true.
-		like := regexp.MustCompile(strings.ReplaceAll(regexp.QuoteMeta(q.Get("name")), "_", "."))
-		var match []policyRep
-		for _, p := range stored {
-			if q.Get("exact") == "true" && p.Name == q.Get("name") || q.Get("exact") != "true" && like.MatchString(p.Name) {
-				match = append(match, p)
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(match[:min(len(match), 100)])
-	}))
-	defer kc.Close()
-	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second})
-	found, err := c.communityPolicies(t.Context(), "t", "r/clients/perm/authz/resource-server", Describe(s))
-	if err != nil {
+	reset()
+	var realmWide struct{ Policies []policyContent }
+	if err := json.Unmarshal([]byte(storedRealmPolicies(`["service-desk"]`)), &realmWide); err != nil {
 		t.Fatal(err)
 	}
-	if got := slices.Sorted(maps.Keys(found)); !slices.Equal(got, slices.Sorted(slices.Values(own))) {
-		t.Errorf("found %q, want A_B's own %q", got, own)
+	for _, p := range realmWide.Policies {
+		stored[p.Name] = p
 	}
-	if calls != len(own) {
-		t.Errorf("%d calls for %d look-alike policies, want one a name (%d)", calls, len(stored)-len(own), len(own))
+	base := "/admin/realms/r/clients/perms/authz/resource-server"
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.URL.Path == "/realms/r/protocol/openid-connect/token":
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r":
+			fmt.Fprint(w, `{"adminPermissionsEnabled":true,"adminPermissionsClient":{"id":"perms"}}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
+			names := r.URL.Query()["name"]
+			if names[0] == owners {
+				reads++
+				if want := []string{owners, admins, view, membership}; !slices.Equal(names, want) {
+					t.Errorf("asked for %q, want %q", names, want)
+				}
+			}
+			var out []policyContent
+			for _, n := range names {
+				out = append(out, stored[n])
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"adminPermissions": true, "policies": out})
+		case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, base+"/"):
+			var body map[string]any
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				t.Error(err)
+			}
+			puts[strings.TrimPrefix(r.URL.Path, base)] = body
+			name, _ := body["name"].(string)
+			stored[name] = storedPolicy(d, d.Policies[slices.IndexFunc(d.Policies, func(p PolicySpec) bool { return p.Name == name })],
+				stored[name].ID)
+			w.WriteHeader(http.StatusCreated)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"})
+	a := community.Artifacts{GroupID: "g", OwnerGroupID: "g-owner", AuthorGroupID: "g-author", ConsumerGroupID: "g-consumer"}
+	ensure := func(repair bool) []string {
+		t.Helper()
+		var got []string
+		note := func(critical bool) func(string, string, bool) {
+			return func(what, problem string, repaired bool) {
+				got = append(got, fmt.Sprintf("%s: %s (critical %v, repaired %v)", what, problem, critical, repaired))
+			}
+		}
+		mu.Lock()
+		reads = 0
+		mu.Unlock()
+		if err := c.ensureOwnerPermissions(t.Context(), "t", s, d, a, repair, false, note(false), note(true)); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	changed := func(name, problem string, repaired bool) string {
+		return fmt.Sprintf("admin permission %s: %s%s (critical true, repaired %v)", name, problemChanged, problem, repaired)
+	}
+	foreign := "admin permission " + membership + ": " + problemForeign + " (critical false, repaired false)"
+	ownersProblem := `groups ["/Communities/A_B/consumer" "/Communities/A_B/owner"], not ["/Communities/A_B/owner"]`
+	adminsProblem := `policies ["community:A_B:owners"], not ["community:A_B:owners" "role:service-desk"]`
+	viewProblem := `type "resource", not "scope"`
+	want := []string{foreign, changed(owners, ownersProblem, false), changed(admins, adminsProblem, false), changed(view, viewProblem, false)}
+	if got := ensure(false); !slices.Equal(got, want) || len(puts) != 0 || reads != 1 {
+		t.Errorf("a check:\n%s\nwant\n%s\n(%d PUTs, %d reads of the community's policies, want none and 1)",
+			strings.Join(got, "\n"), strings.Join(want, "\n"), len(puts), reads)
+	}
+	want = []string{foreign, changed(owners, ownersProblem, true), changed(admins, adminsProblem, true),
+		changed(view, viewProblem+problemByHand, false)}
+	if got := ensure(true); !slices.Equal(got, want) || reads != 2 {
+		t.Errorf("a repair:\n%s\nwant\n%s\n(%d reads of the community's policies, want 2: before and after)",
+			strings.Join(got, "\n"), strings.Join(want, "\n"), reads)
+	}
+	if got := fmt.Sprint(puts["/policy/group/p0"]["groups"]); got != "[map[extendChildren:false id:g-owner]]" {
+		t.Errorf("the owners' policy was sent naming %s, want the owner group alone", got)
+	}
+	if got := fmt.Sprint(puts["/policy/aggregate/p1"]["policies"]); got != "[community:A_B:owners role:service-desk]" {
+		t.Errorf("the aggregate was sent naming %s, want the owners' policy and role:service-desk", got)
+	}
+	if len(puts) != 2 {
+		t.Errorf("%d PUTs (%v), want the two whose type is unchanged, never someone else's", len(puts), slices.Collect(maps.Keys(puts)))
 	}
 }
 

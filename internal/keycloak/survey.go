@@ -60,19 +60,19 @@ func ungranted(path string, realmRoles []string, clientRoles map[string][]string
 type realmView struct {
 	roles    map[string]gocloak.Role
 	groups   map[string]gocloak.Group
-	policies map[string]policyRep
+	policies map[string]policyContent
 	scopes   map[string]scopeRep
 }
 
 // surveyRep is the extension's answer: realm roles with their markers,
 // the groups one and two levels under the root with their markers, role
-// mappings and the groups under them (by name), the community admin
-// policies and the client scopes.
+// mappings and the groups under them (by name), what the community admin
+// policies say and the client scopes.
 type surveyRep struct {
 	Roles            []gocloak.Role  `json:"roles"`
 	Groups           []gocloak.Group `json:"groups"`
 	AdminPermissions bool            `json:"adminPermissions"`
-	Policies         []policyRep     `json:"policies"`
+	Policies         []policyContent `json:"policies"`
 	ClientScopes     []scopeRep      `json:"clientScopes"`
 }
 
@@ -280,7 +280,7 @@ func decodeSurvey(raw []byte) (realmView, error) {
 		v.groups[deref(g.Path)] = g
 	}
 	if rep.AdminPermissions {
-		v.policies = map[string]policyRep{}
+		v.policies = map[string]policyContent{}
 		for _, p := range rep.Policies {
 			v.policies[p.Name] = p
 		}
@@ -440,14 +440,7 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 	if v.policies == nil {
 		return drift
 	}
-	for _, want := range d.Policies {
-		switch p, ok := v.policies[want.Name]; {
-		case !ok:
-			note("admin permission "+want.Name, problemMissing)
-		case p.Description != want.Description:
-			note("admin permission "+want.Name, problemForeign)
-		}
-	}
+	ownPolicyDrift(d, v.policies, func(dr community.Drift, _ PolicySpec) { drift = append(drift, dr) })
 	return drift
 }
 

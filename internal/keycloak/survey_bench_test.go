@@ -16,7 +16,7 @@ func surveyJSON(tb testing.TB, n int) ([]byte, []community.Spec) {
 		Roles            []map[string]any `json:"roles"`
 		Groups           []map[string]any `json:"groups"`
 		AdminPermissions bool             `json:"adminPermissions"`
-		Policies         []map[string]any `json:"policies"`
+		Policies         []policyContent  `json:"policies"`
 		ClientScopes     []map[string]any `json:"clientScopes"`
 	}
 	rep.AdminPermissions = true
@@ -32,8 +32,8 @@ func surveyJSON(tb testing.TB, n int) ([]byte, []community.Spec) {
 		for _, c := range d.Children {
 			rep.Groups = append(rep.Groups, map[string]any{"name": c.Name, "path": c.Path, "attributes": d.Marker, "realmRoles": c.Grants})
 		}
-		for _, p := range d.Policies {
-			rep.Policies = append(rep.Policies, map[string]any{"name": p.Name, "description": p.Description})
+		for j, p := range d.Policies {
+			rep.Policies = append(rep.Policies, storedPolicy(d, p, fmt.Sprintf("%08d-%d", i, j)))
 		}
 	}
 	raw, err := json.Marshal(rep)

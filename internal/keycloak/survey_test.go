@@ -22,7 +22,7 @@ import (
 func healthy(s community.Spec) realmView {
 	d := Describe(s)
 	v := realmView{roles: map[string]gocloak.Role{}, groups: map[string]gocloak.Group{},
-		policies: map[string]policyRep{}, scopes: map[string]scopeRep{}}
+		policies: map[string]policyContent{}, scopes: map[string]scopeRep{}}
 	marker := d.Marker
 	for _, r := range d.Roles {
 		v.roles[r.Name] = gocloak.Role{Name: gocloak.StringP(r.Name), Attributes: &marker}
@@ -33,8 +33,8 @@ func healthy(s community.Spec) realmView {
 		grants := slices.Clone(c.Grants)
 		v.groups[c.Path] = gocloak.Group{Name: gocloak.StringP(c.Name), Attributes: &marker, RealmRoles: &grants}
 	}
-	for _, p := range d.Policies {
-		v.policies[p.Name] = policyRep{Name: p.Name, Description: p.Description}
+	for i, p := range d.Policies {
+		v.policies[p.Name] = storedPolicy(d, p, fmt.Sprint("p", i))
 	}
 	return v
 }
@@ -122,11 +122,34 @@ func TestCompare(t *testing.T) {
 		{"admin permission missing", func(v realmView) { delete(v.policies, "community:NDD:membership") },
 			[]string{"admin permission community:NDD:membership: missing"}},
 		{"admin permission someone else's", func(v realmView) {
-			v.policies["community:NDD:owners"] = policyRep{Name: "community:NDD:owners", Description: markerDescription("id-2")}
+			p := v.policies["community:NDD:owners"]
+			p.Description = markerDescription("id-2")
+			v.policies["community:NDD:owners"] = p
 		}, []string{"admin permission community:NDD:owners: exists but is not this community's"}},
 		{"admin permission whose description holds the marker among other words", func(v realmView) {
-			v.policies["community:NDD:owners"] = policyRep{Name: "community:NDD:owners", Description: "copied from " + markerDescription(ndd.ID)}
+			p := v.policies["community:NDD:owners"]
+			p.Description = "copied from " + markerDescription(ndd.ID)
+			v.policies["community:NDD:owners"] = p
 		}, []string{"admin permission community:NDD:owners: exists but is not this community's"}},
+		{"owners' policy naming the consumers too", func(v realmView) {
+			p := v.policies["community:NDD:owners"]
+			p.Groups = []string{"/Communities/NDD/owner", "/Communities/NDD/consumer"}
+			v.policies["community:NDD:owners"] = p
+		}, []string{"admin permission community:NDD:owners: " + problemChanged +
+			`groups ["/Communities/NDD/consumer" "/Communities/NDD/owner"], not ["/Communities/NDD/owner"]`}},
+		{"aggregate without role:service-desk, deleted and made again", func(v realmView) {
+			p := v.policies["community:NDD:membership-admins"]
+			p.Policies = []string{"community:NDD:owners"}
+			v.policies["community:NDD:membership-admins"] = p
+		}, []string{"admin permission community:NDD:membership-admins: " + problemChanged +
+			`policies ["community:NDD:owners"], not ["community:NDD:owners" "role:service-desk"]`}},
+		{"membership permission widened to every group", func(v realmView) {
+			p := v.policies["community:NDD:membership"]
+			p.Resources, p.Scopes = []string{"Groups"}, []string{"manage-membership", "manage-members"}
+			v.policies["community:NDD:membership"] = p
+		}, []string{"admin permission community:NDD:membership: " + problemChanged +
+			`scopes ["manage-members" "manage-membership"], not ["manage-membership"]; ` +
+			`resources ["Groups"], not ["group /Communities/NDD/author" "group /Communities/NDD/consumer" "group /Communities/NDD/owner"]`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			v := healthy(ndd)

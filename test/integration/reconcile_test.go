@@ -684,7 +684,8 @@ func TestDriftCheckGoesOnPastAFailingRealm(t *testing.T) {
 	svc.Server.ReconcileOnce(context.Background())
 	metrics := string(harness.Do(t, "GET", svc.URL+"/metrics", "", nil).Expect(t, 200).Body)
 	for _, want := range []string{
-		`communities_drift_found{realm="` + f.realm.Name + `"} 1`,
+		// The group, and the two permissions Keycloak took it out of.
+		`communities_drift_found{realm="` + f.realm.Name + `"} 3`,
 		`communities_drift_check_errors_total{realm="` + missing + `"} 1`,
 		`communities_drift_check_errors_total{realm="` + f.realm.Name + `"} 0`,
 		"communities_reconcile_runs_total 1",
@@ -910,5 +911,148 @@ func TestRealmWidePoliciesAreVerified(t *testing.T) {
 	}
 	if rep := check(false); rep.DriftCount() != 0 || len(rep.RealmDrift) != 0 {
 		t.Errorf("after the repairs: %+v", rep)
+	}
+}
+
+// TestCommunityPoliciesAreVerified: a community's own admin policies were
+// checked by name and marker only. One changed to name the consumer group
+// as owners gave every consumer the membership management of the
+// community, and passed every drift check; and a realm-wide policy
+// deleted and made again by a repair was no longer named by the
+// communities' permissions (Keycloak takes a deleted policy out of those
+// that name it), so service desk lost the console's membership management
+// of every community made before, while the repair said it was mended.
+// Both are now found by the drift check, critical, and repaired.
+func TestCommunityPoliciesAreVerified(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "CPV", "Policies verified").Expect(t, 201)
+	f.create(t, sd, "CPW", "Policies untouched").Expect(t, 201)
+	admin := f.realm.AdminToken(t)
+	realmURL := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name
+	var realm struct {
+		Client struct {
+			ID string `json:"id"`
+		} `json:"adminPermissionsClient"`
+	}
+	harness.Do(t, "GET", realmURL, admin, nil).Expect(t, 200).JSON(t, &realm)
+	base := realmURL + "/clients/" + realm.Client.ID + "/authz/resource-server"
+	policyID := func(name string) string {
+		t.Helper()
+		var found []struct{ ID string }
+		harness.Do(t, "GET", base+"/policy?exact=true&name="+url.QueryEscape(name), admin, nil).Expect(t, 200).JSON(t, &found)
+		if len(found) != 1 {
+			t.Fatalf("policy %s: %d found", name, len(found))
+		}
+		return found[0].ID
+	}
+	groupID := func(path string) string {
+		t.Helper()
+		g, err := f.realm.GC.GetGroupByPath(ctx, admin, f.realm.Name, path)
+		if err != nil {
+			t.Fatalf("group %s: %v", path, err)
+		}
+		return *g.ID
+	}
+	// names are what the policy or permission of id names in Keycloak's
+	// own answer (groups by id; the policies it builds on by name).
+	names := func(id, what string) []string {
+		t.Helper()
+		var out []string
+		switch what {
+		case "groups":
+			var p struct{ Groups []struct{ ID string } }
+			harness.Do(t, "GET", base+"/policy/group/"+id, admin, nil).Expect(t, 200).JSON(t, &p)
+			for _, g := range p.Groups {
+				out = append(out, g.ID)
+			}
+		case "policies":
+			var ps []struct{ Name string }
+			harness.Do(t, "GET", base+"/policy/"+id+"/associatedPolicies", admin, nil).Expect(t, 200).JSON(t, &ps)
+			for _, p := range ps {
+				out = append(out, p.Name)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	svc := f.svc.Server.Service()
+	var calls int64
+	check := func(repair bool) community.Report {
+		t.Helper()
+		before := f.svc.KeycloakRoundTrips()
+		reports, _, err := svc.Reconcile(ctx, []string{f.realm.Name}, repair)
+		if err != nil || len(reports) != 1 {
+			t.Fatalf("reconcile (repair %v): %+v %v", repair, reports, err)
+		}
+		calls = f.svc.KeycloakRoundTrips() - before
+		t.Logf("reconcile (repair %v) of %d communities: %d Keycloak calls", repair, reports[0].Communities, calls)
+		return reports[0]
+	}
+	// critical is the community drift of what, if it is critical and
+	// repaired as said.
+	critical := func(rep community.Report, label, what string, repaired bool) {
+		t.Helper()
+		for _, d := range rep.Drift[label] {
+			if d.What == what {
+				if !d.Critical || d.Repaired != repaired {
+					t.Errorf("%s: %+v, want critical, repaired %v", label, d, repaired)
+				}
+				return
+			}
+		}
+		t.Errorf("%s's drift %+v names no %s", label, rep.Drift[label], what)
+	}
+
+	owner, consumer := groupID("Communities/CPV/owner"), groupID("Communities/CPV/consumer")
+	owners := policyID("community:CPV:owners")
+	harness.Do(t, "PUT", base+"/policy/group/"+owners, admin, map[string]any{"id": owners, "name": "community:CPV:owners",
+		"description": keycloak.MarkerAttribute + "=" + f.row(t, "CPV").ID, "logic": "POSITIVE",
+		"groups": []map[string]any{{"id": owner}, {"id": consumer}}}).Expect(t, 201)
+	rep := check(false)
+	critical(rep, "CPV", "admin permission community:CPV:owners", false)
+	if len(rep.Drift) != 1 || len(rep.RealmDrift) != 0 {
+		t.Errorf("drift %+v, realm drift %+v; want CPV's alone", rep.Drift, rep.RealmDrift)
+	}
+	if got := names(owners, "groups"); !slices.Equal(got, slices.Sorted(slices.Values([]string{owner, consumer}))) {
+		t.Errorf("a check changed the owners' policy: it names %v", got)
+	}
+	critical(check(true), "CPV", "admin permission community:CPV:owners", true)
+	if got := names(owners, "groups"); !slices.Equal(got, []string{owner}) {
+		t.Errorf("after the repair the owners' policy names %v, want the owner group %s alone", got, owner)
+	}
+
+	// role:service-desk deleted: Keycloak takes it out of every
+	// community's aggregate.
+	harness.Do(t, "DELETE", base+"/policy/"+policyID("role:service-desk"), admin, nil).Expect(t, 204)
+	admins := map[string]string{}
+	for _, l := range []string{"CPV", "CPW"} {
+		admins[l] = policyID("community:" + l + ":membership-admins")
+		if got := names(admins[l], "policies"); slices.Contains(got, "role:service-desk") {
+			t.Fatalf("%s's aggregate still names the deleted role:service-desk: %v", l, got)
+		}
+	}
+	rep = check(false)
+	if len(rep.RealmDrift) != 1 || rep.RealmDrift[0].What != "admin permission role:service-desk" || rep.RealmDrift[0].Problem != "missing" {
+		t.Errorf("realm drift %+v, want role:service-desk missing", rep.RealmDrift)
+	}
+	for _, l := range []string{"CPV", "CPW"} {
+		critical(rep, l, "admin permission community:"+l+":membership-admins", false)
+	}
+	rep = check(true)
+	for _, l := range []string{"CPV", "CPW"} {
+		critical(rep, l, "admin permission community:"+l+":membership-admins", true)
+		if got := names(admins[l], "policies"); !slices.Equal(got, []string{"community:" + l + ":owners", "role:service-desk"}) {
+			t.Errorf("after the repair %s's aggregate names %v, want its owners' policy and role:service-desk", l, got)
+		}
+	}
+	if rep := check(false); rep.DriftCount() != 0 || len(rep.RealmDrift) != 0 {
+		t.Errorf("after the repairs: %+v", rep)
+	}
+	// What the policies say comes in the survey's page: a clean pass is
+	// still the survey's 3 calls and 1 a page.
+	if calls > 4 {
+		t.Errorf("a clean pass made %d Keycloak calls, want 4", calls)
 	}
 }

@@ -70,10 +70,11 @@ import org.keycloak.util.JsonSerialization;
  * {@code groups} (the label groups and their member groups: {@code name},
  * {@code path}, {@code attributes} with the marker, {@code realmRoles}),
  * {@code adminPermissions} (whether the realm's admin permissions are on),
- * {@code policies} (of the admin-permissions client: {@code name},
- * {@code description}) and {@code clientScopes} ({@code id}, {@code name},
- * {@code attributes}). Each needs {@code view-realm} and the right to view
- * every group.
+ * {@code policies} (of the admin-permissions client: what each says, as
+ * {@code GET policies} answers it) and {@code clientScopes} ({@code id},
+ * {@code name}, {@code attributes}). Each needs {@code view-realm} and the
+ * right to view every group, and the survey also the right to view the
+ * admin permissions.
  *
  * <p>{@code POST artefacts}: makes a community's realm roles, its group with
  * its member groups, their role mappings and memberships, in one call and
@@ -547,8 +548,8 @@ public class CommunitiesResource {
 
     /**
      * A page of the drift check: the groups of body's labels and their
-     * member groups, the realm roles and policies of the names given,
-     * without ids. Paged so that no single answer holds Keycloak for long:
+     * member groups, the realm roles of the names given, without ids, and
+     * what the policies of the names given say. Paged so that no single answer holds Keycloak for long:
      * at 10,000 communities one answer for all of them took 0.9 s of a core.
      */
     @POST
@@ -566,8 +567,11 @@ public class CommunitiesResource {
                     Response.Status.BAD_REQUEST);
         }
         EntityManager em = em();
-        return answer(roles(em, body.attribute, body.roles), groups(em, body.root, body.labels, body.attribute),
-                admin -> policiesByName(em, admin, body.policies));
+        // The page's groups by id, for the policies that name them.
+        Map<String, String> paths = new HashMap<>();
+        List<Map<String, Object>> groups = groups(em, body.root, body.labels, body.attribute, paths);
+        return answer(roles(em, body.attribute, body.roles), groups,
+                admin -> policiesByName(em, admin, body.policies, id -> paths.containsKey(id) ? paths.get(id) : groupPath(id)));
     }
 
     /**
@@ -654,15 +658,30 @@ public class CommunitiesResource {
 
     /** What p says, as {@code GET policies} answers it. */
     private Map<String, Object> content(Policy p) {
-        Map<String, String> config = p.getConfig() == null ? Map.of() : p.getConfig();
-        String resourceType = config.getOrDefault("defaultResourceType", p.getResourceType() == null ? "" : p.getResourceType());
+        return content(p.getId(), p.getName(), p.getDescription(), p.getType(), p.getLogic(), p.getDecisionStrategy(),
+                p.getConfig(), p.getAssociatedPolicies().stream().map(Policy::getName).toList(),
+                p.getScopes().stream().map(Scope::getName).toList(), p.getResources().stream().map(Resource::getName).toList(),
+                this::groupPath);
+    }
+
+    /**
+     * What a policy says, from its parts (the names of the policies it
+     * names, of its scopes and of its resources), as {@code GET policies}
+     * and the survey answer it; groupPath is the path of a group's id, or
+     * null if there is none.
+     */
+    private Map<String, Object> content(String id, String name, String description, String type, Object logic,
+            Object decisionStrategy, Map<String, String> config, Collection<String> associated, Collection<String> scopes,
+            Collection<String> resources, Function<String, String> groupPath) {
+        config = config == null ? Map.of() : config;
+        String resourceType = config.getOrDefault("defaultResourceType", "");
         Map<String, Object> rep = new LinkedHashMap<>();
-        rep.put("id", p.getId());
-        rep.put("name", p.getName());
-        rep.put("description", p.getDescription() == null ? "" : p.getDescription());
-        rep.put("type", p.getType());
-        rep.put("logic", String.valueOf(p.getLogic()));
-        rep.put("decisionStrategy", String.valueOf(p.getDecisionStrategy()));
+        rep.put("id", id);
+        rep.put("name", name);
+        rep.put("description", description == null ? "" : description);
+        rep.put("type", type);
+        rep.put("logic", String.valueOf(logic));
+        rep.put("decisionStrategy", String.valueOf(decisionStrategy));
         rep.put("resourceType", resourceType);
         rep.put("fetchRoles", Boolean.parseBoolean(config.get("fetchRoles")));
         List<String> realmRoles = new ArrayList<>();
@@ -682,15 +701,15 @@ public class CommunitiesResource {
         rep.put("clientRoles", sorted(clientRoles));
         List<String> groups = new ArrayList<>();
         for (Map<String, Object> e : entries(config.get("groups"), groups)) {
-            String path = groupPath(String.valueOf(e.get("id")));
+            String path = groupPath.apply(String.valueOf(e.get("id")));
             groups.add((path == null ? "?" + e.get("id") : path) + flagged(e, "extendChildren", " (and subgroups)"));
         }
         rep.put("groups", sorted(groups));
-        rep.put("policies", sorted(p.getAssociatedPolicies().stream().map(Policy::getName)));
-        rep.put("scopes", sorted(p.getScopes().stream().map(Scope::getName)));
-        rep.put("resources", sorted(p.getResources().stream().map(Resource::getName).map(name -> {
-            String path = name.equals(resourceType) ? null : groupPath(name);
-            return path == null ? name : "group " + path;
+        rep.put("policies", sorted(associated));
+        rep.put("scopes", sorted(scopes));
+        rep.put("resources", sorted(resources.stream().map(r -> {
+            String path = r.equals(resourceType) ? null : groupPath.apply(r);
+            return path == null ? r : "group " + path;
         })));
         return rep;
     }
@@ -922,6 +941,13 @@ public class CommunitiesResource {
         ClientModel admin = realm.getAdminPermissionsClient();
         boolean on = realm.isAdminPermissionsEnabled() && admin != null;
         out.put("adminPermissions", on);
+        if (on) {
+            ResourceServer rs = session.getProvider(AuthorizationProvider.class).getStoreFactory().getResourceServerStore()
+                    .findByClient(admin);
+            if (rs != null) {
+                auth.realm().requireViewAuthorization(rs);
+            }
+        }
         out.put("policies", on ? policies.apply(admin.getId()) : List.of());
         // A realm has a handful of client scopes, all in Keycloak's cache.
         out.put("clientScopes", realm.getClientScopesStream().map(sc -> {
@@ -966,8 +992,12 @@ public class CommunitiesResource {
         return ids.isEmpty() ? null : ids.get(0);
     }
 
-    /** The groups of labels directly under root, and their member groups. */
-    private List<Map<String, Object>> groups(EntityManager em, String root, List<String> labels, String attribute) {
+    /**
+     * The groups of labels directly under root, and their member groups;
+     * their paths by id go into paths.
+     */
+    private List<Map<String, Object>> groups(EntityManager em, String root, List<String> labels, String attribute,
+            Map<String, String> paths) {
         String rootId = labels.isEmpty() ? null : rootId(em, root);
         if (rootId == null) {
             return List.of();
@@ -985,7 +1015,6 @@ public class CommunitiesResource {
                 .setParameter("root", rootId)
                 .setParameter("labels", labels);
         Map<String, Map<String, Object>> byId = new LinkedHashMap<>();
-        Map<String, String> paths = new HashMap<>();
         paths.put(rootId, "/" + root);
         for (Object[] row : query.getResultList()) {
             String id = (String) row[0];
@@ -1052,26 +1081,51 @@ public class CommunitiesResource {
         return new ArrayList<>(byId.values());
     }
 
-    /** The policies of the client resourceServer of names. */
-    private List<Map<String, Object>> policiesByName(EntityManager em, String resourceServer, List<String> names) {
+    /**
+     * What the policies of the client resourceServer of names say, as
+     * {@code GET policies} answers it, in five queries whatever their
+     * number: through the model, each policy's config, policies, scopes and
+     * resources are a query each, 40,000 policies at 10,000 communities.
+     */
+    private List<Map<String, Object>> policiesByName(EntityManager em, String resourceServer, List<String> names,
+            Function<String, String> groupPath) {
         if (names.isEmpty()) {
             return List.of();
         }
-        return policies(em.createQuery(
-                "select p.name, p.description from PolicyEntity p where p.resourceServer.id = :rs"
-                        + " and p.name in :names", Object[].class)
+        List<Object[]> rows = em.createQuery(
+                "select p.id, p.name, p.description, p.type, p.logic, p.decisionStrategy from PolicyEntity p"
+                        + " where p.resourceServer.id = :rs and p.name in :names", Object[].class)
                 .setParameter("rs", resourceServer)
                 .setParameter("names", names)
-                .getResultList());
-    }
-
-    private static List<Map<String, Object>> policies(List<Object[]> rows) {
+                .getResultList();
+        if (rows.isEmpty()) {
+            return List.of();
+        }
+        List<String> ids = rows.stream().map(row -> (String) row[0]).toList();
+        Map<String, Map<String, String>> config = new HashMap<>();
+        for (Object[] row : em.createQuery("select p.id, key(c), value(c) from PolicyEntity p join p.config c where p.id in :ids",
+                Object[].class).setParameter("ids", ids).getResultList()) {
+            config.computeIfAbsent((String) row[0], k -> new HashMap<>()).put((String) row[1], (String) row[2]);
+        }
+        Map<String, List<String>> associated = named(em, "associatedPolicies", ids);
+        Map<String, List<String>> scopes = named(em, "scopes", ids);
+        Map<String, List<String>> resources = named(em, "resources", ids);
         List<Map<String, Object>> out = new ArrayList<>(rows.size());
         for (Object[] row : rows) {
-            Map<String, Object> p = new LinkedHashMap<>();
-            p.put("name", row[0]);
-            p.put("description", row[1] == null ? "" : row[1]);
-            out.add(p);
+            String id = (String) row[0];
+            out.add(content(id, (String) row[1], (String) row[2], (String) row[3], row[4], row[5], config.get(id),
+                    associated.getOrDefault(id, List.of()), scopes.getOrDefault(id, List.of()),
+                    resources.getOrDefault(id, List.of()), groupPath));
+        }
+        return out;
+    }
+
+    /** The names of what the policies of ids name in field (policies, scopes or resources), by policy id. */
+    private static Map<String, List<String>> named(EntityManager em, String field, List<String> ids) {
+        Map<String, List<String>> out = new HashMap<>();
+        for (Object[] row : em.createQuery("select p.id, e.name from PolicyEntity p join p." + field + " e where p.id in :ids",
+                Object[].class).setParameter("ids", ids).getResultList()) {
+            out.computeIfAbsent((String) row[0], k -> new ArrayList<>()).add((String) row[1]);
         }
         return out;
     }
