@@ -186,7 +186,8 @@ func (p PolicySpec) body(groupID func(member string) string, roleID map[string]s
 		for _, m := range p.Groups {
 			groups = append(groups, map[string]any{"id": groupID(m), "extendChildren": false})
 		}
-		b["groups"] = groups
+		// Empty, not absent: a repair's PUT keeps a claim set before.
+		b["groups"], b["groupsClaim"] = groups, ""
 	case "aggregate":
 		b["logic"], b["decisionStrategy"], b["policies"] = "POSITIVE", p.Strategy, p.Policies
 	case "scope":
@@ -214,6 +215,7 @@ type policyContent struct {
 	DecisionStrategy string   `json:"decisionStrategy"`
 	ResourceType     string   `json:"resourceType"`
 	FetchRoles       bool     `json:"fetchRoles"`
+	GroupsClaim      string   `json:"groupsClaim"`
 	Roles            []string `json:"roles"`
 	ClientRoles      []string `json:"clientRoles"`
 	Groups           []string `json:"groups"`
@@ -224,19 +226,31 @@ type policyContent struct {
 
 // problems says how got differs from p in what it grants (not its
 // description), with groupPath the path of the group of a member role: ""
-// if it says what p says. A permission on no group in particular is
-// Keycloak's on the resource named for its type (all users). It is pure.
-func (p PolicySpec) problems(got policyContent, groupPath func(member string) string) string {
+// if it says what p says; and whether the difference may grant more than
+// p does (widens), so that what only narrows, such as the permissions
+// Keycloak took a deleted group out of, is not reported as critical. A
+// permission on no group in particular is Keycloak's on the resource named
+// for its type (all users); one left with none at all, or whose policies
+// differ (a permission needs all of them, so one fewer asks less), may
+// grant more. What the service cannot judge (another type, logic or
+// strategy, roles fetched from the user, groups matched in a claim) may
+// too. It is pure.
+func (p PolicySpec) problems(got policyContent, groupPath func(member string) string) (problem string, widens bool) {
 	var out []string
-	differ := func(what string, have, want []string) {
+	// differ notes a list that differs; what it holds more than want
+	// widens, and with narrows false so does what it holds less.
+	differ := func(what string, have, want []string, narrows bool) {
 		have, want = slices.Sorted(slices.Values(have)), slices.Sorted(slices.Values(want))
-		if !slices.Equal(have, want) {
-			out = append(out, fmt.Sprintf("%s %q, not %q", what, have, want))
+		if slices.Equal(have, want) {
+			return
 		}
+		out = append(out, fmt.Sprintf("%s %q, not %q", what, have, want))
+		widens = widens || !narrows || slices.ContainsFunc(have, func(h string) bool { return !slices.Contains(want, h) })
 	}
 	same := func(what, have, want string) {
 		if have != want {
 			out = append(out, fmt.Sprintf("%s %q, not %q", what, have, want))
+			widens = true
 		}
 	}
 	same("type", got.Type, p.Kind)
@@ -252,7 +266,15 @@ func (p PolicySpec) problems(got policyContent, groupPath func(member string) st
 		// Roles read from the user instead of the token: not what the
 		// service made, and it changes whom they match.
 		out = append(out, "fetches roles")
+		widens = true
 	}
+	if got.GroupsClaim != "" {
+		// Groups read from a claim of the token instead of the user's
+		// memberships: whoever can put the claim in a token matches.
+		out = append(out, fmt.Sprintf("matches groups in claim %q", got.GroupsClaim))
+		widens = true
+	}
+	policiesNarrow := true
 	switch p.Kind {
 	case "aggregate":
 		same("decision strategy", got.DecisionStrategy, p.Strategy)
@@ -261,14 +283,18 @@ func (p PolicySpec) problems(got policyContent, groupPath func(member string) st
 		if len(resources) == 0 {
 			resources = []string{p.ResourceType}
 		}
+		if len(got.Resources) == 0 {
+			got.Resources = []string{"(none)"}
+		}
+		policiesNarrow = false
 	}
-	differ("roles", got.Roles, p.Roles)
-	differ("client roles", got.ClientRoles, nil)
-	differ("groups", got.Groups, groups)
-	differ("policies", got.Policies, p.Policies)
-	differ("scopes", got.Scopes, p.Scopes)
-	differ("resources", got.Resources, resources)
-	return strings.Join(out, "; ")
+	differ("roles", got.Roles, p.Roles, true)
+	differ("client roles", got.ClientRoles, nil, true)
+	differ("groups", got.Groups, groups, true)
+	differ("policies", got.Policies, p.Policies, policiesNarrow)
+	differ("scopes", got.Scopes, p.Scopes, true)
+	differ("resources", got.Resources, resources, true)
+	return strings.Join(out, "; "), widens
 }
 
 // groupID is the id of the label group ("") or of a member group.

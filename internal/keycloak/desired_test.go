@@ -160,40 +160,70 @@ func TestPolicyProblems(t *testing.T) {
 	either := policyContent{Type: "aggregate", Logic: "POSITIVE", DecisionStrategy: "AFFIRMATIVE",
 		Policies: []string{"community:NDD:owners", policyServiceDesk}}
 	with := func(c policyContent, change func(*policyContent)) policyContent { change(&c); return c }
+	membership := policyContent{Type: "scope", Logic: "POSITIVE", ResourceType: "Groups", Scopes: []string{"manage-membership"},
+		Policies:  []string{"community:NDD:membership-admins"},
+		Resources: []string{"group /Communities/NDD/owner", "group /Communities/NDD/author", "group /Communities/NDD/consumer"}}
 	cases := []struct {
 		policy string
 		got    policyContent
 		paths  func(string) string
 		want   string
+		widens bool
 	}{
-		{policyAdmins, admins, root, ""},
-		{policyAdmins, with(admins, func(c *policyContent) { c.Description = "changed" }), root, ""},
+		{policyAdmins, admins, root, "", false},
+		{policyAdmins, with(admins, func(c *policyContent) { c.Description = "changed" }), root, "", false},
 		{policyAdmins, with(admins, func(c *policyContent) { c.Roles = append(c.Roles, "default-roles-r") }), root,
-			`roles ["community-owner" "default-roles-r" "service-desk"], not ["community-owner" "service-desk"]`},
+			`roles ["community-owner" "default-roles-r" "service-desk"], not ["community-owner" "service-desk"]`, true},
 		{policyAdmins, with(admins, func(c *policyContent) { c.Roles = []string{"community-owner (required)", "service-desk"} }), root,
-			`roles ["community-owner (required)" "service-desk"], not ["community-owner" "service-desk"]`},
-		{policyAdmins, with(admins, func(c *policyContent) { c.Logic = "NEGATIVE" }), root, `logic "NEGATIVE", not "POSITIVE"`},
-		{policyAdmins, with(admins, func(c *policyContent) { c.Type = "js" }), root, `type "js", not "role"`},
-		{permUsers, users, root, ""},
+			`roles ["community-owner (required)" "service-desk"], not ["community-owner" "service-desk"]`, true},
+		{policyAdmins, with(admins, func(c *policyContent) { c.Roles = []string{OwnerRole} }), root,
+			`roles ["community-owner"], not ["community-owner" "service-desk"]`, false},
+		{policyAdmins, with(admins, func(c *policyContent) { c.Logic = "NEGATIVE" }), root, `logic "NEGATIVE", not "POSITIVE"`, true},
+		{policyAdmins, with(admins, func(c *policyContent) { c.Type = "js" }), root, `type "js", not "role"`, true},
+		{policyAdmins, with(admins, func(c *policyContent) { c.FetchRoles = true }), root, `fetches roles`, true},
+		{permUsers, users, root, "", false},
 		{permUsers, with(users, func(c *policyContent) { c.Resources = []string{"group /Communities/NDD/owner"} }), root,
-			`resources ["group /Communities/NDD/owner"], not ["Users"]`},
+			`resources ["group /Communities/NDD/owner"], not ["Users"]`, true},
 		{permUsers, with(users, func(c *policyContent) { c.Scopes = append(c.Scopes, "impersonate") }), root,
-			`scopes ["impersonate" "manage-group-membership" "view"], not ["manage-group-membership" "view"]`},
+			`scopes ["impersonate" "manage-group-membership" "view"], not ["manage-group-membership" "view"]`, true},
+		{permUsers, with(users, func(c *policyContent) { c.Scopes = []string{"view"} }), root,
+			`scopes ["view"], not ["manage-group-membership" "view"]`, false},
 		{permRoot, policyContent{Type: "scope", Logic: "POSITIVE", ResourceType: "Groups", Scopes: []string{"view"},
-			Policies: []string{policyAdmins}, Resources: []string{"group /Communities"}}, root, ""},
+			Policies: []string{policyAdmins}, Resources: []string{"group /Communities"}}, root, "", false},
+		// A permission needs all its policies: another one asks more of
+		// whom it grants to, but under another strategy it would not.
 		{permRoot, policyContent{Type: "scope", Logic: "POSITIVE", ResourceType: "Groups", Scopes: []string{"view"},
 			Policies: []string{policyAdmins, "anyone"}, Resources: []string{"group /Communities"}}, root,
-			`policies ["anyone" "role:community-admins"], not ["role:community-admins"]`},
-		{"community:NDD:owners", owners, path, ""},
+			`policies ["anyone" "role:community-admins"], not ["role:community-admins"]`, true},
+		{"community:NDD:owners", owners, path, "", false},
 		{"community:NDD:owners", with(owners, func(c *policyContent) { c.Groups = []string{"/Communities/NDD/owner (and subgroups)"} }), path,
-			`groups ["/Communities/NDD/owner (and subgroups)"], not ["/Communities/NDD/owner"]`},
-		{"community:NDD:membership-admins", either, path, ""},
+			`groups ["/Communities/NDD/owner (and subgroups)"], not ["/Communities/NDD/owner"]`, true},
+		{"community:NDD:owners", with(owners, func(c *policyContent) { c.GroupsClaim = "groups" }), path,
+			`matches groups in claim "groups"`, true},
+		// The owner group deleted: Keycloak takes it out of the policy.
+		{"community:NDD:owners", with(owners, func(c *policyContent) { c.Groups = nil }), path,
+			`groups [], not ["/Communities/NDD/owner"]`, false},
+		{"community:NDD:membership-admins", either, path, "", false},
 		{"community:NDD:membership-admins", with(either, func(c *policyContent) { c.DecisionStrategy = "UNANIMOUS" }), path,
-			`decision strategy "UNANIMOUS", not "AFFIRMATIVE"`},
+			`decision strategy "UNANIMOUS", not "AFFIRMATIVE"`, true},
+		// role:service-desk deleted: Keycloak takes it out of the aggregate.
+		{"community:NDD:membership-admins", with(either, func(c *policyContent) { c.Policies = []string{"community:NDD:owners"} }), path,
+			`policies ["community:NDD:owners"], not ["community:NDD:owners" "role:service-desk"]`, false},
+		{"community:NDD:membership", membership, path, "", false},
+		// The consumer group deleted: Keycloak takes it out of the
+		// permission's resources.
+		{"community:NDD:membership", with(membership, func(c *policyContent) { c.Resources = c.Resources[:2] }), path,
+			`resources ["group /Communities/NDD/author" "group /Communities/NDD/owner"], not ` +
+				`["group /Communities/NDD/author" "group /Communities/NDD/consumer" "group /Communities/NDD/owner"]`, false},
+		// With none left it may be on every group.
+		{"community:NDD:membership", with(membership, func(c *policyContent) { c.Resources = nil }), path,
+			`resources ["(none)"], not ["group /Communities/NDD/author" "group /Communities/NDD/consumer" "group /Communities/NDD/owner"]`, true},
+		{"community:NDD:membership", with(membership, func(c *policyContent) { c.Policies = nil }), path,
+			`policies [], not ["community:NDD:membership-admins"]`, true},
 	}
 	for _, c := range cases {
-		if got := byName[c.policy].problems(c.got, c.paths); got != c.want {
-			t.Errorf("%s %+v:\n got %s\nwant %s", c.policy, c.got, got, c.want)
+		if got, widens := byName[c.policy].problems(c.got, c.paths); got != c.want || widens != c.widens {
+			t.Errorf("%s %+v:\n got %s (widens %v)\nwant %s (widens %v)", c.policy, c.got, got, widens, c.want, c.widens)
 		}
 	}
 }

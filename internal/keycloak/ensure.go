@@ -98,8 +98,10 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 // check leaves them to the drift check's reading of the realm); then it
 // makes what is missing, makes what grants otherwise say what Describe
 // says again (one whose type was changed is left to an administrator) and
-// reads them back (1 call), and with regrouped first removes the
-// community's own ones, which name its groups as they were.
+// reads them back (1 call). With regrouped, or with one missing and
+// another changed (an aggregate names its policies, so it cannot be put
+// back before they exist, nor they be made beside a changed one), it first
+// removes the community's own ones and makes them all again.
 func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts,
 	repair, regrouped bool, note, critical func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm, repair)
@@ -117,32 +119,35 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 			return err
 		}
 		for _, r := range realmWide {
-			if r.Critical {
-				critical(r.What, r.Problem, r.Repaired)
-			} else {
-				note(r.What, r.Problem, r.Repaired)
-			}
+			report(r, note, critical)
 		}
 	}
-	found, err := c.policyContents(ctx, tok, s.Realm, d.Policies, "the admin permissions of community "+s.Label)
+	found, err := c.ownPolicies(ctx, tok, s, d)
+	if errors.Is(err, errPermissionsOff) {
+		// Switched off since permissionsBase found them on.
+		off := permissionsOff(s.Realm)
+		note(off.What, off.Problem, false)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	missing := false
-	var changed []community.Drift
-	ownPolicyDrift(d, found, func(dr community.Drift, _ PolicySpec) {
+	var changed []ownChange
+	ownPolicyDrift(d, found, func(dr community.Drift, want PolicySpec) {
 		switch {
 		case dr.Problem == problemMissing:
 			missing = true
 			note(dr.What, dr.Problem, repair)
-		case dr.Critical:
-			changed = append(changed, dr)
+		case strings.HasPrefix(dr.Problem, problemChanged):
+			changed = append(changed, ownChange{dr, want})
 		default:
-			note(dr.What, dr.Problem, false)
+			report(dr, note, critical) // someone else's
 		}
 	})
+	remake := repair && (regrouped || missing && len(changed) > 0)
 	switch {
-	case repair && regrouped:
+	case remake:
 		// Permissions first: each names the policies before it.
 		for i := len(d.Policies) - 1; i >= 0; i-- {
 			want := d.Policies[i]
@@ -153,21 +158,44 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 				missing = true
 			}
 		}
-		for i := range changed {
-			changed[i].Repaired = true // made again below
-		}
 	case repair && len(changed) > 0:
 		if err := c.mendOwnPolicies(ctx, tok, s, d, a, base, found, changed); err != nil {
 			return err
 		}
 	}
-	for _, dr := range changed {
-		critical(dr.What, dr.Problem, dr.Repaired)
-	}
 	if repair && missing {
-		return c.grantOwners(ctx, tok, s, d, a)
+		if err := c.grantOwners(ctx, tok, s, d, a); err != nil {
+			return err
+		}
+	}
+	for _, ch := range changed {
+		// grantOwners made them again as Describe says, or failed.
+		ch.Repaired = ch.Repaired || remake
+		report(ch.Drift, note, critical)
 	}
 	return nil
+}
+
+// ownChange is a community's own policy or permission that grants
+// otherwise than want.
+type ownChange struct {
+	community.Drift
+	want PolicySpec
+}
+
+// report passes d to critical or note, as it is.
+func report(d community.Drift, note, critical func(string, string, bool)) {
+	if d.Critical {
+		critical(d.What, d.Problem, d.Repaired)
+	} else {
+		note(d.What, d.Problem, d.Repaired)
+	}
+}
+
+// ownPolicies reads what the community's own policies and permissions
+// say, in one call.
+func (c *Client) ownPolicies(ctx context.Context, tok string, s community.Spec, d Desired) (map[string]policyContent, error) {
+	return c.policyContents(ctx, tok, s.Realm, d.Policies, "the admin permissions of community "+s.Label)
 }
 
 // mendOwnPolicies makes the community's own policies and permissions of
@@ -176,27 +204,29 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 // whose type was changed cannot be changed back and is left to an
 // administrator.
 func (c *Client) mendOwnPolicies(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts,
-	base string, found map[string]policyContent, changed []community.Drift) error {
+	base string, found map[string]policyContent, changed []ownChange) error {
 	ids := func(member string) string { return groupID(a, member) }
 	put := false
-	for i, dr := range changed {
-		want := d.Policies[slices.IndexFunc(d.Policies, func(p PolicySpec) bool { return "admin permission "+p.Name == dr.What })]
-		got := found[want.Name]
-		if got.Type != want.Kind {
+	for i, ch := range changed {
+		got := found[ch.want.Name]
+		if got.Type != ch.want.Kind {
 			changed[i].Problem += problemByHand
 			continue
 		}
-		body := want.body(ids, nil)
+		body := ch.want.body(ids, nil)
 		body["id"] = got.ID
-		if _, err := c.raw(ctx, tok, http.MethodPut, policyKindPath(base, want.Kind)+"/"+got.ID, body, nil); err != nil {
-			return fmt.Errorf("repair admin permission %s: %w", want.Name, err)
+		if _, err := c.raw(ctx, tok, http.MethodPut, policyKindPath(base, ch.want.Kind)+"/"+got.ID, body, nil); err != nil {
+			return fmt.Errorf("repair admin permission %s: %w", ch.want.Name, err)
 		}
 		put = true
 	}
 	if !put {
 		return nil
 	}
-	now, err := c.policyContents(ctx, tok, s.Realm, d.Policies, "the admin permissions of community "+s.Label)
+	now, err := c.ownPolicies(ctx, tok, s, d)
+	if errors.Is(err, errPermissionsOff) {
+		return nil // switched off meanwhile: none is known to say it
+	}
 	if err != nil {
 		return err
 	}

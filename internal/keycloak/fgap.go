@@ -235,17 +235,9 @@ func (c *Client) realmPolicyDrift(ctx context.Context, tok, realm, root string) 
 	if err != nil {
 		return nil, nil, err
 	}
-	rootPath := func(string) string { return "/" + root }
 	var drift []community.Drift
-	for _, want := range specs {
-		got, ok := stored[want.Name]
-		switch problem := want.problems(got, rootPath); {
-		case !ok:
-			drift = append(drift, community.Drift{What: "admin permission " + want.Name, Problem: problemMissing})
-		case problem != "":
-			drift = append(drift, community.Drift{What: "admin permission " + want.Name, Problem: problemChanged + problem, Critical: true})
-		}
-	}
+	policyDrift(specs, stored, func(string) string { return "/" + root }, false,
+		func(d community.Drift, _ PolicySpec) { drift = append(drift, d) })
 	return drift, stored, nil
 }
 
@@ -281,23 +273,36 @@ func (c *Client) policyContents(ctx context.Context, tok, realm string, specs []
 }
 
 // ownPolicyDrift compares the community's own admin policies and
-// permissions (d.Policies) with what those of their names in stored say,
-// and notes each that differs with its spec: one missing; one without the
-// community's marker, someone else's, which is never touched; and one
-// that grants otherwise (critical: it may grant more, and a realm-wide
-// policy deleted and made again is no longer named by the community's
-// permissions). Survey and Ensure share it. It is pure.
+// permissions (d.Policies) with what those of their names in stored say
+// (policyDrift). Survey and Ensure share it. It is pure.
 func ownPolicyDrift(d Desired, stored map[string]policyContent, note func(community.Drift, PolicySpec)) {
-	for _, want := range d.Policies {
+	policyDrift(d.Policies, stored, d.groupPath, true, note)
+}
+
+// policyDrift notes each of specs that differs from what the policy of
+// its name in stored says, with its spec: one missing; with own (a
+// community's, which carry its marker), one without the marker, someone
+// else's, which is never touched; and one that grants otherwise
+// (PolicySpec.problems, with groupPath), critical when it may grant more.
+// One that only grants less, such as an aggregate Keycloak took a deleted
+// role:service-desk out of, is drift all the same. It is pure.
+func policyDrift(specs []PolicySpec, stored map[string]policyContent, groupPath func(string) string, own bool,
+	note func(community.Drift, PolicySpec)) {
+	for _, want := range specs {
 		what := "admin permission " + want.Name
 		p, ok := stored[want.Name]
-		switch problem := want.problems(p, d.groupPath); {
+		problem, widens := want.problems(p, groupPath)
+		switch {
 		case !ok:
 			note(community.Drift{What: what, Problem: problemMissing}, want)
-		case p.Description != want.Description:
+		case own && p.Description != want.Description && problem != "":
+			// Not the community's to mend, but its own permissions may
+			// name it.
+			note(community.Drift{What: what, Problem: problemForeign + ", and " + problemChanged + problem, Critical: widens}, want)
+		case own && p.Description != want.Description:
 			note(community.Drift{What: what, Problem: problemForeign}, want)
 		case problem != "":
-			note(community.Drift{What: what, Problem: problemChanged + problem, Critical: true}, want)
+			note(community.Drift{What: what, Problem: problemChanged + problem, Critical: widens}, want)
 		}
 	}
 }

@@ -81,6 +81,59 @@ func storedPolicy(d Desired, p PolicySpec, id string) policyContent {
 	return c
 }
 
+// healthyPolicies are the realm-wide policies and d's own, as the
+// extension answers them for a realm where nothing was changed.
+func healthyPolicies(t *testing.T, d Desired) map[string]policyContent {
+	t.Helper()
+	var realmWide struct{ Policies []policyContent }
+	if err := json.Unmarshal([]byte(storedRealmPolicies(`["service-desk"]`)), &realmWide); err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]policyContent{}
+	for _, p := range realmWide.Policies {
+		stored[p.Name] = p
+	}
+	for i, p := range d.Policies {
+		stored[p.Name] = storedPolicy(d, p, fmt.Sprint("p", i))
+	}
+	return stored
+}
+
+// fakePermissionsBase is the fake realm r's admin-permissions path.
+const fakePermissionsBase = "/admin/realms/r/clients/perms/authz/resource-server"
+
+// fakePermissions is realm r with its admin permissions on: it answers
+// the service's login, the realm, and the extension's GET policies from
+// stored (each read also goes to read, if given), under mu; every other
+// request goes to other, under mu too.
+func fakePermissions(mu *sync.Mutex, stored map[string]policyContent, read func(names []string), other http.HandlerFunc) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.URL.Path == "/realms/r/protocol/openid-connect/token":
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r":
+			fmt.Fprint(w, `{"adminPermissionsEnabled":true,"adminPermissionsClient":{"id":"perms"}}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
+			names := r.URL.Query()["name"]
+			if read != nil {
+				read(names)
+			}
+			out := []policyContent{}
+			for _, n := range names {
+				if p, ok := stored[n]; ok {
+					out = append(out, p)
+				}
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"adminPermissions": true, "policies": out})
+		default:
+			other(w, r)
+		}
+	}))
+}
+
 // TestChangedOwnPoliciesAreReportedAndRepaired: a community's own admin
 // policies were checked by name and marker only, so one changed to name
 // another group, or an aggregate that lost role:service-desk when someone
@@ -97,78 +150,50 @@ func TestChangedOwnPoliciesAreReportedAndRepaired(t *testing.T) {
 	owners, admins, view, membership := fgapNames(s.Label)
 	var (
 		mu     sync.Mutex
-		stored = map[string]policyContent{}
+		stored = healthyPolicies(t, d)
 		puts   = map[string]map[string]any{}
 		reads  int
 	)
-	reset := func() {
-		for i, p := range d.Policies {
-			stored[p.Name] = storedPolicy(d, p, fmt.Sprint("p", i))
+	o := stored[owners]
+	o.Groups = append(o.Groups, "/Communities/A_B/consumer")
+	stored[owners] = o
+	a := stored[admins]
+	a.Policies = []string{owners}
+	stored[admins] = a
+	v := stored[view]
+	v.Type = "resource"
+	stored[view] = v
+	m := stored[membership]
+	m.Description = markerDescription("someone-else")
+	m.Scopes = []string{"manage-membership", "manage-members"}
+	stored[membership] = m
+	read := func(names []string) {
+		if names[0] == owners {
+			reads++
+			if want := []string{owners, admins, view, membership}; !slices.Equal(names, want) {
+				t.Errorf("asked for %q, want %q", names, want)
+			}
 		}
-		o := stored[owners]
-		o.Groups = append(o.Groups, "/Communities/A_B/consumer")
-		stored[owners] = o
-		a := stored[admins]
-		a.Policies = []string{owners}
-		stored[admins] = a
-		v := stored[view]
-		v.Type = "resource"
-		stored[view] = v
-		m := stored[membership]
-		m.Description = markerDescription("someone-else")
-		m.Scopes = []string{"manage-membership", "manage-members"}
-		stored[membership] = m
-		clear(puts)
 	}
-	reset()
-	var realmWide struct{ Policies []policyContent }
-	if err := json.Unmarshal([]byte(storedRealmPolicies(`["service-desk"]`)), &realmWide); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range realmWide.Policies {
-		stored[p.Name] = p
-	}
-	base := "/admin/realms/r/clients/perms/authz/resource-server"
-	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case r.URL.Path == "/realms/r/protocol/openid-connect/token":
-			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r":
-			fmt.Fprint(w, `{"adminPermissionsEnabled":true,"adminPermissionsClient":{"id":"perms"}}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
-			names := r.URL.Query()["name"]
-			if names[0] == owners {
-				reads++
-				if want := []string{owners, admins, view, membership}; !slices.Equal(names, want) {
-					t.Errorf("asked for %q, want %q", names, want)
-				}
-			}
-			var out []policyContent
-			for _, n := range names {
-				out = append(out, stored[n])
-			}
-			_ = json.NewEncoder(w).Encode(map[string]any{"adminPermissions": true, "policies": out})
-		case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, base+"/"):
-			var body map[string]any
-			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-				t.Error(err)
-			}
-			puts[strings.TrimPrefix(r.URL.Path, base)] = body
-			name, _ := body["name"].(string)
-			stored[name] = storedPolicy(d, d.Policies[slices.IndexFunc(d.Policies, func(p PolicySpec) bool { return p.Name == name })],
-				stored[name].ID)
-			w.WriteHeader(http.StatusCreated)
-		default:
+	kc := fakePermissions(&mu, stored, read, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut || !strings.HasPrefix(r.URL.Path, fakePermissionsBase+"/") {
 			t.Errorf("unexpected %s %s", r.Method, r.URL)
 			w.WriteHeader(http.StatusNotFound)
+			return
 		}
-	}))
+		var body map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			t.Error(err)
+		}
+		puts[strings.TrimPrefix(r.URL.Path, fakePermissionsBase)] = body
+		name, _ := body["name"].(string)
+		stored[name] = storedPolicy(d, d.Policies[slices.IndexFunc(d.Policies, func(p PolicySpec) bool { return p.Name == name })],
+			stored[name].ID)
+		w.WriteHeader(http.StatusCreated)
+	})
 	defer kc.Close()
 	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"})
-	a := community.Artifacts{GroupID: "g", OwnerGroupID: "g-owner", AuthorGroupID: "g-author", ConsumerGroupID: "g-consumer"}
+	ga := community.Artifacts{GroupID: "g", OwnerGroupID: "g-owner", AuthorGroupID: "g-author", ConsumerGroupID: "g-consumer"}
 	ensure := func(repair bool) []string {
 		t.Helper()
 		var got []string
@@ -180,25 +205,30 @@ func TestChangedOwnPoliciesAreReportedAndRepaired(t *testing.T) {
 		mu.Lock()
 		reads = 0
 		mu.Unlock()
-		if err := c.ensureOwnerPermissions(t.Context(), "t", s, d, a, repair, false, note(false), note(true)); err != nil {
+		if err := c.ensureOwnerPermissions(t.Context(), "t", s, d, ga, repair, false, note(false), note(true)); err != nil {
 			t.Fatal(err)
 		}
 		return got
 	}
-	changed := func(name, problem string, repaired bool) string {
-		return fmt.Sprintf("admin permission %s: %s%s (critical true, repaired %v)", name, problemChanged, problem, repaired)
+	changed := func(name, problem string, critical, repaired bool) string {
+		return fmt.Sprintf("admin permission %s: %s%s (critical %v, repaired %v)", name, problemChanged, problem, critical, repaired)
 	}
-	foreign := "admin permission " + membership + ": " + problemForeign + " (critical false, repaired false)"
+	// Someone else's, never touched, but widened: the community's own
+	// permissions may name it.
+	foreign := "admin permission " + membership + ": " + problemForeign + ", and " + problemChanged +
+		`scopes ["manage-members" "manage-membership"], not ["manage-membership"] (critical true, repaired false)`
 	ownersProblem := `groups ["/Communities/A_B/consumer" "/Communities/A_B/owner"], not ["/Communities/A_B/owner"]`
 	adminsProblem := `policies ["community:A_B:owners"], not ["community:A_B:owners" "role:service-desk"]`
 	viewProblem := `type "resource", not "scope"`
-	want := []string{foreign, changed(owners, ownersProblem, false), changed(admins, adminsProblem, false), changed(view, viewProblem, false)}
+	// The aggregate without role:service-desk grants less: not critical.
+	want := []string{foreign, changed(owners, ownersProblem, true, false), changed(admins, adminsProblem, false, false),
+		changed(view, viewProblem, true, false)}
 	if got := ensure(false); !slices.Equal(got, want) || len(puts) != 0 || reads != 1 {
 		t.Errorf("a check:\n%s\nwant\n%s\n(%d PUTs, %d reads of the community's policies, want none and 1)",
 			strings.Join(got, "\n"), strings.Join(want, "\n"), len(puts), reads)
 	}
-	want = []string{foreign, changed(owners, ownersProblem, true), changed(admins, adminsProblem, true),
-		changed(view, viewProblem+problemByHand, false)}
+	want = []string{foreign, changed(owners, ownersProblem, true, true), changed(admins, adminsProblem, false, true),
+		changed(view, viewProblem+problemByHand, true, false)}
 	if got := ensure(true); !slices.Equal(got, want) || reads != 2 {
 		t.Errorf("a repair:\n%s\nwant\n%s\n(%d reads of the community's policies, want 2: before and after)",
 			strings.Join(got, "\n"), strings.Join(want, "\n"), reads)
@@ -211,6 +241,68 @@ func TestChangedOwnPoliciesAreReportedAndRepaired(t *testing.T) {
 	}
 	if len(puts) != 2 {
 		t.Errorf("%d PUTs (%v), want the two whose type is unchanged, never someone else's", len(puts), slices.Collect(maps.Keys(puts)))
+	}
+}
+
+// TestMissingAndChangedOwnPoliciesAreMadeAgain: with the owners' policy
+// deleted, Keycloak leaves the aggregate naming role:service-desk alone.
+// Putting the aggregate back first fails (it names a policy that does not
+// exist) and making the owners' policy first meets nothing to verify, so
+// a repair that did one or the other failed on every pass. It now removes
+// the community's own ones and makes all four again.
+func TestMissingAndChangedOwnPoliciesAreMadeAgain(t *testing.T) {
+	s := community.Spec{ID: "6f1c2b9e-0000-4000-8000-000000000001", Realm: "r", Root: "Communities", Label: "NDD", Name: "n"}
+	d := Describe(s)
+	owners, admins, _, _ := fgapNames(s.Label)
+	var (
+		mu     sync.Mutex
+		stored = healthyPolicies(t, d)
+		calls  []string
+	)
+	delete(stored, owners)
+	a := stored[admins]
+	a.Policies = []string{policyServiceDesk}
+	stored[admins] = a
+	kc := fakePermissions(&mu, stored, nil, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, fakePermissionsBase+"/policy/"):
+			calls = append(calls, "DELETE "+strings.TrimPrefix(r.URL.Path, fakePermissionsBase))
+			w.WriteHeader(http.StatusNoContent)
+		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, fakePermissionsBase+"/"):
+			var body map[string]any
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				t.Error(err)
+			}
+			calls = append(calls, fmt.Sprintf("POST %s %v", strings.TrimPrefix(r.URL.Path, fakePermissionsBase), body["name"]))
+			w.WriteHeader(http.StatusCreated)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	})
+	defer kc.Close()
+	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"})
+	ga := community.Artifacts{GroupID: "g", OwnerGroupID: "g-owner", AuthorGroupID: "g-author", ConsumerGroupID: "g-consumer"}
+	var got []string
+	note := func(what, problem string, repaired bool) {
+		got = append(got, fmt.Sprintf("%s: %s (repaired %v)", what, problem, repaired))
+	}
+	if err := c.ensureOwnerPermissions(t.Context(), "t", s, d, ga, true, false, note, note); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"admin permission community:NDD:owners: missing (repaired true)",
+		"admin permission community:NDD:membership-admins: " + problemChanged +
+			`policies ["role:service-desk"], not ["community:NDD:owners" "role:service-desk"] (repaired true)`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("reported\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	wantCalls := []string{"DELETE /policy/p3", "DELETE /policy/p2", "DELETE /policy/p1",
+		"POST /policy/group community:NDD:owners", "POST /policy/aggregate community:NDD:membership-admins",
+		"POST /permission/scope community:NDD:view", "POST /permission/scope community:NDD:membership"}
+	if !slices.Equal(calls, wantCalls) {
+		t.Errorf("calls\n%s\nwant\n%s", strings.Join(calls, "\n"), strings.Join(wantCalls, "\n"))
 	}
 }
 

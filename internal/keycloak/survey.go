@@ -55,8 +55,9 @@ func ungranted(path string, realmRoles []string, clientRoles map[string][]string
 
 // realmView is what a realm holds of communities, read in bulk: the realm
 // roles by name, the groups under the root by path (label groups and their
-// member groups), the community admin policies by name (nil when the
-// realm's admin permissions are off) and the client scopes by name.
+// member groups), what the community admin policies say by name (nil
+// when the realm's admin permissions are off) and the client scopes by
+// name.
 type realmView struct {
 	roles    map[string]gocloak.Role
 	groups   map[string]gocloak.Group
@@ -264,7 +265,7 @@ func (c *Client) CarriesMarker(ctx context.Context, realm, root, label, id strin
 }
 
 // decodeSurvey indexes the extension's answer by name and path. A drift
-// pass decodes about 1.2 MB per 1,000 communities; encoding/json/v2's
+// pass decodes about 2.5 MB per 1,000 communities; encoding/json/v2's
 // decoder reads it in 0.7× the time of encoding/json's
 // (BenchmarkSurveyRead).
 func decodeSurvey(raw []byte) (realmView, error) {
@@ -305,9 +306,10 @@ const (
 // Describe, and the realm-wide admin permissions with RealmPolicies. It
 // reads the realm in 3 + N/500 calls to the extension: the groups under
 // the root, the markers on roles and admin permissions (one of each per
-// marker), what the realm-wide permissions say, then a page of communities at a time (their
-// groups, roles and admin policies, one database query each inside
-// Keycloak, and the client scopes). The admin API reads those one entity
+// marker), what the realm-wide permissions say, then a page of
+// communities at a time (their groups and roles, one database query each
+// inside Keycloak, what their admin policies say, five, and the client
+// scopes). The admin API reads those one entity
 // at a time through Keycloak's cache: at 10,000 communities a pass over it
 // took 89 calls and 3.5 minutes. It changes nothing. Keycloak's queries are
 // not one snapshot while communities are created and deleted, so what it

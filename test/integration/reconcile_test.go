@@ -797,13 +797,7 @@ func TestRealmWidePoliciesAreVerified(t *testing.T) {
 	admin := f.realm.AdminToken(t)
 	realmURL := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name
 	harness.Do(t, "PUT", realmURL, admin, map[string]any{"adminPermissionsEnabled": true}).Expect(t, 204)
-	var realm struct {
-		Client struct {
-			ID string `json:"id"`
-		} `json:"adminPermissionsClient"`
-	}
-	harness.Do(t, "GET", realmURL, admin, nil).Expect(t, 200).JSON(t, &realm)
-	base := realmURL + "/clients/" + realm.Client.ID + "/authz/resource-server"
+	base := adminPermissions(t, f, admin)
 	roleID := func(name string) string {
 		r, err := f.realm.GC.GetRealmRole(ctx, admin, f.realm.Name, name)
 		if err != nil {
@@ -922,7 +916,9 @@ func TestRealmWidePoliciesAreVerified(t *testing.T) {
 // communities' permissions (Keycloak takes a deleted policy out of those
 // that name it), so service desk lost the console's membership management
 // of every community made before, while the repair said it was mended.
-// Both are now found by the drift check, critical, and repaired.
+// Both are now found by the drift check and repaired: the first as
+// critical (it grants more, to the consumers and to whoever a token's
+// "groups" claim names), the second not (it grants less).
 func TestCommunityPoliciesAreVerified(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -930,14 +926,7 @@ func TestCommunityPoliciesAreVerified(t *testing.T) {
 	f.create(t, sd, "CPV", "Policies verified").Expect(t, 201)
 	f.create(t, sd, "CPW", "Policies untouched").Expect(t, 201)
 	admin := f.realm.AdminToken(t)
-	realmURL := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name
-	var realm struct {
-		Client struct {
-			ID string `json:"id"`
-		} `json:"adminPermissionsClient"`
-	}
-	harness.Do(t, "GET", realmURL, admin, nil).Expect(t, 200).JSON(t, &realm)
-	base := realmURL + "/clients/" + realm.Client.ID + "/authz/resource-server"
+	base := adminPermissions(t, f, admin)
 	policyID := func(name string) string {
 		t.Helper()
 		var found []struct{ ID string }
@@ -990,35 +979,39 @@ func TestCommunityPoliciesAreVerified(t *testing.T) {
 		t.Logf("reconcile (repair %v) of %d communities: %d Keycloak calls", repair, reports[0].Communities, calls)
 		return reports[0]
 	}
-	// critical is the community drift of what, if it is critical and
-	// repaired as said.
-	critical := func(rep community.Report, label, what string, repaired bool) {
+	// drifted is the community drift of what, if it is critical and
+	// repaired as said; it returns its problem.
+	drifted := func(rep community.Report, label, what string, critical, repaired bool) string {
 		t.Helper()
 		for _, d := range rep.Drift[label] {
 			if d.What == what {
-				if !d.Critical || d.Repaired != repaired {
-					t.Errorf("%s: %+v, want critical, repaired %v", label, d, repaired)
+				if d.Critical != critical || d.Repaired != repaired {
+					t.Errorf("%s: %+v, want critical %v, repaired %v", label, d, critical, repaired)
 				}
-				return
+				return d.Problem
 			}
 		}
 		t.Errorf("%s's drift %+v names no %s", label, rep.Drift[label], what)
+		return ""
 	}
 
 	owner, consumer := groupID("Communities/CPV/owner"), groupID("Communities/CPV/consumer")
 	owners := policyID("community:CPV:owners")
 	harness.Do(t, "PUT", base+"/policy/group/"+owners, admin, map[string]any{"id": owners, "name": "community:CPV:owners",
-		"description": keycloak.MarkerAttribute + "=" + f.row(t, "CPV").ID, "logic": "POSITIVE",
+		"description": keycloak.MarkerAttribute + "=" + f.row(t, "CPV").ID, "logic": "POSITIVE", "groupsClaim": "groups",
 		"groups": []map[string]any{{"id": owner}, {"id": consumer}}}).Expect(t, 201)
 	rep := check(false)
-	critical(rep, "CPV", "admin permission community:CPV:owners", false)
+	if p := drifted(rep, "CPV", "admin permission community:CPV:owners", true, false); !strings.Contains(p, "/Communities/CPV/consumer") ||
+		!strings.Contains(p, `claim "groups"`) {
+		t.Errorf("the owners' policy's problem %q names neither the consumer group nor the claim", p)
+	}
 	if len(rep.Drift) != 1 || len(rep.RealmDrift) != 0 {
 		t.Errorf("drift %+v, realm drift %+v; want CPV's alone", rep.Drift, rep.RealmDrift)
 	}
 	if got := names(owners, "groups"); !slices.Equal(got, slices.Sorted(slices.Values([]string{owner, consumer}))) {
 		t.Errorf("a check changed the owners' policy: it names %v", got)
 	}
-	critical(check(true), "CPV", "admin permission community:CPV:owners", true)
+	drifted(check(true), "CPV", "admin permission community:CPV:owners", true, true)
 	if got := names(owners, "groups"); !slices.Equal(got, []string{owner}) {
 		t.Errorf("after the repair the owners' policy names %v, want the owner group %s alone", got, owner)
 	}
@@ -1037,12 +1030,13 @@ func TestCommunityPoliciesAreVerified(t *testing.T) {
 	if len(rep.RealmDrift) != 1 || rep.RealmDrift[0].What != "admin permission role:service-desk" || rep.RealmDrift[0].Problem != "missing" {
 		t.Errorf("realm drift %+v, want role:service-desk missing", rep.RealmDrift)
 	}
+	// It grants less (fails closed): drift, not critical.
 	for _, l := range []string{"CPV", "CPW"} {
-		critical(rep, l, "admin permission community:"+l+":membership-admins", false)
+		drifted(rep, l, "admin permission community:"+l+":membership-admins", false, false)
 	}
 	rep = check(true)
 	for _, l := range []string{"CPV", "CPW"} {
-		critical(rep, l, "admin permission community:"+l+":membership-admins", true)
+		drifted(rep, l, "admin permission community:"+l+":membership-admins", false, true)
 		if got := names(admins[l], "policies"); !slices.Equal(got, []string{"community:" + l + ":owners", "role:service-desk"}) {
 			t.Errorf("after the repair %s's aggregate names %v, want its owners' policy and role:service-desk", l, got)
 		}
@@ -1055,4 +1049,18 @@ func TestCommunityPoliciesAreVerified(t *testing.T) {
 	if calls > 4 {
 		t.Errorf("a clean pass made %d Keycloak calls, want 4", calls)
 	}
+}
+
+// adminPermissions is the admin API path of the realm's admin permissions
+// (its admin-permissions client's resource server).
+func adminPermissions(t *testing.T, f *fixture, admin string) string {
+	t.Helper()
+	realmURL := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name
+	var realm struct {
+		Client struct {
+			ID string `json:"id"`
+		} `json:"adminPermissionsClient"`
+	}
+	harness.Do(t, "GET", realmURL, admin, nil).Expect(t, 200).JSON(t, &realm)
+	return realmURL + "/clients/" + realm.Client.ID + "/authz/resource-server"
 }

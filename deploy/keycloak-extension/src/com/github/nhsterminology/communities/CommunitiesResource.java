@@ -611,7 +611,7 @@ public class CommunitiesResource {
      * admin permissions are on) and {@code policies}, each with
      * {@code id}, {@code name}, {@code description}, {@code type},
      * {@code logic}, {@code decisionStrategy}, {@code resourceType},
-     * {@code fetchRoles} and the sorted lists {@code roles} (realm roles),
+     * {@code fetchRoles}, {@code groupsClaim} and the sorted lists {@code roles} (realm roles),
      * {@code clientRoles}, {@code groups}, {@code policies}, {@code scopes}
      * and {@code resources}. Each is named as the service names it in its
      * own description, never by id: a role by name (a client's as
@@ -684,6 +684,7 @@ public class CommunitiesResource {
         rep.put("decisionStrategy", String.valueOf(decisionStrategy));
         rep.put("resourceType", resourceType);
         rep.put("fetchRoles", Boolean.parseBoolean(config.get("fetchRoles")));
+        rep.put("groupsClaim", config.getOrDefault("groupsClaim", ""));
         List<String> realmRoles = new ArrayList<>();
         List<String> clientRoles = new ArrayList<>();
         for (Map<String, Object> e : entries(config.get("roles"), realmRoles)) {
