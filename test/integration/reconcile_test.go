@@ -822,13 +822,8 @@ func TestRealmWidePoliciesAreVerified(t *testing.T) {
 	svc := f.svc.Server.Service()
 	check := func(repair bool) community.Report {
 		t.Helper()
-		before := f.svc.KeycloakRoundTrips()
-		reports, _, err := svc.Reconcile(ctx, []string{f.realm.Name}, repair)
-		if err != nil || len(reports) != 1 {
-			t.Fatalf("reconcile (repair %v): %+v %v", repair, reports, err)
-		}
-		t.Logf("reconcile (repair %v) of %d communities: %d Keycloak calls", repair, reports[0].Communities, f.svc.KeycloakRoundTrips()-before)
-		return reports[0]
+		rep, _ := f.reconcile(t, repair)
+		return rep
 	}
 	wrong := func(rep community.Report, policy string, repaired bool) {
 		t.Helper()
@@ -966,18 +961,11 @@ func TestCommunityPoliciesAreVerified(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	svc := f.svc.Server.Service()
 	var calls int64
-	check := func(repair bool) community.Report {
+	check := func(repair bool) (rep community.Report) {
 		t.Helper()
-		before := f.svc.KeycloakRoundTrips()
-		reports, _, err := svc.Reconcile(ctx, []string{f.realm.Name}, repair)
-		if err != nil || len(reports) != 1 {
-			t.Fatalf("reconcile (repair %v): %+v %v", repair, reports, err)
-		}
-		calls = f.svc.KeycloakRoundTrips() - before
-		t.Logf("reconcile (repair %v) of %d communities: %d Keycloak calls", repair, reports[0].Communities, calls)
-		return reports[0]
+		rep, calls = f.reconcile(t, repair)
+		return rep
 	}
 	// drifted is the community drift of what, if it is critical and
 	// repaired as said; it returns its problem.
@@ -1063,4 +1051,18 @@ func adminPermissions(t *testing.T, f *fixture, admin string) string {
 	}
 	harness.Do(t, "GET", realmURL, admin, nil).Expect(t, 200).JSON(t, &realm)
 	return realmURL + "/clients/" + realm.Client.ID + "/authz/resource-server"
+}
+
+// reconcile runs one drift pass (a repair with repair) over the fixture's
+// realm in process, and returns its report and the Keycloak calls it made.
+func (f *fixture) reconcile(t *testing.T, repair bool) (community.Report, int64) {
+	t.Helper()
+	before := f.svc.KeycloakRoundTrips()
+	reports, _, err := f.svc.Server.Service().Reconcile(context.Background(), []string{f.realm.Name}, repair)
+	if err != nil || len(reports) != 1 {
+		t.Fatalf("reconcile (repair %v): %+v %v", repair, reports, err)
+	}
+	calls := f.svc.KeycloakRoundTrips() - before
+	t.Logf("reconcile (repair %v) of %d communities: %d Keycloak calls", repair, reports[0].Communities, calls)
+	return reports[0], calls
 }
