@@ -282,7 +282,23 @@ func (h *handler) delete(c *gin.Context, req community.DeleteRequest) {
 }
 
 func (h *handler) members(c *gin.Context) {
-	ms, err := h.opts.Service.Members(c.Request.Context(), c.Param("realm"), h.actor(c), c.Param("label"))
+	var p community.MemberPage
+	role, given, err := queryValue(c, "role")
+	if err == nil && given && role == "" {
+		err = errors.New("query parameter role must be owner, author or consumer")
+	}
+	p.Role = role
+	if err == nil {
+		p.First, err = queryInt(c, "first", 0, 0, 1<<31-1)
+	}
+	if err == nil {
+		p.Max, err = queryInt(c, "max", community.DefaultMembersPerRole, 1, community.MaxMembersPerRole)
+	}
+	if err != nil {
+		h.refuse(c, fault.Invalid, err.Error())
+		return
+	}
+	ms, err := h.opts.Service.Members(c.Request.Context(), c.Param("realm"), h.actor(c), c.Param("label"), p)
 	if err != nil {
 		h.fail(c, err)
 		return

@@ -585,27 +585,40 @@ func (s *Service) audit(ctx context.Context, ev *AuditEvent, outcome, detail str
 	}
 }
 
-// Members lists a community's members by role (owner, author, consumer).
-// Service desk and the community's owners may see them.
-func (s *Service) Members(ctx context.Context, realm string, a Actor, l string) (map[string][]Member, error) {
+// Members lists part of a community's members by role (owner, author,
+// consumer), as p asks: one Keycloak call for each role asked, however
+// many members it has. Service desk and the community's owners may see
+// them.
+func (s *Service) Members(ctx context.Context, realm string, a Actor, l string, p MemberPage) (map[string][]Member, error) {
+	switch {
+	case p.Role != "" && !slices.Contains(MemberRoles, p.Role):
+		return nil, fmt.Errorf("%w role: give owner, author or consumer", ErrInvalid)
+	case p.First < 0 || p.Max < 0 || p.Max > MaxMembersPerRole:
+		return nil, fmt.Errorf("%w page: first must be 0 or more, max from 1 to %d", ErrInvalid, MaxMembersPerRole)
+	case p.Max == 0:
+		p.Max = DefaultMembersPerRole
+	}
 	row, err := s.Get(ctx, realm, l)
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.members(ctx, a, row)
+	out, err := s.members(ctx, a, row, p)
 	if row, err = s.recordAnewIfStale(ctx, row, a, err); row != nil {
-		out, err = s.members(ctx, a, row)
+		out, err = s.members(ctx, a, row, p)
 	}
 	return out, err
 }
 
-func (s *Service) members(ctx context.Context, a Actor, row *Community) (map[string][]Member, error) {
+func (s *Service) members(ctx context.Context, a Actor, row *Community, p MemberPage) (map[string][]Member, error) {
 	if _, err := s.mayManage(ctx, a, row); err != nil {
 		return nil, err
 	}
 	out := map[string][]Member{}
 	for role, gid := range memberGroups(row) {
-		ms, err := s.kc.Members(ctx, row.Realm, gid)
+		if p.Role != "" && role != p.Role {
+			continue
+		}
+		ms, err := s.kc.MembersPage(ctx, row.Realm, gid, p.First, p.Max)
 		if errors.Is(err, fault.NotFound) {
 			return nil, missingGroup(row, role, nil, err)
 		}

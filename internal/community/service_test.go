@@ -200,7 +200,7 @@ func TestCreateAndDelete(t *testing.T) {
 	if got := f.owners(t, "NDD"); !slices.Equal(got, []string{alice.Subject}) {
 		t.Errorf("owners %v, want the creator only", got)
 	}
-	members, err := f.svc.Members(ctx, realm, alice, "ndd")
+	members, err := f.svc.Members(ctx, realm, alice, "ndd", community.MemberPage{})
 	if err != nil || len(members[community.RoleOwner]) != 1 || len(members[community.RoleAuthor]) != 0 || len(members[community.RoleConsumer]) != 0 {
 		t.Errorf("members as the creator sees them: %v %v", members, err)
 	}
@@ -487,7 +487,7 @@ func TestWhoManagesMembers(t *testing.T) {
 		if err := f.svc.ChangeMember(ctx, realm, who, "NDD", community.RoleAuthor, "bob", false); !errors.Is(err, community.ErrForbidden) {
 			t.Errorf("%s (not an owner) removes a member: %v", who.Username, err)
 		}
-		if _, err := f.svc.Members(ctx, realm, who, "NDD"); !errors.Is(err, community.ErrForbidden) {
+		if _, err := f.svc.Members(ctx, realm, who, "NDD", community.MemberPage{}); !errors.Is(err, community.ErrForbidden) {
 			t.Errorf("%s (not an owner) lists the members: %v", who.Username, err)
 		}
 	}
@@ -530,7 +530,7 @@ func TestMissingOwnerGroupIsDrift(t *testing.T) {
 	alice := f.creator("alice")
 	f.create(t, alice, "NDD")
 	f.idp.Delete(realm, fakeidp.Group, "/Communities/NDD/owner")
-	_, err := f.svc.Members(ctx, realm, alice, "NDD")
+	_, err := f.svc.Members(ctx, realm, alice, "NDD", community.MemberPage{})
 	if fault.KindOf(err) != fault.Conflict || !strings.Contains(err.Error(), "reconcile --repair") {
 		t.Errorf("members with the owner group gone: %v (kind %v), want a conflict naming the repair", err, fault.KindOf(err))
 	}
@@ -601,7 +601,7 @@ func TestDisabledOwnerIsNoOther(t *testing.T) {
 	if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleOwner, "alice", false); !errors.Is(err, community.ErrLastOwner) {
 		t.Fatalf("the last enabled owner removes themselves beside a disabled one: %v", err)
 	}
-	ms, err := f.svc.Members(ctx, realm, alice, "NDD")
+	ms, err := f.svc.Members(ctx, realm, alice, "NDD", community.MemberPage{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,6 +617,58 @@ func TestDisabledOwnerIsNoOther(t *testing.T) {
 	}
 	if got := f.owners(t, "NDD"); !slices.Equal(got, []string{alice.Subject}) {
 		t.Errorf("owners %v", got)
+	}
+}
+
+// TestMembersAreReadAPageAtATime: a read of members is bounded (a
+// default community's consumers may be every user), by role and page, in
+// username order; a page or role the service does not know is refused.
+func TestMembersAreReadAPageAtATime(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	alice := f.creator("alice")
+	f.create(t, alice, "NDD")
+	var want []string
+	for i := range 5 {
+		name := fmt.Sprintf("user%d", i)
+		f.idp.AddUser(realm, name)
+		if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleConsumer, name, true); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, name)
+	}
+	page := func(p community.MemberPage) map[string][]string {
+		t.Helper()
+		ms, err := f.svc.Members(ctx, realm, alice, "NDD", p)
+		if err != nil {
+			t.Fatalf("%+v: %v", p, err)
+		}
+		out := map[string][]string{}
+		for role, m := range ms {
+			out[role] = []string{}
+			for _, u := range m {
+				out[role] = append(out[role], u.Username)
+			}
+		}
+		return out
+	}
+	if got := page(community.MemberPage{}); !slices.Equal(got[community.RoleConsumer], want) ||
+		!slices.Equal(got[community.RoleOwner], []string{"alice"}) || len(got[community.RoleAuthor]) != 0 || len(got) != 3 {
+		t.Errorf("every role, default page: %v", got)
+	}
+	for _, c := range []struct {
+		first, max int
+		want       []string
+	}{{0, 2, want[:2]}, {2, 2, want[2:4]}, {4, 2, want[4:]}, {5, 2, []string{}}} {
+		got := page(community.MemberPage{Role: community.RoleConsumer, First: c.first, Max: c.max})
+		if len(got) != 1 || !slices.Equal(got[community.RoleConsumer], c.want) {
+			t.Errorf("consumers from %d, at most %d: %v, want %v", c.first, c.max, got, c.want)
+		}
+	}
+	for _, p := range []community.MemberPage{{Role: "admin"}, {First: -1}, {Max: -1}, {Max: community.MaxMembersPerRole + 1}} {
+		if _, err := f.svc.Members(ctx, realm, alice, "NDD", p); !errors.Is(err, community.ErrInvalid) {
+			t.Errorf("%+v: %v, want invalid", p, err)
+		}
 	}
 }
 
@@ -1737,7 +1789,7 @@ func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
 	if ev := f.last(t, "repair"); ev.ActorUsername != "olive" || ev.Outcome != "success" || !strings.Contains(ev.Detail, "anew") {
 		t.Errorf("repair audit event %+v", ev)
 	}
-	ms, err := f.svc.Members(ctx, realm, olive, "NDD")
+	ms, err := f.svc.Members(ctx, realm, olive, "NDD", community.MemberPage{})
 	if err != nil || len(ms[community.RoleConsumer]) != 1 || ms[community.RoleConsumer][0].Username != "bob" {
 		t.Errorf("members %+v, %v: want bob a consumer", ms, err)
 	}
@@ -1748,7 +1800,7 @@ func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
 	if err := f.store.SetArtifacts(ctx, f.row(t, "NDD").ID, stale); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.Members(ctx, realm, olive, "NDD"); err != nil || f.row(t, "NDD").Artifacts != whole {
+	if _, err := f.svc.Members(ctx, realm, olive, "NDD", community.MemberPage{}); err != nil || f.row(t, "NDD").Artifacts != whole {
 		t.Errorf("members over a stale author id: %v, recorded %+v", err, f.row(t, "NDD").Artifacts)
 	}
 
@@ -1762,7 +1814,7 @@ func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
 	if err := f.svc.ChangeMember(ctx, realm, olive, "NDD", community.RoleConsumer, "bob", false); err != nil {
 		t.Fatalf("removing over a stale record: %v", err)
 	}
-	if ms, err := f.svc.Members(ctx, realm, olive, "NDD"); err != nil || len(ms[community.RoleConsumer]) != 0 {
+	if ms, err := f.svc.Members(ctx, realm, olive, "NDD", community.MemberPage{}); err != nil || len(ms[community.RoleConsumer]) != 0 {
 		t.Errorf("consumers after the removal %+v, %v: want none", ms, err)
 	}
 

@@ -142,6 +142,23 @@ type Member struct {
 	Enabled  bool   `json:"enabled"`
 }
 
+// MemberPage asks for part of a community's members: those of Role alone
+// (all three roles when empty), at most Max of each role from First, by
+// username. A read is always bounded, because a consumer group may hold
+// every user of the realm (a default community's does).
+type MemberPage struct {
+	Role       string
+	First, Max int
+}
+
+// What one read of members answers for each role: DefaultMembersPerRole
+// when Max is not given (as Keycloak's own admin API), at most
+// MaxMembersPerRole.
+const (
+	DefaultMembersPerRole = 100
+	MaxMembersPerRole     = 1000
+)
+
 // GroupRef is a group a user is in.
 type GroupRef struct {
 	ID   string
@@ -311,7 +328,12 @@ type IdentityProvider interface {
 	// that outlived its user's disabling.
 	IsMember(ctx context.Context, realm, groupID, userID string) (bool, error)
 	RoleReader
+	// Members lists all of group groupID's direct members (a call per
+	// 100): for groups known to be small, such as owners.
 	Members(ctx context.Context, realm, groupID string) ([]Member, error)
+	// MembersPage lists at most max of group groupID's direct members from
+	// first, by username: one call, however many the group holds.
+	MembersPage(ctx context.Context, realm, groupID string, first, max int) ([]Member, error)
 	// MembersOf lists the direct members of each of groupIDs in bulk (a
 	// few calls for thousands of groups); a group that does not exist has
 	// no entry.

@@ -17,10 +17,41 @@ import (
 func (c *Client) Members(ctx context.Context, realm, groupID string) ([]community.Member, error) {
 	var out []community.Member
 	err := c.eachMember(ctx, realm, groupID, func(u *gocloak.User) bool {
-		out = append(out, community.Member{ID: deref(u.ID), Username: deref(u.Username), Enabled: u.Enabled != nil && *u.Enabled})
+		out = append(out, member(u))
 		return true
 	})
 	return out, err
+}
+
+// MembersPage lists at most max of group groupID's direct members from
+// first: one call. Keycloak orders them by username.
+func (c *Client) MembersPage(ctx context.Context, realm, groupID string, first, max int) ([]community.Member, error) {
+	users, err := c.membersPage(ctx, realm, groupID, first, max)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]community.Member, 0, len(users))
+	for _, u := range users {
+		out = append(out, member(u))
+	}
+	return out, nil
+}
+
+func (c *Client) membersPage(ctx context.Context, realm, groupID string, first, max int) ([]*gocloak.User, error) {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	brief := true
+	users, err := c.gc.GetGroupMembers(ctx, tok, realm, groupID, gocloak.GetGroupsParams{First: &first, Max: &max, BriefRepresentation: &brief})
+	if err != nil {
+		return nil, classify("list members of group "+groupID, err)
+	}
+	return users, nil
+}
+
+func member(u *gocloak.User) community.Member {
+	return community.Member{ID: deref(u.ID), Username: deref(u.Username), Enabled: u.Enabled != nil && *u.Enabled}
 }
 
 // membersQuery is what the extension's POST members reads: the direct
@@ -109,16 +140,10 @@ func (c *Client) IsMember(ctx context.Context, realm, groupID, userID string) (b
 // time, until fn returns false.
 func (c *Client) eachMember(ctx context.Context, realm, groupID string, fn func(*gocloak.User) bool) error {
 	const page = 100
-	brief := true
 	for first := 0; ; first += page {
-		tok, err := c.token(ctx, realm)
+		users, err := c.membersPage(ctx, realm, groupID, first, page)
 		if err != nil {
 			return err
-		}
-		f, m := first, page
-		users, err := c.gc.GetGroupMembers(ctx, tok, realm, groupID, gocloak.GetGroupsParams{First: &f, Max: &m, BriefRepresentation: &brief})
-		if err != nil {
-			return classify("list members of group "+groupID, err)
 		}
 		for _, u := range users {
 			if !fn(u) {

@@ -54,7 +54,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|remove-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --caller-role R --dormant --user U --role R --typed-label T --mine --and-self --refuse-first-access] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
+const USAGE = 'usage: node communities.mjs --scenario create|no-access|add-member|remove-member|delete --keycloak URL --realm REALM --username U --password P [--label L --name N --taken-label T --taken-name M --caller-role R --dormant --user U --role R --typed-label T --mine --and-self --show-more --refuse-first-access] [--screenshot-dir DIR] [--step-timeout MS] [--timeout MS] [--chromium PATH]\n';
 
 let args;
 try {
@@ -74,6 +74,7 @@ try {
       mine: { type: 'boolean', default: false },
       dormant: { type: 'boolean', default: false },
       'and-self': { type: 'boolean', default: false },
+      'show-more': { type: 'boolean', default: false },
       'refuse-first-access': { type: 'boolean', default: false },
       role: { type: 'string', default: 'consumer' },
       'caller-role': { type: 'string', default: 'owner' },
@@ -414,8 +415,28 @@ async function removeOne(user, role, self) {
   return removed.text;
 }
 
+// showMore asks for the next page of role's members until user is shown:
+// they were not on the first.
+async function showMore(user, role) {
+  step = `Show more ${role}s until ${user} is shown`;
+  const row = page.getByTestId(`member-${role}-${user}`);
+  if (await row.count()) throw new Error(`${user} is on the first page of ${role}s`);
+  const shown = () => page.locator(`[data-testid^="member-${role}-"]`).count();
+  for (let pages = 1; !(await row.count()); pages++) {
+    if (pages > 20) throw new Error(`${user} is not among the first ${await shown()} ${role}s`);
+    const before = await shown();
+    await page.getByTestId(`more-${role}`).click();
+    await page.waitForFunction(
+      ([prefix, n]) => document.querySelectorAll(`[data-testid^="${prefix}"]`).length > n,
+      [`member-${role}-`, before],
+    );
+  }
+  await screenshot(`more-${role}`);
+}
+
 async function removeMember() {
   await openCommunity(args.label);
+  if (args['show-more']) await showMore(args.user, args.role);
   const out = { removed: args.user, role: args.role, alert: await removeOne(args.user, args.role, false) };
   if (args['and-self']) {
     await closeAlerts();

@@ -251,4 +251,26 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 	if isMemberOf(t, f.realm, "author", "/Communities/Open/owner") {
 		t.Errorf("after the page said %q, author is still in Open's owner group", got["selfAlert"])
 	}
+
+	// Open's consumers run past a page (a national realm's users all are
+	// one): the page lists the first 50 of each role, and the owner shows
+	// more to find one, and removes them.
+	var many []string
+	for i := range 60 {
+		many = append(many, fmt.Sprintf("page%03d", i))
+	}
+	f.realm.ImportUsers(t, []string{"/Communities/Open/consumer"}, many...)
+	got = f.browser(t, "remove-member", "creator", "--label", "Open", "--user", "page059", "--role", "consumer", "--show-more")
+	if isMemberOf(t, f.realm, "page059", "/Communities/Open/consumer") {
+		t.Errorf("after the page said %q, page059 is still in Open's consumer group", got["alert"])
+	}
+	var pages []string
+	for _, c := range serviceCalls(got) {
+		if strings.Contains(c, "/Open/members") {
+			pages = append(pages, c)
+		}
+	}
+	if len(pages) < 2 || !strings.HasSuffix(pages[0], "/members?max=50") || !strings.HasSuffix(pages[1], "/members?max=50&first=50&role=consumer") {
+		t.Errorf("the page's member lists were read as %v: want the first 50 of each role, then the next 50 consumers", pages)
+	}
 }

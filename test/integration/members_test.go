@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/Nerzal/gocloak/v13"
 
+	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -119,6 +121,66 @@ func TestMembershipAPI(t *testing.T) {
 	for _, want := range []string{"add-member:success", "remove-member:success", "add-member:denied", "remove-member:denied"} {
 		if !slices.Contains(actions, want) {
 			t.Errorf("audit trail lacks %s: %v", want, actions)
+		}
+	}
+}
+
+// TestMembersArePaged: a community's member list is read a page at a
+// time (a default community's consumers may be every user of the realm),
+// by username, one Keycloak call for each role asked however many members
+// it has; a page or role it does not know is a 400 problem.
+func TestMembersArePaged(t *testing.T) {
+	f := newFixture(t)
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	f.create(t, sd, "PAGE", "Paged").Expect(t, 201)
+	f.create(t, sd, "SMALL", "Small").Expect(t, 201)
+	var want []string
+	for i := range 150 {
+		want = append(want, fmt.Sprintf("page%03d", i))
+	}
+	f.realm.ImportUsers(t, []string{"/Communities/PAGE/consumer"}, want...)
+
+	read := func(query string) (members, int64) {
+		t.Helper()
+		u := f.base + "/PAGE/members" + query
+		before := f.svc.KeycloakRoundTrips()
+		resp := harness.Do(t, "GET", u, sd, nil).Expect(t, 200)
+		calls := f.svc.KeycloakRoundTrips() - before
+		harness.ConformsToOpenAPI(t, "GET", u, resp)
+		var m members
+		resp.JSON(t, &m)
+		return m, calls
+	}
+	m, calls := read("")
+	if got := m.usernames(community.RoleConsumer); !slices.Equal(got, want[:100]) || len(m) != 3 ||
+		len(m[community.RoleOwner]) != 0 || len(m[community.RoleAuthor]) != 0 {
+		t.Fatalf("first page of every role: %d consumers (%v…), %d roles", len(got), got[:min(3, len(got))], len(m))
+	}
+	before := f.svc.KeycloakRoundTrips()
+	harness.Do(t, "GET", f.base+"/SMALL/members", sd, nil).Expect(t, 200)
+	if small := f.svc.KeycloakRoundTrips() - before; calls != small {
+		t.Errorf("reading 150 consumers took %d Keycloak calls, an empty community %d: a read must not grow with the members", calls, small)
+	}
+	t.Logf("a page of every role: %d Keycloak calls", calls)
+
+	m, _ = read("?role=consumer&first=100&max=100")
+	if got := m.usernames(community.RoleConsumer); !slices.Equal(got, want[100:]) || len(m) != 1 {
+		t.Errorf("consumers from 100: %d (%v), %d roles", len(got), got, len(m))
+	}
+	m, _ = read("?role=consumer&first=148&max=5")
+	if got := m.usernames(community.RoleConsumer); !slices.Equal(got, want[148:]) {
+		t.Errorf("consumers from 148, at most 5: %v", got)
+	}
+	if m, _ = read("?role=owner"); len(m) != 1 || len(m[community.RoleOwner]) != 0 {
+		t.Errorf("owners of a dormant community: %v", m)
+	}
+
+	for _, q := range []string{"?role=admin", "?role=", "?role=owner&role=author", "?max=0", "?max=1001", "?first=-1", "?first=x"} {
+		u := f.base + "/PAGE/members" + q
+		resp := harness.Do(t, "GET", u, sd, nil).Expect(t, 400)
+		harness.ConformsToOpenAPI(t, "GET", u, resp)
+		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+			t.Errorf("%s: Content-Type %q", q, ct)
 		}
 	}
 }

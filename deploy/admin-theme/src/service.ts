@@ -116,7 +116,15 @@ export const serviceClient = (keycloak: Keycloak, baseUrl: string, realm: string
     get: (label: string) => call<Community>("GET", `/communities/${seg(label)}`),
     // Seed 000's DELETE: the community exactly as listed.
     remove: (c: Community) => call<void>("DELETE", "/communities", c),
-    members: (label: string) => call<Members>("GET", `/communities/${seg(label)}/members`),
+    // A page of each role's members, or of one role's (the service reads
+    // a bounded page: a default community's consumers may be every user).
+    members: (label: string, page: { role?: string; first?: number; max: number }) =>
+      call<Members>(
+        "GET",
+        `/communities/${seg(label)}/members?max=${page.max}` +
+          (page.first ? `&first=${page.first}` : "") +
+          (page.role ? `&role=${seg(page.role)}` : ""),
+      ),
     addMember: (label: string, role: string, userId: string) =>
       call<void>("PUT", `/communities/${seg(label)}/${seg(role)}/${seg(userId)}`),
     removeMember: (label: string, role: string, userId: string) =>

@@ -753,6 +753,19 @@ func (f *IDP) Members(ctx context.Context, realm, groupID string) ([]community.M
 	return f.members(ctx, f.realm(realm), groupID)
 }
 
+// MembersPage lists at most max of group groupID's members from first,
+// by username.
+func (f *IDP) MembersPage(ctx context.Context, realm, groupID string, first, max int) ([]community.Member, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ms, err := f.members(ctx, f.realm(realm), groupID)
+	if err != nil {
+		return nil, err
+	}
+	ms = ms[min(first, len(ms)):]
+	return ms[:min(max, len(ms))], nil
+}
+
 func (f *IDP) members(ctx context.Context, r *realm, groupID string) ([]community.Member, error) {
 	if err := read(ctx, "list members of group "+groupID); err != nil {
 		return nil, err

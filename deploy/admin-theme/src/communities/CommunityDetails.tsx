@@ -40,8 +40,18 @@ const detailOf = (e: unknown) => (e instanceof ServiceError ? e.detail : String(
 /** Users one search shows; one more is asked for, to tell that there are more. */
 const SEARCH_MAX = 20;
 
-/** A disabled owner cannot manage the community: it does not count. */
-const hasEnabledOwner = (members: Members) => (members.owner ?? []).some((m: Member) => m.enabled);
+/** Members of each role one page shows; Show more asks for as many again. */
+const MEMBERS_PAGE = 50;
+
+/** Roles whose list may go on: their last page was full. */
+type More = Record<string, boolean>;
+
+/**
+ * A disabled owner cannot manage the community: it does not count. Owners
+ * not yet shown may be enabled, so a full page of owners is not dormant.
+ */
+const hasEnabledOwner = (members: Members, more: More) =>
+  more.owner || (members.owner ?? []).some((m: Member) => m.enabled);
 
 /** Finds a user as the Users page does (Keycloak's admin API, the console's token). */
 const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole: string; onAdded: () => void }) => {
@@ -175,13 +185,17 @@ const AddMember = ({ label, defaultRole, onAdded }: { label: string; defaultRole
 const MemberLists = ({
   label,
   members,
+  more,
   canChange,
   onChanged,
+  onMore,
 }: {
   label: string;
   members: Members;
+  more: More;
   canChange: boolean;
   onChanged: () => void;
+  onMore: (role: string) => Promise<void>;
 }) => {
   const { t } = useTranslation();
   const { client, update } = useCommunitiesAccess();
@@ -246,6 +260,17 @@ const MemberLists = ({
                 </ListItem>
               ))}
             </List>
+          )}
+          {more[role] && (
+            <Button
+              variant="link"
+              isInline
+              isDisabled={busy}
+              data-testid={`more-${role}`}
+              onClick={() => oneAtATime(() => onMore(role))}
+            >
+              {t("showMoreMembers")}
+            </Button>
           )}
         </section>
       ))}
@@ -360,6 +385,7 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
   const { addAlert } = useAlerts();
   const [community, setCommunity] = useState<Community>();
   const [members, setMembers] = useState<Members>();
+  const [more, setMore] = useState<More>({});
   const [error, setError] = useState<string>();
   const manage = mayManage(access, label);
   // Only the newest load shows: one started before a change of access
@@ -380,9 +406,10 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
         return;
       }
       setCommunity(c);
-      const m = manage ? await client.members(label) : undefined;
+      const m = manage ? await client.members(label, { max: MEMBERS_PAGE }) : undefined;
       if (mine !== loads.current) return;
       setMembers(m);
+      setMore(Object.fromEntries(ROLES.map((r) => [r, (m?.[r] ?? []).length === MEMBERS_PAGE])));
       setError(undefined);
       shown.current = true;
     } catch (e) {
@@ -395,6 +422,21 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
   useEffect(() => {
     void load();
   }, [load]);
+
+  // The next page of one role's members, after those shown; a load begun
+  // meanwhile (after a change) answers for the page instead.
+  const showMore = async (role: string) => {
+    const mine = loads.current;
+    const first = members?.[role]?.length ?? 0;
+    try {
+      const page = (await client.members(label, { role, first, max: MEMBERS_PAGE }))[role] ?? [];
+      if (mine !== loads.current) return;
+      setMembers((m) => ({ ...m, [role]: [...(m?.[role] ?? []), ...page] }));
+      setMore((x) => ({ ...x, [role]: page.length === MEMBERS_PAGE }));
+    } catch (e) {
+      addAlert(t("membersNotListed"), AlertVariant.danger, detailOf(e));
+    }
+  };
   // What a change reloads with: the newest load, whatever access it saw.
   const latest = useRef(load);
   latest.current = load;
@@ -421,7 +463,7 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
         {!manage && <div data-testid="community-not-managed">{t("communityNotManaged")}</div>}
         {manage && members && (
           <>
-            {!hasEnabledOwner(members) && (
+            {!hasEnabledOwner(members, more) && (
               <Alert
                 variant="info"
                 isInline
@@ -433,13 +475,15 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
             <MemberLists
               label={label}
               members={members}
+              more={more}
               canChange={mayChangeMembers(access, label)}
               onChanged={reload}
+              onMore={showMore}
             />
             {mayChangeMembers(access, label) && (
               <AddMember
                 label={label}
-                defaultRole={hasEnabledOwner(members) ? "consumer" : "owner"}
+                defaultRole={hasEnabledOwner(members, more) ? "consumer" : "owner"}
                 onAdded={reload}
               />
             )}
