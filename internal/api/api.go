@@ -282,17 +282,20 @@ func (h *handler) delete(c *gin.Context, req community.DeleteRequest) {
 }
 
 func (h *handler) members(c *gin.Context) {
-	var p community.MemberPage
+	// The page's bounds are the domain's (MemberPage.Check); here only
+	// what the query says, and an empty role, which the domain would take
+	// for every role.
+	p := community.FirstMembers
 	role, given, err := queryValue(c, "role")
 	if err == nil && given && role == "" {
-		err = errors.New("query parameter role must be owner, author or consumer")
+		err = errors.New("query parameter role is empty: leave it out for every role")
 	}
 	p.Role = role
 	if err == nil {
-		p.First, err = queryInt(c, "first", 0, 0, 1<<31-1)
+		p.First, err = queryInt(c, "first", p.First, 0, community.MaxFirstMember)
 	}
 	if err == nil {
-		p.Max, err = queryInt(c, "max", community.DefaultMembersPerRole, 1, community.MaxMembersPerRole)
+		p.Max, err = queryInt(c, "max", p.Max, 1, community.MaxMembersPerRole)
 	}
 	if err != nil {
 		h.refuse(c, fault.Invalid, err.Error())

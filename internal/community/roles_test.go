@@ -108,7 +108,7 @@ func TestServiceDeskIsConfirmedLive(t *testing.T) {
 	mustRefuse("create", err)
 	_, err = f.svc.Delete(ctx, realm, stale, community.DeleteRequest{Label: "NDD"})
 	mustRefuse("delete", err)
-	_, err = f.svc.Members(ctx, realm, stale, "NDD", community.MemberPage{})
+	_, err = f.svc.Members(ctx, realm, stale, "NDD", community.FirstMembers)
 	mustRefuse("members", err)
 	mustRefuse("add a member", f.svc.ChangeMember(ctx, realm, stale, "NDD", community.RoleConsumer, "alice", true))
 	if f.row(t, "NEW") != nil || f.row(t, "NDD") == nil {
@@ -127,7 +127,7 @@ func TestServiceDeskIsConfirmedLive(t *testing.T) {
 	if err := f.svc.ChangeMember(ctx, realm, f.desk, "OWNED", community.RoleOwner, "alice", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.Members(ctx, realm, stale, "OWNED", community.MemberPage{}); err != nil {
+	if _, err := f.svc.Members(ctx, realm, stale, "OWNED", community.FirstMembers); err != nil {
 		t.Errorf("an owner whose service desk role was taken away: %v", err)
 	}
 	err = f.svc.ChangeMember(ctx, realm, stale, "OWNED", community.RoleOwner, stale.Username, false)

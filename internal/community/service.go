@@ -590,13 +590,8 @@ func (s *Service) audit(ctx context.Context, ev *AuditEvent, outcome, detail str
 // many members it has. Service desk and the community's owners may see
 // them.
 func (s *Service) Members(ctx context.Context, realm string, a Actor, l string, p MemberPage) (map[string][]Member, error) {
-	switch {
-	case p.Role != "" && !slices.Contains(MemberRoles, p.Role):
-		return nil, fmt.Errorf("%w role: give owner, author or consumer", ErrInvalid)
-	case p.First < 0 || p.Max < 0 || p.Max > MaxMembersPerRole:
-		return nil, fmt.Errorf("%w page: first must be 0 or more, max from 1 to %d", ErrInvalid, MaxMembersPerRole)
-	case p.Max == 0:
-		p.Max = DefaultMembersPerRole
+	if err := p.Check(); err != nil {
+		return nil, err
 	}
 	row, err := s.Get(ctx, realm, l)
 	if err != nil {
@@ -687,7 +682,7 @@ func (s *Service) ChangeMember(ctx context.Context, realm string, a Actor, l, ro
 		return err
 	}
 	if _, ok := memberGroups(row)[role]; !ok {
-		return fmt.Errorf("%w: %q is not a community role; use owner, author or consumer", ErrNotFound, role)
+		return noRole(ErrNotFound, role)
 	}
 	if err := ValidateUserRef(userRef); err != nil {
 		return err

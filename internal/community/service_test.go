@@ -200,7 +200,7 @@ func TestCreateAndDelete(t *testing.T) {
 	if got := f.owners(t, "NDD"); !slices.Equal(got, []string{alice.Subject}) {
 		t.Errorf("owners %v, want the creator only", got)
 	}
-	members, err := f.svc.Members(ctx, realm, alice, "ndd", community.MemberPage{})
+	members, err := f.svc.Members(ctx, realm, alice, "ndd", community.FirstMembers)
 	if err != nil || len(members[community.RoleOwner]) != 1 || len(members[community.RoleAuthor]) != 0 || len(members[community.RoleConsumer]) != 0 {
 		t.Errorf("members as the creator sees them: %v %v", members, err)
 	}
@@ -487,7 +487,7 @@ func TestWhoManagesMembers(t *testing.T) {
 		if err := f.svc.ChangeMember(ctx, realm, who, "NDD", community.RoleAuthor, "bob", false); !errors.Is(err, community.ErrForbidden) {
 			t.Errorf("%s (not an owner) removes a member: %v", who.Username, err)
 		}
-		if _, err := f.svc.Members(ctx, realm, who, "NDD", community.MemberPage{}); !errors.Is(err, community.ErrForbidden) {
+		if _, err := f.svc.Members(ctx, realm, who, "NDD", community.FirstMembers); !errors.Is(err, community.ErrForbidden) {
 			t.Errorf("%s (not an owner) lists the members: %v", who.Username, err)
 		}
 	}
@@ -530,7 +530,7 @@ func TestMissingOwnerGroupIsDrift(t *testing.T) {
 	alice := f.creator("alice")
 	f.create(t, alice, "NDD")
 	f.idp.Delete(realm, fakeidp.Group, "/Communities/NDD/owner")
-	_, err := f.svc.Members(ctx, realm, alice, "NDD", community.MemberPage{})
+	_, err := f.svc.Members(ctx, realm, alice, "NDD", community.FirstMembers)
 	if fault.KindOf(err) != fault.Conflict || !strings.Contains(err.Error(), "reconcile --repair") {
 		t.Errorf("members with the owner group gone: %v (kind %v), want a conflict naming the repair", err, fault.KindOf(err))
 	}
@@ -601,7 +601,7 @@ func TestDisabledOwnerIsNoOther(t *testing.T) {
 	if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleOwner, "alice", false); !errors.Is(err, community.ErrLastOwner) {
 		t.Fatalf("the last enabled owner removes themselves beside a disabled one: %v", err)
 	}
-	ms, err := f.svc.Members(ctx, realm, alice, "NDD", community.MemberPage{})
+	ms, err := f.svc.Members(ctx, realm, alice, "NDD", community.FirstMembers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -652,7 +652,7 @@ func TestMembersAreReadAPageAtATime(t *testing.T) {
 		}
 		return out
 	}
-	if got := page(community.MemberPage{}); !slices.Equal(got[community.RoleConsumer], want) ||
+	if got := page(community.FirstMembers); !slices.Equal(got[community.RoleConsumer], want) ||
 		!slices.Equal(got[community.RoleOwner], []string{"alice"}) || len(got[community.RoleAuthor]) != 0 || len(got) != 3 {
 		t.Errorf("every role, default page: %v", got)
 	}
@@ -665,11 +665,44 @@ func TestMembersAreReadAPageAtATime(t *testing.T) {
 			t.Errorf("consumers from %d, at most %d: %v, want %v", c.first, c.max, got, c.want)
 		}
 	}
-	for _, p := range []community.MemberPage{{Role: "admin"}, {First: -1}, {Max: -1}, {Max: community.MaxMembersPerRole + 1}} {
+	for _, p := range []community.MemberPage{{Role: "admin", Max: 1}, {First: -1, Max: 1}, {First: community.MaxFirstMember + 1, Max: 1},
+		{}, {Max: -1}, {Max: community.MaxMembersPerRole + 1}} {
 		if _, err := f.svc.Members(ctx, realm, alice, "NDD", p); !errors.Is(err, community.ErrInvalid) {
 			t.Errorf("%+v: %v, want invalid", p, err)
 		}
 	}
+
+	// One page call for each role asked, never a read of a whole group.
+	counted := &countingIDP{IDP: f.idp}
+	svc := community.New(f.store, counted, options(time.Minute))
+	for _, c := range []struct {
+		p    community.MemberPage
+		want int
+	}{{community.FirstMembers, 3}, {community.MemberPage{Role: community.RoleConsumer, First: 2, Max: 2}, 1}} {
+		counted.pages, counted.wholes = 0, 0
+		if _, err := svc.Members(ctx, realm, alice, "NDD", c.p); err != nil {
+			t.Fatal(err)
+		}
+		if counted.pages != c.want || counted.wholes != 0 {
+			t.Errorf("%+v: %d page reads and %d whole reads, want %d and none", c.p, counted.pages, counted.wholes, c.want)
+		}
+	}
+}
+
+// countingIDP counts the reads of members through it.
+type countingIDP struct {
+	*fakeidp.IDP
+	pages, wholes int
+}
+
+func (c *countingIDP) MembersPage(ctx context.Context, realm, groupID string, first, max int) ([]community.Member, error) {
+	c.pages++
+	return c.IDP.MembersPage(ctx, realm, groupID, first, max)
+}
+
+func (c *countingIDP) Members(ctx context.Context, realm, groupID string) ([]community.Member, error) {
+	c.wholes++
+	return c.IDP.Members(ctx, realm, groupID)
 }
 
 // TestOwnersRemovingEachOtherAtOnce: the last-owner check and the removal
@@ -1789,7 +1822,7 @@ func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
 	if ev := f.last(t, "repair"); ev.ActorUsername != "olive" || ev.Outcome != "success" || !strings.Contains(ev.Detail, "anew") {
 		t.Errorf("repair audit event %+v", ev)
 	}
-	ms, err := f.svc.Members(ctx, realm, olive, "NDD", community.MemberPage{})
+	ms, err := f.svc.Members(ctx, realm, olive, "NDD", community.FirstMembers)
 	if err != nil || len(ms[community.RoleConsumer]) != 1 || ms[community.RoleConsumer][0].Username != "bob" {
 		t.Errorf("members %+v, %v: want bob a consumer", ms, err)
 	}
@@ -1800,7 +1833,7 @@ func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
 	if err := f.store.SetArtifacts(ctx, f.row(t, "NDD").ID, stale); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.Members(ctx, realm, olive, "NDD", community.MemberPage{}); err != nil || f.row(t, "NDD").Artifacts != whole {
+	if _, err := f.svc.Members(ctx, realm, olive, "NDD", community.FirstMembers); err != nil || f.row(t, "NDD").Artifacts != whole {
 		t.Errorf("members over a stale author id: %v, recorded %+v", err, f.row(t, "NDD").Artifacts)
 	}
 
@@ -1814,7 +1847,7 @@ func TestMemberCallsRecordStaleIdsAnew(t *testing.T) {
 	if err := f.svc.ChangeMember(ctx, realm, olive, "NDD", community.RoleConsumer, "bob", false); err != nil {
 		t.Fatalf("removing over a stale record: %v", err)
 	}
-	if ms, err := f.svc.Members(ctx, realm, olive, "NDD", community.MemberPage{}); err != nil || len(ms[community.RoleConsumer]) != 0 {
+	if ms, err := f.svc.Members(ctx, realm, olive, "NDD", community.FirstMembers); err != nil || len(ms[community.RoleConsumer]) != 0 {
 		t.Errorf("consumers after the removal %+v, %v: want none", ms, err)
 	}
 

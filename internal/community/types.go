@@ -3,6 +3,8 @@ package community
 import (
 	"cmp"
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nhs-terminology/communities/internal/fault"
@@ -152,12 +154,34 @@ type MemberPage struct {
 }
 
 // What one read of members answers for each role: DefaultMembersPerRole
-// when Max is not given (as Keycloak's own admin API), at most
-// MaxMembersPerRole.
+// unless asked otherwise (as Keycloak's own admin API), at most
+// MaxMembersPerRole; MaxFirstMember bounds First (Keycloak's int).
 const (
 	DefaultMembersPerRole = 100
 	MaxMembersPerRole     = 1000
+	MaxFirstMember        = 1<<31 - 1
 )
+
+// FirstMembers is the first page of every role's members.
+var FirstMembers = MemberPage{Max: DefaultMembersPerRole}
+
+// Check says what is wrong with p, if anything.
+func (p MemberPage) Check() error {
+	switch {
+	case p.Role != "" && !slices.Contains(MemberRoles, p.Role):
+		return noRole(ErrInvalid, p.Role)
+	case p.First < 0 || p.First > MaxFirstMember:
+		return fmt.Errorf("%w first: give a whole number from 0 to %d", ErrInvalid, MaxFirstMember)
+	case p.Max < 1 || p.Max > MaxMembersPerRole:
+		return fmt.Errorf("%w max: give a whole number from 1 to %d", ErrInvalid, MaxMembersPerRole)
+	}
+	return nil
+}
+
+// noRole refuses, as kind, a role that is none of a community's.
+func noRole(kind error, role string) error {
+	return fmt.Errorf("%w: %q is not a community role; use owner, author or consumer", kind, role)
+}
 
 // GroupRef is a group a user is in.
 type GroupRef struct {

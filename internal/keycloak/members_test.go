@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,5 +184,34 @@ func TestPagedReadsRenewTheirToken(t *testing.T) {
 	}
 	if m, err := cl.MembersOf(ctx, "r", []string{"a", "b", "c"}); err != nil || len(m) != 3 {
 		t.Errorf("MembersOf over three calls: %d groups, %v; want 3", len(m), err)
+	}
+}
+
+// TestMembersPageIsOneCall: a page of a group's members is one call that
+// passes first and max on and asks for brief representations.
+func TestMembersPageIsOneCall(t *testing.T) {
+	var asked []url.Values
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.URL.Path == "/realms/r/protocol/openid-connect/token":
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/groups/g/members":
+			asked = append(asked, r.URL.Query())
+			fmt.Fprint(w, `[{"id":"1","username":"a","enabled":true},{"id":"2","username":"b","enabled":false}]`)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	cl := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second})
+	ms, err := cl.MembersPage(context.Background(), "r", "g", 150, 50)
+	want := []community.Member{{ID: "1", Username: "a", Enabled: true}, {ID: "2", Username: "b"}}
+	if err != nil || !slices.Equal(ms, want) {
+		t.Errorf("page: %v %v, want %v", ms, err, want)
+	}
+	if len(asked) != 1 || asked[0].Get("first") != "150" || asked[0].Get("max") != "50" || asked[0].Get("briefRepresentation") != "true" {
+		t.Errorf("asked Keycloak %q, want one call with first=150, max=50 and brief representations", asked)
 	}
 }

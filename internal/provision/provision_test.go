@@ -233,7 +233,7 @@ func TestPlanKnowsAUserByAnyName(t *testing.T) {
 			t.Errorf("plan (prune %v) after apply: %v %v", prune, plan, err)
 		}
 	}
-	ms, err := svc.Members(t.Context(), realm, desk, "NDD", community.MemberPage{})
+	ms, err := svc.Members(t.Context(), realm, desk, "NDD", community.FirstMembers)
 	if err != nil || len(ms[community.RoleOwner]) != 1 || ms[community.RoleOwner][0].ID != alice || len(ms[community.RoleConsumer]) != 1 {
 		t.Errorf("members %v %v", ms, err)
 	}
@@ -450,7 +450,7 @@ func TestPlanRepairsBeforeMembers(t *testing.T) {
 	if plan, err := p.Plan(t.Context(), f, true); err != nil || len(plan) != 0 {
 		t.Errorf("plan after apply: %v %v", plan, err)
 	}
-	ms, err := svc.Members(t.Context(), realm, desk, "NDD", community.MemberPage{})
+	ms, err := svc.Members(t.Context(), realm, desk, "NDD", community.FirstMembers)
 	if err != nil || len(ms[community.RoleConsumer]) != 1 || ms[community.RoleConsumer][0].ID != bob || len(ms[community.RoleAuthor]) != 1 {
 		t.Errorf("NDD members after apply: %v %v", ms, err)
 	}
@@ -534,7 +534,7 @@ func TestApplyStopsWhenInterrupted(t *testing.T) {
 	if err != nil || len(rows) != 1 || rows[0].Label != "ONE" {
 		t.Errorf("communities after the interrupted apply: %+v %v", rows, err)
 	}
-	if ms, err := svc.Members(t.Context(), realm, desk, "ONE", community.MemberPage{}); err != nil || len(ms[community.RoleConsumer]) != 1 || ms[community.RoleConsumer][0].ID != bob {
+	if ms, err := svc.Members(t.Context(), realm, desk, "ONE", community.FirstMembers); err != nil || len(ms[community.RoleConsumer]) != 1 || ms[community.RoleConsumer][0].ID != bob {
 		t.Errorf("ONE's members: %v %v", ms, err)
 	}
 }

@@ -422,6 +422,7 @@ async function showMore(user, role) {
   const row = page.getByTestId(`member-${role}-${user}`);
   if (await row.count()) throw new Error(`${user} is on the first page of ${role}s`);
   const shown = () => page.locator(`[data-testid^="member-${role}-"]`).count();
+  if ((await shown()) !== 50) throw new Error(`the first page shows ${await shown()} ${role}s, want 50`);
   for (let pages = 1; !(await row.count()); pages++) {
     if (pages > 20) throw new Error(`${user} is not among the first ${await shown()} ${role}s`);
     const before = await shown();

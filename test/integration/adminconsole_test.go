@@ -270,7 +270,8 @@ func TestAdminConsoleCommunitiesPage(t *testing.T) {
 			pages = append(pages, c)
 		}
 	}
-	if len(pages) < 2 || !strings.HasSuffix(pages[0], "/members?max=50") || !strings.HasSuffix(pages[1], "/members?max=50&first=50&role=consumer") {
+	// One more than it shows is asked for, to tell that there are more.
+	if len(pages) < 2 || !strings.HasSuffix(pages[0], "/members?max=51") || !strings.HasSuffix(pages[1], "/members?max=51&first=50&role=consumer") {
 		t.Errorf("the page's member lists were read as %v: want the first 50 of each role, then the next 50 consumers", pages)
 	}
 }

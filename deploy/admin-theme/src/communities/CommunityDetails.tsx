@@ -40,11 +40,17 @@ const detailOf = (e: unknown) => (e instanceof ServiceError ? e.detail : String(
 /** Users one search shows; one more is asked for, to tell that there are more. */
 const SEARCH_MAX = 20;
 
-/** Members of each role one page shows; Show more asks for as many again. */
+/**
+ * Members of each role one page shows; Show more asks for as many again.
+ * One more is asked for, to tell that there are more.
+ */
 const MEMBERS_PAGE = 50;
 
-/** Roles whose list may go on: their last page was full. */
+/** Roles whose list goes on past what is shown. */
 type More = Record<string, boolean>;
+
+/** The member lists shown, and which go on. */
+type Lists = { members: Members; more: More };
 
 /**
  * A disabled owner cannot manage the community: it does not count. Owners
@@ -267,7 +273,7 @@ const MemberLists = ({
               isInline
               isDisabled={busy}
               data-testid={`more-${role}`}
-              onClick={() => oneAtATime(() => onMore(role))}
+              onClick={() => void oneAtATime(() => onMore(role))}
             >
               {t("showMoreMembers")}
             </Button>
@@ -384,8 +390,7 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
   const { client, update } = useCommunitiesAccess();
   const { addAlert } = useAlerts();
   const [community, setCommunity] = useState<Community>();
-  const [members, setMembers] = useState<Members>();
-  const [more, setMore] = useState<More>({});
+  const [lists, setLists] = useState<Lists>();
   const [error, setError] = useState<string>();
   const manage = mayManage(access, label);
   // Only the newest load shows: one started before a change of access
@@ -394,9 +399,12 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
   // Once the page is drawn, a reload that fails (after a change) says so
   // in an alert and leaves the page, Delete included, as it was.
   const shown = useRef(false);
+  // A load under way will put back the first pages: Show more waits for it.
+  const loading = useRef(false);
 
   const load = useCallback(async () => {
     const mine = ++loads.current;
+    loading.current = true;
     try {
       const c = await client.get(label);
       if (mine !== loads.current) return;
@@ -406,16 +414,22 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
         return;
       }
       setCommunity(c);
-      const m = manage ? await client.members(label, { max: MEMBERS_PAGE }) : undefined;
+      const m = manage ? await client.members(label, { max: MEMBERS_PAGE + 1 }) : undefined;
       if (mine !== loads.current) return;
-      setMembers(m);
-      setMore(Object.fromEntries(ROLES.map((r) => [r, (m?.[r] ?? []).length === MEMBERS_PAGE])));
+      setLists(
+        m && {
+          members: Object.fromEntries(ROLES.map((r) => [r, (m[r] ?? []).slice(0, MEMBERS_PAGE)])),
+          more: Object.fromEntries(ROLES.map((r) => [r, (m[r] ?? []).length > MEMBERS_PAGE])),
+        },
+      );
       setError(undefined);
       shown.current = true;
     } catch (e) {
       if (mine !== loads.current) return;
       if (shown.current) addAlert(t("communityNotReloaded"), AlertVariant.danger, detailOf(e));
       else setError(detailOf(e));
+    } finally {
+      if (mine === loads.current) loading.current = false;
     }
   }, [client, label, manage, navigate, realm, addAlert, t]);
 
@@ -423,17 +437,28 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
     void load();
   }, [load]);
 
-  // The next page of one role's members, after those shown; a load begun
-  // meanwhile (after a change) answers for the page instead.
+  // The next page of one role's members, after those shown. A load (after
+  // a change) under way or begun meanwhile answers for the page instead,
+  // and one that shifted the list (a member added or removed elsewhere)
+  // shows no one twice.
   const showMore = async (role: string) => {
+    if (loading.current || !lists) return;
     const mine = loads.current;
-    const first = members?.[role]?.length ?? 0;
+    const first = lists.members[role]?.length ?? 0;
     try {
-      const page = (await client.members(label, { role, first, max: MEMBERS_PAGE }))[role] ?? [];
+      const got = (await client.members(label, { role, first, max: MEMBERS_PAGE + 1 }))[role] ?? [];
       if (mine !== loads.current) return;
-      setMembers((m) => ({ ...m, [role]: [...(m?.[role] ?? []), ...page] }));
-      setMore((x) => ({ ...x, [role]: page.length === MEMBERS_PAGE }));
+      setLists((l) => {
+        if (!l || (l.members[role]?.length ?? 0) !== first) return l;
+        const seen = new Set(l.members[role].map((m) => m.id));
+        const next = got.slice(0, MEMBERS_PAGE).filter((m) => !seen.has(m.id));
+        return {
+          members: { ...l.members, [role]: [...l.members[role], ...next] },
+          more: { ...l.more, [role]: got.length > MEMBERS_PAGE },
+        };
+      });
     } catch (e) {
+      if (mine !== loads.current) return;
       addAlert(t("membersNotListed"), AlertVariant.danger, detailOf(e));
     }
   };
@@ -461,9 +486,9 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
       />
       <PageSection variant="light">
         {!manage && <div data-testid="community-not-managed">{t("communityNotManaged")}</div>}
-        {manage && members && (
+        {manage && lists && (
           <>
-            {!hasEnabledOwner(members, more) && (
+            {!hasEnabledOwner(lists.members, lists.more) && (
               <Alert
                 variant="info"
                 isInline
@@ -474,8 +499,8 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
             )}
             <MemberLists
               label={label}
-              members={members}
-              more={more}
+              members={lists.members}
+              more={lists.more}
               canChange={mayChangeMembers(access, label)}
               onChanged={reload}
               onMore={showMore}
@@ -483,7 +508,7 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
             {mayChangeMembers(access, label) && (
               <AddMember
                 label={label}
-                defaultRole={hasEnabledOwner(members, more) ? "consumer" : "owner"}
+                defaultRole={hasEnabledOwner(lists.members, lists.more) ? "consumer" : "owner"}
                 onAdded={reload}
               />
             )}
