@@ -399,12 +399,9 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
   // Once the page is drawn, a reload that fails (after a change) says so
   // in an alert and leaves the page, Delete included, as it was.
   const shown = useRef(false);
-  // A load under way will put back the first pages: Show more waits for it.
-  const loading = useRef(false);
 
   const load = useCallback(async () => {
     const mine = ++loads.current;
-    loading.current = true;
     try {
       const c = await client.get(label);
       if (mine !== loads.current) return;
@@ -428,8 +425,6 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
       if (mine !== loads.current) return;
       if (shown.current) addAlert(t("communityNotReloaded"), AlertVariant.danger, detailOf(e));
       else setError(detailOf(e));
-    } finally {
-      if (mine === loads.current) loading.current = false;
     }
   }, [client, label, manage, navigate, realm, addAlert, t]);
 
@@ -437,12 +432,12 @@ const Details = ({ access, label }: { access: Access; label: string }) => {
     void load();
   }, [load]);
 
-  // The next page of one role's members, after those shown. A load (after
-  // a change) under way or begun meanwhile answers for the page instead,
-  // and one that shifted the list (a member added or removed elsewhere)
-  // shows no one twice.
+  // The next page of one role's members, after those shown. It is added
+  // only to the list it was asked for: a load (after a change) under way
+  // or begun meanwhile puts back the first pages instead. One that shifted
+  // the list (a member added or removed elsewhere) shows no one twice.
   const showMore = async (role: string) => {
-    if (loading.current || !lists) return;
+    if (!lists) return;
     const mine = loads.current;
     const first = lists.members[role]?.length ?? 0;
     try {
