@@ -2157,3 +2157,143 @@ func TestLeasesAreTheRegistrysTime(t *testing.T) {
 		t.Errorf("row: %+v %v; want active", c, err)
 	}
 }
+
+// relinkIDP counts the per-community checks and the relinks the service
+// asks for, runs afterSurvey once after each survey, and with stuck adds
+// realm drift that neither a check nor a repair mends (a realm-wide policy
+// whose type was changed, left to an administrator).
+type relinkIDP struct {
+	*fakeidp.IDP
+	ensures, relinks int
+	afterSurvey      func()
+	stuck            *community.Drift
+}
+
+func (r *relinkIDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
+	r.ensures++
+	return r.IDP.Ensure(ctx, s, repair)
+}
+
+func (r *relinkIDP) Relink(ctx context.Context, realm, root string, specs []community.Spec) ([]string, error) {
+	r.relinks++
+	return r.IDP.Relink(ctx, realm, root, specs)
+}
+
+func (r *relinkIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
+	sv, err := r.IDP.Survey(ctx, realm, root, specs)
+	if r.stuck != nil {
+		sv.Realm = append(sv.Realm, *r.stuck)
+	}
+	if f := r.afterSurvey; f != nil {
+		r.afterSurvey = nil
+		f()
+	}
+	return sv, err
+}
+
+func (r *relinkIDP) EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]community.Drift, error) {
+	d, err := r.IDP.EnsureRealm(ctx, realm, root, repair)
+	if r.stuck != nil {
+		d = append(d, *r.stuck)
+	}
+	return d, err
+}
+
+// TestUnlinkedCommunitiesAreMendedTogether: role:service-desk deleted by
+// hand is taken out of every community's aggregate. Each community was a
+// suspect, confirmed and mended in its own calls (about 14): 140,000 at
+// 10,000 communities, on every pass that only reports too. Now a check
+// reports them without a per-community check, leaving out one deleted
+// since the survey; a repair mends them all in one relink and audits each;
+// a community with other drift besides is still checked and mended on its
+// own; and nothing is linked while the realm's own drift is not mended.
+func TestUnlinkedCommunitiesAreMendedTogether(t *testing.T) {
+	ctx := t.Context()
+	store, idp := memstore.New(), &relinkIDP{IDP: fakeidp.New()}
+	svc := community.New(store, idp, options(time.Minute))
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	for _, l := range []string{"AAA", "BBB", "CCC", "DDD", "EEE"} {
+		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range []string{"AAA", "BBB", "CCC", "EEE"} {
+		idp.Unlink(realm, l)
+	}
+	idp.Delete(realm, fakeidp.Group, "/Communities/BBB/author")
+	unlinked := func(l string, repaired bool) community.Drift {
+		return community.Drift{What: fakeidp.Permission + " community:" + l + ":membership-admins", Problem: "does not name role:service-desk",
+			Repaired: repaired}
+	}
+	pass := func(repair bool) community.Report {
+		t.Helper()
+		reports, _, err := svc.Reconcile(ctx, []string{realm}, repair)
+		if err != nil || len(reports) != 1 {
+			t.Fatalf("reconcile (repair %v): %+v %v", repair, reports, err)
+		}
+		return reports[0]
+	}
+
+	// EEE is deleted after the survey read it: not reported.
+	steps := idp.Steps()
+	idp.afterSurvey = func() {
+		before := idp.Steps()
+		if _, err := svc.Delete(ctx, realm, desk, community.DeleteRequest{Label: "EEE"}); err != nil {
+			t.Error(err)
+		}
+		steps += idp.Steps() - before
+	}
+	rep := pass(false)
+	for _, l := range []string{"AAA", "CCC"} {
+		if !slices.Equal(rep.Drift[l], []community.Drift{unlinked(l, false)}) {
+			t.Errorf("check: %s's drift %v, want its aggregate unlinked", l, rep.Drift[l])
+		}
+	}
+	if !slices.Contains(rep.Drift["BBB"], unlinked("BBB", false)) || len(rep.Drift["BBB"]) < 2 {
+		t.Errorf("check: BBB's drift %v, want its author group and its aggregate", rep.Drift["BBB"])
+	}
+	if _, ok := rep.Drift["EEE"]; ok || len(rep.Drift) != 3 {
+		t.Errorf("check: drift %v, want AAA's, BBB's and CCC's (EEE was deleted meanwhile)", rep.Drift)
+	}
+	if idp.ensures != 1 || idp.relinks != 0 || idp.Steps() != steps {
+		t.Errorf("check: %d per-community checks, %d relinks, %d changes; want BBB's check alone", idp.ensures, idp.relinks, idp.Steps()-steps)
+	}
+
+	// Realm drift a repair cannot mend: nothing is linked. BBB, checked
+	// on its own, is mended all the same.
+	idp.stuck = &community.Drift{What: "admin permission role:service-desk", Problem: "type changed; take it off by hand"}
+	idp.ensures = 0
+	rep = pass(true)
+	if idp.relinks != 0 || !slices.Equal(rep.Drift["AAA"], []community.Drift{unlinked("AAA", false)}) {
+		t.Errorf("repair with the realm's drift left: %d relinks, AAA's drift %v; want none and AAA unmended", idp.relinks, rep.Drift["AAA"])
+	}
+	if d := rep.Drift["BBB"]; idp.ensures != 1 || len(d) < 2 || slices.ContainsFunc(d, func(d community.Drift) bool { return !d.Repaired }) {
+		t.Errorf("repair with the realm's drift left: %d per-community checks, BBB's drift %v; want BBB's, all of it mended", idp.ensures, d)
+	}
+	idp.stuck = nil
+
+	idp.ensures = 0
+	events := len(store.Events())
+	rep = pass(true)
+	for _, l := range []string{"AAA", "CCC"} {
+		if !slices.Equal(rep.Drift[l], []community.Drift{unlinked(l, true)}) {
+			t.Errorf("repair: %s's drift %v, want its aggregate mended", l, rep.Drift[l])
+		}
+	}
+	if idp.ensures != 0 || idp.relinks != 1 || len(rep.Drift) != 2 {
+		t.Errorf("repair: %d per-community checks and %d relinks, drift %v; want one relink of AAA and CCC alone", idp.ensures, idp.relinks, rep.Drift)
+	}
+	var repairs []string
+	for _, ev := range store.Events()[events:] {
+		if ev.Action == "repair" && ev.ActorClient == "communities-reconciler" {
+			repairs = append(repairs, ev.Label)
+		}
+	}
+	if slices.Sort(repairs); !slices.Equal(repairs, []string{"AAA", "CCC"}) {
+		t.Errorf("repair events for %v, want AAA and CCC", repairs)
+	}
+	if rep := pass(false); rep.DriftCount() != 0 {
+		t.Errorf("after the repair: %+v", rep)
+	}
+}

@@ -227,6 +227,14 @@ type Orphan struct {
 // reported or repaired.
 type Survey struct {
 	Suspects map[string][]Drift // by community id
+	// Unlinked are the communities, by id, whose one difference is that
+	// their admin permissions no longer name a realm-wide one: Keycloak
+	// takes a deleted policy out of every policy that names it, so a
+	// realm-wide policy deleted by hand leaves every community so. No
+	// create or delete passes through that state, so it needs no check
+	// community by community, only that each is still active; Relink
+	// mends them all at once.
+	Unlinked map[string]Drift
 	// Realm are differences of the realm itself (its admin permissions
 	// switched off), said once rather than of each community: every
 	// community would otherwise be a suspect, each confirmed in its own
@@ -340,6 +348,11 @@ type IdentityProvider interface {
 	// permissions on, makes the realm-wide ones, which name root, as
 	// Provision makes them).
 	EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]Drift, error)
+	// Relink makes the admin permissions of specs' communities (a survey's
+	// Unlinked, all of realm under root) name the realm-wide ones again, in
+	// bulk: hundreds of communities a call. It changes only those still as
+	// the survey found them, and returns their ids.
+	Relink(ctx context.Context, realm, root string, specs []Spec) ([]string, error)
 	// CommunityGroup finds the group of label under root now, with its
 	// marker; ok is false when there is none.
 	CommunityGroup(ctx context.Context, realm, root, label string) (g Orphan, ok bool, err error)

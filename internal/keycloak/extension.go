@@ -16,6 +16,7 @@ const (
 	markedPath    = "/communities/marked"
 	membersPath   = "/communities/members"
 	policiesPath  = "/communities/policies"
+	linkPath      = "/communities/policies/link"
 )
 
 // removal is what the extension's POST cleanup removes: the artefacts of

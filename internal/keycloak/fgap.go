@@ -516,3 +516,80 @@ func verifyOwnPolicy(desc, ownerGroupID string) func(*policyDetail) error {
 }
 
 func markerDescription(id string) string { return MarkerAttribute + "=" + id }
+
+// unlinkedOnly says whether got, a community's own policy as stored,
+// differs from want only in not naming role:service-desk: what Keycloak
+// leaves of every community's aggregate when that realm-wide policy is
+// deleted. It grants less, no create or delete leaves it so, and Relink
+// mends it for all communities at once. It is pure.
+func unlinkedOnly(want PolicySpec, got policyContent, groupPath func(string) string) bool {
+	if want.Kind != "aggregate" || got.Description != want.Description || !slices.Contains(want.Policies, policyServiceDesk) ||
+		!slices.Equal(slices.Sorted(slices.Values(got.Policies)), slices.Sorted(slices.Values(linkedBefore(want)))) {
+		return false
+	}
+	got.Policies = want.Policies
+	problem, _ := want.problems(got, groupPath)
+	return problem == ""
+}
+
+// linkedBefore is what aggregate want names but role:service-desk.
+func linkedBefore(want PolicySpec) []string {
+	return slices.DeleteFunc(slices.Clone(want.Policies), func(name string) bool { return name == policyServiceDesk })
+}
+
+// linkAggregate is an aggregate policy as the extension's POST
+// policies/link expects to find it before it adds the policy.
+type linkAggregate struct {
+	Name             string   `json:"name"`
+	Description      string   `json:"description"`
+	DecisionStrategy string   `json:"decisionStrategy"`
+	Policies         []string `json:"policies"`
+}
+
+// Relink puts role:service-desk back into the aggregate of each of specs'
+// communities, a page of communities a call to the extension's POST
+// policies/link (over the admin API, a read and a write a community). The
+// extension changes one only if it still names exactly the rest of what
+// Describe says, as the survey found it (unlinkedOnly), and says which it
+// changed; Relink returns their communities' ids.
+func (c *Client) Relink(ctx context.Context, realm, root string, specs []community.Spec) ([]string, error) {
+	tok, err := c.token(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	var linked []string
+	for page := range slices.Chunk(specs, surveyPageSize) {
+		body := struct {
+			Policy     string          `json:"policy"`
+			Aggregates []linkAggregate `json:"aggregates"`
+		}{Policy: policyServiceDesk, Aggregates: []linkAggregate{}}
+		ids := map[string]string{}
+		for _, s := range page {
+			for _, p := range Describe(s).Policies {
+				if p.Kind == "aggregate" && slices.Contains(p.Policies, policyServiceDesk) {
+					body.Aggregates = append(body.Aggregates, linkAggregate{Name: p.Name, Description: p.Description,
+						DecisionStrategy: p.Strategy, Policies: linkedBefore(p)})
+					ids[p.Name] = s.ID
+				}
+			}
+		}
+		op := "put " + policyServiceDesk + " back into the communities' admin permissions of realm " + realm
+		resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+linkPath, body, nil)
+		raw, err := extensionAnswer(op, resp, err)
+		if err != nil {
+			return linked, err
+		}
+		var rep struct {
+			Linked []string `json:"linked"`
+		}
+		if err := json.Unmarshal(raw, &rep); err != nil {
+			return linked, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+		}
+		for _, name := range rep.Linked {
+			if id, ok := ids[name]; ok {
+				linked = append(linked, id)
+			}
+		}
+	}
+	return linked, nil
+}

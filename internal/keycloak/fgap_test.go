@@ -493,3 +493,90 @@ func TestChangedRealmPoliciesAreRefusedAndRepaired(t *testing.T) {
 		t.Errorf("a create once they read as on again: %v", err)
 	}
 }
+
+// TestRelinkPagesAndReturnsWhatWasLinked: Relink asks the extension to put
+// role:service-desk back into 500 communities' aggregates a call, each as
+// the survey found it (naming its owners' policy alone), and returns the
+// ids of those the extension says it changed; a read-only client may not.
+func TestRelinkPagesAndReturnsWhatWasLinked(t *testing.T) {
+	type linkBody struct {
+		Policy     string          `json:"policy"`
+		Aggregates []linkAggregate `json:"aggregates"`
+	}
+	var (
+		mu    sync.Mutex
+		calls []linkBody
+	)
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token"):
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+linkPath:
+			var b linkBody
+			if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			calls = append(calls, b)
+			mu.Unlock()
+			// Every one but L0007's, which changed since the survey.
+			var linked []string
+			for _, a := range b.Aggregates {
+				if a.Name != "community:L0007:membership-admins" {
+					linked = append(linked, a.Name)
+				}
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"linked": linked})
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	var specs []community.Spec
+	for i := range 1001 {
+		specs = append(specs, community.Spec{ID: fmt.Sprint("id-", i), Realm: "r", Root: "Communities", Label: fmt.Sprintf("L%04d", i), Name: "n"})
+	}
+	opts := Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"}
+	linked, err := New(opts).Relink(context.Background(), "r", "Communities", specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 3 || len(calls[0].Aggregates) != surveyPageSize || len(calls[2].Aggregates) != 1 {
+		t.Fatalf("%d calls, want 3 of at most %d aggregates: %+v", len(calls), surveyPageSize, calls)
+	}
+	i := 0
+	for _, c := range calls {
+		if c.Policy != policyServiceDesk {
+			t.Errorf("adds %q, want %s", c.Policy, policyServiceDesk)
+		}
+		for _, a := range c.Aggregates {
+			s := specs[i]
+			want := linkAggregate{Name: "community:" + s.Label + ":membership-admins", Description: markerDescription(s.ID),
+				DecisionStrategy: "AFFIRMATIVE", Policies: []string{"community:" + s.Label + ":owners"}}
+			if !slices.Equal(a.Policies, want.Policies) || a.Name != want.Name || a.Description != want.Description ||
+				a.DecisionStrategy != want.DecisionStrategy {
+				t.Errorf("aggregate %d: %+v, want %+v", i, a, want)
+			}
+			i++
+		}
+	}
+	var want []string
+	for _, s := range specs {
+		if s.ID != "id-7" {
+			want = append(want, s.ID)
+		}
+	}
+	if !slices.Equal(linked, want) {
+		t.Errorf("linked %d ids, want the %d but id-7", len(linked), len(want))
+	}
+
+	opts.ReadOnly = true
+	if _, err := New(opts).Relink(context.Background(), "r", "Communities", specs[:1]); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("a read-only client's relink: %v, want ErrReadOnly", err)
+	}
+	if len(calls) != 3 {
+		t.Errorf("a read-only client reached the extension")
+	}
+}

@@ -352,9 +352,19 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 			out.Realm = append(out.Realm, permissionsOff(realm))
 		}
 		for _, s := range page {
-			if d := v.compare(s); len(d) > 0 {
+			d, unlinked := v.compare(s)
+			switch {
+			case len(d) == 0 && unlinked != nil:
+				if out.Unlinked == nil {
+					out.Unlinked = map[string]community.Drift{}
+				}
+				out.Unlinked[s.ID] = *unlinked
+			case len(d) > 0:
 				if out.Suspects == nil {
 					out.Suspects = map[string][]community.Drift{}
+				}
+				if unlinked != nil {
+					d = append(d, *unlinked)
 				}
 				out.Suspects[s.ID] = d
 			}
@@ -381,9 +391,10 @@ func pacer(ctx context.Context) func() error {
 }
 
 // compare returns how community s's artefacts in v differ from Describe(s),
-// in Ensure's words; owners are not checked. It is pure.
-func (v realmView) compare(s community.Spec) []community.Drift {
-	var drift []community.Drift
+// in Ensure's words; owners are not checked. Its aggregate left without
+// role:service-desk and otherwise as Describe says (unlinkedOnly) is
+// unlinked, not in drift. It is pure.
+func (v realmView) compare(s community.Spec) (drift []community.Drift, unlinked *community.Drift) {
 	note := func(what, problem string) {
 		drift = append(drift, community.Drift{What: what, Problem: problem})
 	}
@@ -440,10 +451,16 @@ func (v realmView) compare(s community.Spec) []community.Drift {
 	// Admin permissions off are the realm's drift (Survey.Realm), not
 	// each community's.
 	if v.policies == nil {
-		return drift
+		return drift, nil
 	}
-	ownPolicyDrift(d, v.policies, func(dr community.Drift, _ PolicySpec) { drift = append(drift, dr) })
-	return drift
+	ownPolicyDrift(d, v.policies, func(dr community.Drift, want PolicySpec) {
+		if got, ok := v.policies[want.Name]; ok && unlinkedOnly(want, got, d.groupPath) {
+			unlinked = &dr
+			return
+		}
+		drift = append(drift, dr)
+	})
+	return drift, unlinked
 }
 
 // CommunityGroup finds the group of label under root now, with its marker.

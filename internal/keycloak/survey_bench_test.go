@@ -56,8 +56,8 @@ func BenchmarkSurveyRead(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, s := range specs {
-			if d := v.compare(s); len(d) > 0 {
-				b.Fatalf("%s: %v", s.Label, d)
+			if d, unlinked := v.compare(s); len(d) > 0 || unlinked != nil {
+				b.Fatalf("%s: %v %v", s.Label, d, unlinked)
 			}
 		}
 	}

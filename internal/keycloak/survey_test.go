@@ -47,11 +47,22 @@ func whats(drift []community.Drift) []string {
 	return out
 }
 
+// compared is what compare finds in v of s, in whats' words; what it
+// finds unlinked follows, after "unlinked ".
+func compared(v realmView, s community.Spec) []string {
+	d, unlinked := v.compare(s)
+	out := whats(d)
+	if unlinked != nil {
+		out = append(out, "unlinked "+unlinked.What+": "+unlinked.Problem)
+	}
+	return out
+}
+
 // TestCompare: the bulk comparison finds what Ensure would, in its words,
 // without a call of its own; what it does not understand is a suspect.
 func TestCompare(t *testing.T) {
-	if d := healthy(ndd).compare(ndd); len(d) != 0 {
-		t.Fatalf("a healthy community: %v", whats(d))
+	if d := compared(healthy(ndd), ndd); len(d) != 0 {
+		t.Fatalf("a healthy community: %v", d)
 	}
 	other := map[string][]string{MarkerAttribute: {"id-2"}}
 	// A second value added by hand makes an artefact nobody's.
@@ -137,12 +148,40 @@ func TestCompare(t *testing.T) {
 			v.policies["community:NDD:owners"] = p
 		}, []string{"admin permission community:NDD:owners: " + problemChanged +
 			`groups ["/Communities/NDD/consumer" "/Communities/NDD/owner"], not ["/Communities/NDD/owner"]`}},
+		// Keycloak's doing when role:service-desk is deleted, to every
+		// community at once: unlinked, for Relink, not a suspect.
 		{"aggregate without role:service-desk, deleted and made again", func(v realmView) {
 			p := v.policies["community:NDD:membership-admins"]
 			p.Policies = []string{"community:NDD:owners"}
 			v.policies["community:NDD:membership-admins"] = p
-		}, []string{"admin permission community:NDD:membership-admins: " + problemChanged +
+		}, []string{"unlinked admin permission community:NDD:membership-admins: " + problemChanged +
 			`policies ["community:NDD:owners"], not ["community:NDD:owners" "role:service-desk"]`}},
+		// (Survey makes such a community a suspect, with both.)
+		{"aggregate without role:service-desk, and something else wrong", func(v realmView) {
+			p := v.policies["community:NDD:membership-admins"]
+			p.Policies = []string{"community:NDD:owners"}
+			v.policies["community:NDD:membership-admins"] = p
+			delete(v.roles, "PERM_NDD_WRITE")
+		}, []string{"realm role PERM_NDD_WRITE: missing", "unlinked admin permission community:NDD:membership-admins: " + problemChanged +
+			`policies ["community:NDD:owners"], not ["community:NDD:owners" "role:service-desk"]`}},
+		{"aggregate without role:service-desk and changed otherwise is not only unlinked", func(v realmView) {
+			p := v.policies["community:NDD:membership-admins"]
+			p.Policies, p.DecisionStrategy = []string{"community:NDD:owners"}, "UNANIMOUS"
+			v.policies["community:NDD:membership-admins"] = p
+		}, []string{"admin permission community:NDD:membership-admins: " + problemChanged +
+			`decision strategy "UNANIMOUS", not "AFFIRMATIVE"; policies ["community:NDD:owners"], not ["community:NDD:owners" "role:service-desk"]`}},
+		{"aggregate naming another policy in the place of role:service-desk", func(v realmView) {
+			p := v.policies["community:NDD:membership-admins"]
+			p.Policies = []string{"community:NDD:owners", "role:community-admins"}
+			v.policies["community:NDD:membership-admins"] = p
+		}, []string{"admin permission community:NDD:membership-admins: " + problemChanged +
+			`policies ["community:NDD:owners" "role:community-admins"], not ["community:NDD:owners" "role:service-desk"]`}},
+		{"aggregate naming nothing: its owners' policy gone too", func(v realmView) {
+			p := v.policies["community:NDD:membership-admins"]
+			p.Policies = []string{}
+			v.policies["community:NDD:membership-admins"] = p
+		}, []string{"admin permission community:NDD:membership-admins: " + problemChanged +
+			`policies [], not ["community:NDD:owners" "role:service-desk"]`}},
 		{"membership permission widened to every group", func(v realmView) {
 			p := v.policies["community:NDD:membership"]
 			p.Resources, p.Scopes = []string{"Groups"}, []string{"manage-membership", "manage-members"}
@@ -154,7 +193,7 @@ func TestCompare(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			v := healthy(ndd)
 			c.spoil(v)
-			if got := whats(v.compare(ndd)); !slices.Equal(got, c.want) {
+			if got := compared(v, ndd); !slices.Equal(got, c.want) {
 				t.Errorf("drift %q, want %q", got, c.want)
 			}
 		})
@@ -164,7 +203,7 @@ func TestCompare(t *testing.T) {
 	// own calls on every pass.
 	v := healthy(ndd)
 	v.policies = nil
-	if got := whats(v.compare(ndd)); len(got) != 0 {
+	if got := compared(v, ndd); len(got) != 0 {
 		t.Errorf("permissions off: %q, want no drift of the community's", got)
 	}
 }

@@ -432,3 +432,17 @@ func (r *Response) Expect(t testing.TB, want int) *Response {
 
 // String is for failure messages.
 func (r *Response) String() string { return fmt.Sprintf("%d %s", r.Status, r.Body) }
+
+// AdminPermissions is the admin API path of the realm's admin permissions
+// (its admin-permissions client's resource server), read with admin.
+func (r *Realm) AdminPermissions(t testing.TB, admin string) string {
+	t.Helper()
+	realmURL := r.env.KeycloakURL + "/admin/realms/" + r.Name
+	var realm struct {
+		Client struct {
+			ID string `json:"id"`
+		} `json:"adminPermissionsClient"`
+	}
+	Do(t, "GET", realmURL, admin, nil).Expect(t, 200).JSON(t, &realm)
+	return realmURL + "/clients/" + realm.Client.ID + "/authz/resource-server"
+}

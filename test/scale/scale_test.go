@@ -283,6 +283,31 @@ func TestScale(t *testing.T) {
 	}
 	tb.add("drift pass (time, Keycloak calls)", "≤ 60 s, ≤ 100 calls", "%s, %d", time.Since(start).Round(time.Millisecond), svc.KeycloakRoundTrips()-before)
 
+	// role:service-desk deleted by hand: Keycloak takes it out of every
+	// community's aggregate. A check finds all N, and a repair makes it
+	// again and puts it back into all N, in calls by the page.
+	admin = realm.AdminToken(t)
+	perms := realm.AdminPermissions(t, admin)
+	var found []struct{ ID string }
+	harness.Do(t, "GET", perms+"/policy?exact=true&name=role:service-desk", admin, nil).Expect(t, 200).JSON(t, &found)
+	if len(found) != 1 {
+		t.Fatalf("role:service-desk: %d found", len(found))
+	}
+	harness.Do(t, "DELETE", perms+"/policy/"+found[0].ID, admin, nil).Expect(t, 204)
+	for _, repair := range []bool{false, true} {
+		before, start := svc.KeycloakRoundTrips(), time.Now()
+		reports, _, err := svc.Server.Service().Reconcile(ctx, []string{realm.Name}, repair)
+		if err != nil || len(reports) != 1 || len(reports[0].Drift) != n {
+			t.Fatalf("drift pass (repair %v) without role:service-desk: %v; want the drift of all %d communities", repair, err, n)
+		}
+		what := map[bool]string{false: "check", true: "repair"}[repair]
+		tb.add(fmt.Sprintf("drift pass, role:service-desk deleted by hand: %s (time, Keycloak calls)", what), "≤ 100 calls",
+			"%s, %d", time.Since(start).Round(time.Millisecond), svc.KeycloakRoundTrips()-before)
+	}
+	if reports, _, err := svc.Server.Service().Reconcile(ctx, []string{realm.Name}, false); err != nil || len(reports) != 1 || reports[0].DriftCount() != 0 {
+		t.Fatalf("drift pass after the repair: %v, %+v", err, reports)
+	}
+
 	// A pipeline's export of the realm, and the plan of that file, which
 	// lists every community's members: both read members in bulk.
 	pr := provision.New(svc.Server.Service(), community.Actor{ClientID: "communities-cli", Username: "scale"})

@@ -81,6 +81,9 @@ type artefact struct {
 	marker  string
 	deps    []string        // keys of what it hangs on; it goes with them
 	members map[string]bool // groups: user ids
+	// unlinked: a community's membership-admins aggregate that Keycloak
+	// took a deleted role:service-desk out of.
+	unlinked bool
 }
 
 // New returns an empty fake.
@@ -517,6 +520,16 @@ func (f *IDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]comm
 			}
 		}
 	}
+	if t, ok := r.things[admins(s)]; ok && t.marker == s.ID && t.unlinked {
+		d := unlinkedDrift(s)
+		if repair {
+			if err := f.step(ctx, "mend "+admins(s)); err != nil {
+				return drift, a, err
+			}
+			t.unlinked, d.Repaired = false, true
+		}
+		drift = append(drift, d)
+	}
 	if r.permissionsOff {
 		d, err := f.ensurePermissions(ctx, r, s.Realm, repair)
 		drift = append(drift, d...)
@@ -603,6 +616,16 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 				drift = append(drift, community.Drift{What: Scope + " " + name, Problem: "exists"})
 			}
 		}
+		if t, ok := r.things[admins(s)]; ok && t.marker == s.ID && t.unlinked {
+			if len(drift) == 0 {
+				if out.Unlinked == nil {
+					out.Unlinked = map[string]community.Drift{}
+				}
+				out.Unlinked[s.ID] = unlinkedDrift(s)
+			} else {
+				drift = append(drift, unlinkedDrift(s))
+			}
+		}
 		if len(drift) > 0 {
 			if out.Suspects == nil {
 				out.Suspects = map[string][]community.Drift{}
@@ -624,6 +647,43 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 	}
 	slices.SortFunc(out.Marked, func(x, y community.Orphan) int { return strings.Compare(x.Artefact, y.Artefact) })
 	return out, nil
+}
+
+// admins is the key of community s's membership-admins aggregate.
+func admins(s community.Spec) string {
+	return Permission + " community:" + s.Label + ":membership-admins"
+}
+
+// unlinkedDrift is community s's aggregate without role:service-desk.
+func unlinkedDrift(s community.Spec) community.Drift {
+	return community.Drift{What: admins(s), Problem: "does not name role:service-desk"}
+}
+
+// Unlink takes role:service-desk out of community label's aggregate, as
+// Keycloak does to every community's when that policy is deleted.
+func (f *IDP) Unlink(realm, label string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.realm(realm).things[Permission+" community:"+label+":membership-admins"].unlinked = true
+}
+
+// Relink puts role:service-desk back into the aggregate of each of specs'
+// communities still unlinked and their own, in one mutating call.
+func (f *IDP) Relink(ctx context.Context, realm, _ string, specs []community.Spec) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.step(ctx, "relink "+realm); err != nil {
+		return nil, err
+	}
+	r := f.realm(realm)
+	var linked []string
+	for _, s := range specs {
+		if t, ok := r.things[admins(s)]; ok && t.marker == s.ID && t.unlinked {
+			t.unlinked = false
+			linked = append(linked, s.ID)
+		}
+	}
+	return linked, nil
 }
 
 // SwitchPermissionsOff switches realm's admin permissions off, as an

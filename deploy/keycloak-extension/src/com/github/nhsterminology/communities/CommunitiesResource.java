@@ -44,6 +44,7 @@ import org.keycloak.models.jpa.entities.GroupEntity;
 import org.keycloak.models.utils.KeycloakModelUtils;
 import org.keycloak.representations.idm.GroupRepresentation;
 import org.keycloak.representations.idm.RoleRepresentation;
+import org.keycloak.representations.idm.authorization.Logic;
 import org.keycloak.services.ErrorResponse;
 import org.keycloak.services.resources.admin.AdminEventBuilder;
 import org.keycloak.services.resources.admin.fgap.AdminPermissionEvaluator;
@@ -89,6 +90,10 @@ import org.keycloak.util.JsonSerialization;
  * <p>{@code GET policies}: what named policies and permissions of the
  * admin-permissions client say, for the service to compare the realm-wide
  * ones every community's permissions build on.
+ *
+ * <p>{@code POST policies/link}: adds a policy to many aggregate policies,
+ * each only if it is still as the caller read it: a realm-wide policy made
+ * again goes back into every community's aggregate in a call a page.
  *
  * <p>{@code POST members}: the direct members of many groups, for
  * {@code plan} and {@code export}.
@@ -654,6 +659,80 @@ public class CommunitiesResource {
             }
         }
         return out;
+    }
+
+    /** What {@code POST policies/link} changes. */
+    public static class Link {
+        /** The policy to add, by name. */
+        public String policy;
+        /** The aggregate policies to add it to, each as the caller last read it. */
+        public List<Aggregate> aggregates;
+    }
+
+    /** An aggregate policy as the caller expects to find it. */
+    public static class Aggregate {
+        public String name;
+        public String description;
+        public String decisionStrategy;
+        /** The policies it names now, by name. */
+        public List<String> policies;
+    }
+
+    /**
+     * Adds one policy to many aggregate policies of the admin-permissions
+     * client: {@code {"linked": [names]}}. Keycloak takes a deleted policy
+     * out of every aggregate that names it, so when the service makes a
+     * realm-wide policy again (service desk's, which every community's
+     * aggregate names) each community's aggregate must name it again: over
+     * the admin API a read and a write a community, 20,000 calls at 10,000
+     * communities; here one call a page. An aggregate is changed only if it
+     * is still exactly as the caller read it (type, description, logic
+     * positive, decision strategy, the policies it names); any other is
+     * left out of the answer, for the caller to look at again. Needs the
+     * right to manage the admin permissions, checked before any lookup.
+     */
+    @POST
+    @Path("policies/link")
+    @Consumes(MediaType.APPLICATION_JSON)
+    @Produces(MediaType.APPLICATION_JSON)
+    public Map<String, Object> link(Link body) {
+        if (body == null || blank(body.policy) || body.aggregates == null || body.aggregates.size() > MAX_PAGE) {
+            throw ErrorResponse.error("policy and at most " + MAX_PAGE + " aggregates are required", Response.Status.BAD_REQUEST);
+        }
+        for (Aggregate a : body.aggregates) {
+            if (a == null || blank(a.name) || a.description == null || blank(a.decisionStrategy) || a.policies == null
+                    || a.policies.size() > MAX_NAMES || a.policies.stream().anyMatch(CommunitiesResource::blank)) {
+                throw ErrorResponse.error("each aggregate needs a name, a description, a decisionStrategy and at most "
+                        + MAX_NAMES + " policies, none blank", Response.Status.BAD_REQUEST);
+            }
+        }
+        ClientModel admin = realm.getAdminPermissionsClient();
+        AuthorizationProvider authz = session.getProvider(AuthorizationProvider.class);
+        ResourceServer rs = admin == null ? null : authz.getStoreFactory().getResourceServerStore().findByClient(admin);
+        if (!realm.isAdminPermissionsEnabled() || rs == null) {
+            throw ErrorResponse.error("the realm's admin permissions are off", Response.Status.CONFLICT);
+        }
+        auth.realm().requireManageAuthorization(rs);
+        PolicyStore store = authz.getStoreFactory().getPolicyStore();
+        Policy added = store.findByName(rs, body.policy);
+        if (added == null) {
+            throw ErrorResponse.error("no policy " + body.policy, Response.Status.CONFLICT);
+        }
+        List<String> linked = new ArrayList<>();
+        for (Aggregate a : body.aggregates) {
+            Policy p = store.findByName(rs, a.name);
+            if (p == null || !"aggregate".equals(p.getType()) || !a.description.equals(p.getDescription())
+                    || p.getLogic() != Logic.POSITIVE || !a.decisionStrategy.equals(String.valueOf(p.getDecisionStrategy()))
+                    || !sorted(p.getAssociatedPolicies().stream().map(Policy::getName)).equals(sorted(a.policies))) {
+                continue;
+            }
+            p.addAssociatedPolicy(added);
+            adminEvent.operation(OperationType.UPDATE).resource(ResourceType.AUTHORIZATION_POLICY)
+                    .resourcePath("clients", admin.getId(), "authz", "resource-server", "policy", p.getId())
+                    .representation(Map.of("id", p.getId(), "name", a.name, "addedPolicy", body.policy)).success();
+            linked.add(a.name);
+        }
+        return Map.of("linked", linked);
     }
 
     /** What p says, as {@code GET policies} answers it. */
