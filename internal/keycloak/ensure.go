@@ -121,6 +121,12 @@ func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s commu
 		for _, r := range realmWide {
 			report(r, note, critical)
 		}
+		// The community's own build on them: made or mended beside one
+		// that still says something else (its type changed, say), they
+		// would grant whatever that one says. They wait, as a create does.
+		if slices.ContainsFunc(realmWide, func(d community.Drift) bool { return !d.Repaired }) {
+			repair = false
+		}
 	}
 	found, err := c.ownPolicies(ctx, tok, s, d)
 	if errors.Is(err, errPermissionsOff) {

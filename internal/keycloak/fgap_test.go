@@ -580,3 +580,52 @@ func TestRelinkPagesAndReturnsWhatWasLinked(t *testing.T) {
 		t.Errorf("a read-only client reached the extension")
 	}
 }
+
+// TestOwnPoliciesWaitForTheRealmWideOnes: role:service-desk deleted and
+// made again by hand as a policy of another type (naming whom it likes).
+// A repair cannot change a type back, and left it; it then put it back
+// into the community's aggregate by name, so whoever the new policy names
+// could manage the community's membership. The community's own now wait,
+// reported, until an administrator mends the realm-wide one.
+func TestOwnPoliciesWaitForTheRealmWideOnes(t *testing.T) {
+	s := community.Spec{ID: "6f1c2b9e-0000-4000-8000-000000000001", Realm: "r", Root: "Communities", Label: "NDD", Name: "n"}
+	d := Describe(s)
+	_, admins, _, _ := fgapNames(s.Label)
+	var (
+		mu     sync.Mutex
+		stored = healthyPolicies(t, d)
+		writes []string
+	)
+	sd := stored[policyServiceDesk]
+	sd.Type, sd.Roles = "user", []string{}
+	stored[policyServiceDesk] = sd
+	a := stored[admins]
+	a.Policies = linkedBefore(d.Policies[1])
+	stored[admins] = a
+	kc := fakePermissions(&mu, stored, nil, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/group-by-path/Communities":
+			fmt.Fprint(w, `{"id":"root","name":"Communities","path":"/Communities"}`)
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/admin/realms/r/roles/"):
+			name := strings.TrimPrefix(r.URL.Path, "/admin/realms/r/roles/")
+			fmt.Fprintf(w, `{"id":"role-%s","name":%q}`, name, name)
+		default:
+			writes = append(writes, r.Method+" "+r.URL.Path)
+			w.WriteHeader(http.StatusCreated)
+		}
+	})
+	defer kc.Close()
+	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"})
+	ga := community.Artifacts{GroupID: "g", OwnerGroupID: "g-owner", AuthorGroupID: "g-author", ConsumerGroupID: "g-consumer"}
+	var got []string
+	note := func(what, problem string, repaired bool) {
+		got = append(got, fmt.Sprintf("%s (repaired %v)", what, repaired))
+	}
+	if err := c.ensureOwnerPermissions(t.Context(), "t", s, d, ga, true, false, note, note); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"admin permission role:service-desk (repaired false)", "admin permission " + admins + " (repaired false)"}
+	if !slices.Equal(got, want) || len(writes) != 0 {
+		t.Errorf("a repair beside a realm-wide policy of another type: %q, writes %q; want %q and none", got, writes, want)
+	}
+}

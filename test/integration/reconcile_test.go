@@ -1049,6 +1049,32 @@ func TestCommunityPoliciesAreVerified(t *testing.T) {
 	if calls > 4 {
 		t.Errorf("a clean pass made %d Keycloak calls, want 4", calls)
 	}
+
+	// role:service-desk made again by hand as a user policy naming a
+	// consumer: a repair cannot change its type back, so neither the
+	// relink nor CPV's own repair (CPV's view permission is gone too) may
+	// put it back into an aggregate, where it would let that consumer
+	// manage the community's membership.
+	harness.Do(t, "DELETE", base+"/policy/"+policyID("role:service-desk"), admin, nil).Expect(t, 204)
+	harness.Do(t, "POST", base+"/policy/user", admin, map[string]any{"name": "role:service-desk", "logic": "POSITIVE",
+		"users": []string{f.realm.UserID(t, "consumer")}}).Expect(t, 201)
+	harness.Do(t, "DELETE", base+"/policy/"+policyID("community:CPV:view"), admin, nil).Expect(t, 204)
+	rep = check(true)
+	if len(rep.RealmDrift) != 1 || !rep.RealmDrift[0].Critical || rep.RealmDrift[0].Repaired {
+		t.Errorf("realm drift %+v, want role:service-desk's type, critical and left", rep.RealmDrift)
+	}
+	drifted(rep, "CPV", "admin permission community:CPV:view", false, false)
+	for _, l := range []string{"CPV", "CPW"} {
+		drifted(rep, l, "admin permission community:"+l+":membership-admins", false, false)
+		if got := names(admins[l], "policies"); !slices.Equal(got, []string{"community:" + l + ":owners"}) {
+			t.Errorf("beside a role:service-desk of another type, %s's aggregate names %v, want its owners' policy alone", l, got)
+		}
+	}
+	harness.Do(t, "DELETE", base+"/policy/"+policyID("role:service-desk"), admin, nil).Expect(t, 204)
+	check(true)
+	if rep := check(false); rep.DriftCount() != 0 {
+		t.Errorf("after the administrator deleted it and a repair: %+v", rep)
+	}
 }
 
 // reconcile runs one drift pass (a repair with repair) over the fixture's
