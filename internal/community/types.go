@@ -228,9 +228,9 @@ type Orphan struct {
 type Survey struct {
 	Suspects map[string][]Drift // by community id
 	// Unlinked are the communities, by id, whose one difference is that
-	// their admin permissions no longer name a realm-wide one: Keycloak
-	// takes a deleted policy out of every policy that names it, so a
-	// realm-wide policy deleted by hand leaves every community so. No
+	// their admin permissions no longer name the realm-wide service-desk
+	// policy: Keycloak takes a deleted policy out of every policy that
+	// names it, so that policy deleted by hand leaves every community so. No
 	// create or delete passes through that state, so it needs no check
 	// community by community, only that each is still active; Relink
 	// mends them all at once.
@@ -349,9 +349,10 @@ type IdentityProvider interface {
 	// Provision makes them).
 	EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]Drift, error)
 	// Relink makes the admin permissions of specs' communities (a survey's
-	// Unlinked, all of realm under root) name the realm-wide ones again, in
-	// bulk: hundreds of communities a call. It changes only those still as
-	// the survey found them, and returns their ids.
+	// Unlinked, all of realm under root) name the realm-wide service-desk
+	// policy again, in bulk: hundreds of communities a call. It changes
+	// only those still as the survey found them, and returns their ids;
+	// while a realm-wide policy says something else, none (fault.Conflict).
 	Relink(ctx context.Context, realm, root string, specs []Spec) ([]string, error)
 	// CommunityGroup finds the group of label under root now, with its
 	// marker; ok is false when there is none.

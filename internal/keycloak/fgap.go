@@ -551,11 +551,21 @@ type linkAggregate struct {
 // policies/link (over the admin API, a read and a write a community). The
 // extension changes one only if it still names exactly the rest of what
 // Describe says, as the survey found it (unlinkedOnly), and says which it
-// changed; Relink returns their communities' ids.
+// changed; Relink returns their communities' ids. It first reads the
+// realm-wide policies again (1 call), for the survey that found them as
+// they should be may be minutes old: one that says something else now is
+// a conflict, and nothing is linked to it.
 func (c *Client) Relink(ctx context.Context, realm, root string, specs []community.Spec) ([]string, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
 		return nil, err
+	}
+	drift, _, err := c.realmPolicyDrift(ctx, tok, realm, root)
+	if err != nil {
+		return nil, err
+	}
+	if len(drift) > 0 {
+		return nil, &realmPolicyConflict{drift[0]}
 	}
 	var linked []string
 	for page := range slices.Chunk(specs, surveyPageSize) {

@@ -497,21 +497,25 @@ func TestChangedRealmPoliciesAreRefusedAndRepaired(t *testing.T) {
 // TestRelinkPagesAndReturnsWhatWasLinked: Relink asks the extension to put
 // role:service-desk back into 500 communities' aggregates a call, each as
 // the survey found it (naming its owners' policy alone), and returns the
-// ids of those the extension says it changed; a read-only client may not.
+// ids of those the extension says it changed; it links nothing while a
+// realm-wide policy says something else now; a read-only client may not.
 func TestRelinkPagesAndReturnsWhatWasLinked(t *testing.T) {
 	type linkBody struct {
 		Policy     string          `json:"policy"`
 		Aggregates []linkAggregate `json:"aggregates"`
 	}
 	var (
-		mu    sync.Mutex
-		calls []linkBody
+		mu        sync.Mutex
+		calls     []linkBody
+		deskRoles = `["service-desk"]`
 	)
 	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token"):
 			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
+			fmt.Fprint(w, storedRealmPolicies(deskRoles))
 		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+linkPath:
 			var b linkBody
 			if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
@@ -571,6 +575,13 @@ func TestRelinkPagesAndReturnsWhatWasLinked(t *testing.T) {
 	if !slices.Equal(linked, want) {
 		t.Errorf("linked %d ids, want the %d but id-7", len(linked), len(want))
 	}
+
+	// Changed since the survey read it: nothing is linked to it.
+	deskRoles = `["default-roles-r"]`
+	if ids, err := New(opts).Relink(context.Background(), "r", "Communities", specs); !errors.Is(err, fault.Conflict) || len(ids) != 0 || len(calls) != 3 {
+		t.Errorf("relink beside a changed role:service-desk: %d linked, %v, %d calls; want none, a conflict, no call", len(ids), err, len(calls)-3)
+	}
+	deskRoles = `["service-desk"]`
 
 	opts.ReadOnly = true
 	if _, err := New(opts).Relink(context.Background(), "r", "Communities", specs[:1]); !errors.Is(err, ErrReadOnly) {

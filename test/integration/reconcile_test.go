@@ -456,6 +456,13 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 	page := map[string]any{"root": "Communities", "attribute": keycloak.MarkerAttribute, "labels": []string{"SEEN"},
 		"roles": []string{"PERM_SEEN_READ", "PERM_SEEN_WRITE", "FHIR_READ"}, "policies": policies}
 
+	// SEEN's aggregate as the survey would find it without role:service-desk.
+	aggregate := func(policies ...string) map[string]any {
+		return map[string]any{"name": "community:SEEN:membership-admins", "description": keycloak.MarkerAttribute + "=" + f.row(t, "SEEN").ID,
+			"decisionStrategy": "AFFIRMATIVE", "policies": policies}
+	}
+	link := map[string]any{"policy": "role:service-desk", "aggregates": []any{aggregate("community:SEEN:owners")}}
+
 	owner := f.realm.UserToken(t, "creator") // now an owner of SEEN
 	mustContain(t, "the creator's roles", realmRolesOf(t, owner), keycloak.OwnerRole)
 	for _, tok := range []struct {
@@ -477,6 +484,9 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 		if got := harness.Do(t, "POST", base+"/members", tok.token, ask).Status; got != tok.status {
 			t.Errorf("POST members with %s: %d, want %d", tok.who, got, tok.status)
 		}
+		if got := harness.Do(t, "POST", base+"/policies/link", tok.token, link).Status; got != tok.status {
+			t.Errorf("POST policies/link with %s: %d, want %d", tok.who, got, tok.status)
+		}
 	}
 
 	admin := f.realm.AdminToken(t)
@@ -488,6 +498,20 @@ func TestSurveyIsForWhoMaySeeTheRealm(t *testing.T) {
 	for _, bad := range []map[string]any{{"groups": []string{"x"}}, {"max": 5}, {"groups": []string{""}, "max": 5},
 		{"groups": make([]string, 1501), "max": 5}, {"groups": []string{"x"}, "max": 50001}} {
 		harness.Do(t, "POST", base+"/members", admin, bad).Expect(t, 400)
+	}
+	for _, bad := range []map[string]any{{"aggregates": []any{}}, {"policy": "role:service-desk"},
+		{"policy": "role:service-desk", "aggregates": []any{map[string]any{"name": "x"}}},
+		{"policy": "role:service-desk", "aggregates": make([]any, 1001)}} {
+		harness.Do(t, "POST", base+"/policies/link", admin, bad).Expect(t, 400)
+	}
+	// An aggregate is never added, and one that is not as the caller read
+	// it (SEEN's names role:service-desk already) is left as it is.
+	harness.Do(t, "POST", base+"/policies/link", admin, map[string]any{"policy": "community:SEEN:membership-admins",
+		"aggregates": []any{aggregate("community:SEEN:owners")}}).Expect(t, 409)
+	var linked struct{ Linked []string }
+	harness.Do(t, "POST", base+"/policies/link", admin, link).Expect(t, 200).JSON(t, &linked)
+	if len(linked.Linked) != 0 {
+		t.Errorf("linked %v into an aggregate not as it was read", linked.Linked)
 	}
 
 	// Members in bulk: what the admin API lists, group by group; a group
@@ -1036,10 +1060,11 @@ func TestCommunityPoliciesAreVerified(t *testing.T) {
 			t.Errorf("after the repair %s's aggregate names %v, want its owners' policy and role:service-desk", l, got)
 		}
 	}
-	// The survey, the realm's repair, the survey again and one relink for
-	// both: no community's own calls.
-	if calls > 14 {
-		t.Errorf("a repair of two communities without role:service-desk made %d Keycloak calls, want 14", calls)
+	// The survey, the realm's repair, the survey again, and the relink's
+	// read of the realm-wide policies and one call for both: no
+	// community's own calls.
+	if calls > 15 {
+		t.Errorf("a repair of two communities without role:service-desk made %d Keycloak calls, want 15", calls)
 	}
 	if rep := check(false); rep.DriftCount() != 0 || len(rep.RealmDrift) != 0 {
 		t.Errorf("after the repairs: %+v", rep)

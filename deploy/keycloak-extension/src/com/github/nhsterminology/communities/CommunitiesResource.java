@@ -688,8 +688,10 @@ public class CommunitiesResource {
      * communities; here one call a page. An aggregate is changed only if it
      * is still exactly as the caller read it (type, description, logic
      * positive, decision strategy, the policies it names); any other is
-     * left out of the answer, for the caller to look at again. Needs the
-     * right to manage the admin permissions, checked before any lookup.
+     * left out of the answer, for the caller to look at again. The policy
+     * added may not be an aggregate (none could then name itself through
+     * it). Needs the right to manage the admin permissions, checked before
+     * any policy is looked up.
      */
     @POST
     @Path("policies/link")
@@ -715,8 +717,8 @@ public class CommunitiesResource {
         auth.realm().requireManageAuthorization(rs);
         PolicyStore store = authz.getStoreFactory().getPolicyStore();
         Policy added = store.findByName(rs, body.policy);
-        if (added == null) {
-            throw ErrorResponse.error("no policy " + body.policy, Response.Status.CONFLICT);
+        if (added == null || "aggregate".equals(added.getType())) {
+            throw ErrorResponse.error("no policy " + body.policy + " that is not an aggregate", Response.Status.CONFLICT);
         }
         List<String> linked = new ArrayList<>();
         for (Aggregate a : body.aggregates) {
