@@ -313,9 +313,10 @@ const (
 // at a time through Keycloak's cache: at 10,000 communities a pass over it
 // took 89 calls and 3.5 minutes. It changes nothing. Keycloak's queries are
 // not one snapshot while communities are created and deleted, so what it
-// finds is a suspicion, for Ensure to confirm community by community; but
-// an aggregate left without role:service-desk alone (Unlinked), which no
-// create or delete passes through.
+// finds is a suspicion, for Ensure to confirm community by community. A
+// community whose one difference is an aggregate left without
+// role:service-desk is Unlinked instead: no create or delete passes
+// through that state, so the service confirms it from its registry.
 func (c *Client) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
 	var out community.Survey
 	rest := pacer(ctx)

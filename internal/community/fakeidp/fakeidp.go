@@ -520,10 +520,10 @@ func (f *IDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]comm
 			}
 		}
 	}
-	if t, ok := r.things[admins(s)]; ok && t.marker == s.ID && t.unlinked {
+	if t, ok := r.things[admins(s.Label)]; ok && t.marker == s.ID && t.unlinked {
 		d := unlinkedDrift(s)
 		if repair {
-			if err := f.step(ctx, "mend "+admins(s)); err != nil {
+			if err := f.step(ctx, "mend "+admins(s.Label)); err != nil {
 				return drift, a, err
 			}
 			t.unlinked, d.Repaired = false, true
@@ -616,7 +616,7 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 				drift = append(drift, community.Drift{What: Scope + " " + name, Problem: "exists"})
 			}
 		}
-		if t, ok := r.things[admins(s)]; ok && t.marker == s.ID && t.unlinked {
+		if t, ok := r.things[admins(s.Label)]; ok && t.marker == s.ID && t.unlinked {
 			if len(drift) == 0 {
 				if out.Unlinked == nil {
 					out.Unlinked = map[string]community.Drift{}
@@ -649,14 +649,14 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 	return out, nil
 }
 
-// admins is the key of community s's membership-admins aggregate.
-func admins(s community.Spec) string {
-	return Permission + " community:" + s.Label + ":membership-admins"
+// admins is the key of community label's membership-admins aggregate.
+func admins(label string) string {
+	return Permission + " community:" + label + ":membership-admins"
 }
 
 // unlinkedDrift is community s's aggregate without role:service-desk.
 func unlinkedDrift(s community.Spec) community.Drift {
-	return community.Drift{What: admins(s), Problem: "does not name role:service-desk"}
+	return community.Drift{What: admins(s.Label), Problem: "does not name role:service-desk"}
 }
 
 // Unlink takes role:service-desk out of community label's aggregate, as
@@ -664,7 +664,7 @@ func unlinkedDrift(s community.Spec) community.Drift {
 func (f *IDP) Unlink(realm, label string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.realm(realm).things[Permission+" community:"+label+":membership-admins"].unlinked = true
+	f.realm(realm).things[admins(label)].unlinked = true
 }
 
 // Relink puts role:service-desk back into the aggregate of each of specs'
@@ -678,7 +678,7 @@ func (f *IDP) Relink(ctx context.Context, realm, _ string, specs []community.Spe
 	r := f.realm(realm)
 	var linked []string
 	for _, s := range specs {
-		if t, ok := r.things[admins(s)]; ok && t.marker == s.ID && t.unlinked {
+		if t, ok := r.things[admins(s.Label)]; ok && t.marker == s.ID && t.unlinked {
 			t.unlinked = false
 			linked = append(linked, s.ID)
 		}
