@@ -311,64 +311,68 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 			out[row.Label] = drift
 		}
 	}
-	if len(survey.Unlinked) > 0 {
-		if err := s.relink(ctx, realm, rows, survey, repair, out); err != nil {
+	if len(survey.Shared) > 0 {
+		if err := s.mendShared(ctx, realm, rows, survey, repair, out); err != nil {
 			return out, survey, false, err
 		}
 	}
 	return out, survey, false, nil
 }
 
-// relink adds to out the drift of survey's Unlinked communities (and with
-// repair mends them first, all at once: a realm-wide policy deleted by
-// hand leaves every community so, and mended one by one that was about 14
-// Keycloak calls each, some 140,000 at 10,000 communities). None is
-// confirmed with Ensure: no create or delete passes through that state.
-// Only those still active after the survey (and the repair) are reported:
-// no community returns to active, so one active then was not being
-// deleted meanwhile. Nothing is linked while the realm's own drift is not
-// all mended: a realm-wide policy that still says something else would
-// grant it, through every community's permissions. A relink that fails
-// part-way is its error, after what it mended is reported and audited.
-func (s *Service) relink(ctx context.Context, realm string, rows []Community, survey Survey, repair bool, out map[string][]Drift) error {
-	linked := map[string]bool{}
-	var relinkErr error
+// mendShared adds to out the drift of survey's Shared communities (and
+// with repair mends them first, all at once: a realm-wide policy or role
+// deleted by hand leaves every community so, and mended one by one that
+// was about 14 Keycloak calls each, some 140,000 at 10,000 communities).
+// None is confirmed with Ensure: no create or delete passes through those
+// states. Only those still active after the survey (and the repair) are
+// reported: no community returns to active, so one active then was not
+// being deleted meanwhile. Nothing is mended while the realm's own drift
+// is not all mended: a realm-wide policy that still says something else
+// would grant it, through every community's permissions. A mend that
+// fails part-way is its error, after what it mended is reported and
+// audited.
+func (s *Service) mendShared(ctx context.Context, realm string, rows []Community, survey Survey, repair bool, out map[string][]Drift) error {
+	var mended map[string][]string
+	var mendErr error
 	if repair && !slices.ContainsFunc(survey.Realm, func(d Drift) bool { return !d.Repaired }) {
-		var specs []Spec
+		var shared []SharedDrift
 		for _, row := range rows {
-			if _, ok := survey.Unlinked[row.ID]; ok {
-				specs = append(specs, s.spec(&row))
+			if d, ok := survey.Shared[row.ID]; ok {
+				shared = append(shared, SharedDrift{Spec: s.spec(&row), Drift: d})
 			}
 		}
-		ids, err := s.kc.Relink(ctx, realm, s.opts.RootGroup, specs)
-		for _, id := range ids {
-			linked[id] = true
-		}
-		if err != nil {
-			relinkErr = fmt.Errorf("relink %s: %d of %d mended: %w", realm, len(ids), len(specs),
-				fault.Upstream("Keycloak could not mend the communities' admin permissions", err))
+		var err error
+		if mended, err = s.kc.MendShared(ctx, realm, s.opts.RootGroup, shared); err != nil {
+			mendErr = fmt.Errorf("mend %s: %d of %d communities mended: %w", realm, len(mended), len(shared),
+				fault.Upstream("Keycloak could not mend what the communities share", err))
 		}
 	}
 	now, err := s.store.List(ctx, realm, 0, 0)
 	if err != nil {
-		return errors.Join(relinkErr, err)
+		return errors.Join(mendErr, err)
 	}
 	active := map[string]bool{}
 	for _, row := range now {
 		active[row.ID] = true
 	}
 	for _, row := range rows {
-		d, ok := survey.Unlinked[row.ID]
+		shared, ok := survey.Shared[row.ID]
 		if !ok || !active[row.ID] {
 			continue
 		}
-		d.Repaired = linked[row.ID]
-		out[row.Label] = append(out[row.Label], d)
-		if d.Repaired {
-			s.audit(ctx, s.event(realm, "repair", reconciler, row.Label, row.Name), "success", fmt.Sprint([]Drift{d}))
+		var repaired []Drift
+		for _, d := range shared {
+			d.Repaired = slices.Contains(mended[row.ID], d.What)
+			out[row.Label] = append(out[row.Label], d)
+			if d.Repaired {
+				repaired = append(repaired, d)
+			}
+		}
+		if len(repaired) > 0 {
+			s.audit(ctx, s.event(realm, "repair", reconciler, row.Label, row.Name), "success", fmt.Sprint(repaired))
 		}
 	}
-	return relinkErr
+	return mendErr
 }
 
 // Drift returns realm's active communities and what each lacks, read as a

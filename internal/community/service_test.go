@@ -2158,30 +2158,30 @@ func TestLeasesAreTheRegistrysTime(t *testing.T) {
 	}
 }
 
-// relinkIDP counts the per-community checks and the relinks the service
+// sharedIDP counts the per-community checks and the bulk mends the service
 // asks for, runs afterSurvey once after each survey, and with stuck adds
 // realm drift that neither a check nor a repair mends (a realm-wide policy
 // whose type was changed, left to an administrator).
-type relinkIDP struct {
+type sharedIDP struct {
 	*fakeidp.IDP
-	ensures, relinks int
-	afterSurvey      func()
-	stuck            *community.Drift
+	ensures, mends int
+	afterSurvey    func()
+	stuck          *community.Drift
 }
 
 // Ensure leaves the community as it is while the realm's drift is stuck,
 // as internal/keycloak's leaves a community's own admin permissions.
-func (r *relinkIDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
+func (r *sharedIDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
 	r.ensures++
 	return r.IDP.Ensure(ctx, s, repair && r.stuck == nil)
 }
 
-func (r *relinkIDP) Relink(ctx context.Context, realm, root string, specs []community.Spec) ([]string, error) {
-	r.relinks++
-	return r.IDP.Relink(ctx, realm, root, specs)
+func (r *sharedIDP) MendShared(ctx context.Context, realm, root string, shared []community.SharedDrift) (map[string][]string, error) {
+	r.mends++
+	return r.IDP.MendShared(ctx, realm, root, shared)
 }
 
-func (r *relinkIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
+func (r *sharedIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
 	sv, err := r.IDP.Survey(ctx, realm, root, specs)
 	if r.stuck != nil {
 		sv.Realm = append(sv.Realm, *r.stuck)
@@ -2193,7 +2193,7 @@ func (r *relinkIDP) Survey(ctx context.Context, realm, root string, specs []comm
 	return sv, err
 }
 
-func (r *relinkIDP) EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]community.Drift, error) {
+func (r *sharedIDP) EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]community.Drift, error) {
 	d, err := r.IDP.EnsureRealm(ctx, realm, root, repair)
 	if r.stuck != nil {
 		d = append(d, *r.stuck)
@@ -2201,32 +2201,50 @@ func (r *relinkIDP) EnsureRealm(ctx context.Context, realm, root string, repair 
 	return d, err
 }
 
-// TestUnlinkedCommunitiesAreMendedTogether: role:service-desk deleted by
-// hand is taken out of every community's aggregate. Each community was a
-// suspect, confirmed and mended in its own calls (about 14): 140,000 at
-// 10,000 communities, on every pass that only reports too. Now a check
-// reports them without a per-community check, leaving out one deleted
-// since the survey; a repair mends them all in one relink and audits each;
-// a community with other drift besides is still checked and mended on its
-// own; and nothing is linked while the realm's own drift is not mended.
-func TestUnlinkedCommunitiesAreMendedTogether(t *testing.T) {
+// TestSharedDriftIsMendedTogether: role:service-desk deleted by hand is
+// taken out of every community's aggregate, and community-owner deleted
+// (and made again) off every owner group. Each community was a suspect,
+// confirmed and mended in its own calls (about 14): 140,000 at 10,000
+// communities, on every pass that only reports too. Now a check reports
+// them without a per-community check, leaving out one deleted since the
+// survey; a repair mends them all in one bulk mend and audits each; a
+// community with other drift besides is still checked and mended on its
+// own; and nothing is mended while the realm's own drift is not.
+func TestSharedDriftIsMendedTogether(t *testing.T) {
 	ctx := t.Context()
-	store, idp := memstore.New(), &relinkIDP{IDP: fakeidp.New()}
+	store, idp := memstore.New(), &sharedIDP{IDP: fakeidp.New()}
 	svc := community.New(store, idp, options(time.Minute))
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
 	idp.GrantRole(realm, desk.Subject, deskRole)
-	for _, l := range []string{"AAA", "BBB", "CCC", "DDD", "EEE"} {
+	for _, l := range []string{"AAA", "BBB", "CCC", "DDD", "EEE", "FFF"} {
 		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// AAA's aggregate is unlinked, FFF's owner group without
+	// community-owner, CCC's both; BBB has other drift besides; EEE is
+	// deleted during the check.
 	for _, l := range []string{"AAA", "BBB", "CCC", "EEE"} {
 		idp.Unlink(realm, l)
+	}
+	for _, l := range []string{"CCC", "FFF", "EEE"} {
+		idp.Delete(realm, fakeidp.RoleMapping, "/Communities/"+l+"/owner → "+fakeidp.OwnerRole)
 	}
 	idp.Delete(realm, fakeidp.Group, "/Communities/BBB/author")
 	unlinked := func(l string, repaired bool) community.Drift {
 		return community.Drift{What: fakeidp.Permission + " community:" + l + ":membership-admins", Problem: "does not name role:service-desk",
 			Repaired: repaired}
+	}
+	ungranted := func(l string, repaired bool) community.Drift {
+		return community.Drift{What: fakeidp.RoleMapping + " /Communities/" + l + "/owner → " + fakeidp.OwnerRole, Problem: "missing",
+			Repaired: repaired}
+	}
+	shared := func(repaired bool) map[string][]community.Drift {
+		return map[string][]community.Drift{
+			"AAA": {unlinked("AAA", repaired)},
+			"CCC": {ungranted("CCC", repaired), unlinked("CCC", repaired)},
+			"FFF": {ungranted("FFF", repaired)},
+		}
 	}
 	pass := func(repair bool) community.Report {
 		t.Helper()
@@ -2235,6 +2253,14 @@ func TestUnlinkedCommunitiesAreMendedTogether(t *testing.T) {
 			t.Fatalf("reconcile (repair %v): %+v %v", repair, reports, err)
 		}
 		return reports[0]
+	}
+	sharedAsWanted := func(what string, rep community.Report, repaired bool) {
+		t.Helper()
+		for l, want := range shared(repaired) {
+			if !slices.Equal(rep.Drift[l], want) {
+				t.Errorf("%s: %s's drift %v, want %v", what, l, rep.Drift[l], want)
+			}
+		}
 	}
 
 	// EEE is deleted after the survey read it: not reported.
@@ -2247,29 +2273,26 @@ func TestUnlinkedCommunitiesAreMendedTogether(t *testing.T) {
 		steps += idp.Steps() - before
 	}
 	rep := pass(false)
-	for _, l := range []string{"AAA", "CCC"} {
-		if !slices.Equal(rep.Drift[l], []community.Drift{unlinked(l, false)}) {
-			t.Errorf("check: %s's drift %v, want its aggregate unlinked", l, rep.Drift[l])
-		}
-	}
+	sharedAsWanted("check", rep, false)
 	if !slices.Contains(rep.Drift["BBB"], unlinked("BBB", false)) || len(rep.Drift["BBB"]) < 2 {
 		t.Errorf("check: BBB's drift %v, want its author group and its aggregate", rep.Drift["BBB"])
 	}
-	if _, ok := rep.Drift["EEE"]; ok || len(rep.Drift) != 3 {
-		t.Errorf("check: drift %v, want AAA's, BBB's and CCC's (EEE was deleted meanwhile)", rep.Drift)
+	if _, ok := rep.Drift["EEE"]; ok || len(rep.Drift) != 4 {
+		t.Errorf("check: drift %v, want AAA's, BBB's, CCC's and FFF's (EEE was deleted meanwhile)", rep.Drift)
 	}
-	if idp.ensures != 1 || idp.relinks != 0 || idp.Steps() != steps {
-		t.Errorf("check: %d per-community checks, %d relinks, %d changes; want BBB's check alone", idp.ensures, idp.relinks, idp.Steps()-steps)
+	if idp.ensures != 1 || idp.mends != 0 || idp.Steps() != steps {
+		t.Errorf("check: %d per-community checks, %d mends, %d changes; want BBB's check alone", idp.ensures, idp.mends, idp.Steps()-steps)
 	}
 
-	// Realm drift a repair cannot mend: nothing is linked, and BBB,
-	// checked on its own, waits too.
+	// Realm drift a repair cannot mend: nothing is mended in bulk, and
+	// BBB, checked on its own, waits too.
 	idp.stuck = &community.Drift{What: "admin permission role:service-desk", Problem: "type changed; take it off by hand"}
 	idp.ensures = 0
 	rep = pass(true)
-	if idp.relinks != 0 || !slices.Equal(rep.Drift["AAA"], []community.Drift{unlinked("AAA", false)}) {
-		t.Errorf("repair with the realm's drift left: %d relinks, AAA's drift %v; want none and AAA unmended", idp.relinks, rep.Drift["AAA"])
+	if idp.mends != 0 {
+		t.Errorf("repair with the realm's drift left: %d mends, want none", idp.mends)
 	}
+	sharedAsWanted("repair with the realm's drift left", rep, false)
 	if d := rep.Drift["BBB"]; idp.ensures != 1 || len(d) < 2 || slices.ContainsFunc(d, func(d community.Drift) bool { return d.Repaired }) {
 		t.Errorf("repair with the realm's drift left: %d per-community checks, BBB's drift %v; want BBB's, none of it mended", idp.ensures, d)
 	}
@@ -2278,16 +2301,12 @@ func TestUnlinkedCommunitiesAreMendedTogether(t *testing.T) {
 	idp.ensures = 0
 	events := len(store.Events())
 	rep = pass(true)
-	for _, l := range []string{"AAA", "CCC"} {
-		if !slices.Equal(rep.Drift[l], []community.Drift{unlinked(l, true)}) {
-			t.Errorf("repair: %s's drift %v, want its aggregate mended", l, rep.Drift[l])
-		}
-	}
+	sharedAsWanted("repair", rep, true)
 	if d := rep.Drift["BBB"]; len(d) < 2 || slices.ContainsFunc(d, func(d community.Drift) bool { return !d.Repaired }) {
 		t.Errorf("repair: BBB's drift %v, want all of it mended", d)
 	}
-	if idp.ensures != 1 || idp.relinks != 1 || len(rep.Drift) != 3 {
-		t.Errorf("repair: %d per-community checks and %d relinks, drift %v; want BBB's check and one relink of AAA and CCC", idp.ensures, idp.relinks, rep.Drift)
+	if idp.ensures != 1 || idp.mends != 1 || len(rep.Drift) != 4 {
+		t.Errorf("repair: %d per-community checks and %d mends, drift %v; want BBB's check and one mend of AAA, CCC and FFF", idp.ensures, idp.mends, rep.Drift)
 	}
 	var repairs []string
 	for _, ev := range store.Events()[events:] {
@@ -2295,8 +2314,8 @@ func TestUnlinkedCommunitiesAreMendedTogether(t *testing.T) {
 			repairs = append(repairs, ev.Label)
 		}
 	}
-	if slices.Sort(repairs); !slices.Equal(repairs, []string{"AAA", "BBB", "CCC"}) {
-		t.Errorf("repair events for %v, want AAA, BBB and CCC", repairs)
+	if slices.Sort(repairs); !slices.Equal(repairs, []string{"AAA", "BBB", "CCC", "FFF"}) {
+		t.Errorf("repair events for %v, want AAA, BBB, CCC and FFF", repairs)
 	}
 	if rep := pass(false); rep.DriftCount() != 0 {
 		t.Errorf("after the repair: %+v", rep)

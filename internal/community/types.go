@@ -220,6 +220,12 @@ type Orphan struct {
 	Artefact string `json:"artefact,omitempty"`
 }
 
+// SharedDrift is a community's Shared differences, as a survey found them.
+type SharedDrift struct {
+	Spec  Spec
+	Drift []Drift
+}
+
 // Survey is what a bulk read of a realm found. A bulk read is not a
 // snapshot (its parts are read at different moments, while communities are
 // created and deleted), so Suspects are to be confirmed one by one with
@@ -227,14 +233,16 @@ type Orphan struct {
 // reported or repaired.
 type Survey struct {
 	Suspects map[string][]Drift // by community id
-	// Unlinked are the communities, by id, whose one difference is that
-	// their admin permissions no longer name the realm-wide service-desk
-	// policy: Keycloak takes a deleted policy out of every policy that
-	// names it, so that policy deleted by hand leaves every community so. No
-	// create or delete passes through that state, so it needs no check
-	// community by community, only that each is still active; Relink
-	// mends them all at once.
-	Unlinked map[string]Drift
+	// Shared are the communities, by id, whose only differences are ones
+	// Keycloak makes to every community at once when something realm-wide
+	// is deleted by hand: their admin permissions no longer name the
+	// realm-wide service-desk policy (a deleted policy goes from every
+	// policy that names it), or their owner group no longer maps the
+	// realm's community-owner role (a deleted role goes from every group
+	// that maps it). No create or delete passes through those states, so
+	// they need no check community by community, only that each is still
+	// active; MendShared mends them all at once.
+	Shared map[string][]Drift
 	// Realm are differences of the realm itself (its admin permissions
 	// switched off), said once rather than of each community: every
 	// community would otherwise be a suspect, each confirmed in its own
@@ -348,12 +356,12 @@ type IdentityProvider interface {
 	// permissions on, makes the realm-wide ones, which name root, as
 	// Provision makes them).
 	EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]Drift, error)
-	// Relink makes the admin permissions of specs' communities (a survey's
-	// Unlinked, all of realm under root) name the realm-wide service-desk
-	// policy again, in bulk: hundreds of communities a call. It changes
-	// only those still as the survey found them, and returns their ids;
-	// while a realm-wide policy says something else, none (fault.Conflict).
-	Relink(ctx context.Context, realm, root string, specs []Spec) ([]string, error)
+	// MendShared mends the differences of a survey's Shared communities
+	// (all of realm under root) in bulk: hundreds of communities a call.
+	// It changes only what is still as the survey found it, and returns,
+	// by community id, the What of each difference it mended; while a
+	// realm-wide policy says something else, nothing (fault.Conflict).
+	MendShared(ctx context.Context, realm, root string, shared []SharedDrift) (map[string][]string, error)
 	// CommunityGroup finds the group of label under root now, with its
 	// marker; ok is false when there is none.
 	CommunityGroup(ctx context.Context, realm, root, label string) (g Orphan, ok bool, err error)

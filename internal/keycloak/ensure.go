@@ -342,7 +342,7 @@ func (c *Client) ensureGroups(ctx context.Context, tok string, s community.Spec,
 				if ok {
 					lacking = append(lacking, r)
 				}
-				note("role mapping "+want.Path+" → "+name, problemMissing, repair && ok)
+				note(mappingWhat(want.Path, name), problemMissing, repair && ok)
 			}
 		}
 		if repair && len(lacking) > 0 {

@@ -17,6 +17,7 @@ const (
 	membersPath   = "/communities/members"
 	policiesPath  = "/communities/policies"
 	linkPath      = "/communities/policies/link"
+	grantPath     = "/communities/roles/grant"
 )
 
 // removal is what the extension's POST cleanup removes: the artefacts of

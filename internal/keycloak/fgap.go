@@ -289,7 +289,7 @@ func ownPolicyDrift(d Desired, stored map[string]policyContent, note func(commun
 func policyDrift(specs []PolicySpec, stored map[string]policyContent, groupPath func(string) string, own bool,
 	note func(community.Drift, PolicySpec)) {
 	for _, want := range specs {
-		what := "admin permission " + want.Name
+		what := permissionWhat(want.Name)
 		p, ok := stored[want.Name]
 		problem, widens := want.problems(p, groupPath)
 		switch {
@@ -334,7 +334,10 @@ type realmPolicyBody struct {
 
 // realmPolicyBodies are RealmPolicies' representations by "admin
 // permission " and name, in the order to make them, with the ids of the
-// roles and the root group they name: 3 calls the first time in a realm.
+// roles and the root group they name: 2 calls (3 the first time in a
+// realm). The roles are looked up now, not taken from the cache: a role
+// deleted and made again by hand has a new id, and a policy naming the
+// old one names nobody.
 func (c *Client) realmPolicyBodies(ctx context.Context, tok, realm, root string) (map[string]realmPolicyBody, error) {
 	specs, err := c.realmPolicies()
 	if err != nil {
@@ -344,6 +347,7 @@ func (c *Client) realmPolicyBodies(ctx context.Context, tok, realm, root string)
 	if err != nil {
 		return nil, err
 	}
+	c.forgetOwnerRole(realm)
 	owner, err := c.ownerRole(ctx, tok, realm)
 	if err != nil {
 		return nil, err
@@ -355,7 +359,7 @@ func (c *Client) realmPolicyBodies(ctx context.Context, tok, realm, root string)
 	roleIDs := map[string]string{OwnerRole: deref(owner.ID), c.opts.ServiceDeskRole: deref(sd.ID)}
 	out := map[string]realmPolicyBody{}
 	for _, p := range specs {
-		out["admin permission "+p.Name] = realmPolicyBody{spec: p, body: p.body(func(string) string { return rootID }, roleIDs)}
+		out[permissionWhat(p.Name)] = realmPolicyBody{spec: p, body: p.body(func(string) string { return rootID }, roleIDs)}
 	}
 	return out, nil
 }
@@ -391,14 +395,14 @@ func (c *Client) createPolicy(ctx context.Context, tok, base, kind string, body 
 			return err
 		}
 		if p == nil {
-			return &ConflictError{What: "admin permission " + name}
+			return &ConflictError{What: permissionWhat(name)}
 		}
 		var d policyDetail
 		if _, err := c.raw(ctx, tok, http.MethodGet, base+"/policy/"+p.ID, nil, &d); err != nil {
 			return fmt.Errorf("read admin permission %s: %w", name, err)
 		}
 		if err := verify(&d); err != nil {
-			return &ConflictError{What: "admin permission " + name + " (" + err.Error() + ")"}
+			return &ConflictError{What: permissionWhat(name) + " (" + err.Error() + ")"}
 		}
 		return nil
 	}
@@ -516,90 +520,3 @@ func verifyOwnPolicy(desc, ownerGroupID string) func(*policyDetail) error {
 }
 
 func markerDescription(id string) string { return MarkerAttribute + "=" + id }
-
-// unlinkedOnly says whether got, a community's own policy as stored,
-// differs from want only in not naming role:service-desk: what Keycloak
-// leaves of every community's aggregate when that realm-wide policy is
-// deleted. It grants less, no create or delete leaves it so, and Relink
-// mends it for all communities at once. It is pure.
-func unlinkedOnly(want PolicySpec, got policyContent, groupPath func(string) string) bool {
-	if want.Kind != "aggregate" || got.Description != want.Description || !slices.Contains(want.Policies, policyServiceDesk) ||
-		!slices.Equal(slices.Sorted(slices.Values(got.Policies)), slices.Sorted(slices.Values(linkedBefore(want)))) {
-		return false
-	}
-	got.Policies = want.Policies
-	problem, _ := want.problems(got, groupPath)
-	return problem == ""
-}
-
-// linkedBefore is what aggregate want names but role:service-desk.
-func linkedBefore(want PolicySpec) []string {
-	return slices.DeleteFunc(slices.Clone(want.Policies), func(name string) bool { return name == policyServiceDesk })
-}
-
-// linkAggregate is an aggregate policy as the extension's POST
-// policies/link expects to find it before it adds the policy.
-type linkAggregate struct {
-	Name             string   `json:"name"`
-	Description      string   `json:"description"`
-	DecisionStrategy string   `json:"decisionStrategy"`
-	Policies         []string `json:"policies"`
-}
-
-// Relink puts role:service-desk back into the aggregate of each of specs'
-// communities, a page of communities a call to the extension's POST
-// policies/link (over the admin API, a read and a write a community). The
-// extension changes one only if it still names exactly the rest of what
-// Describe says, as the survey found it (unlinkedOnly), and says which it
-// changed; Relink returns their communities' ids. It first reads the
-// realm-wide policies again (1 call), for the survey that found them as
-// they should be may be minutes old: one that says something else now is
-// a conflict, and nothing is linked to it.
-func (c *Client) Relink(ctx context.Context, realm, root string, specs []community.Spec) ([]string, error) {
-	tok, err := c.token(ctx, realm)
-	if err != nil {
-		return nil, err
-	}
-	drift, _, err := c.realmPolicyDrift(ctx, tok, realm, root)
-	if err != nil {
-		return nil, err
-	}
-	if len(drift) > 0 {
-		return nil, &realmPolicyConflict{drift[0]}
-	}
-	var linked []string
-	for page := range slices.Chunk(specs, surveyPageSize) {
-		body := struct {
-			Policy     string          `json:"policy"`
-			Aggregates []linkAggregate `json:"aggregates"`
-		}{Policy: policyServiceDesk, Aggregates: []linkAggregate{}}
-		ids := map[string]string{}
-		for _, s := range page {
-			for _, p := range Describe(s).Policies {
-				if p.Kind == "aggregate" && slices.Contains(p.Policies, policyServiceDesk) {
-					body.Aggregates = append(body.Aggregates, linkAggregate{Name: p.Name, Description: p.Description,
-						DecisionStrategy: p.Strategy, Policies: linkedBefore(p)})
-					ids[p.Name] = s.ID
-				}
-			}
-		}
-		op := "put " + policyServiceDesk + " back into the communities' admin permissions of realm " + realm
-		resp, err := c.raw(ctx, tok, http.MethodPost, pathEscape(realm)+linkPath, body, nil)
-		raw, err := extensionAnswer(op, resp, err)
-		if err != nil {
-			return linked, err
-		}
-		var rep struct {
-			Linked []string `json:"linked"`
-		}
-		if err := json.Unmarshal(raw, &rep); err != nil {
-			return linked, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-		}
-		for _, name := range rep.Linked {
-			if id, ok := ids[name]; ok {
-				linked = append(linked, id)
-			}
-		}
-	}
-	return linked, nil
-}

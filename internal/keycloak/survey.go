@@ -29,6 +29,12 @@ const (
 	problemByHand = "; take it off by hand"
 )
 
+// mappingWhat names group path's mapping of a role in a drift's What.
+func mappingWhat(path, role string) string { return "role mapping " + path + " → " + role }
+
+// permissionWhat names an admin policy or permission in a drift's What.
+func permissionWhat(name string) string { return "admin permission " + name }
+
 // adminClient holds a realm's admin roles, which only an administrator
 // may take off a group.
 const adminClient = "realm-management"
@@ -39,7 +45,7 @@ const adminClient = "realm-management"
 func ungranted(path string, realmRoles []string, clientRoles map[string][]string, grants []string, note func(what, problem string)) {
 	for _, name := range realmRoles {
 		if !slices.Contains(grants, name) {
-			note("role mapping "+path+" → "+name, problemGranted)
+			note(mappingWhat(path, name), problemGranted)
 		}
 	}
 	for _, client := range slices.Sorted(maps.Keys(clientRoles)) {
@@ -48,7 +54,7 @@ func ungranted(path string, realmRoles []string, clientRoles map[string][]string
 			problem += problemByHand
 		}
 		for _, name := range clientRoles[client] {
-			note("role mapping "+path+" → "+client+" client role "+name, problem)
+			note(mappingWhat(path, client+" client role "+name), problem)
 		}
 	}
 }
@@ -215,7 +221,7 @@ func (c *Client) marked(ctx context.Context, realm string) ([]community.Orphan, 
 		l, ok := labelOfPolicy(p.Name)
 		id, marked := strings.CutPrefix(p.Description, MarkerAttribute+"=")
 		if ok && marked {
-			out = append(out, community.Orphan{Label: l, ID: id, Artefact: "admin permission " + p.Name})
+			out = append(out, community.Orphan{Label: l, ID: id, Artefact: permissionWhat(p.Name)})
 		}
 	}
 	return out, nil
@@ -314,9 +320,10 @@ const (
 // took 89 calls and 3.5 minutes. It changes nothing. Keycloak's queries are
 // not one snapshot while communities are created and deleted, so what it
 // finds is a suspicion, for Ensure to confirm community by community. A
-// community whose one difference is an aggregate left without
-// role:service-desk is Unlinked instead: no create or delete passes
-// through that state, so the service confirms it from its registry.
+// community whose only differences are what a realm-wide policy or role
+// deleted by hand leaves of every community is Shared instead: no create
+// or delete passes through those states, so the service confirms it from
+// its registry.
 func (c *Client) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
 	var out community.Survey
 	rest := pacer(ctx)
@@ -355,21 +362,18 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 			out.Realm = append(out.Realm, permissionsOff(realm))
 		}
 		for _, s := range page {
-			d, unlinked := v.compare(s)
+			d, shared := v.compare(s)
 			switch {
-			case len(d) == 0 && unlinked != nil:
-				if out.Unlinked == nil {
-					out.Unlinked = map[string]community.Drift{}
+			case len(d) == 0 && len(shared) > 0:
+				if out.Shared == nil {
+					out.Shared = map[string][]community.Drift{}
 				}
-				out.Unlinked[s.ID] = *unlinked
+				out.Shared[s.ID] = shared
 			case len(d) > 0:
 				if out.Suspects == nil {
 					out.Suspects = map[string][]community.Drift{}
 				}
-				if unlinked != nil {
-					d = append(d, *unlinked)
-				}
-				out.Suspects[s.ID] = d
+				out.Suspects[s.ID] = append(d, shared...)
 			}
 		}
 	}
@@ -394,10 +398,12 @@ func pacer(ctx context.Context) func() error {
 }
 
 // compare returns how community s's artefacts in v differ from Describe(s),
-// in Ensure's words; owners are not checked. Its aggregate left without
-// role:service-desk and otherwise as Describe says (unlinkedOnly) is
-// unlinked, not in drift. It is pure.
-func (v realmView) compare(s community.Spec) (drift []community.Drift, unlinked *community.Drift) {
+// in Ensure's words; owners are not checked. What a realm-wide policy or
+// role deleted by hand leaves of every community (shared.go) is shared,
+// not in drift: its aggregate left without role:service-desk and otherwise
+// as Describe says (unlinkedOnly), and its owner group without OwnerRole.
+// It is pure.
+func (v realmView) compare(s community.Spec) (drift, shared []community.Drift) {
 	note := func(what, problem string) {
 		drift = append(drift, community.Drift{What: what, Problem: problem})
 	}
@@ -429,8 +435,12 @@ func (v realmView) compare(s community.Spec) (drift []community.Drift, unlinked 
 			}
 			mapped := deref(g.RealmRoles)
 			for _, name := range want.Grants {
-				if !slices.Contains(mapped, name) {
-					note("role mapping "+want.Path+" → "+name, problemMissing)
+				switch {
+				case slices.Contains(mapped, name):
+				case name == OwnerRole:
+					shared = append(shared, community.Drift{What: mappingWhat(want.Path, name), Problem: problemMissing})
+				default:
+					note(mappingWhat(want.Path, name), problemMissing)
 				}
 			}
 			ungranted(want.Path, mapped, deref(g.ClientRoles), slices.Concat(want.Grants, d.Legacy.Roles), note)
@@ -454,16 +464,16 @@ func (v realmView) compare(s community.Spec) (drift []community.Drift, unlinked 
 	// Admin permissions off are the realm's drift (Survey.Realm), not
 	// each community's.
 	if v.policies == nil {
-		return drift, nil
+		return drift, shared
 	}
 	ownPolicyDrift(d, v.policies, func(dr community.Drift, want PolicySpec) {
 		if got, ok := v.policies[want.Name]; ok && unlinkedOnly(want, got, d.groupPath) {
-			unlinked = &dr
+			shared = append(shared, dr)
 			return
 		}
 		drift = append(drift, dr)
 	})
-	return drift, unlinked
+	return drift, shared
 }
 
 // CommunityGroup finds the group of label under root now, with its marker.

@@ -56,8 +56,8 @@ func BenchmarkSurveyRead(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, s := range specs {
-			if d, unlinked := v.compare(s); len(d) > 0 || unlinked != nil {
-				b.Fatalf("%s: %v %v", s.Label, d, unlinked)
+			if d, shared := v.compare(s); len(d) > 0 || len(shared) > 0 {
+				b.Fatalf("%s: %v %v", s.Label, d, shared)
 			}
 		}
 	}

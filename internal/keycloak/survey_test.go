@@ -48,12 +48,12 @@ func whats(drift []community.Drift) []string {
 }
 
 // compared is what compare finds in v of s, in whats' words; what it
-// finds unlinked follows, after "unlinked ".
+// finds shared follows, each after "shared ".
 func compared(v realmView, s community.Spec) []string {
-	d, unlinked := v.compare(s)
+	d, shared := v.compare(s)
 	out := whats(d)
-	if unlinked != nil {
-		out = append(out, "unlinked "+unlinked.What+": "+unlinked.Problem)
+	for _, w := range whats(shared) {
+		out = append(out, "shared "+w)
 	}
 	return out
 }
@@ -149,22 +149,45 @@ func TestCompare(t *testing.T) {
 		}, []string{"admin permission community:NDD:owners: " + problemChanged +
 			`groups ["/Communities/NDD/consumer" "/Communities/NDD/owner"], not ["/Communities/NDD/owner"]`}},
 		// Keycloak's doing when role:service-desk is deleted, to every
-		// community at once: unlinked, for Relink, not a suspect.
+		// community at once: shared, for MendShared, not a suspect.
 		{"aggregate without role:service-desk, deleted and made again", func(v realmView) {
 			p := v.policies["community:NDD:membership-admins"]
 			p.Policies = []string{"community:NDD:owners"}
 			v.policies["community:NDD:membership-admins"] = p
-		}, []string{"unlinked admin permission community:NDD:membership-admins: " + problemChanged +
+		}, []string{"shared admin permission community:NDD:membership-admins: " + problemChanged +
 			`policies ["community:NDD:owners"], not ["community:NDD:owners" "role:service-desk"]`}},
+		// Keycloak's doing when community-owner is deleted (and made
+		// again), to every community at once: shared too.
+		{"owner group without community-owner", func(v realmView) {
+			g := v.groups["/Communities/NDD/owner"]
+			g.RealmRoles = &[]string{}
+			v.groups["/Communities/NDD/owner"] = g
+		}, []string{"shared role mapping /Communities/NDD/owner → community-owner: missing"}},
+		{"owner group without community-owner, and its aggregate without role:service-desk", func(v realmView) {
+			g := v.groups["/Communities/NDD/owner"]
+			g.RealmRoles = &[]string{}
+			v.groups["/Communities/NDD/owner"] = g
+			p := v.policies["community:NDD:membership-admins"]
+			p.Policies = []string{"community:NDD:owners"}
+			v.policies["community:NDD:membership-admins"] = p
+		}, []string{"shared role mapping /Communities/NDD/owner → community-owner: missing",
+			"shared admin permission community:NDD:membership-admins: " + problemChanged +
+				`policies ["community:NDD:owners"], not ["community:NDD:owners" "role:service-desk"]`}},
 		// (Survey makes such a community a suspect, with both.)
+		{"owner group without community-owner, and another role in its place", func(v realmView) {
+			g := v.groups["/Communities/NDD/owner"]
+			g.RealmRoles = &[]string{"PERM_NDD_WRITE"}
+			v.groups["/Communities/NDD/owner"] = g
+		}, []string{"role mapping /Communities/NDD/owner → PERM_NDD_WRITE: " + problemGranted,
+			"shared role mapping /Communities/NDD/owner → community-owner: missing"}},
 		{"aggregate without role:service-desk, and something else wrong", func(v realmView) {
 			p := v.policies["community:NDD:membership-admins"]
 			p.Policies = []string{"community:NDD:owners"}
 			v.policies["community:NDD:membership-admins"] = p
 			delete(v.roles, "PERM_NDD_WRITE")
-		}, []string{"realm role PERM_NDD_WRITE: missing", "unlinked admin permission community:NDD:membership-admins: " + problemChanged +
+		}, []string{"realm role PERM_NDD_WRITE: missing", "shared admin permission community:NDD:membership-admins: " + problemChanged +
 			`policies ["community:NDD:owners"], not ["community:NDD:owners" "role:service-desk"]`}},
-		{"aggregate without role:service-desk and changed otherwise is not only unlinked", func(v realmView) {
+		{"aggregate without role:service-desk and changed otherwise is not shared", func(v realmView) {
 			p := v.policies["community:NDD:membership-admins"]
 			p.Policies, p.DecisionStrategy = []string{"community:NDD:owners"}, "UNANIMOUS"
 			v.policies["community:NDD:membership-admins"] = p

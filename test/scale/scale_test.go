@@ -20,8 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Nerzal/gocloak/v13"
+
 	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/config"
+	"github.com/nhs-terminology/communities/internal/keycloak"
 	"github.com/nhs-terminology/communities/internal/provision"
 	"github.com/nhs-terminology/communities/test/harness"
 )
@@ -302,6 +305,34 @@ func TestScale(t *testing.T) {
 		}
 		what := map[bool]string{false: "check", true: "repair"}[repair]
 		tb.add(fmt.Sprintf("drift pass, role:service-desk deleted by hand: %s (time, Keycloak calls)", what), "≤ 100 calls",
+			"%s, %d", time.Since(start).Round(time.Millisecond), svc.KeycloakRoundTrips()-before)
+	}
+	if reports, _, err := svc.Server.Service().Reconcile(ctx, []string{realm.Name}, false); err != nil || len(reports) != 1 || reports[0].DriftCount() != 0 {
+		t.Fatalf("drift pass after the repair: %v, %+v", err, reports)
+	}
+
+	// The realm role community-owner deleted by hand and made again:
+	// Keycloak takes it off every owner group. A check finds all N, and a
+	// repair makes the realm-wide policy name the new role and maps it to
+	// all N owner groups, in calls by the page.
+	gone, err := realm.GC.GetRealmRole(ctx, admin, realm.Name, keycloak.OwnerRole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := realm.GC.DeleteRealmRole(ctx, admin, realm.Name, keycloak.OwnerRole); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := realm.GC.CreateRealmRole(ctx, admin, realm.Name, gocloak.Role{Name: gone.Name, Description: gone.Description}); err != nil {
+		t.Fatal(err)
+	}
+	for _, repair := range []bool{false, true} {
+		before, start := svc.KeycloakRoundTrips(), time.Now()
+		reports, _, err := svc.Server.Service().Reconcile(ctx, []string{realm.Name}, repair)
+		if err != nil || len(reports) != 1 || len(reports[0].Drift) != n {
+			t.Fatalf("drift pass (repair %v) beside a new %s: %v; want the drift of all %d communities", repair, keycloak.OwnerRole, err, n)
+		}
+		what := map[bool]string{false: "check", true: "repair"}[repair]
+		tb.add(fmt.Sprintf("drift pass, %s deleted and made again by hand: %s (time, Keycloak calls)", keycloak.OwnerRole, what), "≤ 100 calls",
 			"%s, %d", time.Since(start).Round(time.Millisecond), svc.KeycloakRoundTrips()-before)
 	}
 	if reports, _, err := svc.Server.Service().Reconcile(ctx, []string{realm.Name}, false); err != nil || len(reports) != 1 || reports[0].DriftCount() != 0 {

@@ -594,10 +594,13 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 		out.Realm = []community.Drift{{What: "admin permissions of realm " + realm, Problem: "not enabled"}}
 	}
 	for _, s := range specs {
-		var drift []community.Drift
+		var drift, shared []community.Drift
+		owners := r.things[ownerGroup(s)]
 		for _, batch := range describe(s) {
 			for _, w := range batch {
 				switch t, ok := r.things[w.key]; {
+				case !ok && w.key == ownerGrant(s) && owners != nil && owners.marker == s.ID:
+					shared = append(shared, community.Drift{What: w.key, Problem: "missing"})
 				case !ok:
 					drift = append(drift, community.Drift{What: w.key, Problem: "missing"})
 				case w.marked && t.marker != s.ID:
@@ -617,16 +620,16 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 			}
 		}
 		if t, ok := r.things[admins(s.Label)]; ok && t.marker == s.ID && t.unlinked {
-			if len(drift) == 0 {
-				if out.Unlinked == nil {
-					out.Unlinked = map[string]community.Drift{}
-				}
-				out.Unlinked[s.ID] = unlinkedDrift(s)
-			} else {
-				drift = append(drift, unlinkedDrift(s))
-			}
+			shared = append(shared, unlinkedDrift(s))
 		}
-		if len(drift) > 0 {
+		switch {
+		case len(drift) == 0 && len(shared) > 0:
+			if out.Shared == nil {
+				out.Shared = map[string][]community.Drift{}
+			}
+			out.Shared[s.ID] = shared
+		case len(drift) > 0:
+			drift = append(drift, shared...)
 			if out.Suspects == nil {
 				out.Suspects = map[string][]community.Drift{}
 			}
@@ -667,23 +670,47 @@ func (f *IDP) Unlink(realm, label string) {
 	f.realm(realm).things[admins(label)].unlinked = true
 }
 
-// Relink puts role:service-desk back into the aggregate of each of specs'
-// communities still unlinked and their own, in one mutating call.
-func (f *IDP) Relink(ctx context.Context, realm, _ string, specs []community.Spec) ([]string, error) {
+// ownerGroup is the key of community s's owner group.
+func ownerGroup(s community.Spec) string {
+	return Group + " /" + s.Root + "/" + s.Label + "/" + community.RoleOwner
+}
+
+// ownerGrant is the key of community s's owner group's mapping of
+// OwnerRole, which deleting that role takes off every owner group.
+func ownerGrant(s community.Spec) string {
+	return RoleMapping + " /" + s.Root + "/" + s.Label + "/" + community.RoleOwner + " → " + OwnerRole
+}
+
+// MendShared puts role:service-desk back into the aggregate of each of
+// shared's communities still unlinked, and OwnerRole back onto each owner
+// group still marked and without it, for the differences the survey found,
+// in one mutating call.
+func (f *IDP) MendShared(ctx context.Context, realm, _ string, shared []community.SharedDrift) (map[string][]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.step(ctx, "relink "+realm); err != nil {
+	if err := f.step(ctx, "mend shared "+realm); err != nil {
 		return nil, err
 	}
 	r := f.realm(realm)
-	var linked []string
-	for _, s := range specs {
-		if t, ok := r.things[admins(s.Label)]; ok && t.marker == s.ID && t.unlinked {
-			t.unlinked = false
-			linked = append(linked, s.ID)
+	mended := map[string][]string{}
+	for _, sd := range shared {
+		s := sd.Spec
+		for _, d := range sd.Drift {
+			switch d.What {
+			case admins(s.Label):
+				if t, ok := r.things[d.What]; ok && t.marker == s.ID && t.unlinked {
+					t.unlinked = false
+					mended[s.ID] = append(mended[s.ID], d.What)
+				}
+			case ownerGrant(s):
+				if g, ok := r.things[ownerGroup(s)]; ok && g.marker == s.ID && r.things[d.What] == nil {
+					r.put(d.What, "", []string{ownerGroup(s)})
+					mended[s.ID] = append(mended[s.ID], d.What)
+				}
+			}
 		}
 	}
-	return linked, nil
+	return mended, nil
 }
 
 // SwitchPermissionsOff switches realm's admin permissions off, as an

@@ -1,0 +1,180 @@
+package keycloak
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nhs-terminology/communities/internal/community"
+	"github.com/nhs-terminology/communities/internal/fault"
+)
+
+// TestMendSharedPagesAndReturnsWhatWasMended: MendShared asks the
+// extension to put role:service-desk back into 500 communities' aggregates
+// a call, each as the survey found it (naming its owners' policy alone),
+// and community-owner back onto 500 owner groups a call, each with its
+// community's marker; each only for the communities whose shared drift
+// names it. It returns, by community, what the extension says it changed;
+// it mends nothing while a realm-wide policy says something else now; a
+// read-only client may not.
+func TestMendSharedPagesAndReturnsWhatWasMended(t *testing.T) {
+	type linkBody struct {
+		Policy     string          `json:"policy"`
+		Aggregates []linkAggregate `json:"aggregates"`
+	}
+	type grantBody struct {
+		Role, Root, Attribute string
+		Groups                []markedGroup
+	}
+	var (
+		mu        sync.Mutex
+		links     []linkBody
+		grants    []grantBody
+		deskRoles = `["service-desk"]`
+	)
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token"):
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
+			fmt.Fprint(w, storedRealmPolicies(deskRoles))
+		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+linkPath:
+			var b linkBody
+			if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+				t.Error(err)
+			}
+			links = append(links, b)
+			// Every one but L0007's, which changed since the survey.
+			var linked []string
+			for _, a := range b.Aggregates {
+				if a.Name != "community:L0007:membership-admins" {
+					linked = append(linked, a.Name)
+				}
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"linked": linked})
+		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+grantPath:
+			var b grantBody
+			if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+				t.Error(err)
+			}
+			grants = append(grants, b)
+			// Every one but L0900's, deleted since the survey.
+			var granted []string
+			for _, g := range b.Groups {
+				if g.Path != "/Communities/L0900/owner" {
+					granted = append(granted, g.Path)
+				}
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"granted": granted})
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	// L0000–L0599 unlinked, L0400–L1000 without community-owner: 600
+	// aggregates and 601 owner groups, two pages of each.
+	aggregate := func(s community.Spec) string { return "admin permission community:" + s.Label + ":membership-admins" }
+	owners := func(s community.Spec) string {
+		return "role mapping /Communities/" + s.Label + "/owner → community-owner"
+	}
+	var shared []community.SharedDrift
+	want := map[string][]string{}
+	for i := range 1001 {
+		s := community.Spec{ID: fmt.Sprint("id-", i), Realm: "r", Root: "Communities", Label: fmt.Sprintf("L%04d", i), Name: "n"}
+		sd := community.SharedDrift{Spec: s}
+		if i < 600 {
+			sd.Drift = append(sd.Drift, community.Drift{What: aggregate(s), Problem: "changed"})
+			if i != 7 {
+				want[s.ID] = append(want[s.ID], aggregate(s))
+			}
+		}
+		if i >= 400 {
+			sd.Drift = append(sd.Drift, community.Drift{What: owners(s), Problem: problemMissing})
+			if i != 900 {
+				want[s.ID] = append(want[s.ID], owners(s))
+			}
+		}
+		shared = append(shared, sd)
+	}
+	opts := Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"}
+	mended, err := New(opts).MendShared(context.Background(), "r", "Communities", shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(links) != 2 || len(links[0].Aggregates) != surveyPageSize || len(links[1].Aggregates) != 100 {
+		t.Fatalf("%d link calls, want 2, of 500 and 100 aggregates", len(links))
+	}
+	if len(grants) != 2 || len(grants[0].Groups) != surveyPageSize || len(grants[1].Groups) != 101 {
+		t.Fatalf("%d grant calls, want 2, of 500 and 101 groups", len(grants))
+	}
+	i := 0
+	for _, c := range links {
+		if c.Policy != policyServiceDesk {
+			t.Errorf("adds %q, want %s", c.Policy, policyServiceDesk)
+		}
+		for _, a := range c.Aggregates {
+			s := shared[i].Spec
+			want := linkAggregate{Name: "community:" + s.Label + ":membership-admins", Description: markerDescription(s.ID),
+				DecisionStrategy: "AFFIRMATIVE", Policies: []string{"community:" + s.Label + ":owners"}}
+			if !slices.Equal(a.Policies, want.Policies) || a.Name != want.Name || a.Description != want.Description ||
+				a.DecisionStrategy != want.DecisionStrategy {
+				t.Errorf("aggregate %d: %+v, want %+v", i, a, want)
+			}
+			i++
+		}
+	}
+	i = 400
+	for _, c := range grants {
+		if c.Role != OwnerRole || c.Root != "Communities" || c.Attribute != MarkerAttribute {
+			t.Errorf("grants %q under %q by %q, want %s under Communities by %s", c.Role, c.Root, c.Attribute, OwnerRole, MarkerAttribute)
+		}
+		for _, g := range c.Groups {
+			s := shared[i].Spec
+			if want := (markedGroup{Path: "/Communities/" + s.Label + "/owner", Marker: s.ID}); g != want {
+				t.Errorf("group %d: %+v, want %+v", i, g, want)
+			}
+			i++
+		}
+	}
+	if len(mended) != len(want) {
+		t.Errorf("mended %d communities, want %d", len(mended), len(want))
+	}
+	for id, w := range want {
+		if !slices.Equal(mended[id], w) {
+			t.Errorf("%s: mended %v, want %v", id, mended[id], w)
+		}
+	}
+
+	// Changed since the survey read it: nothing is mended.
+	calls := func(roles string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		deskRoles = roles
+		return len(links) + len(grants)
+	}
+	calls(`["default-roles-r"]`)
+	if got, err := New(opts).MendShared(context.Background(), "r", "Communities", shared); !errors.Is(err, fault.Conflict) || len(got) != 0 ||
+		calls(`["service-desk"]`) != 4 {
+		t.Errorf("beside a changed role:service-desk: %d mended, %v; want none, a conflict, no call", len(got), err)
+	}
+
+	opts.ReadOnly = true
+	if _, err := New(opts).MendShared(context.Background(), "r", "Communities", shared[:1]); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("a read-only client's mend: %v, want ErrReadOnly", err)
+	}
+	if calls(`["service-desk"]`) != 4 {
+		t.Errorf("a call reached the extension")
+	}
+}
