@@ -324,9 +324,9 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 // deleted by hand leaves every community so, and mended one by one that
 // was about 14 Keycloak calls each, some 140,000 at 10,000 communities).
 // None is confirmed with Ensure: no create or delete passes through those
-// states. Only those still active after the survey (and the repair) are
-// reported: no community returns to active, so one active then was not
-// being deleted meanwhile. Nothing is mended while the realm's own drift
+// states. Only those still active after the survey are mended, and
+// reported only if still active after the mend: no community returns to
+// active, so one active then was not being deleted meanwhile. Nothing is mended while the realm's own drift
 // is not all mended: a realm-wide policy that still says something else
 // would grant it, through every community's permissions. A mend that
 // fails part-way is its error, after what it mended is reported and
@@ -335,25 +335,27 @@ func (s *Service) mendShared(ctx context.Context, realm string, rows []Community
 	var mended map[string][]string
 	var mendErr error
 	if repair && !slices.ContainsFunc(survey.Realm, func(d Drift) bool { return !d.Repaired }) {
+		// Only those still active now: one being deleted since the survey
+		// is left to its delete (the extension also refuses a group whose
+		// marker a delete's cleanup is taking off).
+		active, err := s.activeIDs(ctx, realm)
+		if err != nil {
+			return err
+		}
 		var shared []SharedDrift
 		for _, row := range rows {
-			if d, ok := survey.Shared[row.ID]; ok {
+			if d, ok := survey.Shared[row.ID]; ok && active[row.ID] {
 				shared = append(shared, SharedDrift{Spec: s.spec(&row), Drift: d})
 			}
 		}
-		var err error
 		if mended, err = s.kc.MendShared(ctx, realm, s.opts.RootGroup, shared); err != nil {
 			mendErr = fmt.Errorf("mend %s: %d of %d communities mended: %w", realm, len(mended), len(shared),
 				fault.Upstream("Keycloak could not mend what the communities share", err))
 		}
 	}
-	now, err := s.store.List(ctx, realm, 0, 0)
+	active, err := s.activeIDs(ctx, realm)
 	if err != nil {
 		return errors.Join(mendErr, err)
-	}
-	active := map[string]bool{}
-	for _, row := range now {
-		active[row.ID] = true
 	}
 	for _, row := range rows {
 		shared, ok := survey.Shared[row.ID]
@@ -373,6 +375,19 @@ func (s *Service) mendShared(ctx context.Context, realm string, rows []Community
 		}
 	}
 	return mendErr
+}
+
+// activeIDs are the ids of realm's active communities now.
+func (s *Service) activeIDs(ctx context.Context, realm string) (map[string]bool, error) {
+	rows, err := s.store.List(ctx, realm, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	active := map[string]bool{}
+	for _, row := range rows {
+		active[row.ID] = true
+	}
+	return active, nil
 }
 
 // Drift returns realm's active communities and what each lacks, read as a

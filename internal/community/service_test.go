@@ -2165,6 +2165,7 @@ func TestLeasesAreTheRegistrysTime(t *testing.T) {
 type sharedIDP struct {
 	*fakeidp.IDP
 	ensures, mends int
+	asked          []string // the labels of the communities mended in bulk
 	afterSurvey    func()
 	stuck          *community.Drift
 }
@@ -2178,6 +2179,9 @@ func (r *sharedIDP) Ensure(ctx context.Context, s community.Spec, repair bool) (
 
 func (r *sharedIDP) MendShared(ctx context.Context, realm, root string, shared []community.SharedDrift) (map[string][]string, error) {
 	r.mends++
+	for _, sd := range shared {
+		r.asked = append(r.asked, sd.Spec.Label)
+	}
 	return r.IDP.MendShared(ctx, realm, root, shared)
 }
 
@@ -2216,18 +2220,18 @@ func TestSharedDriftIsMendedTogether(t *testing.T) {
 	svc := community.New(store, idp, options(time.Minute))
 	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
 	idp.GrantRole(realm, desk.Subject, deskRole)
-	for _, l := range []string{"AAA", "BBB", "CCC", "DDD", "EEE", "FFF"} {
+	for _, l := range []string{"AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG"} {
 		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// AAA's aggregate is unlinked, FFF's owner group without
 	// community-owner, CCC's both; BBB has other drift besides; EEE is
-	// deleted during the check.
+	// deleted during the check, GGG during the repair.
 	for _, l := range []string{"AAA", "BBB", "CCC", "EEE"} {
 		idp.Unlink(realm, l)
 	}
-	for _, l := range []string{"CCC", "FFF", "EEE"} {
+	for _, l := range []string{"CCC", "FFF", "EEE", "GGG"} {
 		idp.Delete(realm, fakeidp.RoleMapping, "/Communities/"+l+"/owner → "+fakeidp.OwnerRole)
 	}
 	idp.Delete(realm, fakeidp.Group, "/Communities/BBB/author")
@@ -2277,8 +2281,8 @@ func TestSharedDriftIsMendedTogether(t *testing.T) {
 	if !slices.Contains(rep.Drift["BBB"], unlinked("BBB", false)) || len(rep.Drift["BBB"]) < 2 {
 		t.Errorf("check: BBB's drift %v, want its author group and its aggregate", rep.Drift["BBB"])
 	}
-	if _, ok := rep.Drift["EEE"]; ok || len(rep.Drift) != 4 {
-		t.Errorf("check: drift %v, want AAA's, BBB's, CCC's and FFF's (EEE was deleted meanwhile)", rep.Drift)
+	if _, ok := rep.Drift["EEE"]; ok || len(rep.Drift) != 5 {
+		t.Errorf("check: drift %v, want AAA's, BBB's, CCC's, FFF's and GGG's (EEE was deleted meanwhile)", rep.Drift)
 	}
 	if idp.ensures != 1 || idp.mends != 0 || idp.Steps() != steps {
 		t.Errorf("check: %d per-community checks, %d mends, %d changes; want BBB's check alone", idp.ensures, idp.mends, idp.Steps()-steps)
@@ -2298,10 +2302,20 @@ func TestSharedDriftIsMendedTogether(t *testing.T) {
 	}
 	idp.stuck = nil
 
+	// GGG is deleted after the survey read it: neither mended nor
+	// reported.
 	idp.ensures = 0
+	idp.afterSurvey = func() {
+		if _, err := svc.Delete(ctx, realm, desk, community.DeleteRequest{Label: "GGG"}); err != nil {
+			t.Error(err)
+		}
+	}
 	events := len(store.Events())
 	rep = pass(true)
 	sharedAsWanted("repair", rep, true)
+	if slices.Sort(idp.asked); !slices.Equal(idp.asked, []string{"AAA", "CCC", "FFF"}) {
+		t.Errorf("repair: mended %v in bulk, want AAA, CCC and FFF", idp.asked)
+	}
 	if d := rep.Drift["BBB"]; len(d) < 2 || slices.ContainsFunc(d, func(d community.Drift) bool { return !d.Repaired }) {
 		t.Errorf("repair: BBB's drift %v, want all of it mended", d)
 	}

@@ -542,3 +542,68 @@ func TestOwnPoliciesWaitForTheRealmWideOnes(t *testing.T) {
 		t.Errorf("a repair beside a realm-wide policy of another type: %q, writes %q; want %q and none", got, writes, want)
 	}
 }
+
+// TestRealmRepairLooksTheOwnerRoleUpAgain: community-owner deleted and
+// made again by hand has a new id, and role:community-admins names the old
+// one. The repair took the id from the cache this process filled before,
+// wrote the old id, and reported the policy left as it was. It now looks
+// the role up.
+func TestRealmRepairLooksTheOwnerRoleUpAgain(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		ownerID = "owner-old"
+		admins  = `["?owner-old","service-desk"]`
+		put     map[string]any
+	)
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
+		base := "/admin/realms/r/clients/perms/authz/resource-server"
+		switch {
+		case r.URL.Path == "/realms/r/protocol/openid-connect/token":
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r":
+			fmt.Fprint(w, `{"adminPermissionsEnabled":true,"adminPermissionsClient":{"id":"perms"}}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/group-by-path/Communities":
+			fmt.Fprint(w, `{"id":"root","name":"Communities","path":"/Communities"}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/roles/"+OwnerRole:
+			fmt.Fprint(w, `{"id":"`+ownerID+`","name":"`+OwnerRole+`"}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/roles/service-desk":
+			fmt.Fprint(w, `{"id":"sd-id","name":"service-desk"}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
+			fmt.Fprint(w, strings.Replace(storedRealmPolicies(`["service-desk"]`), `"roles":["community-owner","service-desk"]`, `"roles":`+admins, 1))
+		case r.Method == http.MethodPut && r.URL.Path == base+"/policy/role/p1":
+			if err := json.NewDecoder(r.Body).Decode(&put); err != nil {
+				t.Error(err)
+			}
+			// Keycloak names a role it knows by its name.
+			if fmt.Sprint(put["roles"]) == "[map[id:owner-new required:false] map[id:sd-id required:false]]" {
+				admins = `["community-owner","service-desk"]`
+			}
+			w.WriteHeader(http.StatusCreated)
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	c := New(Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"})
+	ctx := t.Context()
+	// The process cached the role's id before it was deleted and made again.
+	if _, err := c.ownerRole(ctx, "t", "r"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	ownerID = "owner-new"
+	mu.Unlock()
+	got, err := c.EnsureRealm(ctx, "r", "Communities", true)
+	if err != nil || len(got) != 1 || got[0].What != "admin permission role:community-admins" || !got[0].Repaired {
+		t.Errorf("a repair: %+v %v, want role:community-admins repaired", got, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(put["roles"]) != "[map[id:owner-new required:false] map[id:sd-id required:false]]" {
+		t.Errorf("the repair named %v, want the new %s and service-desk", put["roles"], OwnerRole)
+	}
+}

@@ -1133,7 +1133,7 @@ func TestCommunityPoliciesAreVerified(t *testing.T) {
 
 	// role:service-desk made again by hand as a user policy naming a
 	// consumer: a repair cannot change its type back, so neither the
-	// relink nor CPV's own repair (CPV's view permission is gone too) may
+	// bulk mend nor CPV's own repair (CPV's view permission is gone too) may
 	// put it back into an aggregate, where it would let that consumer
 	// manage the community's membership.
 	harness.Do(t, "DELETE", base+"/policy/"+policyID("role:service-desk"), admin, nil).Expect(t, 204)

@@ -314,7 +314,9 @@ func TestScale(t *testing.T) {
 	// The realm role community-owner deleted by hand and made again:
 	// Keycloak takes it off every owner group. A check finds all N, and a
 	// repair makes the realm-wide policy name the new role and maps it to
-	// all N owner groups, in calls by the page.
+	// all N owner groups, in calls by the page. (The passes above outlast
+	// an admin token.)
+	admin = realm.AdminToken(t)
 	gone, err := realm.GC.GetRealmRole(ctx, admin, realm.Name, keycloak.OwnerRole)
 	if err != nil {
 		t.Fatal(err)

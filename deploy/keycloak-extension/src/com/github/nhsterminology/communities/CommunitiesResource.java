@@ -11,6 +11,7 @@ import java.util.function.Function;
 import java.util.stream.Stream;
 
 import jakarta.persistence.EntityManager;
+import jakarta.persistence.LockModeType;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.GET;
 import jakarta.ws.rs.NotFoundException;
@@ -40,8 +41,10 @@ import org.keycloak.models.ModelException;
 import org.keycloak.models.RealmModel;
 import org.keycloak.models.RoleModel;
 import org.keycloak.models.UserModel;
+import org.keycloak.models.jpa.entities.GroupAttributeEntity;
 import org.keycloak.models.jpa.entities.GroupEntity;
 import org.keycloak.models.utils.KeycloakModelUtils;
+import org.keycloak.models.utils.ModelToRepresentation;
 import org.keycloak.representations.idm.GroupRepresentation;
 import org.keycloak.representations.idm.RoleRepresentation;
 import org.keycloak.representations.idm.authorization.Logic;
@@ -764,8 +767,8 @@ public class CommunitiesResource {
      * group that maps it, so when an administrator makes the realm's
      * {@code community-owner} again every community's owner group must map
      * it again: over the admin API a read and a write a community, 20,000
-     * calls at 10,000 communities; here one call a page, the groups read in
-     * three queries (the survey's). A group is changed only if it is still
+     * calls at 10,000 communities; here one call a page, the groups and
+     * their markers read in three queries. A group is changed only if it is still
      * as the caller read it: there, carrying exactly the one marker given,
      * and not mapping the role; any other is left out of the answer. Needs
      * the right to manage every group and to map the role, checked before
@@ -781,8 +784,7 @@ public class CommunitiesResource {
             throw ErrorResponse.error("role, root, attribute and at most " + MAX_PAGE + " groups are required",
                     Response.Status.BAD_REQUEST);
         }
-        // Each path is /root/label/member: the survey's query reads the
-        // groups of labels under root and their member groups.
+        // Each path is /root/label/member: found by label under root.
         String prefix = "/" + body.root + "/";
         List<String> labels = new ArrayList<>();
         for (MarkedGroup g : body.groups) {
@@ -800,28 +802,49 @@ public class CommunitiesResource {
             throw ErrorResponse.error("no realm role " + body.role, Response.Status.CONFLICT);
         }
         auth.roles().requireMapRole(role);
-        Map<String, String> paths = new HashMap<>();
-        Map<String, Map<String, Object>> byPath = new HashMap<>();
-        for (Map<String, Object> g : groups(em(), body.root, labels, body.attribute, paths)) {
-            byPath.put((String) g.get("path"), g);
+        EntityManager em = em();
+        String rootId = labels.isEmpty() ? null : rootId(em, body.root);
+        if (rootId == null) {
+            return Map.of("granted", List.of());
         }
+        // The member groups of labels by path, in one query.
         Map<String, String> ids = new HashMap<>();
-        paths.forEach((id, path) -> ids.put(path, id));
+        for (Object[] row : em.createQuery(
+                "select g.id, l.name, g.name from GroupEntity g, GroupEntity l"
+                        + " where g.parentId = l.id and l.parentId = :root and l.name in :labels", Object[].class)
+                .setParameter("root", rootId).setParameter("labels", labels).getResultList()) {
+            ids.put(prefix + row[1] + "/" + row[2], (String) row[0]);
+        }
+        if (ids.isEmpty()) {
+            return Map.of("granted", List.of());
+        }
+        // Their markers, locked until this transaction ends: a delete's
+        // cleanup that keeps a group (one made by hand below it) takes its
+        // marker off, then its role mappings. Read under the lock, a group
+        // that cleanup is taking its marker off is seen without it once
+        // cleanup commits, and a cleanup that comes after waits, then takes
+        // the role mapped here off with the rest.
+        Map<String, List<String>> markers = new HashMap<>();
+        for (GroupAttributeEntity a : em.createQuery(
+                "select a from GroupAttributeEntity a where a.name = :attribute and a.group.id in :ids", GroupAttributeEntity.class)
+                .setParameter("attribute", body.attribute).setParameter("ids", ids.values())
+                .setLockMode(LockModeType.PESSIMISTIC_WRITE).getResultList()) {
+            markers.computeIfAbsent(a.getGroup().getId(), k -> new ArrayList<>()).add(a.getValue());
+        }
         List<String> granted = new ArrayList<>();
         for (MarkedGroup want : body.groups) {
-            Map<String, Object> got = byPath.get(want.path);
-            @SuppressWarnings("unchecked")
-            List<String> markers = got == null ? null : ((Map<String, List<String>>) got.get("attributes")).get(body.attribute);
-            if (markers == null || !markers.equals(List.of(want.marker))) {
+            String id = ids.get(want.path);
+            if (id == null || !List.of(want.marker).equals(markers.get(id))) {
                 continue;
             }
-            GroupModel g = realm.getGroupById(ids.get(want.path));
+            GroupModel g = realm.getGroupById(id);
             if (g == null || g.hasDirectRole(role)) {
                 continue;
             }
             g.grantRole(role);
             adminEvent.operation(OperationType.CREATE).resource(ResourceType.REALM_ROLE_MAPPING)
-                    .resourcePath("groups", g.getId(), "role-mappings", "realm").representation(List.of(body.role)).success();
+                    .resourcePath("groups", g.getId(), "role-mappings", "realm")
+                    .representation(List.of(ModelToRepresentation.toBriefRepresentation(role))).success();
             granted.add(want.path);
         }
         return Map.of("granted", granted);
