@@ -326,11 +326,11 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 // None is confirmed with Ensure: no create or delete passes through those
 // states. Only those still active after the survey are mended, and
 // reported only if still active after the mend: no community returns to
-// active, so one active then was not being deleted meanwhile. Nothing is mended while the realm's own drift
-// is not all mended: a realm-wide policy that still says something else
-// would grant it, through every community's permissions. A mend that
-// fails part-way is its error, after what it mended is reported and
-// audited.
+// active, so one active then was not being deleted meanwhile. Nothing is
+// mended while the realm's own drift is not all mended: a realm-wide
+// policy that still says something else would grant it, through every
+// community's permissions. A mend that fails part-way is its error, after
+// what it mended is reported and audited.
 func (s *Service) mendShared(ctx context.Context, realm string, rows []Community, survey Survey, repair bool, out map[string][]Drift) error {
 	var mended map[string][]string
 	var mendErr error
