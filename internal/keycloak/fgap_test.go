@@ -378,6 +378,29 @@ func storedRealmPolicies(serviceDeskRoles string) string {
 	 "roles":[],"groups":[],"policies":["role:community-admins"],"scopes":["view"],"resources":["group /Communities"]}]}`
 }
 
+// answerRealm answers what a repair of the realm-wide policies looks up
+// before it writes, and reports whether r was one of those: an admin
+// token, realm r with its admin permissions on (client "perms"), the root
+// group, and the realm roles OwnerRole (of id ownerID) and service-desk.
+func answerRealm(w http.ResponseWriter, r *http.Request, ownerID string) bool {
+	get := func(path string) bool { return r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+path }
+	switch {
+	case r.URL.Path == "/realms/r/protocol/openid-connect/token":
+		fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+	case get(""):
+		fmt.Fprint(w, `{"adminPermissionsEnabled":true,"adminPermissionsClient":{"id":"perms"}}`)
+	case get("/group-by-path/Communities"):
+		fmt.Fprint(w, `{"id":"root","name":"Communities","path":"/Communities"}`)
+	case get("/roles/" + OwnerRole):
+		fmt.Fprint(w, `{"id":"`+ownerID+`","name":"`+OwnerRole+`"}`)
+	case get("/roles/service-desk"):
+		fmt.Fprint(w, `{"id":"sd-id","name":"service-desk"}`)
+	default:
+		return false
+	}
+	return true
+}
+
 // TestChangedRealmPoliciesAreRefusedAndRepaired: the realm-wide policies every
 // community's permissions name were taken as found by name, and never
 // checked again. One that names another role (here every user's default
@@ -398,16 +421,7 @@ func TestChangedRealmPoliciesAreRefusedAndRepaired(t *testing.T) {
 		defer mu.Unlock()
 		base := "/admin/realms/r/clients/perms/authz/resource-server"
 		switch {
-		case r.URL.Path == "/realms/r/protocol/openid-connect/token":
-			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r":
-			fmt.Fprint(w, `{"adminPermissionsEnabled":true,"adminPermissionsClient":{"id":"perms"}}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/group-by-path/Communities":
-			fmt.Fprint(w, `{"id":"root","name":"Communities","path":"/Communities"}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/roles/"+OwnerRole:
-			fmt.Fprint(w, `{"id":"owner-id","name":"`+OwnerRole+`"}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/roles/service-desk":
-			fmt.Fprint(w, `{"id":"sd-id","name":"service-desk"}`)
+		case answerRealm(w, r, "owner-id"):
 		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, base+"/"):
 			w.WriteHeader(http.StatusConflict) // all four exist
 			fmt.Fprint(w, `{"errorMessage":"Policy with name [x] already exists"}`)
@@ -561,16 +575,7 @@ func TestRealmRepairLooksTheOwnerRoleUpAgain(t *testing.T) {
 		defer mu.Unlock()
 		base := "/admin/realms/r/clients/perms/authz/resource-server"
 		switch {
-		case r.URL.Path == "/realms/r/protocol/openid-connect/token":
-			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r":
-			fmt.Fprint(w, `{"adminPermissionsEnabled":true,"adminPermissionsClient":{"id":"perms"}}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/group-by-path/Communities":
-			fmt.Fprint(w, `{"id":"root","name":"Communities","path":"/Communities"}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/roles/"+OwnerRole:
-			fmt.Fprint(w, `{"id":"`+ownerID+`","name":"`+OwnerRole+`"}`)
-		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r/roles/service-desk":
-			fmt.Fprint(w, `{"id":"sd-id","name":"service-desk"}`)
+		case answerRealm(w, r, ownerID):
 		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
 			fmt.Fprint(w, strings.Replace(storedRealmPolicies(`["service-desk"]`), `"roles":["community-owner","service-desk"]`, `"roles":`+admins, 1))
 		case r.Method == http.MethodPut && r.URL.Path == base+"/policy/role/p1":
