@@ -2097,6 +2097,7 @@ func TestAdminPermissionsOffAreTheRealmsDrift(t *testing.T) {
 		t.Errorf("plan's drift of BBB: %v, %d per-community checks; want its author group and the realm's, one check", drift["BBB"], ensures.Load())
 	}
 
+	events := len(store.Events())
 	reports, _, err = svc.Reconcile(ctx, []string{realm}, true)
 	if err != nil || len(reports) != 1 {
 		t.Fatalf("repair: %+v %v", reports, err)
@@ -2106,6 +2107,17 @@ func TestAdminPermissionsOffAreTheRealmsDrift(t *testing.T) {
 	if rep := reports[0]; !slices.Equal(rep.RealmDrift, []community.Drift{repaired}) || len(rep.Drift) != 1 || len(rep.Drift["BBB"]) == 0 ||
 		slices.ContainsFunc(rep.Drift["BBB"], func(d community.Drift) bool { return !d.Repaired || d.What == off.What }) {
 		t.Errorf("repair: realm drift %v, communities' %v; want the realm's repaired and BBB's author group", rep.RealmDrift, rep.Drift)
+	}
+	// The realm's repair is audited once, with no label, as the
+	// reconciler's (it was not audited at all).
+	var realmRepairs []string
+	for _, ev := range store.Events()[events:] {
+		if ev.Action == "repair" && ev.Label == "" {
+			realmRepairs = append(realmRepairs, ev.ActorClient+": "+ev.Detail)
+		}
+	}
+	if want := "communities-reconciler: " + fmt.Sprint([]community.Drift{repaired}); !slices.Equal(realmRepairs, []string{want}) {
+		t.Errorf("the realm's repair audited as %q, want %q", realmRepairs, want)
 	}
 	if reports, _, err = svc.Reconcile(ctx, []string{realm}, false); err != nil || reports[0].DriftCount() != 0 {
 		t.Errorf("after the repair: %+v %v", reports, err)

@@ -6,6 +6,7 @@ package provision
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -142,6 +143,10 @@ type Action struct {
 	UserID string `json:"userId,omitempty"`
 	// Labelled counts the resources still labelled by a community to delete.
 	Labelled int `json:"labelledResources,omitempty"`
+	// alone marks a repair the realm's survey cannot see (a registry
+	// record of a group's id that names no group: the survey finds groups
+	// by path), made by the community's own check, not with the others.
+	alone bool
 }
 
 func (a Action) String() string {
@@ -290,7 +295,19 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 		}
 		plan = append(plan, actions...)
 	}
+	// The repairs come first, made together (Apply): the realm's own drift
+	// is mended once before anything else changes, and each community's
+	// before its members do.
+	slices.SortStableFunc(plan, func(a, b Action) int { return cmp.Compare(rank(a), rank(b)) })
 	return append(plan, last...), nil
+}
+
+// rank orders a plan: repairs first.
+func rank(a Action) int {
+	if a.Kind == "repair" {
+		return 0
+	}
+	return 1
 }
 
 // planOne plans c against the realm's active communities (by label key
@@ -364,6 +381,10 @@ func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, ac
 				plan = append([]Action{{Kind: "repair", Label: c.Label,
 					Detail: "the registry's record of its " + role + " group's id names no group: record its groups' and roles' ids anew"}}, plan...)
 			}
+			// Repaired by the community's own check, which records the
+			// group's id anew: the survey finds groups by path, so the
+			// others' repair would leave a stale record as it is.
+			plan[0].alone = true
 			// A member group the repair will make again has no members to
 			// compare: every member listed is added (adding is idempotent),
 			// and none is removed until a plan after the repair.
@@ -426,6 +447,10 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 	}
 	failedCreate := map[string]bool{}
 	var failed []string
+	// The repairs are made together at the first (RepairMany), each
+	// reported in its turn.
+	var repaired map[string][]community.Drift
+	var repairFailed map[string]error
 	for i, a := range plan {
 		if ctx.Err() != nil {
 			for _, rest := range plan[i:] {
@@ -444,9 +469,24 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 				failedCreate[a.Label] = true
 			}
 		case "repair":
-			var drift []community.Drift
-			if drift, err = p.svc.Repair(actx, f.Realm, a.Label, p.actor); err == nil {
-				err = unrepaired(drift)
+			if a.alone {
+				var drift []community.Drift
+				if drift, err = p.svc.Repair(actx, f.Realm, a.Label, p.actor); err == nil {
+					err = unrepaired(drift)
+				}
+				break
+			}
+			if repaired == nil {
+				var labels []string
+				for _, r := range plan[i:] {
+					if r.Kind == "repair" && !r.alone {
+						labels = append(labels, r.Label)
+					}
+				}
+				repaired, repairFailed = p.svc.RepairMany(actx, f.Realm, labels, p.actor)
+			}
+			if err = repairFailed[a.Label]; err == nil {
+				err = unrepaired(repaired[a.Label])
 			}
 		case "add-member", "remove-member":
 			if failedCreate[a.Label] {

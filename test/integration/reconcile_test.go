@@ -14,6 +14,7 @@ import (
 
 	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/keycloak"
+	"github.com/nhs-terminology/communities/internal/provision"
 	"github.com/nhs-terminology/communities/test/harness"
 )
 
@@ -951,7 +952,8 @@ func TestRealmWidePoliciesAreVerified(t *testing.T) {
 	harness.Do(t, "PUT", base+"/policy/role/"+found[0].ID, admin, map[string]any{"id": found[0].ID, "name": "role:community-admins",
 		"logic": "POSITIVE", "roles": []map[string]any{{"id": owner}, {"id": serviceDesk}, {"id": everyone}}}).Expect(t, 201)
 	wrong(check(false), "role:community-admins", false)
-	// apply repairs the realm's drift with its first community's repair.
+	// A community's own repair (apply's of a stale record) mends the
+	// realm's drift too.
 	repaired, err := svc.Repair(ctx, f.realm.Name, "PRE", community.Actor{ClientID: "communities-cli", ServiceDesk: true})
 	if err != nil || !slices.ContainsFunc(repaired, func(d community.Drift) bool {
 		return d.What == "admin permission role:community-admins" && d.Critical && d.Repaired
@@ -1246,6 +1248,72 @@ func TestOwnerRoleMadeAgainIsMappedAgain(t *testing.T) {
 	}
 	if rep, calls := f.reconcile(t, false); rep.DriftCount() != 0 || calls > 4 {
 		t.Errorf("after the repair: %+v in %d calls, want no drift in 4", rep, calls)
+	}
+}
+
+// TestApplyRepairsTogether: apply repaired each community its plan named
+// with the community's own Ensure, even for what every community lacks
+// alike. With the realm's admin permissions switched off (the realm's
+// drift, which a plan names with every community) and community-owner
+// deleted and made again, a plan names every community: at 10,000
+// communities that apply made hundreds of thousands of Keycloak calls.
+// Its repairs are now one drift pass, as the drift check's repair: the
+// realm's drift mended once, the owner groups granted the role in one
+// call. The test fails on the code before.
+func TestApplyRepairsTogether(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	sd := f.realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
+	labels := []string{"APA", "APB", "APC"}
+	file := &provision.File{Realm: f.realm.Name}
+	for _, l := range labels {
+		f.create(t, sd, l, "Applied "+l).Expect(t, 201)
+		file.Communities = append(file.Communities, provision.Community{Label: l, Name: "Applied " + l})
+	}
+	admin := f.realm.AdminToken(t)
+	if err := f.realm.GC.DeleteRealmRole(ctx, admin, f.realm.Name, keycloak.OwnerRole); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.realm.GC.CreateRealmRole(ctx, admin, f.realm.Name, gocloak.Role{Name: gocloak.StringP(keycloak.OwnerRole)}); err != nil {
+		t.Fatal(err)
+	}
+	realmURL := f.env.KeycloakURL + "/admin/realms/" + f.realm.Name
+	harness.Do(t, "PUT", realmURL, admin, map[string]any{"adminPermissionsEnabled": false}).Expect(t, 204)
+
+	p := provision.New(f.svc.Server.Service(), community.Actor{ClientID: "communities-cli", Username: "communities-cli"})
+	plan, err := p.Plan(ctx, file, false)
+	if err != nil || len(plan) != len(labels) {
+		t.Fatalf("plan %v, %v: want a repair of each community", plan, err)
+	}
+	for i, a := range plan {
+		if a.Kind != "repair" || a.Label != labels[i] || !strings.Contains(a.Detail, "admin permissions") ||
+			!strings.Contains(a.Detail, "/owner → "+keycloak.OwnerRole) {
+			t.Errorf("plan's %v, want %s repaired: the realm's admin permissions and its owner group's role", a, labels[i])
+		}
+	}
+	before := f.svc.KeycloakRoundTrips()
+	if err := p.Apply(ctx, file, plan, nil); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	calls := f.svc.KeycloakRoundTrips() - before
+	t.Logf("apply's repair of %d communities: %d Keycloak calls", len(labels), calls)
+	// The survey (5), the realm's repair (switched on, role:community-admins
+	// named the role's old id: 11), the survey again (5), the realm-wide
+	// policies read again and one call for the three owner groups.
+	if calls > 23 {
+		t.Errorf("apply's repair of %d communities made %d Keycloak calls, want 23", len(labels), calls)
+	}
+	for _, l := range labels {
+		m, err := f.realm.GC.GetRoleMappingByGroupID(ctx, admin, f.realm.Name, f.row(t, l).Artifacts.OwnerGroupID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.RealmMappings == nil || !slices.ContainsFunc(*m.RealmMappings, func(r gocloak.Role) bool { return *r.Name == keycloak.OwnerRole }) {
+			t.Errorf("after apply %s's owner group does not map %s", l, keycloak.OwnerRole)
+		}
+	}
+	if plan, err := p.Plan(ctx, file, false); err != nil || len(plan) != 0 {
+		t.Errorf("plan after apply: %v, %v; want nothing to do", plan, err)
 	}
 }
 
