@@ -193,15 +193,17 @@ func newApply(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Make the realm match the file, through the same code paths as the REST API:
 create missing communities (owners from the file; without owners the
 community is dormant and service desk appoints them), recreate drifted
-artefacts (a missing role, scope or mapping), add listed members. Communities
-the file does not list are left alone unless --prune, which deletes them
-(first those whose names the file gives new communities, so that those are
-made in the same run; the rest last). It first undoes what an earlier
-run left half-way (as serve and reconcile do). Running it again changes
-nothing and says so. One line per change, a summary at the end; exit status 1
-naming every failed item. Interrupted (SIGINT, SIGTERM: a cancelled
-pipeline), it starts no further change: the one under way finishes, the
-summary counts the rest as not attempted, and the exit status is 1.
+artefacts (a missing role, scope or mapping), add listed members. The
+repairs come first, made together as 'communities reconcile --repair'
+makes them. Communities the file does not list are left alone unless
+--prune, which deletes them (after the repairs those whose names the file
+gives new communities, so that those are made in the same run; the rest
+last). It first undoes what an earlier run left half-way (as serve and
+reconcile do). Running it again changes nothing and says so. One line per
+change, a summary at the end; exit status 1 naming every failed item.
+Interrupted (SIGINT, SIGTERM: a cancelled pipeline), it starts no further
+change: the one under way finishes, the summary counts the rest as not
+attempted, and the exit status is 1.
 
 ` + fileFormat,
 		Example: `  communities apply -f communities.yaml

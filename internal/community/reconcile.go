@@ -105,9 +105,25 @@ type failures struct {
 	rep         *Report
 	errs        []error
 	unavailable int // checks in a row that could not reach Keycloak or the registry
-	// of is each failed check's error, by label, for a caller that
+	// of is each failed check's error, by label, and left the labels of
+	// the communities a stopped pass did not reach, for a caller that
 	// answers community by community (apply's repairs).
-	of map[string]error
+	of   map[string]error
+	left map[string]bool
+	// stop, when set, ends the pass before its next change once it is
+	// done (apply's repairs: a pipeline cancelled starts nothing more).
+	stop context.Context
+}
+
+// interrupted says whether the pass must start no further change.
+func (f *failures) interrupted() bool { return f.stop != nil && f.stop.Err() != nil }
+
+// leave records that a stopped pass did not reach label l.
+func (f *failures) leave(l string) {
+	if f.left == nil {
+		f.left = map[string]bool{}
+	}
+	f.left[l] = true
 }
 
 // maxFailureErrors bounds the errors kept (each names its community); the
@@ -302,14 +318,32 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 		survey.Realm = realmDrift
 	}
 	out = map[string][]Drift{}
-	for _, row := range rows {
+	// halt ends the pass before rest's suspects and the Shared ones
+	// (mended last).
+	halt := func(rest []Community) (map[string][]Drift, Survey, bool, error) {
+		for _, row := range rows {
+			if _, ok := survey.Shared[row.ID]; ok {
+				failed.leave(row.Label)
+			}
+		}
+		for _, row := range rest {
+			if len(survey.Suspects[row.ID]) > 0 {
+				failed.leave(row.Label)
+			}
+		}
+		return out, survey, true, nil
+	}
+	for i, row := range rows {
 		if len(survey.Suspects[row.ID]) == 0 {
 			continue
+		}
+		if failed.interrupted() {
+			return halt(rows[i:])
 		}
 		drift, active, err := s.ensureActive(ctx, &row, repair, by)
 		if err != nil {
 			if failed.add(ctx, row.Label, fmt.Errorf("reconcile %s/%s: %w", realm, row.Label, err)) {
-				return out, survey, true, nil
+				return halt(rows[i+1:])
 			}
 			continue
 		}
@@ -323,6 +357,9 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 		}
 	}
 	if len(survey.Shared) > 0 {
+		if failed.interrupted() {
+			return halt(nil)
+		}
 		if err := s.mendShared(ctx, realm, rows, survey, repair, by, out); err != nil {
 			return out, survey, false, err
 		}
@@ -427,6 +464,18 @@ func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[str
 	return rows, drift, nil
 }
 
+// RepairResult is what RepairMany did for one community.
+type RepairResult struct {
+	// Drift is what it lacked, with the realm's drift (as Drift says it):
+	// what is not Repaired is left to a person.
+	Drift []Drift
+	// Err says why its repair failed, or why there was none (it is not
+	// active).
+	Err error
+	// NotAttempted: ctx ended before the pass reached it.
+	NotAttempted bool
+}
+
 // RepairMany mends what realm's active communities of labels lack, as a
 // drift check's repair does, audited as by's: the realm's own drift once,
 // what the communities share in bulk (MendShared), and each one the
@@ -435,17 +484,18 @@ func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[str
 // the realm's (admin permissions switched off: 140,000 calls at 10,000
 // communities); this takes the survey's 3 + ⌈k/500⌉ for k labels, a few
 // for the realm, ⌈k/500⌉ for what they share and Ensure's for each
-// suspect. It returns, by label, what each lacked with the realm's drift
-// (as Drift says it), and for each whose repair failed, or which is not
-// active, why.
-func (s *Service) RepairMany(ctx context.Context, realm string, labels []string, by Actor) (map[string][]Drift, map[string]error) {
-	failed := map[string]error{}
-	rows, err := s.store.List(ctx, realm, 0, 0)
+// suspect. Once ctx ends it starts no further change (each runs to its
+// end: one cut off could still commit after it was reported failed), and
+// what it did not reach is NotAttempted.
+func (s *Service) RepairMany(ctx context.Context, realm string, labels []string, by Actor) map[string]RepairResult {
+	work := context.WithoutCancel(ctx)
+	results := make(map[string]RepairResult, len(labels))
+	rows, err := s.store.List(work, realm, 0, 0)
 	if err != nil {
 		for _, l := range labels {
-			failed[l] = err
+			results[l] = RepairResult{Err: err}
 		}
-		return nil, failed
+		return results
 	}
 	wanted := map[string]bool{}
 	for _, l := range labels {
@@ -456,29 +506,44 @@ func (s *Service) RepairMany(ctx context.Context, realm string, labels []string,
 		delete(wanted, row.Label)
 	}
 	for l := range wanted {
-		failed[l] = fmt.Errorf("%w: %s", ErrNotFound, l)
+		results[l] = RepairResult{Err: fmt.Errorf("%w: %s", ErrNotFound, l)}
 	}
-	f := &failures{rep: &Report{Realm: realm}}
-	out, survey, stopped, err := s.drifted(ctx, realm, rows, true, by, f)
-	if stopped {
-		err = f.err()
+	if len(rows) == 0 {
+		return results
 	}
-	drift := map[string][]Drift{}
+	f := &failures{rep: &Report{Realm: realm}, stop: ctx}
+	drift, survey, _, err := s.drifted(work, realm, rows, true, by, f)
+	// A delete begun meanwhile took the community out of the repair.
+	active, activeErr := s.activeIDs(work, realm)
 	for _, row := range rows {
-		d := out[row.Label]
+		d := drift[row.Label]
+		whole := len(d) > 0 && !slices.ContainsFunc(d, func(d Drift) bool { return !d.Repaired })
+		var r RepairResult
 		switch {
 		case f.of[row.Label] != nil:
-			failed[row.Label] = f.of[row.Label]
-		// A pass cut short (its survey, the realm's repair or the bulk
-		// mend failed, or Keycloak could not be reached) fails each
-		// community it did not mend whole.
-		case err != nil && (len(d) == 0 || slices.ContainsFunc(d, func(d Drift) bool { return !d.Repaired })):
-			failed[row.Label] = err
+			r.Err = f.of[row.Label]
+		case drift == nil:
+			// The pass failed before it confirmed any (its survey, the
+			// realm's repair).
+			r.Err = err
+		case f.left[row.Label] && f.interrupted():
+			r.NotAttempted = true
+		case f.left[row.Label]:
+			// Keycloak or the registry could not be reached.
+			r.Err = f.err()
+		case err != nil && survey.Shared[row.ID] != nil && !whole:
+			// The bulk mend failed.
+			r.Err = err
+		case activeErr != nil:
+			r.Err = activeErr
+		case !active[row.ID]:
+			r.Err = fmt.Errorf("%w: %s is being deleted", ErrNotFound, row.Label)
 		default:
-			drift[row.Label] = append(d, survey.Realm...)
+			r.Drift = append(d, survey.Realm...)
 		}
+		results[row.Label] = r
 	}
-	return drift, failed
+	return results
 }
 
 // orphan reports o (and with repair removes it, if it carries this

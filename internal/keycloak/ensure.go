@@ -94,8 +94,9 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 // ensureOwnerPermissions checks the community's own admin policies and
 // permissions: what they say, read in one call (ownPolicyDrift). Repair
 // first mends the realm-wide ones they build on (the realm's drift, which
-// a plan reports with every community and apply repairs with the first; a
-// check leaves them to the drift check's reading of the realm); then it
+// a repair of one community alone must mend too, as apply's of a stale
+// record; a check leaves them to the drift check's reading of the realm);
+// then it
 // makes what is missing, makes what grants otherwise say what Describe
 // says again (one whose type was changed is left to an administrator) and
 // reads them back (1 call). With regrouped, or with one missing and

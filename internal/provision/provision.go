@@ -216,6 +216,14 @@ func unrepaired(drift []community.Drift) error {
 	return nil
 }
 
+// repaired is the outcome of one of RepairMany's repairs.
+func repaired(r community.RepairResult) error {
+	if r.Err != nil {
+		return r.Err
+	}
+	return unrepaired(r.Drift)
+}
+
 // Plan lists what Apply would change, in the order it would. It reads
 // the realm as a drift check does, in bulk (3 + ⌈N/500⌉ Keycloak calls and
 // a few for each community that drifted), then the members of the
@@ -302,12 +310,16 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 	return append(plan, last...), nil
 }
 
-// rank orders a plan: repairs first.
+// rank orders a plan: the repairs made together first (so that the
+// realm's drift is mended with them, once), then those made alone.
 func rank(a Action) int {
-	if a.Kind == "repair" {
+	switch {
+	case a.Kind == "repair" && !a.alone:
 		return 0
+	case a.Kind == "repair":
+		return 1
 	}
-	return 1
+	return 2
 }
 
 // planOne plans c against the realm's active communities (by label key
@@ -447,18 +459,44 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 	}
 	failedCreate := map[string]bool{}
 	var failed []string
-	// The repairs are made together at the first (RepairMany), each
-	// reported in its turn.
-	var repaired map[string][]community.Drift
-	var repairFailed map[string]error
+	report := func(a Action, err error) {
+		r := Result{Action: a}
+		if err != nil {
+			r.Error = err.Error()
+			failed = append(failed, a.String())
+		}
+		if progress != nil {
+			progress(r)
+		}
+	}
+	// The repairs are made together at the first (RepairMany), and each
+	// is reported in its turn, even once ctx has ended: it was made.
+	var repairs map[string]community.RepairResult
+	inBatch := func(a Action) bool { return a.Kind == "repair" && !a.alone }
+	made := func(a Action) bool { return inBatch(a) && repairs != nil && !repairs[a.Label].NotAttempted }
 	for i, a := range plan {
-		if ctx.Err() != nil {
+		if inBatch(a) && repairs == nil && ctx.Err() == nil {
+			var labels []string
+			for _, r := range plan[i:] {
+				if inBatch(r) {
+					labels = append(labels, r.Label)
+				}
+			}
+			repairs = p.svc.RepairMany(ctx, f.Realm, labels, p.actor)
+		}
+		if ctx.Err() != nil && !made(a) {
+			skipped := 0
 			for _, rest := range plan[i:] {
+				if made(rest) {
+					report(rest, repaired(repairs[rest.Label]))
+					continue
+				}
+				skipped++
 				if progress != nil {
 					progress(Result{Action: rest, NotAttempted: true})
 				}
 			}
-			return fmt.Errorf("interrupted (%w): %d of %d changes not attempted, %d failed", context.Cause(ctx), len(plan)-i, len(plan), len(failed))
+			return fmt.Errorf("interrupted (%w): %d of %d changes not attempted, %d failed", context.Cause(ctx), skipped, len(plan), len(failed))
 		}
 		var err error
 		switch a.Kind {
@@ -469,24 +507,13 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 				failedCreate[a.Label] = true
 			}
 		case "repair":
-			if a.alone {
-				var drift []community.Drift
-				if drift, err = p.svc.Repair(actx, f.Realm, a.Label, p.actor); err == nil {
-					err = unrepaired(drift)
-				}
+			if !a.alone {
+				err = repaired(repairs[a.Label])
 				break
 			}
-			if repaired == nil {
-				var labels []string
-				for _, r := range plan[i:] {
-					if r.Kind == "repair" && !r.alone {
-						labels = append(labels, r.Label)
-					}
-				}
-				repaired, repairFailed = p.svc.RepairMany(actx, f.Realm, labels, p.actor)
-			}
-			if err = repairFailed[a.Label]; err == nil {
-				err = unrepaired(repaired[a.Label])
+			var drift []community.Drift
+			if drift, err = p.svc.Repair(actx, f.Realm, a.Label, p.actor); err == nil {
+				err = unrepaired(drift)
 			}
 		case "add-member", "remove-member":
 			if failedCreate[a.Label] {
@@ -503,14 +530,7 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 		case "conflict":
 			err = errors.New(a.Detail)
 		}
-		r := Result{Action: a}
-		if err != nil {
-			r.Error = err.Error()
-			failed = append(failed, a.String())
-		}
-		if progress != nil {
-			progress(r)
-		}
+		report(a, err)
 	}
 	if len(failed) > 0 {
 		sort.Strings(failed)

@@ -325,6 +325,22 @@ func TestRecoverFreesWhatAnAbandonedCreateHeld(t *testing.T) {
 	}
 }
 
+// staleConsumers makes the registry's record of the consumer group's id
+// of the community of label key l name no group, as a repair whose record
+// failed leaves it.
+func staleConsumers(t *testing.T, store community.Store, l string) {
+	t.Helper()
+	row, err := store.Get(t.Context(), realm, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := row.Artifacts
+	stale.ConsumerGroupID = uuid.NewString()
+	if err := store.SetArtifacts(t.Context(), row.ID, stale); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPlanRecordsStaleIdsAnew: the registry's id of a member group that
 // names no group (a repair whose record failed, a group made again by
 // hand), though the group is whole by its path, once made every plan a
@@ -334,19 +350,10 @@ func TestPlanRecordsStaleIdsAnew(t *testing.T) {
 	store := memstore.New()
 	svc, idp, desk := newServiceOver(store)
 	idp.AddUser(realm, "bob")
-	c, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: "NDD", Name: "NDD name"})
-	if err != nil {
+	if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: "NDD", Name: "NDD name"}); err != nil {
 		t.Fatal(err)
 	}
-	row, err := store.Get(t.Context(), realm, "ndd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale := row.Artifacts
-	stale.ConsumerGroupID = uuid.NewString()
-	if err := store.SetArtifacts(t.Context(), c.ID, stale); err != nil {
-		t.Fatal(err)
-	}
+	staleConsumers(t, store, "ndd")
 	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - {label: NDD, name: NDD name, consumers: [bob]}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -440,8 +447,9 @@ func TestPlanRepairsBeforeMembers(t *testing.T) {
 	for _, a := range plan {
 		got = append(got, a.Kind+" "+a.Label+" "+a.Role+" "+a.User)
 	}
-	// The repairs first, made together.
-	want := []string{"repair NDD  ", "repair BARE  ", "add-member NDD consumer bob"}
+	// The repairs first: those made together, then NDD's, made by its
+	// own check, which records the ids of the groups it makes again.
+	want := []string{"repair BARE  ", "repair NDD  ", "add-member NDD consumer bob"}
 	if !slices.Equal(got, want) {
 		t.Errorf("plan %q, want %q", got, want)
 	}
@@ -645,25 +653,64 @@ func TestPruneRemovesAMemberNoReferenceNames(t *testing.T) {
 }
 
 // countIDP records the communities checked one by one and counts the
-// bulk mends; with mendErr the bulk mend fails, changing nothing.
+// bulk mends; onEnsure and onMend run as each begins, with mendErr the
+// bulk mend fails, changing nothing, and with surveyErr the survey.
 type countIDP struct {
 	*fakeidp.IDP
-	ensured []string
-	mends   int
-	mendErr error
+	ensured            []string
+	mends              int
+	onEnsure, onMend   func()
+	mendErr, surveyErr error
 }
 
 func (c *countIDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
 	c.ensured = append(c.ensured, s.Label)
+	if c.onEnsure != nil {
+		c.onEnsure()
+	}
 	return c.IDP.Ensure(ctx, s, repair)
 }
 
 func (c *countIDP) MendShared(ctx context.Context, realm, root string, shared []community.SharedDrift) (map[string][]string, error) {
 	c.mends++
+	if c.onMend != nil {
+		c.onMend()
+	}
 	if c.mendErr != nil {
 		return nil, c.mendErr
 	}
 	return c.IDP.MendShared(ctx, realm, root, shared)
+}
+
+func (c *countIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
+	if c.surveyErr != nil {
+		return community.Survey{}, c.surveyErr
+	}
+	return c.IDP.Survey(ctx, realm, root, specs)
+}
+
+// repairsApplied applies the plan of f (a plan of repairs alone, which it
+// checks) and returns each result as "label: error".
+func repairsApplied(t *testing.T, p *provision.Provisioner, f *provision.File, labels ...string) ([]string, error) {
+	t.Helper()
+	plan, err := p.Plan(t.Context(), f, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var planned []string
+	for _, a := range plan {
+		planned = append(planned, a.Kind+" "+a.Label)
+	}
+	if want := slices.Collect(func(yield func(string) bool) {
+		for _, l := range labels {
+			yield("repair " + l)
+		}
+	}); !slices.Equal(planned, want) {
+		t.Fatalf("plan %q, want %q", planned, want)
+	}
+	var got []string
+	err = p.Apply(t.Context(), f, plan, func(r provision.Result) { got = append(got, r.Label+": "+r.Error) })
+	return got, err
 }
 
 // TestApplyRepairsTogether: apply repaired what its plan found community
@@ -671,45 +718,44 @@ func (c *countIDP) MendShared(ctx context.Context, realm, root string, shared []
 // lacks alike: the realm's admin permissions switched off (the realm's
 // drift, which a plan names with every community), role:service-desk or
 // community-owner deleted by hand. At 10,000 communities that was some
-// 140,000 calls. Now its repairs are one drift pass: the realm's drift
-// mended once, what communities share in one bulk mend, and only the
-// survey's suspects (and a stale record of a group's id, which the survey
-// cannot see) checked on their own; each is reported in its turn and
-// audited as the pipeline's. A bulk mend that fails fails the repairs it
-// was to make, and only those.
+// 140,000 calls. Now its repairs are one drift pass, first: the realm's
+// drift mended once, what communities share in one bulk mend, and only
+// the survey's suspects checked on their own; then a stale record of a
+// group's id, which the survey cannot see, by the community's own check,
+// though the file lists it first. Each is reported in its turn and
+// audited as the pipeline's, the realm's once, with no label. A bulk mend
+// that fails fails the repairs it was to make, and only those; a survey
+// that fails, all of them; a community deleted meanwhile is not repaired.
 func TestApplyRepairsTogether(t *testing.T) {
 	store := memstore.New()
 	idp := &countIDP{IDP: fakeidp.New()}
 	svc, desk := newServiceVia(store, idp.IDP, idp)
 	bob := idp.AddUser(realm, "bob")
-	labels := []string{"AAA", "BBB", "CCC", "DDD", "EEE", "FFF"}
-	yml := "realm: r\ncommunities:\n"
-	for _, l := range labels {
+	yml := "realm: r\ncommunities:\n  - {label: FFF, name: FFF name, consumers: [bob]}\n"
+	for _, l := range []string{"FFF", "AAA", "BBB", "CCC", "DDD", "EEE"} {
 		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l + " name"}); err != nil {
 			t.Fatal(err)
 		}
-		yml += "  - {label: " + l + ", name: " + l + " name}\n"
+		if l != "FFF" {
+			yml += "  - {label: " + l + ", name: " + l + " name}\n"
+		}
 	}
-	f, err := provision.Parse([]byte(strings.Replace(yml, "FFF name}", "FFF name, consumers: [bob]}", 1)))
+	f, err := provision.Parse([]byte(yml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	row, err := store.Get(t.Context(), realm, "fff")
-	if err != nil {
-		t.Fatal(err)
+	staleConsumers(t, store, "fff")
+	drift := func() {
+		t.Helper()
+		idp.SwitchPermissionsOff(realm)
+		idp.Unlink(realm, "AAA")
+		idp.Unlink(realm, "BBB")
+		if !idp.Delete(realm, fakeidp.RoleMapping, "/Communities/CCC/owner → "+fakeidp.OwnerRole) ||
+			!idp.Delete(realm, fakeidp.Group, "/Communities/DDD/author") {
+			t.Fatalf("nothing to delete: %v", idp.Artefacts(realm))
+		}
 	}
-	stale := row.Artifacts
-	stale.ConsumerGroupID = uuid.NewString()
-	if err := store.SetArtifacts(t.Context(), row.ID, stale); err != nil {
-		t.Fatal(err)
-	}
-	idp.SwitchPermissionsOff(realm)
-	idp.Unlink(realm, "AAA")
-	idp.Unlink(realm, "BBB")
-	if !idp.Delete(realm, fakeidp.RoleMapping, "/Communities/CCC/owner → "+fakeidp.OwnerRole) ||
-		!idp.Delete(realm, fakeidp.Group, "/Communities/DDD/author") {
-		t.Fatalf("nothing to delete: %v", idp.Artefacts(realm))
-	}
+	drift()
 
 	p := provision.New(svc, desk)
 	plan, err := p.Plan(t.Context(), f, false)
@@ -724,7 +770,6 @@ func TestApplyRepairsTogether(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("plan %q, want %q", got, want)
 	}
-
 	idp.ensured, idp.mends = nil, 0
 	events := len(store.Events())
 	var results []provision.Result
@@ -735,10 +780,6 @@ func TestApplyRepairsTogether(t *testing.T) {
 		if r.Action.String() != plan[i].String() || r.Error != "" {
 			t.Errorf("result %d: %+v, want %v done", i, r, plan[i])
 		}
-	}
-	// EEE lacked only the realm's: each result says it, mended.
-	if !strings.Contains(results[4].Detail, "admin permissions of realm r: not enabled") {
-		t.Errorf("EEE's repair %q, want the realm's admin permissions", results[4].Detail)
 	}
 	if slices.Sort(idp.ensured); !slices.Equal(idp.ensured, []string{"DDD", "FFF"}) || idp.mends != 1 {
 		t.Errorf("checked %v one by one and mended %d times in bulk; want DDD's and FFF's checks and one mend", idp.ensured, idp.mends)
@@ -760,23 +801,99 @@ func TestApplyRepairsTogether(t *testing.T) {
 		t.Errorf("plan after apply: %v %v", plan, err)
 	}
 
-	// A bulk mend that fails: AAA's and CCC's repairs fail with its error,
-	// DDD's (checked on its own) is made.
-	idp.Unlink(realm, "AAA")
-	idp.Delete(realm, fakeidp.RoleMapping, "/Communities/CCC/owner → "+fakeidp.OwnerRole)
-	idp.Delete(realm, fakeidp.Group, "/Communities/DDD/author")
+	// The bulk mend fails: AAA's, BBB's and CCC's repairs fail with it;
+	// DDD's (checked on its own) and those that lacked only the realm's
+	// are made.
+	drift()
 	idp.mendErr = errors.New("keycloak went away")
-	if plan, err = p.Plan(t.Context(), f, false); err != nil || len(plan) != 3 {
-		t.Fatalf("plan %v %v, want 3 repairs", plan, err)
+	got, err = repairsApplied(t, p, f, "FFF", "AAA", "BBB", "CCC", "DDD", "EEE")
+	mendFailed := "mend r: 0 of 3 communities mended: Keycloak could not mend what the communities share: keycloak went away"
+	want = []string{"FFF: ", "AAA: " + mendFailed, "BBB: " + mendFailed, "CCC: " + mendFailed, "DDD: ", "EEE: "}
+	if err == nil || !strings.Contains(err.Error(), "3 of 6 changes failed") || !slices.Equal(got, want) {
+		t.Errorf("apply with the bulk mend failing: %v, results %q; want %q", err, got, want)
 	}
+	idp.mendErr = nil
+
+	// BBB is deleted while the bulk mend runs: its repair fails, saying
+	// so; AAA's and CCC's are made.
+	idp.onMend = func() {
+		idp.onMend = nil
+		if _, err := svc.Delete(t.Context(), realm, desk, community.DeleteRequest{Label: "BBB"}); err != nil {
+			t.Error(err)
+		}
+	}
+	got, err = repairsApplied(t, p, f, "AAA", "BBB", "CCC")
+	want = []string{"AAA: ", "BBB: community not found: BBB is being deleted", "CCC: "}
+	if err == nil || !slices.Equal(got, want) {
+		t.Errorf("apply with BBB deleted meanwhile: %v, results %q; want %q", err, got, want)
+	}
+
+	// The survey fails: every repair fails with it, and nothing changes.
+	f, err = provision.Parse([]byte(strings.Replace(yml, "  - {label: BBB, name: BBB name}\n", "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp.SwitchPermissionsOff(realm)
+	plan, err = p.Plan(t.Context(), f, false)
+	if err != nil || len(plan) != 5 {
+		t.Fatalf("plan %v %v, want 5 repairs", plan, err)
+	}
+	idp.surveyErr, idp.ensured, idp.mends = errors.New("keycloak went away"), nil, 0
+	steps := idp.Steps()
 	results = nil
 	err = p.Apply(t.Context(), f, plan, func(r provision.Result) { results = append(results, r) })
-	if err == nil || !strings.Contains(err.Error(), "2 of 3 changes failed") {
-		t.Errorf("apply with the mend failing: %v", err)
+	if err == nil || len(results) != 5 || slices.ContainsFunc(results, func(r provision.Result) bool { return !strings.Contains(r.Error, "keycloak went away") }) {
+		t.Errorf("apply with the survey failing: %v, results %+v; want each failed with it", err, results)
 	}
-	for _, r := range results {
-		if failed := r.Label != "DDD"; failed != strings.Contains(r.Error, "keycloak went away") {
-			t.Errorf("%s's repair: %q; want it failed only if it was to be mended in bulk", r.Label, r.Error)
+	if idp.Steps() != steps || len(idp.ensured) != 0 || idp.mends != 0 {
+		t.Errorf("apply with the survey failing made %d changes, %d checks, %d mends; want none", idp.Steps()-steps, len(idp.ensured), idp.mends)
+	}
+}
+
+// TestApplyReportsTheRepairsMadeBeforeItWasInterrupted: the repairs are
+// one pass, which starts no further change once the pipeline is cancelled
+// (each runs to its end): the suspect under way is made and reported so,
+// the one after it and the bulk mend are not attempted, nor is anything
+// after the repairs.
+func TestApplyReportsTheRepairsMadeBeforeItWasInterrupted(t *testing.T) {
+	idp := &countIDP{IDP: fakeidp.New()}
+	svc, desk := newServiceVia(memstore.New(), idp.IDP, idp)
+	for _, l := range []string{"AAA", "BBB", "CCC"} {
+		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l + " name"}); err != nil {
+			t.Fatal(err)
 		}
+	}
+	idp.Unlink(realm, "AAA")
+	for _, l := range []string{"BBB", "CCC"} {
+		idp.Delete(realm, fakeidp.Group, "/Communities/"+l+"/author")
+	}
+	f, err := provision.Parse([]byte("realm: r\ncommunities:\n  - {label: NEW, name: NEW name}\n" +
+		"  - {label: AAA, name: AAA name}\n  - {label: BBB, name: BBB name}\n  - {label: CCC, name: CCC name}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	plan, err := p.Plan(t.Context(), f, false)
+	if err != nil || len(plan) != 4 {
+		t.Fatalf("plan %v %v", plan, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	idp.ensured, idp.onEnsure = nil, cancel // SIGTERM while BBB is repaired
+	var got []string
+	err = p.Apply(ctx, f, plan, func(r provision.Result) {
+		got = append(got, fmt.Sprintf("%s %s %q %v", r.Kind, r.Label, r.Error, r.NotAttempted))
+	})
+	if err == nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "3 of 4 changes not attempted, 0 failed") {
+		t.Errorf("apply: %v", err)
+	}
+	want := []string{`repair AAA "" true`, `repair BBB "" false`, `repair CCC "" true`, `create NEW "" true`}
+	if !slices.Equal(got, want) {
+		t.Errorf("results %q, want %q", got, want)
+	}
+	if !slices.Equal(idp.ensured, []string{"BBB"}) || idp.mends != 0 {
+		t.Errorf("checked %v one by one and mended %d times in bulk; want BBB's check alone", idp.ensured, idp.mends)
+	}
+	if _, drift, err := svc.Drift(t.Context(), realm); err != nil || len(drift["BBB"]) != 0 || len(drift["AAA"]) == 0 || len(drift["CCC"]) == 0 {
+		t.Errorf("drift after the interrupted apply: %v %v; want BBB's repaired alone", drift, err)
 	}
 }

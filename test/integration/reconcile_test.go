@@ -1312,6 +1312,19 @@ func TestApplyRepairsTogether(t *testing.T) {
 			t.Errorf("after apply %s's owner group does not map %s", l, keycloak.OwnerRole)
 		}
 	}
+	// The realm's repair is audited once, with no label, as the
+	// pipeline's; each owner group's as its community's.
+	if trail := f.svc.AuditTrail(t, f.realm.Name, ""); len(trail) != 1 || trail[0].Action != "repair" ||
+		trail[0].ActorClient != "communities-cli" || !strings.Contains(trail[0].Detail, "admin permissions") {
+		t.Errorf("the realm's audit trail %+v, want one repair by communities-cli naming its admin permissions", trail)
+	}
+	for _, l := range labels {
+		if trail := f.svc.AuditTrail(t, f.realm.Name, l); !slices.ContainsFunc(trail, func(ev community.AuditEvent) bool {
+			return ev.Action == "repair" && ev.ActorClient == "communities-cli" && strings.Contains(ev.Detail, keycloak.OwnerRole)
+		}) {
+			t.Errorf("%s's audit trail %+v, want its owner group's repair by communities-cli", l, trail)
+		}
+	}
 	if plan, err := p.Plan(ctx, file, false); err != nil || len(plan) != 0 {
 		t.Errorf("plan after apply: %v, %v; want nothing to do", plan, err)
 	}
