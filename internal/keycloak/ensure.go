@@ -96,13 +96,13 @@ func (c *Client) Ensure(ctx context.Context, s community.Spec, repair bool) ([]c
 // first mends the realm-wide ones they build on (the realm's drift, which
 // a repair of one community alone must mend too, as apply's of a stale
 // record; a check leaves them to the drift check's reading of the realm);
-// then it
-// makes what is missing, makes what grants otherwise say what Describe
-// says again (one whose type was changed is left to an administrator) and
-// reads them back (1 call). With regrouped, or with one missing and
-// another changed (an aggregate names its policies, so it cannot be put
-// back before they exist, nor they be made beside a changed one), it first
-// removes the community's own ones and makes them all again.
+// then it makes what is missing, makes what grants otherwise say what
+// Describe says again (one whose type was changed is left to an
+// administrator) and reads them back (1 call). With regrouped, or with one
+// missing and another changed (an aggregate names its policies, so it
+// cannot be put back before they exist, nor they be made beside a changed
+// one), it first removes the community's own ones and makes them all
+// again.
 func (c *Client) ensureOwnerPermissions(ctx context.Context, tok string, s community.Spec, d Desired, a community.Artifacts,
 	repair, regrouped bool, note, critical func(string, string, bool)) error {
 	base, err := c.permissionsBase(ctx, tok, s.Realm, repair)
