@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -126,8 +127,8 @@ func writeReports(w io.Writer, format string, reports []community.Report) error 
 		for _, d := range r.RealmDrift {
 			fmt.Fprintf(w, "%s: %s\n", r.Realm, d)
 		}
-		for label, ds := range r.Drift {
-			for _, d := range ds {
+		for _, label := range slices.Sorted(maps.Keys(r.Drift)) {
+			for _, d := range r.Drift[label] {
 				fmt.Fprintf(w, "%s/%s: %s\n", r.Realm, label, d)
 			}
 		}

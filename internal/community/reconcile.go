@@ -192,10 +192,7 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 	if err != nil || stopped {
 		return rep, errors.Join(err, failed.err())
 	}
-	for l, d := range drift {
-		s.log.WarnContext(ctx, "community drifted from its definition", "realm", realm, "label", l,
-			"drift", fmt.Sprint(d), "repair", repair)
-	}
+	s.logDrift(ctx, realm, rows, drift, survey.Shared, repair)
 	// ids of active rows, and of orphans found, so that a community's
 	// roles and permissions are not taken for orphans of their own.
 	seen := map[string]bool{}
@@ -244,6 +241,45 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 	}
 	return rep, failed.err()
 }
+
+// logDrift warns of each community's drift, in rows' order, but of what a
+// realm-wide policy or role deleted by hand took from every community
+// alike (shared, by community id) once for them all: at 10,000
+// communities that would be 10,000 lines on every pass until someone
+// repairs it, for one cause, which the realm's own line (its policy or
+// role missing) names when it is still missing. The report names each.
+func (s *Service) logDrift(ctx context.Context, realm string, rows []Community, drift, shared map[string][]Drift, repair bool) {
+	var alike []string
+	var example []Drift
+	left := 0
+	for _, row := range rows {
+		d, ok := drift[row.Label]
+		if !ok {
+			continue
+		}
+		if _, ok := shared[row.ID]; !ok {
+			s.log.WarnContext(ctx, "community drifted from its definition", "realm", realm, "label", row.Label,
+				"drift", fmt.Sprint(d), "repair", repair)
+			continue
+		}
+		if alike = append(alike, row.Label); example == nil {
+			example = d
+		}
+		if slices.ContainsFunc(d, func(d Drift) bool { return !d.Repaired }) {
+			left++
+		}
+	}
+	if len(alike) == 0 {
+		return
+	}
+	s.log.WarnContext(ctx, "communities lack alike what a realm-wide policy or role deleted by hand took from each",
+		"realm", realm, "communities", len(alike), "not_repaired", left, "first", alike[:min(len(alike), maxAlikeLogged)],
+		"drift_of_first", fmt.Sprint(example), "repair", repair)
+}
+
+// maxAlikeLogged bounds the labels logDrift names of communities that
+// drifted alike.
+const maxAlikeLogged = 10
 
 // uncheckedLast orders rows so that the communities whose check failed in
 // realm's last pass come last: two that keep failing alike (Keycloak

@@ -2,6 +2,7 @@ package community_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -2345,5 +2346,83 @@ func TestSharedDriftIsMendedTogether(t *testing.T) {
 	}
 	if rep := pass(false); rep.DriftCount() != 0 {
 		t.Errorf("after the repair: %+v", rep)
+	}
+}
+
+// What a realm-wide policy deleted by hand takes from every community is
+// one warning for them all, on every pass, not one a community; a
+// community's own drift is still its own line.
+func TestSharedDriftIsLoggedOnce(t *testing.T) {
+	ctx := t.Context()
+	var logged strings.Builder
+	opts := options(time.Minute)
+	opts.Logger = slog.New(slog.NewJSONHandler(&logged, nil))
+	store, idp := memstore.New(), fakeidp.New()
+	svc := community.New(store, idp, opts)
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	var labels []string
+	for i := range 12 {
+		l := fmt.Sprintf("S%02d", i)
+		labels = append(labels, l)
+		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
+			t.Fatal(err)
+		}
+		idp.Unlink(realm, l)
+	}
+	if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: "OWN", Name: "Own"}); err != nil {
+		t.Fatal(err)
+	}
+	idp.Delete(realm, fakeidp.Group, "/Communities/OWN/author")
+
+	type line struct {
+		Msg          string   `json:"msg"`
+		Label        string   `json:"label"`
+		Communities  int      `json:"communities"`
+		NotRepaired  int      `json:"not_repaired"`
+		First        []string `json:"first"`
+		DriftOfFirst string   `json:"drift_of_first"`
+		Repair       bool     `json:"repair"`
+	}
+	pass := func(repair bool) []line {
+		t.Helper()
+		logged.Reset()
+		reports, _, err := svc.Reconcile(ctx, []string{realm}, repair)
+		if err != nil || len(reports) != 1 || len(reports[0].Drift) != 13 {
+			t.Fatalf("reconcile (repair %v): %+v %v; want the drift of 13 communities", repair, reports, err)
+		}
+		var out []line
+		for _, s := range strings.Split(strings.TrimSpace(logged.String()), "\n") {
+			var l line
+			if err := json.Unmarshal([]byte(s), &l); err != nil {
+				t.Fatalf("log line %q: %v", s, err)
+			}
+			if strings.Contains(l.Msg, "drifted") || strings.Contains(l.Msg, "alike") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	for _, repair := range []bool{false, true} {
+		lines := pass(repair)
+		left := 12
+		if repair {
+			left = 0
+		}
+		want := []line{
+			{Msg: "community drifted from its definition", Label: "OWN", Repair: repair},
+			{Msg: "communities lack alike what a realm-wide policy or role deleted by hand took from each",
+				Communities: 12, NotRepaired: left, First: labels[:10], Repair: repair},
+		}
+		if len(lines) != 2 || !strings.Contains(lines[1].DriftOfFirst, "S00") {
+			t.Fatalf("repair %v: logged %+v, want OWN's line and one for S00 to S11, with S00's drift", repair, lines)
+		}
+		lines[1].DriftOfFirst = ""
+		if !slices.EqualFunc(lines, want, func(a, b line) bool {
+			return a.Msg == b.Msg && a.Label == b.Label && a.Communities == b.Communities && a.NotRepaired == b.NotRepaired &&
+				slices.Equal(a.First, b.First) && a.Repair == b.Repair
+		}) {
+			t.Errorf("repair %v: logged %+v, want %+v", repair, lines, want)
+		}
 	}
 }
