@@ -120,8 +120,9 @@ func newPlan(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "plan -f communities.yaml",
 		Short: "Show what apply would change; change nothing",
 		Long: `Compare the realm with the file and print what apply would do: communities
-to create, artefacts to repair, members to add (and with --prune, communities
-to delete and members to remove). Nothing is changed, by construction: the
+to create, artefacts to repair (the realm's own, such as its admin
+permissions switched off, once, as repair-realm), members to add (and with
+--prune, communities to delete and members to remove). Nothing is changed, by construction: the
 database sessions are read-only, the Keycloak client refuses every change
 before sending it, the schema is never migrated (a pending migration is an
 error), and what a drift check would fix, such as a community scope in every

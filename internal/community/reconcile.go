@@ -334,14 +334,10 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 		// Confirmed (and mended) once for the realm; a repair that
 		// switched admin permissions on surveys again, so that the
 		// communities' own are checked now that they count.
-		realmDrift, err := s.kc.EnsureRealm(ctx, realm, s.opts.RootGroup, repair)
+		realmDrift, err := s.ensureRealm(ctx, realm, repair, by)
 		if err != nil {
 			survey.Realm = nil // not confirmed: not reported
-			return nil, survey, false, fmt.Errorf("check realm %s: %w", realm, err)
-		}
-		// The realm's own, of no community: audited without a label.
-		if repaired := slices.DeleteFunc(slices.Clone(realmDrift), func(d Drift) bool { return !d.Repaired }); len(repaired) > 0 {
-			s.audit(ctx, s.event(realm, "repair", by, "", ""), "success", fmt.Sprint(repaired))
+			return nil, survey, false, err
 		}
 		// Switched on since the survey read them off (by this repair, or
 		// by someone meanwhile): the survey compared no community's
@@ -401,6 +397,20 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 		}
 	}
 	return out, survey, false, nil
+}
+
+// ensureRealm confirms the realm's own drift (admin permissions switched
+// off, realm-wide policies that say something else) and with repair mends
+// it, audited as by's, once, with no label: it is no community's.
+func (s *Service) ensureRealm(ctx context.Context, realm string, repair bool, by Actor) ([]Drift, error) {
+	drift, err := s.kc.EnsureRealm(ctx, realm, s.opts.RootGroup, repair)
+	if err != nil {
+		return nil, fmt.Errorf("check realm %s: %w", realm, err)
+	}
+	if repaired := slices.DeleteFunc(slices.Clone(drift), func(d Drift) bool { return !d.Repaired }); len(repaired) > 0 {
+		s.audit(ctx, s.event(realm, "repair", by, "", ""), "success", fmt.Sprint(repaired))
+	}
+	return drift, nil
 }
 
 // mendShared adds to out the drift of survey's Shared communities (and
@@ -474,36 +484,32 @@ func (s *Service) activeIDs(ctx context.Context, realm string) (map[string]bool,
 	return active, nil
 }
 
-// Drift returns realm's active communities and what each lacks, read as a
-// drift check reads them: 3 + ⌈N/500⌉ Keycloak calls for the realm (one
-// or two more when the realm itself drifted), and
-// Ensure's few for each community the survey suspects. It changes
-// nothing; Check with repair mends one community.
-func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[string][]Drift, error) {
+// Drift returns realm's active communities, what each lacks, and the
+// realm's own drift (said once: it is no community's), read as a drift
+// check reads them: 3 + ⌈N/500⌉ Keycloak calls for the realm (one or two
+// more when the realm itself drifted), and Ensure's few for each community
+// the survey suspects. It changes nothing; Check with repair mends one
+// community. While the realm's admin permissions are off no community's
+// own can be compared: RepairMany compares them once it has switched them
+// on.
+func (s *Service) Drift(ctx context.Context, realm string) ([]Community, map[string][]Drift, []Drift, error) {
 	rows, err := s.List(ctx, realm, 0, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// A plan needs every community's answer: any failed check fails it.
 	failed := &failures{rep: &Report{Realm: realm}}
 	drift, survey, _, err := s.drifted(ctx, realm, rows, false, reconciler, failed)
 	if err = errors.Join(err, failed.err()); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	// A plan is by community: the realm's drift is each one's, and
-	// RepairMany mends it once for all.
-	if len(survey.Realm) > 0 {
-		for _, row := range rows {
-			drift[row.Label] = append(drift[row.Label], survey.Realm...)
-		}
-	}
-	return rows, drift, nil
+	return rows, drift, survey.Realm, nil
 }
 
 // RepairResult is what RepairMany did for one community.
 type RepairResult struct {
-	// Drift is what it lacked, with the realm's drift (as Drift says it):
-	// what is not Repaired is left to a person.
+	// Drift is what it lacked (the realm's drift is Repairs.Realm): what
+	// is not Repaired is left to a person.
 	Drift []Drift
 	// Err says why its repair failed, or why there was none (it is not
 	// active).
@@ -512,26 +518,43 @@ type RepairResult struct {
 	NotAttempted bool
 }
 
-// RepairMany mends what realm's active communities of labels lack, as a
-// drift check's repair does, audited as by's: the realm's own drift once,
-// what the communities share in bulk (MendShared), and each one the
-// survey suspects with its own Ensure. Repaired one by one, as apply did,
-// each community took about 14 Keycloak calls even when all it lacked was
-// the realm's (admin permissions switched off: 140,000 calls at 10,000
-// communities); this takes the survey's 3 + ⌈k/500⌉ for k labels, a few
-// for the realm, ⌈k/500⌉ for what they share and Ensure's for each
-// suspect. Once ctx ends it starts no further change (each runs to its
-// end: one cut off could still commit after it was reported failed), and
-// what it did not reach is NotAttempted.
-func (s *Service) RepairMany(ctx context.Context, realm string, labels []string, by Actor) map[string]RepairResult {
+// Repairs is what RepairMany did.
+type Repairs struct {
+	// Realm is the realm's own drift (what is not Repaired is left to a
+	// person); Err, when set, says why the pass failed before it was
+	// confirmed (the survey, the realm's repair), and every community's
+	// Err says so too.
+	Realm []Drift
+	Err   error
+	// Communities are the results by label, one for each label asked.
+	Communities map[string]RepairResult
+}
+
+// RepairMany mends the realm's own drift and what realm's active
+// communities of labels lack, as a drift check's repair does, audited as
+// by's: the realm's drift once, what the communities share in bulk
+// (MendShared), and each one the survey suspects with its own Ensure; with
+// no community of labels active, the realm's drift alone. Repaired one by
+// one, as apply did, each community took about 14 Keycloak calls even when
+// all it lacked was the realm's (admin permissions switched off: 140,000
+// calls at 10,000 communities); this takes the survey's 3 + ⌈k/500⌉ for k
+// labels, a few for the realm, ⌈k/500⌉ for what they share and Ensure's
+// for each suspect. Once ctx ends it starts no further change (each runs
+// to its end: one cut off could still commit after it was reported
+// failed), and what it did not reach is NotAttempted.
+func (s *Service) RepairMany(ctx context.Context, realm string, labels []string, by Actor) Repairs {
 	work := context.WithoutCancel(ctx)
-	results := make(map[string]RepairResult, len(labels))
+	out := Repairs{Communities: make(map[string]RepairResult, len(labels))}
+	failAll := func(err error) Repairs {
+		out.Err = err
+		for _, l := range labels {
+			out.Communities[l] = RepairResult{Err: err}
+		}
+		return out
+	}
 	rows, err := s.store.List(work, realm, 0, 0)
 	if err != nil {
-		for _, l := range labels {
-			results[l] = RepairResult{Err: err}
-		}
-		return results
+		return failAll(err)
 	}
 	wanted := map[string]bool{}
 	for _, l := range labels {
@@ -542,13 +565,22 @@ func (s *Service) RepairMany(ctx context.Context, realm string, labels []string,
 		delete(wanted, row.Label)
 	}
 	for l := range wanted {
-		results[l] = RepairResult{Err: fmt.Errorf("%w: %s", ErrNotFound, l)}
+		out.Communities[l] = RepairResult{Err: fmt.Errorf("%w: %s", ErrNotFound, l)}
 	}
 	if len(rows) == 0 {
-		return results
+		// The survey finds admin permissions off in its pages of
+		// communities; with none it would not look.
+		out.Realm, out.Err = s.ensureRealm(work, realm, true, by)
+		return out
 	}
 	f := &failures{rep: &Report{Realm: realm}, stop: ctx}
 	drift, survey, _, err := s.drifted(work, realm, rows, true, by, f)
+	if drift == nil {
+		// The pass failed before it confirmed any (its survey, the
+		// realm's repair).
+		return failAll(err)
+	}
+	out.Realm = survey.Realm
 	// A delete begun meanwhile took the community out of the repair.
 	active, activeErr := s.activeIDs(work, realm)
 	for _, row := range rows {
@@ -558,10 +590,6 @@ func (s *Service) RepairMany(ctx context.Context, realm string, labels []string,
 		switch {
 		case f.of[row.Label] != nil:
 			r.Err = f.of[row.Label]
-		case drift == nil:
-			// The pass failed before it confirmed any (its survey, the
-			// realm's repair).
-			r.Err = err
 		case f.left[row.Label] && f.interrupted():
 			r.NotAttempted = true
 		case f.left[row.Label]:
@@ -575,11 +603,11 @@ func (s *Service) RepairMany(ctx context.Context, realm string, labels []string,
 		case !active[row.ID]:
 			r.Err = fmt.Errorf("%w: %s is being deleted", ErrNotFound, row.Label)
 		default:
-			r.Drift = append(d, survey.Realm...)
+			r.Drift = d
 		}
-		results[row.Label] = r
+		out.Communities[row.Label] = r
 	}
-	return results
+	return out
 }
 
 // orphan reports o (and with repair removes it, if it carries this

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -132,7 +133,8 @@ func Marshal(f *File) ([]byte, error) { return yaml.Marshal(f) }
 
 // Action is one change apply makes (or plan says it would make).
 type Action struct {
-	Kind   string `json:"kind"` // create, repair, add-member, remove-member, delete, conflict
+	Kind string `json:"kind"` // repair-realm, create, repair, add-member, remove-member, delete, conflict
+	// Label is the community's; a repair-realm has none.
 	Label  string `json:"label"`
 	Detail string `json:"detail,omitempty"`
 	Role   string `json:"role,omitempty"`
@@ -150,7 +152,10 @@ type Action struct {
 }
 
 func (a Action) String() string {
-	s := a.Kind + " " + a.Label
+	s := a.Kind
+	if a.Label != "" {
+		s += " " + a.Label
+	}
 	if a.Role != "" {
 		s += " " + a.Role + " " + a.User
 	}
@@ -224,12 +229,42 @@ func repaired(r community.RepairResult) error {
 	return unrepaired(r.Drift)
 }
 
+// realmRepaired is the outcome of a repair-realm: the realm's own repair,
+// and what the communities it named (by label) that no repair of the plan
+// names lacked once it was made. Those were repaired with it, since their
+// admin permissions cannot be compared while the realm's are off; one
+// that failed fails the realm's repair, the only one that can say so.
+func realmRepaired(r community.Repairs, named map[string]bool) error {
+	if r.Err != nil {
+		return r.Err
+	}
+	if err := unrepaired(r.Realm); err != nil {
+		return err
+	}
+	var failed []string
+	for _, l := range slices.Sorted(maps.Keys(r.Communities)) {
+		c := r.Communities[l]
+		if named[l] || c.NotAttempted || errors.Is(c.Err, community.ErrNotFound) {
+			continue // reported by its own repair; not reached; not active
+		}
+		if err := repaired(c); err != nil {
+			failed = append(failed, l+": "+err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("the realm was repaired, but not what %d of its communities lacked once it was: %s", len(failed), strings.Join(failed, "; "))
+	}
+	return nil
+}
+
 // Plan lists what Apply would change, in the order it would. It reads
 // the realm as a drift check does, in bulk (3 + ⌈N/500⌉ Keycloak calls and
 // a few for each community that drifted), then the members of the
 // communities whose file entry lists members, in bulk too (⌈3N/1500⌉).
+// The realm's own drift is one repair-realm, first, not a repair of each
+// community (10,000 lines for one switch in the console).
 func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, error) {
-	existing, drift, err := p.svc.Drift(ctx, f.Realm)
+	existing, drift, realmDrift, err := p.svc.Drift(ctx, f.Realm)
 	if err != nil {
 		return nil, err
 	}
@@ -297,11 +332,14 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 		}
 	}
 	for _, c := range f.Communities {
-		actions, err := p.planOne(ctx, f.Realm, c, active, named, members, drift[c.Label], prune)
+		actions, err := p.planOne(ctx, f.Realm, c, active, named, members, drift[c.Label], realmDrift, prune)
 		if err != nil {
 			return nil, fmt.Errorf("community %s: %w", c.Label, err)
 		}
 		plan = append(plan, actions...)
+	}
+	if len(realmDrift) > 0 {
+		plan = append(plan, Action{Kind: "repair-realm", Detail: fmt.Sprint(realmDrift)})
 	}
 	// The repairs come first, made together (Apply): the realm's own drift
 	// is mended once before anything else changes, and each community's
@@ -310,23 +348,26 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 	return append(plan, last...), nil
 }
 
-// rank orders a plan: the repairs made together first (so that the
-// realm's drift is mended with them, once), then those made alone.
+// rank orders a plan: the realm's repair, then the communities' repairs
+// made with it, then those made alone (after the realm's drift is
+// mended), then the rest.
 func rank(a Action) int {
 	switch {
-	case a.Kind == "repair" && !a.alone:
+	case a.Kind == "repair-realm":
 		return 0
-	case a.Kind == "repair":
+	case a.Kind == "repair" && !a.alone:
 		return 1
+	case a.Kind == "repair":
+		return 2
 	}
-	return 2
+	return 3
 }
 
 // planOne plans c against the realm's active communities (by label key
 // and by name key), their members (by label and role; a member group that
-// is gone has none) and c's drift.
+// is gone has none), c's drift and the realm's.
 func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, active, named map[string]community.Community,
-	members map[string]map[string][]community.Member, drift []community.Drift, prune bool) ([]Action, error) {
+	members map[string]map[string][]community.Member, drift, realmDrift []community.Drift, prune bool) ([]Action, error) {
 	conflict := func(format string, args ...any) []Action {
 		return []Action{{Kind: "conflict", Label: c.Label, Detail: fmt.Sprintf(format, args...)}}
 	}
@@ -385,6 +426,10 @@ func (p *Provisioner) planOne(ctx context.Context, realm string, c Community, ac
 				if err != nil {
 					return nil, err
 				}
+				// The realm's drift is the repair-realm's.
+				now = slices.DeleteFunc(now, func(d community.Drift) bool {
+					return slices.ContainsFunc(realmDrift, func(r community.Drift) bool { return r.What == d.What })
+				})
 				if len(now) > 0 {
 					return conflict("its %s group could not be read, though the realm's survey found it whole a moment before: "+
 						"check it with 'communities reconcile', then plan again", role), nil
@@ -471,24 +516,51 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 	}
 	// The repairs are made together at the first (RepairMany), and each
 	// is reported in its turn, even once ctx has ended: it was made.
-	var repairs map[string]community.RepairResult
-	inBatch := func(a Action) bool { return a.Kind == "repair" && !a.alone }
-	made := func(a Action) bool { return inBatch(a) && repairs != nil && !repairs[a.Label].NotAttempted }
+	var (
+		repairs *community.Repairs
+		named   = map[string]bool{} // the communities the batch's repairs name
+	)
+	inBatch := func(a Action) bool { return a.Kind == "repair-realm" || a.Kind == "repair" && !a.alone }
+	made := func(a Action) bool {
+		return inBatch(a) && repairs != nil && (a.Kind == "repair-realm" || !repairs.Communities[a.Label].NotAttempted)
+	}
+	outcome := func(a Action) error {
+		if a.Kind == "repair-realm" {
+			return realmRepaired(*repairs, named)
+		}
+		return repaired(repairs.Communities[a.Label])
+	}
 	for i, a := range plan {
 		if inBatch(a) && repairs == nil && ctx.Err() == nil {
 			var labels []string
+			realm, alone := false, map[string]bool{}
 			for _, r := range plan[i:] {
-				if inBatch(r) {
+				switch {
+				case r.Kind == "repair-realm":
+					realm = true
+				case inBatch(r):
 					labels = append(labels, r.Label)
+					named[r.Label] = true
+				case r.Kind == "repair":
+					alone[r.Label] = true
 				}
 			}
-			repairs = p.svc.RepairMany(ctx, f.Realm, labels, p.actor)
+			// With the realm's admin permissions off no community's own
+			// could be compared: every other community the file lists is
+			// repaired with the realm, once they are on.
+			for _, c := range f.Communities {
+				if realm && !named[c.Label] && !alone[c.Label] {
+					labels = append(labels, c.Label)
+				}
+			}
+			r := p.svc.RepairMany(ctx, f.Realm, labels, p.actor)
+			repairs = &r
 		}
 		if ctx.Err() != nil && !made(a) {
 			skipped := 0
 			for _, rest := range plan[i:] {
 				if made(rest) {
-					report(rest, repaired(repairs[rest.Label]))
+					report(rest, outcome(rest))
 					continue
 				}
 				skipped++
@@ -506,9 +578,11 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 			if _, err = p.svc.Create(actx, f.Realm, p.actor, req); err != nil {
 				failedCreate[a.Label] = true
 			}
+		case "repair-realm":
+			err = outcome(a)
 		case "repair":
 			if !a.alone {
-				err = repaired(repairs[a.Label])
+				err = outcome(a)
 				break
 			}
 			var drift []community.Drift

@@ -689,8 +689,9 @@ func (c *countIDP) Survey(ctx context.Context, realm, root string, specs []commu
 	return c.IDP.Survey(ctx, realm, root, specs)
 }
 
-// repairsApplied applies the plan of f (a plan of repairs alone, which it
-// checks) and returns each result as "label: error".
+// repairsApplied applies the plan of f (a plan of repairs alone, of the
+// communities of labels, "" for the realm's, which it checks) and returns
+// each result as "label: error".
 func repairsApplied(t *testing.T, p *provision.Provisioner, f *provision.File, labels ...string) ([]string, error) {
 	t.Helper()
 	plan, err := p.Plan(t.Context(), f, false)
@@ -703,6 +704,10 @@ func repairsApplied(t *testing.T, p *provision.Provisioner, f *provision.File, l
 	}
 	if want := slices.Collect(func(yield func(string) bool) {
 		for _, l := range labels {
+			if l == "" {
+				yield("repair-realm ")
+				continue
+			}
 			yield("repair " + l)
 		}
 	}); !slices.Equal(planned, want) {
@@ -716,16 +721,20 @@ func repairsApplied(t *testing.T, p *provision.Provisioner, f *provision.File, l
 // TestApplyRepairsTogether: apply repaired what its plan found community
 // by community, about 14 Keycloak calls each, even what every community
 // lacks alike: the realm's admin permissions switched off (the realm's
-// drift, which a plan names with every community), role:service-desk or
+// drift, which a plan named with every community), role:service-desk or
 // community-owner deleted by hand. At 10,000 communities that was some
 // 140,000 calls. Now its repairs are one drift pass, first: the realm's
-// drift mended once, what communities share in one bulk mend, and only
-// the survey's suspects checked on their own; then a stale record of a
-// group's id, which the survey cannot see, by the community's own check,
-// though the file lists it first. Each is reported in its turn and
-// audited as the pipeline's, the realm's once, with no label. A bulk mend
-// that fails fails the repairs it was to make, and only those; a survey
-// that fails, all of them; a community deleted meanwhile is not repaired.
+// drift mended once (one repair-realm in the plan, which also repairs the
+// communities whose admin permissions the plan could not compare while
+// the realm's were off: here AAA's and BBB's aggregates), what
+// communities share in one bulk mend, and only the survey's suspects
+// checked on their own; then a stale record of a group's id, which the
+// survey cannot see, by the community's own check, though the file lists
+// it first. Each is reported in its turn and audited as the pipeline's,
+// the realm's once, with no label. A bulk mend that fails fails the
+// repairs it was to make, and only those (the realm's, for the
+// communities it repairs); a survey that fails, all of them; a community
+// deleted meanwhile is not repaired.
 func TestApplyRepairsTogether(t *testing.T) {
 	store := memstore.New()
 	idp := &countIDP{IDP: fakeidp.New()}
@@ -766,9 +775,15 @@ func TestApplyRepairsTogether(t *testing.T) {
 	for _, a := range plan {
 		got = append(got, strings.TrimSpace(a.Kind+" "+a.Label+" "+a.Role+" "+a.User))
 	}
-	want := []string{"repair AAA", "repair BBB", "repair CCC", "repair DDD", "repair EEE", "repair FFF", "add-member FFF consumer bob"}
+	// EEE lacks only the realm's drift, and AAA's and BBB's aggregates
+	// cannot be read while the realm's admin permissions are off: the
+	// realm's repair is theirs.
+	want := []string{"repair-realm", "repair CCC", "repair DDD", "repair FFF", "add-member FFF consumer bob"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("plan %q, want %q", got, want)
+	}
+	if s := plan[0].String(); s != "repair-realm: [admin permissions of realm "+realm+": not enabled]" {
+		t.Errorf("the realm's repair planned as %q", s)
 	}
 	idp.ensured, idp.mends = nil, 0
 	events := len(store.Events())
@@ -801,15 +816,16 @@ func TestApplyRepairsTogether(t *testing.T) {
 		t.Errorf("plan after apply: %v %v", plan, err)
 	}
 
-	// The bulk mend fails: AAA's, BBB's and CCC's repairs fail with it;
-	// DDD's (checked on its own) and those that lacked only the realm's
-	// are made.
+	// The bulk mend fails: CCC's repair fails with it, and the realm's,
+	// naming AAA and BBB, which it repairs; DDD's (checked on its own) is
+	// made.
 	drift()
 	idp.mendErr = errors.New("keycloak went away")
-	got, err = repairsApplied(t, p, f, "FFF", "AAA", "BBB", "CCC", "DDD", "EEE")
+	got, err = repairsApplied(t, p, f, "", "CCC", "DDD")
 	mendFailed := "mend r: 0 of 3 communities mended: Keycloak could not mend what the communities share: keycloak went away"
-	want = []string{"FFF: ", "AAA: " + mendFailed, "BBB: " + mendFailed, "CCC: " + mendFailed, "DDD: ", "EEE: "}
-	if err == nil || !strings.Contains(err.Error(), "3 of 6 changes failed") || !slices.Equal(got, want) {
+	want = []string{": the realm was repaired, but not what 2 of its communities lacked once it was: AAA: " + mendFailed + "; BBB: " + mendFailed,
+		"CCC: " + mendFailed, "DDD: "}
+	if err == nil || !strings.Contains(err.Error(), "2 of 3 changes failed") || !slices.Equal(got, want) {
 		t.Errorf("apply with the bulk mend failing: %v, results %q; want %q", err, got, want)
 	}
 	idp.mendErr = nil
@@ -834,15 +850,19 @@ func TestApplyRepairsTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	idp.SwitchPermissionsOff(realm)
+	if !idp.Delete(realm, fakeidp.RoleMapping, "/Communities/CCC/owner → "+fakeidp.OwnerRole) ||
+		!idp.Delete(realm, fakeidp.Group, "/Communities/DDD/author") {
+		t.Fatalf("nothing to delete: %v", idp.Artefacts(realm))
+	}
 	plan, err = p.Plan(t.Context(), f, false)
-	if err != nil || len(plan) != 5 {
-		t.Fatalf("plan %v %v, want 5 repairs", plan, err)
+	if err != nil || len(plan) != 3 {
+		t.Fatalf("plan %v %v, want the realm's, CCC's and DDD's repairs", plan, err)
 	}
 	idp.surveyErr, idp.ensured, idp.mends = errors.New("keycloak went away"), nil, 0
 	steps := idp.Steps()
 	results = nil
 	err = p.Apply(t.Context(), f, plan, func(r provision.Result) { results = append(results, r) })
-	if err == nil || len(results) != 5 || slices.ContainsFunc(results, func(r provision.Result) bool { return !strings.Contains(r.Error, "keycloak went away") }) {
+	if err == nil || len(results) != 3 || slices.ContainsFunc(results, func(r provision.Result) bool { return !strings.Contains(r.Error, "keycloak went away") }) {
 		t.Errorf("apply with the survey failing: %v, results %+v; want each failed with it", err, results)
 	}
 	if idp.Steps() != steps || len(idp.ensured) != 0 || idp.mends != 0 {
@@ -893,7 +913,65 @@ func TestApplyReportsTheRepairsMadeBeforeItWasInterrupted(t *testing.T) {
 	if !slices.Equal(idp.ensured, []string{"BBB"}) || idp.mends != 0 {
 		t.Errorf("checked %v one by one and mended %d times in bulk; want BBB's check alone", idp.ensured, idp.mends)
 	}
-	if _, drift, err := svc.Drift(t.Context(), realm); err != nil || len(drift["BBB"]) != 0 || len(drift["AAA"]) == 0 || len(drift["CCC"]) == 0 {
+	if _, drift, _, err := svc.Drift(t.Context(), realm); err != nil || len(drift["BBB"]) != 0 || len(drift["AAA"]) == 0 || len(drift["CCC"]) == 0 {
 		t.Errorf("drift after the interrupted apply: %v %v; want BBB's repaired alone", drift, err)
+	}
+}
+
+// TestPlanNamesTheRealmsDriftOnce: the realm's admin permissions switched
+// off were planned as a repair of every community the file lists (10,000
+// lines for one switch in the console), and not at all for a file that
+// lists none that exists. Now the plan names the realm's repair once,
+// first, and apply makes it whatever the file lists.
+func TestPlanNamesTheRealmsDriftOnce(t *testing.T) {
+	store := memstore.New()
+	idp := &countIDP{IDP: fakeidp.New()}
+	svc, desk := newServiceVia(store, idp.IDP, idp)
+	for _, l := range []string{"AAA", "BBB", "CCC"} {
+		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l + " name"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := provision.New(svc, desk)
+	for _, c := range []struct{ file, create string }{
+		{"realm: r\ncommunities:\n  - {label: AAA, name: AAA name}\n  - {label: BBB, name: BBB name}\n" +
+			"  - {label: CCC, name: CCC name}\n  - {label: NEW, name: NEW name}\n", "NEW"},
+		{"realm: r\ncommunities:\n  - {label: NEXT, name: NEXT name}\n", "NEXT"}, // none that exists
+	} {
+		f, err := provision.Parse([]byte(c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		idp.SwitchPermissionsOff(realm)
+		plan, err := p.Plan(t.Context(), f, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range plan {
+			got = append(got, a.String())
+		}
+		want := []string{"repair-realm: [admin permissions of realm " + realm + ": not enabled]", "create " + c.create + ": " + c.create + " name"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("plan of %s: %q, want %q", c.create, got, want)
+		}
+		events := len(store.Events())
+		idp.ensured = nil
+		var results []string
+		if err := p.Apply(t.Context(), f, plan, func(r provision.Result) { results = append(results, r.Kind+" "+r.Error) }); err != nil {
+			t.Fatalf("apply with %s: %v %q", c.create, err, results)
+		}
+		var realmRepairs []string
+		for _, ev := range store.Events()[events:] {
+			if ev.Action == "repair" {
+				realmRepairs = append(realmRepairs, ev.Label+": "+ev.Detail)
+			}
+		}
+		if !slices.Equal(realmRepairs, []string{": [admin permissions of realm " + realm + ": not enabled (repaired)]"}) || len(idp.ensured) != 0 {
+			t.Errorf("apply with %s: repairs audited %q, %v checked one by one; want the realm's alone, none", c.create, realmRepairs, idp.ensured)
+		}
+		if plan, err := p.Plan(t.Context(), f, false); err != nil || len(plan) != 0 {
+			t.Errorf("plan after apply with %s: %v %v", c.create, plan, err)
+		}
 	}
 }

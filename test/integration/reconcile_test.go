@@ -1254,7 +1254,8 @@ func TestOwnerRoleMadeAgainIsMappedAgain(t *testing.T) {
 // TestApplyRepairsTogether: apply repaired each community its plan named
 // with the community's own Ensure, even for what every community lacks
 // alike. With the realm's admin permissions switched off (the realm's
-// drift, which a plan names with every community) and community-owner
+// drift, which a plan named with every community until the
+// twenty-second session, and now names once) and community-owner
 // deleted and made again, a plan names every community: at 10,000
 // communities that apply made hundreds of thousands of Keycloak calls.
 // Its repairs are now one drift pass, as the drift check's repair: the
@@ -1282,13 +1283,16 @@ func TestApplyRepairsTogether(t *testing.T) {
 
 	p := provision.New(f.svc.Server.Service(), community.Actor{ClientID: "communities-cli", Username: "communities-cli"})
 	plan, err := p.Plan(ctx, file, false)
-	if err != nil || len(plan) != len(labels) {
-		t.Fatalf("plan %v, %v: want a repair of each community", plan, err)
+	if err != nil || len(plan) != len(labels)+1 {
+		t.Fatalf("plan %v, %v: want a repair of the realm and of each community", plan, err)
 	}
-	for i, a := range plan {
-		if a.Kind != "repair" || a.Label != labels[i] || !strings.Contains(a.Detail, "admin permissions") ||
+	if a := plan[0]; a.Kind != "repair-realm" || a.Label != "" || !strings.Contains(a.Detail, "admin permissions") {
+		t.Errorf("plan's %v, want the realm's admin permissions repaired, first", a)
+	}
+	for i, a := range plan[1:] {
+		if a.Kind != "repair" || a.Label != labels[i] || strings.Contains(a.Detail, "admin permissions") ||
 			!strings.Contains(a.Detail, "/owner → "+keycloak.OwnerRole) {
-			t.Errorf("plan's %v, want %s repaired: the realm's admin permissions and its owner group's role", a, labels[i])
+			t.Errorf("plan's %v, want %s repaired: its owner group's role (the realm's admin permissions are the realm's)", a, labels[i])
 		}
 	}
 	before := f.svc.KeycloakRoundTrips()

@@ -598,6 +598,11 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 		owners := r.things[ownerGroup(s)]
 		for _, batch := range describe(s) {
 			for _, w := range batch {
+				// As internal/keycloak's: while the realm's admin
+				// permissions are off, no community's are compared.
+				if r.permissionsOff && strings.HasPrefix(w.key, Permission+" ") {
+					continue
+				}
 				switch t, ok := r.things[w.key]; {
 				case !ok && w.key == ownerGrant(s) && owners != nil && owners.marker == s.ID:
 					shared = append(shared, community.Drift{What: w.key, Problem: "missing"})
@@ -619,7 +624,7 @@ func (f *IDP) Survey(ctx context.Context, realm, root string, specs []community.
 				drift = append(drift, community.Drift{What: Scope + " " + name, Problem: "exists"})
 			}
 		}
-		if t, ok := r.things[admins(s.Label)]; ok && t.marker == s.ID && t.unlinked {
+		if t, ok := r.things[admins(s.Label)]; ok && t.marker == s.ID && t.unlinked && !r.permissionsOff {
 			shared = append(shared, unlinkedDrift(s))
 		}
 		switch {
