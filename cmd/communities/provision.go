@@ -121,9 +121,9 @@ func newPlan(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Show what apply would change; change nothing",
 		Long: `Compare the realm with the file and print what apply would do: communities
 to create, artefacts to repair (the realm's own, such as its admin
-permissions switched off, once, as repair-realm), members to add (and with
---prune, communities to delete and members to remove). Nothing is changed, by construction: the
-database sessions are read-only, the Keycloak client refuses every change
+permissions switched off, once, as repair-realm, with no label), members to
+add (and with --prune, communities to delete and members to remove).
+Nothing is changed, by construction: the database sessions are read-only, the Keycloak client refuses every change
 before sending it, the schema is never migrated (a pending migration is an
 error), and what a drift check would fix, such as a community scope in every
 token, is reported, not fixed.
@@ -196,7 +196,8 @@ create missing communities (owners from the file; without owners the
 community is dormant and service desk appoints them), recreate drifted
 artefacts (a missing role, scope or mapping), add listed members. The
 repairs come first, made together as 'communities reconcile --repair'
-makes them. Communities the file does not list are left alone unless
+makes them; the realm's own (repair-realm) also repairs the listed
+communities no other repair names, and fails naming those it could not. Communities the file does not list are left alone unless
 --prune, which deletes them (after the repairs those whose names the file
 gives new communities, so that those are made in the same run; the rest
 last). It first undoes what an earlier run left half-way (as serve and

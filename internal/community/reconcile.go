@@ -522,8 +522,8 @@ type RepairResult struct {
 type Repairs struct {
 	// Realm is the realm's own drift (what is not Repaired is left to a
 	// person); Err, when set, says why the pass failed before it was
-	// confirmed (the survey, the realm's repair), and every community's
-	// Err says so too.
+	// confirmed (the survey, the realm's repair), and every active
+	// community's Err says so too.
 	Realm []Drift
 	Err   error
 	// Communities are the results by label, one for each label asked.

@@ -2058,7 +2058,8 @@ func (c countingEnsureIDP) Ensure(ctx context.Context, s community.Spec, repair 
 // confirmed in its own calls (about ten), on every pass: at 10,000
 // communities, 100,000 calls a pass. It is now the realm's drift, said
 // and confirmed once; a repair switches them on and checks the
-// communities again; a plan, by community, still gives it to each.
+// communities again; a plan's drift gives it apart from the communities'
+// (since the twenty-second session; it gave it to each).
 func TestAdminPermissionsOffAreTheRealmsDrift(t *testing.T) {
 	ctx := t.Context()
 	store, idp := memstore.New(), fakeidp.New()

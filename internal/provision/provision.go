@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -149,6 +148,10 @@ type Action struct {
 	// record of a group's id that names no group: the survey finds groups
 	// by path), made by the community's own check, not with the others.
 	alone bool
+	// takes are the labels of the listed communities a repair-realm takes
+	// into apply's pass besides those with a repair of their own: their
+	// admin permissions cannot be compared while the realm's are off.
+	takes []string
 }
 
 func (a Action) String() string {
@@ -230,32 +233,49 @@ func repaired(r community.RepairResult) error {
 }
 
 // realmRepaired is the outcome of a repair-realm: the realm's own repair,
-// and what the communities it named (by label) that no repair of the plan
-// names lacked once it was made. Those were repaired with it, since their
-// admin permissions cannot be compared while the realm's are off; one
-// that failed fails the realm's repair, the only one that can say so.
-func realmRepaired(r community.Repairs, named map[string]bool) error {
+// and that of the communities it takes in (takes), which no other action
+// reports: one that was not repaired, or not reached, fails it. At most
+// maxNamed are named, so that one line does not hold 10,000 of them.
+func realmRepaired(r community.Repairs, takes []string) error {
 	if r.Err != nil {
 		return r.Err
 	}
+	var problems, failed []string
 	if err := unrepaired(r.Realm); err != nil {
-		return err
+		problems = append(problems, err.Error())
 	}
-	var failed []string
-	for _, l := range slices.Sorted(maps.Keys(r.Communities)) {
+	skipped := 0
+	for _, l := range takes {
 		c := r.Communities[l]
-		if named[l] || c.NotAttempted || errors.Is(c.Err, community.ErrNotFound) {
-			continue // reported by its own repair; not reached; not active
-		}
-		if err := repaired(c); err != nil {
-			failed = append(failed, l+": "+err.Error())
+		switch {
+		case c.NotAttempted:
+			skipped++
+		case errors.Is(c.Err, community.ErrNotFound):
+			// Deleted since the plan: nothing of it to repair.
+		default:
+			if err := repaired(c); err != nil {
+				failed = append(failed, l+": "+err.Error())
+			}
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("the realm was repaired, but not what %d of its communities lacked once it was: %s", len(failed), strings.Join(failed, "; "))
+		named := strings.Join(failed[:min(len(failed), maxNamed)], "; ")
+		if n := len(failed) - maxNamed; n > 0 {
+			named += fmt.Sprintf("; and %d more", n)
+		}
+		problems = append(problems, fmt.Sprintf("%d of the %d communities it takes in not repaired: %s", len(failed), len(takes), named))
+	}
+	if skipped > 0 {
+		problems = append(problems, fmt.Sprintf("interrupted before %d of the %d communities it takes in were repaired", skipped, len(takes)))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
 }
+
+// maxNamed bounds the communities a repair-realm's failure names.
+const maxNamed = 10
 
 // Plan lists what Apply would change, in the order it would. It reads
 // the realm as a drift check does, in bulk (3 + ⌈N/500⌉ Keycloak calls and
@@ -331,15 +351,24 @@ func (p *Provisioner) Plan(ctx context.Context, f *File, prune bool) ([]Action, 
 			plan = append(plan, a)
 		}
 	}
+	realmRepair := Action{Kind: "repair-realm", Detail: fmt.Sprint(realmDrift)}
 	for _, c := range f.Communities {
 		actions, err := p.planOne(ctx, f.Realm, c, active, named, members, drift[c.Label], realmDrift, prune)
 		if err != nil {
 			return nil, fmt.Errorf("community %s: %w", c.Label, err)
 		}
 		plan = append(plan, actions...)
+		// The realm's repair takes in the active communities with no
+		// repair of their own, and none that apply will not touch (a
+		// conflict) or that a create will make.
+		if _, ok := active[label.Key(c.Label)]; ok && !slices.ContainsFunc(actions, func(a Action) bool {
+			return a.Kind == "repair" || a.Kind == "conflict"
+		}) {
+			realmRepair.takes = append(realmRepair.takes, c.Label)
+		}
 	}
 	if len(realmDrift) > 0 {
-		plan = append(plan, Action{Kind: "repair-realm", Detail: fmt.Sprint(realmDrift)})
+		plan = append(plan, realmRepair)
 	}
 	// The repairs come first, made together (Apply): the realm's own drift
 	// is mended once before anything else changes, and each community's
@@ -516,41 +545,40 @@ func (p *Provisioner) Apply(ctx context.Context, f *File, plan []Action, progres
 	}
 	// The repairs are made together at the first (RepairMany), and each
 	// is reported in its turn, even once ctx has ended: it was made.
-	var (
-		repairs *community.Repairs
-		named   = map[string]bool{} // the communities the batch's repairs name
-	)
+	var repairs *community.Repairs
 	inBatch := func(a Action) bool { return a.Kind == "repair-realm" || a.Kind == "repair" && !a.alone }
 	made := func(a Action) bool {
 		return inBatch(a) && repairs != nil && (a.Kind == "repair-realm" || !repairs.Communities[a.Label].NotAttempted)
 	}
+	realmPlanned := slices.ContainsFunc(plan, func(a Action) bool { return a.Kind == "repair-realm" })
 	outcome := func(a Action) error {
 		if a.Kind == "repair-realm" {
-			return realmRepaired(*repairs, named)
+			return realmRepaired(*repairs, a.takes)
 		}
-		return repaired(repairs.Communities[a.Label])
+		err := repaired(repairs.Communities[a.Label])
+		if realmPlanned {
+			return err
+		}
+		// The realm drifted since the plan: no action reports its
+		// repair, so each says what of it a person must mend.
+		switch left := unrepaired(repairs.Realm); {
+		case left == nil:
+		case err == nil:
+			err = left
+		default:
+			err = fmt.Errorf("%w; the realm's: %w", err, left)
+		}
+		return err
 	}
 	for i, a := range plan {
 		if inBatch(a) && repairs == nil && ctx.Err() == nil {
 			var labels []string
-			realm, alone := false, map[string]bool{}
 			for _, r := range plan[i:] {
 				switch {
 				case r.Kind == "repair-realm":
-					realm = true
+					labels = append(labels, r.takes...)
 				case inBatch(r):
 					labels = append(labels, r.Label)
-					named[r.Label] = true
-				case r.Kind == "repair":
-					alone[r.Label] = true
-				}
-			}
-			// With the realm's admin permissions off no community's own
-			// could be compared: every other community the file lists is
-			// repaired with the realm, once they are on.
-			for _, c := range f.Communities {
-				if realm && !named[c.Label] && !alone[c.Label] {
-					labels = append(labels, c.Label)
 				}
 			}
 			r := p.svc.RepairMany(ctx, f.Realm, labels, p.actor)

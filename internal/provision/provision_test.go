@@ -653,14 +653,24 @@ func TestPruneRemovesAMemberNoReferenceNames(t *testing.T) {
 }
 
 // countIDP records the communities checked one by one and counts the
-// bulk mends; onEnsure and onMend run as each begins, with mendErr the
-// bulk mend fails, changing nothing, and with surveyErr the survey.
+// bulk mends; onEnsure, onMend and onSurvey run as each begins, with
+// mendErr the bulk mend fails, changing nothing, and with surveyErr the
+// survey; stuck is realm drift no repair mends.
 type countIDP struct {
 	*fakeidp.IDP
-	ensured            []string
-	mends              int
-	onEnsure, onMend   func()
-	mendErr, surveyErr error
+	ensured                    []string
+	mends                      int
+	onEnsure, onMend, onSurvey func()
+	mendErr, surveyErr         error
+	stuck                      *community.Drift
+}
+
+func (c *countIDP) EnsureRealm(ctx context.Context, realm, root string, repair bool) ([]community.Drift, error) {
+	drift, err := c.IDP.EnsureRealm(ctx, realm, root, repair)
+	if c.stuck != nil {
+		drift = append(drift, *c.stuck)
+	}
+	return drift, err
 }
 
 func (c *countIDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
@@ -683,10 +693,17 @@ func (c *countIDP) MendShared(ctx context.Context, realm, root string, shared []
 }
 
 func (c *countIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
+	if c.onSurvey != nil {
+		c.onSurvey()
+	}
 	if c.surveyErr != nil {
 		return community.Survey{}, c.surveyErr
 	}
-	return c.IDP.Survey(ctx, realm, root, specs)
+	sv, err := c.IDP.Survey(ctx, realm, root, specs)
+	if c.stuck != nil {
+		sv.Realm = append(sv.Realm, *c.stuck)
+	}
+	return sv, err
 }
 
 // repairsApplied applies the plan of f (a plan of repairs alone, of the
@@ -823,7 +840,7 @@ func TestApplyRepairsTogether(t *testing.T) {
 	idp.mendErr = errors.New("keycloak went away")
 	got, err = repairsApplied(t, p, f, "", "CCC", "DDD")
 	mendFailed := "mend r: 0 of 3 communities mended: Keycloak could not mend what the communities share: keycloak went away"
-	want = []string{": the realm was repaired, but not what 2 of its communities lacked once it was: AAA: " + mendFailed + "; BBB: " + mendFailed,
+	want = []string{": 2 of the 4 communities it takes in not repaired: AAA: " + mendFailed + "; BBB: " + mendFailed,
 		"CCC: " + mendFailed, "DDD: "}
 	if err == nil || !strings.Contains(err.Error(), "2 of 3 changes failed") || !slices.Equal(got, want) {
 		t.Errorf("apply with the bulk mend failing: %v, results %q; want %q", err, got, want)
@@ -973,5 +990,120 @@ func TestPlanNamesTheRealmsDriftOnce(t *testing.T) {
 		if plan, err := p.Plan(t.Context(), f, false); err != nil || len(plan) != 0 {
 			t.Errorf("plan after apply with %s: %v %v", c.create, plan, err)
 		}
+	}
+}
+
+// TestRealmRepairSaysWhatItLeft: a repair-realm reports what no other
+// action does. The communities it takes in that it could not repair fail
+// it, ten named and the rest counted; those it did not reach before the
+// pipeline was cancelled fail it too (an apply that exited 0 would hide
+// them); a community the plan names only as a conflict is not taken in.
+// And realm drift that appears after the plan, which no action names, is
+// said by each repair it leaves unmended.
+func TestRealmRepairSaysWhatItLeft(t *testing.T) {
+	store := memstore.New()
+	idp := &countIDP{IDP: fakeidp.New()}
+	svc, desk := newServiceVia(store, idp.IDP, idp)
+	yml := "realm: r\ncommunities:\n  - {label: REN, name: Another name}\n"
+	var labels []string
+	for i := range 12 {
+		l := fmt.Sprintf("C%02d", i)
+		labels = append(labels, l)
+		yml += "  - {label: " + l + ", name: " + l + " name}\n"
+	}
+	for _, l := range append([]string{"REN"}, labels...) {
+		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l + " name"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := provision.Parse([]byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	drift := func() []provision.Action {
+		t.Helper()
+		idp.SwitchPermissionsOff(realm)
+		for _, l := range labels {
+			idp.Unlink(realm, l)
+		}
+		// REN is renamed in the file: a conflict, whatever it lacks.
+		idp.Unlink(realm, "REN")
+		plan, err := p.Plan(t.Context(), f, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range plan {
+			got = append(got, a.Kind+" "+a.Label)
+		}
+		if want := []string{"repair-realm ", "conflict REN"}; !slices.Equal(got, want) {
+			t.Fatalf("plan %q, want %q", got, want)
+		}
+		return plan
+	}
+
+	// The bulk mend fails: twelve communities taken in are not repaired.
+	plan := drift()
+	idp.mendErr = errors.New("keycloak went away")
+	var results []provision.Result
+	err = p.Apply(t.Context(), f, plan, func(r provision.Result) { results = append(results, r) })
+	mendFailed := "mend r: 0 of 12 communities mended: Keycloak could not mend what the communities share: keycloak went away"
+	var named []string
+	for _, l := range labels[:10] {
+		named = append(named, l+": "+mendFailed)
+	}
+	want := "12 of the 12 communities it takes in not repaired: " + strings.Join(named, "; ") + "; and 2 more"
+	if err == nil || len(results) != 2 || results[0].Error != want {
+		t.Errorf("apply with the bulk mend failing: %v, results %+v; want the realm's repair failed with %q", err, results, want)
+	}
+	idp.mendErr = nil
+
+	// The pipeline is cancelled as the pass surveys again, after the
+	// realm's repair: the communities taken in are not reached.
+	plan = drift()
+	ctx, cancel := context.WithCancel(t.Context())
+	surveys := 0
+	idp.onSurvey = func() {
+		if surveys++; surveys == 2 {
+			cancel()
+		}
+	}
+	results = nil
+	err = p.Apply(ctx, f, plan, func(r provision.Result) { results = append(results, r) })
+	idp.onSurvey = nil
+	if err == nil || len(results) != 2 || results[0].Error != "interrupted before 12 of the 12 communities it takes in were repaired" {
+		t.Errorf("apply cancelled during the pass: %v, results %+v; want the realm's repair failed, saying so", err, results)
+	}
+
+	// Made whole, the twelve are mended, and REN, a conflict, is not.
+	plan = drift()
+	results = nil
+	if err := p.Apply(t.Context(), f, plan, func(r provision.Result) { results = append(results, r) }); err == nil ||
+		len(results) != 2 || results[0].Error != "" || results[1].Kind != "conflict" {
+		t.Errorf("apply: %v, results %+v; want the realm's repair made and REN's conflict", err, results)
+	}
+	for _, l := range append([]string{"REN"}, labels...) {
+		if d, err := svc.Check(t.Context(), realm, l); err != nil || (len(d) == 0) != (l != "REN") {
+			t.Errorf("%s after apply: drift %v %v; want REN's aggregate left as it was, the others mended", l, d, err)
+		}
+	}
+
+	// Realm drift no repair mends, found after the plan: the repair it
+	// leaves unmended says so.
+	idp.Delete(realm, fakeidp.Group, "/Communities/C00/author")
+	f, err = provision.Parse([]byte("realm: r\ncommunities:\n  - {label: C00, name: C00 name}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err = p.Plan(t.Context(), f, false)
+	if err != nil || len(plan) != 1 || plan[0].Kind != "repair" {
+		t.Fatalf("plan %v %v, want C00's repair", plan, err)
+	}
+	idp.stuck = &community.Drift{What: "admin permission role:service-desk", Problem: "type changed; take it off by hand"}
+	results = nil
+	err = p.Apply(t.Context(), f, plan, func(r provision.Result) { results = append(results, r) })
+	if err == nil || len(results) != 1 || !strings.Contains(results[0].Error, idp.stuck.String()) {
+		t.Errorf("apply with the realm's drift stuck since the plan: %v, results %+v; want C00's repair to name it", err, results)
 	}
 }
