@@ -189,9 +189,14 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 	for _, d := range survey.Realm {
 		s.log.WarnContext(ctx, "realm drifted from what communities need", "realm", realm, "drift", d.String(), "repair", repair)
 	}
-	if err != nil || stopped {
+	if drift == nil || stopped {
 		return rep, errors.Join(err, failed.err())
 	}
+	// The bulk mend failed (Keycloak gone, or a realm-wide policy changed
+	// meanwhile): what it left is reported as drift not repaired, and
+	// orphans are looked for all the same, as past a community whose
+	// check failed.
+	mendErr := err
 	s.logDrift(ctx, realm, rows, drift, survey.Shared, repair)
 	// ids of active rows, and of orphans found, so that a community's
 	// roles and permissions are not taken for orphans of their own.
@@ -216,7 +221,7 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		}
 		if err := s.orphan(ctx, &rep, g, confirm, repair); err != nil {
 			if failed.add(ctx, g.Label, err) {
-				return rep, failed.err()
+				return rep, errors.Join(mendErr, failed.err())
 			}
 			continue
 		}
@@ -233,13 +238,13 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		confirm := func() (bool, error) { return s.kc.CarriesMarker(ctx, realm, s.opts.RootGroup, m.Label, m.ID) }
 		if err := s.orphan(ctx, &rep, m, confirm, repair); err != nil {
 			if failed.add(ctx, m.Label, err) {
-				return rep, failed.err()
+				return rep, errors.Join(mendErr, failed.err())
 			}
 			continue
 		}
 		failed.ok()
 	}
-	return rep, failed.err()
+	return rep, errors.Join(mendErr, failed.err())
 }
 
 // logDrift warns of each community's drift, in rows' order, but of what a
@@ -320,8 +325,11 @@ func (s *Service) rememberUnchecked(realm string, labels []string) {
 
 // drifted surveys rows' artefacts in bulk and confirms each suspect with
 // Ensure (repairing it with repair, audited as by's): what each row still
-// active lacks (or lacked), by label. A suspect whose confirmation fails goes to failed;
-// stopped says failed stopped the pass.
+// active lacks (or lacked), by label. A suspect whose confirmation fails
+// goes to failed; stopped says failed stopped the pass. An error with out
+// nil says the pass failed before it confirmed any (its survey, the
+// realm's repair); with out set, the bulk mend failed, and out says what
+// it left.
 func (s *Service) drifted(ctx context.Context, realm string, rows []Community, repair bool, by Actor, failed *failures) (out map[string][]Drift, survey Survey, stopped bool, err error) {
 	specs := make([]Spec, 0, len(rows))
 	for _, row := range rows {
@@ -392,7 +400,13 @@ func (s *Service) drifted(ctx context.Context, realm string, rows []Community, r
 		if failed.interrupted() {
 			return halt(nil)
 		}
-		if err := s.mendShared(ctx, realm, rows, survey, repair, by, out); err != nil {
+		// A pipeline's end (apply's repairs) stops the mend between its
+		// pages, as it stops the pass between suspects.
+		stop := ctx
+		if failed.stop != nil {
+			stop = failed.stop
+		}
+		if err := s.mendShared(ctx, stop, realm, rows, survey, repair, by, out); err != nil {
 			return out, survey, false, err
 		}
 	}
@@ -423,9 +437,10 @@ func (s *Service) ensureRealm(ctx context.Context, realm string, repair bool, by
 // active, so one active then was not being deleted meanwhile. Nothing is
 // mended while the realm's own drift is not all mended: a realm-wide
 // policy that still says something else would grant it, through every
-// community's permissions. A mend that fails part-way is its error, after
-// what it mended is reported and audited.
-func (s *Service) mendShared(ctx context.Context, realm string, rows []Community, survey Survey, repair bool, by Actor, out map[string][]Drift) error {
+// community's permissions. A mend that fails part-way, or that stop
+// ended between its pages, is its error, after what it mended is reported
+// and audited.
+func (s *Service) mendShared(ctx, stop context.Context, realm string, rows []Community, survey Survey, repair bool, by Actor, out map[string][]Drift) error {
 	var mended map[string][]string
 	var mendErr error
 	if repair && !slices.ContainsFunc(survey.Realm, func(d Drift) bool { return !d.Repaired }) {
@@ -442,7 +457,7 @@ func (s *Service) mendShared(ctx context.Context, realm string, rows []Community
 				shared = append(shared, SharedDrift{Spec: s.spec(&row), Drift: d})
 			}
 		}
-		if mended, err = s.kc.MendShared(ctx, realm, s.opts.RootGroup, shared); err != nil {
+		if mended, err = s.kc.MendShared(stop, realm, s.opts.RootGroup, shared); err != nil {
 			mendErr = fmt.Errorf("mend %s: %d of %d communities mended: %w", realm, len(mended), len(shared),
 				fault.Upstream("Keycloak could not mend what the communities share", err))
 		}
@@ -595,6 +610,9 @@ func (s *Service) RepairMany(ctx context.Context, realm string, labels []string,
 		case f.left[row.Label]:
 			// Keycloak or the registry could not be reached.
 			r.Err = f.err()
+		case err != nil && survey.Shared[row.ID] != nil && !whole && f.interrupted() && errors.Is(err, ctx.Err()):
+			// The pipeline ended between the bulk mend's pages.
+			r.NotAttempted = true
 		case err != nil && survey.Shared[row.ID] != nil && !whole:
 			// The bulk mend failed.
 			r.Err = err

@@ -2182,6 +2182,7 @@ type sharedIDP struct {
 	asked          []string // the labels of the communities mended in bulk
 	afterSurvey    func()
 	stuck          *community.Drift
+	mendErr        error // the bulk mend fails, changing nothing
 }
 
 // Ensure leaves the community as it is while the realm's drift is stuck,
@@ -2195,6 +2196,9 @@ func (r *sharedIDP) MendShared(ctx context.Context, realm, root string, shared [
 	r.mends++
 	for _, sd := range shared {
 		r.asked = append(r.asked, sd.Spec.Label)
+	}
+	if r.mendErr != nil {
+		return nil, r.mendErr
 	}
 	return r.IDP.MendShared(ctx, realm, root, shared)
 }
@@ -2347,6 +2351,57 @@ func TestSharedDriftIsMendedTogether(t *testing.T) {
 	}
 	if rep := pass(false); rep.DriftCount() != 0 {
 		t.Errorf("after the repair: %+v", rep)
+	}
+}
+
+// TestFailedMendStillLooksForOrphans: a bulk mend that fails (Keycloak
+// gone, or a realm-wide policy changed meanwhile) leaves what it was to
+// mend reported as not repaired and the pass incomplete, but the pass
+// goes on to the orphans, as past a community whose check failed: before,
+// an orphan waited as long as the mend kept failing.
+func TestFailedMendStillLooksForOrphans(t *testing.T) {
+	ctx := t.Context()
+	store, idp := memstore.New(), &sharedIDP{IDP: fakeidp.New()}
+	svc := community.New(store, idp, options(time.Minute))
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	for _, l := range []string{"AAA", "BBB"} {
+		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
+			t.Fatal(err)
+		}
+		idp.Unlink(realm, l)
+	}
+	orphan := uuid.NewString()
+	if _, err := idp.Provision(ctx, community.Spec{ID: orphan, Realm: realm, Root: root, Label: "ORPHAN", Name: "Orphan",
+		FHIRClients: []string{fhir}}); err != nil {
+		t.Fatal(err)
+	}
+	idp.mendErr = errors.New("keycloak went away")
+	reports, _, err := svc.Reconcile(ctx, []string{realm}, true)
+	if err == nil || !strings.Contains(err.Error(), "keycloak went away") || len(reports) != 1 || !reports[0].Incomplete {
+		t.Fatalf("repair with the mend failing: %+v, %v; want an incomplete report and the mend's error", reports, err)
+	}
+	rep := reports[0]
+	for _, l := range []string{"AAA", "BBB"} {
+		if d := rep.Drift[l]; len(d) != 1 || d[0].Repaired {
+			t.Errorf("%s's drift %v, want its aggregate, not repaired", l, d)
+		}
+	}
+	if !slices.Equal(rep.Orphans, []community.Orphan{{Label: "ORPHAN", ID: orphan}}) || rep.OrphansRemoved != 1 {
+		t.Errorf("orphans %+v, %d removed; want ORPHAN, removed", rep.Orphans, rep.OrphansRemoved)
+	}
+	if left := slices.DeleteFunc(idp.Artefacts(realm), func(a string) bool { return !strings.Contains(a, "ORPHAN") }); len(left) > 0 {
+		t.Errorf("the orphan's artefacts left: %v", left)
+	}
+
+	idp.mendErr = nil
+	if reports, _, err = svc.Reconcile(ctx, []string{realm}, true); err != nil || reports[0].Incomplete || len(reports[0].Orphans) != 0 {
+		t.Fatalf("repair after: %+v, %v", reports, err)
+	}
+	for _, l := range []string{"AAA", "BBB"} {
+		if d := reports[0].Drift[l]; len(d) != 1 || !d[0].Repaired {
+			t.Errorf("after: %s's drift %v, want its aggregate, repaired", l, d)
+		}
 	}
 }
 

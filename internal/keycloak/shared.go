@@ -58,6 +58,15 @@ type markedGroup struct {
 	Marker string `json:"marker"`
 }
 
+// grantPageSize is the owner groups a call to POST roles/grant maps the
+// role to. Each costs Keycloak about 4 ms alone (it loads the group,
+// maps the role, and records an admin event): a page of 500 took 2 s, and
+// 11–13 s while eight creates ran, past --keycloak-timeout (10 s), so the
+// repair failed whenever creates were busy. A page of 250 takes about a
+// second alone. Putting role:service-desk back into 500 aggregates a call
+// takes 0.5 s: those pages stay at surveyPageSize.
+const grantPageSize = 250
+
 // mend is one difference the extension is asked to mend: the community's
 // id and the difference's What, by the name the extension answers with.
 type mend struct{ id, what string }
@@ -67,11 +76,17 @@ type mend struct{ id, what string }
 // a page of communities a call to the extension for each kind (over the
 // admin API, a read and a write a community): role:service-desk back into
 // each aggregate (POST policies/link), OwnerRole back onto each owner
-// group (POST roles/grant). The extension changes each only if it is
+// group (POST roles/grant, grantPageSize groups a call). The extension
+// changes each only if it is
 // still as the survey found it, and says which it changed. It first
 // reads the realm-wide policies again (1 call), for the survey that found
 // them as they should be may be minutes old: one that says something else
-// now is a conflict, and nothing is mended.
+// now is a conflict, and nothing is mended. Each page rests as the
+// survey's do: each is one transaction of hundreds of writes, and sent
+// back to back they would hold one of Keycloak's workers for the whole
+// mend. Once
+// ctx ends no further page is sent, and the page under way runs to its
+// end, so that what it returns is what Keycloak changed.
 func (c *Client) MendShared(ctx context.Context, realm, root string, shared []community.SharedDrift) (map[string][]string, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
@@ -105,6 +120,7 @@ func (c *Client) MendShared(ctx context.Context, realm, root string, shared []co
 		}
 	}
 	mended := map[string][]string{}
+	rest, call := pacer(ctx), context.WithoutCancel(ctx)
 	note := func(names []string) {
 		for _, name := range names {
 			if m, ok := asked[name]; ok {
@@ -113,24 +129,30 @@ func (c *Client) MendShared(ctx context.Context, realm, root string, shared []co
 		}
 	}
 	for page := range slices.Chunk(aggregates, surveyPageSize) {
+		if err := rest(); err != nil {
+			return mended, err
+		}
 		body := struct {
 			Policy     string          `json:"policy"`
 			Aggregates []linkAggregate `json:"aggregates"`
 		}{policyServiceDesk, page}
-		names, err := c.changed(ctx, tok, realm, linkPath, "linked", body,
+		names, err := c.changed(call, tok, realm, linkPath, "linked", body,
 			"put "+policyServiceDesk+" back into the communities' admin permissions of realm "+realm)
 		if note(names); err != nil {
 			return mended, err
 		}
 	}
-	for page := range slices.Chunk(groups, surveyPageSize) {
+	for page := range slices.Chunk(groups, grantPageSize) {
+		if err := rest(); err != nil {
+			return mended, err
+		}
 		body := struct {
 			Role      string        `json:"role"`
 			Root      string        `json:"root"`
 			Attribute string        `json:"attribute"`
 			Groups    []markedGroup `json:"groups"`
 		}{OwnerRole, root, MarkerAttribute, page}
-		names, err := c.changed(ctx, tok, realm, grantPath, "granted", body,
+		names, err := c.changed(call, tok, realm, grantPath, "granted", body,
 			"map realm role "+OwnerRole+" to the communities' owner groups of realm "+realm)
 		if note(names); err != nil {
 			return mended, err

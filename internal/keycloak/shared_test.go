@@ -20,7 +20,7 @@ import (
 // TestMendSharedPagesAndReturnsWhatWasMended: MendShared asks the
 // extension to put role:service-desk back into 500 communities' aggregates
 // a call, each as the survey found it (naming its owners' policy alone),
-// and community-owner back onto 500 owner groups a call, each with its
+// and community-owner back onto 250 owner groups a call, each with its
 // community's marker; each only for the communities whose shared drift
 // names it. It returns, by community, what the extension says it changed;
 // it mends nothing while a realm-wide policy says something else now; a
@@ -84,7 +84,7 @@ func TestMendSharedPagesAndReturnsWhatWasMended(t *testing.T) {
 	}))
 	defer kc.Close()
 	// L0000–L0599 unlinked, L0400–L1000 without community-owner: 600
-	// aggregates and 601 owner groups, two pages of each.
+	// aggregates, two pages, and 601 owner groups, three.
 	aggregate := func(s community.Spec) string { return "admin permission community:" + s.Label + ":membership-admins" }
 	owners := func(s community.Spec) string {
 		return "role mapping /Communities/" + s.Label + "/owner → community-owner"
@@ -116,8 +116,8 @@ func TestMendSharedPagesAndReturnsWhatWasMended(t *testing.T) {
 	if len(links) != 2 || len(links[0].Aggregates) != surveyPageSize || len(links[1].Aggregates) != 100 {
 		t.Fatalf("%d link calls, want 2, of 500 and 100 aggregates", len(links))
 	}
-	if len(grants) != 2 || len(grants[0].Groups) != surveyPageSize || len(grants[1].Groups) != 101 {
-		t.Fatalf("%d grant calls, want 2, of 500 and 101 groups", len(grants))
+	if len(grants) != 3 || len(grants[0].Groups) != grantPageSize || len(grants[1].Groups) != grantPageSize || len(grants[2].Groups) != 101 {
+		t.Fatalf("%d grant calls, want 3, of 250, 250 and 101 groups", len(grants))
 	}
 	i := 0
 	for _, c := range links {
@@ -166,7 +166,7 @@ func TestMendSharedPagesAndReturnsWhatWasMended(t *testing.T) {
 	}
 	calls(`["default-roles-r"]`)
 	if got, err := New(opts).MendShared(context.Background(), "r", "Communities", shared); !errors.Is(err, fault.Conflict) || len(got) != 0 ||
-		calls(`["service-desk"]`) != 4 {
+		calls(`["service-desk"]`) != 5 {
 		t.Errorf("beside a changed role:service-desk: %d mended, %v; want none, a conflict, no call", len(got), err)
 	}
 
@@ -174,7 +174,91 @@ func TestMendSharedPagesAndReturnsWhatWasMended(t *testing.T) {
 	if _, err := New(opts).MendShared(context.Background(), "r", "Communities", shared[:1]); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("a read-only client's mend: %v, want ErrReadOnly", err)
 	}
-	if calls(`["service-desk"]`) != 4 {
+	if calls(`["service-desk"]`) != 5 {
 		t.Errorf("a call reached the extension")
+	}
+}
+
+// TestMendSharedRestsBetweenPages: each page of the bulk mend is one
+// transaction of up to 500 writes in Keycloak, and MendShared waits
+// surveyRest times as long as a page took before it sends the next, as the
+// survey does between its reads, so that a mend does not hold one of
+// Keycloak's workers from concurrent creates. (Timers wait at least as
+// long as asked: the lower bound cannot be flaky.) A mend whose context
+// ends during a rest sends no further page.
+func TestMendSharedRestsBetweenPages(t *testing.T) {
+	const took = 50 * time.Millisecond
+	var (
+		mu     sync.Mutex
+		calls  [][2]time.Time // each grant call's start and end
+		cancel = func() {}
+	)
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token"):
+			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
+			fmt.Fprint(w, storedRealmPolicies(`["service-desk"]`))
+		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+grantPath:
+			start := time.Now()
+			time.Sleep(took)
+			var b struct{ Groups []markedGroup }
+			if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+				t.Error(err)
+			}
+			var granted []string
+			for _, g := range b.Groups {
+				granted = append(granted, g.Path)
+			}
+			mu.Lock()
+			calls = append(calls, [2]time.Time{start, time.Now()})
+			// Well inside the rest that follows this page.
+			time.AfterFunc(surveyRest*took/2, cancel)
+			mu.Unlock()
+			_ = json.NewEncoder(w).Encode(map[string]any{"granted": granted})
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	grants := func() [][2]time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		out := slices.Clone(calls)
+		calls = nil
+		return out
+	}
+	var shared []community.SharedDrift
+	for i := range 2*grantPageSize + 1 {
+		s := community.Spec{ID: fmt.Sprint("id-", i), Realm: "r", Root: "Communities", Label: fmt.Sprintf("L%04d", i), Name: "n"}
+		shared = append(shared, community.SharedDrift{Spec: s, Drift: []community.Drift{
+			{What: "role mapping /Communities/" + s.Label + "/owner → community-owner", Problem: problemMissing}}})
+	}
+	opts := Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"}
+	mended, err := New(opts).MendShared(context.Background(), "r", "Communities", shared)
+	if err != nil || len(mended) != len(shared) {
+		t.Fatalf("mended %d of %d: %v", len(mended), len(shared), err)
+	}
+	got := grants()
+	if len(got) != 3 {
+		t.Fatalf("%d grant calls, want 3", len(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if gap := got[i][0].Sub(got[i-1][1]); gap < surveyRest*took {
+			t.Errorf("page %d sent %s after page %d was answered, want at least %s", i+1, gap, i, surveyRest*took)
+		}
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	mu.Lock()
+	cancel = stop
+	mu.Unlock()
+	mended, err = New(opts).MendShared(ctx, "r", "Communities", shared)
+	if got := grants(); !errors.Is(err, context.Canceled) || len(got) != 1 || len(mended) != grantPageSize {
+		t.Errorf("cancelled during the first rest: %d calls, %d mended, %v; want the first page alone and the context's error",
+			len(got), len(mended), err)
 	}
 }

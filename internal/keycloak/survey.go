@@ -298,11 +298,12 @@ func decodeSurvey(raw []byte) (realmView, error) {
 	return v, nil
 }
 
-// A drift pass reads the communities a page at a time, and after each
-// call waits surveyRest times as long as the call took, so that a pass
-// takes at most a fifth of one of Keycloak's workers whatever the number
-// of communities: in one answer, the 10,000 communities of the scale run
-// took 0.9 s of a core, and creates made meanwhile were 1.47× as slow.
+// A drift pass reads the communities a page at a time (and MendShared
+// mends them so), and after each call waits surveyRest times as long as
+// the call took, so that a pass takes at most a fifth of one of
+// Keycloak's workers whatever the number of communities: in one answer,
+// the 10,000 communities of the scale run took 0.9 s of a core, and
+// creates made meanwhile were 1.47× as slow.
 const (
 	surveyPageSize = 500
 	surveyRest     = 4

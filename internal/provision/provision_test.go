@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -655,12 +656,16 @@ func TestPruneRemovesAMemberNoReferenceNames(t *testing.T) {
 // countIDP records the communities checked one by one and counts the
 // bulk mends; onEnsure, onMend and onSurvey run as each begins, with
 // mendErr the bulk mend fails, changing nothing, and with surveyErr the
-// survey; stuck is realm drift no repair mends.
+// survey; stuck is realm drift no repair mends. With mendPage the bulk
+// mend goes by pages of that many communities, as internal/keycloak's
+// does, and runs onPage before each page after the first: once its
+// context has ended it sends no further page.
 type countIDP struct {
 	*fakeidp.IDP
 	ensured                    []string
-	mends                      int
+	mends, mendPage            int
 	onEnsure, onMend, onSurvey func()
+	onPage                     func()
 	mendErr, surveyErr         error
 	stuck                      *community.Drift
 }
@@ -689,7 +694,24 @@ func (c *countIDP) MendShared(ctx context.Context, realm, root string, shared []
 	if c.mendErr != nil {
 		return nil, c.mendErr
 	}
-	return c.IDP.MendShared(ctx, realm, root, shared)
+	if c.mendPage == 0 {
+		return c.IDP.MendShared(ctx, realm, root, shared)
+	}
+	mended := map[string][]string{}
+	for i, page := range slices.Collect(slices.Chunk(shared, c.mendPage)) {
+		if i > 0 && c.onPage != nil {
+			c.onPage()
+		}
+		if err := ctx.Err(); err != nil {
+			return mended, err
+		}
+		got, err := c.IDP.MendShared(ctx, realm, root, page)
+		maps.Copy(mended, got)
+		if err != nil {
+			return mended, err
+		}
+	}
+	return mended, nil
 }
 
 func (c *countIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
@@ -932,6 +954,61 @@ func TestApplyReportsTheRepairsMadeBeforeItWasInterrupted(t *testing.T) {
 	}
 	if _, drift, _, err := svc.Drift(t.Context(), realm); err != nil || len(drift["BBB"]) != 0 || len(drift["AAA"]) == 0 || len(drift["CCC"]) == 0 {
 		t.Errorf("drift after the interrupted apply: %v %v; want BBB's repaired alone", drift, err)
+	}
+}
+
+// TestApplyStopsTheBulkMendBetweenPages: the bulk mend rests between its
+// pages (500 communities each), so a mend of 10,000 takes minutes. A
+// pipeline cancelled during it sends no further page: the communities of
+// the pages sent are reported repaired and the others not attempted, and
+// the next run takes them up. Before, the mend went on to its last page.
+func TestApplyStopsTheBulkMendBetweenPages(t *testing.T) {
+	idp := &countIDP{IDP: fakeidp.New(), mendPage: 2}
+	svc, desk := newServiceVia(memstore.New(), idp.IDP, idp)
+	file := "realm: r\ncommunities:\n"
+	for _, l := range []string{"AAA", "BBB", "CCC", "DDD"} {
+		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l + " name"}); err != nil {
+			t.Fatal(err)
+		}
+		idp.Unlink(realm, l)
+		file += "  - {label: " + l + ", name: " + l + " name}\n"
+	}
+	f, err := provision.Parse([]byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := provision.New(svc, desk)
+	plan, err := p.Plan(t.Context(), f, false)
+	if err != nil || len(plan) != 4 {
+		t.Fatalf("plan %v %v", plan, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	idp.onPage = cancel // SIGTERM after the first page
+	var got []string
+	err = p.Apply(ctx, f, plan, func(r provision.Result) {
+		got = append(got, fmt.Sprintf("%s %s %q %v", r.Kind, r.Label, r.Error, r.NotAttempted))
+	})
+	if err == nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "2 of 4 changes not attempted, 0 failed") {
+		t.Errorf("apply: %v", err)
+	}
+	want := []string{`repair AAA "" false`, `repair BBB "" false`, `repair CCC "" true`, `repair DDD "" true`}
+	if !slices.Equal(got, want) {
+		t.Errorf("results %q, want %q", got, want)
+	}
+	_, drift, _, err := svc.Drift(t.Context(), realm)
+	if err != nil || len(drift["AAA"]) != 0 || len(drift["BBB"]) != 0 || len(drift["CCC"]) == 0 || len(drift["DDD"]) == 0 {
+		t.Errorf("drift after the interrupted apply: %v %v; want AAA's and BBB's repaired alone", drift, err)
+	}
+
+	idp.onPage = nil
+	if plan, err = p.Plan(t.Context(), f, false); err != nil || len(plan) != 2 {
+		t.Fatalf("plan after: %v %v; want CCC's and DDD's repairs", plan, err)
+	}
+	if err := p.Apply(t.Context(), f, plan, nil); err != nil {
+		t.Errorf("apply after: %v", err)
+	}
+	if _, drift, _, err := svc.Drift(t.Context(), realm); err != nil || len(drift) != 0 {
+		t.Errorf("drift after the second apply: %v %v", drift, err)
 	}
 }
 
