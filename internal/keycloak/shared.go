@@ -77,16 +77,15 @@ type mend struct{ id, what string }
 // admin API, a read and a write a community): role:service-desk back into
 // each aggregate (POST policies/link), OwnerRole back onto each owner
 // group (POST roles/grant, grantPageSize groups a call). The extension
-// changes each only if it is
-// still as the survey found it, and says which it changed. It first
-// reads the realm-wide policies again (1 call), for the survey that found
-// them as they should be may be minutes old: one that says something else
-// now is a conflict, and nothing is mended. Each page rests as the
-// survey's do: each is one transaction of hundreds of writes, and sent
-// back to back they would hold one of Keycloak's workers for the whole
-// mend. Once
-// ctx ends no further page is sent, and the page under way runs to its
-// end, so that what it returns is what Keycloak changed.
+// changes each only if it is still as the survey found it, and says which
+// it changed. It first reads the realm-wide policies again (1 call), for
+// the survey that found them as they should be may be minutes old: one
+// that says something else now is a conflict, and nothing is mended.
+// Each page rests as the survey's do: each is one transaction of hundreds
+// of writes, and sent back to back they would hold one of Keycloak's
+// workers for the whole mend. Once ctx ends no further page is sent, and
+// the page under way runs to its end, so that what it returns is what
+// Keycloak changed.
 func (c *Client) MendShared(ctx context.Context, realm, root string, shared []community.SharedDrift) (map[string][]string, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
