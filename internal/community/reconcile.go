@@ -193,9 +193,10 @@ func (s *Service) reconcileRealm(ctx context.Context, realm string, repair bool)
 		return rep, errors.Join(err, failed.err())
 	}
 	// The bulk mend failed (Keycloak gone, or a realm-wide policy changed
-	// meanwhile): what it left is reported as drift not repaired, and
-	// orphans are looked for all the same, as past a community whose
-	// check failed.
+	// meanwhile: what it left is reported as drift not repaired), or the
+	// registry could not say which communities are still active around
+	// it (what they share is then not reported): orphans are looked for
+	// all the same, as past a community whose check failed.
 	mendErr := err
 	s.logDrift(ctx, realm, rows, drift, survey.Shared, repair)
 	// ids of active rows, and of orphans found, so that a community's
@@ -329,7 +330,7 @@ func (s *Service) rememberUnchecked(realm string, labels []string) {
 // goes to failed; stopped says failed stopped the pass. An error with out
 // nil says the pass failed before it confirmed any (its survey, the
 // realm's repair); with out set, the bulk mend failed, and out says what
-// it left.
+// it left (or the registry could not be read around it).
 func (s *Service) drifted(ctx context.Context, realm string, rows []Community, repair bool, by Actor, failed *failures) (out map[string][]Drift, survey Survey, stopped bool, err error) {
 	specs := make([]Spec, 0, len(rows))
 	for _, row := range rows {
@@ -449,7 +450,7 @@ func (s *Service) mendShared(ctx, stop context.Context, realm string, rows []Com
 		// marker a delete's cleanup is taking off).
 		active, err := s.activeIDs(ctx, realm)
 		if err != nil {
-			return err
+			return fmt.Errorf("mend %s: %w", realm, err)
 		}
 		var shared []SharedDrift
 		for _, row := range rows {
@@ -464,7 +465,7 @@ func (s *Service) mendShared(ctx, stop context.Context, realm string, rows []Com
 	}
 	active, err := s.activeIDs(ctx, realm)
 	if err != nil {
-		return errors.Join(mendErr, err)
+		return errors.Join(mendErr, fmt.Errorf("after the mend of %s: %w", realm, err))
 	}
 	for _, row := range rows {
 		shared, ok := survey.Shared[row.ID]
@@ -553,10 +554,11 @@ type Repairs struct {
 // one, as apply did, each community took about 14 Keycloak calls even when
 // all it lacked was the realm's (admin permissions switched off: 140,000
 // calls at 10,000 communities); this takes the survey's 3 + ⌈k/500⌉ for k
-// labels, a few for the realm, ⌈k/500⌉ for what they share and Ensure's
-// for each suspect. Once ctx ends it starts no further change (each runs
-// to its end: one cut off could still commit after it was reported
-// failed), and what it did not reach is NotAttempted.
+// labels, a few for the realm, 1 + ⌈a/500⌉ + ⌈g/250⌉ for what they
+// share (a aggregates, g owner groups) and Ensure's for each suspect.
+// Once ctx ends it starts no further change, not even a page of the bulk
+// mend (each runs to its end: one cut off could still commit after it was
+// reported failed), and what it did not reach is NotAttempted.
 func (s *Service) RepairMany(ctx context.Context, realm string, labels []string, by Actor) Repairs {
 	work := context.WithoutCancel(ctx)
 	out := Repairs{Communities: make(map[string]RepairResult, len(labels))}
@@ -610,8 +612,11 @@ func (s *Service) RepairMany(ctx context.Context, realm string, labels []string,
 		case f.left[row.Label]:
 			// Keycloak or the registry could not be reached.
 			r.Err = f.err()
-		case err != nil && survey.Shared[row.ID] != nil && !whole && f.interrupted() && errors.Is(err, ctx.Err()):
-			// The pipeline ended between the bulk mend's pages.
+		case err != nil && survey.Shared[row.ID] != nil && f.interrupted() && errors.Is(err, ctx.Err()) &&
+			!slices.ContainsFunc(d, func(d Drift) bool { return d.Repaired }):
+			// The pipeline ended between the bulk mend's pages, before
+			// any of this community's. (One mended in part fails below:
+			// a change was made.)
 			r.NotAttempted = true
 		case err != nil && survey.Shared[row.ID] != nil && !whole:
 			// The bulk mend failed.

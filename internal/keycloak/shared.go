@@ -83,9 +83,11 @@ type mend struct{ id, what string }
 // that says something else now is a conflict, and nothing is mended.
 // Each page rests as the survey's do: each is one transaction of hundreds
 // of writes, and sent back to back they would hold one of Keycloak's
-// workers for the whole mend. Once ctx ends no further page is sent, and
-// the page under way runs to its end, so that what it returns is what
-// Keycloak changed.
+// workers for the whole mend; so a mend of 10,000 owner groups takes
+// minutes, and each page asks for the admin token anew, as the survey's
+// pages do (one token would expire half-way). Once ctx ends no further
+// page is sent, and the page under way runs to its end, so that what it
+// returns is what Keycloak changed.
 func (c *Client) MendShared(ctx context.Context, realm, root string, shared []community.SharedDrift) (map[string][]string, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
@@ -131,6 +133,9 @@ func (c *Client) MendShared(ctx context.Context, realm, root string, shared []co
 		if err := rest(); err != nil {
 			return mended, err
 		}
+		if tok, err = c.token(ctx, realm); err != nil {
+			return mended, err
+		}
 		body := struct {
 			Policy     string          `json:"policy"`
 			Aggregates []linkAggregate `json:"aggregates"`
@@ -143,6 +148,9 @@ func (c *Client) MendShared(ctx context.Context, realm, root string, shared []co
 	}
 	for page := range slices.Chunk(groups, grantPageSize) {
 		if err := rest(); err != nil {
+			return mended, err
+		}
+		if tok, err = c.token(ctx, realm); err != nil {
 			return mended, err
 		}
 		body := struct {

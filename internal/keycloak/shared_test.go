@@ -180,24 +180,32 @@ func TestMendSharedPagesAndReturnsWhatWasMended(t *testing.T) {
 }
 
 // TestMendSharedRestsBetweenPages: each page of the bulk mend is one
-// transaction of up to 500 writes in Keycloak, and MendShared waits
+// transaction of hundreds of writes in Keycloak, and MendShared waits
 // surveyRest times as long as a page took before it sends the next, as the
 // survey does between its reads, so that a mend does not hold one of
 // Keycloak's workers from concurrent creates. (Timers wait at least as
-// long as asked: the lower bound cannot be flaky.) A mend whose context
-// ends during a rest sends no further page.
+// long as asked: the lower bound cannot be flaky.) A mend of 10,000 then
+// takes minutes, past an admin token's life: each page asks for the token
+// anew. A mend whose context ends while a page is under way finishes that
+// page, reports what it changed, and sends no further page.
 func TestMendSharedRestsBetweenPages(t *testing.T) {
 	const took = 50 * time.Millisecond
 	var (
 		mu     sync.Mutex
-		calls  [][2]time.Time // each grant call's start and end
+		logins int
+		calls  []grantCall
 		cancel = func() {}
 	)
 	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token"):
-			fmt.Fprint(w, `{"access_token":"t","expires_in":300}`)
+			// A token that lives no time: the client asks again each time
+			// it needs one.
+			logins++
+			fmt.Fprintf(w, `{"access_token":"t%d","expires_in":0}`, logins)
 		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
 			fmt.Fprint(w, storedRealmPolicies(`["service-desk"]`))
 		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+grantPath:
@@ -211,11 +219,8 @@ func TestMendSharedRestsBetweenPages(t *testing.T) {
 			for _, g := range b.Groups {
 				granted = append(granted, g.Path)
 			}
-			mu.Lock()
-			calls = append(calls, [2]time.Time{start, time.Now()})
-			// Well inside the rest that follows this page.
-			time.AfterFunc(surveyRest*took/2, cancel)
-			mu.Unlock()
+			calls = append(calls, grantCall{start, time.Now(), r.Header.Get("Authorization")})
+			cancel() // the caller goes away while this page is under way
 			_ = json.NewEncoder(w).Encode(map[string]any{"granted": granted})
 		default:
 			t.Errorf("unexpected %s %s", r.Method, r.URL)
@@ -223,7 +228,7 @@ func TestMendSharedRestsBetweenPages(t *testing.T) {
 		}
 	}))
 	defer kc.Close()
-	grants := func() [][2]time.Time {
+	grants := func() []grantCall {
 		mu.Lock()
 		defer mu.Unlock()
 		out := slices.Clone(calls)
@@ -246,8 +251,11 @@ func TestMendSharedRestsBetweenPages(t *testing.T) {
 		t.Fatalf("%d grant calls, want 3", len(got))
 	}
 	for i := 1; i < len(got); i++ {
-		if gap := got[i][0].Sub(got[i-1][1]); gap < surveyRest*took {
+		if gap := got[i].start.Sub(got[i-1].end); gap < surveyRest*took {
 			t.Errorf("page %d sent %s after page %d was answered, want at least %s", i+1, gap, i, surveyRest*took)
+		}
+		if got[i].token == got[i-1].token {
+			t.Errorf("pages %d and %d sent with the same token %q, want one asked for anew", i, i+1, got[i].token)
 		}
 	}
 
@@ -258,7 +266,13 @@ func TestMendSharedRestsBetweenPages(t *testing.T) {
 	mu.Unlock()
 	mended, err = New(opts).MendShared(ctx, "r", "Communities", shared)
 	if got := grants(); !errors.Is(err, context.Canceled) || len(got) != 1 || len(mended) != grantPageSize {
-		t.Errorf("cancelled during the first rest: %d calls, %d mended, %v; want the first page alone and the context's error",
-			len(got), len(mended), err)
+		t.Errorf("cancelled during the first page: %d calls, %d mended, %v; want the first page's %d and the context's error",
+			len(got), len(mended), err, grantPageSize)
 	}
+}
+
+// grantCall is one POST roles/grant as the Keycloak of a test saw it.
+type grantCall struct {
+	start, end time.Time
+	token      string
 }

@@ -386,6 +386,11 @@ func (c *Client) Survey(ctx context.Context, realm, root string, specs []communi
 func pacer(ctx context.Context) func() error {
 	since := time.Now()
 	return func() error {
+		// select picks at random among ready cases: a rest of about
+		// nothing would let a call through after ctx ended.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		t := time.NewTimer(surveyRest * time.Since(since))
 		defer t.Stop()
 		select {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -657,9 +656,10 @@ func TestPruneRemovesAMemberNoReferenceNames(t *testing.T) {
 // bulk mends; onEnsure, onMend and onSurvey run as each begins, with
 // mendErr the bulk mend fails, changing nothing, and with surveyErr the
 // survey; stuck is realm drift no repair mends. With mendPage the bulk
-// mend goes by pages of that many communities, as internal/keycloak's
-// does, and runs onPage before each page after the first: once its
-// context has ended it sends no further page.
+// mend goes by pages of that many differences, as internal/keycloak's
+// does (so a community's may fall on two pages), and runs onPage before
+// each page after the first: once its context has ended it sends no
+// further page.
 type countIDP struct {
 	*fakeidp.IDP
 	ensured                    []string
@@ -697,8 +697,14 @@ func (c *countIDP) MendShared(ctx context.Context, realm, root string, shared []
 	if c.mendPage == 0 {
 		return c.IDP.MendShared(ctx, realm, root, shared)
 	}
+	var each []community.SharedDrift // one difference each
+	for _, sd := range shared {
+		for _, d := range sd.Drift {
+			each = append(each, community.SharedDrift{Spec: sd.Spec, Drift: []community.Drift{d}})
+		}
+	}
 	mended := map[string][]string{}
-	for i, page := range slices.Collect(slices.Chunk(shared, c.mendPage)) {
+	for i, page := range slices.Collect(slices.Chunk(each, c.mendPage)) {
 		if i > 0 && c.onPage != nil {
 			c.onPage()
 		}
@@ -706,7 +712,9 @@ func (c *countIDP) MendShared(ctx context.Context, realm, root string, shared []
 			return mended, err
 		}
 		got, err := c.IDP.MendShared(ctx, realm, root, page)
-		maps.Copy(mended, got)
+		for id, what := range got {
+			mended[id] = append(mended[id], what...)
+		}
 		if err != nil {
 			return mended, err
 		}
@@ -958,10 +966,11 @@ func TestApplyReportsTheRepairsMadeBeforeItWasInterrupted(t *testing.T) {
 }
 
 // TestApplyStopsTheBulkMendBetweenPages: the bulk mend rests between its
-// pages (500 communities each), so a mend of 10,000 takes minutes. A
-// pipeline cancelled during it sends no further page: the communities of
-// the pages sent are reported repaired and the others not attempted, and
-// the next run takes them up. Before, the mend went on to its last page.
+// pages (500 aggregates or 250 owner groups each), so a mend of 10,000
+// takes minutes. A pipeline cancelled during it sends no further page:
+// the communities of the pages sent are reported repaired and the others
+// not attempted, and the next run takes them up. Before, the mend went on
+// to its last page. A community mended in part fails: a change was made.
 func TestApplyStopsTheBulkMendBetweenPages(t *testing.T) {
 	idp := &countIDP{IDP: fakeidp.New(), mendPage: 2}
 	svc, desk := newServiceVia(memstore.New(), idp.IDP, idp)
@@ -1009,6 +1018,27 @@ func TestApplyStopsTheBulkMendBetweenPages(t *testing.T) {
 	}
 	if _, drift, _, err := svc.Drift(t.Context(), realm); err != nil || len(drift) != 0 {
 		t.Errorf("drift after the second apply: %v %v", drift, err)
+	}
+
+	// AAA lacks two things, and the pipeline ends after the page that
+	// mends the first.
+	idp.Unlink(realm, "AAA")
+	idp.Delete(realm, fakeidp.RoleMapping, "/Communities/AAA/owner → "+fakeidp.OwnerRole)
+	idp.Unlink(realm, "BBB")
+	if plan, err = p.Plan(t.Context(), f, false); err != nil || len(plan) != 2 {
+		t.Fatalf("plan of AAA and BBB: %v %v", plan, err)
+	}
+	ctx, cancel = context.WithCancel(t.Context())
+	idp.mendPage, idp.onPage = 1, cancel
+	got = nil
+	err = p.Apply(ctx, f, plan, func(r provision.Result) {
+		got = append(got, fmt.Sprintf("%s %s %v", r.Kind, r.Label, r.NotAttempted))
+		if r.Label == "AAA" && !strings.Contains(r.Error, "context canceled") {
+			t.Errorf("AAA mended in part: %q, want the mend's failure: the pipeline ended", r.Error)
+		}
+	})
+	if want := []string{"repair AAA false", "repair BBB true"}; !slices.Equal(got, want) || err == nil {
+		t.Errorf("results %q, %v; want %q and a failure", got, err, want)
 	}
 }
 

@@ -447,7 +447,9 @@ func TestScale(t *testing.T) {
 		creating sync.WaitGroup
 	)
 	made.Store(int64(from))
-	tok := token()
+	// A token of its own, fresh: service desk's live 5 minutes, and the
+	// creates start when the survey is done.
+	tok := realm.ClientToken(t, "service-desk", harness.ServiceDeskSecret)
 	for range conc {
 		creating.Go(func() {
 			select {
@@ -484,6 +486,9 @@ func TestScale(t *testing.T) {
 	creating.Wait()
 	if err != nil || len(reports[0].Drift) != n {
 		t.Fatalf("repair beside a new %s during creates: %v; want the drift of all %d communities", keycloak.OwnerRole, err, n)
+	}
+	if len(mending) == 0 {
+		t.Errorf("no create ran during the repair's mend: the pass took %s, its survey alone %s", passTook, surveyTook)
 	}
 	if reports, _, err := svc.Server.Service().Reconcile(ctx, []string{realm.Name}, false); err != nil || reports[0].DriftCount() != 0 {
 		t.Fatalf("drift pass after the repair during creates: %v, %+v", err, reports)
