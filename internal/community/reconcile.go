@@ -463,7 +463,11 @@ func (s *Service) mendShared(ctx, stop context.Context, realm string, rows []Com
 				fault.Upstream("Keycloak could not mend what the communities share", err))
 		}
 	}
-	active, err := s.activeIDs(ctx, realm)
+	// What the mend changed is reported and audited even when the pass's
+	// context ended meanwhile (`reconcile --repair` interrupted): the
+	// page under way ran to its end.
+	after := context.WithoutCancel(ctx)
+	active, err := s.activeIDs(after, realm)
 	if err != nil {
 		return errors.Join(mendErr, fmt.Errorf("after the mend of %s: %w", realm, err))
 	}
@@ -481,7 +485,7 @@ func (s *Service) mendShared(ctx, stop context.Context, realm string, rows []Com
 			}
 		}
 		if len(repaired) > 0 {
-			s.audit(ctx, s.event(realm, "repair", by, row.Label, row.Name), "success", fmt.Sprint(repaired))
+			s.audit(after, s.event(realm, "repair", by, row.Label, row.Name), "success", fmt.Sprint(repaired))
 		}
 	}
 	return mendErr
@@ -613,10 +617,11 @@ func (s *Service) RepairMany(ctx context.Context, realm string, labels []string,
 			// Keycloak or the registry could not be reached.
 			r.Err = f.err()
 		case err != nil && survey.Shared[row.ID] != nil && f.interrupted() && errors.Is(err, ctx.Err()) &&
-			!slices.ContainsFunc(d, func(d Drift) bool { return d.Repaired }):
+			len(d) > 0 && !slices.ContainsFunc(d, func(d Drift) bool { return d.Repaired }):
 			// The pipeline ended between the bulk mend's pages, before
 			// any of this community's. (One mended in part fails below:
-			// a change was made.)
+			// a change was made; so does one whose drift the registry
+			// could not be read to report.)
 			r.NotAttempted = true
 		case err != nil && survey.Shared[row.ID] != nil && !whole:
 			// The bulk mend failed.

@@ -2182,7 +2182,8 @@ type sharedIDP struct {
 	asked          []string // the labels of the communities mended in bulk
 	afterSurvey    func()
 	stuck          *community.Drift
-	mendErr        error // the bulk mend fails, changing nothing
+	mendErr        error  // the bulk mend fails, changing nothing
+	afterMend      func() // runs once the bulk mend has changed what it changes
 }
 
 // Ensure leaves the community as it is while the realm's drift is stuck,
@@ -2200,7 +2201,11 @@ func (r *sharedIDP) MendShared(ctx context.Context, realm, root string, shared [
 	if r.mendErr != nil {
 		return nil, r.mendErr
 	}
-	return r.IDP.MendShared(ctx, realm, root, shared)
+	mended, err := r.IDP.MendShared(ctx, realm, root, shared)
+	if r.afterMend != nil {
+		r.afterMend()
+	}
+	return mended, err
 }
 
 func (r *sharedIDP) Survey(ctx context.Context, realm, root string, specs []community.Spec) (community.Survey, error) {
@@ -2402,6 +2407,45 @@ func TestFailedMendStillLooksForOrphans(t *testing.T) {
 		if d := reports[0].Drift[l]; len(d) != 1 || !d[0].Repaired {
 			t.Errorf("after: %s's drift %v, want its aggregate, repaired", l, d)
 		}
+	}
+}
+
+// TestInterruptedRepairReportsWhatTheMendChanged: `reconcile --repair`
+// interrupted while the bulk mend's page is under way: that page runs to
+// its end in Keycloak, and what it changed is reported and audited, though
+// the pass's context has ended. Before, the registry reads after the mend
+// used the ended context: nothing was reported, and no repair audited.
+func TestInterruptedRepairReportsWhatTheMendChanged(t *testing.T) {
+	store, idp := memstore.New(), &sharedIDP{IDP: fakeidp.New()}
+	svc := community.New(store, idp, options(time.Minute))
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	for _, l := range []string{"AAA", "BBB"} {
+		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
+			t.Fatal(err)
+		}
+		idp.Unlink(realm, l)
+	}
+	events := len(store.Events())
+	ctx, cancel := context.WithCancel(t.Context())
+	idp.afterMend = cancel
+	reports, _, _ := svc.Reconcile(ctx, []string{realm}, true)
+	if len(reports) != 1 {
+		t.Fatalf("reports %+v", reports)
+	}
+	for _, l := range []string{"AAA", "BBB"} {
+		if d := reports[0].Drift[l]; len(d) != 1 || !d[0].Repaired {
+			t.Errorf("%s's drift %v, want its aggregate, repaired", l, d)
+		}
+	}
+	var repaired []string
+	for _, ev := range store.Events()[events:] {
+		if ev.Action == "repair" && ev.Label != "" {
+			repaired = append(repaired, ev.Label)
+		}
+	}
+	if slices.Sort(repaired); !slices.Equal(repaired, []string{"AAA", "BBB"}) {
+		t.Errorf("repairs audited: %v, want AAA's and BBB's", repaired)
 	}
 }
 

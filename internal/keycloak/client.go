@@ -273,7 +273,13 @@ func (c *Client) token(ctx context.Context, realm string) (string, error) {
 		return t.token, nil
 	}
 	jwt, err := c.gc.LoginClient(ctx, c.opts.ClientID, c.opts.ClientSecret, authRealm)
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// gocloak's error keeps the cause's text only: a caller that
+		// went away (apply's pipeline cancelled) must be told apart from
+		// Keycloak gone, and is answered as before.
+		return "", fmt.Errorf("log in as %s to realm %s: %w: %w", c.opts.ClientID, authRealm, ErrUnavailable, ctx.Err())
+	case err != nil:
 		return "", classify("log in as "+c.opts.ClientID+" to realm "+authRealm, err)
 	}
 	// Renew well before expiry so a call never goes out on a token that

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -275,4 +276,69 @@ func TestMendSharedRestsBetweenPages(t *testing.T) {
 type grantCall struct {
 	start, end time.Time
 	token      string
+}
+
+// TestMendSharedCancelledWhileItLogsIn: a pipeline cancelled while the
+// mend asks for a page's token is the pipeline's end, not Keycloak gone:
+// gocloak keeps only the cause's text, and the communities of the pages not
+// sent were reported as failed by the bulk mend rather than not attempted.
+func TestMendSharedCancelledWhileItLogsIn(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		logins int
+		grants int
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token"):
+			if logins++; logins == 3 { // the second page's
+				cancel()
+				// The caller goes away before an answer. (Go's server sees
+				// the connection close once the body is read.)
+				_, _ = io.Copy(io.Discard, r.Body)
+				select {
+				case <-r.Context().Done():
+				case <-time.After(5 * time.Second):
+				}
+				return
+			}
+			fmt.Fprintf(w, `{"access_token":"t%d","expires_in":0}`, logins)
+		case r.Method == http.MethodGet && r.URL.Path == "/admin/realms/r"+policiesPath:
+			fmt.Fprint(w, storedRealmPolicies(`["service-desk"]`))
+		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+grantPath:
+			grants++
+			var b struct{ Groups []markedGroup }
+			if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+				t.Error(err)
+			}
+			var granted []string
+			for _, g := range b.Groups {
+				granted = append(granted, g.Path)
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"granted": granted})
+		default:
+			t.Errorf("unexpected %s %s", r.Method, r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer kc.Close()
+	var shared []community.SharedDrift
+	for i := range grantPageSize + 1 {
+		s := community.Spec{ID: fmt.Sprint("id-", i), Realm: "r", Root: "Communities", Label: fmt.Sprintf("L%04d", i), Name: "n"}
+		shared = append(shared, community.SharedDrift{Spec: s, Drift: []community.Drift{
+			{What: "role mapping /Communities/" + s.Label + "/owner → community-owner", Problem: problemMissing}}})
+	}
+	opts := Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"}
+	mended, err := New(opts).MendShared(ctx, "r", "Communities", shared)
+	mu.Lock()
+	defer mu.Unlock()
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrUnavailable) || grants != 1 || len(mended) != grantPageSize {
+		t.Errorf("cancelled while the second page's token was asked for: %d pages, %d mended, %v; "+
+			"want the first page's %d and the context's error (still Keycloak's kind to an API caller)", grants, len(mended), err, grantPageSize)
+	}
 }

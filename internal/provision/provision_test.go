@@ -656,8 +656,9 @@ func TestPruneRemovesAMemberNoReferenceNames(t *testing.T) {
 // bulk mends; onEnsure, onMend and onSurvey run as each begins, with
 // mendErr the bulk mend fails, changing nothing, and with surveyErr the
 // survey; stuck is realm drift no repair mends. With mendPage the bulk
-// mend goes by pages of that many differences, as internal/keycloak's
-// does (so a community's may fall on two pages), and runs onPage before
+// mend goes by pages of that many differences (community by community;
+// internal/keycloak's goes kind by kind, so there too a community's may
+// fall on two pages), and runs onPage before
 // each page after the first: once its context has ended it sends no
 // further page.
 type countIDP struct {
