@@ -2186,6 +2186,15 @@ type sharedIDP struct {
 	afterMend      func() // runs once the bulk mend has changed what it changes
 }
 
+// newSharedFixture is a service over a sharedIDP, and service desk.
+func newSharedFixture() (*memstore.Store, *sharedIDP, *community.Service, community.Actor) {
+	store, idp := memstore.New(), &sharedIDP{IDP: fakeidp.New()}
+	svc := community.New(store, idp, options(time.Minute))
+	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
+	idp.GrantRole(realm, desk.Subject, deskRole)
+	return store, idp, svc, desk
+}
+
 // Ensure leaves the community as it is while the realm's drift is stuck,
 // as internal/keycloak's leaves a community's own admin permissions.
 func (r *sharedIDP) Ensure(ctx context.Context, s community.Spec, repair bool) ([]community.Drift, community.Artifacts, error) {
@@ -2239,10 +2248,7 @@ func (r *sharedIDP) EnsureRealm(ctx context.Context, realm, root string, repair 
 // own; and nothing is mended while the realm's own drift is not.
 func TestSharedDriftIsMendedTogether(t *testing.T) {
 	ctx := t.Context()
-	store, idp := memstore.New(), &sharedIDP{IDP: fakeidp.New()}
-	svc := community.New(store, idp, options(time.Minute))
-	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
-	idp.GrantRole(realm, desk.Subject, deskRole)
+	store, idp, svc, desk := newSharedFixture()
 	for _, l := range []string{"AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG"} {
 		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
 			t.Fatal(err)
@@ -2366,10 +2372,7 @@ func TestSharedDriftIsMendedTogether(t *testing.T) {
 // an orphan waited as long as the mend kept failing.
 func TestFailedMendStillLooksForOrphans(t *testing.T) {
 	ctx := t.Context()
-	store, idp := memstore.New(), &sharedIDP{IDP: fakeidp.New()}
-	svc := community.New(store, idp, options(time.Minute))
-	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
-	idp.GrantRole(realm, desk.Subject, deskRole)
+	_, idp, svc, desk := newSharedFixture()
 	for _, l := range []string{"AAA", "BBB"} {
 		if _, err := svc.Create(ctx, realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
 			t.Fatal(err)
@@ -2416,10 +2419,7 @@ func TestFailedMendStillLooksForOrphans(t *testing.T) {
 // the pass's context has ended. Before, the registry reads after the mend
 // used the ended context: nothing was reported, and no repair audited.
 func TestInterruptedRepairReportsWhatTheMendChanged(t *testing.T) {
-	store, idp := memstore.New(), &sharedIDP{IDP: fakeidp.New()}
-	svc := community.New(store, idp, options(time.Minute))
-	desk := community.Actor{Subject: idp.AddUser(realm, "desk"), ClientID: "service-desk", Username: "desk", ServiceDesk: true}
-	idp.GrantRole(realm, desk.Subject, deskRole)
+	store, idp, svc, desk := newSharedFixture()
 	for _, l := range []string{"AAA", "BBB"} {
 		if _, err := svc.Create(t.Context(), realm, desk, community.CreateRequest{Label: l, Name: l}); err != nil {
 			t.Fatal(err)

@@ -212,17 +212,9 @@ func TestMendSharedRestsBetweenPages(t *testing.T) {
 		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+grantPath:
 			start := time.Now()
 			time.Sleep(took)
-			var b struct{ Groups []markedGroup }
-			if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
-				t.Error(err)
-			}
-			var granted []string
-			for _, g := range b.Groups {
-				granted = append(granted, g.Path)
-			}
 			calls = append(calls, grantCall{start, time.Now(), r.Header.Get("Authorization")})
 			cancel() // the caller goes away while this page is under way
-			_ = json.NewEncoder(w).Encode(map[string]any{"granted": granted})
+			grantAll(t, w, r)
 		default:
 			t.Errorf("unexpected %s %s", r.Method, r.URL)
 			w.WriteHeader(http.StatusNotFound)
@@ -236,12 +228,7 @@ func TestMendSharedRestsBetweenPages(t *testing.T) {
 		calls = nil
 		return out
 	}
-	var shared []community.SharedDrift
-	for i := range 2*grantPageSize + 1 {
-		s := community.Spec{ID: fmt.Sprint("id-", i), Realm: "r", Root: "Communities", Label: fmt.Sprintf("L%04d", i), Name: "n"}
-		shared = append(shared, community.SharedDrift{Spec: s, Drift: []community.Drift{
-			{What: "role mapping /Communities/" + s.Label + "/owner → community-owner", Problem: problemMissing}}})
-	}
+	shared := ownersLacking(2*grantPageSize + 1)
 	opts := Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"}
 	mended, err := New(opts).MendShared(context.Background(), "r", "Communities", shared)
 	if err != nil || len(mended) != len(shared) {
@@ -312,27 +299,14 @@ func TestMendSharedCancelledWhileItLogsIn(t *testing.T) {
 			fmt.Fprint(w, storedRealmPolicies(`["service-desk"]`))
 		case r.Method == http.MethodPost && r.URL.Path == "/admin/realms/r"+grantPath:
 			grants++
-			var b struct{ Groups []markedGroup }
-			if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
-				t.Error(err)
-			}
-			var granted []string
-			for _, g := range b.Groups {
-				granted = append(granted, g.Path)
-			}
-			_ = json.NewEncoder(w).Encode(map[string]any{"granted": granted})
+			grantAll(t, w, r)
 		default:
 			t.Errorf("unexpected %s %s", r.Method, r.URL)
 			w.WriteHeader(http.StatusNotFound)
 		}
 	}))
 	defer kc.Close()
-	var shared []community.SharedDrift
-	for i := range grantPageSize + 1 {
-		s := community.Spec{ID: fmt.Sprint("id-", i), Realm: "r", Root: "Communities", Label: fmt.Sprintf("L%04d", i), Name: "n"}
-		shared = append(shared, community.SharedDrift{Spec: s, Drift: []community.Drift{
-			{What: "role mapping /Communities/" + s.Label + "/owner → community-owner", Problem: problemMissing}}})
-	}
+	shared := ownersLacking(grantPageSize + 1)
 	opts := Options{BaseURL: kc.URL, ClientID: "c", ClientSecret: "s", Timeout: 5 * time.Second, ServiceDeskRole: "service-desk"}
 	mended, err := New(opts).MendShared(ctx, "r", "Communities", shared)
 	mu.Lock()
@@ -341,4 +315,29 @@ func TestMendSharedCancelledWhileItLogsIn(t *testing.T) {
 		t.Errorf("cancelled while the second page's token was asked for: %d pages, %d mended, %v; "+
 			"want the first page's %d and the context's error (still Keycloak's kind to an API caller)", grants, len(mended), err, grantPageSize)
 	}
+}
+
+// ownersLacking is n communities whose owner groups lack community-owner.
+func ownersLacking(n int) []community.SharedDrift {
+	var shared []community.SharedDrift
+	for i := range n {
+		s := community.Spec{ID: fmt.Sprint("id-", i), Realm: "r", Root: "Communities", Label: fmt.Sprintf("L%04d", i), Name: "n"}
+		shared = append(shared, community.SharedDrift{Spec: s, Drift: []community.Drift{
+			{What: "role mapping /Communities/" + s.Label + "/owner → community-owner", Problem: problemMissing}}})
+	}
+	return shared
+}
+
+// grantAll answers a POST roles/grant as the extension does when every
+// group it names is as the caller read it: all granted.
+func grantAll(t *testing.T, w http.ResponseWriter, r *http.Request) {
+	var b struct{ Groups []markedGroup }
+	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+		t.Error(err)
+	}
+	var granted []string
+	for _, g := range b.Groups {
+		granted = append(granted, g.Path)
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"granted": granted})
 }
