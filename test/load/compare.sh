@@ -2,6 +2,10 @@
 # Decisions side by side, in one run, on one machine, each by wrk from its
 # own process with the same connections and duration (issue 14, point 5):
 #   1. the service's own trivial handler, GET /healthz: its ceiling;
+#   1b. the same handler sent exactly what a decision sends (its headers,
+#      the 1.8 KB bearer token among them, and its body, which Go's server
+#      reads and discards): what the request alone costs, before anything
+#      is decided; no decision can answer faster than this floor;
 #   2. the service's decision (a consumer reading a resource labelled
 #      XXX.read and NDD.read, the token verified once and cached);
 #   3. OpenFGA's Check of the equivalent question on an in-memory store:
@@ -17,6 +21,11 @@
 # rates the p99 is each server's own.
 #
 #   test/load/compare.sh SERVICE_URL REALM TOKEN [DURATION] [CONNECTIONS]
+#
+# With SERVICE_PID (the process of `communities serve`), each of the
+# service's lines also gives its CPU time per request; OpenFGA's line
+# always does. Tokens live 5 minutes in the demo realm: fetch one for
+# each run.
 #
 # OpenFGA and vegeta are built once from the Go module proxy
 # (OPENFGA_VERSION, VEGETA_VERSION) into ~/.cache/communities/; OpenFGA
@@ -64,10 +73,13 @@ check='{"tuple_key":{"user":"user:consumer","relation":"can_read","object":"reso
 [[ "$(post "/stores/$store/check" "$check" | jq -r .allowed)" == true ]] || { echo "OpenFGA does not allow the check" >&2; exit 1; }
 
 echo "$connections connections, $duration each, $(date -u +%F)"
+export WATCH_PID="${SERVICE_PID:-}"
 wrk_run "service /healthz" GET "$url/healthz" "" "$duration" "$connections"
+wrk_run "/healthz, decision's request" GET "$url/healthz" "$DECISION_BODY" "$duration" "$connections" \
+	"Content-Type: application/json" "Authorization: Bearer $token"
 wrk_run "service decision" POST "$url/realms/$realm/communities-authz/decision" "$DECISION_BODY" "$duration" "$connections" \
 	"Content-Type: application/json" "Authorization: Bearer $token"
-wrk_run "OpenFGA Check (memory)" POST "$fga/stores/$store/check" "$check" "$duration" "$connections" \
+WATCH_PID="$pid" wrk_run "OpenFGA Check (memory)" POST "$fga/stores/$store/check" "$check" "$duration" "$connections" \
 	"Content-Type: application/json"
 
 # rate_run LABEL URL BODY [HEADER ...]: POSTs at $rate/s for $duration;
