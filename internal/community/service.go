@@ -36,7 +36,17 @@ var (
 	ErrInvalid       = label.ErrInvalid
 	ErrKeycloakClash = fault.Sentinel(fault.Conflict, "keycloak already holds a conflicting artefact")
 	ErrLastOwner     = fault.Sentinel(fault.Conflict, "last owner")
+	// ErrSystemAccount refuses a system account's service account user as
+	// a member: it holds its profile's roles and nothing else, which only
+	// service desk chooses (docs/system-accounts.md).
+	ErrSystemAccount = fault.Sentinel(fault.Unprocessable, "a system account cannot be a member of a community")
 )
+
+// systemAccount says which user was refused and why.
+func systemAccount(ref string, u User) error {
+	return fmt.Errorf("%w: user %q is the service account of client %q, whose privileges are its profile's alone",
+		ErrSystemAccount, ref, u.ServiceAccountOf)
+}
 
 // Actor is the verified caller of an operation.
 type Actor struct {
@@ -330,16 +340,19 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 		if err := ValidateUserRef(ref); err != nil {
 			return nil, err
 		}
-		id, err := s.kc.ResolveUser(ctx, realm, ref)
+		u, err := s.kc.ResolveUser(ctx, realm, ref)
 		if errors.Is(err, fault.NotFound) {
 			return nil, fmt.Errorf("%w: owner %q is not a user of realm %s", ErrUnknownUser, ref, realm)
 		}
 		if err != nil {
 			return nil, fault.Upstream("Keycloak could not look up the owners; nothing was created", err)
 		}
-		if !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
+		if u.ServiceAccountOf != "" {
+			return nil, systemAccount(ref, u)
+		}
+		if !seen[u.ID] {
+			seen[u.ID] = true
+			ids = append(ids, u.ID)
 		}
 	}
 	return ids, nil
@@ -727,13 +740,21 @@ func (s *Service) changeMember(ctx context.Context, a Actor, row *Community, act
 		}
 		return err
 	}
-	userID, err := s.kc.ResolveUser(ctx, realm, userRef)
+	u, err := s.kc.ResolveUser(ctx, realm, userRef)
 	if errors.Is(err, fault.NotFound) {
 		return fmt.Errorf("%w: no user %q in realm %s", ErrNotFound, userRef, realm)
 	}
 	if err != nil {
 		return fault.Upstream("Keycloak could not look up the user; nothing was changed", err)
 	}
+	// Taking one out stays possible: it may have been put in by hand, or
+	// before the service refused it.
+	if add && u.ServiceAccountOf != "" {
+		err := systemAccount(userRef, u)
+		s.audit(ctx, ev, refusal(err), err.Error())
+		return err
+	}
+	userID := u.ID
 	detail := role + " " + userID
 	switch {
 	case add:

@@ -228,7 +228,7 @@ func TestCreateAndDelete(t *testing.T) {
 	if after := f.idp.Artefacts(realm); !slices.Equal(after, append(before, "group /Communities")) {
 		t.Errorf("delete left the identity provider holding\n%s", strings.Join(after, "\n"))
 	}
-	if id, err := f.idp.ResolveUser(ctx, realm, "alice"); err != nil || id != alice.Subject {
+	if u, err := f.idp.ResolveUser(ctx, realm, "alice"); err != nil || u.ID != alice.Subject {
 		t.Errorf("the owner's user went with the community: %v", err)
 	}
 	if ev := f.last(t, "delete"); ev.Outcome != "success" || ev.Label != "NDD" || ev.ActorSub != alice.Subject {
@@ -331,6 +331,12 @@ func TestWhoMayCreate(t *testing.T) {
 		{name: "service desk making a dormant community", actor: func(f *fixture) community.Actor { return f.desk },
 			req:    func(*fixture) community.CreateRequest { return community.CreateRequest{Dormant: true} },
 			owners: []string{}},
+		{name: "service desk naming a system account as an owner", err: community.ErrSystemAccount,
+			actor: func(f *fixture) community.Actor { return f.desk },
+			req: func(f *fixture) community.CreateRequest {
+				f.user("bob")
+				return community.CreateRequest{Owners: []string{"bob", f.idp.AddServiceAccount(realm, "acme-syndication")}}
+			}},
 		{name: "service desk naming an unknown owner", err: community.ErrUnknownUser,
 			actor: func(f *fixture) community.Actor { return f.desk },
 			req: func(f *fixture) community.CreateRequest {
@@ -519,6 +525,61 @@ func TestWhoManagesMembers(t *testing.T) {
 		if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", tc.role, tc.user, true); !errors.Is(err, tc.err) {
 			t.Errorf("add %s as %s: %v, want %v", tc.user, tc.role, err, tc.err)
 		}
+	}
+}
+
+// TestSystemAccountsJoinNoCommunity: a system account's service account
+// user holds its profile's roles and nothing else. An owner could once add
+// it by id to their community, and so give a system service desk issued
+// privileges service desk did not choose.
+func TestSystemAccountsJoinNoCommunity(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	ctx := t.Context()
+	alice := f.creator("alice")
+	f.create(t, alice, "NDD")
+	sa := f.idp.AddServiceAccount(realm, "acme-syndication")
+	members := func() []string {
+		var out []string
+		for _, role := range []string{community.RoleOwner, community.RoleAuthor, community.RoleConsumer} {
+			ms, err := f.idp.Members(ctx, realm, f.idp.ID(realm, fakeidp.Group, "/Communities/NDD/"+role))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				out = append(out, role+" "+m.Username)
+			}
+		}
+		return out
+	}
+	before := members()
+	for _, who := range []community.Actor{alice, f.desk} {
+		for _, role := range []string{community.RoleOwner, community.RoleAuthor, community.RoleConsumer} {
+			for _, ref := range []string{sa, "service-account-acme-syndication"} {
+				err := f.svc.ChangeMember(ctx, realm, who, "NDD", role, ref, true)
+				if !errors.Is(err, community.ErrSystemAccount) || fault.KindOf(err) != fault.Unprocessable ||
+					!strings.Contains(err.Error(), `"acme-syndication"`) {
+					t.Errorf("%s adds system account %s as %s: %v, want a 422 naming its client", who.Username, ref, role, err)
+				}
+			}
+		}
+	}
+	if ev := f.last(t, "add-member"); ev.Outcome != "failed" || !strings.Contains(ev.Detail, "acme-syndication") {
+		t.Errorf("refusal audited as %+v", ev)
+	}
+	if got := members(); !slices.Equal(got, before) {
+		t.Errorf("refused adds changed the members: %v, were %v", got, before)
+	}
+	// One put in by hand, or before the service refused it, can be taken
+	// out.
+	consumers := f.idp.ID(realm, fakeidp.Group, "/Communities/NDD/consumer")
+	if err := f.idp.AddMember(ctx, realm, consumers, sa); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.ChangeMember(ctx, realm, alice, "NDD", community.RoleConsumer, sa, false); err != nil {
+		t.Errorf("owner removes the system account: %v", err)
+	}
+	if got := members(); !slices.Equal(got, before) {
+		t.Errorf("after the removal the members are %v, want %v", got, before)
 	}
 }
 

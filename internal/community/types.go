@@ -135,6 +135,16 @@ type Spec struct {
 	FHIRClients []string // clientIds that get the scopes as defaults
 }
 
+// User is a realm's user as a membership needs it.
+type User struct {
+	ID string
+	// ServiceAccountOf is the client whose service account the user is
+	// (by the username Keycloak gives service accounts), "" for a person.
+	// A system account holds its profile's roles and nothing else
+	// (docs/system-accounts.md), so it joins no community.
+	ServiceAccountOf string
+}
+
 // Member is a user in one of a community's groups. A disabled member
 // keeps the membership but cannot sign in, and the live owner checks
 // take it for no owner.
@@ -368,7 +378,9 @@ type IdentityProvider interface {
 	// CarriesMarker reports whether a role or admin permission of label's
 	// names carries community id's marker now.
 	CarriesMarker(ctx context.Context, realm, root, label, id string) (bool, error)
-	ResolveUser(ctx context.Context, realm, ref string) (string, error)
+	// ResolveUser finds a user of realm by id or, failing that, by exact
+	// username.
+	ResolveUser(ctx context.Context, realm, ref string) (User, error)
 	// IsMember reports whether user userID is a direct member of group
 	// groupID now, and enabled: a membership confers nothing on a token
 	// that outlived its user's disabling.

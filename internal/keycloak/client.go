@@ -19,6 +19,7 @@ import (
 	"github.com/go-resty/resty/v2"
 	"github.com/google/uuid"
 
+	"github.com/nhs-terminology/communities/internal/community"
 	"github.com/nhs-terminology/communities/internal/fault"
 )
 
@@ -367,31 +368,49 @@ func (c *Client) Ping(ctx context.Context, realm string) error {
 
 // ResolveUser finds a user of realm by id or, failing that, by exact
 // username, and returns the id.
-func (c *Client) ResolveUser(ctx context.Context, realm, ref string) (string, error) {
+func (c *Client) ResolveUser(ctx context.Context, realm, ref string) (community.User, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
-		return "", err
+		return community.User{}, err
 	}
 	// Only a well-formed id goes into the admin URL's path; anything else
 	// is looked up as a username, a query parameter the client encodes.
 	if id, perr := uuid.Parse(ref); perr == nil && id.String() == strings.ToLower(ref) {
 		u, err := c.gc.GetUserByID(ctx, tok, realm, id.String())
 		if err == nil && u.ID != nil {
-			return *u.ID, nil
+			return userOf(u), nil
 		}
 		if s := statusOf(err); err != nil && s != http.StatusNotFound {
-			return "", classify("find user "+ref, err)
+			return community.User{}, classify("find user "+ref, err)
 		}
 	}
 	exact := true
 	users, err := c.gc.GetUsers(ctx, tok, realm, gocloak.GetUsersParams{Username: &ref, Exact: &exact})
 	if err != nil {
-		return "", classify("find user "+ref, err)
+		return community.User{}, classify("find user "+ref, err)
 	}
 	if len(users) != 1 || users[0].ID == nil {
-		return "", fmt.Errorf("user %q: %w", ref, ErrNotFound)
+		return community.User{}, fmt.Errorf("user %q: %w", ref, ErrNotFound)
 	}
-	return *users[0].ID, nil
+	return userOf(users[0]), nil
+}
+
+// serviceAccountPrefix begins the username Keycloak gives a client's
+// service account, followed by the clientId, and keeps in step with the
+// clientId when it changes (ClientManager.clientIdChanged). The user's
+// representation does not say whose service account a user is (Keycloak
+// 26.7 leaves serviceAccountClientId out), so the name tells: a person
+// who registered such a name is taken for one too, which refuses a
+// membership and never grants one.
+const serviceAccountPrefix = "service-account-"
+
+// userOf converts at the edge.
+func userOf(u *gocloak.User) community.User {
+	user := community.User{ID: *u.ID}
+	if client, ok := strings.CutPrefix(gocloak.PString(u.Username), serviceAccountPrefix); ok {
+		user.ServiceAccountOf = client
+	}
+	return user
 }
 
 // HeldRoles returns which of roles user userID holds now, directly or

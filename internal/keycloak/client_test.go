@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Nerzal/gocloak/v13"
 	"github.com/go-resty/resty/v2"
 
 	"github.com/nhs-terminology/communities/internal/community"
@@ -178,5 +179,20 @@ func TestReadOnlyRefusalIsNoOutage(t *testing.T) {
 	}
 	if n := sent.Load(); n != 0 {
 		t.Errorf("%d changes reached Keycloak", n)
+	}
+}
+
+// TestUserOfTellsServiceAccountsByName: Keycloak's user representation
+// does not name a service account's client, its username does.
+func TestUserOfTellsServiceAccountsByName(t *testing.T) {
+	for name, want := range map[string]string{
+		"service-account-acme-syndication": "acme-syndication",
+		"bob":                              "",
+		"service-accountant":               "",
+		"alice-service-account-x":          "",
+	} {
+		if got := userOf(&gocloak.User{ID: gocloak.StringP("id"), Username: gocloak.StringP(name)}); got.ServiceAccountOf != want || got.ID != "id" {
+			t.Errorf("%s: %+v, want the service account of %q", name, got, want)
+		}
 	}
 }

@@ -87,6 +87,24 @@ func TestSystemAccounts(t *testing.T) {
 	if groups, err := f.realm.GC.GetUserGroups(ctx, admin, f.realm.Name, *sa.ID, gocloak.GetGroupsParams{}); err != nil || len(groups) != 0 {
 		t.Errorf("the service account's groups: %d, %v", len(groups), err)
 	}
+	// Nor can anyone make it a member later, or an owner at a create: not
+	// service desk, not a community's owner (who once could, by its id).
+	owner := f.realm.UserToken(t, "creator")
+	f.create(t, owner, "OWN", "Owned by a creator").Expect(t, 201)
+	for _, add := range []struct{ token, path string }{
+		{sd, "/DEF/consumer/" + *sa.ID}, {owner, "/OWN/author/" + *sa.ID}, {owner, "/OWN/owner/" + *sa.ID},
+		{owner, "/OWN/consumer/service-account-acme-syndication"},
+	} {
+		resp := check("PUT", f.base+add.path, add.token, nil, 422)
+		if !strings.Contains(string(resp.Body), `\"acme-syndication\"`) {
+			t.Errorf("PUT %s: the refusal does not name the client: %s", add.path, resp.Body)
+		}
+	}
+	check("POST", f.base, sd, map[string]any{"securityLabel": "SYS", "communityName": "Owned by a system", "owners": []string{*sa.ID}}, 422)
+	harness.Do(t, "GET", f.base+"/SYS", sd, nil).Expect(t, 404)
+	if groups, err := f.realm.GC.GetUserGroups(ctx, admin, f.realm.Name, *sa.ID, gocloak.GetGroupsParams{}); err != nil || len(groups) != 0 {
+		t.Errorf("the service account's groups after the refusals: %d, %v", len(groups), err)
+	}
 
 	dc := issue(map[string]string{"clientId": "gp-direct-care", "purpose": "direct-care", "content": "published"})
 	tok, _ = tokenOf("gp-direct-care", dc.Secret)

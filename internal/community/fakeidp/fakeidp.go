@@ -71,9 +71,10 @@ type realm struct {
 }
 
 type user struct {
-	username string
-	roles    map[string]bool
-	disabled bool
+	username         string
+	roles            map[string]bool
+	disabled         bool
+	serviceAccountOf string // the client whose service account it is
 }
 
 type artefact struct {
@@ -104,6 +105,17 @@ func (f *IDP) AddUser(realm, username string) string {
 	defer f.mu.Unlock()
 	id := uuid.NewString()
 	f.realm(realm).users[id] = &user{username: username, roles: map[string]bool{}}
+	return id
+}
+
+// AddServiceAccount makes the service account user of client in realm,
+// as Keycloak does for a client with service accounts enabled, and
+// returns its id.
+func (f *IDP) AddServiceAccount(realm, client string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := uuid.NewString()
+	f.realm(realm).users[id] = &user{username: "service-account-" + client, roles: map[string]bool{}, serviceAccountOf: client}
 	return id
 }
 
@@ -802,22 +814,22 @@ func (f *IDP) CommunityGroup(ctx context.Context, realm, root, label string) (co
 
 // ResolveUser finds a user of realm by id or, failing that, by exact
 // username.
-func (f *IDP) ResolveUser(ctx context.Context, realm, ref string) (string, error) {
+func (f *IDP) ResolveUser(ctx context.Context, realm, ref string) (community.User, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := read(ctx, "find user "+ref); err != nil {
-		return "", err
+		return community.User{}, err
 	}
 	r := f.realm(realm)
-	if _, ok := r.users[ref]; ok {
-		return ref, nil
+	if u, ok := r.users[ref]; ok {
+		return community.User{ID: ref, ServiceAccountOf: u.serviceAccountOf}, nil
 	}
 	for id, u := range r.users {
 		if u.username == ref {
-			return id, nil
+			return community.User{ID: id, ServiceAccountOf: u.serviceAccountOf}, nil
 		}
 	}
-	return "", fmt.Errorf("user %q: %w", ref, ErrNotFound)
+	return community.User{}, fmt.Errorf("user %q: %w", ref, ErrNotFound)
 }
 
 // HeldRoles returns which of roles user userID was granted; an unknown
