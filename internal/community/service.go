@@ -43,9 +43,9 @@ var (
 )
 
 // systemAccount says which user was refused and why.
-func systemAccount(ref string, u User) error {
+func systemAccount(ref, client string) error {
 	return fmt.Errorf("%w: user %q is the service account of client %q, whose privileges are its profile's alone",
-		ErrSystemAccount, ref, u.ServiceAccountOf)
+		ErrSystemAccount, ref, client)
 }
 
 // Actor is the verified caller of an operation.
@@ -238,6 +238,9 @@ func (s *Service) Create(ctx context.Context, realm string, a Actor, req CreateR
 	var owners []string
 	if !req.Dormant && !(a.ServiceDesk && len(req.Owners) == 0) {
 		if owners, err = s.resolveOwners(ctx, realm, a, req.Owners); err != nil {
+			if errors.Is(err, ErrSystemAccount) {
+				s.audit(ctx, ev, "denied", err.Error())
+			}
 			return nil, err
 		}
 	}
@@ -329,7 +332,10 @@ func (s *Service) registryNow(ctx context.Context) (time.Time, error) {
 
 func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs []string) ([]string, error) {
 	if len(refs) == 0 {
-		return []string{a.Subject}, nil
+		// A creator becomes the owner, but not a system account, even one
+		// granted the creator role by hand. Its tokens need not carry a
+		// username to tell it by, so Keycloak is asked: one call more.
+		refs = []string{a.Subject}
 	}
 	if len(refs) > MaxOwners {
 		return nil, fmt.Errorf("%w owners: at most %d may be named", ErrInvalid, MaxOwners)
@@ -348,7 +354,7 @@ func (s *Service) resolveOwners(ctx context.Context, realm string, a Actor, refs
 			return nil, fault.Upstream("Keycloak could not look up the owners; nothing was created", err)
 		}
 		if u.ServiceAccountOf != "" {
-			return nil, systemAccount(ref, u)
+			return nil, systemAccount(ref, u.ServiceAccountOf)
 		}
 		if !seen[u.ID] {
 			seen[u.ID] = true
@@ -750,8 +756,8 @@ func (s *Service) changeMember(ctx context.Context, a Actor, row *Community, act
 	// Taking one out stays possible: it may have been put in by hand, or
 	// before the service refused it.
 	if add && u.ServiceAccountOf != "" {
-		err := systemAccount(userRef, u)
-		s.audit(ctx, ev, refusal(err), err.Error())
+		err := systemAccount(userRef, u.ServiceAccountOf)
+		s.audit(ctx, ev, "denied", role+" "+u.ID+": "+err.Error())
 		return err
 	}
 	userID := u.ID

@@ -337,6 +337,20 @@ func TestWhoMayCreate(t *testing.T) {
 				f.user("bob")
 				return community.CreateRequest{Owners: []string{"bob", f.idp.AddServiceAccount(realm, "acme-syndication")}}
 			}},
+		{name: "service desk naming a system account as an owner by its username", err: community.ErrSystemAccount,
+			actor: func(f *fixture) community.Actor { return f.desk },
+			req: func(f *fixture) community.CreateRequest {
+				f.idp.AddServiceAccount(realm, "acme-syndication")
+				return community.CreateRequest{Owners: []string{"service-account-acme-syndication"}}
+			}},
+		{name: "a system account granted the creator role", err: community.ErrSystemAccount,
+			actor: func(f *fixture) community.Actor {
+				a := f.creator("alice")
+				a.Subject = f.idp.AddServiceAccount(realm, "acme-authoring")
+				a.Username = "" // its tokens carry none
+				f.idp.GrantRole(realm, a.Subject, creator)
+				return a
+			}},
 		{name: "service desk naming an unknown owner", err: community.ErrUnknownUser,
 			actor: func(f *fixture) community.Actor { return f.desk },
 			req: func(f *fixture) community.CreateRequest {
@@ -361,10 +375,13 @@ func TestWhoMayCreate(t *testing.T) {
 				if left := f.of("NDD"); len(left) > 0 || f.row(t, "NDD") != nil || f.idp.Steps() != 0 {
 					t.Errorf("a refused create changed something: %v, %d mutating calls", left, f.idp.Steps())
 				}
-				if tc.err == community.ErrForbidden {
+				if tc.err == community.ErrForbidden || tc.err == community.ErrSystemAccount {
 					if ev := f.last(t, "create"); ev.Outcome != "denied" || ev.ActorSub != a.Subject {
 						t.Errorf("refusal audited as %+v", ev)
 					}
+				}
+				if tc.err == community.ErrSystemAccount && !strings.Contains(err.Error(), `client "acme-`) {
+					t.Errorf("the refusal does not name the client: %v", err)
 				}
 				return
 			}
@@ -552,6 +569,7 @@ func TestSystemAccountsJoinNoCommunity(t *testing.T) {
 		return out
 	}
 	before := members()
+	audited := len(f.store.Events())
 	for _, who := range []community.Actor{alice, f.desk} {
 		for _, role := range []string{community.RoleOwner, community.RoleAuthor, community.RoleConsumer} {
 			for _, ref := range []string{sa, "service-account-acme-syndication"} {
@@ -563,8 +581,15 @@ func TestSystemAccountsJoinNoCommunity(t *testing.T) {
 			}
 		}
 	}
-	if ev := f.last(t, "add-member"); ev.Outcome != "failed" || !strings.Contains(ev.Detail, "acme-syndication") {
-		t.Errorf("refusal audited as %+v", ev)
+	refusals := f.store.Events()[audited:]
+	if len(refusals) != 12 {
+		t.Errorf("%d audit events for 12 refusals", len(refusals))
+	}
+	for _, ev := range refusals {
+		if ev.Action != "add-member" || ev.Outcome != "denied" || !strings.Contains(ev.Detail, " "+sa+": ") ||
+			!strings.Contains(ev.Detail, "acme-syndication") {
+			t.Errorf("refusal audited as %+v", ev)
+		}
 	}
 	if got := members(); !slices.Equal(got, before) {
 		t.Errorf("refused adds changed the members: %v, were %v", got, before)

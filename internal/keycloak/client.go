@@ -395,22 +395,26 @@ func (c *Client) ResolveUser(ctx context.Context, realm, ref string) (community.
 	return userOf(users[0]), nil
 }
 
-// serviceAccountPrefix begins the username Keycloak gives a client's
-// service account, followed by the clientId, and keeps in step with the
-// clientId when it changes (ClientManager.clientIdChanged). The user's
-// representation does not say whose service account a user is (Keycloak
-// 26.7 leaves serviceAccountClientId out), so the name tells: a person
-// who registered such a name is taken for one too, which refuses a
-// membership and never grants one.
-const serviceAccountPrefix = "service-account-"
+// serviceAccountOf returns the client whose service account username
+// names, "" for any other name. Keycloak names a client's service account
+// "service-account-" and the clientId (lower-cased, as every username),
+// and keeps the name in step when the clientId changes
+// (ClientManager.clientIdChanged). The user's representation does not say
+// whose service account a user is (Keycloak 26.7 leaves
+// serviceAccountClientId out), so the name tells: a person who registered
+// such a name is taken for one too, which refuses a membership and never
+// grants one.
+func serviceAccountOf(username string) string {
+	client, _ := strings.CutPrefix(username, "service-account-")
+	if client == username {
+		return ""
+	}
+	return client
+}
 
 // userOf converts at the edge.
 func userOf(u *gocloak.User) community.User {
-	user := community.User{ID: *u.ID}
-	if client, ok := strings.CutPrefix(gocloak.PString(u.Username), serviceAccountPrefix); ok {
-		user.ServiceAccountOf = client
-	}
-	return user
+	return community.User{ID: *u.ID, ServiceAccountOf: serviceAccountOf(gocloak.PString(u.Username))}
 }
 
 // HeldRoles returns which of roles user userID holds now, directly or

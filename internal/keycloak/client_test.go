@@ -185,6 +185,9 @@ func TestReadOnlyRefusalIsNoOutage(t *testing.T) {
 // TestUserOfTellsServiceAccountsByName: Keycloak's user representation
 // does not name a service account's client, its username does.
 func TestUserOfTellsServiceAccountsByName(t *testing.T) {
+	if got := serviceAccountOf("service-account-"); got != "" {
+		t.Errorf("the bare prefix names client %q", got)
+	}
 	for name, want := range map[string]string{
 		"service-account-acme-syndication": "acme-syndication",
 		"bob":                              "",

@@ -92,7 +92,8 @@ func TestSystemAccounts(t *testing.T) {
 	owner := f.realm.UserToken(t, "creator")
 	f.create(t, owner, "OWN", "Owned by a creator").Expect(t, 201)
 	for _, add := range []struct{ token, path string }{
-		{sd, "/DEF/consumer/" + *sa.ID}, {owner, "/OWN/author/" + *sa.ID}, {owner, "/OWN/owner/" + *sa.ID},
+		{sd, "/DEF/consumer/" + *sa.ID}, {sd, "/OWN/owner/service-account-acme-syndication"},
+		{owner, "/OWN/author/" + *sa.ID}, {owner, "/OWN/owner/" + *sa.ID},
 		{owner, "/OWN/consumer/service-account-acme-syndication"},
 	} {
 		resp := check("PUT", f.base+add.path, add.token, nil, 422)
@@ -100,7 +101,10 @@ func TestSystemAccounts(t *testing.T) {
 			t.Errorf("PUT %s: the refusal does not name the client: %s", add.path, resp.Body)
 		}
 	}
-	check("POST", f.base, sd, map[string]any{"securityLabel": "SYS", "communityName": "Owned by a system", "owners": []string{*sa.ID}}, 422)
+	resp := check("POST", f.base, sd, map[string]any{"securityLabel": "SYS", "communityName": "Owned by a system", "owners": []string{*sa.ID}}, 422)
+	if !strings.Contains(string(resp.Body), `\"acme-syndication\"`) {
+		t.Errorf("the create's refusal does not name the client: %s", resp.Body)
+	}
 	harness.Do(t, "GET", f.base+"/SYS", sd, nil).Expect(t, 404)
 	if groups, err := f.realm.GC.GetUserGroups(ctx, admin, f.realm.Name, *sa.ID, gocloak.GetGroupsParams{}); err != nil || len(groups) != 0 {
 		t.Errorf("the service account's groups after the refusals: %d, %v", len(groups), err)
@@ -120,6 +124,35 @@ func TestSystemAccounts(t *testing.T) {
 	tok, _ = tokenOf("acme-authoring", auth.Secret)
 	mustContain(t, "authoring scopes", scopesOf(t, tok), "system/*.read", "system/*.write")
 	mustContain(t, "authoring authorities", authoritiesOf(t, tok), "FHIR_WRITE", "unpublished-content", "unpublished-authoring", "published-content")
+	// Granted the creator role by hand, an authoring account (API-level
+	// write) could create a community and become its owner: it cannot.
+	// Its client may not change anything unless it is in --change-clients
+	// (403); even there, it owns nothing.
+	authClients, err := f.realm.GC.GetClients(ctx, admin, f.realm.Name, gocloak.GetClientsParams{ClientID: gocloak.StringP("acme-authoring")})
+	if err != nil || len(authClients) != 1 {
+		t.Fatalf("client acme-authoring: %v (%d found)", err, len(authClients))
+	}
+	authSA, err := f.realm.GC.GetClientServiceAccount(ctx, admin, f.realm.Name, *authClients[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creatorRole, err := f.realm.GC.GetRealmRole(ctx, admin, f.realm.Name, "community-creator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.realm.GC.AddRealmRoleToUser(ctx, admin, f.realm.Name, *authSA.ID, []gocloak.Role{*creatorRole}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ = tokenOf("acme-authoring", auth.Secret)
+	check("POST", f.base, tok, map[string]any{"securityLabel": "SYS", "communityName": "Owned by a system"}, 403)
+	cfg := f.env.Config(f.realm.Name)
+	cfg.ChangeClients = append(cfg.ChangeClients, "acme-authoring")
+	changing := f.env.StartService(t, cfg).URL + "/realms/" + f.realm.Name + "/communities"
+	resp = check("POST", changing, tok, map[string]any{"securityLabel": "SYS", "communityName": "Owned by a system"}, 422)
+	if !strings.Contains(string(resp.Body), `\"acme-authoring\"`) {
+		t.Errorf("the creator's refusal does not name the client: %s", resp.Body)
+	}
+	harness.Do(t, "GET", f.base+"/SYS", sd, nil).Expect(t, 404)
 
 	// Refusals change nothing.
 	for _, bad := range []map[string]string{
@@ -139,7 +172,7 @@ func TestSystemAccounts(t *testing.T) {
 	check("GET", base, creator, nil, 403)
 
 	// Listed and read without secrets.
-	resp := check("GET", base, sd, nil, 200)
+	resp = check("GET", base, sd, nil, 200)
 	if strings.Contains(string(resp.Body), syn.Secret) || strings.Contains(string(resp.Body), `"secret"`) {
 		t.Fatal("the list shows a secret")
 	}

@@ -26,13 +26,13 @@ end
 LUA
 	} >"$script"
 	[[ -n "${WATCH_PID:-}" ]] && before="$(cpu_ticks "$WATCH_PID")"
-	line="$(wrk -t2 -c"$connections" -d"$duration" -s "$script" "$url" | tail -n 1)"
+	line="$(wrk -t2 -c"$connections" -d"$duration" -s "$script" "$url" | tail -n 1)" || { rm -f "$script"; return 1; }
 	rm -f "$script"
 	# The last field is the number of requests, for the CPU per request.
 	if [[ -n "${WATCH_PID:-}" ]]; then
 		after="$(cpu_ticks "$WATCH_PID")"
 		awk -v d="$((after - before))" -v hz="$(getconf CLK_TCK)" \
-			'{ n = $NF; sub(/ [0-9]+$/, ""); printf "%s  server CPU %.1f µs/request\n", $0, d / hz * 1e6 / n }' <<<"$line"
+			'{ n = $NF; sub(/ [0-9]+$/, ""); if (n > 0) printf "%s  server CPU %.1f µs/request\n", $0, d / hz * 1e6 / n; else print $0 "  server CPU: no request answered" }' <<<"$line"
 	else
 		echo "${line% *}"
 	fi
