@@ -367,7 +367,7 @@ func (c *Client) Ping(ctx context.Context, realm string) error {
 }
 
 // ResolveUser finds a user of realm by id or, failing that, by exact
-// username, and returns the id.
+// username.
 func (c *Client) ResolveUser(ctx context.Context, realm, ref string) (community.User, error) {
 	tok, err := c.token(ctx, realm)
 	if err != nil {
