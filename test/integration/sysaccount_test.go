@@ -128,19 +128,11 @@ func TestSystemAccounts(t *testing.T) {
 	// write) could create a community and become its owner: it cannot.
 	// Its client may not change anything unless it is in --change-clients
 	// (403); even there, it owns nothing.
-	authClients, err := f.realm.GC.GetClients(ctx, admin, f.realm.Name, gocloak.GetClientsParams{ClientID: gocloak.StringP("acme-authoring")})
-	if err != nil || len(authClients) != 1 {
-		t.Fatalf("client acme-authoring: %v (%d found)", err, len(authClients))
-	}
-	authSA, err := f.realm.GC.GetClientServiceAccount(ctx, admin, f.realm.Name, *authClients[0].ID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	creatorRole, err := f.realm.GC.GetRealmRole(ctx, admin, f.realm.Name, "community-creator")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.realm.GC.AddRealmRoleToUser(ctx, admin, f.realm.Name, *authSA.ID, []gocloak.Role{*creatorRole}); err != nil {
+	if err := f.realm.GC.AddRealmRoleToUser(ctx, admin, f.realm.Name, f.realm.UserID(t, "service-account-acme-authoring"), []gocloak.Role{*creatorRole}); err != nil {
 		t.Fatal(err)
 	}
 	tok, _ = tokenOf("acme-authoring", auth.Secret)

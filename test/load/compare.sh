@@ -73,7 +73,7 @@ check='{"tuple_key":{"user":"user:consumer","relation":"can_read","object":"reso
 [[ "$(post "/stores/$store/check" "$check" | jq -r .allowed)" == true ]] || { echo "OpenFGA does not allow the check" >&2; exit 1; }
 
 echo "$connections connections, $duration each, $(date -u +%F)"
-export WATCH_PID="${SERVICE_PID:-}"
+WATCH_PID="${SERVICE_PID:-}"
 wrk_run "service /healthz" GET "$url/healthz" "" "$duration" "$connections"
 wrk_run "/healthz, decision's request" GET "$url/healthz" "$DECISION_BODY" "$duration" "$connections" \
 	"Content-Type: application/json" "Authorization: Bearer $token"
